@@ -1,0 +1,55 @@
+"""The one error tree of stackcube.
+
+Every error stackcube raises on purpose derives from :class:`StackcubeError`, grouped by what the caller
+does about it::
+
+    StackcubeError
+    ├── SourceError                  a source could not be read: check the href, the network, the credentials
+    │   ├── SourceNotFoundError      (also FileNotFoundError) the object does not exist
+    │   └── SourceChangedError       the object changed while or since it was indexed: refresh the cube
+    └── TiffError                    the bytes of a TIFF are not something stackcube can index
+        ├── CorruptTiffError         (also ValueError) broken, truncated or hostile structure
+        └── UnsupportedTiffError     (also NotImplementedError) a valid feature stackcube cannot decode
+
+Messages name the href, what was expected, what was found and what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptTiffError",
+    "SourceChangedError",
+    "SourceError",
+    "SourceNotFoundError",
+    "StackcubeError",
+    "TiffError",
+    "UnsupportedTiffError",
+]
+
+
+class StackcubeError(Exception):
+    """Root of every error stackcube raises on purpose."""
+
+
+class SourceError(StackcubeError, OSError):
+    """A source object could not be read (network, permissions, server errors)."""
+
+
+class SourceNotFoundError(SourceError, FileNotFoundError):
+    """The source object does not exist."""
+
+
+class SourceChangedError(SourceError):
+    """The source changed (its ETag or size differs) while or since it was indexed."""
+
+
+class TiffError(StackcubeError):
+    """The bytes of a TIFF cannot be indexed."""
+
+
+class CorruptTiffError(TiffError, ValueError):
+    """The TIFF structure is broken, truncated or hostile."""
+
+
+class UnsupportedTiffError(TiffError, NotImplementedError):
+    """The TIFF uses a valid feature that stackcube cannot decode; the message names the tag and value."""

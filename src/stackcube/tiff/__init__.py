@@ -1,0 +1,34 @@
+"""TIFF stage: header bytes -> :class:`TiffManifest` (where every tile or strip lives and how to decode it).
+
+- :func:`read_tiff` / :func:`read_tiff_async`: one ranged GET for a COG header, a few more for other layouts.
+- :func:`open_tiff`: one IFD as an ``xarray.DataArray`` read through Zarr from the virtual references.
+- :class:`TiffParser`: the same extractor as a VirtualiZarr parser.
+- The Zarr codec ``stackcube.tiff`` (:class:`TiffSegmentCodec`) decodes one segment; it is registered through
+  the ``zarr.codecs`` entry point.
+
+Modules: ``_model`` (plain data), ``_parse`` and ``_geo`` (pure parsing), ``_decode`` (pure decoding), ``_source``
+and ``_read`` (I/O), ``_codec`` and ``_zarr`` (Zarr). Each imports only the ones before it.
+"""
+
+from stackcube.tiff._codec import CODEC_NAME, TiffSegmentCodec
+from stackcube.tiff._decode import decode_segment
+from stackcube.tiff._model import Geo, IfdManifest, Recipe, TiffManifest
+from stackcube.tiff._read import read_tiff, read_tiff_async
+from stackcube.tiff._zarr import TiffParser, manifest_store, open_manifest, open_tiff, open_tiff_async
+
+__all__ = [
+    "CODEC_NAME",
+    "Geo",
+    "IfdManifest",
+    "Recipe",
+    "TiffManifest",
+    "TiffParser",
+    "TiffSegmentCodec",
+    "decode_segment",
+    "manifest_store",
+    "open_manifest",
+    "open_tiff",
+    "open_tiff_async",
+    "read_tiff",
+    "read_tiff_async",
+]

@@ -1,0 +1,171 @@
+"""Plain data produced by the TIFF stage: a manifest per file, one entry per IFD, and a decoding recipe."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["Geo", "IfdManifest", "Recipe", "TiffManifest"]
+
+Role = Literal["image", "overview", "mask", "mask-overview"]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """How the bytes of one stored tile or strip become samples; the configuration of the ``stackcube.tiff`` codec.
+
+    Field names follow TIFF tag names (and tifffile's spelling of them).
+    """
+
+    compression: int
+    """Compression tag value (1 none, 5 LZW, 8 Deflate, 7 JPEG, 50000 ZSTD, ...)."""
+    predictor: int
+    """Predictor tag value (1 none, 2 horizontal differencing, 3 floating point)."""
+    byteorder: Literal["<", ">"]
+    """Byte order of the file, which is the byte order of uncompressed samples."""
+    dtype: str
+    """NumPy dtype string of one decoded sample, native order (``"uint16"``, ``"float32"``, ...)."""
+    bitspersample: int
+    """Bits per stored sample; below 8 or not a multiple of 8 means packed samples."""
+    samples: int
+    """Samples interleaved in one segment: SamplesPerPixel when chunky, 1 when planar-separate."""
+    segment_length: int
+    """Rows of one segment: TileLength, or RowsPerStrip clipped to the image length."""
+    segment_width: int
+    """Columns of one segment: TileWidth, or the image width for strips."""
+    image_length: int
+    """Rows of the whole image; with ``image_width``, tells an edge segment that stores only what remains."""
+    image_width: int
+    """Columns of the whole image."""
+    tiled: bool
+    """True for tiles, False for strips (only the last strip may be short)."""
+    photometric: int
+    """PhotometricInterpretation tag value (1 min-is-black, 2 RGB, 3 palette, 5 CMYK, 6 YCbCr, 8 CIE L*a*b*)."""
+    planarconfig: int = 1
+    """PlanarConfiguration: 1 chunky (samples interleaved), 2 separate (one plane per sample)."""
+    fillorder: int = 1
+    """FillOrder: 2 means bits within a byte are reversed before decoding."""
+    extrasamples: tuple[int, ...] = ()
+    """ExtraSamples tag values (alpha channels)."""
+    subsampling: tuple[int, int] = (1, 1)
+    """YCbCrSubSampling (horizontal, vertical) for YCbCr images that are not JPEG-compressed."""
+    jpegtables: bytes | None = None
+    """JPEGTables tag: quantization and Huffman tables shared by all JPEG segments."""
+    lerc_compression: int = 0
+    """Second stage of LERC as GDAL writes it (LercParameters): 0 none, 1 Deflate, 2 ZSTD."""
+
+    def to_config(self) -> dict[str, Any]:
+        """Return the recipe as JSON-compatible codec configuration."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "jpegtables":
+                value = None if value is None else base64.b64encode(value).decode("ascii")
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Recipe:
+        """Inverse of :meth:`to_config`."""
+        kwargs = dict(config)
+        tables = kwargs.get("jpegtables")
+        kwargs["jpegtables"] = None if tables is None else base64.b64decode(tables)
+        for name in ("extrasamples", "subsampling"):
+            if name in kwargs:
+                kwargs[name] = tuple(kwargs[name])
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class Geo:
+    """Georeferencing of one IFD, as GDAL reads it."""
+
+    crs: str | None
+    """``"EPSG:<code>"`` when the GeoKeys name one, else WKT2 built with pyproj, else None."""
+    transform: tuple[float, float, float, float, float, float] | None
+    """Affine transform (a, b, c, d, e, f) of pixel corners, as rasterio's ``transform`` (PixelIsPoint shifted)."""
+    raster_type: Literal["area", "point"] = "area"
+    """GTRasterTypeGeoKey: whether the tie point refers to the pixel corner (area) or its centre (point)."""
+    geokeys: dict[str, Any] = field(default_factory=dict)
+    """The decoded GeoKeyDirectory, kept for provenance."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class IfdManifest:
+    """One image file directory: its shape, where every segment lives and how to decode it."""
+
+    path: tuple[int, ...]
+    """``(i,)`` for the i-th top-level IFD (tifffile's ``pages[i]``); ``(i, j)`` for SubIFD j of IFD i, and so on."""
+    role: Role
+    """Full-resolution image, reduced-resolution overview, GDAL mask, or a mask's overview."""
+    level: int
+    """0 for full resolution; n for the n-th overview of the image (or mask) it follows."""
+    shape: tuple[int, int, int]
+    """(band, y, x); band is SamplesPerPixel (1 for single-sample images)."""
+    dtype: np.dtype[Any]
+    """Decoded sample type (native byte order)."""
+    chunk_shape: tuple[int, int, int]
+    """(band, y, x) of one segment: all bands when chunky, 1 when planar-separate."""
+    offsets: np.ndarray
+    """uint64 byte offsets, shaped as the chunk grid (band, y, x); 0 marks a missing segment."""
+    lengths: np.ndarray
+    """uint64 byte counts, same shape; 0 marks a missing segment."""
+    recipe: Recipe
+    """How to decode each segment."""
+    fill_value: int | float | None
+    """GDAL_NODATA parsed to ``dtype``; None when the file declares no nodata."""
+    geo: Geo | None
+    """CRS and transform, when the IFD carries GeoTIFF tags."""
+    attrs: dict[str, Any] = field(default_factory=dict)
+    """Other metadata: photometric name, colormap, per-band scale/offset and descriptions, GDAL metadata."""
+
+    @property
+    def nbytes_stored(self) -> int:
+        """Sum of the byte counts of all segments."""
+        return int(self.lengths.sum())
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TiffManifest:
+    """Every IFD of one TIFF and the identity (ETag, Last-Modified, size) of the bytes they were read from."""
+
+    href: str
+    """The URL the manifest's segment references point into (``file://``, ``http(s)://``, ``s3://``)."""
+    etag: str | None
+    """ETag the server returned with the header bytes; None when it gives none."""
+    last_modified: datetime | None
+    """Last-Modified returned with the same response."""
+    size: int
+    """Size of the object in bytes."""
+    byteorder: Literal["<", ">"]
+    """Byte order of the file."""
+    bigtiff: bool
+    """True for BigTIFF (64-bit offsets)."""
+    ifds: tuple[IfdManifest, ...]
+    """Every IFD in file order, each followed by its SubIFDs (depth first)."""
+    header_requests: int = 1
+    """Ranged GETs spent reading the header (1 for a COG)."""
+    header_bytes: int = 0
+    """Bytes transferred to read the header."""
+
+    def ifd(self, path: int | tuple[int, ...] = 0) -> IfdManifest:
+        """Return the IFD at ``path`` (an int counts top-level IFDs as tifffile's ``pages`` does)."""
+        key = (path,) if isinstance(path, int) else tuple(path)
+        for entry in self.ifds:
+            if entry.path == key:
+                return entry
+        known = ", ".join(str(e.path if len(e.path) > 1 else e.path[0]) for e in self.ifds)
+        msg = f"{self.href} has no IFD {path!r}; it has: {known}"
+        raise KeyError(msg)
+
+    @property
+    def images(self) -> tuple[IfdManifest, ...]:
+        """Full-resolution images (not overviews or masks)."""
+        return tuple(e for e in self.ifds if e.role == "image")

@@ -1,0 +1,356 @@
+"""Header bytes -> TiffManifest. Pure: the bytes read so far go in, a manifest (or a request for more bytes) comes out.
+
+tifffile parses the structure. It reads through a :class:`SparseFile` holding only the byte ranges fetched so
+far; touching any other byte raises :class:`NeedBytes` with the range, the caller fetches it and parses again.
+A COG's header sits in its first kilobytes, so one ranged GET is enough; other layouts cost one more GET per
+region of the file the header is spread over.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import io
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from stackcube.errors import CorruptTiffError, TiffError, UnsupportedTiffError
+from stackcube.tiff._decode import JPEG_COMPRESSIONS, check_decodable
+from stackcube.tiff._geo import parse_gdal_metadata, parse_geo, parse_nodata
+from stackcube.tiff._model import IfdManifest, Recipe, Role, TiffManifest
+
+__all__ = ["NeedBytes", "SparseFile", "parse_manifest"]
+
+MAX_READS = 1_000_000
+"""File operations one parse may make; bounds the time a hostile IFD chain can cost."""
+MAX_IFDS = 100_000
+"""IFDs (with SubIFDs) one file may declare."""
+MAX_SEGMENTS = 50_000_000
+"""Segments one IFD may declare (a 1.6-megapixel-square image of 256-pixel tiles has 40 million)."""
+
+
+class NeedBytes(BaseException):  # noqa: N818 - a request, not an error
+    """The parse touched bytes not fetched yet. A BaseException so that tifffile's ``except Exception`` passes it."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        super().__init__(start, stop)
+        self.start = start
+        self.stop = stop
+
+
+class SparseFile(io.RawIOBase):
+    """A read-only, seekable view of an object of known size of which only some byte ranges are present."""
+
+    def __init__(self, size: int, name: str = "") -> None:
+        super().__init__()
+        self.size = size
+        self.name = name
+        self._starts: list[int] = []
+        self._blocks: list[bytes] = []
+        self._pos = 0
+        self.reads = 0
+        self.fetched = 0
+
+    def add(self, start: int, data: bytes) -> None:
+        """Make ``data`` available at ``start``, merging it with the blocks it overlaps or touches."""
+        stop = start + len(data)
+        merged = bytearray(data)
+        lo = bisect.bisect_left(self._starts, start)
+        if lo > 0 and self._starts[lo - 1] + len(self._blocks[lo - 1]) >= start:
+            lo -= 1
+        hi = lo
+        while hi < len(self._starts) and self._starts[hi] <= stop:
+            hi += 1
+        for block_start, block in zip(self._starts[lo:hi], self._blocks[lo:hi], strict=True):
+            new_start = min(start, block_start)
+            new_stop = max(stop, block_start + len(block))
+            grown = bytearray(new_stop - new_start)
+            grown[block_start - new_start : block_start - new_start + len(block)] = block
+            grown[start - new_start : stop - new_start] = merged
+            merged, start, stop = grown, new_start, new_stop
+        self._starts[lo:hi] = [start]
+        self._blocks[lo:hi] = [bytes(merged)]
+        self.fetched += len(data)
+
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.reads += 1
+        if self.reads > MAX_READS:
+            msg = f"parsing made more than {MAX_READS} reads (an IFD loop or absurd IFD count?)"
+            raise CorruptTiffError(msg)
+        start = self._pos
+        stop = self.size if size is None or size < 0 else min(self.size, start + size)
+        if stop <= start:
+            return b""
+        index = bisect.bisect_right(self._starts, start) - 1
+        if index >= 0:
+            block_start, block = self._starts[index], self._blocks[index]
+            if block_start + len(block) >= stop:
+                self._pos = stop
+                return block[start - block_start : stop - block_start]
+        raise NeedBytes(start, stop)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+class _TiffFileLog(logging.Handler):
+    """Collects the errors tifffile logs (it logs, and carries on, where a file's structure is corrupt)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _tifffile_errors() -> Iterator[_TiffFileLog]:
+    log = tifffile.logger()
+    handler = _TiffFileLog()
+    log.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        log.removeHandler(handler)
+
+
+def parse_manifest(
+    href: str,
+    fh: SparseFile,
+    *,
+    etag: str | None = None,
+    last_modified: Any = None,
+    header_requests: int = 1,
+) -> TiffManifest:
+    """Parse every IFD of the TIFF in ``fh`` into a manifest; raises NeedBytes for bytes it does not hold yet."""
+    fh.seek(0)
+    fh.reads = 0
+    with _tifffile_errors() as log:
+        try:
+            with tifffile.TiffFile(fh, name=href.rsplit("/", 1)[-1]) as tif:
+                ifds = _parse_pages(tif, fh)
+                byteorder = tif.byteorder
+                bigtiff = tif.is_bigtiff
+        except TiffError as exc:
+            raise type(exc)(f"{href}: {exc}") from None
+        except tifffile.TiffFileError as exc:
+            msg = f"{href} is not a valid TIFF: {exc}"
+            raise CorruptTiffError(msg) from None
+        except (ValueError, struct_error(), IndexError, KeyError, TypeError, OverflowError) as exc:
+            msg = f"{href} has a corrupt TIFF structure: {type(exc).__name__}: {exc}"
+            raise CorruptTiffError(msg) from None
+        if log.messages:
+            msg = f"{href} has a corrupt TIFF structure: {log.messages[0]}"
+            raise CorruptTiffError(msg)
+    if not ifds:
+        msg = f"{href} contains no images"
+        raise CorruptTiffError(msg)
+    return TiffManifest(
+        href=href,
+        etag=etag,
+        last_modified=last_modified,
+        size=fh.size,
+        byteorder=byteorder,  # type: ignore[arg-type]
+        bigtiff=bigtiff,
+        ifds=tuple(ifds),
+        header_requests=header_requests,
+        header_bytes=fh.fetched,
+    )
+
+
+def struct_error() -> type[Exception]:
+    import struct
+
+    return struct.error
+
+
+def _parse_pages(tif: tifffile.TiffFile, fh: SparseFile) -> list[IfdManifest]:
+    pages = tif.pages
+    pages.useframes = False
+    pages.cache = False
+    count = len(pages)
+    if count > MAX_IFDS:
+        msg = f"declares {count} IFDs, more than the {MAX_IFDS} stackcube accepts"
+        raise CorruptTiffError(msg)
+    out: list[IfdManifest] = []
+    _walk(pages, (), out, fh)
+    return out
+
+
+def _walk(pages: Any, parent: tuple[int, ...], out: list[IfdManifest], fh: SparseFile) -> None:
+    counters = {"image": 0, "mask": 0}
+    for i in range(len(pages)):
+        page = pages[i]
+        if not isinstance(page, tifffile.TiffPage):
+            page = page.aspage()
+        path = (*parent, i)
+        kind = "mask" if int(page.subfiletype) & 4 else "image"
+        reduced = bool(int(page.subfiletype) & 1)
+        counters[kind] = counters[kind] + 1 if reduced else 0
+        role: Role = ("mask-overview" if reduced else "mask") if kind == "mask" else (
+            "overview" if reduced else "image"
+        )
+        out.append(_parse_page(page, path, role, counters[kind], fh))
+        if len(out) > MAX_IFDS:
+            msg = f"declares more than {MAX_IFDS} IFDs and SubIFDs"
+            raise CorruptTiffError(msg)
+        sub = page.pages
+        if sub is not None and len(sub):
+            if len(path) > 8:
+                msg = "SubIFDs nest deeper than 8 levels"
+                raise CorruptTiffError(msg)
+            _walk(sub, path, out, fh)
+
+
+def _parse_page(page: tifffile.TiffPage, path: tuple[int, ...], role: Role, level: int, fh: SparseFile) -> IfdManifest:
+    where = f"IFD {'/'.join(map(str, path))}"
+    if page.imagedepth != 1 or page.tiledepth != 1:
+        raise UnsupportedTiffError(f"{where}: volumetric images (ImageDepth={page.imagedepth}) are not supported")
+    if isinstance(page.bitspersample, tuple):
+        raise UnsupportedTiffError(f"{where}: BitsPerSample={page.bitspersample} differs between samples")
+    if page.dtype is None:
+        msg = f"{where}: SampleFormat={int(page.sampleformat)} with BitsPerSample={page.bitspersample}"
+        raise UnsupportedTiffError(f"{msg} is not supported")
+    if int(page.sampleformat) == 5:
+        raise UnsupportedTiffError(f"{where}: SampleFormat=5 (complex integer) is not supported")
+    if page.tags.get(339) is not None and len(set(np.atleast_1d(page.tags[339].value))) > 1:
+        raise UnsupportedTiffError(f"{where}: SampleFormat={page.tags[339].value} differs between samples")
+    if page.imagelength == 0 or page.imagewidth == 0 or page.samplesperpixel == 0:
+        raise CorruptTiffError(f"{where}: empty image ({page.imagelength} x {page.imagewidth})")
+
+    samples = int(page.samplesperpixel)
+    height, width = int(page.imagelength), int(page.imagewidth)
+    separate = page.planarconfig == 2 and samples > 1
+    if page.is_tiled:
+        seg_len, seg_w = int(page.tilelength), int(page.tilewidth)
+    else:
+        seg_len, seg_w = int(page.rowsperstrip) or height, width
+    if seg_len <= 0 or seg_w <= 0:
+        raise CorruptTiffError(f"{where}: segment shape {seg_len} x {seg_w} is empty")
+    chunk_shape = (1 if separate else samples, min(seg_len, height) if not page.is_tiled else seg_len, seg_w)
+    grid = (samples if separate else 1, -(-height // chunk_shape[1]), -(-width // seg_w))
+    nseg = grid[0] * grid[1] * grid[2]
+    if nseg > MAX_SEGMENTS:
+        raise CorruptTiffError(f"{where}: {nseg} segments is more than the {MAX_SEGMENTS} stackcube accepts")
+    offsets = np.asarray(page.dataoffsets, dtype=np.uint64).reshape(-1)
+    lengths = np.asarray(page.databytecounts, dtype=np.uint64).reshape(-1)
+    if offsets.size != nseg or lengths.size != nseg:
+        msg = (
+            f"{where}: expected {nseg} segment offsets and byte counts for {height} x {width} x {samples} in "
+            f"segments of {chunk_shape[1]} x {seg_w}, found {offsets.size} offsets and {lengths.size} byte counts"
+        )
+        raise CorruptTiffError(msg)
+    missing = (offsets == 0) | (lengths == 0)
+    ends = offsets + lengths
+    beyond = ~missing & ((ends > fh.size) | (ends < offsets))
+    if beyond.any():
+        first = int(np.flatnonzero(beyond)[0])
+        msg = (
+            f"{where}: segment {first} at offset {int(offsets[first])} with {int(lengths[first])} bytes ends beyond "
+            f"the end of the file ({fh.size} bytes); the file is truncated or corrupt"
+        )
+        raise CorruptTiffError(msg)
+    offsets[missing] = 0
+    lengths[missing] = 0
+
+    recipe = _recipe(page, samples, seg_len if page.is_tiled else chunk_shape[1], seg_w, separate, where)
+    dtype = np.dtype(page.dtype)
+    nodata_tag = page.tags.get(42113)
+    fill_value = parse_nodata(nodata_tag.value if nodata_tag is not None else None, dtype)
+    attrs = _attrs(page, samples)
+    geo = parse_geo(page.geotiff_tags) if page.is_geotiff else None
+    return IfdManifest(
+        path=path,
+        role=role,
+        level=level,
+        shape=(samples, height, width),
+        dtype=dtype,
+        chunk_shape=chunk_shape,  # type: ignore[arg-type]
+        offsets=offsets.reshape(grid),
+        lengths=lengths.reshape(grid),
+        recipe=recipe,
+        fill_value=fill_value,
+        geo=geo,
+        attrs=attrs,
+    )
+
+
+def _recipe(page: tifffile.TiffPage, samples: int, seg_len: int, seg_w: int, separate: bool, where: str) -> Recipe:
+    compression = int(page.compression)
+    jpegtables = page.jpegtables if compression in JPEG_COMPRESSIONS else None
+    if jpegtables is not None:
+        jpegtables = bytes(jpegtables)
+    lerc = 0
+    if compression == 34887:
+        params = page.tags.valueof(50674)
+        if params is not None and len(params) > 1:
+            lerc = int(params[1])
+            if lerc not in {0, 1, 2}:
+                raise UnsupportedTiffError(f"{where}: LercParameters additional compression {lerc} is not supported")
+    subsampling = (1, 1)
+    if int(page.photometric) == 6 and compression not in JPEG_COMPRESSIONS:
+        subsampling = tuple(int(v) for v in (page.subsampling or (2, 2)))  # type: ignore[assignment]
+    recipe = Recipe(
+        compression=compression,
+        predictor=int(page.predictor),
+        byteorder=page.parent.byteorder,  # type: ignore[arg-type]
+        dtype=np.dtype(page.dtype).name,
+        bitspersample=int(page.bitspersample),
+        samples=1 if separate else samples,
+        segment_length=seg_len,
+        segment_width=seg_w,
+        image_length=int(page.imagelength),
+        image_width=int(page.imagewidth),
+        tiled=bool(page.is_tiled),
+        photometric=int(page.photometric),
+        planarconfig=int(page.planarconfig),
+        fillorder=int(page.fillorder),
+        extrasamples=tuple(int(v) for v in page.extrasamples),
+        subsampling=subsampling,  # type: ignore[arg-type]
+        jpegtables=jpegtables,
+        lerc_compression=lerc,
+    )
+    try:
+        check_decodable(recipe)
+    except TiffError as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+    return recipe
+
+
+def _attrs(page: tifffile.TiffPage, samples: int) -> dict[str, Any]:
+    attrs: dict[str, Any] = {"photometric": tifffile.PHOTOMETRIC(int(page.photometric)).name.lower()
+                             if int(page.photometric) in tifffile.PHOTOMETRIC._value2member_map_ else
+                             int(page.photometric)}
+    if int(page.photometric) == 3:
+        colormap = page.colormap
+        if colormap is not None:
+            attrs["colormap"] = np.asarray(colormap).tolist()
+    if page.extrasamples:
+        attrs["extrasamples"] = [int(v) for v in page.extrasamples]
+    gdal = page.tags.get(42112)
+    if gdal is not None:
+        attrs.update(parse_gdal_metadata(gdal.value, samples))
+    return attrs

@@ -1,0 +1,91 @@
+"""read_tiff: the ranged reads that feed the pure header parser, fewest GETs first."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from stackcube import _sync, settings
+from stackcube.errors import CorruptTiffError, SourceChangedError
+from stackcube.tiff._model import TiffManifest
+from stackcube.tiff._parse import NeedBytes, SparseFile, parse_manifest
+from stackcube.tiff._source import get_range, limit, resolve
+
+__all__ = ["read_tiff", "read_tiff_async"]
+
+MAX_HEADER_REQUESTS = 64
+"""Ranged GETs one header may cost before stackcube gives up (with doubling reads, about 2**64 bytes)."""
+MAX_READ = 16 * 1024 * 1024
+"""Largest single follow-up read; reads double from ``settings.header_bytes`` up to this."""
+
+
+async def read_tiff_async(href: str | os.PathLike[str], *, store: Any = None) -> TiffManifest:
+    """Async twin of :func:`read_tiff`."""
+    location = resolve(href, store)
+    async with limit():
+        data, info = await get_range(location, 0, settings.header_bytes)
+    if info.size == 0 or not data:
+        msg = f"{location.url} is empty (0 bytes); it is not a TIFF"
+        raise CorruptTiffError(msg)
+    fh = SparseFile(info.size, name=location.url)
+    fh.add(0, data)
+    requests = 1
+    while True:
+        try:
+            return parse_manifest(
+                location.url, fh, etag=info.etag, last_modified=info.last_modified, header_requests=requests
+            )
+        except NeedBytes as need:
+            if requests >= MAX_HEADER_REQUESTS:
+                msg = f"{location.url}: the header is spread over more than {MAX_HEADER_REQUESTS} regions of the file"
+                raise CorruptTiffError(msg) from None
+            # read ahead, doubling: a header spread through the file costs O(log size) GETs, not one per IFD
+            ahead = min(MAX_READ, settings.header_bytes << requests)
+            stop = min(info.size, max(need.stop, need.start + ahead))
+            async with limit():
+                more, again = await get_range(location, need.start, stop, if_match=info.etag)
+            if again.size != info.size or (info.etag is None and again.last_modified != info.last_modified):
+                msg = f"{location.url} changed while its header was being read (size or Last-Modified differs)"
+                raise SourceChangedError(msg) from None
+            if not more:
+                msg = f"{location.url}: the header points at bytes {need.start}-{need.stop} that the server did not return"
+                raise CorruptTiffError(msg) from None
+            fh.add(need.start, more)
+            requests += 1
+
+
+def read_tiff(href: str | os.PathLike[str], *, store: Any = None) -> TiffManifest:
+    """Read the header of a TIFF and return where every tile or strip of every IFD lives and how to decode it.
+
+    A Cloud-Optimized GeoTIFF costs one ranged GET; a header spread through the file costs a few more.
+
+    Parameters
+    ----------
+    href
+        Local path, ``file://``, ``http(s)://`` or ``s3://`` URL.
+    store
+        An obstore store to read ``href``'s path from, instead of the one stackcube makes for its scheme and host.
+
+    Returns
+    -------
+    TiffManifest
+        Every IFD (images, overviews, masks, SubIFDs) with segment offsets and byte counts as NumPy arrays, the
+        decoding recipe, georeferencing, and the ETag and Last-Modified of the response the header came in.
+
+    Raises
+    ------
+    SourceNotFoundError
+        The object does not exist.
+    CorruptTiffError
+        The file is not a valid TIFF, or is truncated.
+    UnsupportedTiffError
+        The file uses a feature stackcube cannot decode (the message names the tag and value).
+
+    Examples
+    --------
+    >>> from stackcube.tiff import read_tiff
+    >>> manifest = read_tiff("../shared/corpus/tiff/rio-tiler/cog.tif")  # doctest: +SKIP
+    >>> [(ifd.role, ifd.shape) for ifd in manifest.ifds]  # doctest: +SKIP
+    [('image', (1, 2667, 2658)), ('overview', (1, 1334, 1329)), ...]
+    """
+    return _sync.run(read_tiff_async(href, store=store))
