@@ -21,6 +21,7 @@ from stackcube.tiff._model import Recipe
 __all__ = ["check_decodable", "decode_segment"]
 
 JPEG_COMPRESSIONS = frozenset({6, 7, 33007, 34892})
+CCITT_COMPRESSIONS = frozenset({2, 3, 4})
 # compressions whose decoders return shaped images; predictors and fill order do not apply to them
 IMAGE_COMPRESSIONS = frozenset(tifffile.TIFF.IMAGE_COMPRESSIONS) - {65000, 65001, 65002, 48124}
 LERC = 34887
@@ -70,6 +71,8 @@ def decode_segment(data: bytes | memoryview, recipe: Recipe, fill_value: Any = 0
         block = _decode_jpeg(data, recipe)
     elif recipe.compression in IMAGE_COMPRESSIONS:
         block = _decode_image(data, recipe)
+    elif recipe.compression in CCITT_COMPRESSIONS:
+        block = _decode_ccitt(data, recipe)
     elif _is_subsampled(recipe):
         block = _decode_ycbcr_subsampled(data, recipe)
     else:
@@ -127,6 +130,20 @@ def _decode_image(data: bytes | memoryview, recipe: Recipe) -> np.ndarray:
     else:
         out = tifffile.TIFF.DECOMPRESSORS[recipe.compression](data)
     return _as_hws(out)
+
+
+def _decode_ccitt(data: bytes | memoryview, recipe: Recipe) -> np.ndarray:
+    # CCITT decoders need the segment's height and width; bits beyond a short last strip fall outside the image
+    if recipe.fillorder == 2:
+        data = imagecodecs.bitorder_decode(bytes(data))
+    height, width = recipe.segment_length, recipe.segment_width
+    if recipe.compression == 2:
+        out = imagecodecs.ccittrle_decode(data, height, width)
+    elif recipe.compression == 3:
+        out = imagecodecs.ccittfax3_decode(data, height, width, t4options=recipe.t4options)
+    else:
+        out = imagecodecs.ccittfax4_decode(data, height, width)
+    return _reshape(np.asarray(out).reshape(-1), recipe)
 
 
 def _as_hws(out: np.ndarray) -> np.ndarray:

@@ -58,6 +58,8 @@ class Recipe:
     """JPEGTables tag: quantization and Huffman tables shared by all JPEG segments."""
     lerc_compression: int = 0
     """Second stage of LERC as GDAL writes it (LercParameters): 0 none, 1 Deflate, 2 ZSTD."""
+    t4options: int = 0
+    """T4Options of CCITT Group 3 fax compression."""
 
     def to_config(self) -> dict[str, Any]:
         """Return the recipe as JSON-compatible codec configuration."""

@@ -277,7 +277,7 @@ def _parse_page(page: tifffile.TiffPage, path: tuple[int, ...], role: Role, leve
     lengths[missing] = 0
 
     recipe = _recipe(page, samples, seg_len if page.is_tiled else chunk_shape[1], seg_w, separate, where)
-    dtype = np.dtype(page.dtype)
+    dtype = np.dtype(np.dtype(page.dtype).str)  # tifffile may say 'L' where zarr knows 'Q'
     nodata_tag = page.tags.get(42113)
     fill_value = parse_nodata(nodata_tag.value if nodata_tag is not None else None, dtype)
     attrs = _attrs(page, samples)
@@ -317,7 +317,7 @@ def _recipe(page: tifffile.TiffPage, samples: int, seg_len: int, seg_w: int, sep
         compression=compression,
         predictor=int(page.predictor),
         byteorder=page.parent.byteorder,  # type: ignore[arg-type]
-        dtype=np.dtype(page.dtype).name,
+        dtype=np.dtype(np.dtype(page.dtype).str).name,
         bitspersample=int(page.bitspersample),
         samples=1 if separate else samples,
         segment_length=seg_len,
@@ -332,6 +332,7 @@ def _recipe(page: tifffile.TiffPage, samples: int, seg_len: int, seg_w: int, sep
         subsampling=subsampling,  # type: ignore[arg-type]
         jpegtables=jpegtables,
         lerc_compression=lerc,
+        t4options=int(page.tags.valueof(292, 0)) if compression == 3 else 0,
     )
     try:
         check_decodable(recipe)

@@ -1,0 +1,35 @@
+"""Shared test helpers: where the corpus is, and the rule that CI fails instead of skipping."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when ``condition`` is false, except under CI=true, where the test fails: CI must run everything."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def corpus_files(subdir: str) -> list[Path]:
+    """Every file under ``corpus/<subdir>`` (empty when the corpus is missing)."""
+    base = CORPUS / subdir
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def corpus() -> Path:
+    require(CORPUS.is_dir(), f"the corpus is missing at {CORPUS}")
+    return CORPUS
