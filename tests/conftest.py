@@ -33,3 +33,13 @@ def corpus_files(subdir: str) -> list[Path]:
 def corpus() -> Path:
     require(CORPUS.is_dir(), f"the corpus is missing at {CORPUS}")
     return CORPUS
+
+
+@pytest.fixture(scope="session")
+def nginx(tmp_path_factory: pytest.TempPathFactory):
+    """A real HTTP object host (nginx) on loopback; ``/corpus/`` serves ../shared/corpus."""
+    from tests.services.nginx import find_nginx, run_nginx
+
+    require(find_nginx() is not None, "nginx is not installed (Debian package nginx-light)")
+    with run_nginx(tmp_path_factory.mktemp("nginx"), CORPUS if CORPUS.is_dir() else None) as server:
+        yield server

@@ -1,0 +1,132 @@
+"""nginx on a free loopback port serving a directory (and the corpus), with an access log we can count from.
+
+nginx gives real Range, ETag and If-Match behaviour; its access log is the request counter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
+LOG_FORMAT = "$request_method $uri $status $body_bytes_sent [$http_range] [$http_if_match]"
+
+
+def find_nginx() -> str | None:
+    for candidate in NGINX_CANDIDATES:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    status: int
+    bytes_sent: int
+    range: str
+    if_match: str
+
+
+@dataclass
+class Nginx:
+    """A running nginx: ``url`` serves ``root``; ``/corpus/`` serves the shared corpus read-only."""
+
+    url: str
+    root: Path
+    log: Path
+
+    def requests(self) -> list[Request]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            head, rng, match = line.rsplit(" [", 2)
+            method, path, status, sent = head.split(" ")
+            match = match.rstrip("]").replace("\\x22", '"')  # nginx escapes quotes in its log
+            out.append(Request(method, path, int(status), int(sent), rng.rstrip("]"), match))
+        return out
+
+    def reset(self) -> None:
+        self.log.write_text("")
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[list[Request]]:
+        """Collect the requests made inside the block (the list fills when the block ends)."""
+        start = len(self.requests())
+        seen: list[Request] = []
+        try:
+            yield seen
+        finally:
+            time.sleep(0.05)  # nginx writes its log line after the response
+            seen.extend(self.requests()[start:])
+
+
+@contextlib.contextmanager
+def run_nginx(workdir: Path, corpus: Path | None) -> Iterator[Nginx]:
+    binary = find_nginx()
+    if binary is None:
+        msg = "nginx is not installed (Debian package nginx-light; `make test` installs it when run as root)"
+        raise RuntimeError(msg)
+    root = workdir / "www"
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = workdir / "access.log"
+    log.write_text("")
+    corpus_location = f"location /corpus/ {{ alias {corpus}/; }}" if corpus else ""
+    conf = workdir / "nginx.conf"
+    conf.write_text(f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    log_format counting '{LOG_FORMAT}';
+    access_log {log} counting;
+    client_body_temp_path {workdir}/body;
+    proxy_temp_path {workdir}/proxy;
+    fastcgi_temp_path {workdir}/fastcgi;
+    uwsgi_temp_path {workdir}/uwsgi;
+    scgi_temp_path {workdir}/scgi;
+    default_type application/octet-stream;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        {corpus_location}
+    }}
+}}
+""")
+    stderr = workdir / "stderr.log"
+    with stderr.open("wb") as err_file:
+        proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(workdir)], stderr=err_file)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                msg = f"nginx did not start on port {port}: {stderr.read_text() or (workdir / 'error.log').read_text()}"
+                raise RuntimeError(msg)
+            time.sleep(0.05)
+        yield Nginx(url=f"http://127.0.0.1:{port}", root=root, log=log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
