@@ -155,6 +155,20 @@ def _as_hws(out: np.ndarray) -> np.ndarray:
     return out
 
 
+def _decode_lerc(data: Any, recipe: Recipe) -> np.ndarray:
+    # the LERC blob holds samples in the file's byte order; its validity mask marks samples that libtiff's LERC
+    # decoder (GDAL's) turns into NaN for floating point
+    values, valid = imagecodecs.lerc_decode(data, masks=True)
+    values = np.ascontiguousarray(values)
+    values = values.view(values.dtype.newbyteorder(recipe.byteorder))
+    if valid is not None and values.dtype.kind == "f" and not np.all(valid):
+        valid = np.asarray(valid)
+        if valid.ndim < values.ndim:
+            valid = valid.reshape(valid.shape + (1,) * (values.ndim - valid.ndim))
+        values = np.where(valid, values, np.array(np.nan, values.dtype)).astype(values.dtype)
+    return values
+
+
 def _unpack(data: Any, recipe: Recipe) -> np.ndarray:
     dtype = np.dtype(recipe.dtype)
     bps = recipe.bitspersample
@@ -176,7 +190,7 @@ def _decode_other(data: bytes | memoryview, recipe: Recipe) -> np.ndarray:
     if recipe.compression == LERC:
         if recipe.lerc_compression:
             data = _LERC_STAGE[recipe.lerc_compression](data)
-        data = imagecodecs.lerc_decode(data)
+        data = _decode_lerc(data, recipe)
     elif recipe.compression != 1:
         size = recipe.segment_length * recipe.segment_width * recipe.samples
         data = tifffile.TIFF.DECOMPRESSORS[recipe.compression](data, out=size * np.dtype(recipe.dtype).itemsize)
