@@ -43,3 +43,22 @@ def nginx(tmp_path_factory: pytest.TempPathFactory):
     require(find_nginx() is not None, "nginx is not installed (Debian package nginx-light)")
     with run_nginx(tmp_path_factory.mktemp("nginx"), CORPUS if CORPUS.is_dir() else None) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory):
+    """A real S3 endpoint (moto server) on loopback; the environment points obstore at it."""
+    from tests.services.s3 import run_moto
+
+    with run_moto(tmp_path_factory.mktemp("moto")) as server:
+        mp = pytest.MonkeyPatch()
+        for key, value in server.env().items():
+            mp.setenv(key, value)
+        from stackcube.tiff import _source
+
+        _source._stores.clear()  # stores read their endpoint and credentials when made
+        try:
+            yield server
+        finally:
+            mp.undo()
+            _source._stores.clear()

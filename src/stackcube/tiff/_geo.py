@@ -130,18 +130,23 @@ def _conversion(keys: dict[str, Any]) -> Any:
     k0 = _p(keys, "ProjScaleAtNatOriginGeoKey", "ProjScaleAtCenterGeoKey", default=1.0)
     sp1 = _p(keys, "ProjStdParallel1GeoKey")
     sp2 = _p(keys, "ProjStdParallel2GeoKey")
-    builders = {
-        1: lambda: ops.TransverseMercatorConversion(lat0, lon0, k0, fe, fn),
-        7: lambda: ops.MercatorAConversion(lat0, lon0, k0, fe, fn),
-        8: lambda: ops.LambertConformalConic2SPConversion(sp1, sp2, lat0, lon0, fe, fn),
-        9: lambda: ops.LambertConformalConic1SPConversion(lat0, lon0, k0, fe, fn),
-        10: lambda: ops.LambertAzimuthalEqualAreaConversion(lat0, lon0, fe, fn),
-        11: lambda: ops.AlbersEqualAreaConversion(sp1, sp2, lat0, lon0, fe, fn),
-        12: lambda: ops.AzimuthalEquidistantConversion(lat0, lon0, fe, fn),
-        15: lambda: ops.PolarStereographicAConversion(lat0, lon0, k0, fe, fn),
-        17: lambda: ops.EquidistantCylindricalConversion(sp1, lon0, fe, fn),
-        21: lambda: ops.SinusoidalConversion(lon0, fe, fn),
-        28: lambda: ops.EquidistantCylindricalConversion(sp1, lon0, fe, fn),
+    natural = {"latitude_natural_origin": lat0, "longitude_natural_origin": lon0, "false_easting": fe,
+               "false_northing": fn}
+    scaled = {**natural, "scale_factor_natural_origin": k0}
+    conic = {"latitude_first_parallel": sp1, "latitude_second_parallel": sp2, "latitude_false_origin": lat0,
+             "longitude_false_origin": lon0, "easting_false_origin": fe, "northing_false_origin": fn}
+    builders = {  # ProjCoordTransGeoKey -> pyproj conversion (GeoTIFF 1.1, table "Coordinate transformations")
+        1: lambda: ops.TransverseMercatorConversion(**scaled),
+        7: lambda: ops.MercatorAConversion(**scaled),
+        8: lambda: ops.LambertConformalConic2SPConversion(**conic),
+        9: lambda: ops.LambertConformalConic1SPConversion(**scaled),
+        10: lambda: ops.LambertAzimuthalEqualAreaConversion(**natural),
+        11: lambda: ops.AlbersEqualAreaConversion(**conic),
+        12: lambda: ops.AzimuthalEquidistantConversion(**natural),
+        15: lambda: ops.PolarStereographicAConversion(**scaled),
+        17: lambda: ops.EquidistantCylindricalConversion(latitude_first_parallel=sp1, **natural),
+        21: lambda: ops.SinusoidalConversion(longitude_natural_origin=lon0, false_easting=fe, false_northing=fn),
+        28: lambda: ops.EquidistantCylindricalConversion(latitude_first_parallel=sp1, **natural),
     }
     if ct not in builders:
         return None

@@ -6,10 +6,10 @@ import os
 from typing import Any
 
 from stackcube import _sync, settings
-from stackcube.errors import CorruptTiffError, SourceChangedError
+from stackcube.errors import CorruptTiffError, SourceChangedError, SourceError, SourceNotFoundError
 from stackcube.tiff._model import TiffManifest
 from stackcube.tiff._parse import NeedBytes, SparseFile, parse_manifest
-from stackcube.tiff._source import get_range, limit, resolve
+from stackcube.tiff._source import ObjectInfo, get_range, head, limit, resolve
 
 __all__ = ["read_tiff", "read_tiff_async"]
 
@@ -23,7 +23,15 @@ async def read_tiff_async(href: str | os.PathLike[str], *, store: Any = None) ->
     """Async twin of :func:`read_tiff`."""
     location = resolve(href, store)
     async with limit():
-        data, info = await get_range(location, 0, settings.header_bytes)
+        try:
+            data, info = await get_range(location, 0, settings.header_bytes)
+        except SourceNotFoundError:
+            raise
+        except SourceError:
+            # a range request on an empty object is invalid; tell that apart from a real failure
+            if (await head(location)).size != 0:
+                raise
+            data, info = b"", ObjectInfo(size=0, etag=None, last_modified=None)
     if info.size == 0 or not data:
         msg = f"{location.url} is empty (0 bytes); it is not a TIFF"
         raise CorruptTiffError(msg)

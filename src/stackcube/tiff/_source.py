@@ -24,7 +24,7 @@ from obstore.store import HTTPStore, LocalStore, S3Store
 from stackcube import settings
 from stackcube.errors import SourceChangedError, SourceError, SourceNotFoundError
 
-__all__ = ["Location", "ObjectInfo", "get_range", "limit", "resolve", "store_for"]
+__all__ = ["Location", "ObjectInfo", "get_range", "head", "limit", "resolve", "store_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +143,19 @@ async def get_range(
     meta = result.meta
     info = ObjectInfo(size=int(meta["size"]), etag=meta.get("e_tag"), last_modified=meta.get("last_modified"))
     return bytes(data), info
+
+
+async def head(location: Location) -> ObjectInfo:
+    """HEAD the object: its size, ETag and Last-Modified."""
+    try:
+        meta = await obstore.head_async(location.store, location.path)
+    except FileNotFoundError as exc:
+        msg = f"{location.url} does not exist ({_first_line(exc)}); check the href"
+        raise SourceNotFoundError(msg) from None
+    except Exception as exc:
+        msg = f"{location.url}: HEAD failed: {_first_line(exc)}"
+        raise SourceError(msg) from exc
+    return ObjectInfo(size=int(meta["size"]), etag=meta.get("e_tag"), last_modified=meta.get("last_modified"))
 
 
 def _first_line(exc: BaseException) -> str:
