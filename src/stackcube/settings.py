@@ -18,5 +18,9 @@ __all__ = ["header_bytes", "max_concurrency"]
 max_concurrency: int = int(os.environ.get("STACKCUBE_MAX_CONCURRENCY", "64"))
 """Most requests stackcube keeps in flight at once (env ``STACKCUBE_MAX_CONCURRENCY``)."""
 
-header_bytes: int = int(os.environ.get("STACKCUBE_HEADER_BYTES", str(64 * 1024)))
-"""Bytes asked for by the first ranged GET of a TIFF (env ``STACKCUBE_HEADER_BYTES``); GDAL asks 16 KiB."""
+header_bytes: int = int(os.environ.get("STACKCUBE_HEADER_BYTES", str(32 * 1024)))
+"""Bytes asked for by the first ranged GET of a TIFF (env ``STACKCUBE_HEADER_BYTES``).
+
+A Sentinel-2 10 m COG header (10980 x 10980, 512-pixel tiles, 5 overviews) takes about 7 KiB; GDAL asks
+16 KiB first, async-tiff 32 KiB. A second GET costs a round trip, a few more KiB cost almost nothing.
+"""

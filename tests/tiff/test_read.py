@@ -21,10 +21,11 @@ COGS = [p for p in corpus_files("tiff/rio-tiler") if p.name.startswith("cog") an
 
 
 def header_end(path: Path) -> int:
-    """Where the last IFD or tag value of the file ends, per tifffile (an upper bound: counts, not bytes)."""
+    """Where the last IFD or tag value of the file ends, per tifffile."""
     with tifffile.TiffFile(path) as tif:
-        ends = [p.offset + 8 for p in tif.pages]
-        ends += [t.valueoffset + t.count * 8 for p in tif.pages for t in p.tags.values()]
+        size = tif.tiff.tagsize
+        ends = [p.offset + 2 + len(p.tags) * size + tif.tiff.offsetsize for p in tif.pages]
+        ends += [t.valueoffset + t.valuebytecount for p in tif.pages for t in p.tags.values()]
     return max(ends)
 
 
