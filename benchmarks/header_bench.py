@@ -44,16 +44,33 @@ def make_cogs(directory: Path) -> None:
         if path.exists():
             continue
         rows = np.arange(height, dtype=np.uint32)[:, None]
-        with rasterio.open(path.with_suffix(".tmp.tif"), "w", driver="GTiff", height=height, width=width, count=1,
-                           dtype=dtype, crs="EPSG:32635", transform=from_origin(600000, 9500000, 10, 10),
-                           tiled=True, blockxsize=block, blockysize=block, compress="DEFLATE") as ds:
+        with rasterio.open(
+            path.with_suffix(".tmp.tif"),
+            "w",
+            driver="GTiff",
+            height=height,
+            width=width,
+            count=1,
+            dtype=dtype,
+            crs="EPSG:32635",
+            transform=from_origin(600000, 9500000, 10, 10),
+            tiled=True,
+            blockxsize=block,
+            blockysize=block,
+            compress="DEFLATE",
+        ) as ds:
             for top in range(0, height, 2048):
                 h = min(2048, height - top)
                 data = ((rows[top : top + h] // 64 + np.arange(width)[None, :] // 64) % 7).astype(dtype)
                 ds.write(data[None], window=rasterio.windows.Window(0, top, width, h))
         with rasterio.open(path.with_suffix(".tmp.tif")) as src:
-            profile = src.profile | {"driver": "COG", "blocksize": block, "compress": "DEFLATE", "predictor": 2,
-                                     "overview_resampling": "nearest"}
+            profile = src.profile | {
+                "driver": "COG",
+                "blocksize": block,
+                "compress": "DEFLATE",
+                "predictor": 2,
+                "overview_resampling": "nearest",
+            }
             for key in ("blockxsize", "blockysize", "tiled", "interleave"):
                 profile.pop(key, None)
             with rasterio.open(path, "w", **profile) as dst:
@@ -82,12 +99,12 @@ class Server:
                 time.sleep(0.1)
 
     def stats(self) -> dict[str, int]:
-        with urllib.request.urlopen(f"{self.url}/_stats") as r:  # noqa: S310 - loopback
+        with urllib.request.urlopen(f"{self.url}/_stats") as r:
             return json.loads(r.read())
 
     def reset(self) -> None:
         req = urllib.request.Request(f"{self.url}/_reset", method="POST")
-        with urllib.request.urlopen(req):  # noqa: S310 - loopback
+        with urllib.request.urlopen(req):
             pass
 
     def close(self) -> None:
@@ -135,8 +152,13 @@ def run_rasterio(urls: list[str], inflight: int) -> None:
         with rasterio.open(url) as ds:
             return len(ds.overviews(1)) + ds.width
 
-    env = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif",
-           "GDAL_HTTP_MAX_RETRY": "0", "VSI_CACHE": "FALSE", "CPL_VSIL_CURL_CHUNK_SIZE": "16384"}
+    env = {
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif",
+        "GDAL_HTTP_MAX_RETRY": "0",
+        "VSI_CACHE": "FALSE",
+        "CPL_VSIL_CURL_CHUNK_SIZE": "16384",
+    }
     with rasterio.Env(**env), ThreadPoolExecutor(inflight) as pool:
         results = list(pool.map(one, urls))
     assert all(results)
@@ -155,8 +177,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--inflight", type=int, default=64)
     parser.add_argument("--headers", type=int, default=1000, help="headers per tool per repetition")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--cache", default=os.environ.get("STACKCUBE_BENCH_CACHE",
-                                                          str(Path(tempfile.gettempdir()) / "stackcube-bench")))
+    parser.add_argument(
+        "--cache", default=os.environ.get("STACKCUBE_BENCH_CACHE", str(Path(tempfile.gettempdir()) / "stackcube-bench"))
+    )
     args = parser.parse_args(argv)
 
     root = Path(args.cache)
@@ -171,10 +194,12 @@ def main(argv: list[str] | None = None) -> None:
         for tool, run in TOOLS.items():  # warm-up, untimed: imports, connection pools
             run([f"{server.url}/{names[0]}/warmup-{hash(tool) & 0xFFFF}-{i}.tif" for i in range(16)], args.inflight)
         for rep in range(args.repeat):
-            order = list(TOOLS)[rep % len(TOOLS):] + list(TOOLS)[: rep % len(TOOLS)]
+            order = list(TOOLS)[rep % len(TOOLS) :] + list(TOOLS)[: rep % len(TOOLS)]
             for tool in order:
-                urls = [f"{server.url}/{names[i % len(names)]}/{rep}-{hash(tool) & 0xFFFF}-{i}.tif"
-                        for i in range(args.headers)]
+                urls = [
+                    f"{server.url}/{names[i % len(names)]}/{rep}-{hash(tool) & 0xFFFF}-{i}.tif"
+                    for i in range(args.headers)
+                ]
                 server.reset()
                 start = time.perf_counter()
                 TOOLS[tool](urls, args.inflight)
@@ -183,23 +208,30 @@ def main(argv: list[str] | None = None) -> None:
                 rates[tool].append(args.headers / elapsed)
                 gets[tool].append(stats.get("GET", 0) / args.headers)
                 kib[tool].append(stats.get("bytes", 0) / args.headers / 1024)
-                print(f"  rep {rep + 1} {tool}: {args.headers / elapsed:,.0f} headers/s, "
-                      f"{stats.get('GET', 0) / args.headers:.2f} GETs + {stats.get('HEAD', 0) / args.headers:.2f} "
-                      f"HEADs per header", file=sys.stderr)
+                print(
+                    f"  rep {rep + 1} {tool}: {args.headers / elapsed:,.0f} headers/s, "
+                    f"{stats.get('GET', 0) / args.headers:.2f} GETs + {stats.get('HEAD', 0) / args.headers:.2f} "
+                    f"HEADs per header",
+                    file=sys.stderr,
+                )
     finally:
         server.close()
 
     floor = args.latency_ms / 1000 / args.inflight
-    print(f"\nCOG headers ({', '.join(names)}), {args.latency_ms:g} ms latency per request, {args.inflight} in flight, "
-          f"{os.cpu_count()} cores, {args.headers} headers x {args.repeat} repetitions")
+    print(
+        f"\nCOG headers ({', '.join(names)}), {args.latency_ms:g} ms latency per request, {args.inflight} in flight, "
+        f"{os.cpu_count()} cores, {args.headers} headers x {args.repeat} repetitions"
+    )
     if floor > 0:
         print(f"latency floor at one GET per header: {1 / floor:,.0f} headers/s\n")
     print("| reader | GETs per header | KiB per header | headers/s (median) | spread (min-max) |")
     print("|---|---:|---:|---:|---:|")
     for tool in TOOLS:
         r = rates[tool]
-        print(f"| {tool} | {statistics.median(gets[tool]):.2f} | {statistics.median(kib[tool]):.1f} | "
-              f"{statistics.median(r):,.0f} | {min(r):,.0f}-{max(r):,.0f} |")
+        print(
+            f"| {tool} | {statistics.median(gets[tool]):.2f} | {statistics.median(kib[tool]):.1f} | "
+            f"{statistics.median(r):,.0f} | {min(r):,.0f}-{max(r):,.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -64,8 +64,9 @@ def make_app(root: Path, latency: float) -> web.Application:
 
 def main() -> None:
     root, port, latency_ms = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-    web.run_app(make_app(root, latency_ms / 1000), host="127.0.0.1", port=port, print=None, access_log=None,
-                backlog=1024)
+    web.run_app(
+        make_app(root, latency_ms / 1000), host="127.0.0.1", port=port, print=None, access_log=None, backlog=1024
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -23,8 +24,13 @@ def write_demo_tiff(path: Path, size: int = 1024, tile: int = 256) -> tuple[Path
         (34735, "H", len(_GEOKEYS), _GEOKEYS, True),  # GeoKeyDirectory
         (42113, "s", 0, "0", True),  # GDAL_NODATA
     ]
-    options = {"tile": (tile, tile), "compression": "zlib", "predictor": 2, "planarconfig": "separate",
-               "photometric": "minisblack"}
+    options: dict[str, Any] = {
+        "tile": (tile, tile),
+        "compression": "zlib",
+        "predictor": 2,
+        "planarconfig": "separate",
+        "photometric": "minisblack",
+    }
     with tifffile.TiffWriter(path) as tif:
         tif.write(bands, extratags=geo, **options)
         for factor in (2, 4):

@@ -28,7 +28,7 @@ def _get_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
+def run[T](coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on stackcube's I/O loop and return its result (re-raising its exception)."""
     loop = _get_loop()
     try:

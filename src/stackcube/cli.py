@@ -64,13 +64,25 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     manifest = read_tiff(args.href)
     if args.json:
         out = {
-            "href": manifest.href, "etag": manifest.etag, "size": manifest.size,
+            "href": manifest.href,
+            "etag": manifest.etag,
+            "size": manifest.size,
             "header_requests": manifest.header_requests,
-            "ifds": [{"path": list(i.path), "role": i.role, "level": i.level, "shape": list(i.shape),
-                      "chunk_shape": list(i.chunk_shape), "dtype": i.dtype.name, "codec": i.recipe.to_config(),
-                      "fill_value": i.fill_value, "crs": i.geo.crs if i.geo else None,
-                      "transform": list(i.geo.transform) if i.geo and i.geo.transform else None}
-                     for i in manifest.ifds],
+            "ifds": [
+                {
+                    "path": list(i.path),
+                    "role": i.role,
+                    "level": i.level,
+                    "shape": list(i.shape),
+                    "chunk_shape": list(i.chunk_shape),
+                    "dtype": i.dtype.name,
+                    "codec": i.recipe.to_config(),
+                    "fill_value": i.fill_value,
+                    "crs": i.geo.crs if i.geo else None,
+                    "transform": list(i.geo.transform) if i.geo and i.geo.transform else None,
+                }
+                for i in manifest.ifds
+            ],
         }
         print(json.dumps(out, indent=2, default=str))
     else:
@@ -90,9 +102,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     da = open_manifest(manifest, 0)
     values = da.values
     same = np.array_equal(values, expected)
-    print(f"\nread {da.sizes['band']}x{da.sizes['y']}x{da.sizes['x']} {da.dtype} samples through Zarr from "
-          f"{manifest.ifds[0].offsets.size} virtual chunk references: "
-          f"{'identical to what was written' if same else 'DIFFERENT from what was written'}")
+    print(
+        f"\nread {da.sizes['band']}x{da.sizes['y']}x{da.sizes['x']} {da.dtype} samples through Zarr from "
+        f"{manifest.ifds[0].offsets.size} virtual chunk references: "
+        f"{'identical to what was written' if same else 'DIFFERENT from what was written'}"
+    )
     return 0 if same else 1
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,19 +19,29 @@ from tests.services.nginx import free_port
 class S3Server:
     endpoint: str
     access_key: str = "testing"
-    secret_key: str = "testing"  # noqa: S105 - moto's fixed test credential
+    secret_key: str = "testing"
     region: str = "us-east-1"
 
     def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
-                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_DEFAULT_REGION": self.region,
-                "AWS_REGION": self.region, "AWS_ALLOW_HTTP": "true"}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ALLOW_HTTP": "true",
+        }
 
     def client(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-                            aws_secret_access_key=self.secret_key, region_name=self.region)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
 
 
 @contextlib.contextmanager
@@ -43,15 +52,18 @@ def run_moto(workdir: Path) -> Iterator[S3Server]:
         raise RuntimeError(msg)
     port = free_port()
     log = (workdir / "moto.log").open("wb")
-    proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log,
-                            env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"})
+    proc = subprocess.Popen(
+        [str(server), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=log,
+        env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                with contextlib.suppress(OSError), urllib.request.urlopen(endpoint + "/moto-api/"):  # noqa: S310
-                    break
+            with contextlib.suppress(OSError), urllib.request.urlopen(endpoint + "/moto-api/"):
+                break
             if proc.poll() is not None or time.monotonic() > deadline:
                 msg = f"moto_server did not start: {(workdir / 'moto.log').read_text()[-2000:]}"
                 raise RuntimeError(msg)

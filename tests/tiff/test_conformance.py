@@ -46,8 +46,10 @@ def assert_identical(actual: np.ndarray, expected: np.ndarray, where: str) -> No
     same = np.ascontiguousarray(actual).view(np.uint8) == np.ascontiguousarray(expected).view(np.uint8)
     if not same.all():
         bad = np.argwhere(actual != expected)
-        pytest.fail(f"{where}: {len(bad)} samples differ, first at {tuple(bad[0])}: "
-                    f"{actual[tuple(bad[0])]} != {expected[tuple(bad[0])]}")
+        pytest.fail(
+            f"{where}: {len(bad)} samples differ, first at {tuple(bad[0])}: "
+            f"{actual[tuple(bad[0])]} != {expected[tuple(bad[0])]}"
+        )
 
 
 @pytest.mark.corpus
@@ -69,13 +71,16 @@ def test_every_ifd_matches_tifffile(path: Path) -> None:
         except UnsupportedTiffError as exc:
             # only acceptable where tifffile cannot decode either
             assert all(ref is None for _, ref, _ in references), f"stackcube refused what tifffile reads: {exc}"
-            assert "not supported" in str(exc) and str(path.name) in str(exc)
+            assert "not supported" in str(exc)
+            assert str(path.name) in str(exc)
             return
         assert [e.path for e in manifest.ifds] == [p for p, _, _ in references]
         for ifd_path, expected, error in references:
             where = f"{path.name} IFD {ifd_path}"
             if expected is None:
-                pytest.fail(f"{where}: tifffile cannot decode ({error}); stackcube must decode and be checked "
-                            "against rasterio, or refuse")
+                pytest.fail(
+                    f"{where}: tifffile cannot decode ({error}); stackcube must decode and be checked "
+                    "against rasterio, or refuse"
+                )
             actual = open_manifest(manifest, ifd_path).values
             assert_identical(actual, expected, where)

@@ -69,14 +69,28 @@ def gdal_cases():
         if compress in PREDICTOR_CODECS:
             predictors = [1, 3] if np.dtype(dtype).kind == "f" else [1, 2]
         for predictor in predictors:
-            yield pytest.param(compress, dtype, predictor, tiled, interleave, endian,
-                               id=f"{compress}-{dtype}-p{predictor}-{'tiles' if tiled else 'strips'}-"
-                                  f"{interleave.lower()}-{endian.lower()}")
+            yield pytest.param(
+                compress,
+                dtype,
+                predictor,
+                tiled,
+                interleave,
+                endian,
+                id=f"{compress}-{dtype}-p{predictor}-{'tiles' if tiled else 'strips'}-"
+                f"{interleave.lower()}-{endian.lower()}",
+            )
 
 
 def write_gdal(path: Path, data: np.ndarray, **options) -> Path:
-    profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": data.shape[0],
-               "dtype": data.dtype.name, "crs": "EPSG:32635", "transform": from_origin(600000, 9500000, 10, 10)}
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": data.shape[0],
+        "dtype": data.dtype.name,
+        "crs": "EPSG:32635",
+        "transform": from_origin(600000, 9500000, 10, 10),
+    }
     with rasterio.open(path, "w", **profile, **options) as ds:
         ds.write(data)
     return path
@@ -107,8 +121,9 @@ def test_gdal_big_endian_float_lerc_loses_samples(tmp_path) -> None:
     Every other sample is bit-identical to GDAL.
     """
     data = samples("float64", 1, seed=1)
-    path = write_gdal(tmp_path / "lerc.tif", data, compress="LERC", endianness="BIG", tiled=True,
-                      blockxsize=128, blockysize=64)
+    path = write_gdal(
+        tmp_path / "lerc.tif", data, compress="LERC", endianness="BIG", tiled=True, blockxsize=128, blockysize=64
+    )
     with rasterio.open(path) as ds:
         gdal = ds.read()
     actual = read_stackcube(path)
@@ -119,9 +134,10 @@ def test_gdal_big_endian_float_lerc_loses_samples(tmp_path) -> None:
     assert_bits_equal(actual[~lost], gdal[~lost])
 
 
-@pytest.mark.parametrize(("compress", "count", "photometric"),
-                         [("JPEG", 3, "YCBCR"), ("JPEG", 3, "RGB"), ("JPEG", 1, "MINISBLACK"),
-                          ("WEBP", 3, "RGB"), ("WEBP", 4, "RGB")])
+@pytest.mark.parametrize(
+    ("compress", "count", "photometric"),
+    [("JPEG", 3, "YCBCR"), ("JPEG", 3, "RGB"), ("JPEG", 1, "MINISBLACK"), ("WEBP", 3, "RGB"), ("WEBP", 4, "RGB")],
+)
 def test_gdal_lossy_codecs_equal_gdal(tmp_path, compress, count, photometric) -> None:
     y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
     data = np.stack([(x + 40 * b + y // 3) % 256 for b in range(count)]).astype(np.uint8)
@@ -146,9 +162,21 @@ def test_gdal_overviews_and_mask_roles(tmp_path) -> None:
     data = samples("uint16", 1, seed=1)
     path = tmp_path / "ovr.tif"
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-        with rasterio.open(path, "w", driver="GTiff", width=WIDTH, height=HEIGHT, count=1, dtype="uint16",
-                           tiled=True, blockxsize=64, blockysize=64, compress="DEFLATE", crs="EPSG:32635",
-                           transform=from_origin(600000, 9500000, 10, 10)) as ds:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=WIDTH,
+            height=HEIGHT,
+            count=1,
+            dtype="uint16",
+            tiled=True,
+            blockxsize=64,
+            blockysize=64,
+            compress="DEFLATE",
+            crs="EPSG:32635",
+            transform=from_origin(600000, 9500000, 10, 10),
+        ) as ds:
             ds.write(data)
             mask = np.zeros((HEIGHT, WIDTH), np.uint8)
             mask[20:150, 30:250] = 255
@@ -172,9 +200,23 @@ def test_gdal_overviews_and_mask_roles(tmp_path) -> None:
 def test_gdal_sparse_file_reads_fill_value(tmp_path) -> None:
     path = tmp_path / "sparse.tif"
     block = np.full((1, 64, 64), 7, np.int16)
-    with rasterio.open(path, "w", driver="GTiff", width=WIDTH, height=HEIGHT, count=1, dtype="int16", nodata=-9999,
-                       tiled=True, blockxsize=64, blockysize=64, compress="DEFLATE", sparse_ok=True,
-                       crs="EPSG:32635", transform=from_origin(600000, 9500000, 10, 10)) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=WIDTH,
+        height=HEIGHT,
+        count=1,
+        dtype="int16",
+        nodata=-9999,
+        tiled=True,
+        blockxsize=64,
+        blockysize=64,
+        compress="DEFLATE",
+        sparse_ok=True,
+        crs="EPSG:32635",
+        transform=from_origin(600000, 9500000, 10, 10),
+    ) as ds:
         ds.write(block, window=rasterio.windows.Window(64, 64, 64, 64))
     manifest = read_tiff(path)
     ifd = manifest.ifds[0]
@@ -205,8 +247,9 @@ TIFFFILE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("compression", "dtype", "predictor", "count", "planar", "byteorder", "tile"),
-                         TIFFFILE_CASES, ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    ("compression", "dtype", "predictor", "count", "planar", "byteorder", "tile"), TIFFFILE_CASES, ids=str
+)
 def test_tifffile_sweep(tmp_path, compression, dtype, predictor, count, planar, byteorder, tile) -> None:
     data = samples(dtype, count, seed=5)
     if compression in {"jpegxl", "webp", "png"}:
@@ -215,9 +258,15 @@ def test_tifffile_sweep(tmp_path, compression, dtype, predictor, count, planar, 
     arr = data if planar == "separate" or count == 1 else np.moveaxis(data, 0, -1)
     if count == 1:
         arr = data[0]
-    kwargs = {"compression": compression, "predictor": predictor, "planarconfig": planar if count > 1 else None,
-              "byteorder": byteorder, "tile": tile, "rowsperstrip": None if tile else 37,
-              "photometric": "rgb" if count == 3 and dtype == "uint8" else "minisblack"}
+    kwargs = {
+        "compression": compression,
+        "predictor": predictor,
+        "planarconfig": planar if count > 1 else None,
+        "byteorder": byteorder,
+        "tile": tile,
+        "rowsperstrip": None if tile else 37,
+        "photometric": "rgb" if count == 3 and dtype == "uint8" else "minisblack",
+    }
     if compression == "jpegxl":
         kwargs["compressionargs"] = {"lossless": True}
     if compression == "webp":
@@ -255,8 +304,9 @@ def test_cielab_equals_tifffile(tmp_path) -> None:
     assert_bits_equal(read_stackcube(path), data)
 
 
-def write_ycbcr_uncompressed(path: Path, luma: np.ndarray, cb: np.ndarray, cr: np.ndarray, sub: tuple[int, int],
-                             rows_per_strip: int) -> None:
+def write_ycbcr_uncompressed(
+    path: Path, luma: np.ndarray, cb: np.ndarray, cr: np.ndarray, sub: tuple[int, int], rows_per_strip: int
+) -> None:
     """A minimal little-endian TIFF of chroma-subsampled YCbCr data units, which no writer we have produces."""
     sh, sv = sub
     height, width = luma.shape
@@ -270,9 +320,19 @@ def write_ycbcr_uncompressed(path: Path, luma: np.ndarray, cb: np.ndarray, cr: n
                 block[: part.shape[0], : part.shape[1]] = part
                 units.append(bytes(block.reshape(-1)) + bytes([cb[by, bx], cr[by, bx]]))
         strips.append(b"".join(units))
-    tags = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 3, None), (259, 3, 1, 1), (262, 3, 1, 6),
-            (273, 4, len(strips), None), (277, 3, 1, 3), (278, 3, 1, rows_per_strip), (279, 4, len(strips), None),
-            (284, 3, 1, 1), (530, 3, 2, None)]
+    tags = [
+        (256, 3, 1, width),
+        (257, 3, 1, height),
+        (258, 3, 3, None),
+        (259, 3, 1, 1),
+        (262, 3, 1, 6),
+        (273, 4, len(strips), None),
+        (277, 3, 1, 3),
+        (278, 3, 1, rows_per_strip),
+        (279, 4, len(strips), None),
+        (284, 3, 1, 1),
+        (530, 3, 2, None),
+    ]
     header = 8
     ifd_size = 2 + 12 * len(tags) + 4
     extra_at = header + ifd_size
@@ -282,15 +342,21 @@ def write_ycbcr_uncompressed(path: Path, luma: np.ndarray, cb: np.ndarray, cr: n
     for s in strips:
         offsets.append(pos)
         pos += len(s)
-    extra = {258: bps, 273: struct.pack(f"<{len(strips)}I", *offsets),
-             279: struct.pack(f"<{len(strips)}I", *[len(s) for s in strips])}
+    extra = {
+        258: bps,
+        273: struct.pack(f"<{len(strips)}I", *offsets),
+        279: struct.pack(f"<{len(strips)}I", *[len(s) for s in strips]),
+    }
     blob, entries, cursor = b"", b"", extra_at
     for code, typ, count, value in tags:
         if code == 530:
             entries += struct.pack("<HHIHH", code, typ, count, sh, sv)
         elif value is not None:
-            entries += struct.pack("<HHII", code, typ, count, value) if typ == 4 else struct.pack(
-                "<HHIHH", code, typ, count, value, 0)
+            entries += (
+                struct.pack("<HHII", code, typ, count, value)
+                if typ == 4
+                else struct.pack("<HHIHH", code, typ, count, value, 0)
+            )
         elif count == 1 and code in (273, 279):
             entries += struct.pack("<HHII", code, typ, count, struct.unpack("<I", extra[code])[0])
         else:

@@ -48,10 +48,12 @@ def test_geo_matches_rasterio(path: Path) -> None:
         # ground control points are not an affine grid: no transform, and the CRS is the GCPs' CRS
         with rasterio.open(path) as ds:
             _, gcp_crs = ds.gcps
-        assert ifd.geo is not None and ifd.geo.transform is None
+        assert ifd.geo is not None
+        assert ifd.geo.transform is None
         assert pyproj.CRS(ifd.geo.crs).equals(pyproj.CRS.from_wkt(gcp_crs.to_wkt()))
         return
-    assert ifd.geo is not None and ifd.geo.transform is not None
+    assert ifd.geo is not None
+    assert ifd.geo.transform is not None
     np.testing.assert_allclose(ifd.geo.transform, tuple(transform)[:6], rtol=0, atol=1e-9 * max(1, abs(transform.c)))
     if crs is not None:
         assert ifd.geo.crs is not None
@@ -63,7 +65,8 @@ def test_geo_matches_rasterio(path: Path) -> None:
     if nodata is None:
         assert ifd.fill_value is None
     elif np.isnan(nodata):
-        assert ifd.fill_value is not None and np.isnan(ifd.fill_value)
+        assert ifd.fill_value is not None
+        assert np.isnan(ifd.fill_value)
     else:
         assert ifd.fill_value == np.dtype(dtype).type(nodata)
     if any(s != 1.0 for s in scales) or any(o != 0.0 for o in offsets):
@@ -76,33 +79,54 @@ def test_geo_matches_rasterio(path: Path) -> None:
 def test_pixel_is_point_moves_the_origin_half_a_pixel() -> None:
     from stackcube.tiff._geo import parse_geo
 
-    keys = {"GTModelTypeGeoKey": 1, "GTRasterTypeGeoKey": 2, "ProjectedCSTypeGeoKey": 32621,
-            "ModelPixelScale": [100.0, 100.0, 0.0], "ModelTiepoint": [0, 0, 0, 1000.0, 5000.0, 0]}
+    keys = {
+        "GTModelTypeGeoKey": 1,
+        "GTRasterTypeGeoKey": 2,
+        "ProjectedCSTypeGeoKey": 32621,
+        "ModelPixelScale": [100.0, 100.0, 0.0],
+        "ModelTiepoint": [0, 0, 0, 1000.0, 5000.0, 0],
+    }
     geo = parse_geo(keys)
     assert geo is not None
     assert geo.transform == (100.0, 0.0, 950.0, 0.0, -100.0, 5050.0)
     assert geo.crs == "EPSG:32621"
 
 
-@pytest.mark.parametrize(("text", "dtype", "expected"), [
-    ("-9999", "int16", -9999), ("0", "uint8", 0), ("nan", "float32", "nan"), ("-3.40282265508890445e+38",
-     "float32", float(np.float32(-3.40282265508890445e38))), ("300", "uint8", None), ("1.5", "int16", None),
-    ("", "int16", None), (None, "int16", None), ("1.#QNAN", "float64", "nan"),
-])
+@pytest.mark.parametrize(
+    ("text", "dtype", "expected"),
+    [
+        ("-9999", "int16", -9999),
+        ("0", "uint8", 0),
+        ("nan", "float32", "nan"),
+        ("-3.40282265508890445e+38", "float32", float(np.float32(-3.40282265508890445e38))),
+        ("300", "uint8", None),
+        ("1.5", "int16", None),
+        ("", "int16", None),
+        (None, "int16", None),
+        ("1.#QNAN", "float64", "nan"),
+    ],
+)
 def test_nodata_parses_like_gdal(text, dtype, expected) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         value = parse_nodata(text, np.dtype(dtype))
     if expected == "nan":
-        assert value is not None and np.isnan(value)
+        assert value is not None
+        assert np.isnan(value)
     else:
         assert value == expected
 
 
 def test_gdal_metadata_per_band() -> None:
-    xml = ('<GDALMetadata><Item name="AREA_OR_POINT">Area</Item>'
-           '<Item name="SCALE" sample="1" role="scale">0.5</Item>'
-           '<Item name="DESCRIPTION" sample="0" role="description">red</Item></GDALMetadata>')
+    xml = (
+        '<GDALMetadata><Item name="AREA_OR_POINT">Area</Item>'
+        '<Item name="SCALE" sample="1" role="scale">0.5</Item>'
+        '<Item name="DESCRIPTION" sample="0" role="description">red</Item></GDALMetadata>'
+    )
     out = parse_gdal_metadata(xml, 2)
-    assert out == {"gdal_metadata": {"AREA_OR_POINT": "Area"}, "scale_factor": [1.0, 0.5], "add_offset": [0.0, 0.0],
-                   "descriptions": ["red", None]}
+    assert out == {
+        "gdal_metadata": {"AREA_OR_POINT": "Area"},
+        "scale_factor": [1.0, 0.5],
+        "add_offset": [0.0, 0.0],
+        "descriptions": ["red", None],
+    }

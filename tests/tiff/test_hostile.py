@@ -37,8 +37,17 @@ def classic_ifd(entries: list[tuple[int, int, int, int]], next_ifd: int) -> byte
 
 
 def minimal_entries(offset: int = 200, count: int = 10) -> list[tuple[int, int, int, int]]:
-    return [(256, 4, 1, 8), (257, 4, 1, 8), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
-            (273, 4, 1, offset), (277, 3, 1, 1), (278, 4, 1, 8), (279, 4, 1, count)]
+    return [
+        (256, 4, 1, 8),
+        (257, 4, 1, 8),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 4, 1, offset),
+        (277, 3, 1, 1),
+        (278, 4, 1, 8),
+        (279, 4, 1, count),
+    ]
 
 
 def test_ifd_loop_longer_than_tifffiles_check_is_bounded(tmp_path) -> None:
@@ -123,8 +132,11 @@ def test_unsupported_feature_names_the_tag(tmp_path) -> None:
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory) -> list[bytes]:
     tmp = tmp_path_factory.mktemp("seeds")
-    return [small_tiff(tmp, "a.tif"), small_tiff(tmp, "b.tif", bigtiff=True),
-            small_tiff(tmp, "c.tif", byteorder=">", predictor=True)]
+    return [
+        small_tiff(tmp, "a.tif"),
+        small_tiff(tmp, "b.tif", bigtiff=True),
+        small_tiff(tmp, "c.tif", byteorder=">", predictor=True),
+    ]
 
 
 @settings(max_examples=300, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -35,8 +35,9 @@ def test_s3_href_reads_header_and_values(s3, tmp_path) -> None:
 def test_virtualizarr_open_virtual_dataset_uses_the_parser(corpus) -> None:
     path = CORPUS / "tiff" / "rio-tiler" / "cog.tif"
     registry = ObjectStoreRegistry({"file:///": LocalStore()})
-    vds = virtualizarr.open_virtual_dataset(path.as_uri(), registry=registry, parser=TiffParser(ifd=1),
-                                            loadable_variables=[])
+    vds = virtualizarr.open_virtual_dataset(
+        path.as_uri(), registry=registry, parser=TiffParser(ifd=1), loadable_variables=[]
+    )
     assert vds["data"].dims == ("band", "y", "x")
     assert vds["data"].shape == (1, 1334, 1329)
     # the same references, opened as a Zarr store, give tifffile's values

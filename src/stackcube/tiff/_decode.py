@@ -61,7 +61,7 @@ def check_decodable(recipe: Recipe) -> None:
             raise CorruptTiffError(msg)
 
 
-def decode_segment(data: bytes | memoryview, recipe: Recipe, fill_value: Any = 0) -> np.ndarray:
+def decode_segment(data: Any, recipe: Recipe, fill_value: Any = 0) -> np.ndarray:
     """Decode one stored segment into an array of shape (samples, segment_length, segment_width).
 
     Parts of an edge segment that the file does not store (the rows below the image in the last strip, or the
@@ -82,9 +82,7 @@ def decode_segment(data: bytes | memoryview, recipe: Recipe, fill_value: Any = 0
 
 def _is_subsampled(recipe: Recipe) -> bool:
     return (
-        recipe.photometric == 6
-        and recipe.compression not in JPEG_COMPRESSIONS
-        and tuple(recipe.subsampling) != (1, 1)
+        recipe.photometric == 6 and recipe.compression not in JPEG_COMPRESSIONS and tuple(recipe.subsampling) != (1, 1)
     )
 
 
@@ -95,7 +93,7 @@ def _enum_name(enum: Any, value: int) -> str:
         return "unknown"
 
 
-def _decode_jpeg(data: bytes | memoryview, recipe: Recipe) -> np.ndarray:
+def _decode_jpeg(data: Any, recipe: Recipe) -> np.ndarray:
     colorspace: int | None = None
     outcolorspace: int | str | None = None
     # as tifffile's jpeg_decode_colorspace: libjpeg converts YCbCr to RGB; RGB JPEG without JFIF is raw RGB
@@ -123,7 +121,7 @@ def _decode_jpeg(data: bytes | memoryview, recipe: Recipe) -> np.ndarray:
     return _as_hws(out)
 
 
-def _decode_image(data: bytes | memoryview, recipe: Recipe) -> np.ndarray:
+def _decode_image(data: Any, recipe: Recipe) -> np.ndarray:
     if recipe.compression == 50001 and recipe.samples == 4:
         # WebP segments may omit an all-opaque alpha channel
         out = imagecodecs.webp_decode(data, hasalpha=True)
@@ -132,7 +130,7 @@ def _decode_image(data: bytes | memoryview, recipe: Recipe) -> np.ndarray:
     return _as_hws(out)
 
 
-def _decode_ccitt(data: bytes | memoryview, recipe: Recipe) -> np.ndarray:
+def _decode_ccitt(data: Any, recipe: Recipe) -> np.ndarray:
     # CCITT decoders need the segment's height and width; bits beyond a short last strip fall outside the image
     if recipe.fillorder == 2:
         data = imagecodecs.bitorder_decode(bytes(data))
@@ -184,7 +182,7 @@ def _unpack(data: Any, recipe: Recipe) -> np.ndarray:
     return imagecodecs.packints_decode(data, dtype, bps, runlen=runlen)
 
 
-def _decode_other(data: bytes | memoryview, recipe: Recipe) -> np.ndarray:
+def _decode_other(data: Any, recipe: Recipe) -> np.ndarray:
     if recipe.fillorder == 2:
         data = imagecodecs.bitorder_decode(bytes(data))
     if recipe.compression == LERC:
@@ -228,7 +226,7 @@ def _reshape(flat: np.ndarray, recipe: Recipe) -> np.ndarray:
     raise CorruptTiffError(msg)
 
 
-def _decode_ycbcr_subsampled(data: bytes | memoryview, recipe: Recipe) -> np.ndarray:
+def _decode_ycbcr_subsampled(data: Any, recipe: Recipe) -> np.ndarray:
     """Expand chroma-subsampled YCbCr data units (TIFF 6.0 section 21) to full-resolution Y, Cb, Cr samples.
 
     Chroma is replicated over its block, as libtiff does before colour conversion; values stay YCbCr, as
@@ -247,10 +245,10 @@ def _decode_ycbcr_subsampled(data: bytes | memoryview, recipe: Recipe) -> np.nda
         raise CorruptTiffError(msg)
     units = raw[: blocks_y * blocks_x * unit].reshape(blocks_y, blocks_x, unit)
     luma = units[:, :, : sh * sv].reshape(blocks_y, blocks_x, sv, sh).transpose(0, 2, 1, 3)
-    luma = luma.reshape(blocks_y * sv, blocks_x * sh)
+    luma2d = luma.reshape(blocks_y * sv, blocks_x * sh)
     chroma = np.repeat(np.repeat(units[:, :, sh * sv :], sv, axis=0), sh, axis=1)
     out = np.empty((blocks_y * sv, blocks_x * sh, 3), np.uint8)
-    out[:, :, 0] = luma
+    out[:, :, 0] = luma2d
     out[:, :, 1:] = chroma
     rows = min(out.shape[0], recipe.segment_length)
     return out[:rows, :width]

@@ -10,7 +10,7 @@ import enum
 import math
 import warnings
 import xml.etree.ElementTree as ET
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyproj
@@ -30,7 +30,7 @@ def parse_geo(geotiff_tags: dict[str, Any] | None) -> Geo | None:
     if not geotiff_tags:
         return None
     keys = {k: _plain(v) for k, v in geotiff_tags.items()}
-    raster_type = "point" if keys.get("GTRasterTypeGeoKey") == 2 else "area"
+    raster_type: Literal["area", "point"] = "point" if keys.get("GTRasterTypeGeoKey") == 2 else "area"
     transform = _transform(keys, raster_type)
     try:
         crs = _crs(keys)
@@ -49,7 +49,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _transform(keys: dict[str, Any], raster_type: str) -> tuple[float, ...] | None:
+def _transform(keys: dict[str, Any], raster_type: str) -> tuple[float, float, float, float, float, float] | None:
     if "ModelTransformation" in keys:
         m = np.asarray(keys["ModelTransformation"], dtype=float).reshape(4, 4)
         a, b, c, d, e, f = m[0, 0], m[0, 1], m[0, 3], m[1, 0], m[1, 1], m[1, 3]
@@ -66,7 +66,7 @@ def _transform(keys: dict[str, Any], raster_type: str) -> tuple[float, ...] | No
         # GDAL (GTIFF_POINT_GEO_IGNORE=NO, the default) moves the origin from the first pixel's centre to its corner
         c -= 0.5 * a + 0.5 * b
         f -= 0.5 * d + 0.5 * e
-    return tuple(float(v) for v in (a, b, c, d, e, f))
+    return (float(a), float(b), float(c), float(d), float(e), float(f))
 
 
 def _crs(keys: dict[str, Any]) -> str | None:
@@ -130,11 +130,21 @@ def _conversion(keys: dict[str, Any]) -> Any:
     k0 = _p(keys, "ProjScaleAtNatOriginGeoKey", "ProjScaleAtCenterGeoKey", default=1.0)
     sp1 = _p(keys, "ProjStdParallel1GeoKey")
     sp2 = _p(keys, "ProjStdParallel2GeoKey")
-    natural = {"latitude_natural_origin": lat0, "longitude_natural_origin": lon0, "false_easting": fe,
-               "false_northing": fn}
+    natural = {
+        "latitude_natural_origin": lat0,
+        "longitude_natural_origin": lon0,
+        "false_easting": fe,
+        "false_northing": fn,
+    }
     scaled = {**natural, "scale_factor_natural_origin": k0}
-    conic = {"latitude_first_parallel": sp1, "latitude_second_parallel": sp2, "latitude_false_origin": lat0,
-             "longitude_false_origin": lon0, "easting_false_origin": fe, "northing_false_origin": fn}
+    conic = {
+        "latitude_first_parallel": sp1,
+        "latitude_second_parallel": sp2,
+        "latitude_false_origin": lat0,
+        "longitude_false_origin": lon0,
+        "easting_false_origin": fe,
+        "northing_false_origin": fn,
+    }
     builders = {  # ProjCoordTransGeoKey -> pyproj conversion (GeoTIFF 1.1, table "Coordinate transformations")
         1: lambda: ops.TransverseMercatorConversion(**scaled),
         7: lambda: ops.MercatorAConversion(**scaled),
@@ -187,8 +197,11 @@ def parse_gdal_metadata(xml: str | None, samples: int) -> dict[str, Any]:
         warnings.warn("GDAL_METADATA is not valid XML; ignored", stacklevel=2)
         return {}
     items: dict[str, Any] = {}
-    bands: dict[str, list[Any]] = {"scale": [None] * samples, "offset": [None] * samples,
-                                   "description": [None] * samples}
+    bands: dict[str, list[Any]] = {
+        "scale": [None] * samples,
+        "offset": [None] * samples,
+        "description": [None] * samples,
+    }
     for item in root.iter("Item"):
         name, sample, role = item.get("name"), item.get("sample"), item.get("role")
         text = item.text or ""

@@ -13,7 +13,7 @@ import contextlib
 import io
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any, cast
 
 import numpy as np
 import tifffile
@@ -33,7 +33,7 @@ MAX_SEGMENTS = 50_000_000
 """Segments one IFD may declare (a 1.6-megapixel-square image of 256-pixel tiles has 40 million)."""
 
 
-class NeedBytes(BaseException):  # noqa: N818 - a request, not an error
+class NeedBytes(BaseException):
     """The parse touched bytes not fetched yet. A BaseException so that tifffile's ``except Exception`` passes it."""
 
     def __init__(self, start: int, stop: int) -> None:
@@ -75,7 +75,6 @@ class SparseFile(io.RawIOBase):
         self._starts[lo:hi] = [start]
         self._blocks[lo:hi] = [bytes(merged)]
         self.fetched += len(data)
-
 
     def readable(self) -> bool:
         return True
@@ -150,7 +149,7 @@ def parse_manifest(
     fh.reads = 0
     with _tifffile_errors() as log:
         try:
-            with tifffile.TiffFile(fh, name=href.rsplit("/", 1)[-1]) as tif:
+            with tifffile.TiffFile(cast("IO[bytes]", fh), name=href.rsplit("/", 1)[-1]) as tif:
                 ifds = _parse_pages(tif, fh)
                 byteorder = tif.byteorder
                 bigtiff = tif.is_bigtiff
@@ -210,8 +209,8 @@ def _walk(pages: Any, parent: tuple[int, ...], out: list[IfdManifest], fh: Spars
         kind = "mask" if int(page.subfiletype) & 4 else "image"
         reduced = bool(int(page.subfiletype) & 1)
         counters[kind] = counters[kind] + 1 if reduced else 0
-        role: Role = ("mask-overview" if reduced else "mask") if kind == "mask" else (
-            "overview" if reduced else "image"
+        role: Role = (
+            ("mask-overview" if reduced else "mask") if kind == "mask" else ("overview" if reduced else "image")
         )
         out.append(_parse_page(page, path, role, counters[kind], fh))
         if len(out) > MAX_IFDS:
@@ -276,7 +275,14 @@ def _parse_page(page: tifffile.TiffPage, path: tuple[int, ...], role: Role, leve
     offsets[missing] = 0
     lengths[missing] = 0
 
-    recipe = _recipe(page, samples, seg_len if page.is_tiled else chunk_shape[1], seg_w, separate, where)
+    recipe = _recipe(
+        page,
+        samples=samples,
+        seg_len=seg_len if page.is_tiled else chunk_shape[1],
+        seg_w=seg_w,
+        separate=separate,
+        where=where,
+    )
     dtype = np.dtype(np.dtype(page.dtype).str)  # tifffile may say 'L' where zarr knows 'Q'
     nodata_tag = page.tags.get(42113)
     fill_value = parse_nodata(nodata_tag.value if nodata_tag is not None else None, dtype)
@@ -298,7 +304,7 @@ def _parse_page(page: tifffile.TiffPage, path: tuple[int, ...], role: Role, leve
     )
 
 
-def _recipe(page: tifffile.TiffPage, samples: int, seg_len: int, seg_w: int, separate: bool, where: str) -> Recipe:
+def _recipe(page: tifffile.TiffPage, *, samples: int, seg_len: int, seg_w: int, separate: bool, where: str) -> Recipe:
     compression = int(page.compression)
     jpegtables = page.jpegtables if compression in JPEG_COMPRESSIONS else None
     if jpegtables is not None:
@@ -342,9 +348,11 @@ def _recipe(page: tifffile.TiffPage, samples: int, seg_len: int, seg_w: int, sep
 
 
 def _attrs(page: tifffile.TiffPage, samples: int) -> dict[str, Any]:
-    attrs: dict[str, Any] = {"photometric": tifffile.PHOTOMETRIC(int(page.photometric)).name.lower()
-                             if int(page.photometric) in tifffile.PHOTOMETRIC._value2member_map_ else
-                             int(page.photometric)}
+    attrs: dict[str, Any] = {
+        "photometric": tifffile.PHOTOMETRIC(int(page.photometric)).name.lower()
+        if int(page.photometric) in tifffile.PHOTOMETRIC._value2member_map_
+        else int(page.photometric)
+    }
     if int(page.photometric) == 3:
         colormap = page.colormap
         if colormap is not None:

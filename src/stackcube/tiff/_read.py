@@ -56,7 +56,7 @@ async def read_tiff_async(href: str | os.PathLike[str], *, store: Any = None) ->
                 msg = f"{location.url} changed while its header was being read (size or Last-Modified differs)"
                 raise SourceChangedError(msg) from None
             if not more:
-                msg = f"{location.url}: the header points at bytes {need.start}-{need.stop} that the server did not return"
+                msg = f"{location.url}: the header points at bytes {need.start}-{need.stop}, which were not sent"
                 raise CorruptTiffError(msg) from None
             fh.add(need.start, more)
             requests += 1

@@ -7,7 +7,7 @@ and the ``stackcube.tiff`` codec decodes it. tifffile only ever sees header byte
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyproj
@@ -38,7 +38,7 @@ def manifest_array(manifest: TiffManifest, ifd: IfdManifest) -> ManifestArray:
     missing = ifd.lengths == 0
     paths = np.where(missing, "", manifest.href).astype(np.dtypes.StringDType())
     chunks = ChunkManifest.from_arrays(
-        paths=paths, offsets=ifd.offsets, lengths=ifd.lengths, validate_paths=False
+        paths=cast("Any", paths), offsets=ifd.offsets, lengths=ifd.lengths, validate_paths=False
     )
     zdtype = parse_data_type(ifd.dtype, zarr_format=3)
     fill = ifd.fill_value if ifd.fill_value is not None else zdtype.default_scalar()
@@ -198,7 +198,12 @@ def open_manifest(
     entry = manifest.ifd(ifd)
     zstore = manifest_store(manifest, ifd=ifd, registry=registry_for(manifest, store))
     ds = xr.open_dataset(
-        zstore, engine="zarr", consolidated=False, zarr_format=3, mask_and_scale=False, decode_times=False,
+        cast("Any", zstore),
+        engine="zarr",
+        consolidated=False,
+        zarr_format=3,
+        mask_and_scale=False,
+        decode_times=False,
         chunks=chunks,
     )
     da = ds[VARIABLE]
