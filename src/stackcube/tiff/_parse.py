@@ -12,6 +12,7 @@ import bisect
 import contextlib
 import io
 import logging
+import threading
 from collections.abc import Iterator
 from typing import IO, Any, cast
 
@@ -125,15 +126,25 @@ class _TiffFileLog(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+_log_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def _tifffile_errors() -> Iterator[_TiffFileLog]:
+    """Collect tifffile's error records whatever the caller configured for its logger; we raise them instead."""
     log = tifffile.logger()
     handler = _TiffFileLog()
-    log.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        log.removeHandler(handler)
+    with _log_lock:
+        level, propagate = log.level, log.propagate
+        log.setLevel(logging.ERROR)
+        log.propagate = False
+        log.addHandler(handler)
+        try:
+            yield handler
+        finally:
+            log.removeHandler(handler)
+            log.setLevel(level)
+            log.propagate = propagate
 
 
 def parse_manifest(
