@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +21,7 @@ def test_readme_example_runs(corpus, index, monkeypatch) -> None:
     require(corpus.is_dir(), "corpus missing")
     monkeypatch.chdir(ROOT)
     namespace: dict[str, object] = {}
-    exec(compile(python_blocks()[index], f"README.md block {index}", "exec"), namespace)  # noqa: S102
+    exec(compile(python_blocks()[index], f"README.md block {index}", "exec"), namespace)
     if "manifest" in namespace:
         manifest = namespace["manifest"]
         assert manifest.header_requests == 1  # type: ignore[attr-defined]
@@ -31,4 +31,4 @@ def test_readme_example_runs(corpus, index, monkeypatch) -> None:
         assert ifd.geo.crs == "EPSG:32621"
     if "vds" in namespace:
         assert namespace["vds"]["data"].shape == (1, 2667, 2658)  # type: ignore[index]
-    assert os.getcwd() == str(ROOT)
+    assert Path.cwd() == ROOT
