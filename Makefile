@@ -19,7 +19,7 @@ demo: $(STAMP)
 system-packages:
 	@./scripts/install-system-packages.sh
 
-test: $(STAMP) system-packages
+test: $(STAMP) system-packages lint
 	$(BIN)/python -m pytest -n 2 --durations=15
 
 lint: $(STAMP)

@@ -1,0 +1,36 @@
+"""The stackcube command line: exit codes, one-line errors, the embedded demo."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stackcube.cli import main
+from tests.conftest import CORPUS
+
+
+def test_demo_runs_offline(tmp_path, capsys) -> None:
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "identical to what was written" in out
+    assert "EPSG:32635" in out
+    assert (tmp_path / "demo-cog.tif").is_file()
+
+
+@pytest.mark.corpus
+def test_inspect_json(corpus, capsys) -> None:
+    assert main(["inspect", str(CORPUS / "tiff" / "rio-tiler" / "cog.tif"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["header_requests"] == 1
+    assert [i["role"] for i in doc["ifds"]] == ["image"] + ["overview"] * 4
+
+
+def test_errors_are_one_line_and_exit_non_zero(tmp_path, capsys) -> None:
+    (tmp_path / "bad.tif").write_bytes(b"not a tiff" * 20)
+    assert main(["inspect", str(tmp_path / "bad.tif")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stackcube: error: ")
+    assert "bad.tif" in err
+    assert "\n" not in err
+    assert main(["inspect", str(tmp_path / "missing.tif")]) == 2
