@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.services import stop
+
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
 LOG_FORMAT = "$request_method $uri $status $body_bytes_sent [$http_range] [$http_if_match]"
 
@@ -125,8 +127,4 @@ http {{
             time.sleep(0.05)
         yield Nginx(url=f"http://127.0.0.1:{port}", root=root, log=log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.services import stop
 from tests.services.nginx import free_port
 
 
@@ -70,9 +71,5 @@ def run_moto(workdir: Path) -> Iterator[S3Server]:
             time.sleep(0.1)
         yield S3Server(endpoint=endpoint)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
