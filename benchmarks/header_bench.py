@@ -1,8 +1,9 @@
 """Header benchmark: GETs per COG header, and headers per second at a fixed latency with 64 requests in flight.
 
 Side by side, in alternating order, over several repetitions: stackcube's ``read_tiff_async``, async-tiff's
-``TIFF.open`` (the reader virtual-tiff parses headers with), and rasterio/GDAL opening over ``/vsicurl/`` (the
-header read stackstac and odc-stac pay on every open). Every URL is distinct, so no client cache helps.
+``TIFF.open`` (the reader virtual-tiff parses headers with), virtual-tiff's VirtualiZarr parser (header to
+manifest store, every IFD), and rasterio/GDAL opening over ``/vsicurl/`` (the header read stackstac and odc-stac pay
+on every open). Every URL is distinct, so no client cache helps.
 
     python -m benchmarks.header_bench                 # 20 ms latency, 64 in flight, 1000 headers x 5 repetitions
     python -m benchmarks.header_bench --latency-ms 0 --headers 300 --repeat 3
@@ -145,6 +146,20 @@ def run_async_tiff(urls: list[str], inflight: int) -> None:
     asyncio.run(main())
 
 
+def run_virtual_tiff(urls: list[str], inflight: int) -> None:
+    from obspec_utils.registry import ObjectStoreRegistry
+    from obstore.store import HTTPStore
+    from virtual_tiff import VirtualTIFF
+
+    base = "/".join(urls[0].split("/", 3)[:3])
+    registry = ObjectStoreRegistry({base: HTTPStore.from_url(base, client_options={"allow_http": True})})
+    parser = VirtualTIFF(ifd=None, ifd_layout="nested")
+    # the parser is synchronous (it blocks on zarr's event loop per file), so threads give it its concurrency
+    with ThreadPoolExecutor(inflight) as pool:
+        stores = list(pool.map(lambda u: parser(u, registry), urls))
+    assert all(stores)
+
+
 def run_rasterio(urls: list[str], inflight: int) -> None:
     import rasterio
 
@@ -167,6 +182,7 @@ def run_rasterio(urls: list[str], inflight: int) -> None:
 TOOLS: dict[str, Callable[[list[str], int], None]] = {
     "stackcube": run_stackcube,
     "async-tiff (virtual-tiff's reader)": run_async_tiff,
+    "virtual-tiff (VirtualiZarr parser)": run_virtual_tiff,
     "rasterio / GDAL vsicurl": run_rasterio,
 }
 
