@@ -62,3 +62,29 @@ def s3(tmp_path_factory: pytest.TempPathFactory):
         finally:
             mp.undo()
             _source._stores.clear()
+
+
+@pytest.fixture(scope="session")
+def twins_35mnm(nginx):
+    """Twins of the 13 real Sentinel-2 L2A items of tile 35MNM (downscaled 10x), served by nginx."""
+    from tests.twins import corpus_items, twin_items
+
+    require(CORPUS.is_dir(), f"the corpus is missing at {CORPUS}")
+    items = corpus_items("site2-2020_jun_jul-35MNM.geojson")
+    return twin_items(items, nginx.root / "twins", f"{nginx.url}/twins", downscale=10)
+
+
+@pytest.fixture(scope="session")
+def stac_api(tmp_path_factory: pytest.TempPathFactory, twins_35mnm):
+    """stac-fastapi-pgstac on PostgreSQL/PostGIS/pgstac, loaded with the sentinel-2-l2a collection and twins."""
+    import json
+
+    from tests.services.pgstac import missing, run_stac_api
+
+    reason = missing()
+    require(reason is None, str(reason))
+    collection = json.loads((CORPUS / "stac" / "odc-stac" / "sentinel-2-l2a.collection.json").read_text())
+    collection["links"] = []
+    with run_stac_api(tmp_path_factory.mktemp("stac-api")) as api:
+        api.load([collection], twins_35mnm)
+        yield api

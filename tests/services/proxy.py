@@ -1,0 +1,205 @@
+"""A latency and fault proxy in front of any HTTP service (nginx, moto, the STAC API), on its own thread.
+
+Every request waits ``latency`` seconds, is counted (method, bytes to the client), and with probability
+``fault_rate`` gets one of ``faults`` instead of the upstream's answer:
+
+- ``"500"`` / ``"503"``: that status, never forwarded;
+- ``"reset"``: the connection is aborted (TCP RST) before any response;
+- ``"stall"``: nothing is sent for ``stall_seconds``, then the connection closes;
+- ``"truncate"``: the upstream's headers, then half the body, then the connection closes.
+
+Faults are drawn from a seeded generator, so a run is repeatable. Benchmarks and reliability tests read their GET
+counts from ``stats``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from tests.services.nginx import free_port
+
+FAULTS = ("500", "503", "reset", "stall", "truncate")
+
+
+@dataclass
+class Proxy:
+    """Settings (change them at any time) and counters of a running proxy."""
+
+    url: str
+    upstream: tuple[str, int]
+    latency: float = 0.0
+    fault_rate: float = 0.0
+    faults: tuple[str, ...] = FAULTS
+    stall_seconds: float = 30.0
+    seed: int = 0
+    stats: Counter[str] = field(default_factory=Counter)
+    _rng: random.Random = field(default_factory=random.Random)
+
+    def reset(self) -> None:
+        """Zero the counters and restart the fault sequence."""
+        self.stats.clear()
+        self._rng.seed(self.seed)
+
+    @contextlib.contextmanager
+    def settings(self, **changes: object) -> Iterator[Proxy]:
+        """Apply settings inside a block and restore them after."""
+        old = {k: getattr(self, k) for k in changes}
+        for k, v in changes.items():
+            setattr(self, k, v)
+        try:
+            yield self
+        finally:
+            for k, v in old.items():
+                setattr(self, k, v)
+
+    def _draw_fault(self) -> str | None:
+        if self.fault_rate and self._rng.random() < self.fault_rate:
+            return self._rng.choice(self.faults)
+        return None
+
+
+async def _read_head(reader: asyncio.StreamReader) -> bytes | None:
+    try:
+        return await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        return None
+
+
+def _header(head: bytes, name: bytes) -> bytes | None:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+async def _read_body(reader: asyncio.StreamReader, head: bytes, *, response: bool, method: bytes) -> bytes:
+    status = head.split(b" ", 2)[1] if response else b""
+    if response and (method == b"HEAD" or status in {b"204", b"304"} or status.startswith(b"1")):
+        return b""
+    length = _header(head, b"content-length")
+    if length is not None:
+        return await reader.readexactly(int(length))
+    if (_header(head, b"transfer-encoding") or b"").lower() == b"chunked":
+        body = bytearray()
+        while True:
+            line = await reader.readuntil(b"\r\n")
+            body += line
+            size = int(line.split(b";")[0], 16)
+            chunk = await reader.readexactly(size + 2)
+            body += chunk
+            if size == 0:
+                return bytes(body)
+    return await reader.read() if response else b""
+
+
+async def _handle(proxy: Proxy, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+    upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    try:
+        while True:
+            head = await _read_head(client_r)
+            if head is None:
+                return
+            method = head.split(b" ", 1)[0]
+            body = await _read_body(client_r, head, response=False, method=method)
+            proxy.stats["requests"] += 1
+            proxy.stats[method.decode()] += 1
+            if proxy.latency:
+                await asyncio.sleep(proxy.latency)
+            fault = proxy._draw_fault()
+            if fault:
+                proxy.stats[f"fault:{fault}"] += 1
+            if fault in {"500", "503"}:
+                text = b"injected fault"
+                client_w.write(
+                    b"HTTP/1.1 %s Injected\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n\r\n%s"
+                    % (fault.encode(), len(text), text)
+                )
+                await client_w.drain()
+                continue
+            if fault == "reset":
+                client_w.transport.abort()
+                return
+            if fault == "stall":
+                await asyncio.sleep(proxy.stall_seconds)
+                return
+            if upstream is None:
+                upstream = await asyncio.open_connection(*proxy.upstream)
+            up_r, up_w = upstream
+            up_w.write(head + body)
+            await up_w.drain()
+            resp_head = await _read_head(up_r)
+            if resp_head is None:
+                return
+            resp_body = await _read_body(up_r, resp_head, response=True, method=method)
+            if fault == "truncate" and resp_body:
+                client_w.write(resp_head + resp_body[: len(resp_body) // 2])
+                await client_w.drain()
+                proxy.stats["bytes"] += len(resp_body) // 2
+                client_w.transport.abort()
+                return
+            client_w.write(resp_head + resp_body)
+            await client_w.drain()
+            proxy.stats["bytes"] += len(resp_body)
+            if (_header(resp_head, b"connection") or b"").lower() == b"close":
+                return
+    except (ConnectionError, asyncio.IncompleteReadError):
+        return
+    finally:
+        if upstream is not None:
+            upstream[1].close()
+        with contextlib.suppress(Exception):
+            client_w.close()
+
+
+@contextlib.contextmanager
+def run_proxy(upstream_url: str, **settings: object) -> Iterator[Proxy]:
+    """Start a proxy for ``upstream_url`` (``http://host:port``) on its own thread and event loop."""
+    host, _, port = upstream_url.removeprefix("http://").partition(":")
+    listen = free_port()
+    proxy = Proxy(url=f"http://127.0.0.1:{listen}", upstream=(host, int(port.rstrip("/"))))
+    for k, v in settings.items():
+        setattr(proxy, k, v)
+    proxy.reset()
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    server_box: list[asyncio.base_events.Server] = []
+
+    async def serve() -> None:
+        server = await asyncio.start_server(
+            lambda r, w: _handle(proxy, r, w), "127.0.0.1", listen, limit=2**20, backlog=1024
+        )
+        server_box.append(server)
+        started.set()
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(serve())
+        loop.run_forever()
+
+    thread = threading.Thread(target=main, name="fault-proxy", daemon=True)
+    thread.start()
+    if not started.wait(10):
+        msg = "the fault proxy did not start"
+        raise RuntimeError(msg)
+    try:
+        yield proxy
+    finally:
+
+        async def shutdown() -> None:
+            server_box[0].close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

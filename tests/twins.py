@@ -1,0 +1,255 @@
+"""Twins of real STAC items: local COGs on exactly the grids the items declare, and the items rewritten to them.
+
+The metadata is real (``../shared/corpus/stac``); the pixels are ours: deterministic, different per item and
+band, with a nodata corner. Each asset becomes a GDAL COG (tiled, Deflate with predictor 2, internal overviews)
+with the dtype, nodata and scale/offset of its ``raster:bands``, on the grid of ``proj:code``/``proj:epsg``,
+``proj:transform`` and ``proj:shape`` (the asset's, else the item's), optionally downscaled to keep tests small.
+
+Used by tests and benchmarks: ``twin_items(items, out_dir, base_url)`` writes the files and returns the items with
+hrefs pointing at ``base_url`` (an nginx URL or ``s3://bucket/prefix``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyproj
+import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+
+from tests.conftest import CORPUS
+
+TIFF_TYPES = ("image/tiff", "image/vnd.stac.geotiff")
+
+
+def corpus_items(name: str) -> list[dict[str, Any]]:
+    """Items of a corpus file (a FeatureCollection, a list of items or one item), without links.
+
+    Links are dropped because pystac would try to resolve the ``root`` link over the network.
+    """
+    path = next(p for p in (CORPUS / "stac").rglob(name))
+    doc = json.loads(path.read_text())
+    if isinstance(doc, list):
+        items = doc
+    else:
+        items = doc["features"] if doc.get("type") == "FeatureCollection" else [doc]
+    out = []
+    for item in items:
+        item = copy.deepcopy(item)
+        item["links"] = []
+        out.append(item)
+    return out
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The grid an asset declares."""
+
+    crs: str
+    transform: Affine
+    shape: tuple[int, int]
+
+
+def asset_grid(item: dict[str, Any], asset: dict[str, Any]) -> Grid | None:
+    """The asset's declared grid (falling back to the item's properties), or None when it declares none."""
+    props = item.get("properties", {})
+
+    def get(key: str) -> Any:
+        return asset.get(key, props.get(key))
+
+    code = get("proj:code") or (f"EPSG:{get('proj:epsg')}" if get("proj:epsg") else None)
+    transform, shape = get("proj:transform"), get("proj:shape")
+    if not (code and transform and shape):
+        return None
+    return Grid(crs=code, transform=Affine(*transform[:6]), shape=(int(shape[0]), int(shape[1])))
+
+
+def asset_bands(asset: dict[str, Any]) -> list[dict[str, Any]]:
+    """One dict per band: dtype, nodata, scale, offset (from raster:bands; uint16 without nodata by default)."""
+    raster = asset.get("raster:bands") or asset.get("bands") or []
+    count = max(len(raster), len(asset.get("eo:bands") or []), 1)
+    out = []
+    for i in range(count):
+        band = raster[i] if i < len(raster) else {}
+        out.append(
+            {
+                "dtype": band.get("data_type", "uint16"),
+                "nodata": band.get("nodata"),
+                "scale": band.get("scale", 1.0),
+                "offset": band.get("offset", 0.0),
+            }
+        )
+    return out
+
+
+def is_tiff_data(asset: dict[str, Any]) -> bool:
+    roles = asset.get("roles") or ["data"]
+    return str(asset.get("type", "")).startswith(TIFF_TYPES) and "data" in roles
+
+
+def downscaled(grid: Grid, factor: int) -> Grid:
+    """The same extent at ``factor`` times coarser pixels (shape rounded up)."""
+    if factor == 1:
+        return grid
+    t = grid.transform
+    shape = (math.ceil(grid.shape[0] / factor), math.ceil(grid.shape[1] / factor))
+    return Grid(grid.crs, Affine(t.a * factor, t.b, t.c, t.d, t.e * factor, t.f), shape)
+
+
+def pixels(seed: str, band: int, shape: tuple[int, int], dtype: str, nodata: float | None) -> np.ndarray:
+    """Deterministic content that differs per item (seed) and band, with a nodata corner when there is nodata."""
+    digest = int(hashlib.sha256(f"{seed}/{band}".encode()).hexdigest()[:8], 16)
+    y, x = np.ogrid[0 : shape[0], 0 : shape[1]]
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        data = ((x // 7 + y // 5) % 97 + digest % 1000 + band * 0.25).astype(dt)
+    else:
+        top = min(np.iinfo(dt).max, 10_000)
+        data = ((x // 7 + y // 5 + digest) % top).astype(dt)
+        if nodata is not None and data.min() <= nodata <= data.max():
+            data[data == dt.type(nodata)] = dt.type(nodata + 1 if nodata < top - 1 else nodata - 1)
+    if nodata is not None:
+        data[: shape[0] // 8, : shape[1] // 8] = dt.type(nodata)
+    return data
+
+
+def write_cog(
+    path: Path, grid: Grid, bands: list[dict[str, Any]], seed: str, *, blocksize: int = 512, layout: str = "cog"
+) -> None:
+    """Write one asset: a COG (or, with layout='strips', a plain stripped GTiff without overviews)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dtype, nodata = bands[0]["dtype"], bands[0]["nodata"]
+    data = np.stack([pixels(seed, i, grid.shape, dtype, nodata) for i in range(len(bands))])
+    profile: dict[str, Any] = {
+        "height": grid.shape[0],
+        "width": grid.shape[1],
+        "count": len(bands),
+        "dtype": dtype,
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "nodata": nodata,
+    }
+    if layout == "strips":
+        profile |= {"driver": "GTiff", "compress": "DEFLATE", "blockysize": 37}
+        with rasterio.open(path, "w", **profile) as ds:
+            ds.write(data)
+        return
+    tmp = path.with_suffix(".tmp.tif")
+    with rasterio.open(tmp, "w", driver="GTiff", **profile) as ds:
+        ds.write(data)
+        if any(b["scale"] != 1.0 or b["offset"] != 0.0 for b in bands):
+            ds.scales = [b["scale"] for b in bands]
+            ds.offsets = [b["offset"] for b in bands]
+    with rasterio.open(tmp) as src:
+        cog = src.profile | {
+            "driver": "COG",
+            "blocksize": blocksize,
+            "compress": "DEFLATE",
+            "predictor": 2,
+            "overview_resampling": Resampling.nearest.name,
+        }
+        for key in ("blockxsize", "blockysize", "tiled", "interleave", "compress"):
+            cog.pop(key, None)
+        cog["compress"] = "DEFLATE"
+        with rasterio.open(path, "w", **cog) as dst:
+            dst.write(src.read())
+            dst.scales, dst.offsets = src.scales, src.offsets
+    tmp.unlink()
+
+
+def twin_items(
+    items: Iterable[dict[str, Any]],
+    out_dir: Path,
+    base_url: str,
+    *,
+    downscale: int = 1,
+    assets: Iterable[str] | None = None,
+    blocksize: int = 512,
+    layout: str = "cog",
+) -> list[dict[str, Any]]:
+    """Write a twin of every TIFF data asset and return the items rewritten to point at ``base_url``.
+
+    Assets without a declared grid or that are not TIFF data keep their original (unreachable) hrefs.
+    """
+    wanted = set(assets) if assets is not None else None
+    out = []
+    for item in items:
+        item = copy.deepcopy(item)
+        item["links"] = []
+        collection = item.get("collection", "items")
+        for key, asset in item["assets"].items():
+            if (wanted is not None and key not in wanted) or not is_tiff_data(asset):
+                continue
+            grid = asset_grid(item, asset)
+            if grid is None:
+                continue
+            grid = downscaled(grid, downscale)
+            rel = f"{collection}/{item['id']}/{key}.tif"
+            write_cog(
+                out_dir / rel, grid, asset_bands(asset), seed=f"{item['id']}/{key}", blocksize=blocksize, layout=layout
+            )
+            asset["href"] = f"{base_url.rstrip('/')}/{rel}"
+            if downscale != 1:
+                asset["proj:shape"] = list(grid.shape)
+                asset["proj:transform"] = list(grid.transform)[:6]
+        out.append(item)
+    return out
+
+
+def change_in_place(path: Path) -> None:
+    """Rewrite a twin with other pixels on the same grid, so its ETag changes (as a provider reprocessing would)."""
+    with rasterio.open(path) as src:
+        profile, data = src.profile, src.read()
+    tmp = path.with_suffix(".changed.tif")
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(data + np.ones_like(data))
+    stat = path.stat()
+    tmp.replace(path)
+    os.utime(path, (stat.st_atime + 2, stat.st_mtime + 2))
+
+
+def in_zone(item: dict[str, Any], epsg: int) -> dict[str, Any]:
+    """A copy of an item whose assets declare the same footprint on the grid of another CRS (e.g. the next UTM zone).
+
+    The corners are reprojected and snapped outwards to whole pixels of the asset's resolution.
+    """
+    item = copy.deepcopy(item)
+    item["id"] = f"{item['id']}-epsg{epsg}"
+    src_code = item["properties"].get("proj:code") or f"EPSG:{item['properties'].get('proj:epsg')}"
+    to = pyproj.Transformer.from_crs(src_code, f"EPSG:{epsg}", always_xy=True)
+    item["properties"].pop("proj:code", None)
+    item["properties"]["proj:epsg"] = epsg
+    for asset in item["assets"].values():
+        t, shape = asset.get("proj:transform"), asset.get("proj:shape")
+        if not (t and shape):
+            continue
+        res = t[0]
+        xs = [t[2], t[2] + shape[1] * res]
+        ys = [t[5], t[5] - shape[0] * res]
+        corners = [to.transform(x, y) for x in xs for y in ys]
+        minx = math.floor(min(c[0] for c in corners) / res) * res
+        maxx = math.ceil(max(c[0] for c in corners) / res) * res
+        miny = math.floor(min(c[1] for c in corners) / res) * res
+        maxy = math.ceil(max(c[1] for c in corners) / res) * res
+        asset["proj:transform"] = [res, 0.0, minx, 0.0, -res, maxy]
+        asset["proj:shape"] = [round((maxy - miny) / res), round((maxx - minx) / res)]
+        asset.pop("proj:bbox", None)
+        asset.pop("proj:code", None)
+    return item
+
+
+def upload_dir(client: Any, local_dir: Path, bucket: str, prefix: str = "") -> None:
+    """Upload every file under ``local_dir`` to ``s3://bucket/prefix/...`` (boto3 client), keeping relative paths."""
+    for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+        key = "/".join(filter(None, [prefix.strip("/"), path.relative_to(local_dir).as_posix()]))
+        client.upload_file(str(path), bucket, key)
