@@ -40,15 +40,14 @@ def corpus_items(name: str) -> list[dict[str, Any]]:
     path = next(p for p in (CORPUS / "stac").rglob(name))
     doc = json.loads(path.read_text())
     if isinstance(doc, list):
-        items = doc
-    else:
-        items = doc["features"] if doc.get("type") == "FeatureCollection" else [doc]
-    out = []
-    for item in items:
-        item = copy.deepcopy(item)
-        item["links"] = []
-        out.append(item)
-    return out
+        return [_without_links(i) for i in doc]
+    return [_without_links(i) for i in (doc["features"] if doc.get("type") == "FeatureCollection" else [doc])]
+
+
+def _without_links(item: dict[str, Any]) -> dict[str, Any]:
+    item = copy.deepcopy(item)
+    item["links"] = []
+    return item
 
 
 @dataclass(frozen=True)
@@ -183,9 +182,8 @@ def twin_items(
     """
     wanted = set(assets) if assets is not None else None
     out = []
-    for item in items:
-        item = copy.deepcopy(item)
-        item["links"] = []
+    for original in items:
+        item = _without_links(original)
         collection = item.get("collection", "items")
         for key, asset in item["assets"].items():
             if (wanted is not None and key not in wanted) or not is_tiff_data(asset):

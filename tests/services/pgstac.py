@@ -76,12 +76,13 @@ def run_postgres(base: Path) -> Iterator[str]:
         base.chmod(0o755)
         shutil.chown(base, "postgres")
         shutil.chown(sock, "postgres")
-    run = {"check": True, "capture_output": True, "text": True}
     subprocess.run(
         _as_postgres(
             [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"]
         ),
-        **run,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     port = free_port()
     options = (
@@ -93,7 +94,9 @@ def run_postgres(base: Path) -> Iterator[str]:
             _as_postgres(
                 [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"]
             ),
-            **run,
+            check=True,
+            capture_output=True,
+            text=True,
         )
     except subprocess.CalledProcessError as exc:
         msg = f"PostgreSQL did not start: {exc.stderr}{log.read_text() if log.exists() else ''}"

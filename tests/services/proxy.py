@@ -139,14 +139,14 @@ async def _handle(proxy: Proxy, client_r: asyncio.StreamReader, client_w: asynci
                 return
             resp_body = await _read_body(up_r, resp_head, response=True, method=method)
             if fault == "truncate" and resp_body:
+                proxy.stats["bytes"] += len(resp_body) // 2
                 client_w.write(resp_head + resp_body[: len(resp_body) // 2])
                 await client_w.drain()
-                proxy.stats["bytes"] += len(resp_body) // 2
                 client_w.transport.abort()
                 return
+            proxy.stats["bytes"] += len(resp_body)  # counted before the client can see the response
             client_w.write(resp_head + resp_body)
             await client_w.drain()
-            proxy.stats["bytes"] += len(resp_body)
             if (_header(resp_head, b"connection") or b"").lower() == b"close":
                 return
     except (ConnectionError, asyncio.IncompleteReadError):
