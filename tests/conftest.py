@@ -47,10 +47,15 @@ def nginx(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory):
-    """A real S3 endpoint (moto server) on loopback; the environment points obstore at it."""
+    """A real S3 endpoint (moto server) on loopback, with buckets ``sources`` (COGs) and ``repos`` (Icechunk).
+
+    The environment (AWS_ENDPOINT_URL, credentials) points obstore and boto3 at it for the session.
+    """
     from tests.services.s3 import run_moto
 
     with run_moto(tmp_path_factory.mktemp("moto")) as server:
+        for bucket in (server.sources_bucket, server.repos_bucket):
+            server.client().create_bucket(Bucket=bucket)
         mp = pytest.MonkeyPatch()
         for key, value in server.env().items():
             mp.setenv(key, value)

@@ -36,7 +36,8 @@ def test_35mnm_twins_have_the_declared_grid(nginx, twins_35mnm) -> None:
                 assert ds.transform.a == declared.transform.a * 10
                 assert ds.shape == tuple(-(-n // 10) for n in declared.shape)
                 assert list(ds.shape) == asset["proj:shape"]
-                assert ds.dtypes[0] == "uint16"
+                assert ds.dtypes[0] == "uint16"  # these items have no raster:bands: uint16, no nodata
+                assert ds.nodata is None
                 assert ds.count == max(1, len(asset.get("eo:bands") or []))
                 assert bool(ds.overviews(1)) == (max(ds.shape) > 512)  # GDAL stops at one tile
                 assert ds.profile["blockxsize"] == 512

@@ -22,6 +22,8 @@ class S3Server:
     access_key: str = "testing"
     secret_key: str = "testing"
     region: str = "us-east-1"
+    sources_bucket: str = "sources"
+    repos_bucket: str = "repos"
 
     def env(self) -> dict[str, str]:
         return {

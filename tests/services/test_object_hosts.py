@@ -29,9 +29,8 @@ def test_nginx_ranged_get_returns_the_bytes_and_an_etag(nginx) -> None:
 def test_s3_ranged_get_returns_the_bytes_and_an_etag(s3) -> None:
     payload = os.urandom(100_000)
     client = s3.client()
-    client.create_bucket(Bucket="ranges")
-    client.put_object(Bucket="ranges", Key="blob.bin", Body=payload)
-    got = client.get_object(Bucket="ranges", Key="blob.bin", Range="bytes=1000-1999")
+    client.put_object(Bucket=s3.sources_bucket, Key="blob.bin", Body=payload)
+    got = client.get_object(Bucket=s3.sources_bucket, Key="blob.bin", Range="bytes=1000-1999")
     assert got["Body"].read() == payload[1000:2000]
     assert got["ETag"].strip('"')
     assert got["ContentRange"] == "bytes 1000-1999/100000"
