@@ -2,10 +2,14 @@
 
 The package is the pipeline. Stages, in the order they run (a stage never imports a later one):
 
-1. ``stackcube.tiff``     TIFF headers -> TiffManifest (where every tile lives, how to decode it)
-2. ``stackcube.search``   catalog URL / static catalog / items -> items and assets        (planned)
-3. ``stackcube.grid``     sources grouped by CRS, resolution, phase and encoding -> CubePlan (planned)
-4. ``stackcube.icechunk`` CubePlan -> a committed Icechunk repository                        (planned)
+1. ``stackcube.search``   catalog URL / static catalog / items + bbox/datetime/filters -> items
+2. ``stackcube.assets``   which assets of each item become bands, and why others are skipped
+3. ``stackcube.tiff``     TIFF headers -> TiffManifest (where every tile lives, how to decode it)
+4. ``stackcube.grid``     sources grouped by CRS, resolution, phase and encoding (GridKey)
+5. ``stackcube.plan``     CubePlan: which source chunk lands at which chunk index (plain data)
+6. ``stackcube.icechunk`` CubePlan -> a committed Icechunk repository                        (planned)
+
+``stackcube.api`` is the only module that knows this order.
 
 ``stackcube.errors`` holds the one error tree; ``stackcube.settings`` the concurrency cap; ``stackcube.cli`` the
 command line.
@@ -14,11 +18,14 @@ command line.
 from importlib.metadata import PackageNotFoundError, version
 
 from stackcube import errors, settings
+from stackcube.api import plan_cube, plan_cube_async
 from stackcube.errors import StackcubeError
+from stackcube.plan import CubePlan, GroupPlan
 
 try:
     __version__ = version("stackcube")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["StackcubeError", "__version__", "errors", "settings"]
+__all__ = ["CubePlan", "GroupPlan", "StackcubeError", "__version__", "errors", "plan_cube", "plan_cube_async",
+           "settings"]

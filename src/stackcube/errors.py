@@ -4,6 +4,8 @@ Every error stackcube raises on purpose derives from :class:`StackcubeError`, gr
 does about it::
 
     StackcubeError
+    ├── SearchError                  the catalog could not be searched: check the URL and the search arguments
+    │   └── NothingFoundError        (also LookupError) the search matched no usable items or assets
     ├── SourceError                  a source could not be read: check the href, the network, the credentials
     │   ├── SourceNotFoundError      (also FileNotFoundError) the object does not exist
     │   └── SourceChangedError       the object changed while or since it was indexed: refresh the cube
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 __all__ = [
     "CorruptTiffError",
+    "NothingFoundError",
+    "SearchError",
     "SourceChangedError",
     "SourceError",
     "SourceNotFoundError",
@@ -29,6 +33,14 @@ __all__ = [
 
 class StackcubeError(Exception):
     """Root of every error stackcube raises on purpose."""
+
+
+class SearchError(StackcubeError):
+    """The catalog could not be searched: not reachable, not STAC, or the arguments are invalid."""
+
+
+class NothingFoundError(SearchError, LookupError):
+    """The search matched no items, or none of them had a usable asset; nothing is planned."""
 
 
 class SourceError(StackcubeError, OSError):

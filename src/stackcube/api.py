@@ -1,0 +1,164 @@
+"""The public entry points; the only module that knows the order of the stages.
+
+search (``search``) -> asset selection (``assets``) -> header reads (``tiff``) -> grid grouping (``grid``) ->
+placement (``plan``) -> [Icechunk writer: next].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pystac
+
+from stackcube import _sync
+from stackcube.assets import SelectedAsset, select_assets
+from stackcube.errors import NothingFoundError, StackcubeError
+from stackcube.grid import GridKey, Source, group_by_grid
+from stackcube.plan import CubePlan, GroupPlan, Overlap, build_group
+from stackcube.search import CatalogLike, require_items, search_items
+from stackcube.tiff import TiffManifest, read_tiff_async
+
+__all__ = ["plan_cube", "plan_cube_async"]
+
+
+def _datetime(item: pystac.Item) -> Any:
+    if item.datetime is not None:
+        return item.datetime
+    start = item.common_metadata.start_datetime
+    if start is None:
+        msg = f"item {item.id} has neither datetime nor start_datetime"
+        raise NothingFoundError(msg)
+    return start
+
+
+async def _read_all(chosen: Sequence[SelectedAsset], progress: bool) -> list[TiffManifest | StackcubeError]:
+    bar = None
+    if progress and chosen:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(chosen), desc="reading TIFF headers", unit="header", leave=False)
+
+    async def one(asset: SelectedAsset) -> TiffManifest | StackcubeError:
+        try:
+            return await read_tiff_async(asset.href)
+        except StackcubeError as exc:
+            return exc
+        finally:
+            if bar is not None:
+                bar.update()
+
+    try:
+        return await asyncio.gather(*(one(a) for a in chosen))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _group_name(key: GridKey, taken: set[str]) -> str:
+    crs = re.sub(r"[^A-Za-z0-9]", "", key.crs) if key.crs.startswith("EPSG:") else "custom"
+    res = f"{abs(key.resolution[0]):g}".replace(".", "p")
+    name = f"{crs}_{res}{'m' if key.crs.startswith('EPSG:') else ''}"
+    base, n = name, 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    taken.add(name)
+    return name
+
+
+async def plan_cube_async(
+    catalog: CatalogLike,
+    bbox: Any = None,
+    datetime: Any = None,
+    *,
+    collections: Any = None,
+    assets: Sequence[str] | None = None,
+    ids: Any = None,
+    intersects: Any = None,
+    query: dict[str, Any] | None = None,
+    filter: dict[str, Any] | str | None = None,  # noqa: A002 - the STAC API's name
+    filter_lang: str | None = None,
+    max_items: int | None = None,
+    limit: int | None = None,
+    headers: dict[str, str] | None = None,
+    modifier: Callable[[Any], Any] | None = None,
+    overlap: Overlap = "first",
+    sort_by: str | None = None,
+    on_error: str = "raise",
+    progress: bool = True,
+) -> CubePlan:
+    """Async twin of :func:`plan_cube`."""
+    if on_error not in {"raise", "skip"}:
+        msg = f"on_error must be 'raise' or 'skip', not {on_error!r}"
+        raise ValueError(msg)
+    q, items = await asyncio.to_thread(
+        search_items, catalog, bbox=bbox, intersects=intersects, datetime=datetime, collections=collections,
+        ids=ids, query=query, filter=filter, filter_lang=filter_lang, max_items=max_items, limit=limit,
+        headers=headers, modifier=modifier,
+    )
+    require_items(items, q)
+    chosen, skipped = select_assets(items, assets)
+    if not chosen:
+        reasons = "; ".join(str(s) for s in skipped[:5]) or "no item has a GeoTIFF data asset"
+        msg = f"none of the {len(items)} items found has a usable asset ({reasons})"
+        raise NothingFoundError(msg)
+    manifests = await _read_all(chosen, progress)
+    notes: list[str] = []
+    sources: list[Source] = []
+    for asset, manifest in zip(chosen, manifests, strict=True):
+        if isinstance(manifest, StackcubeError):
+            if on_error == "raise":
+                raise manifest
+            notes.append(f"{asset.item.id}/{asset.key} could not be read: {manifest}")
+            continue
+        sources.append(Source(item_id=asset.item.id, asset=asset.key, band=asset.band, datetime=_datetime(asset.item),
+                              properties=dict(asset.item.properties), manifest=manifest))
+    groups, rejected = group_by_grid(sources)
+    notes.extend(f"{s.item_id}/{s.asset} has {why}; skipped" for s, why in rejected)
+    plans: list[GroupPlan] = []
+    taken: set[str] = set()
+    for key, members in sorted(groups.items(), key=lambda kv: (kv[0].crs, abs(kv[0].resolution[0]))):
+        name = _group_name(key, taken)
+        plan = build_group(name, key, members, band_order=assets, bbox=q.bbox, overlap=overlap, sort_by=sort_by)
+        if plan is None:
+            notes.append(f"{name} ({key.describe()}) lies outside the bbox; dropped")
+            continue
+        plans.append(plan)
+    if not plans:
+        msg = "no source grid overlaps the bbox: " + "; ".join(notes[:5])
+        raise NothingFoundError(msg)
+    return CubePlan(query=q, groups=tuple(plans), skipped=tuple(skipped), notes=tuple(notes))
+
+
+def plan_cube(catalog: CatalogLike, bbox: Any = None, datetime: Any = None, **kwargs: Any) -> CubePlan:
+    """Search a catalog, read the headers of the chosen assets, and plan one virtual array per grid.
+
+    Parameters
+    ----------
+    catalog
+        A STAC API URL, a static catalog/collection (path or URL), an ItemCollection file, or pystac Items.
+    bbox
+        (west, south, east, north) in degrees; arrays are clipped to the chunks it touches.
+    datetime
+        A datetime or interval as pystac-client takes it (``"2020-06"``, ``"2020-06-01/2020-07-31"``).
+    **kwargs
+        ``collections``, ``assets`` (keys or common names, in band order), ``ids``, ``intersects``, ``query``,
+        ``filter``, ``filter_lang``, ``max_items``, ``limit``, ``headers``, ``modifier``; ``overlap`` ("first" or
+        "last") and ``sort_by`` (an item property) for sources of one time step that claim the same chunk;
+        ``on_error`` ("raise", or "skip" to list unreadable sources in the report); ``progress``.
+
+    Returns
+    -------
+    CubePlan
+        Plain data: one GroupPlan per grid and a human-readable ``report()``.
+
+    Examples
+    --------
+    >>> plan = plan_cube("http://localhost:8082", bbox=[27.0, -8.0, 27.5, -7.5], datetime="2020-06/2020-07",
+    ...                  collections=["sentinel-2-l2a"], assets=["B02", "B03", "B04", "B08"])  # doctest: +SKIP
+    >>> print(plan.report())  # doctest: +SKIP
+    1 grid: EPSG:32735 10 m x 13 dates x 4 bands (...)
+    """
+    return _sync.run(plan_cube_async(catalog, bbox, datetime, **kwargs))

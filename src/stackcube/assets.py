@@ -1,0 +1,119 @@
+"""Asset stage: which assets of each item become bands, and why the others are skipped.
+
+An asset is chosen by its key (``"B04"``), by the ``common_name`` of its single ``eo:bands`` entry (``"red"``), or,
+when nothing is asked, every data asset that is a GeoTIFF. Everything not chosen that was asked for is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pystac
+
+__all__ = ["SelectedAsset", "SkippedAsset", "select_assets"]
+
+TIFF_MEDIA_TYPES = ("image/tiff", "image/vnd.stac.geotiff", "image/geotiff")
+NOT_DATA_ROLES = {"thumbnail", "overview", "visual-preview", "metadata", "tiles", "preview"}
+
+
+@dataclass(frozen=True, slots=True)
+class SelectedAsset:
+    """One (item, asset) that becomes a band."""
+
+    item: pystac.Item
+    """The item."""
+    key: str
+    """The asset key in the item."""
+    band: str
+    """The band name in the cube: the name asked for (key or common name), else the key."""
+    href: str
+    """The asset's href, absolute."""
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedAsset:
+    """An (item, asset) that was asked for, or looked like data, but does not become a band."""
+
+    item_id: str
+    """The item's id."""
+    key: str
+    """The asset key, or the name asked for when the item has no such asset."""
+    reason: str
+    """Why, in words a person can act on."""
+
+    def __str__(self) -> str:
+        return f"{self.item_id}/{self.key}: {self.reason}"
+
+
+def is_geotiff(asset: pystac.Asset) -> bool:
+    """True when the media type says GeoTIFF, or (without a media type) the href ends in .tif/.tiff."""
+    media = (asset.media_type or "").lower()
+    if media:
+        return media.startswith(TIFF_MEDIA_TYPES)
+    return asset.href.lower().split("?", 1)[0].endswith((".tif", ".tiff"))
+
+
+def _common_name(asset: pystac.Asset) -> str | None:
+    bands = asset.extra_fields.get("eo:bands") or []
+    if len(bands) == 1:
+        return bands[0].get("common_name")
+    return None
+
+
+def _pick(item: pystac.Item, name: str) -> tuple[str, pystac.Asset] | None:
+    if name in item.assets:
+        return name, item.assets[name]
+    matches = [(k, a) for k, a in item.assets.items() if _common_name(a) == name]
+    return matches[0] if len(matches) == 1 else None
+
+
+def select_assets(
+    items: Iterable[pystac.Item], assets: Sequence[str] | None = None
+) -> tuple[list[SelectedAsset], list[SkippedAsset]]:
+    """Choose the assets that become bands; return them and the ones skipped, with reasons.
+
+    Parameters
+    ----------
+    items
+        The items of the search.
+    assets
+        Asset keys or ``eo:bands`` common names, in band order; None takes every data asset that is a GeoTIFF.
+
+    Examples
+    --------
+    >>> chosen, skipped = select_assets(items, ["red", "nir"])  # doctest: +SKIP
+    >>> [str(s) for s in skipped]  # doctest: +SKIP
+    ['S2B_.../nir: the item has no asset with key or common name 'nir'']
+    """
+    chosen: list[SelectedAsset] = []
+    skipped: list[SkippedAsset] = []
+    for item in items:
+        if assets is None:
+            for key, asset in item.assets.items():
+                roles = set(asset.roles or ["data"])
+                if roles & NOT_DATA_ROLES and "data" not in roles:
+                    continue
+                if not is_geotiff(asset):
+                    if "data" in roles and asset.roles:
+                        skipped.append(SkippedAsset(item.id, key, f"not a TIFF (type {asset.media_type!r})"))
+                    continue
+                chosen.append(SelectedAsset(item, key, key, asset.get_absolute_href() or asset.href))
+            continue
+        for name in assets:
+            found = _pick(item, name)
+            if found is None:
+                skipped.append(SkippedAsset(item.id, name, f"the item has no asset with key or common name {name!r}"))
+                continue
+            key, asset = found
+            if not is_geotiff(asset):
+                skipped.append(SkippedAsset(item.id, key, f"not a TIFF (type {asset.media_type!r})"))
+                continue
+            chosen.append(SelectedAsset(item, key, name, asset.get_absolute_href() or asset.href))
+    return chosen, skipped
+
+
+def describe(asset: SelectedAsset) -> dict[str, Any]:
+    """Plain description of a chosen asset for reports."""
+    return {"item": asset.item.id, "asset": asset.key, "band": asset.band, "href": asset.href}

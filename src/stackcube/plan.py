@@ -1,0 +1,285 @@
+"""CubePlan: which source chunk lands at which chunk index of which array. Pure data and pure functions.
+
+One :class:`GroupPlan` per grid group: a (time, band, y, x) array whose chunks are source tiles. Its per-chunk
+tables are NumPy arrays shaped (time, band chunk, tile row, tile column): ``source_index`` into the group's
+source table (-1 where no source has that chunk, which then reads as the fill value), ``offsets`` and
+``lengths``. They flow straight into a virtual-reference writer without a Python object per chunk.
+
+Overlaps: when two sources of one time step claim the same chunk (tile-aligned mosaics whose footprints
+overlap), the rule decides: ``"first"`` keeps the chunk of the source that comes first, ``"last"`` the one that
+comes last, in the order of the search results, or sorted by an item property (``sort_by="eo:cloud_cover"``:
+least cloud first). A source's missing (sparse) tile never hides another source's stored tile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pyproj
+
+from stackcube.assets import SkippedAsset
+from stackcube.grid import GridKey, Source, tile_offset
+from stackcube.search import Query
+from stackcube.tiff import Recipe
+
+__all__ = ["CubePlan", "GroupPlan", "SourceTable", "build_group"]
+
+Overlap = Literal["first", "last"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SourceTable:
+    """The sources of one group, column-wise: row i describes source index i."""
+
+    href: np.ndarray
+    """URL of each source (str)."""
+    etag: np.ndarray
+    """ETag each source had when read (str; empty when the server gave none)."""
+    last_modified: np.ndarray
+    """Last-Modified as ISO text (str; empty when unknown)."""
+    item_id: np.ndarray
+    """STAC item id (str)."""
+    asset: np.ndarray
+    """Asset key (str)."""
+
+    def __len__(self) -> int:
+        return int(self.href.size)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class GroupPlan:
+    """One virtual (time, band, y, x) array: its grid, coordinates and where every chunk comes from."""
+
+    name: str
+    """Name of the array in the cube (``EPSG32735_10m``)."""
+    key: GridKey
+    """What its sources share."""
+    transform: tuple[float, float, float, float, float, float]
+    """Affine transform (a, b, c, d, e, f) of the array's pixel corners."""
+    shape: tuple[int, int, int, int]
+    """(time, band, y, x)."""
+    chunks: tuple[int, int, int, int]
+    """(1, samples per tile, tile rows, tile columns)."""
+    dtype: np.dtype[Any]
+    """Sample dtype."""
+    fill_value: int | float | None
+    """Nodata of the sources (None: the dtype's zero)."""
+    recipe: Recipe
+    """How each chunk is decoded (the ``stackcube.tiff`` codec configuration)."""
+    time: np.ndarray
+    """datetime64[ns] per time step, increasing."""
+    bands: tuple[str, ...]
+    """Band names."""
+    y: np.ndarray
+    """Pixel-centre y coordinates."""
+    x: np.ndarray
+    """Pixel-centre x coordinates."""
+    items: tuple[tuple[str, ...], ...]
+    """Item ids per time step."""
+    properties: dict[str, list[Any]]
+    """Item properties per time step (those of the step's first item)."""
+    sources: SourceTable
+    """The sources, indexed by ``source_index``."""
+    source_index: np.ndarray
+    """int32 (time, band chunk, tile row, tile column): source of each chunk, -1 for none."""
+    offsets: np.ndarray
+    """uint64, same shape: byte offset of each chunk in its source."""
+    lengths: np.ndarray
+    """uint64, same shape: byte length of each chunk (0 for none)."""
+    window: tuple[int, int, int, int] | None = None
+    """(row start, row stop, column start, column stop) of the exact bbox inside the array, for lazy trimming."""
+    mosaic: bool = False
+    """True when sources of one time step sit side by side at tile offsets."""
+
+    @property
+    def crs(self) -> str:
+        """The array's CRS."""
+        return self.key.crs
+
+    @property
+    def n_chunks(self) -> int:
+        """Chunks that reference a source."""
+        return int((self.source_index >= 0).sum())
+
+    def describe(self) -> str:
+        """One line: ``EPSG:32735 10 m x 13 dates x 4 bands (1098 x 1098 px, 3 x 3 tiles of 512 x 512)``."""
+        t, b, y, x = self.shape
+        res = self.key.resolution[0]
+        crs = self.crs if len(self.crs) < 40 else "a custom CRS"
+        unit = "" if self.key.crs.startswith("GEOG") else " m" if "EPSG" in crs else ""
+        rows, cols = self.source_index.shape[2:]
+        return (f"{crs} {res:g}{unit} x {t} date{'s' * (t != 1)} x {b} band{'s' * (b != 1)} "
+                f"({y} x {x} px, {rows} x {cols} tiles of {self.chunks[2]} x {self.chunks[3]})")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CubePlan:
+    """Everything the writer needs, and a report of every decision."""
+
+    query: Query
+    """The search the plan came from."""
+    groups: tuple[GroupPlan, ...]
+    """One array per grid."""
+    skipped: tuple[SkippedAsset, ...] = ()
+    """Assets asked for (or looking like data) that do not become bands, with reasons."""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    """Other decisions worth telling (sources that could not be gridded or read, groups outside the bbox)."""
+
+    def report(self) -> str:
+        """A human-readable account of the grouping."""
+        n = len(self.groups)
+        lines = [f"{n} grid{'s' * (n != 1)}: " + "; ".join(g.describe() for g in self.groups)]
+        crss = {g.crs for g in self.groups}
+        if len(crss) > 1:
+            lines.append(f"the sources are on {len(crss)} CRSs; each grid is its own array")
+        for g in self.groups:
+            placed = f", {len(g.sources)} sources placed side by side at tile offsets" if g.mosaic else ""
+            lines.append(f"  {g.name}: {g.describe()}, {g.n_chunks} chunks from {len(g.sources)} sources{placed}")
+        lines.extend(f"  note: {note}" for note in self.notes)
+        if self.skipped:
+            lines.append(f"{len(self.skipped)} asset(s) skipped:")
+            lines.extend(f"  {s}" for s in self.skipped[:20])
+            if len(self.skipped) > 20:
+                lines.append(f"  ... and {len(self.skipped) - 20} more")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.report()
+
+
+def _band_names(band: str, samples: int) -> list[str]:
+    return [band] if samples == 1 else [f"{band}_{i + 1}" for i in range(samples)]
+
+
+def _order(sources: Sequence[Source], sort_by: str | None) -> list[Source]:
+    if sort_by is None:
+        return list(sources)
+
+    def key(s: Source) -> tuple[int, Any]:
+        value = s.properties.get(sort_by)
+        return (value is None, value if value is not None else 0)
+
+    return sorted(sources, key=key)
+
+
+def build_group(
+    name: str,
+    key: GridKey,
+    sources: Sequence[Source],
+    *,
+    band_order: Sequence[str] | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    overlap: Overlap = "first",
+    sort_by: str | None = None,
+) -> GroupPlan | None:
+    """Place every source's tiles in one array; None when the bbox misses the group entirely."""
+    if overlap not in {"first", "last"}:
+        msg = f"overlap must be 'first' or 'last', not {overlap!r}"
+        raise ValueError(msg)
+    first = sources[0].image
+    samples = first.shape[0]
+    band_chunk = key.chunk[0]
+    per_asset = samples // band_chunk
+    asked = list(dict.fromkeys(band_order or []))
+    present = list(dict.fromkeys(s.band for s in sources))
+    bands = [b for b in asked if b in present] + [b for b in present if b not in asked]
+    band_slot = {b: i * per_asset for i, b in enumerate(bands)}
+    times = sorted({np.datetime64(s.datetime.replace(tzinfo=None), "ns") for s in sources})
+    time_slot = {t: i for i, t in enumerate(times)}
+
+    a, _, _, _, e, _ = first.geo.transform  # type: ignore[union-attr]
+    _, rows, cols = key.chunk
+    origin = (min(s.image.geo.transform[2] for s in sources),  # type: ignore[union-attr]
+              max(s.image.geo.transform[5] for s in sources) if e < 0 else  # type: ignore[union-attr]
+              min(s.image.geo.transform[5] for s in sources))  # type: ignore[union-attr]
+    offsets_px = [tile_offset(s, origin, key) for s in sources]
+    ny = max(r + s.image.offsets.shape[1] for s, (r, _) in zip(sources, offsets_px, strict=True))
+    nx = max(c + s.image.offsets.shape[2] for s, (_, c) in zip(sources, offsets_px, strict=True))
+    height = max(r * rows + s.image.shape[1] for s, (r, _) in zip(sources, offsets_px, strict=True))
+    width = max(c * cols + s.image.shape[2] for s, (_, c) in zip(sources, offsets_px, strict=True))
+
+    grid_shape = (len(times), len(bands) * per_asset, ny, nx)
+    source_index = np.full(grid_shape, -1, np.int32)
+    offsets = np.zeros(grid_shape, np.uint64)
+    lengths = np.zeros(grid_shape, np.uint64)
+    ordered = _order(sources, sort_by)
+    position = {id(s): i for i, s in enumerate(sources)}
+    mosaic = False
+    for s in ordered:
+        i = position[id(s)]
+        row, col = offsets_px[i]
+        t = time_slot[np.datetime64(s.datetime.replace(tzinfo=None), "ns")]
+        b0 = band_slot[s.band]
+        src_off, src_len = s.image.offsets, s.image.lengths
+        nb, sy, sx = src_off.shape
+        window = (t, slice(b0, b0 + nb), slice(row, row + sy), slice(col, col + sx))
+        stored = src_len > 0
+        taken = source_index[window] >= 0
+        mosaic = mosaic or (row, col) != offsets_px[0] or s.image.shape != first.shape
+        claim = stored & (~taken if overlap == "first" else np.ones_like(taken))
+        source_index[window] = np.where(claim, i, source_index[window])
+        offsets[window] = np.where(claim, src_off, offsets[window])
+        lengths[window] = np.where(claim, src_len, lengths[window])
+
+    transform = (a, 0.0, origin[0], 0.0, e, origin[1])
+    recipe = first.recipe
+    if len({s.image.shape for s in sources}) > 1:
+        # edge segments of different images differ; a full-tile image size makes a short segment fail loudly
+        recipe = Recipe.from_config({**recipe.to_config(), "image_length": ny * rows, "image_width": nx * cols})
+    table = SourceTable(
+        href=np.array([s.manifest.href for s in sources], dtype=object),
+        etag=np.array([s.manifest.etag or "" for s in sources], dtype=object),
+        last_modified=np.array([s.manifest.last_modified.isoformat() if s.manifest.last_modified else ""
+                                for s in sources], dtype=object),
+        item_id=np.array([s.item_id for s in sources], dtype=object),
+        asset=np.array([s.asset for s in sources], dtype=object),
+    )
+    items_per_step: list[list[Source]] = [[] for _ in times]
+    for s in sources:
+        items_per_step[time_slot[np.datetime64(s.datetime.replace(tzinfo=None), "ns")]].append(s)
+    step_ids = tuple(tuple(dict.fromkeys(s.item_id for s in step)) for step in items_per_step)
+    prop_names = sorted({k for s in sources for k, v in s.properties.items() if isinstance(v, str | int | float)})
+    properties = {k: [step[0].properties.get(k) for step in items_per_step] for k in prop_names}
+    band_names = [n for b in bands for n in _band_names(b, samples)]
+
+    plan = GroupPlan(
+        name=name, key=key, transform=transform, shape=(len(times), len(band_names), height, width),
+        chunks=(1, band_chunk, rows, cols), dtype=first.dtype, fill_value=first.fill_value, recipe=recipe,
+        time=np.array(times, dtype="datetime64[ns]"), bands=tuple(band_names),
+        y=origin[1] + e * (np.arange(height) + 0.5), x=origin[0] + a * (np.arange(width) + 0.5),
+        items=step_ids, properties=properties, sources=table, source_index=source_index, offsets=offsets,
+        lengths=lengths, mosaic=mosaic,
+    )
+    return plan if bbox is None else clip_to_bbox(plan, bbox)
+
+
+def clip_to_bbox(plan: GroupPlan, bbox: tuple[float, float, float, float]) -> GroupPlan | None:
+    """Keep the chunks the bbox (lon/lat) touches; remember the exact bbox as a pixel window. None if it misses."""
+    to_grid = pyproj.Transformer.from_crs("EPSG:4326", plan.crs, always_xy=True)
+    minx, miny, maxx, maxy = to_grid.transform_bounds(*bbox, densify_pts=21)
+    a, _, x0, _, e, y0 = plan.transform
+    _, _, height, width = plan.shape
+    _, _, rows, cols = plan.chunks
+    col_lo, col_hi = sorted(((minx - x0) / a, (maxx - x0) / a))
+    row_lo, row_hi = sorted(((maxy - y0) / e, (miny - y0) / e))
+    col_lo, col_hi = max(0, math.floor(col_lo)), min(width, math.ceil(col_hi))
+    row_lo, row_hi = max(0, math.floor(row_lo)), min(height, math.ceil(row_hi))
+    if col_lo >= col_hi or row_lo >= row_hi:
+        return None
+    ty0, ty1 = row_lo // rows, -(-row_hi // rows)
+    tx0, tx1 = col_lo // cols, -(-col_hi // cols)
+    r0, c0 = ty0 * rows, tx0 * cols
+    r1, c1 = min(height, ty1 * rows), min(width, tx1 * cols)
+    tiles = (slice(None), slice(None), slice(ty0, ty1), slice(tx0, tx1))
+    return GroupPlan(
+        name=plan.name, key=plan.key, transform=(a, 0.0, x0 + a * c0, 0.0, e, y0 + e * r0),
+        shape=(plan.shape[0], plan.shape[1], r1 - r0, c1 - c0), chunks=plan.chunks, dtype=plan.dtype,
+        fill_value=plan.fill_value, recipe=plan.recipe, time=plan.time, bands=plan.bands, y=plan.y[r0:r1],
+        x=plan.x[c0:c1], items=plan.items, properties=plan.properties, sources=plan.sources,
+        source_index=plan.source_index[tiles], offsets=plan.offsets[tiles], lengths=plan.lengths[tiles],
+        window=(row_lo - r0, row_hi - r0, col_lo - c0, col_hi - c0), mosaic=plan.mosaic,
+    )

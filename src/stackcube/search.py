@@ -1,0 +1,281 @@
+"""Search stage: a STAC API, a static catalog or collection, an ItemCollection file or item list -> pystac Items.
+
+The search arguments are normalised once by pystac-client's ``ItemSearch`` (without a request), so a static
+catalog is filtered exactly as a STAC API would filter it: the same bbox and datetime ranges ("2020-06" is the
+whole month), CQL2 filters evaluated with the ``cql2`` library, the ``query`` extension's operators.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pystac
+import shapely.geometry
+
+from stackcube.errors import NothingFoundError, SearchError
+
+__all__ = ["Query", "search_items"]
+
+CatalogLike = str | os.PathLike[str] | pystac.ItemCollection | Iterable[pystac.Item | Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A normalised search: everything needed to run it again (a cube stores it to refresh itself)."""
+
+    catalog: str | None
+    """URL or path of the catalog; None for items passed in memory."""
+    bbox: tuple[float, float, float, float] | None = None
+    """(west, south, east, north) in degrees."""
+    intersects: dict[str, Any] | None = None
+    """A GeoJSON geometry the items must intersect."""
+    datetime: str | None = None
+    """An RFC 3339 instant or ``start/end`` interval (open ends as ``..``), as pystac-client sends it."""
+    collections: tuple[str, ...] | None = None
+    """Collection ids."""
+    ids: tuple[str, ...] | None = None
+    """Item ids."""
+    query: dict[str, Any] | None = None
+    """The STAC ``query`` extension object."""
+    filter: dict[str, Any] | str | None = None
+    """A CQL2 filter (JSON object or text)."""
+    filter_lang: str | None = None
+    """``cql2-json`` or ``cql2-text``; inferred from ``filter`` when None."""
+    max_items: int | None = None
+    """Stop after this many items."""
+    limit: int | None = None
+    """Page size asked of a STAC API."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra HTTP headers for a STAC API (never stored in a cube)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form, without headers (they may hold credentials)."""
+        out = {k: getattr(self, k) for k in ("catalog", "bbox", "intersects", "datetime", "collections", "ids",
+                                             "query", "filter", "filter_lang", "max_items", "limit")}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def make_query(catalog: CatalogLike, **kwargs: Any) -> Query:
+    """Normalise search arguments with pystac-client's own rules (no request is made)."""
+    from pystac_client.item_search import ItemSearch
+
+    headers = dict(kwargs.pop("headers", None) or {})
+    max_items, limit = kwargs.pop("max_items", None), kwargs.pop("limit", None)
+    filter_lang = kwargs.pop("filter_lang", None)
+    try:
+        params = ItemSearch("http://normalise.invalid/search", **kwargs).get_parameters()
+    except Exception as exc:
+        msg = f"invalid search arguments {kwargs}: {exc}"
+        raise SearchError(msg) from None
+    name = os.fspath(catalog) if isinstance(catalog, str | os.PathLike) else None
+    flt = kwargs.get("filter")
+    return Query(
+        catalog=name,
+        bbox=tuple(params["bbox"]) if "bbox" in params else None,  # type: ignore[arg-type]
+        intersects=params.get("intersects"),
+        datetime=params.get("datetime"),
+        collections=tuple(params["collections"]) if "collections" in params else None,
+        ids=tuple(params["ids"]) if "ids" in params else None,
+        query=params.get("query"),
+        filter=flt,
+        filter_lang=filter_lang or (("cql2-text" if isinstance(flt, str) else "cql2-json") if flt else None),
+        max_items=max_items,
+        limit=limit,
+        headers=headers,
+    )
+
+
+def search_items(
+    catalog: CatalogLike,
+    *,
+    bbox: Any = None,
+    intersects: Any = None,
+    datetime: Any = None,
+    collections: Any = None,
+    ids: Any = None,
+    query: dict[str, Any] | None = None,
+    filter: dict[str, Any] | str | None = None,  # noqa: A002 - the STAC API's name
+    filter_lang: str | None = None,
+    max_items: int | None = None,
+    limit: int | None = None,
+    headers: dict[str, str] | None = None,
+    modifier: Callable[[Any], Any] | None = None,
+) -> tuple[Query, list[pystac.Item]]:
+    """Run a search and return the normalised query and the matching items (in the catalog's order).
+
+    Parameters
+    ----------
+    catalog
+        A STAC API root URL, a static catalog or collection JSON (path or URL), an ItemCollection / GeoJSON
+        FeatureCollection file, a ``pystac.ItemCollection``, or an iterable of ``pystac.Item`` or item dicts.
+    bbox, intersects, datetime, collections, ids, query, filter, filter_lang, max_items, limit
+        As in ``pystac_client.Client.search``; static inputs are filtered the same way.
+    headers
+        Extra HTTP headers for a STAC API.
+    modifier
+        Called on every item (and result) a STAC API returns, e.g. ``planetary_computer.sign_inplace``; also
+        applied to static items.
+
+    Examples
+    --------
+    >>> from stackcube.search import search_items
+    >>> q, items = search_items("https://earth-search.aws.element84.com/v1", collections=["sentinel-2-l2a"],
+    ...                         bbox=[27.0, -8.0, 27.1, -7.9], datetime="2020-06")  # doctest: +SKIP
+    """
+    q = make_query(catalog, bbox=bbox, intersects=intersects, datetime=datetime, collections=collections, ids=ids,
+                   query=query, filter=filter, filter_lang=filter_lang, max_items=max_items, limit=limit,
+                   headers=headers)
+    if isinstance(catalog, str | os.PathLike) and _is_api(os.fspath(catalog), q.headers):
+        items = _search_api(os.fspath(catalog), q, modifier)
+    else:
+        items = [i for i in _static_items(catalog) if _matches(i, q)]
+        if modifier is not None:
+            for item in items:
+                modifier(item)
+        if q.max_items is not None:
+            items = items[: q.max_items]
+    return q, items
+
+
+def _is_api(catalog: str, headers: dict[str, str]) -> bool:
+    if urlparse(catalog).scheme not in {"http", "https"}:
+        return False
+    doc = _read_json(catalog, headers)
+    conforms = " ".join(doc.get("conformsTo", []))
+    return doc.get("type") == "Catalog" and ("item-search" in conforms or any(
+        link.get("rel") == "search" for link in doc.get("links", [])))
+
+
+def _read_json(href: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    try:
+        if urlparse(href).scheme in {"http", "https"}:
+            import urllib.request
+
+            request = urllib.request.Request(href, headers=headers or {})  # noqa: S310 - user-given catalog URL
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                return json.loads(response.read())
+        return json.loads(Path(href).read_text())
+    except (OSError, ValueError) as exc:
+        msg = f"{href}: could not read a STAC document ({exc}); check the catalog URL or path"
+        raise SearchError(msg) from None
+
+
+def _search_api(url: str, q: Query, modifier: Callable[[Any], Any] | None) -> list[pystac.Item]:
+    from pystac_client import Client
+    from pystac_client.exceptions import APIError
+
+    try:
+        client = Client.open(url, headers=q.headers or None, modifier=modifier)
+        search = client.search(bbox=q.bbox, intersects=q.intersects, datetime=q.datetime,
+                               collections=list(q.collections) if q.collections else None,
+                               ids=list(q.ids) if q.ids else None, query=q.query, filter=q.filter,
+                               filter_lang=q.filter_lang, max_items=q.max_items, limit=q.limit)
+        return list(search.items())
+    except APIError as exc:
+        msg = f"{url}: the STAC API refused the search ({str(exc).strip()[:300]})"
+        raise SearchError(msg) from None
+
+
+def _static_items(catalog: CatalogLike) -> Iterable[pystac.Item]:
+    if isinstance(catalog, pystac.ItemCollection):
+        return list(catalog)
+    if not isinstance(catalog, str | os.PathLike):
+        return [i if isinstance(i, pystac.Item) else pystac.Item.from_dict(dict(i), preserve_dict=False)
+                for i in catalog]
+    href = os.fspath(catalog)
+    doc = _read_json(href)
+    kind = doc.get("type")
+    if kind == "FeatureCollection":
+        return [pystac.Item.from_dict(f, preserve_dict=False) for f in doc.get("features", [])]
+    if kind == "Feature":
+        return [pystac.Item.from_dict(doc)]
+    if kind in {"Catalog", "Collection"}:
+        root = pystac.read_file(href)
+        if not isinstance(root, pystac.Catalog):
+            msg = f"{href} is a STAC {kind} that pystac cannot open as a catalog"
+            raise SearchError(msg)
+        return list(root.get_items(recursive=True))
+    msg = f"{href} is not a STAC API, catalog, collection, item or item collection (type {kind!r})"
+    raise SearchError(msg)
+
+
+def _interval(text: str) -> tuple[datetime | None, datetime | None]:
+    start, _, end = text.partition("/")
+    def parse(value: str) -> datetime | None:
+        return None if value in {"", ".."} else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    lo = parse(start)
+    return lo, parse(end) if end else lo
+
+
+def _matches(item: pystac.Item, q: Query) -> bool:
+    if q.collections is not None and item.collection_id not in q.collections:
+        return False
+    if q.ids is not None and item.id not in q.ids:
+        return False
+    if q.bbox is not None and item.geometry is not None:
+        if not shapely.geometry.shape(item.geometry).intersects(shapely.geometry.box(*q.bbox)):
+            return False
+    if q.intersects is not None and item.geometry is not None:
+        if not shapely.geometry.shape(item.geometry).intersects(shapely.geometry.shape(q.intersects)):
+            return False
+    if q.datetime is not None and not _in_interval(item, q.datetime):
+        return False
+    if q.query is not None and not _matches_query(item.properties, q.query):
+        return False
+    if q.filter is not None:
+        import cql2
+
+        if not cql2.Expr(q.filter).matches(item.to_dict(transform_hrefs=False)):
+            return False
+    return True
+
+
+def _in_interval(item: pystac.Item, interval: str) -> bool:
+    lo, hi = _interval(interval)
+    props = item.properties
+    start = props.get("start_datetime") or props.get("datetime")
+    end = props.get("end_datetime") or props.get("datetime")
+    if start is None:
+        return False
+    s = datetime.fromisoformat(start.replace("Z", "+00:00")).astimezone(UTC)
+    e = datetime.fromisoformat(end.replace("Z", "+00:00")).astimezone(UTC)
+    return (lo is None or e >= lo) and (hi is None or s <= hi)
+
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": lambda a, b: a == b, "neq": lambda a, b: a != b, "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "in": lambda a, b: a in b,
+    "startsWith": lambda a, b: str(a).startswith(b), "endsWith": lambda a, b: str(a).endswith(b),
+    "contains": lambda a, b: b in str(a),
+}
+
+
+def _matches_query(properties: dict[str, Any], query: dict[str, Any]) -> bool:
+    for name, condition in query.items():
+        if name not in properties:
+            return False
+        for op, value in condition.items():
+            if op not in _OPS:
+                msg = f"query operator {op!r} is not one of {sorted(_OPS)}"
+                raise SearchError(msg)
+            try:
+                if not _OPS[op](properties[name], value):
+                    return False
+            except TypeError:
+                return False
+    return True
+
+
+def require_items(items: list[pystac.Item], q: Query) -> None:
+    """Raise NothingFoundError naming the search when it found nothing."""
+    if not items:
+        args = {k: v for k, v in q.to_dict().items() if v is not None and k != "catalog"}
+        msg = f"the search of {q.catalog or 'the given items'} matched no items ({args}); widen bbox or datetime"
+        raise NothingFoundError(msg)
