@@ -27,5 +27,13 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["CubePlan", "GroupPlan", "StackcubeError", "__version__", "errors", "plan_cube", "plan_cube_async",
-           "settings"]
+__all__ = [
+    "CubePlan",
+    "GroupPlan",
+    "StackcubeError",
+    "__version__",
+    "errors",
+    "plan_cube",
+    "plan_cube_async",
+    "settings",
+]

@@ -78,7 +78,7 @@ async def plan_cube_async(
     ids: Any = None,
     intersects: Any = None,
     query: dict[str, Any] | None = None,
-    filter: dict[str, Any] | str | None = None,  # noqa: A002 - the STAC API's name
+    filter: dict[str, Any] | str | None = None,
     filter_lang: str | None = None,
     max_items: int | None = None,
     limit: int | None = None,
@@ -94,9 +94,20 @@ async def plan_cube_async(
         msg = f"on_error must be 'raise' or 'skip', not {on_error!r}"
         raise ValueError(msg)
     q, items = await asyncio.to_thread(
-        search_items, catalog, bbox=bbox, intersects=intersects, datetime=datetime, collections=collections,
-        ids=ids, query=query, filter=filter, filter_lang=filter_lang, max_items=max_items, limit=limit,
-        headers=headers, modifier=modifier,
+        search_items,
+        catalog,
+        bbox=bbox,
+        intersects=intersects,
+        datetime=datetime,
+        collections=collections,
+        ids=ids,
+        query=query,
+        filter=filter,
+        filter_lang=filter_lang,
+        max_items=max_items,
+        limit=limit,
+        headers=headers,
+        modifier=modifier,
     )
     require_items(items, q)
     chosen, skipped = select_assets(items, assets)
@@ -113,8 +124,16 @@ async def plan_cube_async(
                 raise manifest
             notes.append(f"{asset.item.id}/{asset.key} could not be read: {manifest}")
             continue
-        sources.append(Source(item_id=asset.item.id, asset=asset.key, band=asset.band, datetime=_datetime(asset.item),
-                              properties=dict(asset.item.properties), manifest=manifest))
+        sources.append(
+            Source(
+                item_id=asset.item.id,
+                asset=asset.key,
+                band=asset.band,
+                datetime=_datetime(asset.item),
+                properties=dict(asset.item.properties),
+                manifest=manifest,
+            )
+        )
     groups, rejected = group_by_grid(sources)
     notes.extend(f"{s.item_id}/{s.asset} has {why}; skipped" for s, why in rejected)
     plans: list[GroupPlan] = []

@@ -50,6 +50,15 @@ class Source:
         """The full-resolution image (the first IFD whose role is image)."""
         return self.manifest.images[0]
 
+    @property
+    def transform(self) -> tuple[float, float, float, float, float, float]:
+        """The image's affine transform; only sources that passed :func:`grid_key` are planned, and they have one."""
+        geo = self.image.geo
+        if geo is None or geo.transform is None:
+            msg = f"{self.manifest.href} has no affine transform"
+            raise NotGriddableError(msg)
+        return geo.transform
+
 
 @dataclass(frozen=True, slots=True)
 class GridKey:
@@ -95,7 +104,7 @@ def _is_geographic(crs: str) -> bool:
     return pyproj.CRS.from_user_input(crs).is_geographic
 
 
-class NotGriddable(ValueError):
+class NotGriddableError(ValueError):
     """A source has no north-up affine grid (no georeference, rotation, or ground control points)."""
 
 
@@ -105,11 +114,11 @@ def grid_key(source: Source) -> GridKey:
     geo = image.geo
     if geo is None or geo.transform is None or geo.crs is None:
         msg = "no CRS and affine transform (not georeferenced, or only ground control points)"
-        raise NotGriddable(msg)
+        raise NotGriddableError(msg)
     a, b, c, d, e, f = geo.transform
     if b != 0 or d != 0:
         msg = f"a rotated or sheared grid (transform {geo.transform}) cannot be stacked without resampling"
-        raise NotGriddable(msg)
+        raise NotGriddableError(msg)
     _, rows, cols = image.chunk_shape
     phase = (round((c / a) % cols, PHASE_DECIMALS) % cols, round((f / e) % rows, PHASE_DECIMALS) % rows)
     recipe = image.recipe.to_config()
@@ -136,14 +145,14 @@ def group_by_grid(sources: Iterable[Source]) -> tuple[dict[GridKey, list[Source]
     for source in sources:
         try:
             groups[grid_key(source)].append(source)
-        except NotGriddable as exc:
+        except NotGriddableError as exc:
             rejected.append((source, str(exc)))
     return dict(groups), rejected
 
 
 def tile_offset(source: Source, origin: tuple[float, float], key: GridKey) -> tuple[int, int]:
     """(row, column) of the source's first tile in the tile grid whose corner is ``origin`` (x, y)."""
-    a, _, c, _, e, f = source.image.geo.transform  # type: ignore[union-attr]
+    a, _, c, _, e, f = source.transform
     _, rows, cols = key.chunk
     col = (c - origin[0]) / (a * cols)
     row = (f - origin[1]) / (e * rows)

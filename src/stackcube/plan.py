@@ -112,8 +112,10 @@ class GroupPlan:
         crs = self.crs if len(self.crs) < 40 else "a custom CRS"
         unit = "" if self.key.crs.startswith("GEOG") else " m" if "EPSG" in crs else ""
         rows, cols = self.source_index.shape[2:]
-        return (f"{crs} {res:g}{unit} x {t} date{'s' * (t != 1)} x {b} band{'s' * (b != 1)} "
-                f"({y} x {x} px, {rows} x {cols} tiles of {self.chunks[2]} x {self.chunks[3]})")
+        return (
+            f"{crs} {res:g}{unit} x {t} date{'s' * (t != 1)} x {b} band{'s' * (b != 1)} "
+            f"({y} x {x} px, {rows} x {cols} tiles of {self.chunks[2]} x {self.chunks[3]})"
+        )
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -191,11 +193,10 @@ def build_group(
     times = sorted({np.datetime64(s.datetime.replace(tzinfo=None), "ns") for s in sources})
     time_slot = {t: i for i, t in enumerate(times)}
 
-    a, _, _, _, e, _ = first.geo.transform  # type: ignore[union-attr]
+    a, _, _, _, e, _ = sources[0].transform
     _, rows, cols = key.chunk
-    origin = (min(s.image.geo.transform[2] for s in sources),  # type: ignore[union-attr]
-              max(s.image.geo.transform[5] for s in sources) if e < 0 else  # type: ignore[union-attr]
-              min(s.image.geo.transform[5] for s in sources))  # type: ignore[union-attr]
+    tops = [s.transform[5] for s in sources]
+    origin = (min(s.transform[2] for s in sources), max(tops) if e < 0 else min(tops))
     offsets_px = [tile_offset(s, origin, key) for s in sources]
     ny = max(r + s.image.offsets.shape[1] for s, (r, _) in zip(sources, offsets_px, strict=True))
     nx = max(c + s.image.offsets.shape[2] for s, (_, c) in zip(sources, offsets_px, strict=True))
@@ -233,8 +234,9 @@ def build_group(
     table = SourceTable(
         href=np.array([s.manifest.href for s in sources], dtype=object),
         etag=np.array([s.manifest.etag or "" for s in sources], dtype=object),
-        last_modified=np.array([s.manifest.last_modified.isoformat() if s.manifest.last_modified else ""
-                                for s in sources], dtype=object),
+        last_modified=np.array(
+            [s.manifest.last_modified.isoformat() if s.manifest.last_modified else "" for s in sources], dtype=object
+        ),
         item_id=np.array([s.item_id for s in sources], dtype=object),
         asset=np.array([s.asset for s in sources], dtype=object),
     )
@@ -247,12 +249,25 @@ def build_group(
     band_names = [n for b in bands for n in _band_names(b, samples)]
 
     plan = GroupPlan(
-        name=name, key=key, transform=transform, shape=(len(times), len(band_names), height, width),
-        chunks=(1, band_chunk, rows, cols), dtype=first.dtype, fill_value=first.fill_value, recipe=recipe,
-        time=np.array(times, dtype="datetime64[ns]"), bands=tuple(band_names),
-        y=origin[1] + e * (np.arange(height) + 0.5), x=origin[0] + a * (np.arange(width) + 0.5),
-        items=step_ids, properties=properties, sources=table, source_index=source_index, offsets=offsets,
-        lengths=lengths, mosaic=mosaic,
+        name=name,
+        key=key,
+        transform=transform,
+        shape=(len(times), len(band_names), height, width),
+        chunks=(1, band_chunk, rows, cols),
+        dtype=first.dtype,
+        fill_value=first.fill_value,
+        recipe=recipe,
+        time=np.array(times, dtype="datetime64[ns]"),
+        bands=tuple(band_names),
+        y=origin[1] + e * (np.arange(height) + 0.5),
+        x=origin[0] + a * (np.arange(width) + 0.5),
+        items=step_ids,
+        properties=properties,
+        sources=table,
+        source_index=source_index,
+        offsets=offsets,
+        lengths=lengths,
+        mosaic=mosaic,
     )
     return plan if bbox is None else clip_to_bbox(plan, bbox)
 
@@ -276,10 +291,24 @@ def clip_to_bbox(plan: GroupPlan, bbox: tuple[float, float, float, float]) -> Gr
     r1, c1 = min(height, ty1 * rows), min(width, tx1 * cols)
     tiles = (slice(None), slice(None), slice(ty0, ty1), slice(tx0, tx1))
     return GroupPlan(
-        name=plan.name, key=plan.key, transform=(a, 0.0, x0 + a * c0, 0.0, e, y0 + e * r0),
-        shape=(plan.shape[0], plan.shape[1], r1 - r0, c1 - c0), chunks=plan.chunks, dtype=plan.dtype,
-        fill_value=plan.fill_value, recipe=plan.recipe, time=plan.time, bands=plan.bands, y=plan.y[r0:r1],
-        x=plan.x[c0:c1], items=plan.items, properties=plan.properties, sources=plan.sources,
-        source_index=plan.source_index[tiles], offsets=plan.offsets[tiles], lengths=plan.lengths[tiles],
-        window=(row_lo - r0, row_hi - r0, col_lo - c0, col_hi - c0), mosaic=plan.mosaic,
+        name=plan.name,
+        key=plan.key,
+        transform=(a, 0.0, x0 + a * c0, 0.0, e, y0 + e * r0),
+        shape=(plan.shape[0], plan.shape[1], r1 - r0, c1 - c0),
+        chunks=plan.chunks,
+        dtype=plan.dtype,
+        fill_value=plan.fill_value,
+        recipe=plan.recipe,
+        time=plan.time,
+        bands=plan.bands,
+        y=plan.y[r0:r1],
+        x=plan.x[c0:c1],
+        items=plan.items,
+        properties=plan.properties,
+        sources=plan.sources,
+        source_index=plan.source_index[tiles],
+        offsets=plan.offsets[tiles],
+        lengths=plan.lengths[tiles],
+        window=(row_lo - r0, row_hi - r0, col_lo - c0, col_hi - c0),
+        mosaic=plan.mosaic,
     )

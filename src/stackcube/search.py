@@ -57,8 +57,22 @@ class Query:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form, without headers (they may hold credentials)."""
-        out = {k: getattr(self, k) for k in ("catalog", "bbox", "intersects", "datetime", "collections", "ids",
-                                             "query", "filter", "filter_lang", "max_items", "limit")}
+        out = {
+            k: getattr(self, k)
+            for k in (
+                "catalog",
+                "bbox",
+                "intersects",
+                "datetime",
+                "collections",
+                "ids",
+                "query",
+                "filter",
+                "filter_lang",
+                "max_items",
+                "limit",
+            )
+        }
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
@@ -101,7 +115,7 @@ def search_items(
     collections: Any = None,
     ids: Any = None,
     query: dict[str, Any] | None = None,
-    filter: dict[str, Any] | str | None = None,  # noqa: A002 - the STAC API's name
+    filter: dict[str, Any] | str | None = None,
     filter_lang: str | None = None,
     max_items: int | None = None,
     limit: int | None = None,
@@ -129,9 +143,20 @@ def search_items(
     >>> q, items = search_items("https://earth-search.aws.element84.com/v1", collections=["sentinel-2-l2a"],
     ...                         bbox=[27.0, -8.0, 27.1, -7.9], datetime="2020-06")  # doctest: +SKIP
     """
-    q = make_query(catalog, bbox=bbox, intersects=intersects, datetime=datetime, collections=collections, ids=ids,
-                   query=query, filter=filter, filter_lang=filter_lang, max_items=max_items, limit=limit,
-                   headers=headers)
+    q = make_query(
+        catalog,
+        bbox=bbox,
+        intersects=intersects,
+        datetime=datetime,
+        collections=collections,
+        ids=ids,
+        query=query,
+        filter=filter,
+        filter_lang=filter_lang,
+        max_items=max_items,
+        limit=limit,
+        headers=headers,
+    )
     if isinstance(catalog, str | os.PathLike) and _is_api(os.fspath(catalog), q.headers):
         items = _search_api(os.fspath(catalog), q, modifier)
     else:
@@ -149,8 +174,9 @@ def _is_api(catalog: str, headers: dict[str, str]) -> bool:
         return False
     doc = _read_json(catalog, headers)
     conforms = " ".join(doc.get("conformsTo", []))
-    return doc.get("type") == "Catalog" and ("item-search" in conforms or any(
-        link.get("rel") == "search" for link in doc.get("links", [])))
+    return doc.get("type") == "Catalog" and (
+        "item-search" in conforms or any(link.get("rel") == "search" for link in doc.get("links", []))
+    )
 
 
 def _read_json(href: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -158,8 +184,8 @@ def _read_json(href: str, headers: dict[str, str] | None = None) -> dict[str, An
         if urlparse(href).scheme in {"http", "https"}:
             import urllib.request
 
-            request = urllib.request.Request(href, headers=headers or {})  # noqa: S310 - user-given catalog URL
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            request = urllib.request.Request(href, headers=headers or {})
+            with urllib.request.urlopen(request, timeout=60) as response:
                 return json.loads(response.read())
         return json.loads(Path(href).read_text())
     except (OSError, ValueError) as exc:
@@ -173,10 +199,18 @@ def _search_api(url: str, q: Query, modifier: Callable[[Any], Any] | None) -> li
 
     try:
         client = Client.open(url, headers=q.headers or None, modifier=modifier)
-        search = client.search(bbox=q.bbox, intersects=q.intersects, datetime=q.datetime,
-                               collections=list(q.collections) if q.collections else None,
-                               ids=list(q.ids) if q.ids else None, query=q.query, filter=q.filter,
-                               filter_lang=q.filter_lang, max_items=q.max_items, limit=q.limit)
+        search = client.search(
+            bbox=q.bbox,
+            intersects=q.intersects,
+            datetime=q.datetime,
+            collections=list(q.collections) if q.collections else None,
+            ids=list(q.ids) if q.ids else None,
+            query=q.query,
+            filter=q.filter,
+            filter_lang=q.filter_lang,
+            max_items=q.max_items,
+            limit=q.limit,
+        )
         return list(search.items())
     except APIError as exc:
         msg = f"{url}: the STAC API refused the search ({str(exc).strip()[:300]})"
@@ -187,8 +221,9 @@ def _static_items(catalog: CatalogLike) -> Iterable[pystac.Item]:
     if isinstance(catalog, pystac.ItemCollection):
         return list(catalog)
     if not isinstance(catalog, str | os.PathLike):
-        return [i if isinstance(i, pystac.Item) else pystac.Item.from_dict(dict(i), preserve_dict=False)
-                for i in catalog]
+        return [
+            i if isinstance(i, pystac.Item) else pystac.Item.from_dict(dict(i), preserve_dict=False) for i in catalog
+        ]
     href = os.fspath(catalog)
     doc = _read_json(href)
     kind = doc.get("type")
@@ -208,8 +243,10 @@ def _static_items(catalog: CatalogLike) -> Iterable[pystac.Item]:
 
 def _interval(text: str) -> tuple[datetime | None, datetime | None]:
     start, _, end = text.partition("/")
+
     def parse(value: str) -> datetime | None:
         return None if value in {"", ".."} else datetime.fromisoformat(value.replace("Z", "+00:00"))
+
     lo = parse(start)
     return lo, parse(end) if end else lo
 
@@ -219,12 +256,15 @@ def _matches(item: pystac.Item, q: Query) -> bool:
         return False
     if q.ids is not None and item.id not in q.ids:
         return False
-    if q.bbox is not None and item.geometry is not None:
-        if not shapely.geometry.shape(item.geometry).intersects(shapely.geometry.box(*q.bbox)):
-            return False
-    if q.intersects is not None and item.geometry is not None:
-        if not shapely.geometry.shape(item.geometry).intersects(shapely.geometry.shape(q.intersects)):
-            return False
+    geometry = shapely.geometry.shape(item.geometry) if item.geometry is not None else None
+    if geometry is not None and q.bbox is not None and not geometry.intersects(shapely.geometry.box(*q.bbox)):
+        return False
+    if (
+        geometry is not None
+        and q.intersects is not None
+        and not geometry.intersects(shapely.geometry.shape(q.intersects))
+    ):
+        return False
     if q.datetime is not None and not _in_interval(item, q.datetime):
         return False
     if q.query is not None and not _matches_query(item.properties, q.query):
@@ -242,7 +282,7 @@ def _in_interval(item: pystac.Item, interval: str) -> bool:
     props = item.properties
     start = props.get("start_datetime") or props.get("datetime")
     end = props.get("end_datetime") or props.get("datetime")
-    if start is None:
+    if start is None or end is None:
         return False
     s = datetime.fromisoformat(start.replace("Z", "+00:00")).astimezone(UTC)
     e = datetime.fromisoformat(end.replace("Z", "+00:00")).astimezone(UTC)
@@ -250,9 +290,15 @@ def _in_interval(item: pystac.Item, interval: str) -> bool:
 
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": lambda a, b: a == b, "neq": lambda a, b: a != b, "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
-    "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "in": lambda a, b: a in b,
-    "startsWith": lambda a, b: str(a).startswith(b), "endsWith": lambda a, b: str(a).endswith(b),
+    "eq": lambda a, b: a == b,
+    "neq": lambda a, b: a != b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "in": lambda a, b: a in b,
+    "startsWith": lambda a, b: str(a).startswith(b),
+    "endsWith": lambda a, b: str(a).endswith(b),
     "contains": lambda a, b: b in str(a),
 }
 
