@@ -10,6 +10,7 @@ import pystac
 import pytest
 
 import stackcube
+import stackcube.tiff
 from stackcube.errors import NothingFoundError, SourceNotFoundError
 from tests.twins import corpus_items, in_zone, twin_items
 
@@ -142,3 +143,26 @@ def test_tall_strip_across_tiles_makes_one_group_per_grid(tmp_path) -> None:
     assert len(plan.groups) == len(transforms)
     assert {g.crs for g in plan.groups} == {f"EPSG:{e}" for e in epsgs}
     assert sum(len(g.sources) for g in plan.groups) == len(twins)
+
+
+def test_tile_aligned_quads_stand_side_by_side(tmp_path) -> None:
+    """Planet NICFI quads (a global Web Mercator tiling) of one month make one mosaic array, not four."""
+    items = corpus_items("planet-nicfi-analytic-pc.json")
+    twins = twin_items(items, tmp_path, tmp_path.as_uri(), downscale=8, assets=["data"], blocksize=256)
+    plan = stackcube.plan_cube(twins, assets=["data"], progress=False)
+    (group,) = plan.groups
+    assert group.mosaic
+    # quads 745-746 across, 1011-1014 down, 512 px each; the asset declares 5 raster:bands (B, G, R, NIR, mask)
+    assert group.shape == (1, 5, 4 * 512, 2 * 512)
+    assert group.bands == ("data_1", "data_2", "data_3", "data_4", "data_5")
+    assert group.chunks == (1, 5, 256, 256)
+    assert "placed side by side at tile offsets" in plan.report()
+    a, _, x0, _, e, y0 = group.transform
+    for i, item in enumerate(twins):
+        t = item["assets"]["data"]["proj:transform"]
+        row, col = round((t[5] - y0) / (e * 256)), round((t[2] - x0) / (a * 256))
+        manifest = stackcube.tiff.read_tiff(item["assets"]["data"]["href"])
+        np.testing.assert_array_equal(group.source_index[0, 0, row : row + 2, col : col + 2], i)
+        np.testing.assert_array_equal(group.offsets[0, 0, row : row + 2, col : col + 2], manifest.ifds[0].offsets[0])
+    # quad 745-1011..1013 has no source: those chunks read as the fill value
+    assert int((group.source_index < 0).sum()) == 4 * 2 * 2

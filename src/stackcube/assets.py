@@ -62,6 +62,11 @@ def _common_name(asset: pystac.Asset) -> str | None:
     return None
 
 
+def _not_data(roles: set[str]) -> str:
+    kind = "a thumbnail" if "thumbnail" in roles else "an overview or preview"
+    return f"{kind} (roles {sorted(roles)}), not data"
+
+
 def _pick(item: pystac.Item, name: str) -> tuple[str, pystac.Asset] | None:
     if name in item.assets:
         return name, item.assets[name]
@@ -94,6 +99,8 @@ def select_assets(
             for key, asset in item.assets.items():
                 roles = set(asset.roles or ["data"])
                 if roles & NOT_DATA_ROLES and "data" not in roles:
+                    if is_geotiff(asset):
+                        skipped.append(SkippedAsset(item.id, key, _not_data(roles)))
                     continue
                 if not is_geotiff(asset):
                     if "data" in roles and asset.roles:
@@ -107,8 +114,12 @@ def select_assets(
                 skipped.append(SkippedAsset(item.id, name, f"the item has no asset with key or common name {name!r}"))
                 continue
             key, asset = found
+            roles = set(asset.roles or ["data"])
             if not is_geotiff(asset):
                 skipped.append(SkippedAsset(item.id, key, f"not a TIFF (type {asset.media_type!r})"))
+                continue
+            if roles & NOT_DATA_ROLES and "data" not in roles:
+                skipped.append(SkippedAsset(item.id, key, _not_data(roles)))
                 continue
             chosen.append(SelectedAsset(item, key, name, asset.get_absolute_href() or asset.href))
     return chosen, skipped
