@@ -14,7 +14,8 @@ def test_demo_runs_offline(tmp_path, capsys) -> None:
     assert main(["demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "identical to what was written" in out
-    assert "EPSG:32635" in out
+    assert "EPSG:32735" in out
+    assert "2 grids: EPSG:32735 10 m x 4 dates x 4 bands" in out
     assert (tmp_path / "demo-cog.tif").is_file()
 
 
@@ -34,3 +35,14 @@ def test_errors_are_one_line_and_exit_non_zero(tmp_path, capsys) -> None:
     assert "bad.tif" in err
     assert "\n" not in err
     assert main(["inspect", str(tmp_path / "missing.tif")]) == 2
+
+
+def test_plan_command_prints_the_report(tmp_path, capsys) -> None:
+    from stackcube.demo import write_demo_catalog
+
+    catalog = write_demo_catalog(tmp_path, dates=2, size=256)
+    assert main(["plan", catalog, "--assets", "red", "nir", "B05", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 grids: EPSG:32735 10 m x 2 dates x 2 bands")
+    assert main(["plan", catalog, "--bbox", "0", "0", "1", "1", "--quiet"]) == 2
+    assert "matched no items" in capsys.readouterr().err

@@ -10,6 +10,17 @@ import pytest
 from tests.conftest import ROOT, require
 
 
+def _in(tmp_path):
+    from stackcube import demo
+
+    original = demo.write_demo_catalog
+
+    def write(_out, **kwargs):
+        return original(tmp_path, **kwargs)
+
+    return write
+
+
 def python_blocks() -> list[str]:
     text = (ROOT / "README.md").read_text()
     return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
@@ -17,9 +28,11 @@ def python_blocks() -> list[str]:
 
 @pytest.mark.corpus
 @pytest.mark.parametrize("index", range(len(python_blocks())))
-def test_readme_example_runs(corpus, index, monkeypatch) -> None:
+def test_readme_example_runs(corpus, index, monkeypatch, tmp_path) -> None:
     require(corpus.is_dir(), "corpus missing")
     monkeypatch.chdir(ROOT)
+    # the examples write into demo-output/ relative to the project; keep test runs out of the work tree
+    monkeypatch.setattr("stackcube.demo.write_demo_catalog", _in(tmp_path))
     namespace: dict[str, object] = {}
     exec(compile(python_blocks()[index], f"README.md block {index}", "exec"), namespace)
     if "manifest" in namespace:
@@ -29,6 +42,14 @@ def test_readme_example_runs(corpus, index, monkeypatch) -> None:
         assert ifd.offsets.shape == (1, 11, 11)
         assert ifd.recipe.compression == 8
         assert ifd.geo.crs == "EPSG:32621"
+    if "plan" in namespace:
+        plan = namespace["plan"]
+        ten = plan.groups[0]  # type: ignore[attr-defined]
+        assert plan.report().startswith("2 grids: EPSG:32735 10 m x 4 dates x 3 bands")  # type: ignore[attr-defined]
+        assert ten.shape == (4, 3, 512, 512)
+        assert ten.chunks == (1, 1, 256, 256)
+        assert ten.bands == ("red", "green", "blue")
+        assert ten.source_index.shape == (4, 3, 2, 2)
     if "vds" in namespace:
         assert namespace["vds"]["data"].shape == (1, 2667, 2658)  # type: ignore[index]
     assert Path.cwd() == ROOT

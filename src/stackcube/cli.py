@@ -1,7 +1,8 @@
 """The ``stackcube`` command line: a thin layer over the public API.
 
-``stackcube inspect HREF`` prints what the extractor finds in a TIFF; ``stackcube demo`` writes a small
-GeoTIFF of its own and inspects it (no network, no services). Errors exit non-zero with one line.
+``stackcube inspect HREF`` prints what the extractor finds in a TIFF; ``stackcube plan CATALOG`` how a search
+would be gridded; ``stackcube demo`` writes GeoTIFFs and a STAC catalog of its own, inspects and plans them (no
+network, no services). Errors exit non-zero with one line.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from stackcube._demo import write_demo_tiff
+    from stackcube.api import plan_cube
+    from stackcube.demo import write_demo_catalog, write_demo_tiff
     from stackcube.tiff import open_manifest, read_tiff
 
     out = Path(args.out)
@@ -100,14 +102,33 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     manifest = read_tiff(path)
     print(_format_manifest(manifest))
     da = open_manifest(manifest, 0)
-    values = da.values
-    same = np.array_equal(values, expected)
+    same = np.array_equal(da.values, expected)
     print(
         f"\nread {da.sizes['band']}x{da.sizes['y']}x{da.sizes['x']} {da.dtype} samples through Zarr from "
         f"{manifest.ifds[0].offsets.size} virtual chunk references: "
         f"{'identical to what was written' if same else 'DIFFERENT from what was written'}"
     )
+    catalog = write_demo_catalog(out)
+    print(f"\nwrote a static STAC catalog of demo scenes: {catalog}")
+    plan = plan_cube(catalog, progress=False)
+    print(plan.report())
     return 0 if same else 1
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from stackcube.api import plan_cube
+
+    plan = plan_cube(
+        args.catalog,
+        tuple(args.bbox) if args.bbox else None,
+        args.datetime,
+        collections=args.collections,
+        assets=args.assets,
+        max_items=args.max_items,
+        progress=not args.quiet,
+    )
+    print(plan.report())
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,7 +139,16 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("href")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
     inspect.set_defaults(func=_cmd_inspect)
-    demo = sub.add_parser("demo", help="write a small GeoTIFF of our own and inspect it (no network)")
+    plan = sub.add_parser("plan", help="search a catalog, read the headers and print how the cube would be gridded")
+    plan.add_argument("catalog", help="STAC API URL, static catalog/collection, or ItemCollection file")
+    plan.add_argument("--bbox", nargs=4, type=float, metavar=("WEST", "SOUTH", "EAST", "NORTH"))
+    plan.add_argument("--datetime", help="e.g. 2020-06 or 2020-06-01/2020-07-31")
+    plan.add_argument("--collections", nargs="+")
+    plan.add_argument("--assets", nargs="+", help="asset keys or eo:bands common names, in band order")
+    plan.add_argument("--max-items", type=int)
+    plan.add_argument("--quiet", action="store_true", help="no progress bar")
+    plan.set_defaults(func=_cmd_plan)
+    demo = sub.add_parser("demo", help="write a GeoTIFF and a STAC catalog of our own, inspect and plan (offline)")
     demo.add_argument("--out", default="demo-output", help="directory to write into (default: demo-output)")
     demo.set_defaults(func=_cmd_demo)
     return parser

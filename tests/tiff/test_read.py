@@ -11,7 +11,7 @@ import pytest
 import tifffile
 
 from stackcube import settings
-from stackcube._demo import write_demo_tiff
+from stackcube.demo import write_demo_tiff
 from stackcube.errors import SourceChangedError, SourceNotFoundError
 from stackcube.tiff import open_manifest, open_tiff, read_tiff, read_tiff_async
 from stackcube.tiff._source import get_range, resolve

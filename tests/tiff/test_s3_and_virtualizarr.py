@@ -10,7 +10,7 @@ import xarray as xr
 from obspec_utils.registry import ObjectStoreRegistry
 from obstore.store import LocalStore
 
-from stackcube._demo import write_demo_tiff
+from stackcube.demo import write_demo_tiff
 from stackcube.errors import SourceNotFoundError
 from stackcube.tiff import TiffParser, open_tiff, read_tiff
 from tests.conftest import CORPUS
