@@ -166,3 +166,16 @@ def test_tile_aligned_quads_stand_side_by_side(tmp_path) -> None:
         np.testing.assert_array_equal(group.offsets[0, 0, row : row + 2, col : col + 2], manifest.ifds[0].offsets[0])
     # quad 745-1011..1013 has no source: those chunks read as the fill value
     assert int((group.source_index < 0).sum()) == 4 * 2 * 2
+
+
+@pytest.mark.network
+def test_static_catalog_over_http(nginx) -> None:
+    from stackcube.demo import write_demo_catalog
+
+    write_demo_catalog(nginx.root / "demo", dates=2, size=256)
+    with nginx.counting() as seen:
+        plan = stackcube.plan_cube(f"{nginx.url}/demo/catalog/catalog.json", assets=["red", "B05"], progress=False)
+    assert [g.shape for g in plan.groups] == [(2, 1, 256, 256), (2, 1, 128, 128)]
+    assert all(h.startswith(nginx.url) for g in plan.groups for h in g.sources.href)
+    tiff_gets = [r for r in seen if r.path.endswith(".tif")]
+    assert len(tiff_gets) <= 2 * 4  # 4 headers (2 dates x 2 assets), at most 2 ranged GETs each (not COGs)
