@@ -7,7 +7,7 @@ The package is the pipeline. Stages, in the order they run (a stage never import
 3. ``stackcube.tiff``     TIFF headers -> TiffManifest (where every tile lives, how to decode it)
 4. ``stackcube.grid``     sources grouped by CRS, resolution, phase and encoding (GridKey)
 5. ``stackcube.plan``     CubePlan: which source chunk lands at which chunk index (plain data)
-6. ``stackcube.icechunk`` CubePlan -> a committed Icechunk repository                        (planned)
+6. ``stackcube.icechunk`` CubePlan -> a committed Icechunk repository of virtual references; open it back
 
 ``stackcube.api`` is the only module that knows this order.
 
@@ -18,7 +18,7 @@ command line.
 from importlib.metadata import PackageNotFoundError, version
 
 from stackcube import errors, settings
-from stackcube.api import plan_cube, plan_cube_async
+from stackcube.api import Cube, build_cube, open_cube, plan_cube, plan_cube_async
 from stackcube.errors import StackcubeError
 from stackcube.plan import CubePlan, GroupPlan
 
@@ -28,11 +28,14 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
     __version__ = "0+unknown"
 
 __all__ = [
+    "Cube",
     "CubePlan",
     "GroupPlan",
     "StackcubeError",
     "__version__",
+    "build_cube",
     "errors",
+    "open_cube",
     "plan_cube",
     "plan_cube_async",
     "settings",

@@ -1,7 +1,7 @@
 """The public entry points; the only module that knows the order of the stages.
 
 search (``search``) -> asset selection (``assets``) -> header reads (``tiff``) -> grid grouping (``grid``) ->
-placement (``plan``) -> [Icechunk writer: next].
+placement (``plan``) -> the Icechunk writer (``icechunk``).
 """
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pystac
+import xarray as xr
 
 from stackcube import _sync
 from stackcube.assets import SelectedAsset, select_assets
@@ -21,7 +23,7 @@ from stackcube.plan import CubePlan, GroupPlan, Overlap, build_group
 from stackcube.search import CatalogLike, require_items, search_items
 from stackcube.tiff import TiffManifest, read_tiff_async
 
-__all__ = ["plan_cube", "plan_cube_async"]
+__all__ = ["Cube", "build_cube", "open_cube", "plan_cube", "plan_cube_async"]
 
 
 def _datetime(item: pystac.Item) -> Any:
@@ -181,3 +183,88 @@ def plan_cube(catalog: CatalogLike, bbox: Any = None, datetime: Any = None, **kw
     1 grid: EPSG:32735 10 m x 13 dates x 4 bands (...)
     """
     return _sync.run(plan_cube_async(catalog, bbox, datetime, **kwargs))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Cube:
+    """A committed cube: where it is, which snapshot, and the plan it was built from."""
+
+    repository: Any
+    """The ``icechunk.Repository``."""
+    snapshot_id: str
+    """The snapshot the build committed."""
+    branch: str
+    """The branch it was committed to."""
+    plan: CubePlan
+    """The plan that was written."""
+
+    def open(self, *, mask_and_scale: bool = True) -> xr.DataTree:
+        """Open this snapshot lazily (see :func:`open_cube`)."""
+        return open_cube(self.repository, snapshot=self.snapshot_id, mask_and_scale=mask_and_scale)
+
+    def summary(self) -> str:
+        """The snapshot id and the plan's report."""
+        return f"snapshot {self.snapshot_id} on {self.branch}\n{self.plan.report()}"
+
+    def __repr__(self) -> str:
+        return f"<stackcube.Cube snapshot={self.snapshot_id} groups={[g.name for g in self.plan.groups]}>"
+
+
+def build_cube(
+    catalog: CatalogLike,
+    bbox: Any = None,
+    datetime: Any = None,
+    *,
+    repo: Any = "cube.icechunk",
+    branch: str = "main",
+    message: str | None = None,
+    tag: str | None = None,
+    **kwargs: Any,
+) -> Cube:
+    """Search, plan and commit a virtual (time, band, y, x) cube to an Icechunk repository.
+
+    Parameters
+    ----------
+    catalog, bbox, datetime, **kwargs
+        As :func:`plan_cube` (collections, assets, query, filter, ... and progress).
+    repo
+        A local path, an ``s3://bucket/prefix`` URL, an ``icechunk.Storage`` or an ``icechunk.Repository``;
+        created when it does not exist.
+    branch, message, tag
+        Where to commit, the commit message (default: a summary), and an optional tag for the snapshot.
+
+    Returns
+    -------
+    Cube
+        The snapshot id, the plan, and ``open()``.
+
+    Examples
+    --------
+    >>> from stackcube.demo import write_demo_catalog
+    >>> cube = build_cube(write_demo_catalog("demo-output"), repo="demo-output/cube.icechunk")  # doctest: +SKIP
+    >>> cube.open()["EPSG32735_10m"]["data"]  # doctest: +SKIP
+    """
+    from stackcube.icechunk import write_plan
+
+    plan = plan_cube(catalog, bbox, datetime, **kwargs)
+    repository, snapshot = write_plan(plan, repo, branch=branch, message=message, tag=tag)
+    return Cube(repository=repository, snapshot_id=snapshot, branch=branch, plan=plan)
+
+
+def open_cube(
+    repo: Any,
+    *,
+    branch: str | None = None,
+    tag: str | None = None,
+    snapshot: str | None = None,
+    mask_and_scale: bool = True,
+) -> xr.DataTree:
+    """Open a cube lazily as a DataTree: one child per grid group, dask chunks aligned with source tiles.
+
+    Each read fetches exactly the bytes of the touched tiles, one ranged GET each, and no TIFF header. A source
+    that changed since the cube was built raises :class:`~stackcube.errors.SourceChangedError` naming it.
+    ``mask_and_scale=False`` gives the stored values (no nodata masking, no scale/offset).
+    """
+    from stackcube.icechunk import open_datatree
+
+    return open_datatree(repo, branch=branch, tag=tag, snapshot=snapshot, mask_and_scale=mask_and_scale)

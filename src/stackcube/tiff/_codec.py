@@ -53,6 +53,9 @@ class TiffSegmentCodec(ArrayBytesCodec):
         dtype = chunk_spec.dtype.to_native_dtype()
         if block.dtype != dtype:
             block = block.astype(dtype)
+        if block.shape != chunk_spec.shape:
+            # a cube's chunks carry leading unit axes, e.g. (1 time, bands, y, x)
+            block = block.reshape(chunk_spec.shape)
         return chunk_spec.prototype.nd_buffer.from_numpy_array(np.ascontiguousarray(block))
 
     async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:

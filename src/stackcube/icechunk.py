@@ -1,0 +1,322 @@
+"""Icechunk stage: a CubePlan becomes a committed repository of virtual references, and opens back as a DataTree.
+
+The only module that imports icechunk. Layout written for each grid group ``G`` of the plan::
+
+    /                    attrs: stackcube version, the search that made the cube
+    /G/data              (time, band, y, x) virtual chunks, each checked against its source's ETag
+    /G/time, band, y, x  pixel-centre coordinates; /G/spatial_ref (crs_wkt, GeoTransform) for rioxarray/odc-geo
+    /G/id                item ids per time step; other item properties along time
+    /G/source_href       per (time, band): where the chunks come from, and /G/source_etag: what they were
+
+Virtual chunk containers are declared for exactly the URL prefixes the sources live under, and reading
+authorizes exactly those (never a wildcard), anonymously or with the environment's credentials; no credential
+is written into the repository.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlparse
+
+import icechunk
+import numpy as np
+import pyproj
+import xarray as xr
+import zarr
+from zarr.storage import WrapperStore
+
+from stackcube import __version__
+from stackcube.errors import SourceChangedError, SourceError
+from stackcube.plan import CubePlan, GroupPlan
+from stackcube.tiff import TiffSegmentCodec
+
+__all__ = ["container_prefixes", "open_datatree", "open_repository", "write_plan"]
+
+RepoLike = str | os.PathLike[str] | icechunk.Storage | icechunk.Repository
+
+
+def container_prefixes(hrefs: Iterable[str]) -> list[str]:
+    """The longest common directory prefix of the hrefs of each scheme and host (each ends with ``/``)."""
+    by_host: dict[str, list[list[str]]] = {}
+    for href in hrefs:
+        parsed = urlparse(href)
+        root = f"{parsed.scheme}://{parsed.netloc}/"
+        by_host.setdefault(root, []).append(parsed.path.lstrip("/").split("/")[:-1])
+    prefixes = []
+    for root, dirs in sorted(by_host.items()):
+        common = os.path.commonprefix(dirs)  # noqa: RUF071 - on lists of path parts it compares whole parts
+        prefixes.append(root + "".join(f"{part}/" for part in common))
+    return prefixes
+
+
+def _s3_settings() -> dict[str, Any]:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return {
+        "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        "endpoint_url": endpoint,
+        "allow_http": bool(endpoint and endpoint.startswith("http://")),
+        "force_path_style": bool(endpoint),
+    }
+
+
+def _has_aws_credentials() -> bool:
+    return bool(os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
+
+
+def _container(prefix: str) -> icechunk.VirtualChunkContainer:
+    scheme = urlparse(prefix).scheme
+    store: Any
+    if scheme in {"http", "https"}:
+        store = icechunk.http_store()
+    elif scheme == "s3":
+        store = icechunk.s3_store(**_s3_settings(), anonymous=not _has_aws_credentials())
+    elif scheme == "file":
+        store = icechunk.local_filesystem_store(urlparse(prefix).path)
+    else:
+        msg = f"sources under {prefix} cannot be read by Icechunk (scheme {scheme!r})"
+        raise SourceError(msg)
+    return icechunk.VirtualChunkContainer(prefix, store)
+
+
+def _credential(prefix: str) -> Any:
+    scheme = urlparse(prefix).scheme
+    if scheme in {"http", "https"}:
+        return icechunk.credentials.HttpAccess
+    if scheme == "file":
+        return icechunk.credentials.LocalFileSystemAccess
+    if scheme == "s3":
+        if _has_aws_credentials():
+            return icechunk.s3_credentials(from_env=True)
+        return icechunk.s3_anonymous_credentials()
+    return None
+
+
+def _storage(repo: str | os.PathLike[str] | icechunk.Storage) -> icechunk.Storage:
+    if isinstance(repo, icechunk.Storage):
+        return repo
+    text = os.fspath(repo)
+    parsed = urlparse(text)
+    if parsed.scheme == "s3":
+        settings = _s3_settings()
+        return icechunk.s3_storage(
+            bucket=parsed.netloc,
+            prefix=parsed.path.strip("/") or None,
+            region=settings["region"],
+            endpoint_url=settings["endpoint_url"],
+            allow_http=settings["allow_http"],
+            force_path_style=settings["force_path_style"],
+            from_env=_has_aws_credentials(),
+            anonymous=not _has_aws_credentials(),
+        )
+    if parsed.scheme in {"", "file"}:
+        return icechunk.local_filesystem_storage(str(Path(parsed.path if parsed.scheme else text).resolve()))
+    msg = f"repository {text!r}: use a local path, an s3:// URL, an icechunk.Storage or an icechunk.Repository"
+    raise SourceError(msg)
+
+
+def open_repository(repo: RepoLike, *, prefixes: Iterable[str] = (), create: bool = False) -> icechunk.Repository:
+    """Open (or create) a repository whose containers cover ``prefixes``, authorizing exactly its containers."""
+    if isinstance(repo, icechunk.Repository):
+        return repo
+    storage = _storage(repo)
+    config = icechunk.Repository.fetch_config(storage) if icechunk.Repository.exists(storage) else None
+    config = config or icechunk.RepositoryConfig.default()
+    known = set((config.virtual_chunk_containers or {}).keys())
+    for prefix in prefixes:
+        if prefix not in known:
+            config.set_virtual_chunk_container(_container(prefix))
+            known.add(prefix)
+    access = {prefix: _credential(prefix) for prefix in sorted(known)}
+    if icechunk.Repository.exists(storage):
+        repository = icechunk.Repository.open(storage, config=config, authorize_virtual_chunk_access=access)
+        if prefixes:
+            repository.save_config()
+        return repository
+    if not create:
+        msg = f"there is no Icechunk repository at {repo}; build one with stackcube.build_cube"
+        raise SourceError(msg)
+    repository = icechunk.Repository.create(storage, config=config, authorize_virtual_chunk_access=access)
+    repository.save_config()
+    return repository
+
+
+def _checksum(href: str, etag: str, last_modified: str) -> Any:
+    if etag and urlparse(href).scheme != "file":
+        if urlparse(href).scheme in {"http", "https"}:
+            # Icechunk strips one pair of quotes from an ETag and sends the rest as If-Match; HTTP servers (nginx,
+            # RFC 9110) compare quoted entity-tags, so the quoted ETag goes in one more pair of quotes
+            return f'"{etag}"' if etag.startswith('"') else f'""{etag}""'
+        return etag
+    if last_modified:
+        # local files: obstore and Icechunk derive different ETags from the same inode, so use the modification time
+        from datetime import datetime, timedelta
+
+        when = datetime.fromisoformat(last_modified)
+        if when.microsecond:
+            # Icechunk keeps whole seconds and refuses anything modified after: round up, not down
+            when = when.replace(microsecond=0) + timedelta(seconds=1)
+        return when
+    return None
+
+
+def _coords(group: GroupPlan) -> xr.Dataset:
+    a, b, c, d, e, f = group.transform
+    wkt = pyproj.CRS.from_user_input(group.crs).to_wkt()
+    spatial_ref = xr.Variable(
+        (),
+        np.int64(0),
+        {"crs_wkt": wkt, "spatial_ref": wkt, "GeoTransform": " ".join(repr(v) for v in (c, a, b, f, d, e))},
+    )
+    per_band_href = np.full(group.shape[:2], "", dtype=object)
+    per_band_etag = np.full(group.shape[:2], "", dtype=object)
+    per_chunk = group.shape[1] // group.source_index.shape[1]
+    for t in range(group.shape[0]):
+        for nb in range(group.source_index.shape[1]):
+            used = sorted(set(group.source_index[t, nb].ravel().tolist()) - {-1})
+            for k in range(per_chunk):
+                per_band_href[t, nb * per_chunk + k] = " ".join(group.sources.href[i] for i in used)
+                per_band_etag[t, nb * per_chunk + k] = " ".join(group.sources.etag[i] for i in used)
+    coords: dict[str, Any] = {
+        "time": ("time", group.time),
+        "band": ("band", np.array(group.bands, dtype=object)),
+        "y": ("y", group.y),
+        "x": ("x", group.x),
+        "spatial_ref": spatial_ref,
+        "id": ("time", np.array([",".join(ids) for ids in group.items], dtype=object)),
+        "source_href": (("time", "band"), per_band_href),
+        "source_etag": (("time", "band"), per_band_etag),
+    }
+    for name, values in group.properties.items():
+        if name in coords or name in {"datetime"}:
+            continue
+        kinds = {type(v) for v in values if v is not None}
+        if kinds <= {int, float} and kinds:
+            coords[name] = ("time", np.array([np.nan if v is None else v for v in values], dtype=float))
+        elif kinds == {str}:
+            coords[name] = ("time", np.array(["" if v is None else v for v in values], dtype=object))
+    ds = xr.Dataset(coords=coords)
+    ds["x"].attrs.update(standard_name="projection_x_coordinate", axis="X")
+    ds["y"].attrs.update(standard_name="projection_y_coordinate", axis="Y")
+    return ds
+
+
+def _data_attrs(group: GroupPlan, coord_names: Iterable[str]) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "grid_mapping": "spatial_ref",
+        "coordinates": " ".join(n for n in coord_names if n not in {"time", "band", "y", "x"}),
+    }
+    fill = group.fill_value
+    if fill is not None and not (isinstance(fill, float) and math.isnan(fill)):
+        attrs["_FillValue"] = fill
+    return attrs
+
+
+def _write_group(session: icechunk.Session, group: GroupPlan) -> None:
+    coords = _coords(group)
+    coords.to_zarr(session.store, group=group.name, mode="w", zarr_format=3, consolidated=False)
+    node = zarr.open_group(session.store, path=group.name, mode="r+")
+    fill = group.fill_value if group.fill_value is not None else 0
+    node.create_array(
+        "data",
+        shape=group.shape,
+        chunks=group.chunks,
+        dtype=group.dtype,
+        fill_value=fill,
+        serializer=TiffSegmentCodec(recipe=group.recipe),
+        compressors=None,
+        dimension_names=("time", "band", "y", "x"),
+        attributes=_data_attrs(group, [str(n) for n in coords.coords]),
+    )
+    path = f"{group.name}/data"
+    nt, nb, ny, nx = group.source_index.shape
+    for t in range(nt):
+        for b in range(nb):
+            index = group.source_index[t, b]
+            for i in np.unique(index[index >= 0]).tolist():
+                mine = index == i
+                locations = np.where(mine, group.sources.href[i], "").ravel().tolist()
+                offsets = np.where(mine, group.offsets[t, b], 0).astype(np.uint64).ravel()
+                lengths = np.where(mine, group.lengths[t, b], 0).astype(np.uint64).ravel()
+                checksum = _checksum(group.sources.href[i], group.sources.etag[i], group.sources.last_modified[i])
+                failed = session.store.set_virtual_refs_arr(
+                    path, (1, 1, ny, nx), locations, offsets, lengths, arr_offset=(t, b, 0, 0), checksum=checksum
+                )
+                if failed:
+                    msg = f"{group.sources.href[i]}: Icechunk refused {len(failed)} references (no container?)"
+                    raise SourceError(msg)
+
+
+def write_plan(
+    plan: CubePlan, repo: RepoLike, *, branch: str = "main", message: str | None = None, tag: str | None = None
+) -> tuple[icechunk.Repository, str]:
+    """Commit the plan's arrays as virtual references on ``branch``; return the repository and the snapshot id."""
+    hrefs = {h for g in plan.groups for h in g.sources.href}
+    repository = open_repository(repo, prefixes=container_prefixes(hrefs), create=True)
+    session = repository.writable_session(branch)
+    root = zarr.open_group(session.store, mode="a")
+    root.attrs.update(
+        {"stackcube": {"version": __version__, "query": plan.query.to_dict(), "groups": [g.name for g in plan.groups]}}
+    )
+    for group in plan.groups:
+        _write_group(session, group)
+    counts = ", ".join(f"{g.name} {g.shape[0]} dates x {g.shape[1]} bands" for g in plan.groups)
+    snapshot = session.commit(message or f"stackcube build: {counts}")
+    if tag:
+        repository.create_tag(tag, snapshot)
+    return repository, snapshot
+
+
+class _GuardedStore(WrapperStore[Any]):
+    """Turns Icechunk's refusal of a changed source into :class:`SourceChangedError` naming it."""
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        try:
+            return await self._store.get(key, prototype, byte_range)
+        except icechunk.IcechunkError as exc:
+            text = str(exc)
+            if "checksum of the object owning the virtual chunk has changed" in text:
+                source = text.split("changed (", 1)[-1].split(")", 1)[0]
+                msg = (
+                    f"{source} changed since the cube was built (its ETag no longer matches); refresh the cube "
+                    "(stackcube refresh) to index the new version"
+                )
+                raise SourceChangedError(msg) from None
+            raise
+
+
+def open_datatree(
+    repo: RepoLike,
+    *,
+    branch: str | None = None,
+    tag: str | None = None,
+    snapshot: str | None = None,
+    mask_and_scale: bool = True,
+    chunks: Any = None,
+) -> xr.DataTree:
+    """Open a cube lazily: one child per grid group, dask chunks aligned with the source tiles."""
+    repository = open_repository(repo)
+    if sum(x is not None for x in (branch, tag, snapshot)) > 1:
+        msg = "give at most one of branch, tag and snapshot"
+        raise ValueError(msg)
+    if tag is not None:
+        session = repository.readonly_session(tag=tag)
+    elif snapshot is not None:
+        session = repository.readonly_session(snapshot_id=snapshot)
+    else:
+        session = repository.readonly_session(branch=branch or "main")
+    store = _GuardedStore(session.store)
+    tree = xr.open_datatree(
+        cast("Any", store),
+        engine="zarr",
+        consolidated=False,
+        zarr_format=3,
+        chunks=chunks if chunks is not None else {},
+        mask_and_scale=mask_and_scale,
+        decode_coords="all",
+    )
+    tree.attrs["snapshot_id"] = session.snapshot_id
+    return tree
