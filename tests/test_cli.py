@@ -16,7 +16,15 @@ def test_demo_runs_offline(tmp_path, capsys) -> None:
     assert "identical to what was written" in out
     assert "EPSG:32735" in out
     assert "2 grids: EPSG:32735 10 m x 4 dates x 4 bands" in out
+    assert "snapshot " in out
     assert (tmp_path / "demo-cog.tif").is_file()
+    assert (tmp_path / "quicklook.png").read_bytes().startswith(b"\x89PNG")
+    assert main(["info", str(tmp_path / "cube.icechunk")]) == 0
+    info = capsys.readouterr().out
+    assert "EPSG32735_10m: {'time': 4, 'band': 4, 'y': 512, 'x': 512}" in info
+    assert "16 sources" in info
+    assert main(["log", str(tmp_path / "cube.icechunk")]) == 0
+    assert "stackcube demo" in capsys.readouterr().out
 
 
 @pytest.mark.corpus
@@ -46,3 +54,17 @@ def test_plan_command_prints_the_report(tmp_path, capsys) -> None:
     assert out.startswith("2 grids: EPSG:32735 10 m x 2 dates x 2 bands")
     assert main(["plan", catalog, "--bbox", "0", "0", "1", "1", "--quiet"]) == 2
     assert "matched no items" in capsys.readouterr().err
+
+
+def test_build_command_commits_and_tags(tmp_path, capsys) -> None:
+    from stackcube.demo import write_demo_catalog
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    repo = tmp_path / "cube.icechunk"
+    args = ["build", catalog, "--assets", "red", "nir", "--repo", str(repo), "--tag", "v1", "--message", "first"]
+    assert main([*args, "--quiet"]) == 0
+    assert "EPSG32735_10m" in capsys.readouterr().out
+    assert main(["log", str(repo)]) == 0
+    assert "first" in capsys.readouterr().out
+    assert main(["info", str(tmp_path / "nothing-here")]) == 2
+    assert "no Icechunk repository" in capsys.readouterr().err

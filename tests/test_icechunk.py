@@ -97,3 +97,26 @@ def test_a_fresh_process_reopens_by_tag_and_snapshot(served_twins, tmp_path) -> 
 def test_containers_are_exactly_the_source_prefixes() -> None:
     hrefs = ["http://h:1/a/b/x.tif", "http://h:1/a/c/y.tif", "s3://bucket/p/q/z.tif", "s3://bucket/p/q/w.tif"]
     assert container_prefixes(hrefs) == ["http://h:1/a/", "s3://bucket/p/q/"]
+
+
+def test_cube_on_s3_of_sources_on_s3(s3, tmp_path) -> None:
+    from tests.twins import upload_dir
+
+    items = corpus_items("site2-2020_jun_jul-35MNM.geojson")[:2]
+    twins = twin_items(items, tmp_path / "twins", f"s3://{s3.sources_bucket}/twins", downscale=30, assets=["B04"])
+    upload_dir(s3.client(), tmp_path / "twins", s3.sources_bucket, "twins")
+    repo = f"s3://{s3.repos_bucket}/cubes/35mnm"
+    cube = stackcube.build_cube(twins, assets=["B04"], repo=repo, progress=False)
+    data = stackcube.open_cube(repo, mask_and_scale=False)["EPSG32735_300m"]["data"]
+    for t in range(2):
+        href = str(cube.plan.groups[0].sources.href[cube.plan.groups[0].source_index[t, 0, 0, 0]])
+        key = href.removeprefix(f"s3://{s3.sources_bucket}/")
+        local = tmp_path / "twins" / key.removeprefix("twins/")
+        with rasterio.open(local) as ds:
+            np.testing.assert_array_equal(data.isel(time=t, band=0).values, ds.read(1))
+    listed = s3.client().list_objects_v2(Bucket=s3.repos_bucket, Prefix="cubes/35mnm/")
+    assert listed["KeyCount"] > 0
+    # no credential is written into the repository
+    for obj in listed["Contents"]:
+        body = s3.client().get_object(Bucket=s3.repos_bucket, Key=obj["Key"])["Body"].read()
+        assert s3.secret_key.encode() not in body, obj["Key"]

@@ -1,8 +1,9 @@
 """The ``stackcube`` command line: a thin layer over the public API.
 
-``stackcube inspect HREF`` prints what the extractor finds in a TIFF; ``stackcube plan CATALOG`` how a search
-would be gridded; ``stackcube demo`` writes GeoTIFFs and a STAC catalog of its own, inspects and plans them (no
-network, no services). Errors exit non-zero with one line.
+``stackcube build CATALOG`` commits a cube, ``info REPO`` and ``log REPO`` describe one; ``inspect HREF`` prints
+what the extractor finds in a TIFF and ``plan CATALOG`` how a search would be gridded; ``demo`` writes GeoTIFFs
+and a STAC catalog of its own and builds a cube of them (no network, no services). Errors exit non-zero with
+one line.
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from stackcube.api import plan_cube
-    from stackcube.demo import write_demo_catalog, write_demo_tiff
+    from stackcube.api import build_cube
+    from stackcube.demo import write_demo_catalog, write_demo_tiff, write_quicklook
     from stackcube.tiff import open_manifest, read_tiff
 
     out = Path(args.out)
@@ -110,9 +111,58 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     catalog = write_demo_catalog(out)
     print(f"\nwrote a static STAC catalog of demo scenes: {catalog}")
-    plan = plan_cube(catalog, progress=False)
-    print(plan.report())
+    cube = build_cube(catalog, repo=out / "cube.icechunk", progress=False, message="stackcube demo")
+    print(cube.summary())
+    png = write_quicklook(cube.open(), out / "quicklook.png")
+    print(f"quicklook of the first date: {png}")
     return 0 if same else 1
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from stackcube.api import build_cube
+
+    cube = build_cube(
+        args.catalog,
+        tuple(args.bbox) if args.bbox else None,
+        args.datetime,
+        collections=args.collections,
+        assets=args.assets,
+        max_items=args.max_items,
+        repo=args.repo,
+        branch=args.branch,
+        message=args.message,
+        tag=args.tag,
+        progress=not args.quiet,
+    )
+    print(cube.summary())
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from stackcube.api import open_cube
+    from stackcube.icechunk import open_repository
+
+    repository = open_repository(args.repo)
+    tree = open_cube(repository, branch=args.branch)
+    query = tree.attrs.get("stackcube", {}).get("query", {})
+    print(f"{args.repo}: snapshot {tree.attrs['snapshot_id']} on {args.branch}")
+    print(f"  built from {query.get('catalog')} { ({k: v for k, v in query.items() if v and k != 'catalog'}) }")
+    for name, node in tree.children.items():
+        data = node["data"]
+        hrefs = np.asarray(node["source_href"].to_numpy(), dtype=str).ravel()
+        sources = {h for cell in hrefs for h in cell.split()}
+        print(f"  {name}: {dict(data.sizes)} {data.dtype}, {len(sources)} sources")
+    print(f"  branches: {sorted(repository.list_branches())}; tags: {sorted(repository.list_tags())}")
+    return 0
+
+
+def _cmd_log(args: argparse.Namespace) -> int:
+    from stackcube.icechunk import open_repository
+
+    repository = open_repository(args.repo)
+    for snap in repository.ancestry(branch=args.branch):
+        print(f"{snap.id}  {snap.written_at:%Y-%m-%d %H:%M:%S}  {snap.message}")
+    return 0
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -148,15 +198,48 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--max-items", type=int)
     plan.add_argument("--quiet", action="store_true", help="no progress bar")
     plan.set_defaults(func=_cmd_plan)
+    build = sub.add_parser("build", help="search a catalog and commit a virtual cube to an Icechunk repository")
+    build.add_argument("catalog", help="STAC API URL, static catalog/collection, or ItemCollection file")
+    build.add_argument("--bbox", nargs=4, type=float, metavar=("WEST", "SOUTH", "EAST", "NORTH"))
+    build.add_argument("--datetime")
+    build.add_argument("--collections", nargs="+")
+    build.add_argument("--assets", nargs="+")
+    build.add_argument("--max-items", type=int)
+    build.add_argument("--repo", default="cube.icechunk", help="local path or s3://bucket/prefix")
+    build.add_argument("--branch", default="main")
+    build.add_argument("--message")
+    build.add_argument("--tag")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(func=_cmd_build)
+    info = sub.add_parser("info", help="groups, dimensions, sources, branches and tags of a cube")
+    info.add_argument("repo")
+    info.add_argument("--branch", default="main")
+    info.set_defaults(func=_cmd_info)
+    log = sub.add_parser("log", help="the snapshots of a branch, newest first")
+    log.add_argument("repo")
+    log.add_argument("--branch", default="main")
+    log.set_defaults(func=_cmd_log)
     demo = sub.add_parser("demo", help="write a GeoTIFF and a STAC catalog of our own, inspect and plan (offline)")
     demo.add_argument("--out", default="demo-output", help="directory to write into (default: demo-output)")
     demo.set_defaults(func=_cmd_demo)
     return parser
 
 
+def _quiet_icechunk() -> None:
+    # Icechunk logs warnings (e.g. that a local repository is not safe for concurrent commits) on stderr; the
+    # command line reports what matters itself. ICECHUNK_LOG, when set, wins.
+    import os
+
+    if "ICECHUNK_LOG" not in os.environ:
+        import icechunk
+
+        icechunk.set_logs_filter("error")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``stackcube`` command."""
     args = _parser().parse_args(argv)
+    _quiet_icechunk()
     try:
         return int(args.func(args))
     except StackcubeError as exc:

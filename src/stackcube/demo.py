@@ -26,7 +26,7 @@ import pyproj
 import pystac
 import tifffile
 
-__all__ = ["write_demo_catalog", "write_demo_tiff"]
+__all__ = ["write_demo_catalog", "write_demo_tiff", "write_quicklook"]
 
 EPSG = 32735
 ORIGIN = (600000.0, 9500020.0)  # upper-left corner, metres
@@ -129,3 +129,25 @@ def write_demo_catalog(out_dir: str | os.PathLike[str], *, dates: int = 4, size:
     catalog.make_all_asset_hrefs_relative()
     catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
     return str(out / "catalog" / "catalog.json")
+
+
+def write_quicklook(
+    tree: Any, path: str | os.PathLike[str], *, bands: tuple[str, str, str] = ("B04", "B03", "B02")
+) -> Path:
+    """Write an 8-bit RGB PNG of the first date of the first group that has ``bands`` (2-98 % stretch)."""
+    import imagecodecs
+
+    for node in tree.children.values():
+        data = node["data"]
+        if all(b in data.band.values for b in bands):
+            rgb = data.isel(time=0).sel(band=list(bands)).values.astype("float64")
+            break
+    else:
+        msg = f"no group of the cube has the bands {bands}"
+        raise ValueError(msg)
+    valid = np.isfinite(rgb) & (rgb > 0)
+    lo, hi = np.percentile(rgb[valid], [2, 98]) if valid.any() else (0.0, 1.0)
+    scaled = np.clip((np.nan_to_num(rgb) - lo) / max(hi - lo, 1e-9) * 255, 0, 255).astype(np.uint8)
+    out = Path(path)
+    out.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(scaled.transpose(1, 2, 0))))
+    return out

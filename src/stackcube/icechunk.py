@@ -90,8 +90,8 @@ def _credential(prefix: str) -> Any:
         return icechunk.credentials.LocalFileSystemAccess
     if scheme == "s3":
         if _has_aws_credentials():
-            return icechunk.s3_credentials(from_env=True)
-        return icechunk.s3_anonymous_credentials()
+            return icechunk.Credentials.S3(icechunk.s3_credentials(from_env=True))
+        return icechunk.Credentials.S3(icechunk.s3_anonymous_credentials())
     return None
 
 
