@@ -149,8 +149,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"  built from {query.get('catalog')} { ({k: v for k, v in query.items() if v and k != 'catalog'}) }")
     for name, node in tree.children.items():
         data = node["data"]
-        hrefs = np.asarray(node["source_href"].to_numpy(), dtype=str).ravel()
-        sources = {h for cell in hrefs for h in cell.split()}
+        hrefs = node["source_href"].to_numpy().ravel().tolist()
+        sources = {h for cell in hrefs for h in str(cell).split()}
         print(f"  {name}: {dict(data.sizes)} {data.dtype}, {len(sources)} sources")
     print(f"  branches: {sorted(repository.list_branches())}; tags: {sorted(repository.list_tags())}")
     return 0
