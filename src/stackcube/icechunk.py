@@ -36,7 +36,7 @@ from stackcube.tiff import TiffSegmentCodec
 
 __all__ = ["container_prefixes", "open_datatree", "open_repository", "write_plan"]
 
-RepoLike = str | os.PathLike[str] | icechunk.Storage | icechunk.Repository
+type RepoLike = str | os.PathLike[str] | icechunk.Storage | icechunk.Repository
 
 
 def container_prefixes(hrefs: Iterable[str]) -> list[str]:
