@@ -48,7 +48,7 @@ def test_35mnm_from_the_stac_api_makes_one_10m_group(stac_api, twins_35mnm) -> N
 
 @pytest.mark.network
 def test_grid_equals_stackstac_for_the_same_items(stac_api) -> None:
-    stackstac = pytest.importorskip("stackstac")
+    import stackstac
     from pystac_client import Client
 
     items = list(Client.open(stac_api.url).search(collections=["sentinel-2-l2a"]).items())
