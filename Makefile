@@ -29,6 +29,7 @@ lint: $(STAMP)
 
 bench: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks.header_bench
+	$(BIN)/python -m benchmarks.cube_bench
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis

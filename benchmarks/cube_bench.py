@@ -1,0 +1,135 @@
+"""Writer benchmarks: commit a plan of 1,000,000 virtual references; open the metadata of a 10,000-date cube.
+
+    python -m benchmarks.cube_bench                   # 10,000 dates x 4 bands x 5 x 5 tiles = 1,000,000 references
+    python -m benchmarks.cube_bench --dates 1000      # smaller
+
+The plan is synthetic (sources are never read: committing and opening metadata touch no source), on a local
+Icechunk repository. Each figure is the median of ``--repeat`` runs with its spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from stackcube.grid import Source, grid_key
+from stackcube.plan import CubePlan, build_group
+from stackcube.search import Query
+from stackcube.tiff import Geo, IfdManifest, Recipe, TiffManifest
+
+TILE = 512
+
+
+def synthetic_sources(dates: int, bands: int, tiles: int) -> list[Source]:
+    size = tiles * TILE
+    recipe = Recipe(
+        compression=8,
+        predictor=2,
+        byteorder="<",
+        dtype="uint16",
+        bitspersample=16,
+        samples=1,
+        segment_length=TILE,
+        segment_width=TILE,
+        image_length=size,
+        image_width=size,
+        tiled=True,
+        photometric=1,
+    )
+    geo = Geo(crs="EPSG:32735", transform=(10.0, 0.0, 499980.0, 0.0, -10.0, 9200020.0))
+    offsets = (np.arange(tiles * tiles, dtype=np.uint64) * 100_000 + 16_384).reshape(1, tiles, tiles)
+    lengths = np.full((1, tiles, tiles), 90_000, np.uint64)
+    t0 = datetime(2017, 1, 1, tzinfo=UTC)
+    out = []
+    for d in range(dates):
+        for b in range(bands):
+            href = f"file:///data/s2/{d:05d}/B{b:02d}.tif"
+            ifd = IfdManifest(
+                path=(0,),
+                role="image",
+                level=0,
+                shape=(1, size, size),
+                dtype=np.dtype("uint16"),
+                chunk_shape=(1, TILE, TILE),
+                offsets=offsets,
+                lengths=lengths,
+                recipe=recipe,
+                fill_value=0,
+                geo=geo,
+            )
+            manifest = TiffManifest(
+                href=href,
+                etag=None,
+                last_modified=datetime(2024, 1, 1, tzinfo=UTC),
+                size=10**9,
+                byteorder="<",
+                bigtiff=False,
+                ifds=(ifd,),
+            )
+            out.append(
+                Source(
+                    item_id=f"S2_{d:05d}",
+                    asset=f"B{b:02d}",
+                    band=f"B{b:02d}",
+                    datetime=t0 + timedelta(hours=6 * d),
+                    properties={"eo:cloud_cover": float(d % 100)},
+                    manifest=manifest,
+                )
+            )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    from stackcube.api import open_cube
+    from stackcube.icechunk import write_plan
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dates", type=int, default=10_000)
+    parser.add_argument("--bands", type=int, default=4)
+    parser.add_argument("--tiles", type=int, default=5, help="tiles per side")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    sources = synthetic_sources(args.dates, args.bands, args.tiles)
+    key = grid_key(sources[0])
+    group = build_group("EPSG32735_10m", key, sources)
+    assert group is not None
+    plan = CubePlan(query=Query(catalog="synthetic"), groups=(group,))
+    planning = time.perf_counter() - start
+    refs = group.n_chunks
+
+    commits, opens = [], []
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            repo = Path(tmp) / "cube.icechunk"
+            start = time.perf_counter()
+            write_plan(plan, repo)
+            commits.append(time.perf_counter() - start)
+            for _ in range(3):
+                start = time.perf_counter()
+                tree = open_cube(repo)
+                assert tree[group.name]["data"].shape == group.shape
+                opens.append(time.perf_counter() - start)
+
+    def fmt(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f} s ({min(values):.2f}-{max(values):.2f})"
+
+    print(
+        f"\n{refs:,} virtual references: {args.dates:,} dates x {args.bands} bands x {args.tiles}x{args.tiles} "
+        f"tiles (planning the synthetic group took {planning:.1f} s)\n"
+    )
+    print("| step | median (min-max) | target |")
+    print("|---|---:|---:|")
+    print(f"| commit the plan to a local Icechunk repository | {fmt(commits)} | 10 s |")
+    print(f"| open the cube's metadata (open_cube, lazy) | {fmt(opens)} | 1 s |")
+
+
+if __name__ == "__main__":
+    main()
