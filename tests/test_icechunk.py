@@ -120,3 +120,58 @@ def test_cube_on_s3_of_sources_on_s3(s3, tmp_path) -> None:
     for obj in listed["Contents"]:
         body = s3.client().get_object(Bucket=s3.repos_bucket, Key=obj["Key"])["Body"].read()
         assert s3.secret_key.encode() not in body, obj["Key"]
+
+
+def test_same_values_and_coordinates_as_stackstac(stac_api, tmp_path) -> None:
+    import stackstac
+    from pystac_client import Client
+
+    items = list(Client.open(stac_api.url).search(collections=["sentinel-2-l2a"], max_items=6).items())
+    assets = ["B04", "B08"]
+    cube = stackcube.build_cube(
+        stac_api.url,
+        collections=["sentinel-2-l2a"],
+        max_items=6,
+        assets=assets,
+        repo=tmp_path / "cube.icechunk",
+        progress=False,
+    )
+    ours = cube.open(mask_and_scale=False)["EPSG32735_100m"]["data"]
+    # pystac 1.15 writes proj:code; stackstac 0.5.1 reads proj:epsg: give it the items as the API served them
+    dicts = [i.to_dict() for i in items]
+    for d in dicts:
+        d["properties"]["proj:epsg"] = int(d["properties"]["proj:code"].split(":")[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = stackstac.stack(
+            dicts,
+            assets=assets,
+            snap_bounds=False,
+            xy_coords="center",
+            dtype="uint16",
+            fill_value=np.uint16(0),
+            rescale=False,
+        )
+        expected = theirs.values
+    np.testing.assert_array_equal(ours.x.values, theirs.x.values)
+    np.testing.assert_array_equal(ours.y.values, theirs.y.values)
+    np.testing.assert_array_equal(ours.time.values, theirs.time.values)
+    assert list(ours.band.values) == list(theirs.band.values)
+    np.testing.assert_array_equal(ours.values, expected)
+
+
+def test_scale_and_offset_apply_on_open(tmp_path) -> None:
+    """Landsat C2 L2 declares scale 2.75e-05 and offset -0.2 in raster:bands; GDAL metadata carries them."""
+    item = corpus_items("landsat-c2-l2-pc.json")[0]
+    twins = twin_items([item], tmp_path / "twins", (tmp_path / "twins").as_uri(), downscale=40, assets=["red"])
+    band = item["assets"]["red"]["raster:bands"][0]
+    cube = stackcube.build_cube(twins, assets=["red"], repo=tmp_path / "cube.icechunk", progress=False)
+    (name,) = [g.name for g in cube.plan.groups]
+    raw = cube.open(mask_and_scale=False)[name]["data"].isel(time=0, band=0).values
+    physical = cube.open()[name]["data"].isel(time=0, band=0).values
+    with rasterio.open(twins[0]["assets"]["red"]["href"].removeprefix("file://")) as ds:
+        np.testing.assert_array_equal(raw, ds.read(1))
+        nodata = ds.nodata
+    valid = raw != nodata
+    np.testing.assert_allclose(physical[valid], raw[valid] * band["scale"] + band["offset"], rtol=1e-6)
+    assert np.isnan(physical[~valid]).all()

@@ -212,6 +212,8 @@ def _data_attrs(group: GroupPlan, coord_names: Iterable[str]) -> dict[str, Any]:
     fill = group.fill_value
     if fill is not None and not (isinstance(fill, float) and math.isnan(fill)):
         attrs["_FillValue"] = fill
+    if group.scale_offset is not None:
+        attrs["scale_factor"], attrs["add_offset"] = group.scale_offset
     return attrs
 
 

@@ -94,6 +94,8 @@ class GroupPlan:
     """(row start, row stop, column start, column stop) of the exact bbox inside the array, for lazy trimming."""
     mosaic: bool = False
     """True when sources of one time step sit side by side at tile offsets."""
+    scale_offset: tuple[float, float] | None = None
+    """(scale, offset) that turn stored values into physical ones, when every source and band agrees."""
 
     @property
     def crs(self) -> str:
@@ -268,8 +270,27 @@ def build_group(
         offsets=offsets,
         lengths=lengths,
         mosaic=mosaic,
+        scale_offset=_scale_offset(sources),
     )
     return plan if bbox is None else clip_to_bbox(plan, bbox)
+
+
+def _scale_offset(sources: Sequence[Source]) -> tuple[float, float] | None:
+    """The sources' common (scale, offset) from GDAL metadata, or None when absent or not the same for all."""
+    pairs = set()
+    for s in sources:
+        attrs = s.image.attrs
+        scales, offsets = attrs.get("scale_factor"), attrs.get("add_offset")
+        if scales is None and offsets is None:
+            pairs.add((1.0, 0.0))
+            continue
+        scales = scales or [1.0] * len(offsets)
+        offsets = offsets or [0.0] * len(scales)
+        pairs.update(zip(scales, offsets, strict=True))
+    if len(pairs) != 1:
+        return None
+    pair = pairs.pop()
+    return None if pair == (1.0, 0.0) else (float(pair[0]), float(pair[1]))
 
 
 def clip_to_bbox(plan: GroupPlan, bbox: tuple[float, float, float, float]) -> GroupPlan | None:
@@ -311,4 +332,5 @@ def clip_to_bbox(plan: GroupPlan, bbox: tuple[float, float, float, float]) -> Gr
         lengths=plan.lengths[tiles],
         window=(row_lo - r0, row_hi - r0, col_lo - c0, col_hi - c0),
         mosaic=plan.mosaic,
+        scale_offset=plan.scale_offset,
     )
