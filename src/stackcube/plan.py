@@ -284,9 +284,8 @@ def _scale_offset(sources: Sequence[Source]) -> tuple[float, float] | None:
         if scales is None and offsets is None:
             pairs.add((1.0, 0.0))
             continue
-        scales = scales or [1.0] * len(offsets)
-        offsets = offsets or [0.0] * len(scales)
-        pairs.update(zip(scales, offsets, strict=True))
+        count = len(scales if scales is not None else offsets)
+        pairs.update(zip(scales or [1.0] * count, offsets or [0.0] * count, strict=True))
     if len(pairs) != 1:
         return None
     pair = pairs.pop()
