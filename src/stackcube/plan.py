@@ -280,11 +280,9 @@ def _scale_offset(sources: Sequence[Source]) -> tuple[float, float] | None:
     pairs = set()
     for s in sources:
         attrs = s.image.attrs
-        scales, offsets = attrs.get("scale_factor"), attrs.get("add_offset")
-        if scales is None and offsets is None:
-            pairs.add((1.0, 0.0))
-            continue
-        count = len(scales if scales is not None else offsets)
+        scales: list[float] = list(attrs.get("scale_factor") or [])
+        offsets: list[float] = list(attrs.get("add_offset") or [])
+        count = max(len(scales), len(offsets), 1)
         pairs.update(zip(scales or [1.0] * count, offsets or [0.0] * count, strict=True))
     if len(pairs) != 1:
         return None
