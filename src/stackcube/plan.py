@@ -277,7 +277,7 @@ def build_group(
 
 def _scale_offset(sources: Sequence[Source]) -> tuple[float, float] | None:
     """The sources' common (scale, offset) from GDAL metadata, or None when absent or not the same for all."""
-    pairs = set()
+    pairs: set[tuple[float, float]] = set()
     for s in sources:
         attrs = s.image.attrs
         scales: list[float] = list(attrs.get("scale_factor") or [])
