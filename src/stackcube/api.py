@@ -247,7 +247,9 @@ def build_cube(
     from stackcube.icechunk import write_plan
 
     plan = plan_cube(catalog, bbox, datetime, **kwargs)
-    repository, snapshot = write_plan(plan, repo, branch=branch, message=message, tag=tag)
+    repository, snapshot = write_plan(
+        plan, repo, branch=branch, message=message, tag=tag, progress=kwargs.get("progress", True)
+    )
     return Cube(repository=repository, snapshot_id=snapshot, branch=branch, plan=plan)
 
 

@@ -217,7 +217,7 @@ def _data_attrs(group: GroupPlan, coord_names: Iterable[str]) -> dict[str, Any]:
     return attrs
 
 
-def _write_group(session: icechunk.Session, group: GroupPlan) -> None:
+def _write_group(session: icechunk.Session, group: GroupPlan, bar: Any = None) -> None:
     coords = _coords(group)
     coords.to_zarr(session.store, group=group.name, mode="w", zarr_format=3, consolidated=False)
     node = zarr.open_group(session.store, path=group.name, mode="r+")
@@ -250,10 +250,18 @@ def _write_group(session: icechunk.Session, group: GroupPlan) -> None:
                 if failed:
                     msg = f"{group.sources.href[i]}: Icechunk refused {len(failed)} references (no container?)"
                     raise SourceError(msg)
+                if bar is not None:
+                    bar.update(int(mine.sum()))
 
 
 def write_plan(
-    plan: CubePlan, repo: RepoLike, *, branch: str = "main", message: str | None = None, tag: str | None = None
+    plan: CubePlan,
+    repo: RepoLike,
+    *,
+    branch: str = "main",
+    message: str | None = None,
+    tag: str | None = None,
+    progress: bool = False,
 ) -> tuple[icechunk.Repository, str]:
     """Commit the plan's arrays as virtual references on ``branch``; return the repository and the snapshot id."""
     hrefs = {h for g in plan.groups for h in g.sources.href}
@@ -263,8 +271,18 @@ def write_plan(
     root.attrs.update(
         {"stackcube": {"version": __version__, "query": plan.query.to_dict(), "groups": [g.name for g in plan.groups]}}
     )
-    for group in plan.groups:
-        _write_group(session, group)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        total = sum(g.n_chunks for g in plan.groups)
+        bar = tqdm(total=total, desc="writing virtual references", unit="ref", leave=False)
+    try:
+        for group in plan.groups:
+            _write_group(session, group, bar)
+    finally:
+        if bar is not None:
+            bar.close()
     counts = ", ".join(f"{g.name} {g.shape[0]} dates x {g.shape[1]} bands" for g in plan.groups)
     snapshot = session.commit(message or f"stackcube build: {counts}")
     if tag:
