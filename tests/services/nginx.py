@@ -72,7 +72,14 @@ class Nginx:
         try:
             yield seen
         finally:
-            time.sleep(0.05)  # nginx writes its log line after the response
+            # nginx writes a log line after each response: wait until the log stops growing (at most 2 s)
+            count, deadline = -1, time.monotonic() + 2
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+                now = len(self.requests())
+                if now == count:
+                    break
+                count = now
             seen.extend(self.requests()[start:])
 
 
