@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,42 +75,18 @@ async def plan_cube_async(
     bbox: Any = None,
     datetime: Any = None,
     *,
-    collections: Any = None,
     assets: Sequence[str] | None = None,
-    ids: Any = None,
-    intersects: Any = None,
-    query: dict[str, Any] | None = None,
-    filter: dict[str, Any] | str | None = None,
-    filter_lang: str | None = None,
-    max_items: int | None = None,
-    limit: int | None = None,
-    headers: dict[str, str] | None = None,
-    modifier: Callable[[Any], Any] | None = None,
     overlap: Overlap = "first",
     sort_by: str | None = None,
     on_error: str = "raise",
     progress: bool = True,
+    **search: Any,
 ) -> CubePlan:
-    """Async twin of :func:`plan_cube`."""
+    """Async twin of :func:`plan_cube`; ``search`` takes the other arguments of ``search_items``."""
     if on_error not in {"raise", "skip"}:
         msg = f"on_error must be 'raise' or 'skip', not {on_error!r}"
         raise ValueError(msg)
-    q, items = await asyncio.to_thread(
-        search_items,
-        catalog,
-        bbox=bbox,
-        intersects=intersects,
-        datetime=datetime,
-        collections=collections,
-        ids=ids,
-        query=query,
-        filter=filter,
-        filter_lang=filter_lang,
-        max_items=max_items,
-        limit=limit,
-        headers=headers,
-        modifier=modifier,
-    )
+    q, items = await asyncio.to_thread(search_items, catalog, bbox=bbox, datetime=datetime, **search)
     require_items(items, q)
     chosen, skipped = select_assets(items, assets)
     if not chosen:

@@ -121,19 +121,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     from stackcube.api import build_cube
 
-    cube = build_cube(
-        args.catalog,
-        tuple(args.bbox) if args.bbox else None,
-        args.datetime,
-        collections=args.collections,
-        assets=args.assets,
-        max_items=args.max_items,
-        repo=args.repo,
-        branch=args.branch,
-        message=args.message,
-        tag=args.tag,
-        progress=not args.quiet,
-    )
+    cube = build_cube(**_search_args(args), repo=args.repo, branch=args.branch, message=args.message, tag=args.tag)
     print(cube.summary())
     return 0
 
@@ -168,17 +156,31 @@ def _cmd_log(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from stackcube.api import plan_cube
 
-    plan = plan_cube(
-        args.catalog,
-        tuple(args.bbox) if args.bbox else None,
-        args.datetime,
-        collections=args.collections,
-        assets=args.assets,
-        max_items=args.max_items,
-        progress=not args.quiet,
-    )
+    plan = plan_cube(**_search_args(args))
     print(plan.report())
     return 0
+
+
+def _add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("catalog", help="STAC API URL, static catalog/collection, or ItemCollection file")
+    parser.add_argument("--bbox", nargs=4, type=float, metavar=("WEST", "SOUTH", "EAST", "NORTH"))
+    parser.add_argument("--datetime", help="e.g. 2020-06 or 2020-06-01/2020-07-31")
+    parser.add_argument("--collections", nargs="+")
+    parser.add_argument("--assets", nargs="+", help="asset keys or eo:bands common names, in band order")
+    parser.add_argument("--max-items", type=int)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _search_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "catalog": args.catalog,
+        "bbox": tuple(args.bbox) if args.bbox else None,
+        "datetime": args.datetime,
+        "collections": args.collections,
+        "assets": args.assets,
+        "max_items": args.max_items,
+        "progress": not args.quiet,
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -190,26 +192,14 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
     inspect.set_defaults(func=_cmd_inspect)
     plan = sub.add_parser("plan", help="search a catalog, read the headers and print how the cube would be gridded")
-    plan.add_argument("catalog", help="STAC API URL, static catalog/collection, or ItemCollection file")
-    plan.add_argument("--bbox", nargs=4, type=float, metavar=("WEST", "SOUTH", "EAST", "NORTH"))
-    plan.add_argument("--datetime", help="e.g. 2020-06 or 2020-06-01/2020-07-31")
-    plan.add_argument("--collections", nargs="+")
-    plan.add_argument("--assets", nargs="+", help="asset keys or eo:bands common names, in band order")
-    plan.add_argument("--max-items", type=int)
-    plan.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_search_arguments(plan)
     plan.set_defaults(func=_cmd_plan)
     build = sub.add_parser("build", help="search a catalog and commit a virtual cube to an Icechunk repository")
-    build.add_argument("catalog", help="STAC API URL, static catalog/collection, or ItemCollection file")
-    build.add_argument("--bbox", nargs=4, type=float, metavar=("WEST", "SOUTH", "EAST", "NORTH"))
-    build.add_argument("--datetime")
-    build.add_argument("--collections", nargs="+")
-    build.add_argument("--assets", nargs="+")
-    build.add_argument("--max-items", type=int)
+    _add_search_arguments(build)
     build.add_argument("--repo", default="cube.icechunk", help="local path or s3://bucket/prefix")
     build.add_argument("--branch", default="main")
     build.add_argument("--message")
     build.add_argument("--tag")
-    build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=_cmd_build)
     info = sub.add_parser("info", help="groups, dimensions, sources, branches and tags of a cube")
     info.add_argument("repo")

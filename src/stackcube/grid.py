@@ -85,10 +85,14 @@ class GridKey:
 
     def describe(self) -> str:
         """A short human description: ``EPSG:32635 10 m, 1024x1024 tiles, uint16``."""
-        res = self.resolution[0]
-        unit = f"{res:g} m" if self.crs.startswith("EPSG:") and not _is_geographic(self.crs) else f"{res:g}"
         bands = f", {self.chunk[0]} samples per tile" if self.chunk[0] > 1 else ""
-        return f"{self.crs} {unit}, {self.chunk[1]}x{self.chunk[2]} tiles{bands}, {self.dtype}"
+        return f"{self.describe_resolution()}, {self.chunk[1]}x{self.chunk[2]} tiles{bands}, {self.dtype}"
+
+    def describe_resolution(self) -> str:
+        """``EPSG:32635 10 m``, ``EPSG:4326 0.0001``, or ``a custom CRS 30`` for a CRS without a code."""
+        crs = self.crs if self.crs.startswith("EPSG:") else "a custom CRS"
+        res = f"{abs(self.resolution[0]):g}"
+        return f"{crs} {res}" + ("" if _is_geographic(self.crs) else " m")
 
 
 @functools.lru_cache(maxsize=1024)

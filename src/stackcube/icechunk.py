@@ -119,28 +119,36 @@ def _storage(repo: str | os.PathLike[str] | icechunk.Storage) -> icechunk.Storag
 
 
 def open_repository(repo: RepoLike, *, prefixes: Iterable[str] = (), create: bool = False) -> icechunk.Repository:
-    """Open (or create) a repository whose containers cover ``prefixes``, authorizing exactly its containers."""
-    if isinstance(repo, icechunk.Repository):
-        return repo
-    storage = _storage(repo)
-    config = icechunk.Repository.fetch_config(storage) if icechunk.Repository.exists(storage) else None
-    config = config or icechunk.RepositoryConfig.default()
-    known = set((config.virtual_chunk_containers or {}).keys())
-    for prefix in prefixes:
-        if prefix not in known:
-            config.set_virtual_chunk_container(_container(prefix))
-            known.add(prefix)
-    access = {prefix: _credential(prefix) for prefix in sorted(known)}
-    if icechunk.Repository.exists(storage):
-        repository = icechunk.Repository.open(storage, config=config, authorize_virtual_chunk_access=access)
-        if prefixes:
-            repository.save_config()
-        return repository
-    if not create:
+    """Open (or create) a repository whose containers cover ``prefixes``, authorizing exactly its containers.
+
+    A given ``icechunk.Repository`` is returned as it is unless it lacks a container for one of ``prefixes``.
+    The configuration is saved only when a container was added.
+    """
+    given = repo if isinstance(repo, icechunk.Repository) else None
+    storage = given.storage if given is not None else _storage(repo)  # type: ignore[arg-type]
+    exists = given is not None or icechunk.Repository.exists(storage)
+    if not exists and not create:
         msg = f"there is no Icechunk repository at {repo}; build one with stackcube.build_cube"
         raise SourceError(msg)
-    repository = icechunk.Repository.create(storage, config=config, authorize_virtual_chunk_access=access)
-    repository.save_config()
+    if given is not None:
+        config = given.config
+    else:
+        config = (icechunk.Repository.fetch_config(storage) if exists else None) or icechunk.RepositoryConfig.default()
+    known = set((config.virtual_chunk_containers or {}).keys())
+    added = [prefix for prefix in dict.fromkeys(prefixes) if prefix not in known]
+    if given is not None and not added:
+        return given
+    for prefix in added:
+        config.set_virtual_chunk_container(_container(prefix))
+    access = {prefix: _credential(prefix) for prefix in sorted(known.union(added))}
+    if given is not None:
+        repository = given.reopen(config=config, authorize_virtual_chunk_access=access)
+    elif exists:
+        repository = icechunk.Repository.open(storage, config=config, authorize_virtual_chunk_access=access)
+    else:
+        repository = icechunk.Repository.create(storage, config=config, authorize_virtual_chunk_access=access)
+    if added or not exists:
+        repository.save_config()
     return repository
 
 

@@ -110,12 +110,9 @@ class GroupPlan:
     def describe(self) -> str:
         """One line: ``EPSG:32735 10 m x 13 dates x 4 bands (1098 x 1098 px, 3 x 3 tiles of 512 x 512)``."""
         t, b, y, x = self.shape
-        res = self.key.resolution[0]
-        crs = self.crs if len(self.crs) < 40 else "a custom CRS"
-        unit = "" if self.key.crs.startswith("GEOG") else " m" if "EPSG" in crs else ""
         rows, cols = self.source_index.shape[2:]
         return (
-            f"{crs} {res:g}{unit} x {t} date{'s' * (t != 1)} x {b} band{'s' * (b != 1)} "
+            f"{self.key.describe_resolution()} x {t} date{'s' * (t != 1)} x {b} band{'s' * (b != 1)} "
             f"({y} x {x} px, {rows} x {cols} tiles of {self.chunks[2]} x {self.chunks[3]})"
         )
 

@@ -157,10 +157,12 @@ def search_items(
         limit=limit,
         headers=headers,
     )
-    if isinstance(catalog, str | os.PathLike) and _is_api(os.fspath(catalog), q.headers):
-        items = _search_api(os.fspath(catalog), q, modifier)
+    href = os.fspath(catalog) if isinstance(catalog, str | os.PathLike) else None
+    doc = _read_json(href, q.headers) if href is not None else None  # read once, whatever kind it turns out to be
+    if href is not None and doc is not None and _is_api(href, doc):
+        items = _search_api(href, q, modifier)
     else:
-        items = [i for i in _static_items(catalog) if _matches(i, q)]
+        items = [i for i in _static_items(catalog, doc) if _matches(i, q)]
         if modifier is not None:
             for item in items:
                 modifier(item)
@@ -169,10 +171,9 @@ def search_items(
     return q, items
 
 
-def _is_api(catalog: str, headers: dict[str, str]) -> bool:
+def _is_api(catalog: str, doc: dict[str, Any]) -> bool:
     if urlparse(catalog).scheme not in {"http", "https"}:
         return False
-    doc = _read_json(catalog, headers)
     conforms = " ".join(doc.get("conformsTo", []))
     return doc.get("type") == "Catalog" and (
         "item-search" in conforms or any(link.get("rel") == "search" for link in doc.get("links", []))
@@ -217,7 +218,7 @@ def _search_api(url: str, q: Query, modifier: Callable[[Any], Any] | None) -> li
         raise SearchError(msg) from None
 
 
-def _static_items(catalog: CatalogLike) -> Iterable[pystac.Item]:
+def _static_items(catalog: CatalogLike, doc: dict[str, Any] | None) -> Iterable[pystac.Item]:
     if isinstance(catalog, pystac.ItemCollection):
         return list(catalog)
     if not isinstance(catalog, str | os.PathLike):
@@ -225,14 +226,16 @@ def _static_items(catalog: CatalogLike) -> Iterable[pystac.Item]:
             i if isinstance(i, pystac.Item) else pystac.Item.from_dict(dict(i), preserve_dict=False) for i in catalog
         ]
     href = os.fspath(catalog)
-    doc = _read_json(href)
+    doc = doc if doc is not None else _read_json(href)
     kind = doc.get("type")
     if kind == "FeatureCollection":
         return [pystac.Item.from_dict(f, preserve_dict=False) for f in doc.get("features", [])]
     if kind == "Feature":
         return [pystac.Item.from_dict(doc)]
     if kind in {"Catalog", "Collection"}:
-        root = pystac.read_file(href)
+        root = pystac.read_dict(doc, href=href)
+        if isinstance(root, pystac.Catalog):
+            root.set_root(root)  # so items' "root" links resolve to this object instead of reading it again
         if not isinstance(root, pystac.Catalog):
             msg = f"{href} is a STAC {kind} that pystac cannot open as a catalog"
             raise SearchError(msg)

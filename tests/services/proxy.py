@@ -40,6 +40,19 @@ class Proxy:
     seed: int = 0
     stats: Counter[str] = field(default_factory=Counter)
     _rng: random.Random = field(default_factory=random.Random)
+    _open: set[int] = field(default_factory=set)
+    _next: int = 0
+
+    def begin(self) -> int:
+        """A request arrived: count it in flight (``stats["max_inflight"]`` keeps the peak); return its token."""
+        self._next += 1
+        self._open.add(self._next)
+        self.stats["max_inflight"] = max(self.stats["max_inflight"], len(self._open))
+        return self._next
+
+    def end(self, token: int) -> None:
+        """The request ``token`` is answered (idempotent)."""
+        self._open.discard(token)
 
     def reset(self) -> None:
         """Zero the counters and restart the fault sequence."""
@@ -110,44 +123,12 @@ async def _handle(proxy: Proxy, client_r: asyncio.StreamReader, client_w: asynci
             body = await _read_body(client_r, head, response=False, method=method)
             proxy.stats["requests"] += 1
             proxy.stats[method.decode()] += 1
-            if proxy.latency:
-                await asyncio.sleep(proxy.latency)
-            fault = proxy._draw_fault()
-            if fault:
-                proxy.stats[f"fault:{fault}"] += 1
-            if fault in {"500", "503"}:
-                text = b"injected fault"
-                client_w.write(
-                    b"HTTP/1.1 %s Injected\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n\r\n%s"
-                    % (fault.encode(), len(text), text)
-                )
-                await client_w.drain()
-                continue
-            if fault == "reset":
-                client_w.transport.abort()
-                return
-            if fault == "stall":
-                await asyncio.sleep(proxy.stall_seconds)
-                return
-            if upstream is None:
-                upstream = await asyncio.open_connection(*proxy.upstream)
-            up_r, up_w = upstream
-            up_w.write(head + body)
-            await up_w.drain()
-            resp_head = await _read_head(up_r)
-            if resp_head is None:
-                return
-            resp_body = await _read_body(up_r, resp_head, response=True, method=method)
-            if fault == "truncate" and resp_body:
-                proxy.stats["bytes"] += len(resp_body) // 2
-                client_w.write(resp_head + resp_body[: len(resp_body) // 2])
-                await client_w.drain()
-                client_w.transport.abort()
-                return
-            proxy.stats["bytes"] += len(resp_body)  # counted before the client can see the response
-            client_w.write(resp_head + resp_body)
-            await client_w.drain()
-            if (_header(resp_head, b"connection") or b"").lower() == b"close":
+            token = proxy.begin()
+            try:
+                upstream, keep_going = await _answer(proxy, client_w, upstream, head, body, method, token)
+            finally:
+                proxy.end(token)
+            if not keep_going:
                 return
     except (ConnectionError, asyncio.IncompleteReadError):
         return
@@ -156,6 +137,64 @@ async def _handle(proxy: Proxy, client_r: asyncio.StreamReader, client_w: asynci
             upstream[1].close()
         with contextlib.suppress(Exception):
             client_w.close()
+
+
+async def _answer(
+    proxy: Proxy,
+    client_w: asyncio.StreamWriter,
+    upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None,
+    head: bytes,
+    body: bytes,
+    method: bytes,
+    token: int,
+) -> tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None, bool]:
+    """Answer one request; return the upstream connection and whether to keep the client connection open.
+
+    The in-flight slot is released just before the client can see the answer, so a client that sends its next
+    request at once is never counted twice.
+    """
+    if proxy.latency:
+        await asyncio.sleep(proxy.latency)
+    fault = proxy._draw_fault()
+    if fault:
+        proxy.stats[f"fault:{fault}"] += 1
+    if fault in {"500", "503"}:
+        text = b"injected fault"
+        proxy.end(token)
+        client_w.write(
+            b"HTTP/1.1 %s Injected\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n\r\n%s"
+            % (fault.encode(), len(text), text)
+        )
+        await client_w.drain()
+        return upstream, True
+    if fault == "reset":
+        proxy.end(token)
+        client_w.transport.abort()
+        return upstream, False
+    if fault == "stall":
+        await asyncio.sleep(proxy.stall_seconds)
+        return upstream, False
+    if upstream is None:
+        upstream = await asyncio.open_connection(*proxy.upstream)
+    up_r, up_w = upstream
+    up_w.write(head + body)
+    await up_w.drain()
+    resp_head = await _read_head(up_r)
+    if resp_head is None:
+        return upstream, False
+    resp_body = await _read_body(up_r, resp_head, response=True, method=method)
+    if fault == "truncate" and resp_body:
+        proxy.stats["bytes"] += len(resp_body) // 2
+        proxy.end(token)
+        client_w.write(resp_head + resp_body[: len(resp_body) // 2])
+        await client_w.drain()
+        client_w.transport.abort()
+        return upstream, False
+    proxy.stats["bytes"] += len(resp_body)  # counted before the client can see the response
+    proxy.end(token)
+    client_w.write(resp_head + resp_body)
+    await client_w.drain()
+    return upstream, (_header(resp_head, b"connection") or b"").lower() != b"close"
 
 
 @contextlib.contextmanager
