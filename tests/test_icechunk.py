@@ -206,3 +206,18 @@ def test_build_from_the_stac_api_onto_s3_reads_one_get_per_chunk(stac_api, nginx
         col0, row0 = round((x0 - ds.transform.c) / a), round((y0 - ds.transform.f) / e)
         window = rasterio.windows.Window(col0, row0, values.shape[1], values.shape[0])
         np.testing.assert_array_equal(values, ds.read(1, window=window, boundless=True, fill_value=0))
+
+
+def test_a_given_repository_gains_the_containers_its_sources_need(tmp_path) -> None:
+    import icechunk
+
+    items = corpus_items("site2-2020_jun_jul-35MNM.geojson")[:1]
+    twins = twin_items(items, tmp_path / "twins", (tmp_path / "twins").as_uri(), downscale=30, assets=["B04"])
+    repository = icechunk.Repository.create(icechunk.in_memory_storage())
+    assert not repository.config.virtual_chunk_containers
+    cube = stackcube.build_cube(twins, assets=["B04"], repo=repository, progress=False)
+    href = twins[0]["assets"]["B04"]["href"]
+    assert list(cube.repository.config.virtual_chunk_containers) == [href.rsplit("/", 1)[0] + "/"]
+    data = cube.open(mask_and_scale=False)["EPSG32735_300m"]["data"]
+    with rasterio.open(twins[0]["assets"]["B04"]["href"].removeprefix("file://")) as ds:
+        np.testing.assert_array_equal(data.isel(time=0, band=0).values, ds.read(1))

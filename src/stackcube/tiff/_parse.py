@@ -12,6 +12,7 @@ import bisect
 import contextlib
 import io
 import logging
+import struct
 import threading
 from collections.abc import Iterator
 from typing import IO, Any, cast
@@ -169,7 +170,7 @@ def parse_manifest(
         except tifffile.TiffFileError as exc:
             msg = f"{href} is not a valid TIFF: {exc}"
             raise CorruptTiffError(msg) from None
-        except (ValueError, struct_error(), IndexError, KeyError, TypeError, OverflowError) as exc:
+        except (ValueError, struct.error, IndexError, KeyError, TypeError, OverflowError) as exc:
             msg = f"{href} has a corrupt TIFF structure: {type(exc).__name__}: {exc}"
             raise CorruptTiffError(msg) from None
         if log.messages:
@@ -189,12 +190,6 @@ def parse_manifest(
         header_requests=header_requests,
         header_bytes=fh.fetched,
     )
-
-
-def struct_error() -> type[Exception]:
-    import struct
-
-    return struct.error
 
 
 def _parse_pages(tif: tifffile.TiffFile, fh: SparseFile) -> list[IfdManifest]:

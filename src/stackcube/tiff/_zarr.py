@@ -20,9 +20,18 @@ from zarr.dtype import parse_data_type
 from stackcube.tiff._codec import TiffSegmentCodec
 from stackcube.tiff._model import IfdManifest, TiffManifest
 from stackcube.tiff._read import read_tiff, read_tiff_async
-from stackcube.tiff._source import resolve, store_for
+from stackcube.tiff._source import resolve
 
-__all__ = ["TiffParser", "manifest_array", "manifest_store", "open_tiff"]
+__all__ = [
+    "TiffParser",
+    "ifd_group_name",
+    "manifest_array",
+    "manifest_store",
+    "open_manifest",
+    "open_tiff",
+    "open_tiff_async",
+    "registry_for",
+]
 
 VARIABLE = "data"
 """Name of the array variable holding an IFD's samples."""
@@ -228,6 +237,3 @@ def _georeference(da: xr.DataArray, entry: IfdManifest) -> xr.DataArray:
     da = da.assign_coords(coords)
     da.encoding["grid_mapping"] = "spatial_ref"
     return da
-
-
-__all__ += ["open_tiff_async", "open_manifest", "ifd_group_name", "registry_for", "store_for"]
