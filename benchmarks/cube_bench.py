@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             for _ in range(3):
                 start = time.perf_counter()
                 tree = open_cube(repo)
-                assert tree[group.name]["data"].shape == group.shape
+                assert tree[f"{group.name}/0"]["data"].shape == group.shape
                 opens.append(time.perf_counter() - start)
 
     def fmt(values: list[float]) -> str:

@@ -21,8 +21,10 @@ pytestmark = [pytest.mark.corpus, pytest.mark.network]
 ASSETS = ["B02", "B03", "B04", "B08", "B05", "B01"]
 
 
-def rasterio_read(href: str, nginx_root, base: str) -> np.ndarray:
-    with rasterio.open(nginx_root / href.removeprefix(base + "/")) as ds:
+def rasterio_read(href: str, nginx_root, base: str, level: int = 0) -> np.ndarray:
+    """Band 1 of the served file as rasterio reads it; ``level`` n > 0 is its n-th internal overview."""
+    options = {"overview_level": level - 1} if level else {}
+    with rasterio.open(nginx_root / href.removeprefix(base + "/"), **options) as ds:
         return ds.read(1)
 
 
@@ -41,22 +43,59 @@ def test_build_and_open_are_bit_exact(served_twins, nginx, tmp_path) -> None:
     tree = stackcube.open_cube(tmp_path / "cube.icechunk", mask_and_scale=False)
     assert sorted(tree.children) == sorted(g.name for g in cube.plan.groups)
     for group in cube.plan.groups:
-        node = tree[group.name]
-        assert node["data"].dims == ("time", "band", "y", "x")
-        assert node["data"].shape == group.shape
-        assert node["data"].chunks is not None
-        for t in range(group.shape[0]):
-            for b in range(group.shape[1]):
-                href = str(node["source_href"].values[t, b])
-                expected = rasterio_read(href, nginx.root, proxy.url)
-                np.testing.assert_array_equal(node["data"].isel(time=t, band=b).values, expected)
-    assert tree["EPSG32735_100m"]["spatial_ref"].attrs["GeoTransform"].startswith("499980.0 100.0")
+        assert sorted(tree[group.name].children, key=int) == [str(n) for n in range(1 + len(group.overviews))]
+        for n, level in enumerate((group, *group.overviews)):
+            node = tree[f"{group.name}/{n}"]
+            assert node["data"].dims == ("time", "band", "y", "x")
+            assert node["data"].shape == level.shape
+            assert node["data"].chunks is not None
+            for t in range(level.shape[0]):
+                for b in range(level.shape[1]):
+                    href = str(node["source_href"].values[t, b])
+                    expected = rasterio_read(href, nginx.root, proxy.url, level=n)
+                    np.testing.assert_array_equal(node["data"].isel(time=t, band=b).values, expected)
+    assert tree["EPSG32735_100m/0"]["spatial_ref"].attrs["GeoTransform"].startswith("499980.0 100.0")
+    assert tree["EPSG32735_100m/1"]["spatial_ref"].attrs["GeoTransform"].startswith("499980.0 200.0")
+
+
+def test_overviews_are_levels_with_multiscales_metadata(served_twins, nginx, tmp_path) -> None:
+    proxy, twins = served_twins
+    cube = stackcube.build_cube(twins, assets=ASSETS, repo=tmp_path / "cube.icechunk", progress=False)
+    group = next(g for g in cube.plan.groups if g.name == "EPSG32735_100m")
+    first = group.sources.href[0]
+    with rasterio.open(nginx.root / first.removeprefix(proxy.url + "/")) as ds:
+        factors = ds.overviews(1)
+    assert len(group.overviews) == len(factors) >= 1
+    tree = stackcube.open_cube(tmp_path / "cube.icechunk")
+    attrs = tree["EPSG32735_100m"].attrs
+    assert attrs["proj:code"] == "EPSG:32735"
+    assert {c["name"] for c in attrs["zarr_conventions"]} >= {"multiscales"}
+    layout = attrs["multiscales"]["layout"]
+    assert [entry["asset"] for entry in layout] == [str(n) for n in range(1 + len(factors))]
+    assert layout[1]["derived_from"] == "0"
+    assert layout[1]["transform"]["scale"] == [2.0, 2.0]
+    full, half = tree["EPSG32735_100m/0"], tree["EPSG32735_100m/1"]
+    assert layout[1]["spatial:shape"] == [half.sizes["y"], half.sizes["x"]]
+    # every level carries the same time steps, bands and provenance; rasterio's overview grid is the level's grid
+    for name in ("time", "band", "id", "source_href", "source_etag"):
+        np.testing.assert_array_equal(full[name].values, half[name].values)
+    href = str(half["source_href"].values[0, 0])
+    with rasterio.open(nginx.root / href.removeprefix(proxy.url + "/"), overview_level=0) as ds:
+        assert tuple(ds.transform)[:6] == tuple(layout[1]["spatial:transform"])
+        np.testing.assert_allclose(half.x.values[:3], ds.xy(0, np.arange(3))[0])
+    assert f"{len(factors)} overview levels" in cube.plan.report()
+    # reading the coarsest level costs one GET per tile of it, and no header
+    coarsest = tree[f"EPSG32735_100m/{len(factors)}"]["data"]
+    proxy.reset()
+    coarsest.isel(time=0).values
+    tiles = int((group.overviews[-1].source_index[0] >= 0).sum())
+    assert proxy.stats["GET"] == proxy.stats["requests"] == tiles
 
 
 def test_reads_cost_one_get_per_touched_chunk_and_no_header(served_twins, tmp_path) -> None:
     proxy, twins = served_twins
     stackcube.build_cube(twins, assets=ASSETS, repo=tmp_path / "cube.icechunk", progress=False)
-    data = stackcube.open_cube(tmp_path / "cube.icechunk", mask_and_scale=False)["EPSG32735_100m"]["data"]
+    data = stackcube.open_cube(tmp_path / "cube.icechunk", mask_and_scale=False)["EPSG32735_100m/0"]["data"]
     proxy.reset()
     window = data.isel(time=slice(0, 2), band=slice(0, 3), y=slice(100, 600), x=slice(0, 10)).values
     assert window.shape == (2, 3, 500, 10)
@@ -71,7 +110,7 @@ def test_changed_source_fails_loudly_and_others_still_read(nginx, tmp_path) -> N
     cube = stackcube.build_cube(twins, assets=["B04"], repo=tmp_path / "cube.icechunk", progress=False)
     changed = twins[0]["assets"]["B04"]["href"]
     change_in_place(nginx.root / changed.removeprefix(nginx.url + "/"))
-    data = cube.open(mask_and_scale=False)["EPSG32735_300m"]["data"]
+    data = cube.open(mask_and_scale=False)["EPSG32735_300m/0"]["data"]
     t_changed = next(i for i, ids in enumerate(cube.plan.groups[0].items) if twins[0]["id"] in ids)
     with pytest.raises(SourceChangedError, match=r"changed since the cube was built.*refresh"):
         data.isel(time=t_changed).values  # noqa: B018
@@ -86,7 +125,7 @@ def test_a_fresh_process_reopens_by_tag_and_snapshot(served_twins, tmp_path) -> 
         "import sys, stackcube; "
         f"a = stackcube.open_cube({str(repo)!r}, tag='first'); "
         f"b = stackcube.open_cube({str(repo)!r}, snapshot={cube.snapshot_id!r}); "
-        "g = next(iter(a.children)); "
+        "g = next(iter(a.children)) + '/0'; "
         "print(a[g]['data'].shape, int(a[g]['data'].isel(time=0).max()) == int(b[g]['data'].isel(time=0).max()))"
     )
     with warnings.catch_warnings():
@@ -107,7 +146,7 @@ def test_cube_on_s3_of_sources_on_s3(s3, tmp_path) -> None:
     upload_dir(s3.client(), tmp_path / "twins", s3.sources_bucket, "twins")
     repo = f"s3://{s3.repos_bucket}/cubes/35mnm"
     cube = stackcube.build_cube(twins, assets=["B04"], repo=repo, progress=False)
-    data = stackcube.open_cube(repo, mask_and_scale=False)["EPSG32735_300m"]["data"]
+    data = stackcube.open_cube(repo, mask_and_scale=False)["EPSG32735_300m/0"]["data"]
     for t in range(2):
         href = str(cube.plan.groups[0].sources.href[cube.plan.groups[0].source_index[t, 0, 0, 0]])
         key = href.removeprefix(f"s3://{s3.sources_bucket}/")
@@ -136,7 +175,7 @@ def test_same_values_and_coordinates_as_stackstac(stac_api, tmp_path) -> None:
         repo=tmp_path / "cube.icechunk",
         progress=False,
     )
-    ours = cube.open(mask_and_scale=False)["EPSG32735_100m"]["data"]
+    ours = cube.open(mask_and_scale=False)["EPSG32735_100m/0"]["data"]
     # pystac 1.15 writes proj:code; stackstac 0.5.1 reads proj:epsg: give it the items as the API served them
     dicts = [i.to_dict() for i in items]
     for d in dicts:
@@ -167,8 +206,8 @@ def test_scale_and_offset_apply_on_open(tmp_path) -> None:
     band = item["assets"]["red"]["raster:bands"][0]
     cube = stackcube.build_cube(twins, assets=["red"], repo=tmp_path / "cube.icechunk", progress=False)
     (name,) = [g.name for g in cube.plan.groups]
-    raw = cube.open(mask_and_scale=False)[name]["data"].isel(time=0, band=0).values
-    physical = cube.open()[name]["data"].isel(time=0, band=0).values
+    raw = cube.open(mask_and_scale=False)[f"{name}/0"]["data"].isel(time=0, band=0).values
+    physical = cube.open()[f"{name}/0"]["data"].isel(time=0, band=0).values
     with rasterio.open(twins[0]["assets"]["red"]["href"].removeprefix("file://")) as ds:
         np.testing.assert_array_equal(raw, ds.read(1))
         nodata = ds.nodata
@@ -195,12 +234,12 @@ def test_build_from_the_stac_api_onto_s3_reads_one_get_per_chunk(stac_api, nginx
     assert group.window is not None  # the exact bbox is kept inside the chunk-aligned array
     # requests counted at nginx itself: exactly one ranged GET per chunk of the slice, no header read
     tree = stackcube.open_cube(repo, tag="july", mask_and_scale=False)
-    data = tree[group.name]["data"]
+    data = tree[f"{group.name}/0"]["data"]
     with nginx.counting() as gets:
         values = data.isel(time=0, band=1).values
     assert len(gets) == int((group.source_index[0, 1] >= 0).sum())
     assert all(r.method == "GET" and r.range for r in gets)
-    href = str(tree[group.name]["source_href"].values[0, 1])
+    href = str(tree[f"{group.name}/0"]["source_href"].values[0, 1])
     with rasterio.open(nginx.root / href.removeprefix(nginx.url + "/")) as ds:
         a, _, x0, _, e, y0 = group.transform
         col0, row0 = round((x0 - ds.transform.c) / a), round((y0 - ds.transform.f) / e)
@@ -218,6 +257,6 @@ def test_a_given_repository_gains_the_containers_its_sources_need(tmp_path) -> N
     cube = stackcube.build_cube(twins, assets=["B04"], repo=repository, progress=False)
     href = twins[0]["assets"]["B04"]["href"]
     assert list(cube.repository.config.virtual_chunk_containers) == [href.rsplit("/", 1)[0] + "/"]
-    data = cube.open(mask_and_scale=False)["EPSG32735_300m"]["data"]
+    data = cube.open(mask_and_scale=False)["EPSG32735_300m/0"]["data"]
     with rasterio.open(twins[0]["assets"]["B04"]["href"].removeprefix("file://")) as ds:
         np.testing.assert_array_equal(data.isel(time=0, band=0).values, ds.read(1))

@@ -188,3 +188,70 @@ def test_bbox_clip_keeps_a_chunk_aligned_window(sources, frac) -> None:
     ny, nx = clipped.source_index.shape[2:]
     assert np.array_equal(clipped.source_index, plan.source_index[:, :, ty : ty + ny, tx : tx + nx])
     np.testing.assert_array_equal(clipped.x, plan.x[dx : dx + clipped.shape[3]])
+
+
+def write_with_overviews(path, *, x0: float, levels: list[int], tile: int = 64, size: int = 256) -> Source:
+    """A real tiled GeoTIFF (rasterio) with internal overviews at ``levels``, read back as a source."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.transform import Affine
+
+    from stackcube.tiff import read_tiff
+
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 1,
+        "dtype": "uint16",
+        "crs": "EPSG:32635",
+        "transform": Affine(10.0, 0.0, x0, 0.0, -10.0, 9_000_000.0),
+        "tiled": True,
+        "blockxsize": tile,
+        "blockysize": tile,
+        "compress": "deflate",
+        "nodata": 0,
+    }
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(np.arange(size * size, dtype=np.uint16).reshape(1, size, size) % 5000 + 1)
+        ds.build_overviews(levels, Resampling.nearest)
+    return Source(
+        item_id=path.stem,
+        asset="B04",
+        band="B04",
+        datetime=T0,
+        properties={},
+        manifest=read_tiff(path.as_uri()),
+    )
+
+
+def test_overviews_are_planned_while_every_source_has_them_on_one_tile_grid(tmp_path) -> None:
+    # side by side, two tiles apart: level 1 (one tile apart) still lines up; level 2 would be half a tile apart
+    a = write_with_overviews(tmp_path / "a.tif", x0=500_000.0, levels=[2, 4, 8])
+    b = write_with_overviews(tmp_path / "b.tif", x0=500_000.0 + 2 * 64 * 10.0, levels=[2, 4, 8])
+    (key, members), *_ = group_by_grid([a, b])[0].items()
+    plan = build_group("g", key, members)
+    assert plan is not None
+    assert plan.mosaic
+    assert len(plan.overviews) == 1
+    level = plan.overviews[0]
+    assert level.transform == (20.0, 0.0, 500_000.0, 0.0, -20.0, 9_000_000.0)
+    assert level.shape == (1, 1, 128, 192)
+    assert level.fill_value == plan.fill_value == 0
+    # each source has 2 x 2 tiles at level 1, overlapping in one column: the first source keeps it
+    np.testing.assert_array_equal(level.source_index[0, 0], [[0, 0, 1], [0, 0, 1]])
+
+    # one source lacks level 2: only level 1 is planned, even on one footprint
+    c = write_with_overviews(tmp_path / "c.tif", x0=500_000.0, levels=[2])
+    d = write_with_overviews(tmp_path / "d.tif", x0=500_000.0, levels=[2, 4])
+    (key, members), *_ = group_by_grid([c, d])[0].items()
+    plan = build_group("g", key, members)
+    assert plan is not None
+    assert [o.shape[2:] for o in plan.overviews] == [(128, 128)]
+
+    # no overviews at all
+    e = write_with_overviews(tmp_path / "e.tif", x0=500_000.0, levels=[])
+    (key, members), *_ = group_by_grid([e])[0].items()
+    plan = build_group("g", key, members)
+    assert plan is not None
+    assert plan.overviews == ()

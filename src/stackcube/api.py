@@ -218,7 +218,7 @@ def build_cube(
     --------
     >>> from stackcube.demo import write_demo_catalog
     >>> cube = build_cube(write_demo_catalog("demo-output"), repo="demo-output/cube.icechunk")  # doctest: +SKIP
-    >>> cube.open()["EPSG32735_10m"]["data"]  # doctest: +SKIP
+    >>> cube.open()["EPSG32735_10m/0"]["data"]  # doctest: +SKIP
     """
     from stackcube.icechunk import write_plan
 
@@ -238,6 +238,9 @@ def open_cube(
     mask_and_scale: bool = True,
 ) -> xr.DataTree:
     """Open a cube lazily as a DataTree: one child per grid group, dask chunks aligned with source tiles.
+
+    Group ``G``'s levels are its children: ``tree["G/0"]["data"]`` is full resolution, ``G/1``, ``G/2``, ... the
+    sources' internal overviews (``tree["G"].attrs["multiscales"]`` describes them).
 
     Each read fetches exactly the bytes of the touched tiles, one ranged GET each, and no TIFF header. A source
     that changed since the cube was built raises :class:`~stackcube.errors.SourceChangedError` naming it.

@@ -135,11 +135,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
     query = tree.attrs.get("stackcube", {}).get("query", {})
     print(f"{args.repo}: snapshot {tree.attrs['snapshot_id']} on {args.branch}")
     print(f"  built from {query.get('catalog')} { ({k: v for k, v in query.items() if v and k != 'catalog'}) }")
-    for name, node in tree.children.items():
-        data = node["data"]
-        hrefs = node["source_href"].to_numpy().ravel().tolist()
+    for name in tree.attrs.get("stackcube", {}).get("groups", list(tree.children)):
+        node = tree[name]
+        data = node["0"]["data"]
+        hrefs = data["source_href"].to_numpy().ravel().tolist()
         sources = {h for cell in hrefs for h in str(cell).split()}
         print(f"  {name}: {dict(data.sizes)} {data.dtype}, {len(sources)} sources")
+        overviews = [node[k]["data"] for k in sorted(node.children, key=int)[1:]]
+        if overviews:
+            sizes = ", ".join(f"/{n} {o.sizes['y']} x {o.sizes['x']}" for n, o in enumerate(overviews, 1))
+            print(f"    overview levels: {sizes} px")
     print(f"  branches: {sorted(repository.list_branches())}; tags: {sorted(repository.list_tags())}")
     return 0
 

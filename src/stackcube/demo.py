@@ -132,13 +132,22 @@ def write_demo_catalog(out_dir: str | os.PathLike[str], *, dates: int = 4, size:
 
 
 def write_quicklook(
-    tree: Any, path: str | os.PathLike[str], *, bands: tuple[str, str, str] = ("B04", "B03", "B02")
+    tree: Any,
+    path: str | os.PathLike[str],
+    *,
+    bands: tuple[str, str, str] = ("B04", "B03", "B02"),
+    size: int = 512,
 ) -> Path:
-    """Write an 8-bit RGB PNG of the first date of the first group that has ``bands`` (2-98 % stretch)."""
+    """Write an 8-bit RGB PNG of the first date of the first group that has ``bands`` (2-98 % stretch).
+
+    It reads the coarsest level of the group that is still at least ``size`` pixels wide or tall (overviews
+    cost fewer bytes), or the full resolution when no overview is that large.
+    """
     import imagecodecs
 
     for node in tree.children.values():
-        data = node["data"]
+        levels = [node[k]["data"] for k in sorted(node.children, key=int)]
+        data = next((d for d in reversed(levels) if max(d.sizes["y"], d.sizes["x"]) >= size), levels[0])
         if all(b in data.band.values for b in bands):
             rgb = data.isel(time=0).sel(band=list(bands)).values.astype("float64")
             break

@@ -8,6 +8,7 @@ encoding (compression, predictor, JPEG tables, ...). ``group_by_grid`` is then a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -44,20 +45,57 @@ class Source:
     """The item's properties."""
     manifest: TiffManifest
     """The asset's TIFF manifest (href, ETag, every IFD)."""
+    level: int = 0
+    """0 for the full-resolution image, n for its n-th internal overview."""
 
     @property
     def image(self) -> IfdManifest:
-        """The full-resolution image (the first IFD whose role is image)."""
-        return self.manifest.images[0]
+        """The IFD of this level: the first full-resolution image, or its ``level``-th overview."""
+        full = self.manifest.images[0]
+        if self.level == 0:
+            return full
+        start = self.manifest.ifds.index(full)
+        for entry in self.manifest.ifds[start + 1 :]:
+            if entry.role == "image":
+                break
+            if entry.role == "overview" and entry.level == self.level:
+                return entry
+        msg = f"{self.manifest.href} has no overview level {self.level}"
+        raise NotGriddableError(msg)
+
+    def at_level(self, level: int) -> Source | None:
+        """This source's internal overview ``level`` as a source of its own, or None when the file has none."""
+        other = dataclasses.replace(self, level=level)
+        try:
+            _ = other.image
+        except NotGriddableError:
+            return None
+        return other
+
+    @property
+    def crs(self) -> str | None:
+        """The full-resolution image's CRS (overviews carry no GeoTIFF tags of their own)."""
+        geo = self.manifest.images[0].geo
+        return None if geo is None else geo.crs
 
     @property
     def transform(self) -> tuple[float, float, float, float, float, float]:
-        """The image's affine transform; only sources that passed :func:`grid_key` are planned, and they have one."""
-        geo = self.image.geo
+        """This level's affine transform; only sources that passed :func:`grid_key` are planned, and they have one.
+
+        An overview has the full-resolution origin and pixels larger by the ratio of the image sizes, as GDAL
+        and rasterio (``overview_level``) derive it.
+        """
+        full = self.manifest.images[0]
+        geo = full.geo
         if geo is None or geo.transform is None:
             msg = f"{self.manifest.href} has no affine transform"
             raise NotGriddableError(msg)
-        return geo.transform
+        if self.level == 0:
+            return geo.transform
+        a, b, c, d, e, f = geo.transform
+        image = self.image
+        sx, sy = full.shape[2] / image.shape[2], full.shape[1] / image.shape[1]
+        return (a * sx, b * sy, c, d * sx, e * sy, f)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +153,14 @@ class NotGriddableError(ValueError):
 def grid_key(source: Source) -> GridKey:
     """The GridKey of a source; raises NotGriddable when it has no usable grid."""
     image = source.image
-    geo = image.geo
-    if geo is None or geo.transform is None or geo.crs is None:
+    geo = source.manifest.images[0].geo
+    if geo is None or geo.transform is None or source.crs is None:
         msg = "no CRS and affine transform (not georeferenced, or only ground control points)"
         raise NotGriddableError(msg)
-    a, b, c, d, e, f = geo.transform
+    transform = source.transform
+    a, b, c, d, e, f = transform
     if b != 0 or d != 0:
-        msg = f"a rotated or sheared grid (transform {geo.transform}) cannot be stacked without resampling"
+        msg = f"a rotated or sheared grid (transform {transform}) cannot be stacked without resampling"
         raise NotGriddableError(msg)
     _, rows, cols = image.chunk_shape
     phase = (round((c / a) % cols, PHASE_DECIMALS) % cols, round((f / e) % rows, PHASE_DECIMALS) % rows)
@@ -130,7 +169,7 @@ def grid_key(source: Source) -> GridKey:
         recipe.pop(size)
     fill = image.fill_value
     return GridKey(
-        crs=normalize_crs(geo.crs),
+        crs=normalize_crs(source.crs),
         resolution=(float(a), float(e)),
         phase=phase,
         chunk=image.chunk_shape,

@@ -3,10 +3,13 @@
 The only module that imports icechunk. Layout written for each grid group ``G`` of the plan::
 
     /                    attrs: stackcube version, the search that made the cube
-    /G/data              (time, band, y, x) virtual chunks, each checked against its source's ETag
-    /G/time, band, y, x  pixel-centre coordinates; /G/spatial_ref (crs_wkt, GeoTransform) for rioxarray/odc-geo
-    /G/id                item ids per time step; other item properties along time
-    /G/source_href       per (time, band): where the chunks come from, and /G/source_etag: what they were
+    /G                   attrs: ``multiscales`` layout of its levels (zarr-conventions), ``proj:code``
+    /G/0/data            (time, band, y, x) virtual chunks, each checked against its source's ETag
+    /G/0/time, band, y, x   pixel-centre coordinates; /G/0/spatial_ref (crs_wkt, GeoTransform) for rioxarray/odc-geo
+    /G/0/id              item ids per time step; other item properties along time
+    /G/0/source_href     per (time, band): where the chunks come from, and /G/0/source_etag: what they were
+    /G/1, /G/2, ...      the same for the sources' internal overviews, when every source has that level on one
+                         shared tile grid (full resolution is /G/0)
 
 Virtual chunk containers are declared for exactly the URL prefixes the sources live under, and reading
 authorizes exactly those (never a wildcard), anonymously or with the environment's credentials; no credential
@@ -171,14 +174,67 @@ def _checksum(href: str, etag: str, last_modified: str) -> Any:
     return None
 
 
+def _crs_attrs(crs: str) -> dict[str, Any]:
+    return {"proj:code": crs} if crs.startswith("EPSG:") else {"proj:wkt2": crs}
+
+
+# Registrations of the Zarr conventions the group attributes follow (https://github.com/zarr-conventions)
+_CONVENTIONS = [
+    {
+        "uuid": "d35379db-88df-4056-af3a-620245f8e347",
+        "schema_url": "https://raw.githubusercontent.com/zarr-conventions/multiscales/refs/tags/v1/schema.json",
+        "spec_url": "https://github.com/zarr-conventions/multiscales/blob/v1/README.md",
+        "name": "multiscales",
+        "description": "Multiscale layout of zarr datasets",
+    },
+    {
+        "uuid": "689b58e2-cf7b-45e0-9fff-9cfc0883d6b4",
+        "schema_url": "https://raw.githubusercontent.com/zarr-conventions/spatial/refs/tags/v1/schema.json",
+        "spec_url": "https://github.com/zarr-conventions/spatial/blob/v1/README.md",
+        "name": "spatial",
+        "description": "Spatial coordinate information",
+    },
+    {
+        "uuid": "f17cb550-5864-4468-aeb7-f3180cfb622f",
+        "schema_url": "https://raw.githubusercontent.com/zarr-conventions/geo-proj/refs/tags/v1/schema.json",
+        "spec_url": "https://github.com/zarr-conventions/geo-proj/blob/v1/README.md",
+        "name": "proj:",
+        "description": "Coordinate reference system information for geospatial data",
+    },
+]
+
+
+def multiscales_attrs(group: GroupPlan) -> dict[str, Any]:
+    """Attributes of a group node: its levels as a zarr-conventions ``multiscales`` layout, with CRS and grids."""
+    base = group.transform
+    layout = []
+    for n, level in enumerate((group, *group.overviews)):
+        a, _, c, _, e, f = level.transform
+        entry: dict[str, Any] = {"asset": str(n)}
+        if n:
+            entry["derived_from"] = "0"
+        # relative to level 0: pixel size ratio and the origin's shift in this level's pixels (y, x)
+        entry["transform"] = {
+            "scale": [e / base[4], a / base[0]],
+            "translation": [(f - base[5]) / e + 0.0, (c - base[2]) / a + 0.0],
+        }
+        entry["spatial:shape"] = list(level.shape[2:])
+        entry["spatial:transform"] = list(level.transform)
+        layout.append(entry)
+    return {
+        "zarr_conventions": _CONVENTIONS,
+        "multiscales": {"layout": layout},
+        "spatial:dimensions": ["y", "x"],
+        **_crs_attrs(group.crs),
+    }
+
+
 def _coords(group: GroupPlan) -> xr.Dataset:
-    a, b, c, d, e, f = group.transform
-    wkt = pyproj.CRS.from_user_input(group.crs).to_wkt()
-    spatial_ref = xr.Variable(
-        (),
-        np.int64(0),
-        {"crs_wkt": wkt, "spatial_ref": wkt, "GeoTransform": " ".join(repr(v) for v in (c, a, b, f, d, e))},
-    )
+    """A level's coordinates: time, band, y and x, ``spatial_ref``, item ids and properties, and provenance.
+
+    Each level holds all of them (they are small): DataTree children inherit only indexed coordinates, and a
+    level opened alone (``xr.open_zarr(..., group="G/1")``) is then complete.
+    """
     per_band_href = np.full(group.shape[:2], "", dtype=object)
     per_band_etag = np.full(group.shape[:2], "", dtype=object)
     per_chunk = group.shape[1] // group.source_index.shape[1]
@@ -191,21 +247,27 @@ def _coords(group: GroupPlan) -> xr.Dataset:
     coords: dict[str, Any] = {
         "time": ("time", group.time),
         "band": ("band", np.array(group.bands, dtype=object)),
-        "y": ("y", group.y),
-        "x": ("x", group.x),
-        "spatial_ref": spatial_ref,
         "id": ("time", np.array([",".join(ids) for ids in group.items], dtype=object)),
         "source_href": (("time", "band"), per_band_href),
         "source_etag": (("time", "band"), per_band_etag),
     }
     for name, values in group.properties.items():
-        if name in coords or name in {"datetime"}:
+        if name in coords or name in {"datetime", "x", "y", "spatial_ref"}:
             continue
         kinds = {type(v) for v in values if v is not None}
         if kinds <= {int, float} and kinds:
             coords[name] = ("time", np.array([np.nan if v is None else v for v in values], dtype=float))
         elif kinds == {str}:
             coords[name] = ("time", np.array(["" if v is None else v for v in values], dtype=object))
+    a, b, c, d, e, f = group.transform
+    wkt = pyproj.CRS.from_user_input(group.crs).to_wkt()
+    coords["y"] = ("y", group.y)
+    coords["x"] = ("x", group.x)
+    coords["spatial_ref"] = xr.Variable(
+        (),
+        np.int64(0),
+        {"crs_wkt": wkt, "spatial_ref": wkt, "GeoTransform": " ".join(repr(v) for v in (c, a, b, f, d, e))},
+    )
     ds = xr.Dataset(coords=coords)
     ds["x"].attrs.update(standard_name="projection_x_coordinate", axis="X")
     ds["y"].attrs.update(standard_name="projection_y_coordinate", axis="Y")
@@ -226,37 +288,50 @@ def _data_attrs(group: GroupPlan, coord_names: Iterable[str]) -> dict[str, Any]:
 
 
 def _write_group(session: icechunk.Session, group: GroupPlan, bar: Any = None) -> None:
-    coords = _coords(group)
-    coords.to_zarr(session.store, group=group.name, mode="w", zarr_format=3, consolidated=False)
-    node = zarr.open_group(session.store, path=group.name, mode="r+")
-    fill = group.fill_value if group.fill_value is not None else 0
+    xr.Dataset(attrs=multiscales_attrs(group)).to_zarr(
+        session.store, group=group.name, mode="w", zarr_format=3, consolidated=False
+    )
+    for n, level in enumerate((group, *group.overviews)):
+        _write_level(session, level, f"{group.name}/{n}", bar)
+
+
+def _write_level(session: icechunk.Session, level: GroupPlan, path: str, bar: Any) -> None:
+    coords = _coords(level)
+    coords.to_zarr(session.store, group=path, mode="w", zarr_format=3, consolidated=False)
+    node = zarr.open_group(session.store, path=path, mode="r+")
     node.create_array(
         "data",
-        shape=group.shape,
-        chunks=group.chunks,
-        dtype=group.dtype,
-        fill_value=fill,
-        serializer=TiffSegmentCodec(recipe=group.recipe),
+        shape=level.shape,
+        chunks=level.chunks,
+        dtype=level.dtype,
+        fill_value=level.fill_value if level.fill_value is not None else 0,
+        serializer=TiffSegmentCodec(recipe=level.recipe),
         compressors=None,
         dimension_names=("time", "band", "y", "x"),
-        attributes=_data_attrs(group, [str(n) for n in coords.coords]),
+        attributes=_data_attrs(level, [str(n) for n in coords.coords]),
     )
-    path = f"{group.name}/data"
-    nt, nb, ny, nx = group.source_index.shape
+    nt, nb, ny, nx = level.source_index.shape
+    sources = level.sources
     for t in range(nt):
         for b in range(nb):
-            index = group.source_index[t, b]
+            index = level.source_index[t, b]
             for i in np.unique(index[index >= 0]).tolist():
                 mine = index == i
-                locations = np.where(mine, group.sources.href[i], "").ravel().tolist()
-                offsets = np.where(mine, group.offsets[t, b], 0).astype(np.uint64).ravel()
-                lengths = np.where(mine, group.lengths[t, b], 0).astype(np.uint64).ravel()
-                checksum = _checksum(group.sources.href[i], group.sources.etag[i], group.sources.last_modified[i])
+                locations = np.where(mine, sources.href[i], "").ravel().tolist()
+                offsets = np.where(mine, level.offsets[t, b], 0).astype(np.uint64).ravel()
+                lengths = np.where(mine, level.lengths[t, b], 0).astype(np.uint64).ravel()
+                checksum = _checksum(sources.href[i], sources.etag[i], sources.last_modified[i])
                 failed = session.store.set_virtual_refs_arr(
-                    path, (1, 1, ny, nx), locations, offsets, lengths, arr_offset=(t, b, 0, 0), checksum=checksum
+                    f"{path}/data",
+                    (1, 1, ny, nx),
+                    locations,
+                    offsets,
+                    lengths,
+                    arr_offset=(t, b, 0, 0),
+                    checksum=checksum,
                 )
                 if failed:
-                    msg = f"{group.sources.href[i]}: Icechunk refused {len(failed)} references (no container?)"
+                    msg = f"{sources.href[i]}: Icechunk refused {len(failed)} references (no container?)"
                     raise SourceError(msg)
                 if bar is not None:
                     bar.update(int(mine.sum()))
@@ -283,7 +358,7 @@ def write_plan(
     if progress:
         from tqdm.auto import tqdm
 
-        total = sum(g.n_chunks for g in plan.groups)
+        total = sum(level.n_chunks for g in plan.groups for level in (g, *g.overviews))
         bar = tqdm(total=total, desc="writing virtual references", unit="ref", leave=False)
     try:
         for group in plan.groups:

@@ -3,7 +3,8 @@
 One :class:`GroupPlan` per grid group: a (time, band, y, x) array whose chunks are source tiles. Its per-chunk
 tables are NumPy arrays shaped (time, band chunk, tile row, tile column): ``source_index`` into the group's
 source table (-1 where no source has that chunk, which then reads as the fill value), ``offsets`` and
-``lengths``. They flow straight into a virtual-reference writer without a Python object per chunk.
+``lengths``. They flow straight into a virtual-reference writer without a Python object per chunk. A plan's
+``overviews`` are GroupPlans of the same shape of data, made of the sources' internal overviews.
 
 Overlaps: when two sources of one time step claim the same chunk (tile-aligned mosaics whose footprints
 overlap), the rule decides: ``"first"`` keeps the chunk of the source that comes first, ``"last"`` the one that
@@ -13,6 +14,7 @@ least cloud first). A source's missing (sparse) tile never hides another source'
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ import numpy as np
 import pyproj
 
 from stackcube.assets import SkippedAsset
-from stackcube.grid import GridKey, Source, tile_offset
+from stackcube.grid import GridKey, NotGriddableError, Source, grid_key, tile_offset
 from stackcube.search import Query
 from stackcube.tiff import Recipe
 
@@ -96,6 +98,10 @@ class GroupPlan:
     """True when sources of one time step sit side by side at tile offsets."""
     scale_offset: tuple[float, float] | None = None
     """(scale, offset) that turn stored values into physical ones, when every source and band agrees."""
+    level: int = 0
+    """0 for full resolution; n when this array is made of the sources' n-th internal overviews."""
+    overviews: tuple[GroupPlan, ...] = ()
+    """The overview levels 1, 2, ... that every source has on one shared tile grid (empty for an overview)."""
 
     @property
     def crs(self) -> str:
@@ -140,6 +146,9 @@ class CubePlan:
         for g in self.groups:
             placed = f", {len(g.sources)} sources placed side by side at tile offsets" if g.mosaic else ""
             lines.append(f"  {g.name}: {g.describe()}, {g.n_chunks} chunks from {len(g.sources)} sources{placed}")
+            if g.overviews:
+                sizes = ", ".join(f"{o.shape[2]} x {o.shape[3]}" for o in g.overviews)
+                lines.append(f"    {len(g.overviews)} overview level{'s' * (len(g.overviews) != 1)}: {sizes} px")
         lines.extend(f"  note: {note}" for note in self.notes)
         if self.skipped:
             lines.append(f"{len(self.skipped)} asset(s) skipped:")
@@ -176,8 +185,13 @@ def build_group(
     bbox: tuple[float, float, float, float] | None = None,
     overlap: Overlap = "first",
     sort_by: str | None = None,
+    overviews: bool = True,
 ) -> GroupPlan | None:
-    """Place every source's tiles in one array; None when the bbox misses the group entirely."""
+    """Place every source's tiles in one array; None when the bbox misses the group entirely.
+
+    With ``overviews``, the sources' internal overviews become the plan's ``overviews`` for as many levels as
+    every source has one and they share one tile grid (see :func:`build_overviews`).
+    """
     if overlap not in {"first", "last"}:
         msg = f"overlap must be 'first' or 'last', not {overlap!r}"
         raise ValueError(msg)
@@ -268,8 +282,58 @@ def build_group(
         lengths=lengths,
         mosaic=mosaic,
         scale_offset=_scale_offset(sources),
+        level=sources[0].level,
     )
-    return plan if bbox is None else clip_to_bbox(plan, bbox)
+    clipped = plan if bbox is None else clip_to_bbox(plan, bbox)
+    if clipped is None or not overviews or clipped.level:
+        return clipped
+    levels = build_overviews(clipped, sources, band_order=band_order, bbox=bbox, overlap=overlap, sort_by=sort_by)
+    return dataclasses.replace(clipped, overviews=levels)
+
+
+def build_overviews(
+    base: GroupPlan,
+    sources: Sequence[Source],
+    *,
+    band_order: Sequence[str] | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    overlap: Overlap = "first",
+    sort_by: str | None = None,
+) -> tuple[GroupPlan, ...]:
+    """Overview levels 1, 2, ... of ``base``, each from the sources' internal overviews of that level.
+
+    A level is planned while every source has it and their overviews share one GridKey (CRS, pixel size, phase
+    modulo a tile, encoding), so overview tiles stand side by side exactly as the full-resolution ones do. Nodata
+    and scale/offset are the full-resolution image's.
+    """
+    levels: list[GroupPlan] = []
+    level = 1
+    while True:
+        members = [s.at_level(level) for s in sources]
+        if any(m is None for m in members):
+            break
+        placed = [m for m in members if m is not None]
+        try:
+            keys = {grid_key(m) for m in placed}
+        except NotGriddableError:
+            break
+        if len(keys) != 1:
+            break
+        plan = build_group(
+            base.name,
+            keys.pop(),
+            placed,
+            band_order=band_order,
+            bbox=bbox,
+            overlap=overlap,
+            sort_by=sort_by,
+            overviews=False,
+        )
+        if plan is None or plan.bands != base.bands or plan.time.shape != base.time.shape:
+            break
+        levels.append(dataclasses.replace(plan, fill_value=base.fill_value, scale_offset=base.scale_offset))
+        level += 1
+    return tuple(levels)
 
 
 def _scale_offset(sources: Sequence[Source]) -> tuple[float, float] | None:
@@ -305,26 +369,14 @@ def clip_to_bbox(plan: GroupPlan, bbox: tuple[float, float, float, float]) -> Gr
     r0, c0 = ty0 * rows, tx0 * cols
     r1, c1 = min(height, ty1 * rows), min(width, tx1 * cols)
     tiles = (slice(None), slice(None), slice(ty0, ty1), slice(tx0, tx1))
-    return GroupPlan(
-        name=plan.name,
-        key=plan.key,
+    return dataclasses.replace(
+        plan,
         transform=(a, 0.0, x0 + a * c0, 0.0, e, y0 + e * r0),
         shape=(plan.shape[0], plan.shape[1], r1 - r0, c1 - c0),
-        chunks=plan.chunks,
-        dtype=plan.dtype,
-        fill_value=plan.fill_value,
-        recipe=plan.recipe,
-        time=plan.time,
-        bands=plan.bands,
         y=plan.y[r0:r1],
         x=plan.x[c0:c1],
-        items=plan.items,
-        properties=plan.properties,
-        sources=plan.sources,
         source_index=plan.source_index[tiles],
         offsets=plan.offsets[tiles],
         lengths=plan.lengths[tiles],
         window=(row_lo - r0, row_hi - r0, col_lo - c0, col_hi - c0),
-        mosaic=plan.mosaic,
-        scale_offset=plan.scale_offset,
     )
