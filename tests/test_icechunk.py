@@ -260,3 +260,24 @@ def test_a_given_repository_gains_the_containers_its_sources_need(tmp_path) -> N
     data = cube.open(mask_and_scale=False)["EPSG32735_300m/0"]["data"]
     with rasterio.open(twins[0]["assets"]["B04"]["href"].removeprefix("file://")) as ds:
         np.testing.assert_array_equal(data.isel(time=0, band=0).values, ds.read(1))
+
+
+def test_open_dataarray_picks_a_grid_and_a_level(tmp_path) -> None:
+    from stackcube.demo import write_demo_catalog
+
+    catalog = write_demo_catalog(tmp_path / "demo")
+    repo = tmp_path / "cube.icechunk"
+    stackcube.build_cube(catalog, repo=repo, progress=False)
+    tree = stackcube.open_cube(repo)
+    data = stackcube.open_dataarray(repo, "EPSG32735_10m", level=1)
+    assert data.name == "EPSG32735_10m"
+    assert data.sizes == tree["EPSG32735_10m/1"]["data"].sizes
+    with pytest.raises(ValueError, match="holds 2 grids .*pass group="):
+        stackcube.open_dataarray(repo)
+    with pytest.raises(ValueError, match="has no grid 'nope'; it has: EPSG32735_10m, EPSG32735_20m"):
+        stackcube.open_dataarray(repo, "nope")
+    with pytest.raises(ValueError, match="has levels 0, 1 .* not 5"):
+        stackcube.open_dataarray(repo, "EPSG32735_10m", level=5)
+    single = tmp_path / "single.icechunk"
+    stackcube.build_cube(catalog, assets=["red"], repo=single, progress=False)
+    assert stackcube.open_dataarray(single).band.values.tolist() == ["red"]

@@ -18,7 +18,7 @@ command line.
 from importlib.metadata import PackageNotFoundError, version
 
 from stackcube import errors, settings
-from stackcube.api import Cube, build_cube, open_cube, plan_cube, plan_cube_async
+from stackcube.api import Cube, build_cube, open_cube, open_dataarray, plan_cube, plan_cube_async
 from stackcube.errors import StackcubeError
 from stackcube.plan import CubePlan, GroupPlan
 
@@ -36,6 +36,7 @@ __all__ = [
     "build_cube",
     "errors",
     "open_cube",
+    "open_dataarray",
     "plan_cube",
     "plan_cube_async",
     "settings",

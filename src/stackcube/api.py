@@ -23,7 +23,7 @@ from stackcube.plan import CubePlan, GroupPlan, Overlap, build_group
 from stackcube.search import CatalogLike, require_items, search_items
 from stackcube.tiff import TiffManifest, read_tiff_async
 
-__all__ = ["Cube", "build_cube", "open_cube", "plan_cube", "plan_cube_async"]
+__all__ = ["Cube", "build_cube", "open_cube", "open_dataarray", "plan_cube", "plan_cube_async"]
 
 
 def _datetime(item: pystac.Item) -> Any:
@@ -249,3 +249,36 @@ def open_cube(
     from stackcube.icechunk import open_datatree
 
     return open_datatree(repo, branch=branch, tag=tag, snapshot=snapshot, mask_and_scale=mask_and_scale)
+
+
+def open_dataarray(
+    repo: Any,
+    group: str | None = None,
+    level: int = 0,
+    *,
+    branch: str | None = None,
+    tag: str | None = None,
+    snapshot: str | None = None,
+    mask_and_scale: bool = True,
+) -> xr.DataArray:
+    """Open one grid group of a cube as a lazy (time, band, y, x) DataArray.
+
+    ``group`` may be left out when the cube has one grid; ``level`` 0 is full resolution, n the n-th overview
+    level. Other arguments as :func:`open_cube`.
+    """
+    tree = open_cube(repo, branch=branch, tag=tag, snapshot=snapshot, mask_and_scale=mask_and_scale)
+    names = list(tree.attrs.get("stackcube", {}).get("groups") or tree.children)
+    if group is None:
+        if len(names) != 1:
+            msg = f"{repo} holds {len(names)} grids ({', '.join(names)}); pass group= one of them"
+            raise ValueError(msg)
+        group = names[0]
+    if group not in tree.children:
+        msg = f"{repo} has no grid {group!r}; it has: {', '.join(names)}"
+        raise ValueError(msg)
+    levels = sorted(tree[group].children, key=int)
+    if str(level) not in levels:
+        msg = f"grid {group} has levels {', '.join(levels)} (0 is full resolution), not {level}"
+        raise ValueError(msg)
+    data = tree[f"{group}/{level}"]["data"]
+    return data.rename(group)
