@@ -87,7 +87,7 @@ def test_overviews_are_levels_with_multiscales_metadata(served_twins, nginx, tmp
     # reading the coarsest level costs one GET per tile of it, and no header
     coarsest = tree[f"EPSG32735_100m/{len(factors)}"]["data"]
     proxy.reset()
-    coarsest.isel(time=0).values
+    assert coarsest.isel(time=0).values.shape == coarsest.shape[1:]
     tiles = int((group.overviews[-1].source_index[0] >= 0).sum())
     assert proxy.stats["GET"] == proxy.stats["requests"] == tiles
 
