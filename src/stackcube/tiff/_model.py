@@ -133,6 +133,86 @@ class IfdManifest:
         """Sum of the byte counts of all segments."""
         return int(self.lengths.sum())
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form (segment tables as base64 little-endian uint64); inverse of :meth:`from_dict`."""
+        geo = None
+        if self.geo is not None:
+            geo = {
+                "crs": self.geo.crs,
+                "transform": None if self.geo.transform is None else list(self.geo.transform),
+                "raster_type": self.geo.raster_type,
+                "geokeys": _jsonable(self.geo.geokeys),
+            }
+        fill = self.fill_value
+        return {
+            "path": list(self.path),
+            "role": self.role,
+            "level": self.level,
+            "shape": list(self.shape),
+            "dtype": self.dtype.str,
+            "chunk_shape": list(self.chunk_shape),
+            "grid": list(self.offsets.shape),
+            "offsets": _pack(self.offsets),
+            "lengths": _pack(self.lengths),
+            "recipe": self.recipe.to_config(),
+            "fill_value": repr(fill) if isinstance(fill, float) else fill,
+            "geo": geo,
+            "attrs": _jsonable(self.attrs),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IfdManifest:
+        """Inverse of :meth:`to_dict`."""
+        grid = tuple(data["grid"])
+        geo = data["geo"]
+        fill = data["fill_value"]
+        return cls(
+            path=tuple(data["path"]),
+            role=data["role"],
+            level=int(data["level"]),
+            shape=tuple(data["shape"]),  # type: ignore[arg-type]
+            dtype=np.dtype(data["dtype"]),
+            chunk_shape=tuple(data["chunk_shape"]),  # type: ignore[arg-type]
+            offsets=_unpack(data["offsets"], grid),
+            lengths=_unpack(data["lengths"], grid),
+            recipe=Recipe.from_config(data["recipe"]),
+            fill_value=float(fill) if isinstance(fill, str) else fill,
+            geo=None
+            if geo is None
+            else Geo(
+                crs=geo["crs"],
+                transform=None if geo["transform"] is None else tuple(geo["transform"]),  # type: ignore[arg-type]
+                raster_type=geo["raster_type"],
+                geokeys=geo["geokeys"],
+            ),
+            attrs=data["attrs"],
+        )
+
+
+def _pack(table: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(table, dtype="<u8").tobytes()).decode("ascii")
+
+
+def _unpack(text: str, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<u8").astype(np.uint64).reshape(shape)
+
+
+def _jsonable(value: Any) -> Any:
+    """Metadata as JSON can hold it: NumPy scalars and arrays become numbers and lists, other objects text."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return repr(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class TiffManifest:
@@ -166,6 +246,36 @@ class TiffManifest:
         known = ", ".join(str(e.path if len(e.path) > 1 else e.path[0]) for e in self.ifds)
         msg = f"{self.href} has no IFD {path!r}; it has: {known}"
         raise KeyError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form, so manifests can be stored and read back without reading the file again."""
+        return {
+            "href": self.href,
+            "etag": self.etag,
+            "last_modified": None if self.last_modified is None else self.last_modified.isoformat(),
+            "size": self.size,
+            "byteorder": self.byteorder,
+            "bigtiff": self.bigtiff,
+            "ifds": [ifd.to_dict() for ifd in self.ifds],
+            "header_requests": self.header_requests,
+            "header_bytes": self.header_bytes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TiffManifest:
+        """Inverse of :meth:`to_dict`."""
+        modified = data["last_modified"]
+        return cls(
+            href=data["href"],
+            etag=data["etag"],
+            last_modified=None if modified is None else datetime.fromisoformat(modified),
+            size=int(data["size"]),
+            byteorder=data["byteorder"],
+            bigtiff=bool(data["bigtiff"]),
+            ifds=tuple(IfdManifest.from_dict(ifd) for ifd in data["ifds"]),
+            header_requests=int(data["header_requests"]),
+            header_bytes=int(data["header_bytes"]),
+        )
 
     @property
     def images(self) -> tuple[IfdManifest, ...]:
