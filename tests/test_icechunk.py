@@ -41,7 +41,8 @@ def test_build_and_open_are_bit_exact(served_twins, nginx, tmp_path) -> None:
     proxy, twins = served_twins
     cube = stackcube.build_cube(twins, assets=ASSETS, repo=tmp_path / "cube.icechunk", progress=False, tag="v1")
     tree = stackcube.open_cube(tmp_path / "cube.icechunk", mask_and_scale=False)
-    assert sorted(tree.children) == sorted(g.name for g in cube.plan.groups)
+    assert sorted(tree.children) == sorted([*(g.name for g in cube.plan.groups), "sources"])
+    assert tree.attrs["stackcube"]["groups"] == [g.name for g in cube.plan.groups]
     for group in cube.plan.groups:
         assert sorted(tree[group.name].children, key=int) == [str(n) for n in range(1 + len(group.overviews))]
         for n, level in enumerate((group, *group.overviews)):

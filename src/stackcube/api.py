@@ -16,11 +16,11 @@ import pystac
 import xarray as xr
 
 from stackcube import _sync
-from stackcube.assets import SelectedAsset, select_assets
+from stackcube.assets import SelectedAsset, SkippedAsset, select_assets
 from stackcube.errors import NothingFoundError, StackcubeError
 from stackcube.grid import GridKey, Source, group_by_grid
 from stackcube.plan import CubePlan, GroupPlan, Overlap, build_group
-from stackcube.search import CatalogLike, require_items, search_items
+from stackcube.search import CatalogLike, Query, require_items, search_items
 from stackcube.tiff import TiffManifest, read_tiff_async
 
 __all__ = ["Cube", "build_cube", "open_cube", "open_dataarray", "plan_cube", "plan_cube_async"]
@@ -83,16 +83,49 @@ async def plan_cube_async(
     **search: Any,
 ) -> CubePlan:
     """Async twin of :func:`plan_cube`; ``search`` takes the other arguments of ``search_items``."""
+    _check_on_error(on_error)
+    q, items = await asyncio.to_thread(search_items, catalog, bbox=bbox, datetime=datetime, **search)
+    chosen, skipped = choose_assets(items, q, assets)
+    sources, notes = await read_sources(chosen, on_error=on_error, progress=progress)
+    options = {"assets": list(assets) if assets else None, "overlap": overlap, "sort_by": sort_by}
+    return plan_sources(q, sources, options=options, skipped=skipped, notes=notes)
+
+
+def _check_on_error(on_error: str) -> None:
     if on_error not in {"raise", "skip"}:
         msg = f"on_error must be 'raise' or 'skip', not {on_error!r}"
         raise ValueError(msg)
-    q, items = await asyncio.to_thread(search_items, catalog, bbox=bbox, datetime=datetime, **search)
-    require_items(items, q)
+
+
+def choose_assets(
+    items: Sequence[pystac.Item], q: Query, assets: Sequence[str] | None
+) -> tuple[list[SelectedAsset], list[SkippedAsset]]:
+    """The assets of the found items that become bands; fails when none does."""
+    require_items(list(items), q)
     chosen, skipped = select_assets(items, assets)
     if not chosen:
         reasons = "; ".join(str(s) for s in skipped[:5]) or "no item has a GeoTIFF data asset"
         msg = f"none of the {len(items)} items found has a usable asset ({reasons})"
         raise NothingFoundError(msg)
+    return chosen, skipped
+
+
+def make_source(asset: SelectedAsset, manifest: TiffManifest) -> Source:
+    """The planner's view of one chosen asset and its manifest."""
+    return Source(
+        item_id=asset.item.id,
+        asset=asset.key,
+        band=asset.band,
+        datetime=_datetime(asset.item),
+        properties=dict(asset.item.properties),
+        manifest=manifest,
+    )
+
+
+async def read_sources(
+    chosen: Sequence[SelectedAsset], *, on_error: str = "raise", progress: bool = True
+) -> tuple[list[Source], list[str]]:
+    """Read the header of every chosen asset; unreadable ones raise, or with ``on_error="skip"`` become notes."""
     manifests = await _read_all(chosen, progress)
     notes: list[str] = []
     sources: list[Source] = []
@@ -102,23 +135,34 @@ async def plan_cube_async(
                 raise manifest
             notes.append(f"{asset.item.id}/{asset.key} could not be read: {manifest}")
             continue
-        sources.append(
-            Source(
-                item_id=asset.item.id,
-                asset=asset.key,
-                band=asset.band,
-                datetime=_datetime(asset.item),
-                properties=dict(asset.item.properties),
-                manifest=manifest,
-            )
-        )
+        sources.append(make_source(asset, manifest))
+    return sources, notes
+
+
+def plan_sources(
+    q: Query,
+    sources: Sequence[Source],
+    *,
+    options: dict[str, Any],
+    skipped: Sequence[SkippedAsset] = (),
+    notes: Sequence[str] = (),
+) -> CubePlan:
+    """Group read sources by grid and place them: one GroupPlan per grid (``options``: assets, overlap, sort_by)."""
     groups, rejected = group_by_grid(sources)
-    notes.extend(f"{s.item_id}/{s.asset} has {why}; skipped" for s, why in rejected)
+    notes = [*notes, *(f"{s.item_id}/{s.asset} has {why}; skipped" for s, why in rejected)]
     plans: list[GroupPlan] = []
     taken: set[str] = set()
     for key, members in sorted(groups.items(), key=lambda kv: (kv[0].crs, abs(kv[0].resolution[0]))):
         name = _group_name(key, taken)
-        plan = build_group(name, key, members, band_order=assets, bbox=q.bbox, overlap=overlap, sort_by=sort_by)
+        plan = build_group(
+            name,
+            key,
+            members,
+            band_order=options.get("assets"),
+            bbox=q.bbox,
+            overlap=options.get("overlap", "first"),
+            sort_by=options.get("sort_by"),
+        )
         if plan is None:
             notes.append(f"{name} ({key.describe()}) lies outside the bbox; dropped")
             continue
@@ -126,7 +170,14 @@ async def plan_cube_async(
     if not plans:
         msg = "no source grid overlaps the bbox: " + "; ".join(notes[:5])
         raise NothingFoundError(msg)
-    return CubePlan(query=q, groups=tuple(plans), skipped=tuple(skipped), notes=tuple(notes))
+    return CubePlan(
+        query=q,
+        groups=tuple(plans),
+        skipped=tuple(skipped),
+        notes=tuple(notes),
+        sources=tuple(sources),
+        options=dict(options),
+    )
 
 
 def plan_cube(catalog: CatalogLike, bbox: Any = None, datetime: Any = None, **kwargs: Any) -> CubePlan:

@@ -145,7 +145,8 @@ def write_quicklook(
     """
     import imagecodecs
 
-    for node in tree.children.values():
+    for name in tree.attrs["stackcube"]["groups"]:
+        node = tree[name]
         levels = [node[k]["data"] for k in sorted(node.children, key=int)]
         data = next((d for d in reversed(levels) if max(d.sizes["y"], d.sizes["x"]) >= size), levels[0])
         if all(b in data.band.values for b in bands):

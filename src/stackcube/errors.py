@@ -9,9 +9,12 @@ does about it::
     ├── SourceError                  a source could not be read: check the href, the network, the credentials
     │   ├── SourceNotFoundError      (also FileNotFoundError) the object does not exist
     │   └── SourceChangedError       the object changed while or since it was indexed: refresh the cube
-    └── TiffError                    the bytes of a TIFF are not something stackcube can index
-        ├── CorruptTiffError         (also ValueError) broken, truncated or hostile structure
-        └── UnsupportedTiffError     (also NotImplementedError) a valid feature stackcube cannot decode
+    ├── TiffError                    the bytes of a TIFF are not something stackcube can index
+    │   ├── CorruptTiffError         (also ValueError) broken, truncated or hostile structure
+    │   └── UnsupportedTiffError     (also NotImplementedError) a valid feature stackcube cannot decode
+    └── RepositoryError              the cube's repository cannot be used as asked
+        ├── ConcurrentUpdateError    another writer moved the branch first (refresh retries on it)
+        └── UntrustedSourceError     the cube points at sources outside the prefixes the caller allows
 
 Messages name the href, what was expected, what was found and what to do next.
 """
@@ -19,8 +22,10 @@ Messages name the href, what was expected, what was found and what to do next.
 from __future__ import annotations
 
 __all__ = [
+    "ConcurrentUpdateError",
     "CorruptTiffError",
     "NothingFoundError",
+    "RepositoryError",
     "SearchError",
     "SourceChangedError",
     "SourceError",
@@ -28,6 +33,7 @@ __all__ = [
     "StackcubeError",
     "TiffError",
     "UnsupportedTiffError",
+    "UntrustedSourceError",
 ]
 
 
@@ -65,3 +71,15 @@ class CorruptTiffError(TiffError, ValueError):
 
 class UnsupportedTiffError(TiffError, NotImplementedError):
     """The TIFF uses a valid feature that stackcube cannot decode; the message names the tag and value."""
+
+
+class RepositoryError(StackcubeError):
+    """The cube's Icechunk repository cannot be used as asked (missing, not a stackcube cube, ...)."""
+
+
+class ConcurrentUpdateError(RepositoryError):
+    """Another writer committed to the branch after this one read it; nothing of this write was committed."""
+
+
+class UntrustedSourceError(RepositoryError, PermissionError):
+    """The cube declares virtual chunk containers outside the prefixes the caller allows; nothing was read."""

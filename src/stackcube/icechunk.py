@@ -18,9 +18,12 @@ is written into the repository.
 
 from __future__ import annotations
 
+import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlparse
@@ -33,11 +36,27 @@ import zarr
 from zarr.storage import WrapperStore
 
 from stackcube import __version__
-from stackcube.errors import SourceChangedError, SourceError
+from stackcube.errors import (
+    ConcurrentUpdateError,
+    RepositoryError,
+    SourceChangedError,
+    SourceError,
+    UntrustedSourceError,
+)
+from stackcube.grid import Source
 from stackcube.plan import CubePlan, GroupPlan
-from stackcube.tiff import TiffSegmentCodec
+from stackcube.tiff import TiffManifest, TiffSegmentCodec
 
-__all__ = ["container_prefixes", "open_datatree", "open_repository", "write_plan"]
+__all__ = [
+    "SOURCES",
+    "StoredCube",
+    "check_allowed",
+    "container_prefixes",
+    "open_datatree",
+    "open_repository",
+    "read_stored",
+    "write_plan",
+]
 
 type RepoLike = str | os.PathLike[str] | icechunk.Storage | icechunk.Repository
 
@@ -121,24 +140,29 @@ def _storage(repo: str | os.PathLike[str] | icechunk.Storage) -> icechunk.Storag
     raise SourceError(msg)
 
 
-def open_repository(repo: RepoLike, *, prefixes: Iterable[str] = (), create: bool = False) -> icechunk.Repository:
+def open_repository(
+    repo: RepoLike, *, prefixes: Iterable[str] = (), create: bool = False, allow: Iterable[str] | None = None
+) -> icechunk.Repository:
     """Open (or create) a repository whose containers cover ``prefixes``, authorizing exactly its containers.
 
     A given ``icechunk.Repository`` is returned as it is unless it lacks a container for one of ``prefixes``.
-    The configuration is saved only when a container was added.
+    The configuration is saved only when a container was added. With ``allow`` (URL prefixes), a repository
+    that declares a container outside all of them is refused before anything is read through it.
     """
     given = repo if isinstance(repo, icechunk.Repository) else None
     storage = given.storage if given is not None else _storage(repo)  # type: ignore[arg-type]
     exists = given is not None or icechunk.Repository.exists(storage)
     if not exists and not create:
         msg = f"there is no Icechunk repository at {repo}; build one with stackcube.build_cube"
-        raise SourceError(msg)
+        raise RepositoryError(msg)
     if given is not None:
         config = given.config
     else:
         config = (icechunk.Repository.fetch_config(storage) if exists else None) or icechunk.RepositoryConfig.default()
     known = set((config.virtual_chunk_containers or {}).keys())
     added = [prefix for prefix in dict.fromkeys(prefixes) if prefix not in known]
+    if allow is not None:
+        check_allowed(sorted(known.union(added)), allow, repo)
     if given is not None and not added:
         return given
     for prefix in added:
@@ -155,6 +179,18 @@ def open_repository(repo: RepoLike, *, prefixes: Iterable[str] = (), create: boo
     return repository
 
 
+def check_allowed(prefixes: Iterable[str], allow: Iterable[str], repo: Any = "the repository") -> None:
+    """Refuse container ``prefixes`` that do not lie under one of the ``allow`` prefixes."""
+    allowed = [a if a.endswith("/") else f"{a}/" for a in allow]
+    outside = [p for p in prefixes if not any(p.startswith(a) for a in allowed)]
+    if outside:
+        msg = (
+            f"{repo} reads sources under {', '.join(outside)}, outside the allowed prefixes "
+            f"{', '.join(allowed) or '(none)'}; add them to allow= only if you trust this cube"
+        )
+        raise UntrustedSourceError(msg)
+
+
 def _checksum(href: str, etag: str, last_modified: str) -> Any:
     if etag and urlparse(href).scheme != "file":
         if urlparse(href).scheme in {"http", "https"}:
@@ -164,7 +200,7 @@ def _checksum(href: str, etag: str, last_modified: str) -> Any:
         return etag
     if last_modified:
         # local files: obstore and Icechunk derive different ETags from the same inode, so use the modification time
-        from datetime import datetime, timedelta
+        from datetime import timedelta
 
         when = datetime.fromisoformat(last_modified)
         if when.microsecond:
@@ -337,6 +373,80 @@ def _write_level(session: icechunk.Session, level: GroupPlan, path: str, bar: An
                     bar.update(int(mine.sum()))
 
 
+SOURCES = "sources"
+"""Name of the node holding the table of every indexed source (one row per item and asset) and its manifest."""
+
+
+def _sources_table(sources: Sequence[Source]) -> xr.Dataset:
+    def column(values: Iterable[str]) -> tuple[str, np.ndarray]:
+        return ("source", np.array(list(values), dtype=object))
+
+    return xr.Dataset(
+        {
+            "item_id": column(s.item_id for s in sources),
+            "asset": column(s.asset for s in sources),
+            "band": column(s.band for s in sources),
+            "datetime": column(s.datetime.isoformat() for s in sources),
+            "href": column(s.manifest.href for s in sources),
+            "etag": column(s.manifest.etag or "" for s in sources),
+            "properties": column(json.dumps(_jsonable(s.properties), sort_keys=True) for s in sources),
+            "manifest": column(json.dumps(s.manifest.to_dict(), separators=(",", ":")) for s in sources),
+        },
+        attrs={"description": "every indexed source and its TIFF manifest, so a refresh rereads no unchanged header"},
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCube:
+    """What a committed cube says about how it was made: enough to refresh it without restating anything."""
+
+    snapshot_id: str
+    """The snapshot this was read from."""
+    query: dict[str, Any]
+    """The search (``Query.to_dict()``)."""
+    options: dict[str, Any]
+    """``assets``, ``overlap``, ``sort_by``."""
+    groups: tuple[str, ...]
+    """Names of the grid groups."""
+    sources: tuple[Source, ...]
+    """Every indexed source with its manifest."""
+
+
+def read_stored(session: icechunk.Session) -> StoredCube:
+    """Read a cube's search, options and source table from a session (no source is touched)."""
+    root = zarr.open_group(session.store, mode="r")
+    info: dict[str, Any] = dict(cast("Any", root.attrs.get("stackcube")) or {})
+    if not info:
+        msg = "this repository holds no stackcube cube (no 'stackcube' attributes at its root)"
+        raise RepositoryError(msg)
+    sources: list[Source] = []
+    if SOURCES in root.group_keys():
+        node = zarr.open_group(session.store, path=SOURCES, mode="r")
+        columns = {name: np.asarray(cast("Any", node[name])[...]) for name in node.array_keys()}
+        for i in range(len(columns.get("item_id", []))):
+            sources.append(
+                Source(
+                    item_id=str(columns["item_id"][i]),
+                    asset=str(columns["asset"][i]),
+                    band=str(columns["band"][i]),
+                    datetime=datetime.fromisoformat(str(columns["datetime"][i])),
+                    properties=json.loads(str(columns["properties"][i])),
+                    manifest=TiffManifest.from_dict(json.loads(str(columns["manifest"][i]))),
+                )
+            )
+    return StoredCube(
+        snapshot_id=session.snapshot_id,
+        query=dict(info.get("query") or {}),
+        options=dict(info.get("options") or {}),
+        groups=tuple(info.get("groups") or ()),
+        sources=tuple(sources),
+    )
+
+
 def write_plan(
     plan: CubePlan,
     repo: RepoLike,
@@ -345,15 +455,38 @@ def write_plan(
     message: str | None = None,
     tag: str | None = None,
     progress: bool = False,
+    metadata: dict[str, Any] | None = None,
+    parent: str | None = None,
 ) -> tuple[icechunk.Repository, str]:
-    """Commit the plan's arrays as virtual references on ``branch``; return the repository and the snapshot id."""
-    hrefs = {h for g in plan.groups for h in g.sources.href}
+    """Commit the plan on ``branch`` in one commit; return the repository and the snapshot id.
+
+    The commit replaces every group of the cube (groups no longer planned are deleted) and the source table.
+    With ``parent``, the commit happens only if the branch is still at that snapshot, else
+    :class:`ConcurrentUpdateError`; a commit that loses a race with another writer raises it too. Either way
+    nothing of this write is committed: a failed or killed write leaves the branch where it was.
+    """
+    hrefs = {h for g in plan.groups for level in (g, *g.overviews) for h in level.sources.href}
     repository = open_repository(repo, prefixes=container_prefixes(hrefs), create=True)
     session = repository.writable_session(branch)
+    if parent is not None and session.snapshot_id != parent:
+        msg = f"branch {branch} moved from {parent} to {session.snapshot_id} while this write was prepared"
+        raise ConcurrentUpdateError(msg)
     root = zarr.open_group(session.store, mode="a")
+    keep = {g.name for g in plan.groups} | {SOURCES}
+    for name in list(root.group_keys()):
+        if name not in keep:
+            del root[name]
     root.attrs.update(
-        {"stackcube": {"version": __version__, "query": plan.query.to_dict(), "groups": [g.name for g in plan.groups]}}
+        {
+            "stackcube": {
+                "version": __version__,
+                "query": plan.query.to_dict(),
+                "options": plan.options,
+                "groups": [g.name for g in plan.groups],
+            }
+        }
     )
+    _sources_table(plan.sources).to_zarr(session.store, group=SOURCES, mode="w", zarr_format=3, consolidated=False)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -367,7 +500,11 @@ def write_plan(
         if bar is not None:
             bar.close()
     counts = ", ".join(f"{g.name} {g.shape[0]} dates x {g.shape[1]} bands" for g in plan.groups)
-    snapshot = session.commit(message or f"stackcube build: {counts}")
+    try:
+        snapshot = session.commit(message or f"stackcube build: {counts}", metadata=metadata or None)
+    except icechunk.ConflictError as exc:
+        msg = f"another writer committed to branch {branch} first ({exc}); nothing of this write was committed"
+        raise ConcurrentUpdateError(msg) from None
     if tag:
         repository.create_tag(tag, snapshot)
     return repository, snapshot

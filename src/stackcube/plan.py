@@ -135,6 +135,10 @@ class CubePlan:
     """Assets asked for (or looking like data) that do not become bands, with reasons."""
     notes: tuple[str, ...] = field(default_factory=tuple)
     """Other decisions worth telling (sources that could not be gridded or read, groups outside the bbox)."""
+    sources: tuple[Source, ...] = ()
+    """Every source that was read, with its manifest: stored in the cube so a refresh rereads no header."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """How sources were chosen and placed (``assets``, ``overlap``, ``sort_by``): stored for refreshes."""
 
     def report(self) -> str:
         """A human-readable account of the grouping."""

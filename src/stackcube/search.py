@@ -89,6 +89,8 @@ def make_query(catalog: CatalogLike, **kwargs: Any) -> Query:
         msg = f"invalid search arguments {kwargs}: {exc}"
         raise SearchError(msg) from None
     name = os.fspath(catalog) if isinstance(catalog, str | os.PathLike) else None
+    if name is not None and "://" not in name and Path(name).exists():
+        name = str(Path(name).resolve())  # stored in cubes: a refresh may run from another directory
     flt = kwargs.get("filter")
     return Query(
         catalog=name,
