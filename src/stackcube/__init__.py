@@ -9,29 +9,27 @@ The package is the pipeline. Stages, in the order they run (a stage never import
 5. ``stackcube.plan``     CubePlan: which source chunk lands at which chunk index (plain data)
 6. ``stackcube.icechunk`` CubePlan -> a committed Icechunk repository of virtual references; open it back
 
-``stackcube.api`` is the only module that knows this order.
+``stackcube.api`` is the module that knows this order; ``stackcube.refresh`` runs it again on a stored cube
+(new and changed sources only) and verifies sources.
 
 ``stackcube.errors`` holds the one error tree; ``stackcube.settings`` the concurrency cap; ``stackcube.cli`` the
 command line.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from stackcube import errors, settings
+from stackcube._version import __version__
 from stackcube.api import Cube, build_cube, open_cube, open_dataarray, plan_cube, plan_cube_async
 from stackcube.errors import StackcubeError
 from stackcube.plan import CubePlan, GroupPlan
-
-try:
-    __version__ = version("stackcube")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
-    __version__ = "0+unknown"
+from stackcube.refresh import RefreshReport, VerifyReport, refresh_cube, verify_cube
 
 __all__ = [
     "Cube",
     "CubePlan",
     "GroupPlan",
+    "RefreshReport",
     "StackcubeError",
+    "VerifyReport",
     "__version__",
     "build_cube",
     "errors",
@@ -39,5 +37,7 @@ __all__ = [
     "open_dataarray",
     "plan_cube",
     "plan_cube_async",
+    "refresh_cube",
     "settings",
+    "verify_cube",
 ]

@@ -274,8 +274,15 @@ def build_cube(
     from stackcube.icechunk import write_plan
 
     plan = plan_cube(catalog, bbox, datetime, **kwargs)
+    failed = [note.replace(" could not be read: ", ": ", 1) for note in plan.notes if " could not be read: " in note]
     repository, snapshot = write_plan(
-        plan, repo, branch=branch, message=message, tag=tag, progress=kwargs.get("progress", True)
+        plan,
+        repo,
+        branch=branch,
+        message=message,
+        tag=tag,
+        progress=kwargs.get("progress", True),
+        metadata={"stackcube": "build", "failed": failed},
     )
     return Cube(repository=repository, snapshot_id=snapshot, branch=branch, plan=plan)
 

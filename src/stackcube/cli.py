@@ -1,9 +1,12 @@
 """The ``stackcube`` command line: a thin layer over the public API.
 
-``stackcube build CATALOG`` commits a cube, ``info REPO`` and ``log REPO`` describe one; ``inspect HREF`` prints
-what the extractor finds in a TIFF and ``plan CATALOG`` how a search would be gridded; ``demo`` writes GeoTIFFs
-and a STAC catalog of its own and builds a cube of them (no network, no services). Errors exit non-zero with
-one line.
+``stackcube build CATALOG`` commits a cube, ``refresh REPO`` brings it up to date, ``verify REPO`` checks its
+sources, ``info REPO`` and ``log REPO`` describe one; ``inspect HREF`` prints what the extractor finds in a TIFF
+and ``plan CATALOG`` how a search would be gridded; ``demo`` writes GeoTIFFs and a STAC catalog of its own and
+builds a cube of them (no network, no services).
+
+Exit codes: 0 done; 2 an error (one line on stderr, nothing committed); 3 nothing to do (``refresh`` found
+nothing new or changed, ``verify`` found changed or vanished sources and was not asked to ``--fix`` them).
 """
 
 from __future__ import annotations
@@ -16,10 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from stackcube import __version__
+from stackcube._version import __version__
 from stackcube.errors import StackcubeError
 
-__all__ = ["main"]
+__all__ = ["EXIT_ERROR", "EXIT_UNCHANGED", "main"]
+
+EXIT_ERROR = 2
+"""A stackcube error (or bad arguments): one line on stderr, nothing committed."""
+EXIT_UNCHANGED = 3
+"""``refresh``: nothing changed, nothing committed; ``verify``: some source changed or vanished (no ``--fix``)."""
 
 
 def _format_manifest(manifest: Any) -> str:
@@ -121,9 +129,45 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     from stackcube.api import build_cube
 
-    cube = build_cube(**_search_args(args), repo=args.repo, branch=args.branch, message=args.message, tag=args.tag)
+    cube = build_cube(
+        **_search_args(args),
+        repo=args.repo,
+        branch=args.branch,
+        message=args.message,
+        tag=args.tag,
+        on_error="skip" if args.skip_failed else "raise",
+    )
     print(cube.summary())
     return 0
+
+
+def _cmd_refresh(args: argparse.Namespace) -> int:
+    from stackcube.refresh import refresh_cube
+
+    report = refresh_cube(
+        args.repo,
+        branch=args.branch,
+        tag=args.tag,
+        dry_run=args.dry_run,
+        remove=args.remove,
+        on_error="skip" if args.skip_failed else "raise",
+        progress=not args.quiet,
+        allow=args.allow,
+    )
+    print(report)
+    return 0 if report.committed or (args.dry_run and (report.added or report.changed)) else EXIT_UNCHANGED
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from stackcube.refresh import verify_cube
+
+    report, refreshed = verify_cube(
+        args.repo, branch=args.branch, fix=args.fix, progress=not args.quiet, allow=args.allow
+    )
+    print(report)
+    if refreshed is not None:
+        print(refreshed)
+    return 0 if report.ok or (refreshed is not None and not report.vanished) else EXIT_UNCHANGED
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -205,7 +249,25 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--branch", default="main")
     build.add_argument("--message")
     build.add_argument("--tag")
+    build.add_argument("--skip-failed", action="store_true", help="commit without sources that cannot be read")
     build.set_defaults(func=_cmd_build)
+    refresh = sub.add_parser("refresh", help="search again; index new and changed items; commit once (or not)")
+    refresh.add_argument("repo")
+    refresh.add_argument("--branch", default="main")
+    refresh.add_argument("--tag", help="tag the new snapshot")
+    refresh.add_argument("--dry-run", action="store_true", help="say what would change; read and write nothing")
+    refresh.add_argument("--remove", action="store_true", help="drop items the search no longer finds")
+    refresh.add_argument("--skip-failed", action="store_true", help="commit without sources that cannot be read")
+    refresh.add_argument("--allow", nargs="+", metavar="PREFIX", help="refuse a cube reading outside these URLs")
+    refresh.add_argument("--quiet", action="store_true", help="no progress bar")
+    refresh.set_defaults(func=_cmd_refresh)
+    verify = sub.add_parser("verify", help="HEAD every source; report what changed or vanished since indexing")
+    verify.add_argument("repo")
+    verify.add_argument("--branch", default="main")
+    verify.add_argument("--fix", action="store_true", help="refresh exactly the changed sources")
+    verify.add_argument("--allow", nargs="+", metavar="PREFIX", help="refuse a cube reading outside these URLs")
+    verify.add_argument("--quiet", action="store_true", help="no progress bar")
+    verify.set_defaults(func=_cmd_verify)
     info = sub.add_parser("info", help="groups, dimensions, sources, branches and tags of a cube")
     info.add_argument("repo")
     info.add_argument("--branch", default="main")
@@ -239,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except StackcubeError as exc:
         print(f"stackcube: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
 

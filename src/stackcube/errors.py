@@ -40,6 +40,10 @@ __all__ = [
 class StackcubeError(Exception):
     """Root of every error stackcube raises on purpose."""
 
+    transient: bool = False
+    """True when the same request may well succeed if tried again (a 5xx, 429, timeout or dropped connection);
+    stackcube retries those itself (``stackcube.settings.retries``) before raising."""
+
 
 class SearchError(StackcubeError):
     """The catalog could not be searched: not reachable, not STAC, or the arguments are invalid."""

@@ -35,7 +35,7 @@ import xarray as xr
 import zarr
 from zarr.storage import WrapperStore
 
-from stackcube import __version__
+from stackcube._version import __version__
 from stackcube.errors import (
     ConcurrentUpdateError,
     RepositoryError,

@@ -7,6 +7,7 @@ whole month), CQL2 filters evaluated with the ``cql2`` library, the ``query`` ex
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -19,6 +20,8 @@ from urllib.parse import urlparse
 import pystac
 import shapely.geometry
 
+from stackcube import settings
+from stackcube._retry import retry_sync
 from stackcube.errors import NothingFoundError, SearchError
 
 __all__ = ["Query", "search_items"]
@@ -183,25 +186,67 @@ def _is_api(catalog: str, doc: dict[str, Any]) -> bool:
 
 
 def _read_json(href: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return retry_sync(lambda: _read_json_once(href, headers))
+
+
+def _read_json_once(href: str, headers: dict[str, str] | None) -> dict[str, Any]:
     try:
         if urlparse(href).scheme in {"http", "https"}:
             import urllib.request
 
             request = urllib.request.Request(href, headers=headers or {})
-            with urllib.request.urlopen(request, timeout=60) as response:
+            with urllib.request.urlopen(request, timeout=settings.request_timeout) as response:
                 return json.loads(response.read())
         return json.loads(Path(href).read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         msg = f"{href}: could not read a STAC document ({exc}); check the catalog URL or path"
-        raise SearchError(msg) from None
+        error = SearchError(msg)
+        error.transient = _transient(exc)
+        raise error from None
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether a failed HTTP exchange may succeed when tried again: 429, 5xx, timeouts, dropped connections."""
+    import urllib.error
+
+    import requests
+
+    status = getattr(exc, "code", None) or getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status == 429 or status >= 500
+    if isinstance(exc, urllib.error.URLError):
+        return not isinstance(exc.reason, str) or "timed out" in exc.reason
+    dropped = (ConnectionError, TimeoutError, http.client.HTTPException)
+    return isinstance(
+        exc, (*dropped, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+    )
 
 
 def _search_api(url: str, q: Query, modifier: Callable[[Any], Any] | None) -> list[pystac.Item]:
+    # The whole paginated search is retried: requests' own retries cover statuses and connections, not a body
+    # cut off mid-page
+    return retry_sync(lambda: _search_api_once(url, q, modifier))
+
+
+def _search_api_once(url: str, q: Query, modifier: Callable[[Any], Any] | None) -> list[pystac.Item]:
+    import requests
     from pystac_client import Client
     from pystac_client.exceptions import APIError
+    from pystac_client.stac_api_io import StacApiIO
+    from urllib3.util.retry import Retry
 
+    retry = Retry(
+        total=settings.retries,
+        backoff_factor=0.1,
+        backoff_max=5,
+        backoff_jitter=0.1,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=None,  # searches are POSTs, and safe to repeat
+        raise_on_status=False,
+    )
     try:
-        client = Client.open(url, headers=q.headers or None, modifier=modifier)
+        stac_io = StacApiIO(headers=q.headers or None, timeout=settings.request_timeout, max_retries=retry)
+        client = Client.open(url, headers=q.headers or None, modifier=modifier, stac_io=stac_io)
         search = client.search(
             bbox=q.bbox,
             intersects=q.intersects,
@@ -215,9 +260,11 @@ def _search_api(url: str, q: Query, modifier: Callable[[Any], Any] | None) -> li
             limit=q.limit,
         )
         return list(search.items())
-    except APIError as exc:
-        msg = f"{url}: the STAC API refused the search ({str(exc).strip()[:300]})"
-        raise SearchError(msg) from None
+    except (APIError, requests.RequestException, OSError, http.client.HTTPException) as exc:
+        msg = f"{url}: the STAC API search failed ({str(exc).strip()[:300]})"
+        error = SearchError(msg)
+        error.transient = _transient(exc)
+        raise error from None
 
 
 def _static_items(catalog: CatalogLike, doc: dict[str, Any] | None) -> Iterable[pystac.Item]:

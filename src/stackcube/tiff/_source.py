@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -22,6 +22,7 @@ import obstore
 from obstore.store import HTTPStore, LocalStore, S3Store
 
 from stackcube import settings
+from stackcube._retry import retry_async
 from stackcube.errors import SourceChangedError, SourceError, SourceNotFoundError
 
 __all__ = ["Location", "ObjectInfo", "get_range", "head", "limit", "resolve", "store_for"]
@@ -70,7 +71,7 @@ def normalize_href(href: str | os.PathLike[str]) -> str:
 def store_for(url: str) -> Any:
     """Return the shared obstore store serving ``url``'s scheme and host (created on first use)."""
     parsed = urlparse(url)
-    key = f"{parsed.scheme}://{parsed.netloc}"
+    key = f"{parsed.scheme}://{parsed.netloc} {settings.request_timeout} {settings.retries} {settings.retry_deadline}"
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
@@ -79,22 +80,37 @@ def store_for(url: str) -> Any:
         return store
 
 
+def _network_options() -> tuple[dict[str, Any], dict[str, Any]]:
+    """obstore's per-request timeout and retries (5xx, dropped connections, timeouts), within our bounds."""
+    client = {"timeout": f"{settings.request_timeout}s", "connect_timeout": f"{min(10.0, settings.request_timeout)}s"}
+    retry = {
+        "max_retries": settings.retries,
+        "retry_timeout": timedelta(seconds=settings.retry_deadline),
+        "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5), "base": 2},
+    }
+    return client, retry
+
+
 def _make_store(scheme: str, netloc: str) -> Any:
     if scheme == "file":
         return LocalStore()
+    client, retry = _network_options()
     if scheme in {"http", "https"}:
-        return HTTPStore.from_url(f"{scheme}://{netloc}", client_options={"allow_http": scheme == "http"})
+        return HTTPStore.from_url(
+            f"{scheme}://{netloc}",
+            client_options={**client, "allow_http": scheme == "http"},  # type: ignore[arg-type]
+            retry_config=retry,  # type: ignore[arg-type]
+        )
     if scheme == "s3":
         # credentials, region and endpoint come from the usual AWS_* environment variables
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         config: dict[str, Any] = {}
         if endpoint:
             config["endpoint"] = endpoint
-            config["client_options"] = {"allow_http": endpoint.startswith("http://")}
+            client["allow_http"] = endpoint.startswith("http://")
         if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
             config["skip_signature"] = True
-        client_options = config.pop("client_options", None)
-        return S3Store(netloc, client_options=client_options, **config)
+        return S3Store(netloc, client_options=client, retry_config=retry, **config)  # type: ignore[arg-type]
     msg = f"unsupported URL scheme {scheme!r}"
     raise SourceError(msg)
 
@@ -124,7 +140,14 @@ async def limit() -> AsyncIterator[None]:
 async def get_range(
     location: Location, start: int, stop: int, *, if_match: str | None = None
 ) -> tuple[bytes, ObjectInfo]:
-    """GET bytes [start, stop) of the object (fewer at its end) with the identity the same response reported."""
+    """GET bytes [start, stop) of the object (fewer at its end) with the identity the same response reported.
+
+    Transient failures (also mid-body, which obstore does not retry) are retried within ``settings``' bounds.
+    """
+    return await retry_async(lambda: _get_range_once(location, start, stop, if_match))
+
+
+async def _get_range_once(location: Location, start: int, stop: int, if_match: str | None) -> tuple[bytes, ObjectInfo]:
     options: dict[str, Any] = {"range": (start, stop)}
     if if_match is not None:
         options["if_match"] = if_match
@@ -139,14 +162,18 @@ async def get_range(
         raise SourceChangedError(msg) from None
     except Exception as exc:
         msg = f"{location.url}: reading bytes {start}-{stop} failed: {_first_line(exc)}"
-        raise SourceError(msg) from exc
+        raise _source_error(msg, exc) from exc
     meta = result.meta
     info = ObjectInfo(size=int(meta["size"]), etag=meta.get("e_tag"), last_modified=meta.get("last_modified"))
     return bytes(data), info
 
 
 async def head(location: Location) -> ObjectInfo:
-    """HEAD the object: its size, ETag and Last-Modified."""
+    """HEAD the object: its size, ETag and Last-Modified (transient failures retried)."""
+    return await retry_async(lambda: _head_once(location))
+
+
+async def _head_once(location: Location) -> ObjectInfo:
     try:
         meta = await obstore.head_async(location.store, location.path)
     except FileNotFoundError as exc:
@@ -154,8 +181,21 @@ async def head(location: Location) -> ObjectInfo:
         raise SourceNotFoundError(msg) from None
     except Exception as exc:
         msg = f"{location.url}: HEAD failed: {_first_line(exc)}"
-        raise SourceError(msg) from exc
+        raise _source_error(msg, exc) from exc
     return ObjectInfo(size=int(meta["size"]), etag=meta.get("e_tag"), last_modified=meta.get("last_modified"))
+
+
+def _source_error(msg: str, exc: BaseException) -> SourceError:
+    """A SourceError, transient unless the store refused us (permissions, credentials, unsupported requests)."""
+    error = SourceError(msg)
+    refused = (
+        obstore.exceptions.PermissionDeniedError,
+        obstore.exceptions.UnauthenticatedError,
+        obstore.exceptions.NotSupportedError,
+        obstore.exceptions.InvalidPathError,
+    )
+    error.transient = not isinstance(exc, refused)
+    return error
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,351 @@
+"""Keeping a cube current: ``refresh_cube`` searches again and indexes only what is new or changed; ``verify_cube``
+asks every source whether it is still the object that was indexed.
+
+Like :mod:`stackcube.api`, an orchestrator of the stages: it reads the search, options and source table a cube
+stores (:func:`stackcube.icechunk.read_stored`), runs the same search, reads headers only for sources that are
+new, whose STAC ``updated`` changed, or that the caller names (``force``, e.g. from ``verify``), re-plans all of
+them and commits once. The commit happens only on the snapshot the refresh started from; when another writer got
+there first, the refresh starts over from the new tip (manifests already read are reused), so concurrent
+refreshes never lose an item nor duplicate a time step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stackcube import _sync
+from stackcube.api import choose_assets, make_source, plan_sources, read_sources
+from stackcube.assets import SelectedAsset
+from stackcube.errors import ConcurrentUpdateError, RepositoryError, StackcubeError
+from stackcube.grid import Source
+from stackcube.icechunk import open_repository, read_stored, write_plan
+from stackcube.search import search_items
+from stackcube.tiff._source import head, limit, resolve
+
+__all__ = ["RefreshReport", "VerifyReport", "refresh_cube", "verify_cube"]
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshReport:
+    """What a refresh found and did; ``str()`` is the log a person reads afterwards."""
+
+    branch: str
+    """The branch refreshed."""
+    previous: str
+    """The snapshot the refresh started from."""
+    snapshot_id: str | None
+    """The new snapshot, None when nothing was committed (nothing changed, or a dry run)."""
+    added: tuple[str, ...] = ()
+    """Items found for the first time."""
+    changed: tuple[str, ...] = ()
+    """``item/asset`` sources indexed again (STAC ``updated`` changed, or forced because the ETag changed)."""
+    removed: tuple[str, ...] = ()
+    """Items the search no longer finds."""
+    kept_removed: bool = True
+    """Whether removed items stay in the cube (the default) or were dropped."""
+    failed: tuple[str, ...] = ()
+    """``item/asset: reason`` for sources that could not be read (listed in the commit metadata too)."""
+    dry_run: bool = False
+    """True when nothing was read or written."""
+    attempts: int = 1
+    """1, or more when another writer committed first and the refresh started over."""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    """The planner's notes."""
+
+    @property
+    def committed(self) -> bool:
+        """Whether a snapshot was committed."""
+        return self.snapshot_id is not None
+
+    @property
+    def message(self) -> str:
+        """The commit message: what changed."""
+        fate = "kept" if self.kept_removed else "dropped"
+        text = f"stackcube refresh: +{len(self.added)} items, {len(self.changed)} changed, {len(self.removed)} removed"
+        return text + (f" ({fate})" if self.removed else "") + (f", {len(self.failed)} failed" if self.failed else "")
+
+    def __str__(self) -> str:
+        if self.dry_run:
+            head_line = f"dry run on {self.branch} at {self.previous}: would commit '{self.message}'"
+        elif self.committed:
+            head_line = f"{self.branch}: {self.previous} -> {self.snapshot_id}: {self.message}"
+        else:
+            head_line = f"{self.branch} at {self.previous}: nothing changed, nothing committed"
+        lines = [head_line]
+        if self.attempts > 1:
+            lines.append(f"  another writer committed first; started over {self.attempts - 1} time(s)")
+        for label, values in (("added", self.added), ("changed", self.changed), ("removed", self.removed)):
+            lines.extend(f"  {label}: {v}" for v in values)
+        lines.extend(f"  failed: {v}" for v in self.failed)
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+def _unchanged(previous: Source | None, asset: SelectedAsset, force: set[str]) -> bool:
+    return (
+        previous is not None
+        and previous.manifest.href == asset.href
+        and previous.manifest.href not in force
+        and previous.properties.get("updated") == asset.item.properties.get("updated")
+    )
+
+
+async def _refresh_once(
+    repo: Any,
+    *,
+    branch: str,
+    tag: str | None,
+    dry_run: bool,
+    remove: bool,
+    force: set[str],
+    on_error: str,
+    progress: bool,
+    allow: Iterable[str] | None,
+    cache: dict[tuple[str, str, Any], Source],
+) -> RefreshReport:
+    repository = open_repository(repo, allow=allow)
+    stored = read_stored(repository.readonly_session(branch=branch))
+    catalog = stored.query.get("catalog")
+    if not catalog:
+        msg = f"{repo} was built from items in memory, not a catalog: build it again to add items"
+        raise RepositoryError(msg)
+    search = {k: v for k, v in stored.query.items() if k != "catalog" and v is not None}
+    q, items = await asyncio.to_thread(search_items, catalog, **search)
+    chosen, skipped = choose_assets(items, q, stored.options.get("assets"))
+
+    previous = {(s.item_id, s.asset): s for s in stored.sources}
+    kept: list[Source] = []
+    to_read: list[SelectedAsset] = []
+    added: set[str] = set()
+    changed: list[str] = []
+    for asset in chosen:
+        before = previous.get((asset.item.id, asset.key))
+        if _unchanged(before, asset, force):
+            assert before is not None
+            kept.append(make_source(asset, before.manifest))
+            continue
+        if before is None:
+            added.add(asset.item.id)
+        else:
+            changed.append(f"{asset.item.id}/{asset.key}")
+        to_read.append(asset)
+    found = {(a.item.id, a.key) for a in chosen}
+    gone = [s for key, s in previous.items() if key not in found]
+    removed = sorted({s.item_id for s in gone} - {a.item.id for a in chosen})
+    report = RefreshReport(
+        branch=branch,
+        previous=stored.snapshot_id,
+        snapshot_id=None,
+        added=tuple(sorted(added)),
+        changed=tuple(changed),
+        removed=tuple(removed),
+        kept_removed=not remove,
+        dry_run=dry_run,
+    )
+    if dry_run or not (to_read or (remove and gone)):
+        return report
+
+    fresh: list[Source] = []
+    unread: list[SelectedAsset] = []
+    for asset in to_read:
+        hit = cache.get((asset.item.id, asset.key, asset.item.properties.get("updated")))
+        if hit is not None and hit.manifest.href not in force:
+            fresh.append(make_source(asset, hit.manifest))
+        else:
+            unread.append(asset)
+    read, notes = await read_sources(unread, on_error=on_error, progress=progress)
+    for source in read:
+        cache[(source.item_id, source.asset, source.properties.get("updated"))] = source
+    force.difference_update(s.manifest.href for s in read)
+    failed = tuple(n.replace(" could not be read: ", ": ", 1) for n in notes)
+    sources = [*kept, *fresh, *read, *([] if remove else gone)]
+    plan = plan_sources(q, sources, options=stored.options, skipped=skipped, notes=notes)
+    report = RefreshReport(
+        branch=report.branch,
+        previous=report.previous,
+        snapshot_id=None,
+        added=report.added,
+        changed=report.changed,
+        removed=report.removed,
+        kept_removed=report.kept_removed,
+        failed=failed,
+        notes=plan.notes,
+    )
+    metadata = {
+        "stackcube": "refresh",
+        "added": list(report.added),
+        "changed": list(report.changed),
+        "removed": list(report.removed),
+        "failed": list(failed),
+    }
+    _, snapshot = await asyncio.to_thread(
+        write_plan,
+        plan,
+        repository,
+        branch=branch,
+        message=report.message,
+        tag=tag,
+        progress=progress,
+        metadata=metadata,
+        parent=stored.snapshot_id,
+    )
+    return RefreshReport(**{**_fields(report), "snapshot_id": snapshot})
+
+
+def _fields(report: RefreshReport) -> dict[str, Any]:
+    return {name: getattr(report, name) for name in RefreshReport.__dataclass_fields__}
+
+
+def refresh_cube(
+    repo: Any,
+    *,
+    branch: str = "main",
+    tag: str | None = None,
+    dry_run: bool = False,
+    remove: bool = False,
+    force: Iterable[str] = (),
+    on_error: str = "raise",
+    progress: bool = True,
+    allow: Iterable[str] | None = None,
+    attempts: int = 5,
+) -> RefreshReport:
+    """Bring a cube up to date with its catalog in one commit, or none when nothing changed.
+
+    Parameters
+    ----------
+    repo
+        The cube's repository (as :func:`stackcube.build_cube` takes it).
+    branch, tag
+        The branch to refresh, and a tag for the new snapshot.
+    dry_run
+        Search and compare only: no header read, nothing written; the report says what a refresh would do.
+    remove
+        Drop items the search no longer finds (by default they stay, and the report lists them).
+    force
+        Source hrefs to index again even though their STAC ``updated`` did not change (``verify_cube`` finds them).
+    on_error
+        ``"raise"`` fails on the first unreadable source (nothing committed); ``"skip"`` commits the rest and lists
+        the failures in the report and in the commit's metadata.
+    allow
+        URL prefixes the cube may read sources from; a cube pointing elsewhere is refused.
+    attempts
+        How many times to start over when another writer commits to the branch first.
+
+    Returns
+    -------
+    RefreshReport
+        What was added, changed, removed and failed, and the new snapshot id (None when nothing changed).
+    """
+    cache: dict[tuple[str, str, Any], Source] = {}
+    forced = set(force)
+    for attempt in range(1, attempts + 1):
+        try:
+            report = _sync.run(
+                _refresh_once(
+                    repo,
+                    branch=branch,
+                    tag=tag,
+                    dry_run=dry_run,
+                    remove=remove,
+                    force=forced,
+                    on_error=on_error,
+                    progress=progress,
+                    allow=allow,
+                    cache=cache,
+                )
+            )
+        except ConcurrentUpdateError:
+            if attempt == attempts:
+                raise
+            time.sleep(random.uniform(0.05, 0.2 * attempt))
+            continue
+        return RefreshReport(**{**_fields(report), "attempts": attempt})
+    raise AssertionError  # pragma: no cover - the loop returns or raises
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Which indexed sources are no longer what the cube recorded."""
+
+    snapshot_id: str
+    """The snapshot verified."""
+    checked: int
+    """Sources asked (one HEAD each)."""
+    changed: tuple[tuple[str, str, str], ...] = ()
+    """(href, recorded ETag, current ETag) of sources replaced since they were indexed."""
+    vanished: tuple[tuple[str, str], ...] = ()
+    """(href, reason) of sources that no longer exist or could not be asked."""
+
+    @property
+    def ok(self) -> bool:
+        """True when every source is unchanged."""
+        return not (self.changed or self.vanished)
+
+    def __str__(self) -> str:
+        lines = [
+            f"snapshot {self.snapshot_id}: {self.checked} sources checked, {len(self.changed)} changed, "
+            f"{len(self.vanished)} vanished or unreachable"
+        ]
+        lines.extend(f"  changed: {href} (ETag {old} -> {new})" for href, old, new in self.changed)
+        lines.extend(f"  vanished: {href}: {why}" for href, why in self.vanished)
+        return "\n".join(lines)
+
+
+async def _verify(sources: Sequence[Source], progress: bool) -> list[tuple[str, str | None, str | None]]:
+    bar = None
+    if progress and sources:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(sources), desc="checking sources", unit="source", leave=False)
+
+    async def one(source: Source) -> tuple[str, str | None, str | None]:
+        href = source.manifest.href
+        try:
+            async with limit():
+                info = await head(resolve(href))
+        except StackcubeError as exc:
+            return href, None, str(exc)
+        finally:
+            if bar is not None:
+                bar.update()
+        same = (info.etag, info.size) == (source.manifest.etag, source.manifest.size)
+        return href, None if same else (info.etag or f"size {info.size}"), None
+
+    try:
+        return await asyncio.gather(*(one(s) for s in sources))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def verify_cube(
+    repo: Any,
+    *,
+    branch: str = "main",
+    fix: bool = False,
+    progress: bool = True,
+    allow: Iterable[str] | None = None,
+) -> tuple[VerifyReport, RefreshReport | None]:
+    """HEAD every source of the cube (concurrently) and report what changed or vanished.
+
+    With ``fix``, refresh exactly the changed sources (``refresh_cube(force=...)``) and return its report too.
+    """
+    repository = open_repository(repo, allow=allow)
+    stored = read_stored(repository.readonly_session(branch=branch))
+    unique = list({s.manifest.href: s for s in stored.sources}.values())
+    answers = _sync.run(_verify(unique, progress))
+    recorded = {s.manifest.href: s.manifest.etag or "" for s in unique}
+    changed = tuple((href, recorded[href], new) for href, new, why in answers if new is not None and why is None)
+    vanished = tuple((href, why) for href, _, why in answers if why is not None)
+    report = VerifyReport(snapshot_id=stored.snapshot_id, checked=len(unique), changed=changed, vanished=vanished)
+    refreshed = None
+    if fix and changed:
+        refreshed = refresh_cube(
+            repository, branch=branch, force=[href for href, _, _ in changed], progress=progress, allow=allow
+        )
+    return report, refreshed
