@@ -25,7 +25,7 @@ from stackcube.errors import ConcurrentUpdateError, RepositoryError, StackcubeEr
 from stackcube.grid import Source
 from stackcube.icechunk import open_repository, read_stored, write_plan
 from stackcube.search import search_items
-from stackcube.tiff._source import head, limit, resolve
+from stackcube.tiff._source import head, limit, normalize_href, resolve
 
 __all__ = ["RefreshReport", "VerifyReport", "refresh_cube", "verify_cube"]
 
@@ -54,6 +54,8 @@ class RefreshReport:
     """True when nothing was read or written."""
     attempts: int = 1
     """1, or more when another writer committed first and the refresh started over."""
+    headers_read: int = 0
+    """TIFF headers read (only new, changed and forced sources; unchanged ones come from the stored manifests)."""
     notes: tuple[str, ...] = field(default_factory=tuple)
     """The planner's notes."""
 
@@ -77,6 +79,8 @@ class RefreshReport:
         else:
             head_line = f"{self.branch} at {self.previous}: nothing changed, nothing committed"
         lines = [head_line]
+        if not self.dry_run:
+            lines.append(f"  headers read: {self.headers_read}")
         if self.attempts > 1:
             lines.append(f"  another writer committed first; started over {self.attempts - 1} time(s)")
         for label, values in (("added", self.added), ("changed", self.changed), ("removed", self.removed)):
@@ -89,7 +93,7 @@ class RefreshReport:
 def _unchanged(previous: Source | None, asset: SelectedAsset, force: set[str]) -> bool:
     return (
         previous is not None
-        and previous.manifest.href == asset.href
+        and previous.manifest.href == normalize_href(asset.href)
         and previous.manifest.href not in force
         and previous.properties.get("updated") == asset.item.properties.get("updated")
     )
@@ -175,6 +179,7 @@ async def _refresh_once(
         kept_removed=report.kept_removed,
         failed=failed,
         notes=plan.notes,
+        headers_read=len(unread),
     )
     metadata = {
         "stackcube": "refresh",
