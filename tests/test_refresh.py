@@ -136,3 +136,125 @@ def test_cubes_of_items_in_memory_cannot_be_refreshed(tmp_path) -> None:
     stackcube.build_cube(items, repo=repo, progress=False)
     with pytest.raises(stackcube.errors.RepositoryError, match="built from items in memory"):
         stackcube.refresh_cube(repo, progress=False)
+
+
+# --- on the test bed: the pgstac API, sources on nginx behind the counting (and faulting) proxy -----------------
+
+ASSETS = ["B04", "B08"]
+
+
+def _collection(collection_id: str) -> dict:
+    import json
+
+    from tests.conftest import CORPUS
+
+    collection = json.loads((CORPUS / "stac" / "odc-stac" / "sentinel-2-l2a.collection.json").read_text())
+    collection.update(id=collection_id, links=[])
+    return collection
+
+
+def _twins(nginx, proxy_url: str, name: str) -> list[dict]:
+    from tests.twins import corpus_items, twin_items
+
+    twins = twin_items(
+        corpus_items("site2-2020_jun_jul-35MNM.geojson"),
+        nginx.root / name,
+        f"{proxy_url}/{name}",
+        downscale=30,
+        assets=ASSETS,
+    )
+    for item in twins:
+        item["collection"] = name
+    return twins
+
+
+@pytest.mark.corpus
+@pytest.mark.network
+def test_refresh_reads_only_new_headers_and_verify_fixes_a_changed_source(stac_api, nginx, tmp_path) -> None:
+    from stackcube.errors import SourceChangedError
+    from tests.services.proxy import run_proxy
+    from tests.twins import change_in_place
+
+    name = "refresh-s2"
+    with run_proxy(nginx.url) as proxy:
+        twins = _twins(nginx, proxy.url, name)
+        stac_api.load([_collection(name)], twins[:8])
+        repo = tmp_path / "cube.icechunk"
+        cube = stackcube.build_cube(stac_api.url, collections=[name], assets=ASSETS, repo=repo, progress=False)
+        assert len(cube.plan.sources) == 8 * len(ASSETS)
+
+        stac_api.load(items=twins[8:])
+        proxy.reset()
+        report = stackcube.refresh_cube(repo, progress=False)
+        new_ids = tuple(sorted(t["id"] for t in twins[8:]))
+        assert report.added == new_ids
+        assert report.headers_read == len(new_ids) * len(ASSETS)
+        assert proxy.stats["GET"] == proxy.stats["requests"] == report.headers_read  # one GET per new COG header
+        data = stackcube.open_dataarray(repo, mask_and_scale=False)
+        assert sorted(data.id.values.tolist()) == sorted(t["id"] for t in twins)  # every item once
+
+        # a provider reprocesses one file in place: verify names it, the read fails loudly, --fix re-indexes it
+        changed = twins[3]["assets"]["B04"]["href"]
+        before = stackcube.open_cube(repo).attrs["snapshot_id"]
+        change_in_place(nginx.root / changed.removeprefix(f"{proxy.url}/"))
+        verified, fixed = stackcube.verify_cube(repo, progress=False)
+        assert [href for href, _, _ in verified.changed] == [changed]
+        assert not verified.vanished
+        assert fixed is None
+        t = list(data.id.values).index(twins[3]["id"])
+        with pytest.raises(SourceChangedError, match=changed):
+            _ = stackcube.open_dataarray(repo, mask_and_scale=False).sel(band="B04").isel(time=t).values
+
+        verified, fixed = stackcube.verify_cube(repo, fix=True, progress=False)
+        assert fixed is not None
+        assert fixed.changed == (f"{twins[3]['id']}/B04",)
+        assert fixed.headers_read == 1
+        import rasterio
+
+        with rasterio.open(nginx.root / changed.removeprefix(f"{proxy.url}/")) as ds:
+            expected = ds.read(1)
+        now = stackcube.open_dataarray(repo, mask_and_scale=False).sel(band="B04").isel(time=t).values
+        np.testing.assert_array_equal(now, expected)
+        # the old snapshot still refuses to give the new pixels for that source, and reads its others
+        old = stackcube.open_dataarray(repo, snapshot=before, mask_and_scale=False)
+        with pytest.raises(SourceChangedError):
+            _ = old.sel(band="B04").isel(time=t).values
+        assert old.sel(band="B08").isel(time=t).values.shape == now.shape
+        assert stackcube.verify_cube(repo, progress=False)[0].ok
+
+
+@pytest.mark.corpus
+@pytest.mark.network
+def test_with_ten_percent_faults_build_and_refresh_equal_a_fault_free_run(
+    stac_api, nginx, tmp_path, monkeypatch
+) -> None:
+    from stackcube import settings
+    from tests.services.proxy import run_proxy
+
+    monkeypatch.setattr(settings, "request_timeout", 1.0)  # a stalled request fails after 1 s and is retried
+    monkeypatch.setattr(settings, "retries", 8)
+    results = {}
+    with run_proxy(nginx.url) as sources, run_proxy(stac_api.url) as api:
+        for name, rate in (("clean-s2", 0.0), ("faulty-s2", 0.1)):
+            twins = _twins(nginx, sources.url, name)  # same items, same pixels, own copies
+            stac_api.load([_collection(name)], twins[:9])
+            for proxy, seed in ((sources, 7), (api, 2)):  # seeds whose first draws hold faults early
+                proxy.seed, proxy.fault_rate, proxy.stall_seconds = seed, rate, 2.0
+                proxy.reset()
+            repo = tmp_path / f"{name}.icechunk"
+            stackcube.build_cube(api.url, collections=[name], assets=ASSETS, repo=repo, progress=False)
+            stac_api.load(items=twins[9:])
+            report = stackcube.refresh_cube(repo, progress=False)
+            faults = {k: n for k, n in (sources.stats + api.stats).items() if k.startswith("fault:")}
+            for proxy in (sources, api):
+                proxy.fault_rate = 0.0
+            results[name] = (report, faults, stackcube.open_dataarray(repo, mask_and_scale=False).load())
+    (clean, no_faults, a), (faulty, faults, b) = results["clean-s2"], results["faulty-s2"]
+    assert no_faults == {}
+    assert sum(faults.values()) >= 5, "the proxy should have injected faults"
+    assert len(faults) >= 3, f"several kinds of fault: {faults}"
+    assert faulty.added == clean.added
+    assert len(faulty.added) == 4
+    np.testing.assert_array_equal(a.id.values, b.id.values)
+    np.testing.assert_array_equal(a.time.values, b.time.values)
+    np.testing.assert_array_equal(a.values, b.values)

@@ -143,12 +143,20 @@ def write_cog(
         with rasterio.open(path, "w", **profile) as ds:
             ds.write(data)
         return
+    scales = [b["scale"] for b in bands]
+    offsets = [b["offset"] for b in bands]
+    _write_as_cog(path, data, profile, blocksize, scales, offsets)
+
+
+def _write_as_cog(
+    path: Path, data: np.ndarray, profile: dict[str, Any], blocksize: int, scales: list[float], offsets: list[float]
+) -> None:
+    """GDAL's COG driver (Deflate, horizontal predictor, nearest overviews), by way of a plain GTiff."""
     tmp = path.with_suffix(".tmp.tif")
     with rasterio.open(tmp, "w", driver="GTiff", **profile) as ds:
         ds.write(data)
-        if any(b["scale"] != 1.0 or b["offset"] != 0.0 for b in bands):
-            ds.scales = [b["scale"] for b in bands]
-            ds.offsets = [b["offset"] for b in bands]
+        if any(s != 1.0 for s in scales) or any(o != 0.0 for o in offsets):
+            ds.scales, ds.offsets = scales, offsets
     with rasterio.open(tmp) as src:
         cog = src.profile | {
             "driver": "COG",
@@ -205,14 +213,15 @@ def twin_items(
 
 
 def change_in_place(path: Path) -> None:
-    """Rewrite a twin with other pixels on the same grid, so its ETag changes (as a provider reprocessing would)."""
+    """Rewrite a twin with other pixels on the same grid and in the same encoding, so only its ETag changes (as a
+    provider reprocessing a file would)."""
     with rasterio.open(path) as src:
-        profile, data = src.profile, src.read()
-    tmp = path.with_suffix(".changed.tif")
-    with rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(data + np.ones_like(data))
+        profile = {k: src.profile[k] for k in ("height", "width", "count", "dtype", "crs", "transform", "nodata")}
+        data, scales, offsets, blocksize = src.read(), list(src.scales), list(src.offsets), src.block_shapes[0][0]
     stat = path.stat()
-    tmp.replace(path)
+    changed = path.with_suffix(".changed.tif")
+    _write_as_cog(changed, data + np.ones_like(data), profile, blocksize, scales, offsets)
+    changed.replace(path)
     os.utime(path, (stat.st_atime + 2, stat.st_mtime + 2))
 
 

@@ -174,12 +174,21 @@ async def _answer(
     if fault == "stall":
         await asyncio.sleep(proxy.stall_seconds)
         return upstream, False
+    reused = upstream is not None
     if upstream is None:
         upstream = await asyncio.open_connection(*proxy.upstream)
     up_r, up_w = upstream
     up_w.write(head + body)
     await up_w.drain()
     resp_head = await _read_head(up_r)
+    if resp_head is None and reused:
+        # the upstream closed its idle keep-alive connection: a new one, as any HTTP client would
+        up_w.close()
+        upstream = await asyncio.open_connection(*proxy.upstream)
+        up_r, up_w = upstream
+        up_w.write(head + body)
+        await up_w.drain()
+        resp_head = await _read_head(up_r)
     if resp_head is None:
         return upstream, False
     resp_body = await _read_body(up_r, resp_head, response=True, method=method)
