@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -282,3 +283,67 @@ def test_open_dataarray_picks_a_grid_and_a_level(tmp_path) -> None:
     single = tmp_path / "single.icechunk"
     stackcube.build_cube(catalog, assets=["red"], repo=single, progress=False)
     assert stackcube.open_dataarray(single).band.values.tolist() == ["red"]
+
+
+def test_allow_lists_refuse_cubes_that_read_elsewhere(tmp_path) -> None:
+    from stackcube.demo import write_demo_catalog
+    from stackcube.errors import UntrustedSourceError
+
+    catalog = write_demo_catalog(tmp_path / "demo")
+    repo = tmp_path / "cube.icechunk"
+    stackcube.build_cube(catalog, repo=repo, progress=False)
+    data_dir = (tmp_path / "demo" / "data").resolve().as_uri()
+    with pytest.raises(UntrustedSourceError, match="outside the allowed prefixes https://example.com/data/"):
+        stackcube.open_cube(repo, allow=["https://example.com/data"])
+    with pytest.raises(UntrustedSourceError):
+        stackcube.refresh_cube(repo, allow=["https://example.com/data"], progress=False)
+    tree = stackcube.open_cube(repo, allow=[data_dir])
+    assert tree["EPSG32735_10m/0"]["data"].isel(time=0, band=0).values.shape == (512, 512)
+
+
+KILLED_WRITER = """
+import sys
+from benchmarks.cube_bench import synthetic_sources
+from stackcube.api import plan_sources
+from stackcube.icechunk import write_plan
+from stackcube.search import Query
+
+plan = plan_sources(Query(catalog=None), synthetic_sources(int(sys.argv[2]), 4, 5), options={})
+print("writing", flush=True)
+write_plan(plan, sys.argv[1], progress=True)
+print("committed", flush=True)
+"""
+
+
+def test_a_write_killed_mid_way_leaves_the_branch_where_it_was(tmp_path) -> None:
+    import signal
+    import time
+
+    from benchmarks.cube_bench import synthetic_sources
+    from stackcube.api import plan_sources
+    from stackcube.icechunk import open_repository, write_plan
+    from stackcube.search import Query
+
+    repo = tmp_path / "cube.icechunk"
+    small = plan_sources(Query(catalog=None), synthetic_sources(10, 4, 5), options={})
+    _, first = write_plan(small, repo)
+    for delay in (0.2, 0.8, 1.6):  # kill it at different moments of the write
+        with subprocess.Popen(
+            [sys.executable, "-c", KILLED_WRITER, str(repo), "4000"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        ) as child:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "writing"
+            time.sleep(delay)
+            child.send_signal(signal.SIGKILL)
+            child.wait(30)
+            assert child.returncode == -signal.SIGKILL
+            assert "committed" not in child.stdout.read()
+        assert open_repository(repo).lookup_branch("main") == first
+        assert stackcube.open_dataarray(repo).sizes["time"] == 10
+    _, second = write_plan(plan_sources(Query(catalog=None), synthetic_sources(20, 4, 5), options={}), repo)
+    assert open_repository(repo).lookup_branch("main") == second
+    assert stackcube.open_dataarray(repo).sizes["time"] == 20

@@ -258,3 +258,52 @@ def test_with_ten_percent_faults_build_and_refresh_equal_a_fault_free_run(
     np.testing.assert_array_equal(a.id.values, b.id.values)
     np.testing.assert_array_equal(a.time.values, b.time.values)
     np.testing.assert_array_equal(a.values, b.values)
+
+
+@pytest.mark.corpus
+@pytest.mark.network
+def test_two_refreshes_at_once_both_finish_and_every_item_lands_once(nginx, s3, tmp_path) -> None:
+    import json
+    import threading
+
+    from tests.services.proxy import run_proxy
+
+    name = "concurrent-s2"
+    repo = f"s3://{s3.repos_bucket}/cubes/concurrent"
+    with run_proxy(nginx.url) as sources:
+        twins = _twins(nginx, sources.url, name)
+        catalog = tmp_path / "items.json"  # a static ItemCollection file the refreshes search again
+        catalog.write_text(json.dumps({"type": "FeatureCollection", "features": twins[:9]}))
+        stackcube.build_cube(str(catalog), assets=ASSETS, repo=repo, progress=False)
+        catalog.write_text(json.dumps({"type": "FeatureCollection", "features": twins}))
+
+        sources.latency = 0.5  # header reads take long enough for the two refreshes to overlap
+        reports: dict[str, stackcube.RefreshReport] = {}
+
+        def refresh(who: str) -> None:
+            reports[who] = stackcube.refresh_cube(repo, progress=False)
+
+        threads = [threading.Thread(target=refresh, args=(who,)) for who in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        sources.latency = 0.0
+    assert sorted(reports) == ["a", "b"]
+    committed = [r for r in reports.values() if r.committed]
+    assert len(committed) == 1  # the other one started over on the winner's snapshot and found nothing new
+    loser = next(r for r in reports.values() if not r.committed)
+    assert loser.attempts == 2
+    assert committed[0].added == tuple(sorted(t["id"] for t in twins[9:]))
+    data = stackcube.open_dataarray(repo, mask_and_scale=False)
+    ids = data.id.values.tolist()
+    assert sorted(ids) == sorted(t["id"] for t in twins)  # every item, once
+    assert (np.diff(data.time.values) > np.timedelta64(0, "s")).all()
+    history = _history(repo)
+    assert sum(m.startswith("stackcube refresh") for m in history) == 1
+
+
+def _history(repo: str) -> list[str]:
+    from stackcube.icechunk import open_repository
+
+    return [snap.message for snap in open_repository(repo).ancestry(branch="main")]

@@ -294,6 +294,7 @@ def open_cube(
     tag: str | None = None,
     snapshot: str | None = None,
     mask_and_scale: bool = True,
+    allow: Sequence[str] | None = None,
 ) -> xr.DataTree:
     """Open a cube lazily as a DataTree: one child per grid group, dask chunks aligned with source tiles.
 
@@ -303,10 +304,14 @@ def open_cube(
     Each read fetches exactly the bytes of the touched tiles, one ranged GET each, and no TIFF header. A source
     that changed since the cube was built raises :class:`~stackcube.errors.SourceChangedError` naming it.
     ``mask_and_scale=False`` gives the stored values (no nodata masking, no scale/offset).
+
+    Reading authorizes exactly the source prefixes the cube declares. ``allow`` (URL prefixes) refuses, with
+    :class:`~stackcube.errors.UntrustedSourceError`, a cube that declares any prefix outside them, before anything
+    is read: give it when opening cubes made by others.
     """
     from stackcube.icechunk import open_datatree
 
-    return open_datatree(repo, branch=branch, tag=tag, snapshot=snapshot, mask_and_scale=mask_and_scale)
+    return open_datatree(repo, branch=branch, tag=tag, snapshot=snapshot, mask_and_scale=mask_and_scale, allow=allow)
 
 
 def open_dataarray(
@@ -318,13 +323,14 @@ def open_dataarray(
     tag: str | None = None,
     snapshot: str | None = None,
     mask_and_scale: bool = True,
+    allow: Sequence[str] | None = None,
 ) -> xr.DataArray:
     """Open one grid group of a cube as a lazy (time, band, y, x) DataArray.
 
     ``group`` may be left out when the cube has one grid; ``level`` 0 is full resolution, n the n-th overview
     level. Other arguments as :func:`open_cube`.
     """
-    tree = open_cube(repo, branch=branch, tag=tag, snapshot=snapshot, mask_and_scale=mask_and_scale)
+    tree = open_cube(repo, branch=branch, tag=tag, snapshot=snapshot, mask_and_scale=mask_and_scale, allow=allow)
     names = list(tree.attrs.get("stackcube", {}).get("groups") or tree.children)
     if group is None:
         if len(names) != 1:

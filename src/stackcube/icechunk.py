@@ -536,9 +536,10 @@ def open_datatree(
     snapshot: str | None = None,
     mask_and_scale: bool = True,
     chunks: Any = None,
+    allow: Iterable[str] | None = None,
 ) -> xr.DataTree:
     """Open a cube lazily: one child per grid group, dask chunks aligned with the source tiles."""
-    repository = open_repository(repo)
+    repository = open_repository(repo, allow=allow)
     if sum(x is not None for x in (branch, tag, snapshot)) > 1:
         msg = "give at most one of branch, tag and snapshot"
         raise ValueError(msg)
