@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     key = grid_key(sources[0])
     group = build_group("EPSG32735_10m", key, sources)
     assert group is not None
-    plan = CubePlan(query=Query(catalog="synthetic"), groups=(group,))
+    # the source table (every manifest, for refreshes) is committed with the references, as build_cube does
+    plan = CubePlan(query=Query(catalog="synthetic"), groups=(group,), sources=tuple(sources))
     planning = time.perf_counter() - start
     refs = group.n_chunks
 

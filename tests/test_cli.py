@@ -68,3 +68,46 @@ def test_build_command_commits_and_tags(tmp_path, capsys) -> None:
     assert "first" in capsys.readouterr().out
     assert main(["info", str(tmp_path / "nothing-here")]) == 2
     assert "no Icechunk repository" in capsys.readouterr().err
+
+
+def test_verify_names_a_changed_source_and_fix_reindexes_it(tmp_path, capsys) -> None:
+    import os
+
+    from stackcube.cli import EXIT_UNCHANGED
+    from stackcube.demo import write_demo_catalog
+
+    catalog = write_demo_catalog(tmp_path / "demo")
+    repo = str(tmp_path / "cube.icechunk")
+    assert main(["build", catalog, "--repo", repo, "--quiet"]) == 0
+    assert main(["verify", repo, "--quiet"]) == 0
+    assert "24 sources checked, 0 changed" in capsys.readouterr().out
+
+    changed = next((tmp_path / "demo" / "data").glob("*/B04.tif"))
+    data = changed.read_bytes()
+    changed.write_bytes(data)  # same bytes, new file identity: a provider re-uploading
+    stat = changed.stat()
+    os.utime(changed, (stat.st_atime + 5, stat.st_mtime + 5))
+    assert main(["verify", repo, "--quiet"]) == EXIT_UNCHANGED
+    out = capsys.readouterr().out
+    assert f"changed: {changed.resolve().as_uri()}" in out
+    assert main(["verify", repo, "--fix", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"changed: {changed.parent.name}/B04" in out
+    assert main(["verify", repo, "--quiet"]) == 0
+
+
+def test_build_skip_failed_commits_the_rest_and_lists_the_failure(tmp_path, capsys) -> None:
+    from stackcube.demo import write_demo_catalog
+    from stackcube.icechunk import open_repository
+
+    catalog = write_demo_catalog(tmp_path / "demo")
+    missing = next((tmp_path / "demo" / "data").glob("*/B08.tif"))
+    missing.unlink()
+    repo = str(tmp_path / "cube.icechunk")
+    assert main(["build", catalog, "--repo", repo, "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["build", catalog, "--repo", repo, "--quiet", "--skip-failed"]) == 0
+    assert "could not be read" in capsys.readouterr().out
+    snapshot = next(iter(open_repository(repo).ancestry(branch="main")))
+    (failure,) = snapshot.metadata["failed"]
+    assert failure.startswith(f"{missing.parent.name}/B08: ")

@@ -24,6 +24,10 @@ def test_readme_example_runs(corpus, index, monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path / "main")
     namespace: dict[str, object] = {}
     exec(compile(python_blocks()[index], f"README.md block {index}", "exec"), namespace)
+    if "report" in namespace:
+        assert not namespace["report"].committed  # type: ignore[attr-defined]
+        assert namespace["checked"].ok  # type: ignore[attr-defined]
+        assert namespace["checked"].checked == 24  # type: ignore[attr-defined]
     if "cube" in namespace:
         data = namespace["data"]
         assert data.dims == ("time", "band", "y", "x")  # type: ignore[attr-defined]
