@@ -116,6 +116,22 @@ def test_an_updated_item_is_indexed_again(demo_cube) -> None:
     assert report.headers_read == len(item.assets)
 
 
+def test_check_etags_reindexes_a_file_replaced_without_a_new_updated(demo_cube) -> None:
+    import os
+
+    catalog, repo, _ = demo_cube
+    replaced = next((Path(catalog).parent.parent / "data").glob("*/B03.tif"))
+    replaced.write_bytes(replaced.read_bytes())
+    stat = replaced.stat()
+    os.utime(replaced, (stat.st_atime + 5, stat.st_mtime + 5))
+    assert not stackcube.refresh_cube(repo, progress=False).committed  # STAC says nothing changed
+    report = stackcube.refresh_cube(repo, check_etags=True, progress=False)
+    assert report.committed
+    assert report.changed == (f"{replaced.parent.name}/B03",)
+    assert report.headers_read == 1
+    assert stackcube.verify_cube(repo, progress=False)[0].ok
+
+
 def test_cli_refresh_exit_codes_and_log(demo_cube, capsys) -> None:
     catalog, repo, _ = demo_cube
     assert main(["refresh", str(repo), "--quiet"]) == EXIT_UNCHANGED

@@ -153,6 +153,7 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
         on_error="skip" if args.skip_failed else "raise",
         progress=not args.quiet,
         allow=args.allow,
+        check_etags=args.check_etags,
     )
     print(report)
     return 0 if report.committed or (args.dry_run and (report.added or report.changed)) else EXIT_UNCHANGED
@@ -257,6 +258,9 @@ def _parser() -> argparse.ArgumentParser:
     refresh.add_argument("--tag", help="tag the new snapshot")
     refresh.add_argument("--dry-run", action="store_true", help="say what would change; read and write nothing")
     refresh.add_argument("--remove", action="store_true", help="drop items the search no longer finds")
+    refresh.add_argument(
+        "--check-etags", action="store_true", help="HEAD every source first; re-index those replaced in place"
+    )
     refresh.add_argument("--skip-failed", action="store_true", help="commit without sources that cannot be read")
     refresh.add_argument("--allow", nargs="+", metavar="PREFIX", help="refuse a cube reading outside these URLs")
     refresh.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -218,6 +218,7 @@ def refresh_cube(
     progress: bool = True,
     allow: Iterable[str] | None = None,
     attempts: int = 5,
+    check_etags: bool = False,
 ) -> RefreshReport:
     """Bring a cube up to date with its catalog in one commit, or none when nothing changed.
 
@@ -233,6 +234,9 @@ def refresh_cube(
         Drop items the search no longer finds (by default they stay, and the report lists them).
     force
         Source hrefs to index again even though their STAC ``updated`` did not change (``verify_cube`` finds them).
+    check_etags
+        First HEAD every source (as :func:`verify_cube`) and index again those whose ETag changed: catches files
+        replaced in place without a new STAC ``updated``, for one request per source.
     on_error
         ``"raise"`` fails on the first unreadable source (nothing committed); ``"skip"`` commits the rest and lists
         the failures in the report and in the commit's metadata.
@@ -248,6 +252,9 @@ def refresh_cube(
     """
     cache: dict[tuple[str, str, Any], Source] = {}
     forced = set(force)
+    if check_etags:
+        checked, _ = verify_cube(repo, branch=branch, progress=progress, allow=allow)
+        forced.update(href for href, _, _ in checked.changed)
     for attempt in range(1, attempts + 1):
         try:
             report = _sync.run(
