@@ -233,6 +233,15 @@ def _search_args(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _add_repo_arguments(parser: argparse.ArgumentParser, *, sources: bool = False) -> None:
+    """REPO and --branch; with ``sources`` (commands that read them) also --allow and --quiet."""
+    parser.add_argument("repo", help="the cube: a local path or s3://bucket/prefix")
+    parser.add_argument("--branch", default="main")
+    if sources:
+        parser.add_argument("--allow", nargs="+", metavar="PREFIX", help="refuse a cube reading outside these URLs")
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stackcube", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"stackcube {__version__}")
@@ -253,8 +262,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--skip-failed", action="store_true", help="commit without sources that cannot be read")
     build.set_defaults(func=_cmd_build)
     refresh = sub.add_parser("refresh", help="search again; index new and changed items; commit once (or not)")
-    refresh.add_argument("repo")
-    refresh.add_argument("--branch", default="main")
+    _add_repo_arguments(refresh, sources=True)
     refresh.add_argument("--tag", help="tag the new snapshot")
     refresh.add_argument("--dry-run", action="store_true", help="say what would change; read and write nothing")
     refresh.add_argument("--remove", action="store_true", help="drop items the search no longer finds")
@@ -262,23 +270,16 @@ def _parser() -> argparse.ArgumentParser:
         "--check-etags", action="store_true", help="HEAD every source first; re-index those replaced in place"
     )
     refresh.add_argument("--skip-failed", action="store_true", help="commit without sources that cannot be read")
-    refresh.add_argument("--allow", nargs="+", metavar="PREFIX", help="refuse a cube reading outside these URLs")
-    refresh.add_argument("--quiet", action="store_true", help="no progress bar")
     refresh.set_defaults(func=_cmd_refresh)
     verify = sub.add_parser("verify", help="HEAD every source; report what changed or vanished since indexing")
-    verify.add_argument("repo")
-    verify.add_argument("--branch", default="main")
+    _add_repo_arguments(verify, sources=True)
     verify.add_argument("--fix", action="store_true", help="refresh exactly the changed sources")
-    verify.add_argument("--allow", nargs="+", metavar="PREFIX", help="refuse a cube reading outside these URLs")
-    verify.add_argument("--quiet", action="store_true", help="no progress bar")
     verify.set_defaults(func=_cmd_verify)
     info = sub.add_parser("info", help="groups, dimensions, sources, branches and tags of a cube")
-    info.add_argument("repo")
-    info.add_argument("--branch", default="main")
+    _add_repo_arguments(info)
     info.set_defaults(func=_cmd_info)
     log = sub.add_parser("log", help="the snapshots of a branch, newest first")
-    log.add_argument("repo")
-    log.add_argument("--branch", default="main")
+    _add_repo_arguments(log)
     log.set_defaults(func=_cmd_log)
     demo = sub.add_parser("demo", help="write a GeoTIFF and a STAC catalog of our own, inspect and plan (offline)")
     demo.add_argument("--out", default="demo-output", help="directory to write into (default: demo-output)")
