@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench system-packages clean
+.PHONY: demo test lint bench bench-compare system-packages clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "stackcube needs Python >= 3.12 (pyenv: .python-version selects 3.12)")'
@@ -32,4 +32,8 @@ bench: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks.cube_bench
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-lazycogs demo-output .pytest_cache .hypothesis
+
+bench-compare: $(STAMP) system-packages
+	$(BIN)/python -m pip install -q -e ".[compare]"
+	$(BIN)/python -m benchmarks.compare_bench

@@ -295,6 +295,7 @@ def open_cube(
     snapshot: str | None = None,
     mask_and_scale: bool = True,
     allow: Sequence[str] | None = None,
+    chunks: Any = None,
 ) -> xr.DataTree:
     """Open a cube lazily as a DataTree: one child per grid group, dask chunks aligned with source tiles.
 
@@ -307,7 +308,9 @@ def open_cube(
 
     Reading authorizes exactly the source prefixes the cube declares. ``allow`` (URL prefixes) refuses, with
     :class:`~stackcube.errors.UntrustedSourceError`, a cube that declares any prefix outside them, before anything
-    is read: give it when opening cubes made by others.
+    is read: give it when opening cubes made by others. ``chunks`` as ``xarray.open_zarr`` takes it: by default
+    one dask chunk per source tile; ``{"y": 2048, "x": 2048}`` for larger tasks that fetch their tiles
+    concurrently.
     """
     from stackcube.icechunk import open_datatree
 
@@ -324,25 +327,24 @@ def open_dataarray(
     snapshot: str | None = None,
     mask_and_scale: bool = True,
     allow: Sequence[str] | None = None,
+    chunks: Any = None,
 ) -> xr.DataArray:
     """Open one grid group of a cube as a lazy (time, band, y, x) DataArray.
 
     ``group`` may be left out when the cube has one grid; ``level`` 0 is full resolution, n the n-th overview
     level. Other arguments as :func:`open_cube`.
     """
-    tree = open_cube(repo, branch=branch, tag=tag, snapshot=snapshot, mask_and_scale=mask_and_scale, allow=allow)
-    names = list(tree.attrs.get("stackcube", {}).get("groups") or tree.children)
-    if group is None:
-        if len(names) != 1:
-            msg = f"{repo} holds {len(names)} grids ({', '.join(names)}); pass group= one of them"
-            raise ValueError(msg)
-        group = names[0]
-    if group not in tree.children:
-        msg = f"{repo} has no grid {group!r}; it has: {', '.join(names)}"
-        raise ValueError(msg)
-    levels = sorted(tree[group].children, key=int)
-    if str(level) not in levels:
-        msg = f"grid {group} has levels {', '.join(levels)} (0 is full resolution), not {level}"
-        raise ValueError(msg)
-    data = tree[f"{group}/{level}"]["data"]
-    return data.rename(group)
+    from stackcube.icechunk import open_level
+
+    ds = open_level(
+        repo,
+        group,
+        level,
+        branch=branch,
+        tag=tag,
+        snapshot=snapshot,
+        mask_and_scale=mask_and_scale,
+        chunks=chunks,
+        allow=allow,
+    )
+    return ds["data"].rename(ds.attrs["grid"])

@@ -53,6 +53,7 @@ __all__ = [
     "check_allowed",
     "container_prefixes",
     "open_datatree",
+    "open_level",
     "open_repository",
     "read_stored",
     "write_plan",
@@ -528,6 +529,27 @@ class _GuardedStore(WrapperStore[Any]):
             raise
 
 
+def _read_session(
+    repo: RepoLike,
+    branch: str | None,
+    tag: str | None,
+    snapshot: str | None,
+    allow: Iterable[str] | None,
+) -> icechunk.Session:
+    repository = open_repository(repo, allow=allow)
+    if sum(x is not None for x in (branch, tag, snapshot)) > 1:
+        msg = "give at most one of branch, tag and snapshot"
+        raise ValueError(msg)
+    if tag is not None:
+        return repository.readonly_session(tag=tag)
+    if snapshot is not None:
+        return repository.readonly_session(snapshot_id=snapshot)
+    return repository.readonly_session(branch=branch or "main")
+
+
+_OPEN: dict[str, Any] = {"engine": "zarr", "consolidated": False, "zarr_format": 3, "decode_coords": "all"}
+
+
 def open_datatree(
     repo: RepoLike,
     *,
@@ -539,25 +561,53 @@ def open_datatree(
     allow: Iterable[str] | None = None,
 ) -> xr.DataTree:
     """Open a cube lazily: one child per grid group, dask chunks aligned with the source tiles."""
-    repository = open_repository(repo, allow=allow)
-    if sum(x is not None for x in (branch, tag, snapshot)) > 1:
-        msg = "give at most one of branch, tag and snapshot"
-        raise ValueError(msg)
-    if tag is not None:
-        session = repository.readonly_session(tag=tag)
-    elif snapshot is not None:
-        session = repository.readonly_session(snapshot_id=snapshot)
-    else:
-        session = repository.readonly_session(branch=branch or "main")
+    session = _read_session(repo, branch, tag, snapshot, allow)
     store = _GuardedStore(session.store)
-    tree = xr.open_datatree(
-        cast("Any", store),
-        engine="zarr",
-        consolidated=False,
-        zarr_format=3,
-        chunks=chunks if chunks is not None else {},
-        mask_and_scale=mask_and_scale,
-        decode_coords="all",
-    )
+    chunks = chunks if chunks is not None else {}
+    tree = xr.open_datatree(cast("Any", store), chunks=chunks, mask_and_scale=mask_and_scale, **_OPEN)
     tree.attrs["snapshot_id"] = session.snapshot_id
     return tree
+
+
+def open_level(
+    repo: RepoLike,
+    group: str | None = None,
+    level: int = 0,
+    *,
+    branch: str | None = None,
+    tag: str | None = None,
+    snapshot: str | None = None,
+    mask_and_scale: bool = True,
+    chunks: Any = None,
+    allow: Iterable[str] | None = None,
+) -> xr.Dataset:
+    """Open one level of one grid group as a Dataset, reading the metadata of that node only.
+
+    ``group`` may be None when the cube has one grid. Errors name the grids and levels there are.
+    """
+    session = _read_session(repo, branch, tag, snapshot, allow)
+    root = zarr.open_group(session.store, mode="r")
+    info: dict[str, Any] = dict(cast("Any", root.attrs.get("stackcube")) or {})
+    names = list(info.get("groups") or [])
+    if group is None:
+        if len(names) != 1:
+            msg = f"{repo} holds {len(names)} grids ({', '.join(names)}); pass group= one of them"
+            raise ValueError(msg)
+        group = names[0]
+    if group not in names:
+        msg = f"{repo} has no grid {group!r}; it has: {', '.join(names)}"
+        raise ValueError(msg)
+    layout = cast("Any", zarr.open_group(session.store, path=group, mode="r").attrs.get("multiscales") or {})
+    levels = [entry["asset"] for entry in layout.get("layout", [])] or ["0"]
+    if str(level) not in levels:
+        msg = f"grid {group} has levels {', '.join(levels)} (0 is full resolution), not {level}"
+        raise ValueError(msg)
+    ds = xr.open_dataset(
+        cast("Any", _GuardedStore(session.store)),
+        group=f"{group}/{level}",
+        chunks=chunks if chunks is not None else {},
+        mask_and_scale=mask_and_scale,
+        **_OPEN,
+    )
+    ds.attrs.update(snapshot_id=session.snapshot_id, grid=group, level=level)
+    return ds

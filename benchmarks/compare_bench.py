@@ -1,0 +1,223 @@
+"""stackcube against the tools users would pick instead, side by side in one run: ``make bench-compare``.
+
+    python -m benchmarks.compare_bench                          # 20 ms per request, 3 repetitions
+    python -m benchmarks.compare_bench --latency-ms 50 --repeat 5 --tools stackcube stackstac
+
+Data: twins of the 13 real Sentinel-2 L2A items of tile 35MNM (``tests/twins.py``: GDAL COGs on the declared
+grids, downscaled 4x to 40 m, 2745 x 2745 px, 512-pixel tiles) plus 17 more dates made the same way (30 in all),
+bands B02, B03, B04, B08, served by nginx behind the latency proxy of the test bed, which counts requests and
+bytes. Every tool reads the same native grid (nearest resampling onto pixel centres that coincide, so no tool
+resamples), and the values must be identical.
+
+Workloads (each run in a fresh process, cold):
+1. ``window``: 13 dates x 4 bands x a 1024 x 1024 window (3 x 3 tiles per band and date);
+2. ``series``: 30 dates at one pixel of B04;
+3. ``tile``: one full 512 x 512 tile of B04 for one date;
+4. ``oneoff``: what each tool does once before reading (stackcube: ``build_cube``; stackstac and odc-stac: the
+   lazy array from the items; lazycogs: the item geoparquet and its lazy array).
+
+Tools: stackcube, stackstac, odc-stac (GDAL, same GDAL settings), lazycogs (async-geotiff; in its own
+environment ``.venv-lazycogs``, since it needs pandas >= 3 and stackstac pins pandas < 3), in alternating order.
+rasteret is not run: see ``NOT_RUN``. Concurrency is 32 requests (dask threads) for every tool.
+The floor of a workload is its chunks x latency / 32 (at least one round trip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BANDS = ["B02", "B03", "B04", "B08"]
+DOWNSCALE = 4
+TILE = 512
+THREADS = 32
+LAZYCOGS_ENV = ROOT / ".venv-lazycogs"
+
+NOT_RUN: dict[str, str] = {}
+"""Tools of the issue that this benchmark does not run, and why."""
+
+WORKLOADS = {
+    # name: (time indices, bands, (row0, row1, col0, col1)) in the 2745 x 2745 grid
+    "window": (list(range(13)), BANDS, (700, 1724, 900, 1924)),
+    "series": (list(range(30)), ["B04"], (1500, 1501, 1500, 1501)),
+    "tile": ([0], ["B04"], (1024, 1536, 1024, 1536)),
+}
+
+
+def chunks_touched(workload: str) -> int:
+    times, bands, (r0, r1, c0, c1) = WORKLOADS[workload]
+    rows = (r1 - 1) // TILE - r0 // TILE + 1
+    cols = (c1 - 1) // TILE - c0 // TILE + 1
+    return len(times) * len(bands) * rows * cols
+
+
+def make_twins(workdir: Path) -> list[dict[str, Any]]:
+    """30 items (13 real, 17 more dates) as twins under ``workdir/www/twins``; cached between runs."""
+    from tests.twins import corpus_items, twin_items
+
+    done = workdir / "items.json"
+    if done.exists():
+        return json.loads(done.read_text())["features"]
+    items = sorted(corpus_items("site2-2020_jun_jul-35MNM.geojson"), key=lambda i: i["properties"]["datetime"])
+    last = datetime.fromisoformat(items[-1]["properties"]["datetime"].replace("Z", "+00:00"))
+    extra = []
+    for k in range(30 - len(items)):
+        clone = copy.deepcopy(items[k % len(items)])
+        clone["id"] = f"{clone['id']}_LATER{k:02d}"
+        clone["properties"]["datetime"] = (last + timedelta(days=5 * (k + 1))).isoformat().replace("+00:00", "Z")
+        extra.append(clone)
+    twins = twin_items([*items, *extra], workdir / "www" / "twins", "TWINS", downscale=DOWNSCALE, assets=BANDS)
+    done.write_text(json.dumps({"type": "FeatureCollection", "features": twins}))
+    return twins
+
+
+def items_file(twins: list[dict[str, Any]], base_url: str, path: Path) -> dict[str, Any]:
+    """The items with hrefs at ``base_url`` (and ``proj:epsg``, which stackstac 0.5 reads); returns the grid."""
+    out = []
+    for item in twins:
+        item = copy.deepcopy(item)
+        for asset in item["assets"].values():
+            asset["href"] = asset["href"].replace("TWINS", base_url)
+            props = item["properties"]
+            code = asset.get("proj:code") or props.get("proj:code")
+            epsg = asset.get("proj:epsg") or props.get("proj:epsg") or int(str(code).split(":")[1])
+            asset["proj:epsg"] = int(epsg)
+        out.append(item)
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": out}))
+    asset = out[0]["assets"]["B04"]
+    return {"transform": asset["proj:transform"], "shape": asset["proj:shape"], "epsg": asset["proj:epsg"]}
+
+
+def spec_for(tool: str, workload: str, grid: dict[str, Any], paths: dict[str, str]) -> dict[str, Any]:
+    a, _, x0, _, e, y0 = grid["transform"][:6]
+    spec: dict[str, Any] = {"tool": tool, "workload": workload, "epsg": grid["epsg"], "resolution": a, "tile": TILE}
+    spec.update(paths)
+    if workload == "oneoff":
+        times, bands, (r0, r1, c0, c1) = [0], BANDS, (0, 1, 0, 1)
+    else:
+        times, bands, (r0, r1, c0, c1) = WORKLOADS[workload]
+    spec.update(times=times, bands=bands, window=[r0, r1, c0, c1])
+    spec["bounds"] = [x0 + a * c0, y0 + e * r1, x0 + a * c1, y0 + e * r0]
+    return spec
+
+
+def python_for(tool: str) -> list[str]:
+    if tool == "lazycogs":
+        if not (LAZYCOGS_ENV / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(LAZYCOGS_ENV)], check=True)
+            pip = [str(LAZYCOGS_ENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+            subprocess.run([*pip, "lazycogs==0.7.0", "rustac"], check=True)
+        return [str(LAZYCOGS_ENV / "bin" / "python")]
+    return [sys.executable]
+
+
+def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run(
+        [*python_for(spec["tool"]), "-m", "benchmarks.compare_worker", json.dumps(spec)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        msg = f"{spec['tool']} {spec['workload']} failed:\n{out.stderr[-3000:]}"
+        raise RuntimeError(msg)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tests.services.nginx import run_nginx
+    from tests.services.proxy import run_proxy
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tools", nargs="+", default=["stackcube", "stackstac", "odc-stac", "lazycogs"])
+    parser.add_argument("--workloads", nargs="+", default=["oneoff", *WORKLOADS])
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "stackcube-compare")
+    args = parser.parse_args(argv)
+
+    args.cache.mkdir(parents=True, exist_ok=True)
+    twins = make_twins(args.cache)
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory() as tmp, run_nginx(args.cache, None) as nginx:
+        with run_proxy(nginx.url, latency=args.latency_ms / 1000) as proxy:
+            run = Path(tmp)
+            grid = items_file(twins, f"{proxy.url}/twins", run / "items.json")
+            paths = {
+                "items": str(run / "items.json"),
+                "repo": str(run / "cube.icechunk"),
+                "parquet": str(run / "items.parquet"),
+                "group": f"EPSG{grid['epsg']}_{grid['transform'][0]:g}m",
+                "scratch": str(run / "scratch"),
+            }
+            # what the read workloads need, made once (the oneoff workload times the same steps)
+            for tool in args.tools:
+                if tool in {"stackcube", "lazycogs"}:
+                    run_worker({**spec_for(tool, "oneoff", grid, paths), "prepare": True})
+            for rep in range(args.repeat):
+                for workload in args.workloads:
+                    shift = rep % len(args.tools)
+                    for tool in args.tools[shift:] + args.tools[:shift]:
+                        proxy.reset()
+                        result = run_worker(spec_for(tool, workload, grid, paths))
+                        result["gets"] = proxy.stats["GET"]
+                        result["requests"] = proxy.stats["requests"]
+                        result["bytes"] = proxy.stats["bytes"]
+                        result["inflight"] = proxy.stats["max_inflight"]
+                        results.setdefault((workload, tool), []).append(result)
+    return report(results, args)
+
+
+def report(results: dict[tuple[str, str], list[dict[str, Any]]], args: argparse.Namespace) -> int:
+    latency = args.latency_ms / 1000
+    print(
+        f"\n{args.repeat} repetitions, {args.latency_ms:g} ms per request, {THREADS} in flight, tools in alternating "
+        "order, each run a fresh process\n"
+    )
+    print(
+        "| workload | tool | wall time, median (min-max) | GETs | requests | MB transferred | most in flight "
+        "| peak RSS MB | values |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    failed = False
+    for workload in args.workloads:
+        hashes = {tool: {r["sha256"] for r in results[(workload, tool)]} for tool in args.tools}
+        reference = hashes.get("stackcube") or next(iter(hashes.values()))
+        for tool in args.tools:
+            runs = results[(workload, tool)]
+            seconds = [r["seconds"] for r in runs]
+            same = "n/a" if workload == "oneoff" else ("same" if hashes[tool] == reference else "DIFFERENT")
+            failed = failed or same == "DIFFERENT"
+            print(
+                f"| {workload} | {tool} | {statistics.median(seconds):.2f} s ({min(seconds):.2f}-{max(seconds):.2f}) "
+                f"| {statistics.median(r['gets'] for r in runs):g} | {statistics.median(r['requests'] for r in runs):g} "
+                f"| {statistics.median(r['bytes'] for r in runs) / 1e6:.1f} "
+                f"| {statistics.median(r['inflight'] for r in runs):g} "
+                f"| {statistics.median(r['peak_rss'] for r in runs) / 1e6:.0f} | {same} |"
+            )
+        if workload != "oneoff":
+            n = chunks_touched(workload)
+            floor = max(latency, n * latency / THREADS)
+            print(
+                f"| {workload} | floor: {n} chunks x {args.latency_ms:g} ms / {THREADS} | {floor:.2f} s | {n} "
+                f"| {n} | | {THREADS} | | |"
+            )
+    for tool, why in NOT_RUN.items():
+        print(f"\n{tool}: not run: {why}")
+    if failed:
+        print("\nsome tool returned different values: see the rows marked DIFFERENT", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

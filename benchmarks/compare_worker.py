@@ -1,0 +1,219 @@
+"""One tool, one workload, in a fresh process (cold: no cache, no open file, no warm connection).
+
+    python -m benchmarks.compare_worker '{"tool": "stackstac", "workload": "window", ...}'
+
+Prints one JSON line: seconds (from before opening anything to the values in hand), the SHA-256 and shape of the
+values as uint16 (time, band, y, x), and the process's peak RSS. Only the standard library and NumPy are imported
+at the top, so the same file runs in the separate lazycogs environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+THREADS = 32
+"""Requests (or dask threads) in flight for every tool: I/O-bound reads, the same cap for all."""
+
+GDAL_ENV = {
+    # the settings stackstac and odc-stac recommend for COGs over HTTP, the same for both
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MULTIPLEX": "YES",
+    "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
+    "VSI_CACHE": "TRUE",
+}
+
+
+def _dask_threads() -> None:
+    import dask
+
+    dask.config.set(scheduler="threads", num_workers=THREADS)
+
+
+def _items(spec: dict[str, Any]) -> list[Any]:
+    import pystac
+
+    with open(spec["items"]) as f:
+        features = json.load(f)["features"]
+    return [pystac.Item.from_dict(f) for f in features]
+
+
+def read_stackcube(spec: dict[str, Any]) -> np.ndarray:
+    import zarr
+
+    import stackcube
+
+    zarr.config.set({"async.concurrency": THREADS})
+    _dask_threads()
+    data = stackcube.open_dataarray(spec["repo"], spec["group"], mask_and_scale=False)
+    r0, r1, c0, c1 = spec["window"]
+    sel = data.isel(time=spec["times"], y=slice(r0, r1), x=slice(c0, c1)).sel(band=spec["bands"])
+    return sel.values
+
+
+def read_stackstac(spec: dict[str, Any]) -> np.ndarray:
+    import stackstac
+    from rasterio.enums import Resampling
+
+    _dask_threads()
+    stack = stackstac.stack(
+        _items(spec),
+        assets=spec["bands"],
+        epsg=spec["epsg"],
+        resolution=spec["resolution"],
+        bounds=tuple(spec["bounds"]),
+        snap_bounds=False,
+        chunksize=spec["tile"],
+        dtype="uint16",
+        fill_value=np.uint16(0),
+        rescale=False,
+        resampling=Resampling.nearest,
+        gdal_env=stackstac.DEFAULT_GDAL_ENV.updated(GDAL_ENV),
+    )
+    return stack.isel(time=spec["times"]).values
+
+
+def read_odc_stac(spec: dict[str, Any]) -> np.ndarray:
+    import odc.stac
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    _dask_threads()
+    r0, r1, c0, c1 = spec["window"]
+    minx, _, _, maxy = spec["bounds"]
+    res = spec["resolution"]
+    geobox = GeoBox((r1 - r0, c1 - c0), Affine(res, 0.0, minx, 0.0, -res, maxy), f"EPSG:{spec['epsg']}")
+    ds = odc.stac.load(
+        _items(spec),
+        bands=spec["bands"],
+        geobox=geobox,
+        chunks={"x": spec["tile"], "y": spec["tile"]},
+        groupby="id",
+        resampling="nearest",
+        dtype="uint16",
+        nodata=0,
+    )
+    ds = ds.sortby("time")
+    return ds.isel(time=spec["times"]).to_dataarray("band").transpose("time", "band", "y", "x").values
+
+
+def read_lazycogs(spec: dict[str, Any]) -> np.ndarray:
+    import lazycogs
+
+    data = lazycogs.open(
+        spec["parquet"],
+        bbox=tuple(spec["bounds"]),
+        crs=f"EPSG:{spec['epsg']}",
+        resolution=spec["resolution"],
+        bands=spec["bands"],
+        time_period=None,
+        dtype="uint16",
+        nodata=0,
+        max_concurrent_reads=THREADS,
+    )
+    return data.isel(time=spec["times"]).transpose("time", "band", "y", "x").values
+
+
+def _scratch(spec: dict[str, Any], name: str) -> str:
+    if spec.get("prepare"):
+        return spec[name]
+    os.makedirs(spec["scratch"], exist_ok=True)
+    import tempfile
+
+    return os.path.join(tempfile.mkdtemp(dir=spec["scratch"]), os.path.basename(spec[name]))
+
+
+def oneoff_stackcube(spec: dict[str, Any]) -> np.ndarray:
+    import stackcube
+
+    cube = stackcube.build_cube(spec["items"], assets=spec["bands"], repo=_scratch(spec, "repo"), progress=False)
+    return np.zeros((len(cube.plan.sources),), np.uint16)
+
+
+def oneoff_stackstac(spec: dict[str, Any]) -> np.ndarray:
+    import stackstac
+
+    stack = stackstac.stack(_items(spec), assets=spec["bands"], epsg=spec["epsg"], resolution=spec["resolution"])
+    return np.zeros((stack.shape[0],), np.uint16)
+
+
+def oneoff_odc_stac(spec: dict[str, Any]) -> np.ndarray:
+    import odc.stac
+
+    ds = odc.stac.load(_items(spec), bands=spec["bands"], chunks={"x": spec["tile"], "y": spec["tile"]})
+    return np.zeros((ds.sizes["time"],), np.uint16)
+
+
+def oneoff_lazycogs(spec: dict[str, Any]) -> np.ndarray:
+    import lazycogs
+    import rustac
+
+    with open(spec["items"]) as f:
+        features = json.load(f)["features"]
+    parquet = _scratch(spec, "parquet")
+    rustac.write_sync(parquet, {"type": "FeatureCollection", "features": features})
+    data = lazycogs.open(
+        parquet, bbox=tuple(spec["bounds"]), crs=f"EPSG:{spec['epsg']}", resolution=spec["resolution"]
+    )
+    return np.zeros((data.sizes["time"],), np.uint16)
+
+
+ONEOFF = {
+    "stackcube": oneoff_stackcube,
+    "stackstac": oneoff_stackstac,
+    "odc-stac": oneoff_odc_stac,
+    "lazycogs": oneoff_lazycogs,
+}
+
+READERS = {
+    "stackcube": read_stackcube,
+    "stackstac": read_stackstac,
+    "odc-stac": read_odc_stac,
+    "lazycogs": read_lazycogs,
+}
+
+
+IMPORTS = {
+    "stackcube": ["stackcube", "zarr", "icechunk", "xarray", "dask.array"],
+    "stackstac": ["stackstac", "rasterio", "pystac", "dask.array"],
+    "odc-stac": ["odc.stac", "odc.geo.geobox", "rasterio", "pystac", "dask.array"],
+    "lazycogs": ["lazycogs", "rustac"],
+}
+"""Imported before the clock starts: a notebook has its libraries loaded; the data is what is cold."""
+
+
+def main() -> None:
+    import importlib
+
+    spec = json.loads(sys.argv[1])
+    os.environ.update(GDAL_ENV)
+    for module in IMPORTS[spec["tool"]]:
+        importlib.import_module(module)
+    start = time.perf_counter()
+    values = (ONEOFF if spec["workload"] == "oneoff" else READERS)[spec["tool"]](spec)
+    seconds = time.perf_counter() - start
+    values = np.ascontiguousarray(np.asarray(values).astype(np.uint16))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "sha256": hashlib.sha256(values.tobytes()).hexdigest(),
+                "shape": list(values.shape),
+                "peak_rss": peak,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
