@@ -83,8 +83,8 @@ def make_twins(workdir: Path) -> list[dict[str, Any]]:
 def items_file(twins: list[dict[str, Any]], base_url: str, path: Path) -> dict[str, Any]:
     """The items with hrefs at ``base_url`` (and ``proj:epsg``, which stackstac 0.5 reads); returns the grid."""
     out = []
-    for item in twins:
-        item = copy.deepcopy(item)
+    for twin in twins:
+        item = copy.deepcopy(twin)
         for asset in item["assets"].values():
             asset["href"] = asset["href"].replace("TWINS", base_url)
             props = item["properties"]
@@ -149,32 +149,35 @@ def main(argv: list[str] | None = None) -> int:
     args.cache.mkdir(parents=True, exist_ok=True)
     twins = make_twins(args.cache)
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    with tempfile.TemporaryDirectory() as tmp, run_nginx(args.cache, None) as nginx:
-        with run_proxy(nginx.url, latency=args.latency_ms / 1000) as proxy:
-            run = Path(tmp)
-            grid = items_file(twins, f"{proxy.url}/twins", run / "items.json")
-            paths = {
-                "items": str(run / "items.json"),
-                "repo": str(run / "cube.icechunk"),
-                "parquet": str(run / "items.parquet"),
-                "group": f"EPSG{grid['epsg']}_{grid['transform'][0]:g}m",
-                "scratch": str(run / "scratch"),
-            }
-            # what the read workloads need, made once (the oneoff workload times the same steps)
-            for tool in args.tools:
-                if tool in {"stackcube", "lazycogs"}:
-                    run_worker({**spec_for(tool, "oneoff", grid, paths), "prepare": True})
-            for rep in range(args.repeat):
-                for workload in args.workloads:
-                    shift = rep % len(args.tools)
-                    for tool in args.tools[shift:] + args.tools[:shift]:
-                        proxy.reset()
-                        result = run_worker(spec_for(tool, workload, grid, paths))
-                        result["gets"] = proxy.stats["GET"]
-                        result["requests"] = proxy.stats["requests"]
-                        result["bytes"] = proxy.stats["bytes"]
-                        result["inflight"] = proxy.stats["max_inflight"]
-                        results.setdefault((workload, tool), []).append(result)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        run_nginx(args.cache, None) as nginx,
+        run_proxy(nginx.url, latency=args.latency_ms / 1000) as proxy,
+    ):
+        run = Path(tmp)
+        grid = items_file(twins, f"{proxy.url}/twins", run / "items.json")
+        paths = {
+            "items": str(run / "items.json"),
+            "repo": str(run / "cube.icechunk"),
+            "parquet": str(run / "items.parquet"),
+            "group": f"EPSG{grid['epsg']}_{grid['transform'][0]:g}m",
+            "scratch": str(run / "scratch"),
+        }
+        # what the read workloads need, made once (the oneoff workload times the same steps)
+        for tool in args.tools:
+            if tool in {"stackcube", "lazycogs"}:
+                run_worker({**spec_for(tool, "oneoff", grid, paths), "prepare": True})
+        for rep in range(args.repeat):
+            for workload in args.workloads:
+                shift = rep % len(args.tools)
+                for tool in args.tools[shift:] + args.tools[:shift]:
+                    proxy.reset()
+                    result = run_worker(spec_for(tool, workload, grid, paths))
+                    result["gets"] = proxy.stats["GET"]
+                    result["requests"] = proxy.stats["requests"]
+                    result["bytes"] = proxy.stats["bytes"]
+                    result["inflight"] = proxy.stats["max_inflight"]
+                    results.setdefault((workload, tool), []).append(result)
     return report(results, args)
 
 
@@ -196,14 +199,16 @@ def report(results: dict[tuple[str, str], list[dict[str, Any]]], args: argparse.
         for tool in args.tools:
             runs = results[(workload, tool)]
             seconds = [r["seconds"] for r in runs]
+
+            def median(key: str, runs: list[dict[str, Any]] = runs) -> float:
+                return statistics.median(r[key] for r in runs)
+
             same = "n/a" if workload == "oneoff" else ("same" if hashes[tool] == reference else "DIFFERENT")
             failed = failed or same == "DIFFERENT"
             print(
                 f"| {workload} | {tool} | {statistics.median(seconds):.2f} s ({min(seconds):.2f}-{max(seconds):.2f}) "
-                f"| {statistics.median(r['gets'] for r in runs):g} | {statistics.median(r['requests'] for r in runs):g} "
-                f"| {statistics.median(r['bytes'] for r in runs) / 1e6:.1f} "
-                f"| {statistics.median(r['inflight'] for r in runs):g} "
-                f"| {statistics.median(r['peak_rss'] for r in runs) / 1e6:.0f} | {same} |"
+                f"| {median('gets'):g} | {median('requests'):g} | {median('bytes') / 1e6:.1f} "
+                f"| {median('inflight'):g} | {median('peak_rss') / 1e6:.0f} | {same} |"
             )
         if workload != "oneoff":
             n = chunks_touched(workload)

@@ -15,6 +15,7 @@ import os
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,8 +43,7 @@ def _dask_threads() -> None:
 def _items(spec: dict[str, Any]) -> list[Any]:
     import pystac
 
-    with open(spec["items"]) as f:
-        features = json.load(f)["features"]
+    features = json.loads(Path(spec["items"]).read_text())["features"]
     return [pystac.Item.from_dict(f) for f in features]
 
 
@@ -126,10 +126,10 @@ def read_lazycogs(spec: dict[str, Any]) -> np.ndarray:
 def _scratch(spec: dict[str, Any], name: str) -> str:
     if spec.get("prepare"):
         return spec[name]
-    os.makedirs(spec["scratch"], exist_ok=True)
     import tempfile
 
-    return os.path.join(tempfile.mkdtemp(dir=spec["scratch"]), os.path.basename(spec[name]))
+    Path(spec["scratch"]).mkdir(parents=True, exist_ok=True)
+    return str(Path(tempfile.mkdtemp(dir=spec["scratch"])) / Path(spec[name]).name)
 
 
 def oneoff_stackcube(spec: dict[str, Any]) -> np.ndarray:
@@ -157,13 +157,10 @@ def oneoff_lazycogs(spec: dict[str, Any]) -> np.ndarray:
     import lazycogs
     import rustac
 
-    with open(spec["items"]) as f:
-        features = json.load(f)["features"]
+    features = json.loads(Path(spec["items"]).read_text())["features"]
     parquet = _scratch(spec, "parquet")
     rustac.write_sync(parquet, {"type": "FeatureCollection", "features": features})
-    data = lazycogs.open(
-        parquet, bbox=tuple(spec["bounds"]), crs=f"EPSG:{spec['epsg']}", resolution=spec["resolution"]
-    )
+    data = lazycogs.open(parquet, bbox=tuple(spec["bounds"]), crs=f"EPSG:{spec['epsg']}", resolution=spec["resolution"])
     return np.zeros((data.sizes["time"],), np.uint16)
 
 
