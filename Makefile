@@ -32,7 +32,7 @@ bench: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks.cube_bench
 
 clean:
-	rm -rf $(VENV) .venv-lazycogs demo-output .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-lazycogs .venv-rasteret demo-output .pytest_cache .hypothesis
 
 bench-compare: $(STAMP) system-packages
 	$(BIN)/python -m pip install -q -e ".[compare]"

@@ -14,11 +14,13 @@ Workloads (each run in a fresh process, cold):
 2. ``series``: 30 dates at one pixel of B04;
 3. ``tile``: one full 512 x 512 tile of B04 for one date;
 4. ``oneoff``: what each tool does once before reading (stackcube: ``build_cube``; stackstac and odc-stac: the
-   lazy array from the items; lazycogs: the item geoparquet and its lazy array).
+   lazy array from the items; lazycogs: the item geoparquet and its lazy array; rasteret: the item geoparquet and
+   its index with every COG header).
 
-Tools: stackcube, stackstac, odc-stac (GDAL, same GDAL settings), lazycogs (async-geotiff; in its own
-environment ``.venv-lazycogs``, since it needs pandas >= 3 and stackstac pins pandas < 3), in alternating order.
-rasteret is not run: see ``NOT_RUN``. Concurrency is 32 requests (dask threads) for every tool.
+Tools: stackcube, stackstac, odc-stac (GDAL, same GDAL settings), lazycogs (async-geotiff) and rasteret (its
+Parquet index with COG header metadata, then ``read_window``), in alternating order. lazycogs and rasteret run in
+environments of their own (``TOOL_ENVS``, made on first use from PyPI) because their pins clash with the
+project's. Concurrency is 32 requests (dask threads, or the tool's own cap) for every tool.
 The floor of a workload is its chunks x latency / 32 (at least one round trip).
 """
 
@@ -40,7 +42,22 @@ BANDS = ["B02", "B03", "B04", "B08"]
 DOWNSCALE = 4
 TILE = 512
 THREADS = 32
-LAZYCOGS_ENV = ROOT / ".venv-lazycogs"
+TOOL_ENVS = {
+    # tools whose pins clash with the project's environment run in their own (made on first use)
+    # lazycogs needs pandas >= 3 (stackstac pins < 3), and DuckDB extensions it would download: the PyPI wheels of
+    # the ones rustac 0.9.17's DuckDB (1.5.5) loads
+    "lazycogs": (
+        ROOT / ".venv-lazycogs",
+        [
+            "lazycogs==0.7.0",
+            "rustac[arrow]==0.9.17",
+            "duckdb-extension-spatial==1.5.5",
+            "duckdb-extension-icu==1.5.5",
+            "duckdb-extension-parquet==1.5.5",
+        ],
+    ),
+    "rasteret": (ROOT / ".venv-rasteret", ["rasteret==0.4.1", "rustac"]),  # pins rasterio 1.4, which NumPy 2.5 warns on
+}
 
 NOT_RUN: dict[str, str] = {}
 """Tools of the issue that this benchmark does not run, and why."""
@@ -111,13 +128,14 @@ def spec_for(tool: str, workload: str, grid: dict[str, Any], paths: dict[str, st
 
 
 def python_for(tool: str) -> list[str]:
-    if tool == "lazycogs":
-        if not (LAZYCOGS_ENV / "bin" / "python").exists():
-            subprocess.run([sys.executable, "-m", "venv", str(LAZYCOGS_ENV)], check=True)
-            pip = [str(LAZYCOGS_ENV / "bin" / "python"), "-m", "pip", "install", "-q"]
-            subprocess.run([*pip, "lazycogs==0.7.0", "rustac"], check=True)
-        return [str(LAZYCOGS_ENV / "bin" / "python")]
-    return [sys.executable]
+    if tool not in TOOL_ENVS:
+        return [sys.executable]
+    env, packages = TOOL_ENVS[tool]
+    python = env / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
+    return [str(python)]
 
 
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--tools", nargs="+", default=["stackcube", "stackstac", "odc-stac", "lazycogs"])
+    parser.add_argument("--tools", nargs="+", default=["stackcube", "stackstac", "odc-stac", "lazycogs", "rasteret"])
     parser.add_argument("--workloads", nargs="+", default=["oneoff", *WORKLOADS])
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "stackcube-compare")
     args = parser.parse_args(argv)
@@ -160,12 +178,13 @@ def main(argv: list[str] | None = None) -> int:
             "items": str(run / "items.json"),
             "repo": str(run / "cube.icechunk"),
             "parquet": str(run / "items.parquet"),
+            "rasteret": str(run / "rasteret"),
             "group": f"EPSG{grid['epsg']}_{grid['transform'][0]:g}m",
             "scratch": str(run / "scratch"),
         }
         # what the read workloads need, made once (the oneoff workload times the same steps)
         for tool in args.tools:
-            if tool in {"stackcube", "lazycogs"}:
+            if tool in {"stackcube", "lazycogs", "rasteret"}:
                 run_worker({**spec_for(tool, "oneoff", grid, paths), "prepare": True})
         for rep in range(args.repeat):
             for workload in args.workloads:

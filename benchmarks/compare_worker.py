@@ -4,7 +4,7 @@
 
 Prints one JSON line: seconds (from before opening anything to the values in hand), the SHA-256 and shape of the
 values as uint16 (time, band, y, x), and the process's peak RSS. Only the standard library and NumPy are imported
-at the top, so the same file runs in the separate lazycogs environment.
+at the top, so the same file runs in the separate lazycogs and rasteret environments.
 """
 
 from __future__ import annotations
@@ -106,6 +106,36 @@ def read_odc_stac(spec: dict[str, Any]) -> np.ndarray:
     return ds.isel(time=spec["times"]).to_dataarray("band").transpose("time", "band", "y", "x").values
 
 
+def _duckdb_client() -> Any:
+    """rustac's DuckDB with the spatial, icu and parquet extensions from PyPI wheels (DuckDB would download them)."""
+    import importlib
+    import tempfile
+
+    import rustac
+
+    directory = Path(tempfile.mkdtemp())
+    names = ["spatial", "icu", "parquet"]
+    for name in names:
+        package = Path(importlib.import_module(f"duckdb_extension_{name}").__file__ or "").parent
+        for built in package.glob("extensions/v*/*.duckdb_extension"):
+            target = directory / built.parent.name / "linux_amd64" / built.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(built)
+    return rustac.DuckdbClient(extension_directory=str(directory), install_extensions=False, extensions=names)
+
+
+def _lazycogs_store(spec: dict[str, Any]) -> dict[str, Any]:
+    """lazycogs takes an http://127.0.0.1:port URL for an Azurite emulator: give it the HTTP store and paths."""
+    from urllib.parse import urlparse
+
+    from obstore.store import HTTPStore
+
+    features = json.loads(Path(spec["items"]).read_text())["features"]
+    href = urlparse(features[0]["assets"][spec["bands"][0]]["href"])
+    store = HTTPStore.from_url(f"{href.scheme}://{href.netloc}", client_options={"allow_http": True})
+    return {"store": store, "path_from_href": lambda h: urlparse(h).path.lstrip("/")}
+
+
 def read_lazycogs(spec: dict[str, Any]) -> np.ndarray:
     import lazycogs
 
@@ -119,6 +149,8 @@ def read_lazycogs(spec: dict[str, Any]) -> np.ndarray:
         dtype="uint16",
         nodata=0,
         max_concurrent_reads=THREADS,
+        duckdb_client=_duckdb_client(),
+        **_lazycogs_store(spec),
     )
     return data.isel(time=spec["times"]).transpose("time", "band", "y", "x").values
 
@@ -160,22 +192,82 @@ def oneoff_lazycogs(spec: dict[str, Any]) -> np.ndarray:
     features = json.loads(Path(spec["items"]).read_text())["features"]
     parquet = _scratch(spec, "parquet")
     rustac.write_sync(parquet, {"type": "FeatureCollection", "features": features})
-    data = lazycogs.open(parquet, bbox=tuple(spec["bounds"]), crs=f"EPSG:{spec['epsg']}", resolution=spec["resolution"])
+    data = lazycogs.open(
+        parquet,
+        bbox=tuple(spec["bounds"]),
+        crs=f"EPSG:{spec['epsg']}",
+        resolution=spec["resolution"],
+        bands=spec["bands"],
+        duckdb_client=_duckdb_client(),
+        **_lazycogs_store(spec),
+    )
     return np.zeros((data.sizes["time"],), np.uint16)
 
 
-ONEOFF = {
-    "stackcube": oneoff_stackcube,
-    "stackstac": oneoff_stackstac,
-    "odc-stac": oneoff_odc_stac,
-    "lazycogs": oneoff_lazycogs,
-}
+def _rasteret_backend(spec: dict[str, Any]) -> Any:
+    """rasteret's obstore backend for plain http:// (its default one builds stores that refuse http)."""
+    from urllib.parse import urlparse
+
+    from obstore.store import HTTPStore
+    from rasteret.cloud import ObstoreBackend
+
+    features = json.loads(Path(spec["items"]).read_text())["features"]
+    href = urlparse(features[0]["assets"][spec["bands"][0]]["href"])
+    root = f"{href.scheme}://{href.netloc}/"
+    return ObstoreBackend(HTTPStore.from_url(root, client_options={"allow_http": True}), url_prefix=root)
+
+
+def oneoff_rasteret(spec: dict[str, Any]) -> np.ndarray:
+    import rasteret
+    import rustac
+
+    features = json.loads(Path(spec["items"]).read_text())["features"]
+    table = _scratch(spec, "rasteret")
+    rustac.write_sync(table + ".parquet", {"type": "FeatureCollection", "features": features})
+    collection = rasteret.build_from_table(
+        table + ".parquet",
+        workspace_dir=table,
+        enrich_cog=True,
+        band_codes=spec["bands"],
+        force=True,
+        backend=_rasteret_backend(spec),
+    )
+    return np.zeros((collection.to_table(columns=["id"]).num_rows,), np.uint16)
+
+
+def read_rasteret(spec: dict[str, Any]) -> np.ndarray:
+    import rasteret
+
+    features = json.loads(Path(spec["items"]).read_text())["features"]
+    ids = [f["id"] for f in sorted(features, key=lambda f: f["properties"]["datetime"])]
+    collection = rasteret.load(spec["rasteret"])
+    res = float(spec["resolution"])
+    return collection.read_window(
+        record_ids=[ids[t] for t in spec["times"]],
+        bounds=tuple(spec["bounds"]),
+        res=(res, res),
+        bands=spec["bands"],
+        target_crs=spec["epsg"],
+        group_by="id",
+        max_concurrent=THREADS,
+        backend=_rasteret_backend(spec),
+    )
+
 
 READERS = {
     "stackcube": read_stackcube,
     "stackstac": read_stackstac,
     "odc-stac": read_odc_stac,
     "lazycogs": read_lazycogs,
+    "rasteret": read_rasteret,
+}
+
+ONEOFF = {
+    "stackcube": oneoff_stackcube,
+    "stackstac": oneoff_stackstac,
+    "odc-stac": oneoff_odc_stac,
+    "lazycogs": oneoff_lazycogs,
+    "rasteret": oneoff_rasteret,
 }
 
 
@@ -184,6 +276,7 @@ IMPORTS = {
     "stackstac": ["stackstac", "rasterio", "pystac", "dask.array"],
     "odc-stac": ["odc.stac", "odc.geo.geobox", "rasterio", "pystac", "dask.array"],
     "lazycogs": ["lazycogs", "rustac"],
+    "rasteret": ["rasteret", "rustac"],
 }
 """Imported before the clock starts: a notebook has its libraries loaded; the data is what is cold."""
 
