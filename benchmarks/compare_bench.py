@@ -2,6 +2,7 @@
 
     python -m benchmarks.compare_bench                          # 20 ms per request, 3 repetitions
     python -m benchmarks.compare_bench --latency-ms 50 --repeat 5 --tools stackcube stackstac
+    python -m benchmarks.compare_bench --profile stackcube window      # where the time of one cold read goes
 
 Data: twins of the 13 real Sentinel-2 L2A items of tile 35MNM (``tests/twins.py``: GDAL COGs on the declared
 grids, downscaled 4x to 40 m, 2745 x 2745 px, 512-pixel tiles) plus 17 more dates made the same way (30 in all),
@@ -17,7 +18,8 @@ Workloads (each run in a fresh process, cold):
    lazy array from the items; lazycogs: the item geoparquet and its lazy array; rasteret: the item geoparquet and
    its index with every COG header).
 
-Tools: stackcube, stackstac, odc-stac (GDAL, same GDAL settings), lazycogs (async-geotiff) and rasteret (its
+Tools: stackcube (the default dask chunks, one per source tile; and ``stackcube-nodask``, ``chunks=False``: one
+Zarr call per read), stackstac, odc-stac (GDAL, same GDAL settings), lazycogs (async-geotiff) and rasteret (its
 Parquet index with COG header metadata, then ``read_window``), in alternating order. lazycogs and rasteret run in
 environments of their own (``TOOL_ENVS``, made on first use from PyPI) because their pins clash with the
 project's. Concurrency is 32 requests (dask threads, or the tool's own cap) for every tool.
@@ -139,6 +141,7 @@ def python_for(tool: str) -> list[str]:
 
 
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one worker; with ``spec["profile"]`` its cProfile summary goes to our stderr."""
     out = subprocess.run(
         [*python_for(spec["tool"]), "-m", "benchmarks.compare_worker", json.dumps(spec)],
         cwd=ROOT,
@@ -149,6 +152,8 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     if out.returncode != 0:
         msg = f"{spec['tool']} {spec['workload']} failed:\n{out.stderr[-3000:]}"
         raise RuntimeError(msg)
+    if spec.get("profile"):
+        print(out.stderr, file=sys.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -162,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tools", nargs="+", default=["stackcube", "stackstac", "odc-stac", "lazycogs", "rasteret"])
     parser.add_argument("--workloads", nargs="+", default=["oneoff", *WORKLOADS])
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "stackcube-compare")
+    parser.add_argument(
+        "--profile",
+        nargs=2,
+        metavar=("TOOL", "WORKLOAD"),
+        help="run one cold read under cProfile and print where the time goes",
+    )
     args = parser.parse_args(argv)
 
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -184,12 +195,20 @@ def main(argv: list[str] | None = None) -> int:
         }
         # what the read workloads need, made once (the oneoff workload times the same steps)
         for tool in args.tools:
-            if tool in {"stackcube", "lazycogs", "rasteret"}:
+            if tool in {"stackcube", "lazycogs", "rasteret"}:  # (stackcube-nodask reads stackcube's cube)
                 run_worker({**spec_for(tool, "oneoff", grid, paths), "prepare": True})
+        if args.profile:
+            tool, workload = args.profile
+            proxy.reset()
+            result = run_worker({**spec_for(tool, workload, grid, paths), "profile": True})
+            print(f"{tool} {workload}: {result['seconds']:.2f} s, {proxy.stats['GET']} GETs", file=sys.stderr)
+            return 0
         for rep in range(args.repeat):
             for workload in args.workloads:
                 shift = rep % len(args.tools)
                 for tool in args.tools[shift:] + args.tools[:shift]:
+                    if workload == "oneoff" and tool == "stackcube-nodask":
+                        continue  # the same build as stackcube's
                     proxy.reset()
                     result = run_worker(spec_for(tool, workload, grid, paths))
                     result["gets"] = proxy.stats["GET"]
@@ -213,9 +232,10 @@ def report(results: dict[tuple[str, str], list[dict[str, Any]]], args: argparse.
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     failed = False
     for workload in args.workloads:
-        hashes = {tool: {r["sha256"] for r in results[(workload, tool)]} for tool in args.tools}
+        tools = [tool for tool in args.tools if (workload, tool) in results]
+        hashes = {tool: {r["sha256"] for r in results[(workload, tool)]} for tool in tools}
         reference = hashes.get("stackcube") or next(iter(hashes.values()))
-        for tool in args.tools:
+        for tool in tools:
             runs = results[(workload, tool)]
             seconds = [r["seconds"] for r in runs]
 

@@ -54,7 +54,8 @@ def read_stackcube(spec: dict[str, Any]) -> np.ndarray:
 
     zarr.config.set({"async.concurrency": THREADS})
     _dask_threads()
-    data = stackcube.open_dataarray(spec["repo"], spec["group"], mask_and_scale=False)
+    chunks = False if spec["tool"] == "stackcube-nodask" else None
+    data = stackcube.open_dataarray(spec["repo"], spec["group"], mask_and_scale=False, chunks=chunks)
     r0, r1, c0, c1 = spec["window"]
     sel = data.isel(time=spec["times"], y=slice(r0, r1), x=slice(c0, c1)).sel(band=spec["bands"])
     return sel.values
@@ -256,6 +257,7 @@ def read_rasteret(spec: dict[str, Any]) -> np.ndarray:
 
 READERS = {
     "stackcube": read_stackcube,
+    "stackcube-nodask": read_stackcube,
     "stackstac": read_stackstac,
     "odc-stac": read_odc_stac,
     "lazycogs": read_lazycogs,
@@ -273,6 +275,7 @@ ONEOFF = {
 
 IMPORTS = {
     "stackcube": ["stackcube", "zarr", "icechunk", "xarray", "dask.array"],
+    "stackcube-nodask": ["stackcube", "zarr", "icechunk", "xarray"],
     "stackstac": ["stackstac", "rasterio", "pystac", "dask.array"],
     "odc-stac": ["odc.stac", "odc.geo.geobox", "rasterio", "pystac", "dask.array"],
     "lazycogs": ["lazycogs", "rustac"],
@@ -288,9 +291,20 @@ def main() -> None:
     os.environ.update(GDAL_ENV)
     for module in IMPORTS[spec["tool"]]:
         importlib.import_module(module)
+    call = (ONEOFF if spec["workload"] == "oneoff" else READERS)[spec["tool"]]
     start = time.perf_counter()
-    values = (ONEOFF if spec["workload"] == "oneoff" else READERS)[spec["tool"]](spec)
-    seconds = time.perf_counter() - start
+    if spec.get("profile"):
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        values = profiler.runcall(call, spec)
+        seconds = time.perf_counter() - start
+        stats = pstats.Stats(profiler, stream=sys.stderr)
+        stats.sort_stats("tottime").print_stats(25)
+    else:
+        values = call(spec)
+        seconds = time.perf_counter() - start
     values = np.ascontiguousarray(np.asarray(values).astype(np.uint16))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(

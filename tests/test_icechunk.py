@@ -281,6 +281,12 @@ def test_open_dataarray_picks_a_grid_and_a_level(tmp_path) -> None:
         stackcube.open_dataarray(repo, "nope")
     with pytest.raises(ValueError, match=r"has levels 0, 1 .* not 5"):
         stackcube.open_dataarray(repo, "EPSG32735_10m", level=5)
+    # chunks=False: no dask, the same values
+    plain = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False, mask_and_scale=False)
+    assert plain.chunks is None
+    np.testing.assert_array_equal(
+        plain.isel(time=1).values, stackcube.open_dataarray(repo, "EPSG32735_10m", mask_and_scale=False)[1].values
+    )
     single = tmp_path / "single.icechunk"
     stackcube.build_cube(catalog, assets=["red"], repo=single, progress=False)
     assert stackcube.open_dataarray(single).band.values.tolist() == ["red"]

@@ -310,7 +310,8 @@ def open_cube(
     :class:`~stackcube.errors.UntrustedSourceError`, a cube that declares any prefix outside them, before anything
     is read: give it when opening cubes made by others. ``chunks`` as ``xarray.open_zarr`` takes it: by default
     one dask chunk per source tile; ``{"y": 2048, "x": 2048}`` for larger tasks that fetch their tiles
-    concurrently.
+    concurrently; ``False`` for no dask at all: each read is one Zarr call that fetches every touched tile
+    concurrently and decodes straight into the result (fastest for reads that fit in memory).
     """
     from stackcube.icechunk import open_datatree
 

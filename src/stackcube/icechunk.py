@@ -547,6 +547,13 @@ def _read_session(
     return repository.readonly_session(branch=branch or "main")
 
 
+def _xarray_chunks(chunks: Any) -> Any:
+    """None: dask, one chunk per source tile; False: no dask (a read is one Zarr call fetching its tiles at once)."""
+    if chunks is None:
+        return {}
+    return None if chunks is False else chunks
+
+
 _OPEN: dict[str, Any] = {"engine": "zarr", "consolidated": False, "zarr_format": 3, "decode_coords": "all"}
 
 
@@ -563,7 +570,7 @@ def open_datatree(
     """Open a cube lazily: one child per grid group, dask chunks aligned with the source tiles."""
     session = _read_session(repo, branch, tag, snapshot, allow)
     store = _GuardedStore(session.store)
-    chunks = chunks if chunks is not None else {}
+    chunks = _xarray_chunks(chunks)
     tree = xr.open_datatree(cast("Any", store), chunks=chunks, mask_and_scale=mask_and_scale, **_OPEN)
     tree.attrs["snapshot_id"] = session.snapshot_id
     return tree
@@ -605,7 +612,7 @@ def open_level(
     ds = xr.open_dataset(
         cast("Any", _GuardedStore(session.store)),
         group=f"{group}/{level}",
-        chunks=chunks if chunks is not None else {},
+        chunks=_xarray_chunks(chunks),
         mask_and_scale=mask_and_scale,
         **_OPEN,
     )
