@@ -164,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--tools", nargs="+", default=["stackcube", "stackstac", "odc-stac", "lazycogs", "rasteret"])
+    parser.add_argument(
+        "--tools",
+        nargs="+",
+        default=["stackcube", "stackcube-nodask", "stackstac", "odc-stac", "lazycogs", "rasteret"],
+    )
     parser.add_argument("--workloads", nargs="+", default=["oneoff", *WORKLOADS])
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "stackcube-compare")
     parser.add_argument(
