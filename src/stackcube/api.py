@@ -19,7 +19,7 @@ from stackcube import _sync
 from stackcube.assets import SelectedAsset, SkippedAsset, select_assets
 from stackcube.errors import NothingFoundError, StackcubeError
 from stackcube.grid import GridKey, Source, group_by_grid
-from stackcube.plan import CubePlan, GroupPlan, Overlap, build_group
+from stackcube.plan import CubePlan, GroupPlan, Overlap, build_group, build_unions
 from stackcube.search import CatalogLike, Query, require_items, search_items
 from stackcube.tiff import TiffManifest, read_tiff_async
 
@@ -170,6 +170,7 @@ def plan_sources(
     if not plans:
         msg = "no source grid overlaps the bbox: " + "; ".join(notes[:5])
         raise NothingFoundError(msg)
+    unions = build_unions(plans, overlap=options.get("overlap", "first"), sort_by=options.get("sort_by"))
     return CubePlan(
         query=q,
         groups=tuple(plans),
@@ -177,6 +178,7 @@ def plan_sources(
         notes=tuple(notes),
         sources=tuple(sources),
         options=dict(options),
+        unions=unions,
     )
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "StoredCube",
     "check_allowed",
     "container_prefixes",
+    "assemble_union",
     "open_datatree",
     "open_level",
     "open_repository",
@@ -164,7 +165,8 @@ def open_repository(
     added = [prefix for prefix in dict.fromkeys(prefixes) if prefix not in known]
     if allow is not None:
         check_allowed(sorted(known.union(added)), allow, repo)
-    if given is not None and not added:
+    whole = _whole_chunk_requests(config)
+    if given is not None and not added and whole:
         return given
     for prefix in added:
         config.set_virtual_chunk_container(_container(prefix))
@@ -178,6 +180,22 @@ def open_repository(
     if added or not exists:
         repository.save_config()
     return repository
+
+
+ONE_REQUEST = 1 << 30
+"""Icechunk splits a chunk fetch into ranged GETs of an ideal size; a source tile is one GET, so never split."""
+
+
+def _whole_chunk_requests(config: icechunk.RepositoryConfig) -> bool:
+    """Make ``config`` fetch every chunk with one request; return whether it already did."""
+    settings = config.storage
+    concurrency = settings.concurrency if settings is not None else None
+    if concurrency is not None and concurrency.ideal_concurrent_request_size == ONE_REQUEST:
+        return True
+    config.storage = icechunk.StorageSettings(
+        concurrency=icechunk.StorageConcurrencySettings(ideal_concurrent_request_size=ONE_REQUEST)
+    )
+    return False
 
 
 def check_allowed(prefixes: Iterable[str], allow: Iterable[str], repo: Any = "the repository") -> None:
@@ -484,6 +502,7 @@ def write_plan(
                 "query": plan.query.to_dict(),
                 "options": plan.options,
                 "groups": [g.name for g in plan.groups],
+                "unions": {u.name: u.to_dict() for u in plan.unions},
             }
         }
     )
@@ -572,8 +591,111 @@ def open_datatree(
     store = _GuardedStore(session.store)
     chunks = _xarray_chunks(chunks)
     tree = xr.open_datatree(cast("Any", store), chunks=chunks, mask_and_scale=mask_and_scale, **_OPEN)
+    unions = dict(tree.attrs.get("stackcube", {}).get("unions") or {})
+    for name, union in unions.items():
+        ds = assemble_union(store, name, union, chunks=chunks, mask_and_scale=mask_and_scale)
+        tree[f"{name}/0"] = xr.DataTree(dataset=ds)
     tree.attrs["snapshot_id"] = session.snapshot_id
     return tree
+
+
+def _missing_last(entry: tuple[Any, ...]) -> tuple[bool, Any]:
+    value = entry[0]
+    missing = value is None or (isinstance(value, float) and math.isnan(value))  # sorts after every value
+    return missing, 0 if missing else value
+
+
+def assemble_union(
+    store: Any, name: str, union: dict[str, Any], *, chunks: Any = None, mask_and_scale: bool = True
+) -> xr.Dataset:
+    """The members of a union placed at their pixel offsets on the union grid, as one lazy (time, band, y, x) array.
+
+    For each time step, the members with data at that step are laid over each other in order (search order, or
+    ``sort_by`` ascending; reversed for ``overlap="last"``); a pixel takes the first member that covers it with a
+    valid value, so nodata never hides a valid pixel underneath. Pixels no member covers are the fill value.
+    Values are copied, never resampled: pieces are padded and selected with dask, and each member tile is read
+    with one GET per computation.
+    """
+    members = {
+        member: xr.open_dataset(
+            cast("Any", store),
+            group=f"{member}/0",
+            chunks=chunks if chunks is not None else {},
+            mask_and_scale=False,
+            **_OPEN,
+        )["data"]
+        for member in union["members"]
+    }
+    # the small per-time coordinates (ids, properties) are needed now, to order and name the pieces
+    members = {
+        m: d.assign_coords({k: d.coords[k].compute() for k in ("id", union.get("sort_by")) if k in d.coords})
+        for m, d in members.items()
+    }
+    _, _, height, width = union["shape"]
+    bands = union["bands"]
+    first = next(iter(members.values()))
+    fill = union["fill_value"] if union["fill_value"] is not None else 0
+    has_nodata = union["fill_value"] is not None
+    times = np.array(union["time"], dtype="datetime64[ns]")
+    steps: list[xr.DataArray] = []
+    ids: list[str] = []
+    for when in times:
+        present = []
+        for (member, data), (row, col) in zip(members.items(), union["offsets"], strict=True):
+            if when in data.time.values:
+                piece = data.sel(time=when)
+                key = piece.coords[union["sort_by"]].item() if union.get("sort_by") in piece.coords else 0
+                present.append((key, member, piece, row, col))
+        if union.get("sort_by"):
+            present.sort(key=_missing_last)
+        if union.get("overlap") == "last":
+            present.reverse()
+        canvas = covered = None
+        for _, _, selected, row, col in present:
+            piece = selected.reindex(band=bands, fill_value=fill).drop_vars(
+                [c for c in selected.coords if c not in {"band"}]
+            )
+            h, w = piece.sizes["y"], piece.sizes["x"]
+            pads = {"y": (row, height - row - h), "x": (col, width - col - w)}
+            placed = piece.pad(pads, constant_values=fill)
+            inside = xr.ones_like(piece, dtype=bool).pad(pads, constant_values=False)
+            valid = inside & (piece != fill).pad(pads, constant_values=False) if has_nodata else inside
+            if canvas is None or covered is None:
+                canvas, covered = placed, valid
+            else:
+                canvas = canvas.where(covered, placed)
+                covered = covered | valid
+        ids.append(",".join(str(p[2].coords["id"].item()) for p in present if "id" in p[2].coords))
+        if canvas is None:  # (every union step comes from some member's steps)
+            msg = f"union {name}: no member has time step {when}"
+            raise RepositoryError(msg)
+        steps.append(canvas)
+    a, b, c, d, e, f = union["transform"]
+    data = xr.concat(steps, dim="time").astype(first.dtype)
+    wkt = pyproj.CRS.from_user_input(union["crs"]).to_wkt()
+    data = data.assign_coords(
+        time=("time", times),
+        band=("band", np.array(bands, dtype=object)),
+        y=("y", f + e * (np.arange(height) + 0.5)),
+        x=("x", c + a * (np.arange(width) + 0.5)),
+        id=("time", np.array(ids, dtype=object)),
+        spatial_ref=xr.Variable(
+            (),
+            np.int64(0),
+            {"crs_wkt": wkt, "spatial_ref": wkt, "GeoTransform": " ".join(repr(v) for v in (c, a, b, f, d, e))},
+        ),
+    )
+    data.attrs = {k: v for k, v in first.attrs.items() if k not in {"coordinates"}}
+    data.attrs["grid_mapping"] = "spatial_ref"
+    if mask_and_scale:
+        if has_nodata:
+            data = data.where(data != fill)
+        scale, offset = first.attrs.get("scale_factor"), first.attrs.get("add_offset")
+        if scale is not None or offset is not None:
+            data = data * (scale if scale is not None else 1) + (offset if offset is not None else 0)
+        for key in ("_FillValue", "scale_factor", "add_offset", "missing_value"):
+            data.attrs.pop(key, None)
+    return xr.Dataset({"data": data}, attrs={"union": name, "members": list(union["members"])})
 
 
 def open_level(
@@ -595,15 +717,26 @@ def open_level(
     session = _read_session(repo, branch, tag, snapshot, allow)
     root = zarr.open_group(session.store, mode="r")
     info: dict[str, Any] = dict(cast("Any", root.attrs.get("stackcube")) or {})
-    names = list(info.get("groups") or [])
+    unions = dict(info.get("unions") or {})
+    members = {m for union in unions.values() for m in union["members"]}
+    names = [*unions, *(g for g in info.get("groups") or [] if g not in members)]
     if group is None:
         if len(names) != 1:
             msg = f"{repo} holds {len(names)} grids ({', '.join(names)}); pass group= one of them"
             raise ValueError(msg)
         group = names[0]
-    if group not in names:
+    if group not in names and group not in members:
         msg = f"{repo} has no grid {group!r}; it has: {', '.join(names)}"
         raise ValueError(msg)
+    if group in unions:
+        if level != 0:
+            msg = f"grid {group} has level 0 only (overviews of unions are not planned yet), not {level}"
+            raise ValueError(msg)
+        ds = assemble_union(
+            _GuardedStore(session.store), group, unions[group], chunks=chunks, mask_and_scale=mask_and_scale
+        )
+        ds.attrs.update(snapshot_id=session.snapshot_id, grid=group, level=0)
+        return ds
     layout = cast("Any", zarr.open_group(session.store, path=group, mode="r").attrs.get("multiscales") or {})
     levels = [entry["asset"] for entry in layout.get("layout", [])] or ["0"]
     if str(level) not in levels:

@@ -28,7 +28,7 @@ from stackcube.grid import GridKey, NotGriddableError, Source, grid_key, tile_of
 from stackcube.search import Query
 from stackcube.tiff import Recipe
 
-__all__ = ["CubePlan", "GroupPlan", "SourceTable", "build_group"]
+__all__ = ["CubePlan", "GroupPlan", "SourceTable", "UnionPlan", "build_group", "build_overviews", "build_unions"]
 
 Overlap = Literal["first", "last"]
 
@@ -124,6 +124,112 @@ class GroupPlan:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class UnionPlan:
+    """Stored groups whose pixels line up (same CRS, pixel size and phase modulo one pixel) but whose tiles do not:
+    one logical (time, band, y, x) array on the union of their grids, each placed at its whole-pixel offset.
+
+    The members stay virtual arrays on their native grids; the union is assembled lazily when opened, so values
+    are copied exactly and each member tile is still fetched with one GET.
+    """
+
+    name: str
+    """Name of the logical array (``EPSG32735_10m_union``)."""
+    members: tuple[str, ...]
+    """Names of the member groups."""
+    offsets: tuple[tuple[int, int], ...]
+    """(row, column) of each member's first pixel in the union grid."""
+    transform: tuple[float, float, float, float, float, float]
+    """Affine transform of the union grid's pixel corners."""
+    shape: tuple[int, int, int, int]
+    """(time, band, y, x)."""
+    time: np.ndarray
+    """datetime64[ns] per time step: every member's steps, one step per acquisition datetime."""
+    bands: tuple[str, ...]
+    """Band names (those of the members, in order of first appearance)."""
+    crs: str
+    """The common CRS."""
+    fill_value: int | float | None
+    """The common nodata."""
+    resolution: str = ""
+    """``EPSG:32735 10 m``: the CRS and pixel size, for people."""
+    overlap: Overlap = "first"
+    """Where members overlap within one time step: the first or last valid pixel in member order."""
+    sort_by: str | None = None
+    """An item property that orders the members of each time step (least first); None keeps search order."""
+
+    def describe(self) -> str:
+        """One line: ``EPSG:32735 10 m, 9 grids placed by pixel offset, 1 date x 1 band (98,980 x 10,980 px)``."""
+        t, b, y, x = self.shape
+        return (
+            f"{self.resolution}, {len(self.members)} grids placed by pixel offset, "
+            f"{t} date{'s' * (t != 1)} x {b} band{'s' * (b != 1)} ({y:,} x {x:,} px)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, as the cube stores it."""
+        return {
+            "members": list(self.members),
+            "offsets": [list(o) for o in self.offsets],
+            "transform": list(self.transform),
+            "shape": list(self.shape),
+            "time": [str(t) for t in self.time.astype("datetime64[ns]")],
+            "bands": list(self.bands),
+            "crs": self.crs,
+            "fill_value": self.fill_value,
+            "overlap": self.overlap,
+            "sort_by": self.sort_by,
+        }
+
+
+def _pixel_key(plan: GroupPlan) -> tuple[Any, ...]:
+    """What members of a union share: CRS, pixel size, origin modulo one pixel, dtype, nodata, samples per tile."""
+    a, _, c, _, e, f = plan.transform
+    phase = (round((c / a) % 1, 6) % 1, round((f / e) % 1, 6) % 1)
+    fill = plan.key.fill_value
+    return (plan.crs, plan.key.resolution, phase, plan.key.dtype, fill, plan.key.samples, plan.key.chunk[0])
+
+
+def build_unions(
+    groups: Sequence[GroupPlan], *, overlap: Overlap = "first", sort_by: str | None = None
+) -> tuple[UnionPlan, ...]:
+    """Unions of the groups that share a pixel lattice (two or more per union); groups alone stay as they are."""
+    by_key: dict[tuple[Any, ...], list[GroupPlan]] = {}
+    for group in groups:
+        by_key.setdefault(_pixel_key(group), []).append(group)
+    unions = []
+    for members in by_key.values():
+        if len(members) < 2:
+            continue
+        a, _, _, _, e, _ = members[0].transform
+        x0 = min(m.transform[2] for m in members)
+        tops = [m.transform[5] for m in members]
+        y0 = max(tops) if e < 0 else min(tops)
+        offsets = tuple((round((m.transform[5] - y0) / e), round((m.transform[2] - x0) / a)) for m in members)
+        height = max(r + m.shape[2] for m, (r, _) in zip(members, offsets, strict=True))
+        width = max(c + m.shape[3] for m, (_, c) in zip(members, offsets, strict=True))
+        times = np.unique(np.concatenate([m.time for m in members]))
+        bands = tuple(dict.fromkeys(b for m in members for b in m.bands))
+        base = members[0].name
+        unions.append(
+            UnionPlan(
+                name=f"{base}_union",
+                members=tuple(m.name for m in members),
+                offsets=offsets,
+                transform=(a, 0.0, x0, 0.0, e, y0),
+                shape=(times.size, len(bands), height, width),
+                time=times,
+                bands=bands,
+                crs=members[0].crs,
+                fill_value=members[0].fill_value,
+                resolution=members[0].key.describe_resolution(),
+                overlap=overlap,
+                sort_by=sort_by,
+            )
+        )
+    return tuple(unions)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class CubePlan:
     """Everything the writer needs, and a report of every decision."""
 
@@ -139,6 +245,8 @@ class CubePlan:
     """Every source that was read, with its manifest: stored in the cube so a refresh rereads no header."""
     options: dict[str, Any] = field(default_factory=dict)
     """How sources were chosen and placed (``assets``, ``overlap``, ``sort_by``): stored for refreshes."""
+    unions: tuple[UnionPlan, ...] = ()
+    """Groups on one pixel lattice presented as one array each (see :class:`UnionPlan`)."""
 
     def report(self) -> str:
         """A human-readable account of the grouping."""
@@ -153,6 +261,8 @@ class CubePlan:
             if g.overviews:
                 sizes = ", ".join(f"{o.shape[2]} x {o.shape[3]}" for o in g.overviews)
                 lines.append(f"    {len(g.overviews)} overview level{'s' * (len(g.overviews) != 1)}: {sizes} px")
+        for u in self.unions:
+            lines.append(f"  {u.name}: {u.describe()}; members {', '.join(u.members)}")
         lines.extend(f"  note: {note}" for note in self.notes)
         if self.skipped:
             lines.append(f"{len(self.skipped)} asset(s) skipped:")
