@@ -129,9 +129,7 @@ def test_overlaps_follow_the_rule_and_nodata_never_hides_a_valid_pixel(tmp_path)
     np.testing.assert_array_equal(data.values[0, 0, 150, 200], vb[150 - 100, 200 - 170])
     # with "first" and sort_by cloud cover (B is less cloudy), B wins too; where B is nodata-free and A has a hole,
     # the value is B's either way
-    by_cloud = stackcube.build_cube(
-        items, repo=tmp_path / "cloud.icechunk", sort_by="eo:cloud_cover", progress=False
-    )
+    by_cloud = stackcube.build_cube(items, repo=tmp_path / "cloud.icechunk", sort_by="eo:cloud_cover", progress=False)
     cloud = stackcube.open_dataarray(tmp_path / "cloud.icechunk", by_cloud.plan.unions[0].name, mask_and_scale=False)
     np.testing.assert_array_equal(cloud.values[0, 0, 150, 200], vb[50, 30])
     first = stackcube.build_cube(items, repo=tmp_path / "first.icechunk", progress=False)
