@@ -178,3 +178,26 @@ def test_union_equals_stackstac_nearest_and_reads_each_tile_once(nginx, tmp_path
             rescale=False,
         ).values
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_time_steps_per_datetime_per_item_or_per_solar_day(tmp_path) -> None:
+    items = make_items(tmp_path, tmp_path.as_posix())
+    items[1].datetime = items[0].datetime + timedelta(minutes=5)  # B: the same overpass, minutes later
+    per_datetime = stackcube.plan_cube(items, progress=False).unions[0]
+    assert per_datetime.shape[0] == 4
+    solar = stackcube.plan_cube(items, groupby="solar_day", progress=False).unions[0]
+    assert solar.shape[0] == 3
+    assert solar.steps[0] == ((0, 0), (1, 0))  # A and B share the first step
+    assert solar.time[0] == np.datetime64(items[0].datetime.replace(tzinfo=None), "ns")
+
+    items[1].datetime = items[0].datetime  # same datetime again: groupby=None keeps them apart, like stackstac
+    per_item = stackcube.plan_cube(items, groupby=None, progress=False).unions[0]
+    assert per_item.shape[0] == 4
+    assert per_item.time[0] == per_item.time[1]
+
+    cube = stackcube.build_cube(items, groupby="solar_day", repo=tmp_path / "solar.icechunk", progress=False)
+    data = stackcube.open_dataarray(tmp_path / "solar.icechunk", cube.plan.unions[0].name, mask_and_scale=False)
+    expected, _ = expected_union(tmp_path)
+    np.testing.assert_array_equal(data.values, expected)  # same pixels as one step per datetime when A, B share one
+    with pytest.raises(ValueError, match="groupby must be"):
+        stackcube.plan_cube(items, groupby="week", progress=False)

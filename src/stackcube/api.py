@@ -19,7 +19,7 @@ from stackcube import _sync
 from stackcube.assets import SelectedAsset, SkippedAsset, select_assets
 from stackcube.errors import NothingFoundError, StackcubeError
 from stackcube.grid import GridKey, Source, group_by_grid
-from stackcube.plan import CubePlan, GroupPlan, Overlap, build_group, build_unions
+from stackcube.plan import CubePlan, GroupBy, GroupPlan, Overlap, build_group, build_unions
 from stackcube.search import CatalogLike, Query, require_items, search_items
 from stackcube.tiff import TiffManifest, read_tiff_async
 
@@ -78,16 +78,20 @@ async def plan_cube_async(
     assets: Sequence[str] | None = None,
     overlap: Overlap = "first",
     sort_by: str | None = None,
+    groupby: GroupBy = "datetime",
     on_error: str = "raise",
     progress: bool = True,
     **search: Any,
 ) -> CubePlan:
     """Async twin of :func:`plan_cube`; ``search`` takes the other arguments of ``search_items``."""
     _check_on_error(on_error)
+    if groupby not in {"datetime", "solar_day", None}:
+        msg = f"groupby must be 'datetime', 'solar_day' or None, not {groupby!r}"
+        raise ValueError(msg)
     q, items = await asyncio.to_thread(search_items, catalog, bbox=bbox, datetime=datetime, **search)
     chosen, skipped = choose_assets(items, q, assets)
     sources, notes = await read_sources(chosen, on_error=on_error, progress=progress)
-    options = {"assets": list(assets) if assets else None, "overlap": overlap, "sort_by": sort_by}
+    options = {"assets": list(assets) if assets else None, "overlap": overlap, "sort_by": sort_by, "groupby": groupby}
     return plan_sources(q, sources, options=options, skipped=skipped, notes=notes)
 
 
@@ -170,7 +174,12 @@ def plan_sources(
     if not plans:
         msg = "no source grid overlaps the bbox: " + "; ".join(notes[:5])
         raise NothingFoundError(msg)
-    unions = build_unions(plans, overlap=options.get("overlap", "first"), sort_by=options.get("sort_by"))
+    unions = build_unions(
+        plans,
+        overlap=options.get("overlap", "first"),
+        sort_by=options.get("sort_by"),
+        groupby=options.get("groupby", "datetime"),
+    )
     return CubePlan(
         query=q,
         groups=tuple(plans),
@@ -196,7 +205,9 @@ def plan_cube(catalog: CatalogLike, bbox: Any = None, datetime: Any = None, **kw
     **kwargs
         ``collections``, ``assets`` (keys or common names, in band order), ``ids``, ``intersects``, ``query``,
         ``filter``, ``filter_lang``, ``max_items``, ``limit``, ``headers``, ``modifier``; ``overlap`` ("first" or
-        "last") and ``sort_by`` (an item property) for sources of one time step that claim the same chunk;
+        "last") and ``sort_by`` (an item property) for sources of one time step that claim the same chunk or pixel;
+        ``groupby`` for the time steps of grids placed by pixel offset ("datetime", "solar_day", or None: one step
+        per item);
         ``on_error`` ("raise", or "skip" to list unreadable sources in the report); ``progress``.
 
     Returns

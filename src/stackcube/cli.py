@@ -190,6 +190,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
         if overviews:
             sizes = ", ".join(f"/{n} {o.sizes['y']} x {o.sizes['x']}" for n, o in enumerate(overviews, 1))
             print(f"    overview levels: {sizes} px")
+    for name, union in (tree.attrs.get("stackcube", {}).get("unions") or {}).items():
+        t, b, y, x = union["shape"]
+        members = ", ".join(union["members"])
+        print(f"  {name}: {t} dates x {b} bands x {y} x {x} px, {len(union['members'])} grids placed by pixel offset")
+        print(f"    members: {members}")
     print(f"  branches: {sorted(repository.list_branches())}; tags: {sorted(repository.list_tags())}")
     return 0
 
@@ -218,6 +223,12 @@ def _add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--collections", nargs="+")
     parser.add_argument("--assets", nargs="+", help="asset keys or eo:bands common names, in band order")
     parser.add_argument("--max-items", type=int)
+    parser.add_argument(
+        "--groupby",
+        choices=["datetime", "solar_day", "none"],
+        default="datetime",
+        help="time steps of grids placed by pixel offset: per datetime, per solar day, or one per item",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -229,6 +240,7 @@ def _search_args(args: argparse.Namespace) -> dict[str, Any]:
         "collections": args.collections,
         "assets": args.assets,
         "max_items": args.max_items,
+        "groupby": None if args.groupby == "none" else args.groupby,
         "progress": not args.quiet,
     }
 

@@ -639,13 +639,15 @@ def assemble_union(
     times = np.array(union["time"], dtype="datetime64[ns]")
     steps: list[xr.DataArray] = []
     ids: list[str] = []
-    for when in times:
+    member_list = list(members.values())
+    offsets = union["offsets"]
+    for step in union["steps"]:
         present = []
-        for (member, data), (row, col) in zip(members.items(), union["offsets"], strict=True):
-            if when in data.time.values:
-                piece = data.sel(time=when)
-                key = piece.coords[union["sort_by"]].item() if union.get("sort_by") in piece.coords else 0
-                present.append((key, member, piece, row, col))
+        for m, t in step:
+            piece = member_list[m].isel(time=t)
+            sort_by = union.get("sort_by")
+            key = piece.coords[sort_by].item() if sort_by in piece.coords else 0
+            present.append((key, m, piece, offsets[m][0], offsets[m][1]))
         if union.get("sort_by"):
             present.sort(key=_missing_last)
         if union.get("overlap") == "last":
@@ -666,8 +668,8 @@ def assemble_union(
                 canvas = canvas.where(covered, placed)
                 covered = covered | valid
         ids.append(",".join(str(p[2].coords["id"].item()) for p in present if "id" in p[2].coords))
-        if canvas is None:  # (every union step comes from some member's steps)
-            msg = f"union {name}: no member has time step {when}"
+        if canvas is None:  # (every union step is made of member steps)
+            msg = f"union {name}: an empty time step; the cube is damaged, build it again"
             raise RepositoryError(msg)
         steps.append(canvas)
     a, b, c, d, e, f = union["transform"]

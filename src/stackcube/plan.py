@@ -28,9 +28,21 @@ from stackcube.grid import GridKey, NotGriddableError, Source, grid_key, tile_of
 from stackcube.search import Query
 from stackcube.tiff import Recipe
 
-__all__ = ["CubePlan", "GroupPlan", "SourceTable", "UnionPlan", "build_group", "build_overviews", "build_unions"]
+__all__ = [
+    "CubePlan",
+    "GroupBy",
+    "GroupPlan",
+    "SourceTable",
+    "UnionPlan",
+    "build_group",
+    "build_overviews",
+    "build_unions",
+]
 
 Overlap = Literal["first", "last"]
+GroupBy = Literal["datetime", "solar_day"] | None
+"""How a union's time steps are formed: items of one acquisition datetime share a step (default), items of one
+local solar day share a step, or (None) every item is its own step, as stackstac does."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -143,7 +155,9 @@ class UnionPlan:
     shape: tuple[int, int, int, int]
     """(time, band, y, x)."""
     time: np.ndarray
-    """datetime64[ns] per time step: every member's steps, one step per acquisition datetime."""
+    """datetime64[ns] per time step (the earliest acquisition of the step)."""
+    steps: tuple[tuple[tuple[int, int], ...], ...]
+    """Per time step, the (member, member time index) pieces laid over each other there."""
     bands: tuple[str, ...]
     """Band names (those of the members, in order of first appearance)."""
     crs: str
@@ -156,6 +170,8 @@ class UnionPlan:
     """Where members overlap within one time step: the first or last valid pixel in member order."""
     sort_by: str | None = None
     """An item property that orders the members of each time step (least first); None keeps search order."""
+    groupby: GroupBy = "datetime"
+    """How the time steps were formed."""
 
     def describe(self) -> str:
         """One line: ``EPSG:32735 10 m, 9 grids placed by pixel offset, 1 date x 1 band (98,980 x 10,980 px)``."""
@@ -173,11 +189,13 @@ class UnionPlan:
             "transform": list(self.transform),
             "shape": list(self.shape),
             "time": [str(t) for t in self.time.astype("datetime64[ns]")],
+            "steps": [[list(piece) for piece in step] for step in self.steps],
             "bands": list(self.bands),
             "crs": self.crs,
             "fill_value": self.fill_value,
             "overlap": self.overlap,
             "sort_by": self.sort_by,
+            "groupby": self.groupby,
         }
 
 
@@ -189,8 +207,45 @@ def _pixel_key(plan: GroupPlan) -> tuple[Any, ...]:
     return (plan.crs, plan.key.resolution, phase, plan.key.dtype, fill, plan.key.samples, plan.key.chunk[0])
 
 
+def _solar_offset(member: GroupPlan) -> np.timedelta64:
+    """Local solar time minus UTC at the member's centre (longitude / 15 hours)."""
+    a, _, c, _, e, f = member.transform
+    _, _, height, width = member.shape
+    to_lonlat = pyproj.Transformer.from_crs(member.crs, "EPSG:4326", always_xy=True)
+    lon, _ = to_lonlat.transform(c + a * width / 2, f + e * height / 2)
+    return np.timedelta64(round(lon / 15 * 3600), "s")
+
+
+def _union_steps(
+    members: Sequence[GroupPlan], groupby: GroupBy
+) -> tuple[np.ndarray, tuple[tuple[tuple[int, int], ...], ...]]:
+    """Time steps of a union: (step times, per step the (member, member time index) pieces), in time order."""
+    if groupby not in {"datetime", "solar_day", None}:
+        msg = f"groupby must be 'datetime', 'solar_day' or None, not {groupby!r}"
+        raise ValueError(msg)
+    keyed: dict[Any, list[tuple[np.datetime64, int, int]]] = {}
+    for m, member in enumerate(members):
+        shift = _solar_offset(member) if groupby == "solar_day" else None
+        for t, when in enumerate(member.time):
+            if groupby == "datetime":
+                key: Any = when
+            elif shift is not None:
+                key = (when + shift).astype("datetime64[D]")
+            else:
+                key = (when, m, t)
+            keyed.setdefault(key, []).append((when, m, t))
+    ordered = sorted(keyed.values(), key=lambda pieces: (min(p[0] for p in pieces), pieces[0][1], pieces[0][2]))
+    times = np.array([min(p[0] for p in pieces) for pieces in ordered], dtype="datetime64[ns]")
+    steps = tuple(tuple((m, t) for _, m, t in pieces) for pieces in ordered)
+    return times, steps
+
+
 def build_unions(
-    groups: Sequence[GroupPlan], *, overlap: Overlap = "first", sort_by: str | None = None
+    groups: Sequence[GroupPlan],
+    *,
+    overlap: Overlap = "first",
+    sort_by: str | None = None,
+    groupby: GroupBy = "datetime",
 ) -> tuple[UnionPlan, ...]:
     """Unions of the groups that share a pixel lattice (two or more per union); groups alone stay as they are."""
     by_key: dict[tuple[Any, ...], list[GroupPlan]] = {}
@@ -207,7 +262,7 @@ def build_unions(
         offsets = tuple((round((m.transform[5] - y0) / e), round((m.transform[2] - x0) / a)) for m in members)
         height = max(r + m.shape[2] for m, (r, _) in zip(members, offsets, strict=True))
         width = max(c + m.shape[3] for m, (_, c) in zip(members, offsets, strict=True))
-        times = np.unique(np.concatenate([m.time for m in members]))
+        times, steps = _union_steps(members, groupby)
         bands = tuple(dict.fromkeys(b for m in members for b in m.bands))
         base = members[0].name
         unions.append(
@@ -218,12 +273,14 @@ def build_unions(
                 transform=(a, 0.0, x0, 0.0, e, y0),
                 shape=(times.size, len(bands), height, width),
                 time=times,
+                steps=steps,
                 bands=bands,
                 crs=members[0].crs,
                 fill_value=members[0].fill_value,
                 resolution=members[0].key.describe_resolution(),
                 overlap=overlap,
                 sort_by=sort_by,
+                groupby=groupby,
             )
         )
     return tuple(unions)
