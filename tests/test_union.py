@@ -201,3 +201,56 @@ def test_time_steps_per_datetime_per_item_or_per_solar_day(tmp_path) -> None:
     np.testing.assert_array_equal(data.values, expected)  # same pixels as one step per datetime when A, B share one
     with pytest.raises(ValueError, match="groupby must be"):
         stackcube.plan_cube(items, groupby="week", progress=False)
+
+
+@pytest.mark.corpus
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # stackstac 0.5 multiplies affines with *
+def test_sentinel2_tiles_of_one_zone_and_day_are_one_array_equal_to_stackstac(tmp_path) -> None:
+    """Twins of three real MGRS tiles of one overpass (origins 9998 px apart, never whole tiles): one union."""
+    import pyproj
+    import stackstac
+    from rasterio.enums import Resampling
+
+    from tests.conftest import CORPUS, require
+    from tests.twins import corpus_items, twin_items
+
+    require(CORPUS.is_dir(), "the corpus is missing")
+    items = corpus_items("site1-20200606-tall-strip-africa.geojson")[:3]
+    twins = twin_items(items, tmp_path / "twins", (tmp_path / "twins").as_uri(), downscale=2, assets=["B04"])
+    to_lonlat = pyproj.Transformer.from_crs("EPSG:32735", "EPSG:4326", always_xy=True)
+    # a window across the boundary of the first two tiles (their footprints overlap by 980 m)
+    bbox = to_lonlat.transform_bounds(560_000, 9_085_000, 580_000, 9_105_000)
+    plan = stackcube.plan_cube(twins, bbox, assets=["B04"], groupby=None, progress=False)
+    (union,) = plan.unions
+    assert len(union.members) == 2  # the third tile lies outside the bbox
+    assert union.shape[0] == 2
+    repo = tmp_path / "cube.icechunk"
+    stackcube.build_cube(twins, bbox, assets=["B04"], groupby=None, repo=repo, progress=False)
+    ours = stackcube.open_dataarray(repo, union.name, mask_and_scale=False)
+
+    for d in twins:
+        d["properties"]["proj:epsg"] = 32735
+    a, _, x0, _, e, y0 = union.transform
+    _, _, height, width = union.shape
+    theirs = stackstac.stack(
+        [d for d in twins if d["id"] in set(",".join(ours.id.values.tolist()).split(","))],
+        assets=["B04"],
+        epsg=32735,
+        resolution=abs(a),
+        bounds=(x0, y0 + e * height, x0 + a * width, y0),
+        snap_bounds=False,
+        resampling=Resampling.nearest,
+        dtype="uint16",
+        fill_value=np.uint16(0),
+        rescale=False,
+    )
+    for t, item_id in enumerate(ours.id.values.tolist()):
+        np.testing.assert_array_equal(ours.isel(time=t).values, theirs.sel(time=theirs.id == item_id).values[0])
+
+    # one step per datetime: the first valid pixel in search order
+    default = stackcube.build_cube(twins, bbox, assets=["B04"], repo=tmp_path / "one.icechunk", progress=False)
+    merged = stackcube.open_dataarray(tmp_path / "one.icechunk", default.plan.unions[0].name, mask_and_scale=False)
+    assert merged.sizes["time"] == 1
+    first, second = (ours.isel(time=t).values for t in range(2))
+    expected = np.where(first != 0, first, second)
+    np.testing.assert_array_equal(merged.isel(time=0).values, expected)
