@@ -613,74 +613,66 @@ def assemble_union(
     For each time step, the members with data at that step are laid over each other in order (search order, or
     ``sort_by`` ascending; reversed for ``overlap="last"``); a pixel takes the first member that covers it with a
     valid value, so nodata never hides a valid pixel underneath. Pixels no member covers are the fill value.
-    Values are copied, never resampled: pieces are padded and selected with dask, and each member tile is read
-    with one GET per computation.
+    Values are copied, never resampled (:func:`stackcube.union.union_array`), and each member tile is read with
+    one GET per computation.
     """
-    members = {
-        member: xr.open_dataset(
+    from stackcube.union import block_size, union_array
+
+    members = [
+        xr.open_dataset(
             cast("Any", store),
             group=f"{member}/0",
-            chunks=chunks if chunks is not None else {},
+            chunks={},
             mask_and_scale=False,
             **_OPEN,
         )["data"]
         for member in union["members"]
-    }
-    # the small per-time coordinates (ids, properties) are needed now, to order and name the pieces
-    members = {
-        m: d.assign_coords({k: d.coords[k].compute() for k in ("id", union.get("sort_by")) if k in d.coords})
-        for m, d in members.items()
-    }
+    ]
+    sort_by = union.get("sort_by")
+    keys = [d.coords[sort_by].values if sort_by in d.coords else None for d in members]
+    ids = [d.coords["id"].values if "id" in d.coords else None for d in members]
     _, _, height, width = union["shape"]
     bands = union["bands"]
-    first = next(iter(members.values()))
+    first = members[0]
     fill = union["fill_value"] if union["fill_value"] is not None else 0
     has_nodata = union["fill_value"] is not None
     times = np.array(union["time"], dtype="datetime64[ns]")
-    steps: list[xr.DataArray] = []
-    ids: list[str] = []
-    member_list = list(members.values())
-    offsets = union["offsets"]
+    steps: list[list[tuple[int, int]]] = []
+    step_ids: list[str] = []
     for step in union["steps"]:
-        present = []
-        for m, t in step:
-            piece = member_list[m].isel(time=t)
-            sort_by = union.get("sort_by")
-            key = piece.coords[sort_by].item() if sort_by in piece.coords else 0
-            present.append((key, m, piece, offsets[m][0], offsets[m][1]))
-        if union.get("sort_by"):
+        present = [(keys[m][t] if keys[m] is not None else 0, m, t) for m, t in step]
+        if sort_by:
             present.sort(key=_missing_last)
         if union.get("overlap") == "last":
             present.reverse()
-        canvas = covered = None
-        for _, _, selected, row, col in present:
-            piece = selected.reindex(band=bands, fill_value=fill).drop_vars(
-                [c for c in selected.coords if c not in {"band"}]
-            )
-            h, w = piece.sizes["y"], piece.sizes["x"]
-            pads = {"y": (row, height - row - h), "x": (col, width - col - w)}
-            placed = piece.pad(pads, constant_values=fill)
-            inside = xr.ones_like(piece, dtype=bool).pad(pads, constant_values=False)
-            valid = inside & (piece != fill).pad(pads, constant_values=False) if has_nodata else inside
-            if canvas is None or covered is None:
-                canvas, covered = placed, valid
-            else:
-                canvas = canvas.where(covered, placed)
-                covered = covered | valid
-        ids.append(",".join(str(p[2].coords["id"].item()) for p in present if "id" in p[2].coords))
-        if canvas is None:  # (every union step is made of member steps)
-            msg = f"union {name}: an empty time step; the cube is damaged, build it again"
-            raise RepositoryError(msg)
-        steps.append(canvas)
+        steps.append([(m, t) for _, m, t in present])
+        step_ids.append(",".join(str(ids[m][t]) for _, m, t in present if ids[m] is not None))
+    arrays = [d.data.rechunk({0: 1, 1: 1}) for d in members]
+    tile = max(max(a.chunks[2]) for a in arrays)
+    data = xr.DataArray(
+        union_array(
+            arrays,
+            member_bands=[list(d.band.values.tolist()) for d in members],
+            offsets=[tuple(o) for o in union["offsets"]],
+            steps=steps,
+            bands=bands,
+            shape=(height, width),
+            fill=fill,
+            nodata=has_nodata,
+            block=block_size(tile),
+        ),
+        dims=("time", "band", "y", "x"),
+    )
+    if chunks not in (None, {}):
+        data = data.chunk(chunks)
     a, b, c, d, e, f = union["transform"]
-    data = xr.concat(steps, dim="time").astype(first.dtype)
     wkt = pyproj.CRS.from_user_input(union["crs"]).to_wkt()
     data = data.assign_coords(
         time=("time", times),
         band=("band", np.array(bands, dtype=object)),
         y=("y", f + e * (np.arange(height) + 0.5)),
         x=("x", c + a * (np.arange(width) + 0.5)),
-        id=("time", np.array(ids, dtype=object)),
+        id=("time", np.array(step_ids, dtype=object)),
         spatial_ref=xr.Variable(
             (),
             np.int64(0),
