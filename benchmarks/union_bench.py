@@ -67,10 +67,10 @@ def items_for(scenes: list[tuple[str, int, int]], base: str) -> list:
 def main(argv: list[str] | None = None) -> None:
     import stackstac
     from rasterio.enums import Resampling
-
-    import stackcube
     from tests.services.nginx import run_nginx
     from tests.services.proxy import run_proxy
+
+    import stackcube
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=250)
