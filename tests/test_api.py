@@ -43,7 +43,7 @@ def test_35mnm_from_the_stac_api_makes_one_10m_group(stac_api, twins_35mnm) -> N
     for group, tiles in zip(plan.groups, (3 * 3, 2 * 2, 1), strict=True):
         assert len(group.sources) == group.shape[0] * group.shape[1]
         assert group.n_chunks == len(group.sources) * tiles
-    assert "3 grids: EPSG:32735 100 m x 13 dates x 4 bands" in plan.report()
+    assert "3 arrays: EPSG:32735 100 m x 13 dates x 4 bands" in plan.report()
 
 
 @pytest.mark.network

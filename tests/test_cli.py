@@ -15,7 +15,7 @@ def test_demo_runs_offline(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "identical to what was written" in out
     assert "EPSG:32735" in out
-    assert "2 grids: EPSG:32735 10 m x 4 dates x 4 bands" in out
+    assert "2 arrays: EPSG:32735 10 m x 4 dates x 4 bands" in out
     assert "snapshot " in out
     assert (tmp_path / "demo-cog.tif").is_file()
     assert (tmp_path / "quicklook.png").read_bytes().startswith(b"\x89PNG")
@@ -51,7 +51,7 @@ def test_plan_command_prints_the_report(tmp_path, capsys) -> None:
     catalog = write_demo_catalog(tmp_path, dates=2, size=256)
     assert main(["plan", catalog, "--assets", "red", "nir", "B05", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("2 grids: EPSG:32735 10 m x 2 dates x 2 bands")
+    assert out.startswith("2 arrays: EPSG:32735 10 m x 2 dates x 2 bands")
     assert main(["plan", catalog, "--bbox", "0", "0", "1", "1", "--quiet"]) == 2
     assert "matched no items" in capsys.readouterr().err
 

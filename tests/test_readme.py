@@ -24,6 +24,8 @@ def test_readme_example_runs(corpus, index, monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path / "main")
     namespace: dict[str, object] = {}
     exec(compile(python_blocks()[index], f"README.md block {index}", "exec"), namespace)
+    if "union" in namespace:
+        assert dict(namespace["union"].sizes) == {"time": 5, "band": 1, "y": 407, "x": 380}  # type: ignore[attr-defined]
     if "report" in namespace:
         assert not namespace["report"].committed  # type: ignore[attr-defined]
         assert namespace["checked"].ok  # type: ignore[attr-defined]
@@ -35,7 +37,7 @@ def test_readme_example_runs(corpus, index, monkeypatch, tmp_path) -> None:
     if "plan" in namespace:
         plan = namespace["plan"]
         ten = plan.groups[0]  # type: ignore[attr-defined]
-        assert plan.report().startswith("2 grids: EPSG:32735 10 m x 4 dates x 3 bands")  # type: ignore[attr-defined]
+        assert plan.report().startswith("2 arrays: EPSG:32735 10 m x 4 dates x 3 bands")  # type: ignore[attr-defined]
         assert ten.shape == (4, 3, 512, 512)
         assert ten.chunks == (1, 1, 256, 256)
         assert ten.bands == ("red", "green", "blue")

@@ -220,7 +220,7 @@ def plan_cube(catalog: CatalogLike, bbox: Any = None, datetime: Any = None, **kw
     >>> plan = plan_cube("http://localhost:8082", bbox=[27.0, -8.0, 27.5, -7.5], datetime="2020-06/2020-07",
     ...                  collections=["sentinel-2-l2a"], assets=["B02", "B03", "B04", "B08"])  # doctest: +SKIP
     >>> print(plan.report())  # doctest: +SKIP
-    1 grid: EPSG:32735 10 m x 13 dates x 4 bands (...)
+    1 array: EPSG:32735 10 m x 13 dates x 4 bands (...)
     """
     return _sync.run(plan_cube_async(catalog, bbox, datetime, **kwargs))
 

@@ -11,7 +11,7 @@ Examples
 >>> catalog = write_demo_catalog("demo-output")  # doctest: +SKIP
 >>> import stackcube
 >>> print(stackcube.plan_cube(catalog, progress=False).report())  # doctest: +SKIP
-2 grids: EPSG:32735 10 m x 4 dates x 4 bands (...); EPSG:32735 20 m x 4 dates x 2 bands (...)
+2 arrays: EPSG:32735 10 m x 4 dates x 4 bands (...); EPSG:32735 20 m x 4 dates x 2 bands (...)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pyproj
 import pystac
 import tifffile
 
-__all__ = ["write_demo_catalog", "write_demo_tiff", "write_quicklook"]
+__all__ = ["write_demo_catalog", "write_demo_offset_catalog", "write_demo_tiff", "write_quicklook"]
 
 EPSG = 32735
 ORIGIN = (600000.0, 9500020.0)  # upper-left corner, metres
@@ -124,6 +124,56 @@ def write_demo_catalog(out_dir: str | os.PathLike[str], *, dates: int = 4, size:
                     },
                 )
                 item.add_asset(key, asset)
+        catalog.add_item(item)
+    catalog.normalize_hrefs(str(out / "catalog"))
+    catalog.make_all_asset_hrefs_relative()
+    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    return str(out / "catalog" / "catalog.json")
+
+
+def write_demo_offset_catalog(out_dir: str | os.PathLike[str], *, scenes: int = 6, size: int = 300) -> str:
+    """Write a static catalog of Landsat-like 30 m scenes whose footprints move by whole pixels between dates.
+
+    Every scene is on the same pixel lattice but not on one tile grid, so a plan makes one union of them (see
+    :class:`stackcube.plan.UnionPlan`); the first two share a datetime and overlap. Returns the catalog.json path.
+    """
+    out = Path(out_dir)
+    catalog = pystac.Catalog(id="stackcube-demo-offsets", description="stackcube's demo: scenes at pixel offsets")
+    start = datetime(2021, 5, 3, 9, 45, tzinfo=UTC)
+    to_lonlat = pyproj.Transformer.from_crs(EPSG, 4326, always_xy=True)
+    rng = np.random.default_rng(7)
+    for i in range(scenes):
+        row, col = (int(v) for v in rng.integers(0, 120, size=2))
+        origin = (ORIGIN[0] + col * 30.0, ORIGIN[1] - row * 30.0)
+        when = start + timedelta(days=16 * max(0, i - 1))
+        item_id = f"DEMO_LS_{i:02d}_{when:%Y%m%d}"
+        path = out / "data" / f"{item_id}.tif"
+        _write(path, _pixels(i, size), 30.0, origin, tile=128)
+        x0, y1 = origin
+        x1, y0 = x0 + size * 30.0, y1 - size * 30.0
+        ring = [to_lonlat.transform(x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))]
+        lons, lats = [q[0] for q in ring], [q[1] for q in ring]
+        item = pystac.Item(
+            id=item_id,
+            geometry={"type": "Polygon", "coordinates": [ring]},
+            bbox=[min(lons), min(lats), max(lons), max(lats)],
+            datetime=when,
+            properties={"eo:cloud_cover": float((i * 37) % 50)},
+        )
+        item.add_asset(
+            "red",
+            pystac.Asset(
+                href=str(path.resolve()),
+                media_type=pystac.MediaType.GEOTIFF,
+                roles=["data"],
+                extra_fields={
+                    "proj:code": f"EPSG:{EPSG}",
+                    "proj:shape": [size, size],
+                    "proj:transform": [30.0, 0.0, origin[0], 0.0, -30.0, origin[1]],
+                    "raster:bands": [{"data_type": "uint16", "nodata": 0}],
+                },
+            ),
+        )
         catalog.add_item(item)
     catalog.normalize_hrefs(str(out / "catalog"))
     catalog.make_all_asset_hrefs_relative()

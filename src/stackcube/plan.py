@@ -306,20 +306,19 @@ class CubePlan:
     """Groups on one pixel lattice presented as one array each (see :class:`UnionPlan`)."""
 
     def report(self) -> str:
-        """A human-readable account of the grouping."""
-        n = len(self.groups)
-        lines = [f"{n} grid{'s' * (n != 1)}: " + "; ".join(g.describe() for g in self.groups)]
+        """A human-readable account of the grouping: the arrays a user opens first, then how each was made."""
+        member_of = {m: u for u in self.unions for m in u.members}
+        alone = [g for g in self.groups if g.name not in member_of]
+        arrays = [u.describe() for u in self.unions] + [g.describe() for g in alone]
+        n = len(arrays)
+        lines = [f"{n} array{'s' * (n != 1)}: " + "; ".join(arrays)]
         crss = {g.crs for g in self.groups}
         if len(crss) > 1:
             lines.append(f"the sources are on {len(crss)} CRSs; each grid is its own array")
-        for g in self.groups:
-            placed = f", {len(g.sources)} sources placed side by side at tile offsets" if g.mosaic else ""
-            lines.append(f"  {g.name}: {g.describe()}, {g.n_chunks} chunks from {len(g.sources)} sources{placed}")
-            if g.overviews:
-                sizes = ", ".join(f"{o.shape[2]} x {o.shape[3]}" for o in g.overviews)
-                lines.append(f"    {len(g.overviews)} overview level{'s' * (len(g.overviews) != 1)}: {sizes} px")
         for u in self.unions:
-            lines.append(f"  {u.name}: {u.describe()}; members {', '.join(u.members)}")
+            lines.append(f"  {u.name}: {u.describe()}, members:")
+            lines.extend(self._group_lines([g for g in self.groups if member_of.get(g.name) is u], "    "))
+        lines.extend(self._group_lines(alone, "  "))
         lines.extend(f"  note: {note}" for note in self.notes)
         if self.skipped:
             lines.append(f"{len(self.skipped)} asset(s) skipped:")
@@ -330,6 +329,19 @@ class CubePlan:
 
     def __str__(self) -> str:
         return self.report()
+
+    @staticmethod
+    def _group_lines(groups: Sequence[GroupPlan], indent: str) -> list[str]:
+        lines = []
+        for g in groups:
+            placed = f", {len(g.sources)} sources placed side by side at tile offsets" if g.mosaic else ""
+            n = len(g.sources)
+            made = f"{g.n_chunks} chunks from {n} source{'s' * (n != 1)}{placed}"
+            lines.append(f"{indent}{g.name}: {g.describe()}, {made}")
+            if g.overviews:
+                sizes = ", ".join(f"{o.shape[2]} x {o.shape[3]}" for o in g.overviews)
+                lines.append(f"{indent}  {len(g.overviews)} overview level{'s' * (len(g.overviews) != 1)}: {sizes} px")
+        return lines
 
 
 def _band_names(band: str, samples: int) -> list[str]:
