@@ -616,43 +616,42 @@ def assemble_union(
     Values are copied, never resampled (:func:`stackcube.union.union_array`), and each member tile is read with
     one GET per computation.
     """
+    import dask.array
+
     from stackcube.union import block_size, union_array
 
-    members = [
-        xr.open_dataset(
-            cast("Any", store),
-            group=f"{member}/0",
-            chunks={},
-            mask_and_scale=False,
-            **_OPEN,
-        )["data"]
-        for member in union["members"]
-    ]
+    # members are opened as bare Zarr arrays (one metadata read each; bands, ids and sort keys come from the
+    # union's description): opening hundreds of members as xarray Datasets would cost more than reading the union
     sort_by = union.get("sort_by")
-    keys = [d.coords[sort_by].values if sort_by in d.coords else None for d in members]
-    ids = [d.coords["id"].values if "id" in d.coords else None for d in members]
+    arrays = []
+    attrs: dict[str, Any] = {}
+    for member in union["members"]:
+        data_array = zarr.open_array(store, path=f"{member}/0/data", mode="r")
+        attrs = attrs or dict(data_array.attrs)
+        arrays.append(dask.array.from_zarr(data_array).rechunk({0: 1, 1: 1}))
+    member_bands = [list(b) for b in union["member_bands"]]
+    ids = union["member_ids"]
+    keys = union["member_keys"] if sort_by else [None] * len(arrays)
     _, _, height, width = union["shape"]
     bands = union["bands"]
-    first = members[0]
     fill = union["fill_value"] if union["fill_value"] is not None else 0
     has_nodata = union["fill_value"] is not None
     times = np.array(union["time"], dtype="datetime64[ns]")
     steps: list[list[tuple[int, int]]] = []
     step_ids: list[str] = []
     for step in union["steps"]:
-        present = [(keys[m][t] if keys[m] is not None else 0, m, t) for m, t in step]
+        present = [(keys[m][t] if keys[m] else 0, m, t) for m, t in step]
         if sort_by:
             present.sort(key=_missing_last)
         if union.get("overlap") == "last":
             present.reverse()
         steps.append([(m, t) for _, m, t in present])
-        step_ids.append(",".join(str(ids[m][t]) for _, m, t in present if ids[m] is not None))
-    arrays = [d.data.rechunk({0: 1, 1: 1}) for d in members]
+        step_ids.append(",".join(ids[m][t] for _, m, t in present))
     tile = max(max(a.chunks[2]) for a in arrays)
     data = xr.DataArray(
         union_array(
             arrays,
-            member_bands=[list(d.band.values.tolist()) for d in members],
+            member_bands=member_bands,
             offsets=[tuple(o) for o in union["offsets"]],
             steps=steps,
             bands=bands,
@@ -679,12 +678,12 @@ def assemble_union(
             {"crs_wkt": wkt, "spatial_ref": wkt, "GeoTransform": " ".join(repr(v) for v in (c, a, b, f, d, e))},
         ),
     )
-    data.attrs = {k: v for k, v in first.attrs.items() if k not in {"coordinates"}}
+    data.attrs = {k: v for k, v in attrs.items() if k not in {"coordinates", "spatial:dimensions"}}
     data.attrs["grid_mapping"] = "spatial_ref"
     if mask_and_scale:
         if has_nodata:
             data = data.where(data != fill)
-        scale, offset = first.attrs.get("scale_factor"), first.attrs.get("add_offset")
+        scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
         if scale is not None or offset is not None:
             data = data * (scale if scale is not None else 1) + (offset if offset is not None else 0)
         for key in ("_FillValue", "scale_factor", "add_offset", "missing_value"):

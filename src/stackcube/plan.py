@@ -172,6 +172,12 @@ class UnionPlan:
     """An item property that orders the members of each time step (least first); None keeps search order."""
     groupby: GroupBy = "datetime"
     """How the time steps were formed."""
+    member_bands: tuple[tuple[str, ...], ...] = ()
+    """Band names of each member."""
+    member_ids: tuple[tuple[str, ...], ...] = ()
+    """Item ids of each member time step (comma-joined where a step holds several)."""
+    member_keys: tuple[tuple[Any, ...], ...] = ()
+    """The ``sort_by`` property of each member time step (empty without ``sort_by``)."""
 
     def describe(self) -> str:
         """One line: ``EPSG:32735 10 m, 9 grids placed by pixel offset, 1 date x 1 band (98,980 x 10,980 px)``."""
@@ -196,6 +202,9 @@ class UnionPlan:
             "overlap": self.overlap,
             "sort_by": self.sort_by,
             "groupby": self.groupby,
+            "member_bands": [list(b) for b in self.member_bands],
+            "member_ids": [list(i) for i in self.member_ids],
+            "member_keys": [list(k) for k in self.member_keys],
         }
 
 
@@ -281,6 +290,9 @@ def build_unions(
                 overlap=overlap,
                 sort_by=sort_by,
                 groupby=groupby,
+                member_bands=tuple(m.bands for m in members),
+                member_ids=tuple(tuple(",".join(ids) for ids in m.items) for m in members),
+                member_keys=tuple(tuple(m.properties.get(sort_by, [])) if sort_by else () for m in members),
             )
         )
     return tuple(unions)
