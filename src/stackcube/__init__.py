@@ -8,6 +8,7 @@ The package is the pipeline. Stages, in the order they run (a stage never import
 4. ``stackcube.grid``     sources grouped by CRS, resolution, phase and encoding (GridKey)
 5. ``stackcube.plan``     CubePlan: which source chunk lands at which chunk index (plain data)
 6. ``stackcube.icechunk`` CubePlan -> a committed Icechunk repository of virtual references; open it back
+   (``stackcube.union`` assembles the grids that share pixels but not tiles into one array when reading)
 
 ``stackcube.api`` is the module that knows this order; ``stackcube.refresh`` runs it again on a stored cube
 (new and changed sources only) and verifies sources.

@@ -10,6 +10,11 @@ The only module that imports icechunk. Layout written for each grid group ``G`` 
     /G/0/source_href     per (time, band): where the chunks come from, and /G/0/source_etag: what they were
     /G/1, /G/2, ...      the same for the sources' internal overviews, when every source has that level on one
                          shared tile grid (full resolution is /G/0)
+    /sources             every indexed source: item, asset, href, ETag, properties, TIFF manifest (for refreshes)
+
+Groups on one pixel lattice but not one tile grid are described in the root attributes as *unions*
+(:class:`stackcube.plan.UnionPlan`); reading assembles each as one array (:mod:`stackcube.union`), and
+``open_cube`` adds it to the tree as ``/<union>/0``.
 
 Virtual chunk containers are declared for exactly the URL prefixes the sources live under, and reading
 authorizes exactly those (never a wildcard), anonymously or with the environment's credentials; no credential
