@@ -254,3 +254,33 @@ def test_sentinel2_tiles_of_one_zone_and_day_are_one_array_equal_to_stackstac(tm
     first, second = (ours.isel(time=t).values for t in range(2))
     expected = np.where(first != 0, first, second)
     np.testing.assert_array_equal(merged.isel(time=0).values, expected)
+
+
+def test_overviews_of_a_union_where_the_members_share_a_lattice_there(tmp_path) -> None:
+    from rasterio.enums import Resampling
+
+    # even offsets: the members' 2x overviews still line up (offsets 50, 85 ...); 4x would be half pixels apart
+    scenes = [("E", (0, 0)), ("F", (100, 170)), ("G", (250, 42))]
+    items = []
+    for i, (name, (row, col)) in enumerate(scenes):
+        path = tmp_path / f"{name}.tif"
+        write_scene(path, row=row, col=col, height=256, width=256, seed=10 + i)
+        with rasterio.open(path, "r+") as ds:
+            ds.build_overviews([2, 4], Resampling.nearest)
+        item = pystac.Item(f"SCENE_{name}", None, None, T0 + timedelta(days=i), {})
+        item.add_asset("red", pystac.Asset(path.as_posix(), media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
+        items.append(item)
+    cube = stackcube.build_cube(items, repo=tmp_path / "cube.icechunk", progress=False)
+    (union,) = cube.plan.unions
+    assert [v.shape for v in union.overviews] == [(3, 1, 253, 213)]  # level 2 would put G half a pixel off
+    half = stackcube.open_dataarray(tmp_path / "cube.icechunk", union.name, level=1, mask_and_scale=False)
+    assert half.sizes["y"] == 253
+    for t, (name, (row, col)) in enumerate(scenes):
+        with rasterio.open(tmp_path / f"{name}.tif", overview_level=0) as ds:
+            expected = ds.read(1)
+        r, c = row // 2, col // 2
+        np.testing.assert_array_equal(half.values[t, 0, r : r + 128, c : c + 128], expected)
+    tree = stackcube.open_cube(tmp_path / "cube.icechunk")
+    assert sorted(tree[union.name].children) == ["0", "1"]
+    with pytest.raises(ValueError, match=r"has levels 0, 1 \(0 is full resolution\), not 2"):
+        stackcube.open_dataarray(tmp_path / "cube.icechunk", union.name, level=2)

@@ -598,8 +598,9 @@ def open_datatree(
     tree = xr.open_datatree(cast("Any", store), chunks=chunks, mask_and_scale=mask_and_scale, **_OPEN)
     unions = dict(tree.attrs.get("stackcube", {}).get("unions") or {})
     for name, union in unions.items():
-        ds = assemble_union(store, name, union, chunks=chunks, mask_and_scale=mask_and_scale)
-        tree[f"{name}/0"] = xr.DataTree(dataset=ds)
+        for level in range(1 + len(union.get("overviews") or [])):
+            ds = assemble_union(store, name, union, level=level, chunks=chunks, mask_and_scale=mask_and_scale)
+            tree[f"{name}/{level}"] = xr.DataTree(dataset=ds)
     tree.attrs["snapshot_id"] = session.snapshot_id
     return tree
 
@@ -611,7 +612,7 @@ def _missing_last(entry: tuple[Any, ...]) -> tuple[bool, Any]:
 
 
 def assemble_union(
-    store: Any, name: str, union: dict[str, Any], *, chunks: Any = None, mask_and_scale: bool = True
+    store: Any, name: str, union: dict[str, Any], *, level: int = 0, chunks: Any = None, mask_and_scale: bool = True
 ) -> xr.Dataset:
     """The members of a union placed at their pixel offsets on the union grid, as one lazy (time, band, y, x) array.
 
@@ -627,11 +628,13 @@ def assemble_union(
 
     # members are opened as bare Zarr arrays (one metadata read each; bands, ids and sort keys come from the
     # union's description): opening hundreds of members as xarray Datasets would cost more than reading the union
+    if level:
+        union = {**union, **union["overviews"][level - 1]}  # the level's offsets, transform and shape
     sort_by = union.get("sort_by")
     arrays = []
     attrs: dict[str, Any] = {}
     for member in union["members"]:
-        data_array = zarr.open_array(store, path=f"{member}/0/data", mode="r")
+        data_array = zarr.open_array(store, path=f"{member}/{level}/data", mode="r")
         attrs = attrs or dict(data_array.attrs)
         arrays.append(dask.array.from_zarr(data_array).rechunk({0: 1, 1: 1}))
     member_bands = [list(b) for b in union["member_bands"]]
@@ -727,13 +730,20 @@ def open_level(
         msg = f"{repo} has no grid {group!r}; it has: {', '.join(names)}"
         raise ValueError(msg)
     if group in unions:
-        if level != 0:
-            msg = f"grid {group} has level 0 only (overviews of unions are not planned yet), not {level}"
+        count = 1 + len(unions[group].get("overviews") or [])
+        if not 0 <= level < count:
+            known = ", ".join(str(n) for n in range(count))
+            msg = f"grid {group} has levels {known} (0 is full resolution), not {level}"
             raise ValueError(msg)
         ds = assemble_union(
-            _GuardedStore(session.store), group, unions[group], chunks=chunks, mask_and_scale=mask_and_scale
+            _GuardedStore(session.store),
+            group,
+            unions[group],
+            level=level,
+            chunks=chunks,
+            mask_and_scale=mask_and_scale,
         )
-        ds.attrs.update(snapshot_id=session.snapshot_id, grid=group, level=0)
+        ds.attrs.update(snapshot_id=session.snapshot_id, grid=group, level=level)
         return ds
     layout = cast("Any", zarr.open_group(session.store, path=group, mode="r").attrs.get("multiscales") or {})
     levels = [entry["asset"] for entry in layout.get("layout", [])] or ["0"]

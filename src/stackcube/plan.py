@@ -33,6 +33,7 @@ __all__ = [
     "GroupBy",
     "GroupPlan",
     "SourceTable",
+    "UnionLevel",
     "UnionPlan",
     "build_group",
     "build_overviews",
@@ -135,6 +136,18 @@ class GroupPlan:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class UnionLevel:
+    """An overview level of a union: the members' level-n overviews placed on their own union grid."""
+
+    offsets: tuple[tuple[int, int], ...]
+    """(row, column) of each member's level-n array on this level's union grid."""
+    transform: tuple[float, float, float, float, float, float]
+    """Affine transform of this level's union grid."""
+    shape: tuple[int, int, int, int]
+    """(time, band, y, x)."""
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class UnionPlan:
     """Stored groups whose pixels line up (same CRS, pixel size and phase modulo one pixel) but whose tiles do not:
@@ -178,6 +191,8 @@ class UnionPlan:
     """Item ids of each member time step (comma-joined where a step holds several)."""
     member_keys: tuple[tuple[Any, ...], ...] = ()
     """The ``sort_by`` property of each member time step (empty without ``sort_by``)."""
+    overviews: tuple[UnionLevel, ...] = ()
+    """Levels 1, 2, ...: where every member has that overview level and they share a pixel lattice there."""
 
     def describe(self) -> str:
         """One line: ``EPSG:32735 10 m, 9 grids placed by pixel offset, 1 date x 1 band (98,980 x 10,980 px)``."""
@@ -205,6 +220,10 @@ class UnionPlan:
             "member_bands": [list(b) for b in self.member_bands],
             "member_ids": [list(i) for i in self.member_ids],
             "member_keys": [list(k) for k in self.member_keys],
+            "overviews": [
+                {"offsets": [list(o) for o in v.offsets], "transform": list(v.transform), "shape": list(v.shape)}
+                for v in self.overviews
+            ],
         }
 
 
@@ -264,13 +283,7 @@ def build_unions(
     for members in by_key.values():
         if len(members) < 2:
             continue
-        a, _, _, _, e, _ = members[0].transform
-        x0 = min(m.transform[2] for m in members)
-        tops = [m.transform[5] for m in members]
-        y0 = max(tops) if e < 0 else min(tops)
-        offsets = tuple((round((m.transform[5] - y0) / e), round((m.transform[2] - x0) / a)) for m in members)
-        height = max(r + m.shape[2] for m, (r, _) in zip(members, offsets, strict=True))
-        width = max(c + m.shape[3] for m, (_, c) in zip(members, offsets, strict=True))
+        offsets, transform, (height, width) = _union_geometry(members)
         times, steps = _union_steps(members, groupby)
         bands = tuple(dict.fromkeys(b for m in members for b in m.bands))
         base = members[0].name
@@ -279,7 +292,7 @@ def build_unions(
                 name=f"{base}_union",
                 members=tuple(m.name for m in members),
                 offsets=offsets,
-                transform=(a, 0.0, x0, 0.0, e, y0),
+                transform=transform,
                 shape=(times.size, len(bands), height, width),
                 time=times,
                 steps=steps,
@@ -293,9 +306,36 @@ def build_unions(
                 member_bands=tuple(m.bands for m in members),
                 member_ids=tuple(tuple(",".join(ids) for ids in m.items) for m in members),
                 member_keys=tuple(tuple(m.properties.get(sort_by, [])) if sort_by else () for m in members),
+                overviews=_union_overviews(members, times.size, len(bands)),
             )
         )
     return tuple(unions)
+
+
+def _union_geometry(
+    members: Sequence[GroupPlan],
+) -> tuple[tuple[tuple[int, int], ...], tuple[float, float, float, float, float, float], tuple[int, int]]:
+    """Each member's (row, column) on the union grid, the union's transform and its (height, width)."""
+    a, _, _, _, e, _ = members[0].transform
+    x0 = min(m.transform[2] for m in members)
+    tops = [m.transform[5] for m in members]
+    y0 = max(tops) if e < 0 else min(tops)
+    offsets = tuple((round((m.transform[5] - y0) / e), round((m.transform[2] - x0) / a)) for m in members)
+    height = max(r + m.shape[2] for m, (r, _) in zip(members, offsets, strict=True))
+    width = max(c + m.shape[3] for m, (_, c) in zip(members, offsets, strict=True))
+    return offsets, (a, 0.0, x0, 0.0, e, y0), (height, width)
+
+
+def _union_overviews(members: Sequence[GroupPlan], steps: int, bands: int) -> tuple[UnionLevel, ...]:
+    """The overview levels the members share on one pixel lattice (each member has it, same pixel size and phase)."""
+    levels = []
+    for n in range(1, 1 + min(len(m.overviews) for m in members)):
+        level = [m.overviews[n - 1] for m in members]
+        if len({_pixel_key(g) for g in level}) != 1:
+            break
+        offsets, transform, (height, width) = _union_geometry(level)
+        levels.append(UnionLevel(offsets=offsets, transform=transform, shape=(steps, bands, height, width)))
+    return tuple(levels)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
