@@ -284,3 +284,49 @@ def test_overviews_of_a_union_where_the_members_share_a_lattice_there(tmp_path) 
     assert sorted(tree[union.name].children) == ["0", "1"]
     with pytest.raises(ValueError, match=r"has levels 0, 1 \(0 is full resolution\), not 2"):
         stackcube.open_dataarray(tmp_path / "cube.icechunk", union.name, level=2)
+
+
+@pytest.mark.corpus
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # stackstac 0.5 multiplies affines with *
+def test_landsat_rows_of_one_path_are_one_array_and_the_other_zone_its_own(tmp_path) -> None:
+    """Twins of real Landsat 9 C2 L2 items: rows 088-090 of path 089 (EPSG:32655, whole 30 m pixels apart) and
+    row 087 in EPSG:32656. Downscaled 10x, which keeps their origins whole pixels apart."""
+    import stackstac
+    from rasterio.enums import Resampling
+
+    from tests.conftest import CORPUS, require
+    from tests.twins import corpus_items, twin_items
+
+    require(CORPUS.is_dir(), "the corpus is missing")
+    items = corpus_items("landsat-c2-l2-pc.json")
+    twins = twin_items(items, tmp_path / "twins", (tmp_path / "twins").as_uri(), downscale=10, assets=["red"])
+    plan = stackcube.plan_cube(twins, assets=["red"], groupby=None, progress=False)
+    (union,) = plan.unions
+    assert len(union.members) == 3
+    assert plan.report().startswith("2 arrays: EPSG:32655 300 m, 3 grids placed by pixel offset")
+    repo = tmp_path / "cube.icechunk"
+    stackcube.build_cube(twins, assets=["red"], groupby=None, repo=repo, progress=False)
+    ours = stackcube.open_dataarray(repo, union.name, mask_and_scale=False)
+    a, _, x0, _, e, y0 = union.transform
+    _, _, height, width = union.shape
+    wanted = set(ours.id.values.tolist())
+    in_zone = [d for d in twins if d["id"] in wanted]
+    assert len(in_zone) == 3
+    for d in in_zone:
+        d["properties"]["proj:epsg"] = 32655
+    theirs = stackstac.stack(
+        in_zone,
+        assets=["red"],
+        epsg=32655,
+        resolution=abs(a),
+        bounds=(x0, y0 + e * height, x0 + a * width, y0),
+        snap_bounds=False,
+        resampling=Resampling.nearest,
+        dtype="uint16",
+        fill_value=np.uint16(0),
+        rescale=False,
+    )
+    assert sorted(ours.id.values.tolist()) == sorted(theirs.id.values.tolist())
+    assert (ours.values != 0).mean() > 0.3  # the twins' pixels, not just fill
+    for t, item_id in enumerate(ours.id.values.tolist()):
+        np.testing.assert_array_equal(ours.isel(time=t).values, theirs.sel(time=theirs.id == item_id).values[0])
