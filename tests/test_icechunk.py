@@ -355,3 +355,29 @@ def test_a_write_killed_mid_way_leaves_the_branch_where_it_was(tmp_path) -> None
     _, second = write_plan(plan_sources(Query(catalog=None), synthetic_sources(20, 4, 5), options={}), repo)
     assert open_repository(repo).lookup_branch("main") == second
     assert stackcube.open_dataarray(repo).sizes["time"] == 20
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # rioxarray 0.23 multiplies affines with *
+def test_rioxarray_and_odc_geo_recognise_every_opened_array(tmp_path) -> None:
+    import odc.geo.xr  # noqa: F401 - registers the .odc accessor
+    import rioxarray  # noqa: F401 - registers the .rio accessor
+    from affine import Affine
+
+    from stackcube.demo import write_demo_catalog, write_demo_offset_catalog
+
+    repo = tmp_path / "cube.icechunk"
+    cube = stackcube.build_cube(write_demo_catalog(tmp_path / "demo"), repo=repo, progress=False)
+    offsets = tmp_path / "offsets.icechunk"
+    scenes = stackcube.build_cube(write_demo_offset_catalog(tmp_path / "offsets"), repo=offsets, progress=False)
+    cases = [
+        (repo, g.name, n, (g, *g.overviews)[n].transform) for g in cube.plan.groups for n in range(1 + len(g.overviews))
+    ]
+    cases += [(offsets, u.name, 0, u.transform) for u in scenes.plan.unions]
+    for path, name, level, transform in cases:
+        data = stackcube.open_dataarray(path, name, level=level)
+        assert data.rio.crs.to_epsg() == 32735, name
+        assert tuple(data.rio.transform())[:6] == tuple(Affine(*transform))[:6], name
+        geobox = data.odc.geobox
+        assert geobox.crs.epsg == 32735
+        assert geobox.shape == (data.sizes["y"], data.sizes["x"])
+        assert tuple(geobox.affine)[:6] == tuple(Affine(*transform))[:6]
