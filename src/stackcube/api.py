@@ -246,6 +246,28 @@ class Cube:
         """The snapshot id and the plan's report."""
         return f"snapshot {self.snapshot_id} on {self.branch}\n{self.plan.report()}"
 
+    def quicklook(self, *, bands: Sequence[str] | None = None, time: int = 0, size: int = 512) -> Any:
+        """A PNG of one date (shown inline in Jupyter; ``.save(path)`` writes it); see :func:`stackcube.quicklook`."""
+        from stackcube.quicklook import quicklook
+
+        return quicklook(self.open(), bands=bands, time=time, size=size)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        member_of = {m for u in self.plan.unions for m in u.members}
+        rows = [(u.name, u.describe(), len(u.members), "grids") for u in self.plan.unions]
+        rows += [(g.name, g.describe(), len(g.sources), "sources") for g in self.plan.groups if g.name not in member_of]
+        body = "".join(
+            f"<tr><td><code>{escape(name)}</code></td><td>{escape(text)}</td><td>{n} {unit}</td></tr>"
+            for name, text, n, unit in rows
+        )
+        return (
+            f"<div><b>stackcube.Cube</b> snapshot <code>{escape(self.snapshot_id)}</code> on "
+            f"<code>{escape(self.branch)}</code>, {len(self.plan.sources)} sources"
+            f"<table><tr><th>array</th><th>grid</th><th>from</th></tr>{body}</table></div>"
+        )
+
     def __repr__(self) -> str:
         return f"<stackcube.Cube snapshot={self.snapshot_id} groups={[g.name for g in self.plan.groups]}>"
 

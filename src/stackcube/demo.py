@@ -188,26 +188,7 @@ def write_quicklook(
     bands: tuple[str, str, str] = ("B04", "B03", "B02"),
     size: int = 512,
 ) -> Path:
-    """Write an 8-bit RGB PNG of the first date of the first group that has ``bands`` (2-98 % stretch).
+    """Write an 8-bit RGB PNG of the first date of the first array that has ``bands`` (see :func:`quicklook`)."""
+    from stackcube.quicklook import quicklook
 
-    It reads the coarsest level of the group that is still at least ``size`` pixels wide or tall (overviews
-    cost fewer bytes), or the full resolution when no overview is that large.
-    """
-    import imagecodecs
-
-    for name in tree.attrs["stackcube"]["groups"]:
-        node = tree[name]
-        levels = [node[k]["data"] for k in sorted(node.children, key=int)]
-        data = next((d for d in reversed(levels) if max(d.sizes["y"], d.sizes["x"]) >= size), levels[0])
-        if all(b in data.band.values for b in bands):
-            rgb = data.isel(time=0).sel(band=list(bands)).values.astype("float64")
-            break
-    else:
-        msg = f"no group of the cube has the bands {bands}"
-        raise ValueError(msg)
-    valid = np.isfinite(rgb) & (rgb > 0)
-    lo, hi = np.percentile(rgb[valid], [2, 98]) if valid.any() else (0.0, 1.0)
-    scaled = np.clip((np.nan_to_num(rgb) - lo) / max(hi - lo, 1e-9) * 255, 0, 255).astype(np.uint8)
-    out = Path(path)
-    out.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(scaled.transpose(1, 2, 0))))
-    return out
+    return quicklook(tree, bands=bands, size=size).save(path)
