@@ -409,5 +409,6 @@ def test_cube_repr_html_and_quicklook(tmp_path) -> None:
     )
     assert "6 grids" in scenes._repr_html_()
     one = scenes.quicklook()  # no RGB: the first band of the union
-    assert one.array.startswith("EPSG32735_30m_union/") and one.bands == ("red",)
+    assert one.array.startswith("EPSG32735_30m_union/")
+    assert one.bands == ("red",)
     assert look.save(tmp_path / "q.png").read_bytes() == look.png
