@@ -24,6 +24,9 @@ def test_readme_example_runs(corpus, index, monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path / "main")
     namespace: dict[str, object] = {}
     exec(compile(python_blocks()[index], f"README.md block {index}", "exec"), namespace)
+    if "stacked" in namespace:
+        names = namespace["stacked"].coords["common_name"].values.tolist()  # type: ignore[attr-defined]
+        assert names == ["blue", "green", "red", "nir"]
     if "union" in namespace:
         assert dict(namespace["union"].sizes) == {"time": 5, "band": 1, "y": 407, "x": 380}  # type: ignore[attr-defined]
     if "report" in namespace:

@@ -23,6 +23,7 @@ from stackcube.api import Cube, build_cube, open_cube, open_dataarray, plan_cube
 from stackcube.errors import StackcubeError
 from stackcube.plan import CubePlan, GroupPlan
 from stackcube.refresh import RefreshReport, VerifyReport, refresh_cube, verify_cube
+from stackcube.stack import stack
 
 __all__ = [
     "Cube",
@@ -40,5 +41,6 @@ __all__ = [
     "plan_cube_async",
     "refresh_cube",
     "settings",
+    "stack",
     "verify_cube",
 ]

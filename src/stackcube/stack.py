@@ -1,0 +1,92 @@
+"""``stackcube.stack``: the stackstac-shaped entry point, for notebooks that used ``stackstac.stack(items, ...)``.
+
+It builds a virtual cube of the items (in memory unless a repository is named) and returns its one array with
+the coordinates stackstac users look for: ``time``, ``id``, ``band``, ``x``, ``y`` (pixel centres), ``epsg``,
+``common_name`` per band, and the items' properties along ``time``. Unlike stackstac nothing is resampled: the
+items must share a pixel grid (one array, or one union of grids on one pixel lattice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import xarray as xr
+
+from stackcube.api import build_cube, open_dataarray
+from stackcube.plan import GroupBy
+from stackcube.search import CatalogLike, search_items
+
+__all__ = ["stack"]
+
+
+def _common_names(items: Sequence[Any], bands: Sequence[str]) -> list[str]:
+    """The ``eo:bands`` (STAC 1.0) or ``bands`` (1.1) common name of each band, as stackstac reports it."""
+    names = dict.fromkeys(bands, "")
+    for item in items:
+        for key, asset in item.assets.items():
+            fields = asset.extra_fields
+            entries = fields.get("eo:bands") or fields.get("bands") or []
+            for entry in entries[:1]:
+                common = entry.get("common_name") or entry.get("eo:common_name")
+                for band in (key, common):
+                    if band in names and common and not names[band]:
+                        names[band] = common
+    return list(names.values())
+
+
+def stack(
+    items: CatalogLike,
+    assets: Sequence[str] | None = None,
+    *,
+    bbox: Any = None,
+    datetime: Any = None,
+    repo: Any = None,
+    array: str | None = None,
+    groupby: GroupBy = None,
+    mask_and_scale: bool = True,
+    progress: bool = False,
+    **kwargs: Any,
+) -> xr.DataArray:
+    """Stack items into one lazy (time, band, y, x) DataArray, like ``stackstac.stack``, without resampling.
+
+    Parameters
+    ----------
+    items
+        pystac Items or item dicts, an ItemCollection, a static catalog or a STAC API URL (with ``**kwargs`` as
+        :func:`stackcube.plan_cube` takes them: collections, query, filter, ...).
+    assets
+        Asset keys or common names, in band order (default: every GeoTIFF data asset).
+    bbox, datetime
+        Optional filters; the array is clipped to the tiles the bbox touches.
+    repo
+        Where the virtual cube is committed; by default an in-memory Icechunk repository.
+    array
+        Which array when the items span several grids (the error lists them).
+    groupby
+        ``None`` (default, as stackstac): one time step per item; ``"datetime"`` or ``"solar_day"`` merge items of
+        one acquisition or day that lie side by side (grids on one pixel lattice).
+    """
+    import icechunk
+
+    if repo is None:
+        repo = icechunk.Repository.create(icechunk.in_memory_storage())
+    cube = build_cube(items, bbox, datetime, assets=assets, repo=repo, groupby=groupby, progress=progress, **kwargs)
+    member_of = {m for u in cube.plan.unions for m in u.members}
+    names = [u.name for u in cube.plan.unions] + [g.name for g in cube.plan.groups if g.name not in member_of]
+    if array is None and len(names) > 1:
+        msg = (
+            f"the items lie on {len(names)} grids ({', '.join(names)}); stackcube does not resample: pass "
+            "array= one of them, or narrow the search (assets=, bbox=)"
+        )
+        raise ValueError(msg)
+    data = open_dataarray(cube.repository, array or names[0], mask_and_scale=mask_and_scale)
+    crs = cube.plan.groups[0].crs
+    epsg = int(crs.split(":")[1]) if crs.startswith("EPSG:") else None
+    _, found = search_items(items, bbox=bbox, datetime=datetime) if not isinstance(items, str) else (None, [])
+    data = data.assign_coords(
+        epsg=epsg,
+        common_name=("band", _common_names(found, [str(b) for b in data.band.values])),
+    )
+    data.attrs["stackcube_snapshot"] = cube.snapshot_id
+    return data
