@@ -19,6 +19,8 @@ from stackcube.search import CatalogLike, search_items
 
 __all__ = ["stack"]
 
+_SEARCH = ("intersects", "collections", "ids", "query", "filter", "filter_lang", "max_items", "limit", "headers")
+
 
 def _common_names(items: Sequence[Any], bands: Sequence[str]) -> list[str]:
     """The ``eo:bands`` (STAC 1.0) or ``bands`` (1.1) common name of each band, as stackstac reports it."""
@@ -71,7 +73,9 @@ def stack(
 
     if repo is None:
         repo = icechunk.Repository.create(icechunk.in_memory_storage())
-    cube = build_cube(items, bbox, datetime, assets=assets, repo=repo, groupby=groupby, progress=progress, **kwargs)
+    search = {k: kwargs.pop(k) for k in _SEARCH if k in kwargs}
+    _, found = search_items(items, bbox=bbox, datetime=datetime, **search)  # once; the cube is built from these
+    cube = build_cube(found, bbox, assets=assets, repo=repo, groupby=groupby, progress=progress, **kwargs)
     member_of = {m for u in cube.plan.unions for m in u.members}
     names = [u.name for u in cube.plan.unions] + [g.name for g in cube.plan.groups if g.name not in member_of]
     if array is None and len(names) > 1:
@@ -83,7 +87,6 @@ def stack(
     data = open_dataarray(cube.repository, array or names[0], mask_and_scale=mask_and_scale)
     crs = cube.plan.groups[0].crs
     epsg = int(crs.split(":")[1]) if crs.startswith("EPSG:") else None
-    _, found = search_items(items, bbox=bbox, datetime=datetime) if not isinstance(items, str) else (None, [])
     data = data.assign_coords(
         epsg=epsg,
         common_name=("band", _common_names(found, [str(b) for b in data.band.values])),
