@@ -23,6 +23,7 @@ from stackcube.api import Cube, build_cube, open_cube, open_dataarray, plan_cube
 from stackcube.errors import StackcubeError
 from stackcube.plan import CubePlan, GroupPlan
 from stackcube.refresh import RefreshReport, VerifyReport, refresh_cube, verify_cube
+from stackcube.regrid import to_grid
 from stackcube.stack import stack
 
 __all__ = [
@@ -42,5 +43,6 @@ __all__ = [
     "refresh_cube",
     "settings",
     "stack",
+    "to_grid",
     "verify_cube",
 ]
