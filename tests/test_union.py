@@ -97,6 +97,29 @@ def expected_union(directory) -> tuple[np.ndarray, list[str]]:
     return out, [f"SCENE_{n}" for n, *_ in SCENES]
 
 
+def stackstac_on_union(items: list, union, asset: str, epsg: int):
+    """stackstac.stack of ``items`` onto a union's grid, nearest (pixel centres coincide: nothing is resampled)."""
+    import stackstac
+    from rasterio.enums import Resampling
+
+    for d in items:
+        d["properties"]["proj:epsg"] = epsg
+    a, _, x0, _, e, y0 = union.transform
+    _, _, height, width = union.shape
+    return stackstac.stack(
+        items,
+        assets=[asset],
+        epsg=epsg,
+        resolution=abs(a),
+        bounds=(x0, y0 + e * height, x0 + a * width, y0),
+        snap_bounds=False,
+        resampling=Resampling.nearest,
+        dtype="uint16",
+        fill_value=np.uint16(0),
+        rescale=False,
+    )
+
+
 def test_pixel_aligned_scenes_become_one_exact_array(tmp_path) -> None:
     items = make_items(tmp_path, tmp_path.as_posix())
     repo = tmp_path / "cube.icechunk"
@@ -208,8 +231,6 @@ def test_time_steps_per_datetime_per_item_or_per_solar_day(tmp_path) -> None:
 def test_sentinel2_tiles_of_one_zone_and_day_are_one_array_equal_to_stackstac(tmp_path) -> None:
     """Twins of three real MGRS tiles of one overpass (origins 9998 px apart, never whole tiles): one union."""
     import pyproj
-    import stackstac
-    from rasterio.enums import Resampling
 
     from tests.conftest import CORPUS, require
     from tests.twins import corpus_items, twin_items
@@ -228,22 +249,8 @@ def test_sentinel2_tiles_of_one_zone_and_day_are_one_array_equal_to_stackstac(tm
     stackcube.build_cube(twins, bbox, assets=["B04"], groupby=None, repo=repo, progress=False)
     ours = stackcube.open_dataarray(repo, union.name, mask_and_scale=False)
 
-    for d in twins:
-        d["properties"]["proj:epsg"] = 32735
-    a, _, x0, _, e, y0 = union.transform
-    _, _, height, width = union.shape
-    theirs = stackstac.stack(
-        [d for d in twins if d["id"] in set(",".join(ours.id.values.tolist()).split(","))],
-        assets=["B04"],
-        epsg=32735,
-        resolution=abs(a),
-        bounds=(x0, y0 + e * height, x0 + a * width, y0),
-        snap_bounds=False,
-        resampling=Resampling.nearest,
-        dtype="uint16",
-        fill_value=np.uint16(0),
-        rescale=False,
-    )
+    wanted = set(",".join(ours.id.values.tolist()).split(","))
+    theirs = stackstac_on_union([d for d in twins if d["id"] in wanted], union, "B04", 32735)
     for t, item_id in enumerate(ours.id.values.tolist()):
         np.testing.assert_array_equal(ours.isel(time=t).values, theirs.sel(time=theirs.id == item_id).values[0])
 
@@ -291,8 +298,6 @@ def test_overviews_of_a_union_where_the_members_share_a_lattice_there(tmp_path) 
 def test_landsat_rows_of_one_path_are_one_array_and_the_other_zone_its_own(tmp_path) -> None:
     """Twins of real Landsat 9 C2 L2 items: rows 088-090 of path 089 (EPSG:32655, whole 30 m pixels apart) and
     row 087 in EPSG:32656. Downscaled 10x, which keeps their origins whole pixels apart."""
-    import stackstac
-    from rasterio.enums import Resampling
 
     from tests.conftest import CORPUS, require
     from tests.twins import corpus_items, twin_items
@@ -307,25 +312,10 @@ def test_landsat_rows_of_one_path_are_one_array_and_the_other_zone_its_own(tmp_p
     repo = tmp_path / "cube.icechunk"
     stackcube.build_cube(twins, assets=["red"], groupby=None, repo=repo, progress=False)
     ours = stackcube.open_dataarray(repo, union.name, mask_and_scale=False)
-    a, _, x0, _, e, y0 = union.transform
-    _, _, height, width = union.shape
     wanted = set(ours.id.values.tolist())
     in_zone = [d for d in twins if d["id"] in wanted]
     assert len(in_zone) == 3
-    for d in in_zone:
-        d["properties"]["proj:epsg"] = 32655
-    theirs = stackstac.stack(
-        in_zone,
-        assets=["red"],
-        epsg=32655,
-        resolution=abs(a),
-        bounds=(x0, y0 + e * height, x0 + a * width, y0),
-        snap_bounds=False,
-        resampling=Resampling.nearest,
-        dtype="uint16",
-        fill_value=np.uint16(0),
-        rescale=False,
-    )
+    theirs = stackstac_on_union(in_zone, union, "red", 32655)
     assert sorted(ours.id.values.tolist()) == sorted(theirs.id.values.tolist())
     assert (ours.values != 0).mean() > 0.3  # the twins' pixels, not just fill
     for t, item_id in enumerate(ours.id.values.tolist()):
