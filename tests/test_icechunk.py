@@ -14,7 +14,7 @@ import rasterio
 
 import stackcube
 from stackcube.errors import SourceChangedError
-from stackcube.icechunk import container_prefixes
+from stackcube.icechunk import ONE_REQUEST, container_prefixes
 from tests.services.proxy import run_proxy
 from tests.twins import change_in_place, corpus_items, twin_items
 
@@ -255,11 +255,17 @@ def test_a_given_repository_gains_the_containers_its_sources_need(tmp_path) -> N
 
     items = corpus_items("site2-2020_jun_jul-35MNM.geojson")[:1]
     twins = twin_items(items, tmp_path / "twins", (tmp_path / "twins").as_uri(), downscale=30, assets=["B04"])
-    repository = icechunk.Repository.create(icechunk.in_memory_storage())
+    config = icechunk.RepositoryConfig.default()
+    config.storage = icechunk.StorageSettings(unsafe_use_conditional_update=False)
+    repository = icechunk.Repository.create(icechunk.in_memory_storage(), config=config)
     assert not repository.config.virtual_chunk_containers
     cube = stackcube.build_cube(twins, assets=["B04"], repo=repository, progress=False)
     href = twins[0]["assets"]["B04"]["href"]
     assert list(cube.repository.config.virtual_chunk_containers) == [href.rsplit("/", 1)[0] + "/"]
+    # chunks are fetched whole (one GET each), and the caller's other storage settings are kept
+    storage = cube.repository.config.storage
+    assert storage.concurrency.ideal_concurrent_request_size == ONE_REQUEST
+    assert storage.unsafe_use_conditional_update is False
     data = cube.open(mask_and_scale=False)["EPSG32735_300m/0"]["data"]
     with rasterio.open(twins[0]["assets"]["B04"]["href"].removeprefix("file://")) as ds:
         np.testing.assert_array_equal(data.isel(time=0, band=0).values, ds.read(1))

@@ -19,7 +19,7 @@ from stackcube import _sync
 from stackcube.assets import SelectedAsset, SkippedAsset, select_assets
 from stackcube.errors import NothingFoundError, StackcubeError
 from stackcube.grid import GridKey, Source, group_by_grid
-from stackcube.plan import CubePlan, GroupBy, GroupPlan, Overlap, build_group, build_unions
+from stackcube.plan import CubePlan, GroupBy, GroupPlan, Overlap, build_group, build_unions, check_groupby
 from stackcube.search import CatalogLike, Query, require_items, search_items
 from stackcube.tiff import TiffManifest, read_tiff_async
 
@@ -85,14 +85,12 @@ async def plan_cube_async(
 ) -> CubePlan:
     """Async twin of :func:`plan_cube`; ``search`` takes the other arguments of ``search_items``."""
     _check_on_error(on_error)
-    if groupby not in {"datetime", "solar_day", None}:
-        msg = f"groupby must be 'datetime', 'solar_day' or None, not {groupby!r}"
-        raise ValueError(msg)
+    check_groupby(groupby)
     q, items = await asyncio.to_thread(search_items, catalog, bbox=bbox, datetime=datetime, **search)
     chosen, skipped = choose_assets(items, q, assets)
-    sources, notes = await read_sources(chosen, on_error=on_error, progress=progress)
+    sources, failed = await read_sources(chosen, on_error=on_error, progress=progress)
     options = {"assets": list(assets) if assets else None, "overlap": overlap, "sort_by": sort_by, "groupby": groupby}
-    return plan_sources(q, sources, options=options, skipped=skipped, notes=notes)
+    return plan_sources(q, sources, options=options, skipped=skipped, failed=failed)
 
 
 def _check_on_error(on_error: str) -> None:
@@ -129,18 +127,19 @@ def make_source(asset: SelectedAsset, manifest: TiffManifest) -> Source:
 async def read_sources(
     chosen: Sequence[SelectedAsset], *, on_error: str = "raise", progress: bool = True
 ) -> tuple[list[Source], list[str]]:
-    """Read the header of every chosen asset; unreadable ones raise, or with ``on_error="skip"`` become notes."""
+    """Read the header of every chosen asset; unreadable ones raise, or with ``on_error="skip"`` are returned as
+    ``item/asset: reason``."""
     manifests = await _read_all(chosen, progress)
-    notes: list[str] = []
+    failed: list[str] = []
     sources: list[Source] = []
     for asset, manifest in zip(chosen, manifests, strict=True):
         if isinstance(manifest, StackcubeError):
             if on_error == "raise":
                 raise manifest
-            notes.append(f"{asset.item.id}/{asset.key} could not be read: {manifest}")
+            failed.append(f"{asset.item.id}/{asset.key}: {manifest}")
             continue
         sources.append(make_source(asset, manifest))
-    return sources, notes
+    return sources, failed
 
 
 def plan_sources(
@@ -149,11 +148,11 @@ def plan_sources(
     *,
     options: dict[str, Any],
     skipped: Sequence[SkippedAsset] = (),
-    notes: Sequence[str] = (),
+    failed: Sequence[str] = (),
 ) -> CubePlan:
     """Group read sources by grid and place them: one GroupPlan per grid (``options``: assets, overlap, sort_by)."""
     groups, rejected = group_by_grid(sources)
-    notes = [*notes, *(f"{s.item_id}/{s.asset} has {why}; skipped" for s, why in rejected)]
+    notes = [f"{s.item_id}/{s.asset} has {why}; skipped" for s, why in rejected]
     plans: list[GroupPlan] = []
     taken: set[str] = set()
     for key, members in sorted(groups.items(), key=lambda kv: (kv[0].crs, abs(kv[0].resolution[0]))):
@@ -185,6 +184,7 @@ def plan_sources(
         groups=tuple(plans),
         skipped=tuple(skipped),
         notes=tuple(notes),
+        failed=tuple(failed),
         sources=tuple(sources),
         options=dict(options),
         unions=unions,
@@ -255,9 +255,8 @@ class Cube:
     def _repr_html_(self) -> str:
         from html import escape
 
-        member_of = {m for u in self.plan.unions for m in u.members}
         rows = [(u.name, u.describe(), len(u.members), "grids") for u in self.plan.unions]
-        rows += [(g.name, g.describe(), len(g.sources), "sources") for g in self.plan.groups if g.name not in member_of]
+        rows += [(g.name, g.describe(), len(g.sources), "sources") for g in self.plan.standalone]
         body = "".join(
             f"<tr><td><code>{escape(name)}</code></td><td>{escape(text)}</td><td>{n} {unit}</td></tr>"
             for name, text, n, unit in rows
@@ -309,7 +308,6 @@ def build_cube(
     from stackcube.icechunk import write_plan
 
     plan = plan_cube(catalog, bbox, datetime, **kwargs)
-    failed = [note.replace(" could not be read: ", ": ", 1) for note in plan.notes if " could not be read: " in note]
     repository, snapshot = write_plan(
         plan,
         repo,
@@ -317,7 +315,7 @@ def build_cube(
         message=message,
         tag=tag,
         progress=kwargs.get("progress", True),
-        metadata={"stackcube": "build", "failed": failed},
+        metadata={"stackcube": "build", "failed": list(plan.failed)},
     )
     return Cube(repository=repository, snapshot_id=snapshot, branch=branch, plan=plan)
 

@@ -56,7 +56,9 @@ __all__ = [
     "SOURCES",
     "StoredCube",
     "check_allowed",
+    "array_names",
     "container_prefixes",
+    "cube_info",
     "assemble_union",
     "open_datatree",
     "open_level",
@@ -152,7 +154,8 @@ def open_repository(
 ) -> icechunk.Repository:
     """Open (or create) a repository whose containers cover ``prefixes``, authorizing exactly its containers.
 
-    A given ``icechunk.Repository`` is returned as it is unless it lacks a container for one of ``prefixes``.
+    A given ``icechunk.Repository`` is returned as it is unless it lacks a container for one of ``prefixes`` or
+    would split a chunk into several requests.
     The configuration is saved only when a container was added. With ``allow`` (URL prefixes), a repository
     that declares a container outside all of them is refused before anything is read through it.
     """
@@ -192,14 +195,14 @@ ONE_REQUEST = 1 << 30
 
 
 def _whole_chunk_requests(config: icechunk.RepositoryConfig) -> bool:
-    """Make ``config`` fetch every chunk with one request; return whether it already did."""
-    settings = config.storage
-    concurrency = settings.concurrency if settings is not None else None
-    if concurrency is not None and concurrency.ideal_concurrent_request_size == ONE_REQUEST:
+    """Make ``config`` fetch every chunk with one request (other storage settings kept); return whether it did."""
+    settings = config.storage or icechunk.StorageSettings()
+    concurrency = settings.concurrency or icechunk.StorageConcurrencySettings()
+    if concurrency.ideal_concurrent_request_size == ONE_REQUEST:
         return True
-    config.storage = icechunk.StorageSettings(
-        concurrency=icechunk.StorageConcurrencySettings(ideal_concurrent_request_size=ONE_REQUEST)
-    )
+    concurrency.ideal_concurrent_request_size = ONE_REQUEST
+    settings.concurrency = concurrency
+    config.storage = settings
     return False
 
 
@@ -413,15 +416,11 @@ def _sources_table(sources: Sequence[Source]) -> xr.Dataset:
             "datetime": column(s.datetime.isoformat() for s in sources),
             "href": column(s.manifest.href for s in sources),
             "etag": column(s.manifest.etag or "" for s in sources),
-            "properties": column(json.dumps(_jsonable(s.properties), sort_keys=True) for s in sources),
+            "properties": column(json.dumps(s.properties, sort_keys=True, default=str) for s in sources),
             "manifest": column(json.dumps(s.manifest.to_dict(), separators=(",", ":")) for s in sources),
         },
         attrs={"description": "every indexed source and its TIFF manifest, so a refresh rereads no unchanged header"},
     )
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,9 +432,7 @@ class StoredCube:
     query: dict[str, Any]
     """The search (``Query.to_dict()``)."""
     options: dict[str, Any]
-    """``assets``, ``overlap``, ``sort_by``."""
-    groups: tuple[str, ...]
-    """Names of the grid groups."""
+    """``assets``, ``overlap``, ``sort_by``, ``groupby``."""
     sources: tuple[Source, ...]
     """Every indexed source with its manifest."""
 
@@ -466,7 +463,6 @@ def read_stored(session: icechunk.Session) -> StoredCube:
         snapshot_id=session.snapshot_id,
         query=dict(info.get("query") or {}),
         options=dict(info.get("options") or {}),
-        groups=tuple(info.get("groups") or ()),
         sources=tuple(sources),
     )
 
@@ -489,7 +485,7 @@ def write_plan(
     :class:`ConcurrentUpdateError`; a commit that loses a race with another writer raises it too. Either way
     nothing of this write is committed: a failed or killed write leaves the branch where it was.
     """
-    hrefs = {h for g in plan.groups for level in (g, *g.overviews) for h in level.sources.href}
+    hrefs = {h for g in plan.groups for h in g.sources.href}  # overview levels read the same sources
     repository = open_repository(repo, prefixes=container_prefixes(hrefs), create=True)
     session = repository.writable_session(branch)
     if parent is not None and session.snapshot_id != parent:
@@ -553,6 +549,21 @@ class _GuardedStore(WrapperStore[Any]):
             raise
 
 
+def cube_info(
+    repo: RepoLike, *, branch: str | None = None, tag: str | None = None, snapshot: str | None = None
+) -> dict[str, Any]:
+    """The cube's root ``stackcube`` attributes (search, options, groups, unions): one metadata read."""
+    session = _read_session(repo, branch, tag, snapshot, None)
+    return dict(cast("Any", zarr.open_group(session.store, mode="r").attrs.get("stackcube")) or {})
+
+
+def array_names(info: dict[str, Any]) -> list[str]:
+    """The arrays a stored cube presents (its root ``stackcube`` attributes): unions, then groups on their own."""
+    unions = dict(info.get("unions") or {})
+    members = {m for union in unions.values() for m in union["members"]}
+    return [*unions, *(g for g in info.get("groups") or [] if g not in members)]
+
+
 def _read_session(
     repo: RepoLike,
     branch: str | None,
@@ -594,8 +605,7 @@ def open_datatree(
     """Open a cube lazily: one child per grid group, dask chunks aligned with the source tiles."""
     session = _read_session(repo, branch, tag, snapshot, allow)
     store = _GuardedStore(session.store)
-    chunks = _xarray_chunks(chunks)
-    tree = xr.open_datatree(cast("Any", store), chunks=chunks, mask_and_scale=mask_and_scale, **_OPEN)
+    tree = xr.open_datatree(cast("Any", store), chunks=_xarray_chunks(chunks), mask_and_scale=mask_and_scale, **_OPEN)
     unions = dict(tree.attrs.get("stackcube", {}).get("unions") or {})
     for name, union in unions.items():
         for level in range(1 + len(union.get("overviews") or [])):
@@ -670,7 +680,7 @@ def assemble_union(
         ),
         dims=("time", "band", "y", "x"),
     )
-    if chunks not in (None, {}):
+    if isinstance(chunks, dict) and chunks:  # None or False: the union's own blocks (it is always dask)
         data = data.chunk(chunks)
     a, b, c, d, e, f = union["transform"]
     wkt = pyproj.CRS.from_user_input(union["crs"]).to_wkt()
@@ -720,7 +730,7 @@ def open_level(
     info: dict[str, Any] = dict(cast("Any", root.attrs.get("stackcube")) or {})
     unions = dict(info.get("unions") or {})
     members = {m for union in unions.values() for m in union["members"]}
-    names = [*unions, *(g for g in info.get("groups") or [] if g not in members)]
+    names = array_names(info)
     if group is None:
         if len(names) != 1:
             msg = f"{repo} holds {len(names)} grids ({', '.join(names)}); pass group= one of them"

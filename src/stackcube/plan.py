@@ -38,6 +38,7 @@ __all__ = [
     "build_group",
     "build_overviews",
     "build_unions",
+    "check_groupby",
 ]
 
 Overlap = Literal["first", "last"]
@@ -244,13 +245,18 @@ def _solar_offset(member: GroupPlan) -> np.timedelta64:
     return np.timedelta64(round(lon / 15 * 3600), "s")
 
 
+def check_groupby(groupby: Any) -> None:
+    """Refuse a ``groupby`` that is not one of :data:`GroupBy`."""
+    if groupby not in {"datetime", "solar_day", None}:
+        msg = f"groupby must be 'datetime', 'solar_day' or None, not {groupby!r}"
+        raise ValueError(msg)
+
+
 def _union_steps(
     members: Sequence[GroupPlan], groupby: GroupBy
 ) -> tuple[np.ndarray, tuple[tuple[tuple[int, int], ...], ...]]:
     """Time steps of a union: (step times, per step the (member, member time index) pieces), in time order."""
-    if groupby not in {"datetime", "solar_day", None}:
-        msg = f"groupby must be 'datetime', 'solar_day' or None, not {groupby!r}"
-        raise ValueError(msg)
+    check_groupby(groupby)
     keyed: dict[Any, list[tuple[np.datetime64, int, int]]] = {}
     for m, member in enumerate(members):
         shift = _solar_offset(member) if groupby == "solar_day" else None
@@ -350,6 +356,8 @@ class CubePlan:
     """Assets asked for (or looking like data) that do not become bands, with reasons."""
     notes: tuple[str, ...] = field(default_factory=tuple)
     """Other decisions worth telling (sources that could not be gridded or read, groups outside the bbox)."""
+    failed: tuple[str, ...] = ()
+    """``item/asset: reason`` for each source that could not be read and was left out (``on_error="skip"``)."""
     sources: tuple[Source, ...] = ()
     """Every source that was read, with its manifest: stored in the cube so a refresh rereads no header."""
     options: dict[str, Any] = field(default_factory=dict)
@@ -360,7 +368,7 @@ class CubePlan:
     def report(self) -> str:
         """A human-readable account of the grouping: the arrays a user opens first, then how each was made."""
         member_of = {m: u for u in self.unions for m in u.members}
-        alone = [g for g in self.groups if g.name not in member_of]
+        alone = self.standalone
         arrays = [u.describe() for u in self.unions] + [g.describe() for g in alone]
         n = len(arrays)
         lines = [f"{n} array{'s' * (n != 1)}: " + "; ".join(arrays)]
@@ -372,6 +380,7 @@ class CubePlan:
             lines.extend(self._group_lines([g for g in self.groups if member_of.get(g.name) is u], "    "))
         lines.extend(self._group_lines(alone, "  "))
         lines.extend(f"  note: {note}" for note in self.notes)
+        lines.extend(f"  could not be read: {failure}" for failure in self.failed)
         if self.skipped:
             lines.append(f"{len(self.skipped)} asset(s) skipped:")
             lines.extend(f"  {s}" for s in self.skipped[:20])
@@ -381,6 +390,17 @@ class CubePlan:
 
     def __str__(self) -> str:
         return self.report()
+
+    @property
+    def standalone(self) -> tuple[GroupPlan, ...]:
+        """The groups that are not members of a union: with the unions, the arrays a user opens."""
+        members = {m for u in self.unions for m in u.members}
+        return tuple(g for g in self.groups if g.name not in members)
+
+    @property
+    def array_names(self) -> list[str]:
+        """Names of the arrays a user opens: unions first, then the groups on their own."""
+        return [u.name for u in self.unions] + [g.name for g in self.standalone]
 
     @staticmethod
     def _group_lines(groups: Sequence[GroupPlan], indent: str) -> list[str]:

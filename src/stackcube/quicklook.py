@@ -58,8 +58,9 @@ def quicklook(
     """
     import imagecodecs
 
-    info = tree.attrs.get("stackcube", {})
-    names = [array] if array else [*(info.get("unions") or {}), *info.get("groups", [])]
+    from stackcube.icechunk import array_names
+
+    names = [array] if array else array_names(tree.attrs.get("stackcube", {}))
     choices = [tuple(bands)] if bands else list(RGB_CHOICES)
     for choice in choices:
         for name in names:

@@ -12,6 +12,7 @@ refreshes never lose an item nor duplicate a time step.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -162,31 +163,19 @@ async def _refresh_once(
             fresh.append(make_source(asset, hit.manifest))
         else:
             unread.append(asset)
-    read, notes = await read_sources(unread, on_error=on_error, progress=progress)
+    read, failed = await read_sources(unread, on_error=on_error, progress=progress)
     for source in read:
         cache[(source.item_id, source.asset, source.properties.get("updated"))] = source
     force.difference_update(s.manifest.href for s in read)
-    failed = tuple(n.replace(" could not be read: ", ": ", 1) for n in notes)
     sources = [*kept, *fresh, *read, *([] if remove else gone)]
-    plan = plan_sources(q, sources, options=stored.options, skipped=skipped, notes=notes)
-    report = RefreshReport(
-        branch=report.branch,
-        previous=report.previous,
-        snapshot_id=None,
-        added=report.added,
-        changed=report.changed,
-        removed=report.removed,
-        kept_removed=report.kept_removed,
-        failed=failed,
-        notes=plan.notes,
-        headers_read=len(unread),
-    )
+    plan = plan_sources(q, sources, options=stored.options, skipped=skipped, failed=failed)
+    report = dataclasses.replace(report, failed=plan.failed, notes=plan.notes, headers_read=len(unread))
     metadata = {
         "stackcube": "refresh",
         "added": list(report.added),
         "changed": list(report.changed),
         "removed": list(report.removed),
-        "failed": list(failed),
+        "failed": list(report.failed),
     }
     _, snapshot = await asyncio.to_thread(
         write_plan,
@@ -199,11 +188,7 @@ async def _refresh_once(
         metadata=metadata,
         parent=stored.snapshot_id,
     )
-    return RefreshReport(**{**_fields(report), "snapshot_id": snapshot})
-
-
-def _fields(report: RefreshReport) -> dict[str, Any]:
-    return {name: getattr(report, name) for name in RefreshReport.__dataclass_fields__}
+    return dataclasses.replace(report, snapshot_id=snapshot)
 
 
 def refresh_cube(
@@ -276,7 +261,7 @@ def refresh_cube(
                 raise
             time.sleep(random.uniform(0.05, 0.2 * attempt))
             continue
-        return RefreshReport(**{**_fields(report), "attempts": attempt})
+        return dataclasses.replace(report, attempts=attempt)
     raise AssertionError  # pragma: no cover - the loop returns or raises
 
 

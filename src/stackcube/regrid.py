@@ -14,16 +14,10 @@ from typing import Any
 import pyproj
 import xarray as xr
 
-from stackcube.api import open_cube, open_dataarray
+from stackcube.api import open_dataarray
+from stackcube.icechunk import array_names, cube_info
 
 __all__ = ["to_grid"]
-
-
-def _arrays(tree: xr.DataTree) -> list[str]:
-    info = tree.attrs.get("stackcube", {})
-    unions = dict(info.get("unions") or {})
-    members = {m for union in unions.values() for m in union["members"]}
-    return [*unions, *(g for g in info.get("groups") or [] if g not in members)]
 
 
 def to_grid(
@@ -66,7 +60,7 @@ def to_grid(
     from odc.geo.xr import xr_reproject
 
     repo = getattr(repo, "repository", repo)  # a Cube
-    names = list(arrays) if arrays else _arrays(open_cube(repo, branch=branch, tag=tag, snapshot=snapshot))
+    names = list(arrays or ()) or array_names(cube_info(repo, branch=branch, tag=tag, snapshot=snapshot))
     sources = [open_dataarray(repo, name, branch=branch, tag=tag, snapshot=snapshot) for name in names]
     target = pyproj.CRS.from_user_input(crs)
     extent: tuple[float, float, float, float]

@@ -206,11 +206,17 @@ def _read_json_once(href: str, headers: dict[str, str] | None) -> dict[str, Any]
 
 
 def _transient(exc: BaseException) -> bool:
-    """Whether a failed HTTP exchange may succeed when tried again: 429, 5xx, timeouts, dropped connections."""
+    """Whether a failed HTTP exchange may succeed when tried again: 429, 5xx, timeouts, dropped connections.
+
+    pystac wraps what went wrong (a landing page that would not load) in a STACError: its cause decides.
+    """
     import urllib.error
 
     import requests
 
+    if isinstance(exc, pystac.STACError):
+        cause = exc.__cause__ or exc.__context__
+        return cause is not None and _transient(cause)
     status = getattr(exc, "code", None) or getattr(exc, "status_code", None)
     if isinstance(status, int):
         return status == 429 or status >= 500
@@ -223,8 +229,8 @@ def _transient(exc: BaseException) -> bool:
 
 
 def _search_api(url: str, q: Query, modifier: Callable[[Any], Any] | None) -> list[pystac.Item]:
-    # The whole paginated search is retried: requests' own retries cover statuses and connections, not a body
-    # cut off mid-page
+    # The whole paginated search is retried here, in one place (requests' own retries would not cover a body cut
+    # off mid-page, and two layers would multiply the attempts)
     return retry_sync(lambda: _search_api_once(url, q, modifier))
 
 
@@ -233,19 +239,9 @@ def _search_api_once(url: str, q: Query, modifier: Callable[[Any], Any] | None) 
     from pystac_client import Client
     from pystac_client.exceptions import APIError
     from pystac_client.stac_api_io import StacApiIO
-    from urllib3.util.retry import Retry
 
-    retry = Retry(
-        total=settings.retries,
-        backoff_factor=0.1,
-        backoff_max=5,
-        backoff_jitter=0.1,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=None,  # searches are POSTs, and safe to repeat
-        raise_on_status=False,
-    )
     try:
-        stac_io = StacApiIO(headers=q.headers or None, timeout=settings.request_timeout, max_retries=retry)
+        stac_io = StacApiIO(headers=q.headers or None, timeout=settings.request_timeout, max_retries=0)
         client = Client.open(url, headers=q.headers or None, modifier=modifier, stac_io=stac_io)
         search = client.search(
             bbox=q.bbox,
@@ -260,7 +256,7 @@ def _search_api_once(url: str, q: Query, modifier: Callable[[Any], Any] | None) 
             limit=q.limit,
         )
         return list(search.items())
-    except (APIError, requests.RequestException, OSError, http.client.HTTPException) as exc:
+    except (APIError, requests.RequestException, OSError, http.client.HTTPException, pystac.STACError) as exc:
         msg = f"{url}: the STAC API search failed ({str(exc).strip()[:300]})"
         error = SearchError(msg)
         error.transient = _transient(exc)

@@ -76,8 +76,7 @@ def stack(
     search = {k: kwargs.pop(k) for k in _SEARCH if k in kwargs}
     _, found = search_items(items, bbox=bbox, datetime=datetime, **search)  # once; the cube is built from these
     cube = build_cube(found, bbox, assets=assets, repo=repo, groupby=groupby, progress=progress, **kwargs)
-    member_of = {m for u in cube.plan.unions for m in u.members}
-    names = [u.name for u in cube.plan.unions] + [g.name for g in cube.plan.groups if g.name not in member_of]
+    names = cube.plan.array_names
     if array is None and len(names) > 1:
         msg = (
             f"the items lie on {len(names)} grids ({', '.join(names)}); stackcube does not resample: pass "

@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -71,7 +71,7 @@ def normalize_href(href: str | os.PathLike[str]) -> str:
 def store_for(url: str) -> Any:
     """Return the shared obstore store serving ``url``'s scheme and host (created on first use)."""
     parsed = urlparse(url)
-    key = f"{parsed.scheme}://{parsed.netloc} {settings.request_timeout} {settings.retries} {settings.retry_deadline}"
+    key = f"{parsed.scheme}://{parsed.netloc} {settings.request_timeout}"
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
@@ -81,14 +81,10 @@ def store_for(url: str) -> Any:
 
 
 def _network_options() -> tuple[dict[str, Any], dict[str, Any]]:
-    """obstore's per-request timeout and retries (5xx, dropped connections, timeouts), within our bounds."""
+    """obstore's per-request timeouts, and no retries of its own: ``get_range`` and ``head`` retry whole requests
+    (a body cut off mid-way included) in one place, so attempts and time stay within ``settings``."""
     client = {"timeout": f"{settings.request_timeout}s", "connect_timeout": f"{min(10.0, settings.request_timeout)}s"}
-    retry = {
-        "max_retries": settings.retries,
-        "retry_timeout": timedelta(seconds=settings.retry_deadline),
-        "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5), "base": 2},
-    }
-    return client, retry
+    return client, {"max_retries": 0}
 
 
 def _make_store(scheme: str, netloc: str) -> Any:
