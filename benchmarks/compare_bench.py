@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             "repo": str(run / "cube.icechunk"),
             "parquet": str(run / "items.parquet"),
             "rasteret": str(run / "rasteret"),
-            "group": f"EPSG{grid['epsg']}_{grid['transform'][0]:g}m",
+            "array": f"EPSG{grid['epsg']}_{grid['transform'][0]:g}m",
             "scratch": str(run / "scratch"),
         }
         # what the read workloads need, made once (the oneoff workload times the same steps)

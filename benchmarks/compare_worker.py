@@ -55,7 +55,7 @@ def read_stackcube(spec: dict[str, Any]) -> np.ndarray:
     zarr.config.set({"async.concurrency": THREADS})
     _dask_threads()
     chunks = False if spec["tool"] == "stackcube-nodask" else None
-    data = stackcube.open_dataarray(spec["repo"], spec["group"], mask_and_scale=False, chunks=chunks)
+    data = stackcube.open_dataarray(spec["repo"], spec["array"], mask_and_scale=False, chunks=chunks)
     r0, r1, c0, c1 = spec["window"]
     sel = data.isel(time=spec["times"], y=slice(r0, r1), x=slice(c0, c1)).sel(band=spec["bands"])
     return sel.values

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stackcube.grid import Source, grid_key
-from stackcube.plan import CubePlan, build_group
+from stackcube.cube import CubePlan
+from stackcube.grid import grid_key
+from stackcube.plan import build_array
 from stackcube.search import Query
+from stackcube.sources import Source
 from stackcube.tiff import Geo, IfdManifest, Recipe, TiffManifest
 
 TILE = 512
@@ -87,7 +89,7 @@ def synthetic_sources(dates: int, bands: int, tiles: int) -> list[Source]:
 
 def main(argv: list[str] | None = None) -> None:
     from stackcube.api import open_cube
-    from stackcube.icechunk import write_plan
+    from stackcube.store import write_plan
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dates", type=int, default=10_000)
@@ -99,12 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     sources = synthetic_sources(args.dates, args.bands, args.tiles)
     key = grid_key(sources[0])
-    group = build_group("EPSG32735_10m", key, sources)
-    assert group is not None
+    array = build_array("EPSG32735_10m", key, sources)
+    assert array is not None
     # the source table (every manifest, for refreshes) is committed with the references, as build_cube does
-    plan = CubePlan(query=Query(catalog="synthetic"), groups=(group,), sources=tuple(sources))
+    plan = CubePlan(query=Query(catalog="synthetic"), arrays=(array,), sources=tuple(sources))
     planning = time.perf_counter() - start
-    refs = group.n_chunks
+    refs = array.n_chunks
 
     commits, opens = [], []
     for _ in range(args.repeat):
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             for _ in range(3):
                 start = time.perf_counter()
                 tree = open_cube(repo)
-                assert tree[f"{group.name}/0"]["data"].shape == group.shape
+                assert tree[f"{array.name}/0"]["data"].shape == array.shape
                 opens.append(time.perf_counter() - start)
 
     def fmt(values: list[float]) -> str:
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"\n{refs:,} virtual references: {args.dates:,} dates x {args.bands} bands x {args.tiles}x{args.tiles} "
-        f"tiles (planning the synthetic group took {planning:.1f} s)\n"
+        f"tiles (planning the synthetic array took {planning:.1f} s)\n"
     )
     print("| step | median (min-max) | target |")
     print("|---|---:|---:|")

@@ -114,13 +114,13 @@ class Server:
 
 
 def run_stackcube(urls: list[str], inflight: int) -> None:
-    from stackcube import settings
+    from stackcube.settings import Settings
     from stackcube.tiff import read_tiff_async
 
-    settings.max_concurrency = inflight
+    settings = Settings(max_concurrency=inflight)
 
     async def main() -> None:
-        manifests = await asyncio.gather(*(read_tiff_async(u) for u in urls))
+        manifests = await asyncio.gather(*(read_tiff_async(u, settings=settings) for u in urls))
         assert all(m.ifds for m in manifests)
 
     asyncio.run(main())

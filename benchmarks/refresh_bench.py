@@ -50,7 +50,7 @@ def items(server_url: str, n: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     import stackcube
-    from stackcube.icechunk import open_repository
+    from stackcube.store import open_repository
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1000)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     def fmt(values: list[float]) -> str:
         return f"{statistics.median(values):.2f} s ({min(values):.2f}-{max(values):.2f})"
 
-    refs = cube.plan.groups[0].n_chunks
+    refs = cube.plan.arrays[0].n_chunks
     print(
         f"\n{args.items:,} items ({refs:,} virtual references, one 10980 x 10980 COG each), +{args.new} new; "
         f"{args.latency_ms:g} ms latency; {args.repeat} refreshes\n"

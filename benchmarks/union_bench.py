@@ -5,7 +5,7 @@
 
 Scenes are 512 x 512 px tiled (256) uint16 GeoTIFFs with nodata (Landsat-like: a path/row's footprint moving by
 whole 30 m pixels between dates), one date each, served by nginx behind the test bed's latency proxy. stackcube
-builds a cube (one group per scene, one union), then opens the union and reads a 512 x 512 window at every
+builds a cube (one array per scene, one union), then opens the union and reads a 512 x 512 window at every
 date; stackstac stacks the same items onto the same grid (nearest: pixel centres coincide) and reads the same
 window. Values must be identical. Both run in this process with 32 dask threads. Reported: medians and spreads of
 wall time, GETs at the proxy.

@@ -35,6 +35,22 @@ def corpus() -> Path:
     return CORPUS
 
 
+@pytest.fixture
+def use_settings():
+    """``use_settings(retries=8, ...)`` changes stackcube's settings until the test ends."""
+    import stackcube
+
+    overrides = []
+
+    def use(**changes: object):
+        overrides.append(stackcube.settings.set(**changes))
+        return stackcube.settings.current()
+
+    yield use
+    for override in reversed(overrides):
+        override.__exit__(None, None, None)
+
+
 @pytest.fixture(scope="session")
 def nginx(tmp_path_factory: pytest.TempPathFactory):
     """A real HTTP object host (nginx) on loopback; ``/corpus/`` serves ../shared/corpus."""
@@ -59,14 +75,16 @@ def s3(tmp_path_factory: pytest.TempPathFactory):
         mp = pytest.MonkeyPatch()
         for key, value in server.env().items():
             mp.setenv(key, value)
-        from stackcube.tiff import _source
+        import stackcube.tiff
 
-        _source._stores.clear()  # stores read their endpoint and credentials when made
+        stackcube.settings.reset()  # read the environment again: the S3 endpoint and that there are credentials
+        stackcube.tiff.clear_stores()
         try:
             yield server
         finally:
             mp.undo()
-            _source._stores.clear()
+            stackcube.settings.reset()
+            stackcube.tiff.clear_stores()
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 import pystac
 import pytest
+import rasterio
+import rasterio.windows
 
 import stackcube
 import stackcube.tiff
@@ -21,7 +23,7 @@ S2_ASSETS = ["B02", "B03", "B04", "B08", "B05", "B11", "B01"]
 
 
 @pytest.mark.network
-def test_35mnm_from_the_stac_api_makes_one_10m_group(stac_api, twins_35mnm) -> None:
+def test_35mnm_from_the_stac_api_makes_one_10m_array(stac_api, twins_35mnm) -> None:
     plan = stackcube.plan_cube(
         stac_api.url,
         BBOX_35MNM,
@@ -30,8 +32,8 @@ def test_35mnm_from_the_stac_api_makes_one_10m_group(stac_api, twins_35mnm) -> N
         assets=S2_ASSETS,
         progress=False,
     )
-    assert [g.key.resolution[0] for g in plan.groups] == [100.0, 200.0, 600.0]  # 10/20/60 m, downscaled 10x
-    ten, twenty, sixty = plan.groups
+    assert [g.key.resolution[0] for g in plan.arrays] == [100.0, 200.0, 600.0]  # 10/20/60 m, downscaled 10x
+    ten, twenty, sixty = plan.arrays
     assert ten.shape == (13, 4, 1098, 1098)
     assert ten.bands == ("B02", "B03", "B04", "B08")
     assert twenty.bands == ("B05", "B11")
@@ -40,9 +42,9 @@ def test_35mnm_from_the_stac_api_makes_one_10m_group(stac_api, twins_35mnm) -> N
     assert np.all(np.diff(ten.time.astype("int64")) > 0)
     # every stored tile of every source lands exactly once
     # every stored tile of every source lands exactly once: 1098 px -> 3 x 3 tiles, 549 -> 2 x 2, 183 -> 1 x 1
-    for group, tiles in zip(plan.groups, (3 * 3, 2 * 2, 1), strict=True):
-        assert len(group.sources) == group.shape[0] * group.shape[1]
-        assert group.n_chunks == len(group.sources) * tiles
+    for array, tiles in zip(plan.arrays, (3 * 3, 2 * 2, 1), strict=True):
+        assert len(array.sources) == array.shape[0] * array.shape[1]
+        assert array.n_chunks == len(array.sources) * tiles
     assert "3 arrays: EPSG:32735 100 m x 13 dates x 4 bands" in plan.report()
 
 
@@ -53,7 +55,7 @@ def test_grid_equals_stackstac_for_the_same_items(stac_api) -> None:
 
     items = list(Client.open(stac_api.url).search(collections=["sentinel-2-l2a"]).items())
     plan = stackcube.plan_cube(items, assets=["B02", "B03", "B04", "B08"], progress=False)
-    (group,) = plan.groups
+    (array,) = plan.arrays
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # pystac 1.15 migrates proj:epsg to proj:code, which stackstac 0.5.1 does not read: give it the items
@@ -63,12 +65,12 @@ def test_grid_equals_stackstac_for_the_same_items(stac_api) -> None:
             d["properties"]["proj:epsg"] = int(d["properties"]["proj:code"].split(":")[1])
         stack = stackstac.stack(dicts, assets=["B02", "B03", "B04", "B08"], xy_coords="center", snap_bounds=False)
     assert stack.attrs["crs"] == "epsg:32735"
-    assert tuple(stack.attrs["transform"])[:6] == group.transform
-    assert stack.shape == group.shape
-    np.testing.assert_array_equal(stack.x.values, group.x)
-    np.testing.assert_array_equal(stack.y.values, group.y)
-    np.testing.assert_array_equal(stack.time.values, group.time)
-    assert tuple(stack.band.values) == group.bands
+    assert stack.attrs["transform"] == array.transform
+    assert stack.shape == array.shape
+    np.testing.assert_array_equal(stack.x.values, array.x)
+    np.testing.assert_array_equal(stack.y.values, array.y)
+    np.testing.assert_array_equal(stack.time.values, array.time)
+    assert tuple(stack.band.values) == array.bands
 
 
 def test_static_item_collection_filters_like_the_api(tmp_path, twins_35mnm, stac_api) -> None:
@@ -83,8 +85,8 @@ def test_static_item_collection_filters_like_the_api(tmp_path, twins_35mnm, stac
     }
     static = stackcube.plan_cube(str(path), BBOX_35MNM, **args)
     api = stackcube.plan_cube(stac_api.url, BBOX_35MNM, **args)
-    assert [g.items for g in static.groups] == [g.items for g in api.groups]
-    assert 0 < static.groups[0].shape[0] < 13
+    assert [g.items for g in static.arrays] == [g.items for g in api.arrays]
+    assert 0 < static.arrays[0].shape[0] < 13
 
 
 def test_static_catalog_and_item_list(tmp_path, twins_35mnm) -> None:
@@ -94,15 +96,15 @@ def test_static_catalog_and_item_list(tmp_path, twins_35mnm) -> None:
     catalog.normalize_and_save(str(tmp_path / "catalog"), catalog_type=pystac.CatalogType.SELF_CONTAINED)
     from_catalog = stackcube.plan_cube(str(tmp_path / "catalog" / "catalog.json"), assets=["B04"], progress=False)
     from_list = stackcube.plan_cube([pystac.Item.from_dict(i) for i in twins_35mnm[:3]], assets=["B04"], progress=False)
-    assert from_catalog.groups[0].items == from_list.groups[0].items
-    assert from_list.groups[0].shape[0] == 3
+    assert from_catalog.arrays[0].items == from_list.arrays[0].items
+    assert from_list.arrays[0].shape[0] == 3
 
 
 def test_common_names_choose_assets(twins_35mnm) -> None:
     plan = stackcube.plan_cube(twins_35mnm[:2], assets=["red", "nir"], progress=False)
-    (group,) = plan.groups
-    assert group.bands == ("red", "nir")
-    assert set(group.sources.asset) == {"B04", "B08"}
+    (array,) = plan.arrays
+    assert array.bands == ("red", "nir")
+    assert set(array.sources.asset) == {"B04", "B08"}
 
 
 def test_bad_input_is_explained(twins_35mnm, nginx) -> None:
@@ -119,7 +121,7 @@ def test_bad_input_is_explained(twins_35mnm, nginx) -> None:
     with pytest.raises(SourceNotFoundError, match=r"nope\.tif"):
         stackcube.plan_cube(broken, assets=["B04"], progress=False)
     skipped = stackcube.plan_cube(broken, assets=["B04"], on_error="skip", progress=False)
-    assert skipped.groups[0].shape[0] == 1
+    assert skipped.arrays[0].shape[0] == 1
     assert "nope.tif" in skipped.report()
 
 
@@ -128,8 +130,8 @@ def test_several_utm_zones_make_one_group_per_grid(tmp_path) -> None:
     other = in_zone(item, 32736)
     twins = twin_items([item, other], tmp_path, tmp_path.as_uri(), downscale=30, assets=["B04"])
     plan = stackcube.plan_cube(twins, assets=["B04"], progress=False)
-    assert sorted(g.crs for g in plan.groups) == ["EPSG:32735", "EPSG:32736"]
-    assert all(g.shape[0] == 1 for g in plan.groups)
+    assert sorted(g.crs for g in plan.arrays) == ["EPSG:32735", "EPSG:32736"]
+    assert all(g.shape[0] == 1 for g in plan.arrays)
     assert "2 CRSs" in plan.report()
 
 
@@ -139,10 +141,10 @@ def test_tall_strip_across_tiles_makes_one_group_per_grid(tmp_path) -> None:
     plan = stackcube.plan_cube(twins, assets=["B04"], progress=False)
     transforms = {tuple(i["assets"]["B04"]["proj:transform"]) for i in twins}
     epsgs = {i["properties"]["proj:epsg"] for i in twins}
-    # MGRS tiles are 10980 px apart, never whole 512-px tiles: each tile grid is its own group (until issue 9)
-    assert len(plan.groups) == len(transforms)
-    assert {g.crs for g in plan.groups} == {f"EPSG:{e}" for e in epsgs}
-    assert sum(len(g.sources) for g in plan.groups) == len(twins)
+    # MGRS tiles are 10980 px apart, never whole 512-px tiles: each tile grid is its own array (in one union)
+    assert len(plan.arrays) == len(transforms)
+    assert {g.crs for g in plan.arrays} == {f"EPSG:{e}" for e in epsgs}
+    assert sum(len(g.sources) for g in plan.arrays) == len(twins)
 
 
 def test_tile_aligned_quads_stand_side_by_side(tmp_path) -> None:
@@ -150,22 +152,22 @@ def test_tile_aligned_quads_stand_side_by_side(tmp_path) -> None:
     items = corpus_items("planet-nicfi-analytic-pc.json")
     twins = twin_items(items, tmp_path, tmp_path.as_uri(), downscale=8, assets=["data"], blocksize=256)
     plan = stackcube.plan_cube(twins, assets=["data"], progress=False)
-    (group,) = plan.groups
-    assert group.mosaic
+    (array,) = plan.arrays
+    assert array.mosaic
     # quads 745-746 across, 1011-1014 down, 512 px each; the asset declares 5 raster:bands (B, G, R, NIR, mask)
-    assert group.shape == (1, 5, 4 * 512, 2 * 512)
-    assert group.bands == ("data_1", "data_2", "data_3", "data_4", "data_5")
-    assert group.chunks == (1, 5, 256, 256)
+    assert array.shape == (1, 5, 4 * 512, 2 * 512)
+    assert array.bands == ("data_1", "data_2", "data_3", "data_4", "data_5")
+    assert array.chunks == (1, 5, 256, 256)
     assert "placed side by side at tile offsets" in plan.report()
-    a, _, x0, _, e, y0 = group.transform
+    a, _, x0, _, e, y0 = array.transform[:6]
     for i, item in enumerate(twins):
         t = item["assets"]["data"]["proj:transform"]
         row, col = round((t[5] - y0) / (e * 256)), round((t[2] - x0) / (a * 256))
         manifest = stackcube.tiff.read_tiff(item["assets"]["data"]["href"])
-        np.testing.assert_array_equal(group.source_index[0, 0, row : row + 2, col : col + 2], i)
-        np.testing.assert_array_equal(group.offsets[0, 0, row : row + 2, col : col + 2], manifest.ifds[0].offsets[0])
+        np.testing.assert_array_equal(array.source_index[0, 0, row : row + 2, col : col + 2], i)
+        np.testing.assert_array_equal(array.offsets[0, 0, row : row + 2, col : col + 2], manifest.ifds[0].offsets[0])
     # quad 745-1011..1013 has no source: those chunks read as the fill value
-    assert int((group.source_index < 0).sum()) == 4 * 2 * 2
+    assert int((array.source_index < 0).sum()) == 4 * 2 * 2
 
 
 @pytest.mark.network
@@ -175,9 +177,95 @@ def test_static_catalog_over_http(nginx) -> None:
     write_demo_catalog(nginx.root / "demo", dates=2, size=256)
     with nginx.counting() as seen:
         plan = stackcube.plan_cube(f"{nginx.url}/demo/catalog/catalog.json", assets=["red", "B05"], progress=False)
-    assert [g.shape for g in plan.groups] == [(2, 1, 256, 256), (2, 1, 128, 128)]
-    assert all(h.startswith(nginx.url) for g in plan.groups for h in g.sources.href)
+    assert [g.shape for g in plan.arrays] == [(2, 1, 256, 256), (2, 1, 128, 128)]
+    assert all(h.startswith(nginx.url) for g in plan.arrays for h in g.sources.href)
     tiff_gets = [r for r in seen if r.path.endswith(".tif")]
     assert len(tiff_gets) <= 2 * 4  # 4 headers (2 dates x 2 assets), at most 2 ranged GETs each (not COGs)
     json_gets = [r.path for r in seen if r.path.endswith(".json")]
     assert len(json_gets) == len(set(json_gets)) == 1 + 2  # the catalog and its 2 items, each read once
+
+
+def test_same_values_and_coordinates_as_stackstac(stac_api, tmp_path) -> None:
+    import stackstac
+    from pystac_client import Client
+
+    items = list(Client.open(stac_api.url).search(collections=["sentinel-2-l2a"], max_items=6).items())
+    assets = ["B04", "B08"]
+    cube = stackcube.build_cube(
+        stac_api.url,
+        collections=["sentinel-2-l2a"],
+        max_items=6,
+        assets=assets,
+        repo=tmp_path / "cube.icechunk",
+        progress=False,
+    )
+    ours = cube.open(mask_and_scale=False)["EPSG32735_100m/0"]["data"]
+    # pystac 1.15 writes proj:code; stackstac 0.5.1 reads proj:epsg: give it the items as the API served them
+    dicts = [i.to_dict() for i in items]
+    for d in dicts:
+        d["properties"]["proj:epsg"] = int(d["properties"]["proj:code"].split(":")[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = stackstac.stack(
+            dicts,
+            assets=assets,
+            snap_bounds=False,
+            xy_coords="center",
+            dtype="uint16",
+            fill_value=np.uint16(0),
+            rescale=False,
+        )
+        expected = theirs.values
+    np.testing.assert_array_equal(ours.x.values, theirs.x.values)
+    np.testing.assert_array_equal(ours.y.values, theirs.y.values)
+    np.testing.assert_array_equal(ours.time.values, theirs.time.values)
+    assert list(ours.band.values) == list(theirs.band.values)
+    np.testing.assert_array_equal(ours.values, expected)
+
+
+def test_scale_and_offset_apply_on_open(tmp_path) -> None:
+    """Landsat C2 L2 declares scale 2.75e-05 and offset -0.2 in raster:bands; GDAL metadata carries them."""
+    item = corpus_items("landsat-c2-l2-pc.json")[0]
+    twins = twin_items([item], tmp_path / "twins", (tmp_path / "twins").as_uri(), downscale=40, assets=["red"])
+    band = item["assets"]["red"]["raster:bands"][0]
+    cube = stackcube.build_cube(twins, assets=["red"], repo=tmp_path / "cube.icechunk", progress=False)
+    (name,) = [g.name for g in cube.plan.arrays]
+    raw = cube.open(mask_and_scale=False)[f"{name}/0"]["data"].isel(time=0, band=0).values
+    physical = cube.open()[f"{name}/0"]["data"].isel(time=0, band=0).values
+    with rasterio.open(twins[0]["assets"]["red"]["href"].removeprefix("file://")) as ds:
+        np.testing.assert_array_equal(raw, ds.read(1))
+        nodata = ds.nodata
+    valid = raw != nodata
+    np.testing.assert_allclose(physical[valid], raw[valid] * band["scale"] + band["offset"], rtol=1e-6)
+    assert np.isnan(physical[~valid]).all()
+
+
+def test_build_from_the_stac_api_onto_s3_reads_one_get_per_chunk(stac_api, nginx, s3) -> None:
+    """The product as a scheduled job meets it: search the pgstac API, sources on nginx, the cube on S3."""
+    repo = f"s3://{s3.repos_bucket}/cubes/from-api"
+    cube = stackcube.build_cube(
+        stac_api.url,
+        (27.0, -8.2, 27.4, -7.8),
+        "2020-07",
+        collections=["sentinel-2-l2a"],
+        assets=["B04", "B08"],
+        repo=repo,
+        tag="july",
+        progress=False,
+    )
+    (array,) = cube.plan.arrays
+    assert array.shape[0] == sum(1 for ids in array.items)
+    assert array.window is not None  # the exact bbox is kept inside the chunk-aligned array
+    # requests counted at nginx itself: exactly one ranged GET per chunk of the slice, no header read
+    tree = stackcube.open_cube(repo, tag="july", mask_and_scale=False)
+    data = tree[f"{array.name}/0"]["data"]
+    with nginx.counting() as gets:
+        values = data.isel(time=0, band=1).values
+    assert len(gets) == int((array.source_index[0, 1] >= 0).sum())
+    assert all(r.method == "GET" and r.range for r in gets)
+    href = str(tree[f"{array.name}/0"]["source_href"].values[0, 1])
+    with rasterio.open(nginx.root / href.removeprefix(nginx.url + "/")) as ds:
+        a, _, x0, _, e, y0 = array.transform[:6]
+        col0, row0 = round((x0 - ds.transform.c) / a), round((y0 - ds.transform.f) / e)
+        window = rasterio.windows.Window(col0, row0, values.shape[1], values.shape[0])
+        np.testing.assert_array_equal(values, ds.read(1, window=window, boundless=True, fill_value=0))

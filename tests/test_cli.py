@@ -98,7 +98,7 @@ def test_verify_names_a_changed_source_and_fix_reindexes_it(tmp_path, capsys) ->
 
 def test_build_skip_failed_commits_the_rest_and_lists_the_failure(tmp_path, capsys) -> None:
     from stackcube.demo import write_demo_catalog
-    from stackcube.icechunk import open_repository
+    from stackcube.store import open_repository
 
     catalog = write_demo_catalog(tmp_path / "demo")
     missing = next((tmp_path / "demo" / "data").glob("*/B08.tif"))

@@ -8,8 +8,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stackcube.grid import Source, group_by_grid
-from stackcube.plan import build_group, clip_to_bbox
+from stackcube.grid import group_by_grid
+from stackcube.options import CubeOptions
+from stackcube.plan import build_array, clip_to_bbox
+from stackcube.sources import Source
 from stackcube.tiff import Geo, IfdManifest, Recipe, TiffManifest
 
 T0 = datetime(2020, 6, 1, tzinfo=UTC)
@@ -114,7 +116,7 @@ def scenes(draw):
 
 def stored_positions(plan, sources):
     """(time, tile row, tile col) -> source indices that store a tile there."""
-    a, _, x0, _, e, y0 = plan.transform
+    a, _, x0, _, e, y0 = plan.transform[:6]
     times = {t: i for i, t in enumerate(plan.time)}
     where: dict[tuple[int, int, int], list[int]] = {}
     for i, s in enumerate(sources):
@@ -130,11 +132,12 @@ def stored_positions(plan, sources):
 @settings(max_examples=200, deadline=None)
 @given(sources=scenes(), overlap=st.sampled_from(["first", "last"]), by_cloud=st.booleans())
 def test_every_stored_chunk_lands_once_and_overlaps_follow_the_rule(sources, overlap, by_cloud) -> None:
-    groups, rejected = group_by_grid(sources)
+    by_grid, rejected = group_by_grid(sources)
     assert not rejected
-    assert len(groups) == 1  # same CRS, resolution and phase: one group whatever the offsets
-    ((key, members),) = groups.items()
-    plan = build_group("g", key, members, overlap=overlap, sort_by="eo:cloud_cover" if by_cloud else None)
+    assert len(by_grid) == 1  # same CRS, resolution and phase: one grid whatever the offsets
+    ((key, members),) = by_grid.items()
+    options = CubeOptions(overlap=overlap, sort_by="eo:cloud_cover" if by_cloud else None)
+    plan = build_array("g", key, members, options)
     assert plan is not None
     where = stored_positions(plan, members)
     placed = {(t, r, c): int(plan.source_index[t, 0, r, c]) for t, _, r, c in np.argwhere(plan.source_index >= 0)}
@@ -167,8 +170,8 @@ def test_bbox_clip_keeps_a_chunk_aligned_window(sources, frac) -> None:
     import pyproj
 
     ((key, members),) = group_by_grid(sources)[0].items()
-    plan = build_group("g", key, members)
-    a, _, x0, _, e, y0 = plan.transform
+    plan = build_array("g", key, members)
+    a, _, x0, _, e, y0 = plan.transform[:6]
     xs = sorted(x0 + a * plan.shape[3] * f for f in frac[:2])
     ys = sorted(y0 + e * plan.shape[2] * f for f in frac[2:])
     to_lonlat = pyproj.Transformer.from_crs(plan.crs, "EPSG:4326", always_xy=True)
@@ -230,12 +233,12 @@ def test_overviews_are_planned_while_every_source_has_them_on_one_tile_grid(tmp_
     a = write_with_overviews(tmp_path / "a.tif", x0=500_000.0, levels=[2, 4, 8])
     b = write_with_overviews(tmp_path / "b.tif", x0=500_000.0 + 2 * 64 * 10.0, levels=[2, 4, 8])
     (key, members), *_ = group_by_grid([a, b])[0].items()
-    plan = build_group("g", key, members)
+    plan = build_array("g", key, members)
     assert plan is not None
     assert plan.mosaic
     assert len(plan.overviews) == 1
     level = plan.overviews[0]
-    assert level.transform == (20.0, 0.0, 500_000.0, 0.0, -20.0, 9_000_000.0)
+    assert level.transform[:6] == (20.0, 0.0, 500_000.0, 0.0, -20.0, 9_000_000.0)
     assert level.shape == (1, 1, 128, 192)
     assert level.fill_value == plan.fill_value == 0
     # each source has 2 x 2 tiles at level 1, overlapping in one column: the first source keeps it
@@ -245,13 +248,13 @@ def test_overviews_are_planned_while_every_source_has_them_on_one_tile_grid(tmp_
     c = write_with_overviews(tmp_path / "c.tif", x0=500_000.0, levels=[2])
     d = write_with_overviews(tmp_path / "d.tif", x0=500_000.0, levels=[2, 4])
     (key, members), *_ = group_by_grid([c, d])[0].items()
-    plan = build_group("g", key, members)
+    plan = build_array("g", key, members)
     assert plan is not None
     assert [o.shape[2:] for o in plan.overviews] == [(128, 128)]
 
     # no overviews at all
     e = write_with_overviews(tmp_path / "e.tif", x0=500_000.0, levels=[])
     (key, members), *_ = group_by_grid([e])[0].items()
-    plan = build_group("g", key, members)
+    plan = build_array("g", key, members)
     assert plan is not None
     assert plan.overviews == ()

@@ -39,7 +39,7 @@ def test_readme_example_runs(corpus, index, monkeypatch, tmp_path) -> None:
         assert data.shape == (4, 4, 512, 512)  # type: ignore[attr-defined]
     if "plan" in namespace:
         plan = namespace["plan"]
-        ten = plan.groups[0]  # type: ignore[attr-defined]
+        ten = plan.arrays[0]  # type: ignore[attr-defined]
         assert plan.report().startswith("2 arrays: EPSG:32735 10 m x 4 dates x 3 bands")  # type: ignore[attr-defined]
         assert ten.shape == (4, 3, 512, 512)
         assert ten.chunks == (1, 1, 256, 256)

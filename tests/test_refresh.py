@@ -242,13 +242,11 @@ def test_refresh_reads_only_new_headers_and_verify_fixes_a_changed_source(stac_a
 @pytest.mark.corpus
 @pytest.mark.network
 def test_with_ten_percent_faults_build_and_refresh_equal_a_fault_free_run(
-    stac_api, nginx, tmp_path, monkeypatch
+    stac_api, nginx, tmp_path, use_settings
 ) -> None:
-    from stackcube import settings
     from tests.services.proxy import run_proxy
 
-    monkeypatch.setattr(settings, "request_timeout", 1.0)  # a stalled request fails after 1 s and is retried
-    monkeypatch.setattr(settings, "retries", 8)
+    use_settings(request_timeout=1.0, retries=8)  # a stalled request fails after 1 s and is retried
     results = {}
     with run_proxy(nginx.url) as sources, run_proxy(stac_api.url) as api:
         for name, rate in (("clean-s2", 0.0), ("faulty-s2", 0.1)):
@@ -320,6 +318,6 @@ def test_two_refreshes_at_once_both_finish_and_every_item_lands_once(nginx, s3, 
 
 
 def _history(repo: str) -> list[str]:
-    from stackcube.icechunk import open_repository
+    from stackcube.store import open_repository
 
     return [snap.message for snap in open_repository(repo).ancestry(branch="main")]

@@ -28,7 +28,7 @@ def test_two_zones_on_one_grid_match_stackstac_within_resampling_tolerance(tmp_p
     other["properties"]["datetime"] = (when + timedelta(days=1)).isoformat().replace("+00:00", "Z")
     twins = twin_items([item, other], tmp_path / "twins", (tmp_path / "twins").as_uri(), downscale=30, assets=["B04"])
     cube = stackcube.build_cube(twins, assets=["B04"], repo=tmp_path / "cube.icechunk", progress=False)
-    assert len(cube.plan.groups) == 2  # one per zone
+    assert len(cube.plan.arrays) == 2  # one per zone
 
     t = twins[0]["assets"]["B04"]["proj:transform"]
     shape = twins[0]["assets"]["B04"]["proj:shape"]

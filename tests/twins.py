@@ -260,3 +260,11 @@ def upload_dir(client: Any, local_dir: Path, bucket: str, prefix: str = "") -> N
     for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
         key = "/".join(filter(None, [prefix.strip("/"), path.relative_to(local_dir).as_posix()]))
         client.upload_file(str(path), bucket, key)
+
+
+def read_served(href: str, root: Path, base: str, level: int = 0) -> np.ndarray:
+    """Band 1 of a file served from ``root`` at ``base``, as rasterio reads it; ``level`` n > 0 is its n-th internal
+    overview."""
+    options = {"overview_level": level - 1} if level else {}
+    with rasterio.open(root / href.removeprefix(base + "/"), **options) as ds:
+        return ds.read(1)

@@ -1,37 +1,50 @@
 """stackcube: STAC search -> virtual, versioned (time, band, y, x) datacubes of Cloud-Optimized GeoTIFFs.
 
-The package is the pipeline. Stages, in the order they run (a stage never imports a later one):
+The package is the pipeline. Stages, in the order they run (a stage imports only the ones before it):
 
 1. ``stackcube.search``   catalog URL / static catalog / items + bbox/datetime/filters -> items
 2. ``stackcube.assets``   which assets of each item become bands, and why others are skipped
 3. ``stackcube.tiff``     TIFF headers -> TiffManifest (where every tile lives, how to decode it)
-4. ``stackcube.grid``     sources grouped by CRS, resolution, phase and encoding (GridKey)
-5. ``stackcube.plan``     CubePlan: which source chunk lands at which chunk index (plain data)
-6. ``stackcube.icechunk`` CubePlan -> a committed Icechunk repository of virtual references; open it back
-   (``stackcube.union`` assembles the grids that share pixels but not tiles into one array when reading)
+4. ``stackcube.sources``  every chosen asset with its manifest (header reads, concurrent) -> Source
+5. ``stackcube.grid``     sources grouped by CRS, resolution, phase and encoding (GridKey)
+6. ``stackcube.plan``     ArrayPlan: the sources of one grid placed chunk by chunk in one array, per level
+7. ``stackcube.union``    UnionPlan: arrays on one pixel lattice as one array; reading it back
+8. ``stackcube.cube``     CubePlan: the arrays and unions of a cube, and the report of every decision
+9. ``stackcube.store``    CubePlan -> a committed Icechunk repository of virtual references; open it back
 
-``stackcube.api`` is the module that knows this order; ``stackcube.refresh`` runs it again on a stored cube
-(new and changed sources only) and verifies sources.
+``stackcube.api`` is the module that knows this order; ``stackcube.refresh`` runs it again on a stored cube (new
+and changed sources only) and verifies sources; ``stackcube.stack`` (stackstac's shape), ``stackcube.regrid``
+(``to_grid``) and ``stackcube.quicklook`` present what the store opens.
 
-``stackcube.errors`` holds the one error tree; ``stackcube.settings`` the concurrency cap; ``stackcube.cli`` the
-command line.
+Shared by every stage: ``stackcube.errors`` (the one error tree), ``stackcube.settings`` (concurrency, timeouts,
+retries, where S3 is), ``stackcube.options`` (how assets become arrays). ``stackcube.cli`` is the command line.
+
+Words: users open *arrays* (one per grid, or a union of them); a *grid* is what sources share (``GridKey``); the
+resolutions of an array are its *levels* (0 is full resolution, then the sources' internal overviews).
 """
+
+from typing import Any
 
 from stackcube import errors, settings
 from stackcube._version import __version__
 from stackcube.api import Cube, build_cube, open_cube, open_dataarray, plan_cube, plan_cube_async
+from stackcube.cube import CubePlan
 from stackcube.errors import StackcubeError
-from stackcube.plan import CubePlan, GroupPlan
+from stackcube.options import CubeOptions
+from stackcube.plan import ArrayPlan
 from stackcube.refresh import RefreshReport, VerifyReport, refresh_cube, verify_cube
 from stackcube.regrid import to_grid
 from stackcube.stack import stack
+from stackcube.union import UnionPlan
 
 __all__ = [
+    "ArrayPlan",
     "Cube",
+    "CubeOptions",
     "CubePlan",
-    "GroupPlan",
     "RefreshReport",
     "StackcubeError",
+    "UnionPlan",
     "VerifyReport",
     "__version__",
     "build_cube",
@@ -46,3 +59,13 @@ __all__ = [
     "to_grid",
     "verify_cube",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GroupPlan":
+        import warnings
+
+        warnings.warn("stackcube.GroupPlan is deprecated; use stackcube.ArrayPlan", DeprecationWarning, stacklevel=2)
+        return ArrayPlan
+    msg = f"module 'stackcube' has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -1,8 +1,9 @@
 """Retrying transient failures: exponential backoff with full jitter, bounded by attempts and a deadline.
 
-obstore retries inside each request already; this wraps whole operations (a search with its pages, a ranged
-GET with its body), where a failure mid-body or a status the client does not retry would otherwise end a build.
-Only errors marked ``transient`` (:attr:`stackcube.errors.StackcubeError.transient`) are retried.
+obstore and requests do not retry underneath (stackcube turns their retries off): this wraps whole operations
+(a search with its pages, a ranged GET with its body) in one place, so attempts and time stay within
+:class:`~stackcube.settings.Settings`. Only errors marked ``transient``
+(:attr:`stackcube.errors.StackcubeError.transient`) are retried.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
-from stackcube import settings
 from stackcube.errors import StackcubeError
+from stackcube.settings import Settings
 
 __all__ = ["backoff", "retry_async", "retry_sync"]
 
@@ -23,11 +24,11 @@ def backoff(attempt: int) -> float:
     return random.uniform(0.0, min(5.0, 0.1 * 2**attempt))
 
 
-def _again(exc: StackcubeError, attempt: int, started: float) -> bool:
+def _again(exc: StackcubeError, attempt: int, started: float, settings: Settings) -> bool:
     return exc.transient and attempt <= settings.retries and time.monotonic() - started < settings.retry_deadline
 
 
-def retry_sync[T](call: Callable[[], T]) -> T:
+def retry_sync[T](call: Callable[[], T], settings: Settings) -> T:
     """Run ``call``; while it raises a transient stackcube error, wait and run it again (within the bounds)."""
     started, attempt = time.monotonic(), 0
     while True:
@@ -35,12 +36,12 @@ def retry_sync[T](call: Callable[[], T]) -> T:
             return call()
         except StackcubeError as exc:
             attempt += 1
-            if not _again(exc, attempt, started):
+            if not _again(exc, attempt, started, settings):
                 raise
         time.sleep(backoff(attempt))
 
 
-async def retry_async[T](call: Callable[[], Awaitable[T]]) -> T:
+async def retry_async[T](call: Callable[[], Awaitable[T]], settings: Settings) -> T:
     """Async twin of :func:`retry_sync`."""
     started, attempt = time.monotonic(), 0
     while True:
@@ -48,6 +49,6 @@ async def retry_async[T](call: Callable[[], Awaitable[T]]) -> T:
             return await call()
         except StackcubeError as exc:
             attempt += 1
-            if not _again(exc, attempt, started):
+            if not _again(exc, attempt, started, settings):
                 raise
         await asyncio.sleep(backoff(attempt))

@@ -1,197 +1,93 @@
 """The public entry points; the only module that knows the order of the stages.
 
-search (``search``) -> asset selection (``assets``) -> header reads (``tiff``) -> grid grouping (``grid``) ->
-placement (``plan``) -> the Icechunk writer (``icechunk``).
+search (``search``) -> bands (``assets``) -> header reads (``sources``) -> grids (``grid``) -> one array per grid
+(``plan``) -> unions (``union``) -> the cube's plan (``cube``) -> a commit to Icechunk (``store``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
-import pystac
 import xarray as xr
 
 from stackcube import _sync
-from stackcube.assets import SelectedAsset, SkippedAsset, select_assets
-from stackcube.errors import NothingFoundError, StackcubeError
-from stackcube.grid import GridKey, Source, group_by_grid
-from stackcube.plan import CubePlan, GroupBy, GroupPlan, Overlap, build_group, build_unions, check_groupby
-from stackcube.search import CatalogLike, Query, require_items, search_items
-from stackcube.tiff import TiffManifest, read_tiff_async
+from stackcube._keywords import check_keywords, keywords_of
+from stackcube.assets import choose_assets
+from stackcube.cube import CubePlan, plan_sources
+from stackcube.options import CubeOptions, GroupBy, OnError, Overlap
+from stackcube.search import CatalogLike, SearchArgs, search_items
+from stackcube.settings import current
+from stackcube.sources import read_sources
+from stackcube.store import OpenArgs, OpenOptions, ReadArgs, RepoLike, open_datatree, open_level, write_plan
 
-__all__ = ["Cube", "build_cube", "open_cube", "open_dataarray", "plan_cube", "plan_cube_async"]
+if TYPE_CHECKING:
+    import icechunk
 
-
-def _datetime(item: pystac.Item) -> Any:
-    if item.datetime is not None:
-        return item.datetime
-    start = item.common_metadata.start_datetime
-    if start is None:
-        msg = f"item {item.id} has neither datetime nor start_datetime"
-        raise NothingFoundError(msg)
-    return start
-
-
-async def _read_all(chosen: Sequence[SelectedAsset], progress: bool) -> list[TiffManifest | StackcubeError]:
-    bar = None
-    if progress and chosen:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(chosen), desc="reading TIFF headers", unit="header", leave=False)
-
-    async def one(asset: SelectedAsset) -> TiffManifest | StackcubeError:
-        try:
-            return await read_tiff_async(asset.href)
-        except StackcubeError as exc:
-            return exc
-        finally:
-            if bar is not None:
-                bar.update()
-
-    try:
-        return await asyncio.gather(*(one(a) for a in chosen))
-    finally:
-        if bar is not None:
-            bar.close()
+__all__ = [
+    "Cube",
+    "PlacementArgs",
+    "PlanArgs",
+    "build_cube",
+    "open_cube",
+    "open_dataarray",
+    "plan_cube",
+    "plan_cube_async",
+]
 
 
-def _group_name(key: GridKey, taken: set[str]) -> str:
-    crs = re.sub(r"[^A-Za-z0-9]", "", key.crs) if key.crs.startswith("EPSG:") else "custom"
-    res = f"{abs(key.resolution[0]):g}".replace(".", "p")
-    name = f"{crs}_{res}{'m' if key.crs.startswith('EPSG:') else ''}"
-    base, n = name, 2
-    while name in taken:
-        name, n = f"{base}_{n}", n + 1
-    taken.add(name)
-    return name
+class PlacementArgs(TypedDict, total=False):
+    """Where sources of one time step claim the same chunk or pixel, and what to do with unreadable ones."""
+
+    overlap: Overlap
+    """``"first"`` (default) or ``"last"``: which source of one time step keeps a chunk or pixel several claim."""
+    sort_by: str | None
+    """An item property ordering those sources (least first), e.g. ``"eo:cloud_cover"``."""
+    on_error: OnError
+    """``"raise"`` (default) fails on the first unreadable source; ``"skip"`` leaves it out and lists it."""
+
+
+class PlanArgs(SearchArgs, PlacementArgs, total=False):
+    """The keywords of :func:`plan_cube` and :func:`build_cube`: the search (:class:`~stackcube.search.SearchArgs`),
+    how assets become arrays (:class:`~stackcube.options.CubeOptions`), and ``progress``."""
+
+    assets: Sequence[str] | None
+    """Asset keys or ``eo:bands`` common names, in band order (default: every GeoTIFF data asset)."""
+    groupby: GroupBy
+    """A union's time steps: per ``"datetime"`` (default), per ``"solar_day"``, or None (one per item)."""
+    progress: bool
+    """Progress bars for header reads and reference writes (default True)."""
+
+
+PLAN_KEYWORDS = keywords_of(PlanArgs)
+"""The names :class:`PlanArgs` declares."""
+_OPTIONS = ("assets", "overlap", "sort_by", "groupby", "on_error")
+
+
+def _plan_args(kwargs: Mapping[str, Any], where: str) -> tuple[CubeOptions, SearchArgs, bool]:
+    """Split a call's keywords into the options, the search and ``progress``; refuse unknown ones."""
+    check_keywords(kwargs, PLAN_KEYWORDS, where)
+    options = CubeOptions(**{k: kwargs[k] for k in _OPTIONS if k in kwargs})
+    search: Any = {k: v for k, v in kwargs.items() if k not in _OPTIONS and k != "progress"}
+    return options, search, bool(kwargs.get("progress", True))
 
 
 async def plan_cube_async(
-    catalog: CatalogLike,
-    bbox: Any = None,
-    datetime: Any = None,
-    *,
-    assets: Sequence[str] | None = None,
-    overlap: Overlap = "first",
-    sort_by: str | None = None,
-    groupby: GroupBy = "datetime",
-    on_error: str = "raise",
-    progress: bool = True,
-    **search: Any,
+    catalog: CatalogLike, bbox: Any = None, datetime: Any = None, **kwargs: Unpack[PlanArgs]
 ) -> CubePlan:
-    """Async twin of :func:`plan_cube`; ``search`` takes the other arguments of ``search_items``."""
-    _check_on_error(on_error)
-    check_groupby(groupby)
-    q, items = await asyncio.to_thread(search_items, catalog, bbox=bbox, datetime=datetime, **search)
-    chosen, skipped = choose_assets(items, q, assets)
-    sources, failed = await read_sources(chosen, on_error=on_error, progress=progress)
-    options = {"assets": list(assets) if assets else None, "overlap": overlap, "sort_by": sort_by, "groupby": groupby}
-    return plan_sources(q, sources, options=options, skipped=skipped, failed=failed)
+    """Async twin of :func:`plan_cube`."""
+    options, search, progress = _plan_args(kwargs, "plan_cube")
+    settings = current()
+    q, items = await asyncio.to_thread(search_items, catalog, bbox=bbox, datetime=datetime, settings=settings, **search)
+    chosen, skipped = choose_assets(items, q, options.assets)
+    sources, failed = await read_sources(chosen, on_error=options.on_error, progress=progress, settings=settings)
+    return plan_sources(q, sources, options, skipped=skipped, failed=failed)
 
 
-def _check_on_error(on_error: str) -> None:
-    if on_error not in {"raise", "skip"}:
-        msg = f"on_error must be 'raise' or 'skip', not {on_error!r}"
-        raise ValueError(msg)
-
-
-def choose_assets(
-    items: Sequence[pystac.Item], q: Query, assets: Sequence[str] | None
-) -> tuple[list[SelectedAsset], list[SkippedAsset]]:
-    """The assets of the found items that become bands; fails when none does."""
-    require_items(list(items), q)
-    chosen, skipped = select_assets(items, assets)
-    if not chosen:
-        reasons = "; ".join(str(s) for s in skipped[:5]) or "no item has a GeoTIFF data asset"
-        msg = f"none of the {len(items)} items found has a usable asset ({reasons})"
-        raise NothingFoundError(msg)
-    return chosen, skipped
-
-
-def make_source(asset: SelectedAsset, manifest: TiffManifest) -> Source:
-    """The planner's view of one chosen asset and its manifest."""
-    return Source(
-        item_id=asset.item.id,
-        asset=asset.key,
-        band=asset.band,
-        datetime=_datetime(asset.item),
-        properties=dict(asset.item.properties),
-        manifest=manifest,
-    )
-
-
-async def read_sources(
-    chosen: Sequence[SelectedAsset], *, on_error: str = "raise", progress: bool = True
-) -> tuple[list[Source], list[str]]:
-    """Read the header of every chosen asset; unreadable ones raise, or with ``on_error="skip"`` are returned as
-    ``item/asset: reason``."""
-    manifests = await _read_all(chosen, progress)
-    failed: list[str] = []
-    sources: list[Source] = []
-    for asset, manifest in zip(chosen, manifests, strict=True):
-        if isinstance(manifest, StackcubeError):
-            if on_error == "raise":
-                raise manifest
-            failed.append(f"{asset.item.id}/{asset.key}: {manifest}")
-            continue
-        sources.append(make_source(asset, manifest))
-    return sources, failed
-
-
-def plan_sources(
-    q: Query,
-    sources: Sequence[Source],
-    *,
-    options: dict[str, Any],
-    skipped: Sequence[SkippedAsset] = (),
-    failed: Sequence[str] = (),
-) -> CubePlan:
-    """Group read sources by grid and place them: one GroupPlan per grid (``options``: assets, overlap, sort_by)."""
-    groups, rejected = group_by_grid(sources)
-    notes = [f"{s.item_id}/{s.asset} has {why}; skipped" for s, why in rejected]
-    plans: list[GroupPlan] = []
-    taken: set[str] = set()
-    for key, members in sorted(groups.items(), key=lambda kv: (kv[0].crs, abs(kv[0].resolution[0]))):
-        name = _group_name(key, taken)
-        plan = build_group(
-            name,
-            key,
-            members,
-            band_order=options.get("assets"),
-            bbox=q.bbox,
-            overlap=options.get("overlap", "first"),
-            sort_by=options.get("sort_by"),
-        )
-        if plan is None:
-            notes.append(f"{name} ({key.describe()}) lies outside the bbox; dropped")
-            continue
-        plans.append(plan)
-    if not plans:
-        msg = "no source grid overlaps the bbox: " + "; ".join(notes[:5])
-        raise NothingFoundError(msg)
-    unions = build_unions(
-        plans,
-        overlap=options.get("overlap", "first"),
-        sort_by=options.get("sort_by"),
-        groupby=options.get("groupby", "datetime"),
-    )
-    return CubePlan(
-        query=q,
-        groups=tuple(plans),
-        skipped=tuple(skipped),
-        notes=tuple(notes),
-        failed=tuple(failed),
-        sources=tuple(sources),
-        options=dict(options),
-        unions=unions,
-    )
-
-
-def plan_cube(catalog: CatalogLike, bbox: Any = None, datetime: Any = None, **kwargs: Any) -> CubePlan:
+def plan_cube(catalog: CatalogLike, bbox: Any = None, datetime: Any = None, **kwargs: Unpack[PlanArgs]) -> CubePlan:
     """Search a catalog, read the headers of the chosen assets, and plan one virtual array per grid.
 
     Parameters
@@ -203,17 +99,17 @@ def plan_cube(catalog: CatalogLike, bbox: Any = None, datetime: Any = None, **kw
     datetime
         A datetime or interval as pystac-client takes it (``"2020-06"``, ``"2020-06-01/2020-07-31"``).
     **kwargs
-        ``collections``, ``assets`` (keys or common names, in band order), ``ids``, ``intersects``, ``query``,
-        ``filter``, ``filter_lang``, ``max_items``, ``limit``, ``headers``, ``modifier``; ``overlap`` ("first" or
-        "last") and ``sort_by`` (an item property) for sources of one time step that claim the same chunk or pixel;
-        ``groupby`` for the time steps of grids placed by pixel offset ("datetime", "solar_day", or None: one step
-        per item);
-        ``on_error`` ("raise", or "skip" to list unreadable sources in the report); ``progress``.
+        :class:`PlanArgs`: the search (``collections``, ``ids``, ``intersects``, ``query``, ``filter``,
+        ``filter_lang``, ``max_items``, ``limit``, ``headers``, ``modifier``); ``assets`` (keys or common names, in
+        band order); ``overlap`` ("first" or "last") and ``sort_by`` (an item property) for sources of one time
+        step that claim the same chunk or pixel; ``groupby`` for the time steps of arrays placed by pixel offset
+        ("datetime", "solar_day", or None: one step per item); ``on_error`` ("raise", or "skip" to list
+        unreadable sources in the report); ``progress``.
 
     Returns
     -------
     CubePlan
-        Plain data: one GroupPlan per grid and a human-readable ``report()``.
+        Plain data: one ArrayPlan per grid, the unions, and a human-readable ``report()``.
 
     Examples
     --------
@@ -229,8 +125,8 @@ def plan_cube(catalog: CatalogLike, bbox: Any = None, datetime: Any = None, **kw
 class Cube:
     """A committed cube: where it is, which snapshot, and the plan it was built from."""
 
-    repository: Any
-    """The ``icechunk.Repository``."""
+    repository: icechunk.Repository
+    """The repository."""
     snapshot_id: str
     """The snapshot the build committed."""
     branch: str
@@ -238,9 +134,9 @@ class Cube:
     plan: CubePlan
     """The plan that was written."""
 
-    def open(self, *, mask_and_scale: bool = True) -> xr.DataTree:
-        """Open this snapshot lazily (see :func:`open_cube`)."""
-        return open_cube(self.repository, snapshot=self.snapshot_id, mask_and_scale=mask_and_scale)
+    def open(self, **kwargs: Unpack[ReadArgs]) -> xr.DataTree:
+        """Open this snapshot lazily (``mask_and_scale``, ``chunks``, ``allow`` as :func:`open_cube` takes them)."""
+        return open_cube(self.repository, snapshot=self.snapshot_id, **kwargs)
 
     def summary(self) -> str:
         """The snapshot id and the plan's report."""
@@ -256,7 +152,7 @@ class Cube:
         from html import escape
 
         rows = [(u.name, u.describe(), len(u.members), "grids") for u in self.plan.unions]
-        rows += [(g.name, g.describe(), len(g.sources), "sources") for g in self.plan.standalone]
+        rows += [(a.name, a.describe(), len(a.sources), "sources") for a in self.plan.standalone]
         body = "".join(
             f"<tr><td><code>{escape(name)}</code></td><td>{escape(text)}</td><td>{n} {unit}</td></tr>"
             for name, text, n, unit in rows
@@ -268,7 +164,7 @@ class Cube:
         )
 
     def __repr__(self) -> str:
-        return f"<stackcube.Cube snapshot={self.snapshot_id} groups={[g.name for g in self.plan.groups]}>"
+        return f"<stackcube.Cube snapshot={self.snapshot_id} arrays={[a.name for a in self.plan.arrays]}>"
 
 
 def build_cube(
@@ -276,18 +172,19 @@ def build_cube(
     bbox: Any = None,
     datetime: Any = None,
     *,
-    repo: Any = "cube.icechunk",
+    repo: RepoLike = "cube.icechunk",
     branch: str = "main",
     message: str | None = None,
     tag: str | None = None,
-    **kwargs: Any,
+    **kwargs: Unpack[PlanArgs],
 ) -> Cube:
     """Search, plan and commit a virtual (time, band, y, x) cube to an Icechunk repository.
 
     Parameters
     ----------
     catalog, bbox, datetime, **kwargs
-        As :func:`plan_cube` (collections, assets, query, filter, ... and progress).
+        As :func:`plan_cube` (the search, ``assets``, ``overlap``, ``sort_by``, ``groupby``, ``on_error``,
+        ``progress``).
     repo
         A local path, an ``s3://bucket/prefix`` URL, an ``icechunk.Storage`` or an ``icechunk.Repository``;
         created when it does not exist.
@@ -305,8 +202,6 @@ def build_cube(
     >>> cube = build_cube(write_demo_catalog("demo-output"), repo="demo-output/cube.icechunk")  # doctest: +SKIP
     >>> cube.open()["EPSG32735_10m/0"]["data"]  # doctest: +SKIP
     """
-    from stackcube.icechunk import write_plan
-
     plan = plan_cube(catalog, bbox, datetime, **kwargs)
     repository, snapshot = write_plan(
         plan,
@@ -320,65 +215,53 @@ def build_cube(
     return Cube(repository=repository, snapshot_id=snapshot, branch=branch, plan=plan)
 
 
-def open_cube(
-    repo: Any,
-    *,
-    branch: str | None = None,
-    tag: str | None = None,
-    snapshot: str | None = None,
-    mask_and_scale: bool = True,
-    allow: Sequence[str] | None = None,
-    chunks: Any = None,
-) -> xr.DataTree:
-    """Open a cube lazily as a DataTree: one child per grid group, dask chunks aligned with source tiles.
+def open_cube(repo: RepoLike, **kwargs: Unpack[OpenArgs]) -> xr.DataTree:
+    """Open a cube lazily as a DataTree: one child per array, dask chunks aligned with source tiles.
 
-    Group ``G``'s levels are its children: ``tree["G/0"]["data"]`` is full resolution, ``G/1``, ``G/2``, ... the
-    sources' internal overviews (``tree["G"].attrs["multiscales"]`` describes them).
+    Array ``A``'s levels are its children: ``tree["A/0"]["data"]`` is full resolution, ``A/1``, ``A/2``, ... the
+    sources' internal overviews (``tree["A"].attrs["multiscales"]`` describes them). A union ``U`` adds
+    ``tree["U/0"]`` (and its overview levels).
 
     Each read fetches exactly the bytes of the touched tiles, one ranged GET each, and no TIFF header. A source
     that changed since the cube was built raises :class:`~stackcube.errors.SourceChangedError` naming it.
-    ``mask_and_scale=False`` gives the stored values (no nodata masking, no scale/offset).
 
-    Reading authorizes exactly the source prefixes the cube declares. ``allow`` (URL prefixes) refuses, with
-    :class:`~stackcube.errors.UntrustedSourceError`, a cube that declares any prefix outside them, before anything
-    is read: give it when opening cubes made by others. ``chunks`` as ``xarray.open_zarr`` takes it: by default
-    one dask chunk per source tile; ``{"y": 2048, "x": 2048}`` for larger tasks that fetch their tiles
-    concurrently; ``False`` for no dask at all: each read is one Zarr call that fetches every touched tile
-    concurrently and decodes straight into the result (fastest for reads that fit in memory).
+    Parameters
+    ----------
+    repo
+        The cube: a local path, an ``s3://`` URL, an ``icechunk.Storage`` or an ``icechunk.Repository``.
+    **kwargs
+        :class:`~stackcube.store.OpenArgs`. Which snapshot: ``branch`` (default ``main``), ``tag`` or
+        ``snapshot``. ``mask_and_scale=False`` gives the stored values (no nodata masking, no scale/offset).
+        ``chunks`` as ``xarray.open_zarr`` takes it: by default one dask chunk per source tile;
+        ``{"y": 2048, "x": 2048}`` for larger tasks that fetch their tiles concurrently; ``False`` for no dask at
+        all: each read is one Zarr call that fetches every touched tile concurrently and decodes straight into the
+        result (fastest for reads that fit in memory). ``allow`` (URL prefixes) refuses, with
+        :class:`~stackcube.errors.UntrustedSourceError`, a cube that declares any source prefix outside them,
+        before anything is read: give it when opening cubes made by others (reading authorizes exactly the source
+        prefixes the cube declares).
+
+    Examples
+    --------
+    >>> tree = open_cube("demo-output/cube.icechunk", tag="june", chunks=False)  # doctest: +SKIP
+    >>> tree["EPSG32735_10m/0"]["data"].sel(band="B04").isel(time=0).values  # doctest: +SKIP
     """
-    from stackcube.icechunk import open_datatree
-
-    return open_datatree(repo, branch=branch, tag=tag, snapshot=snapshot, mask_and_scale=mask_and_scale, allow=allow)
+    return open_datatree(repo, OpenOptions.from_args(kwargs, "open_cube"))
 
 
 def open_dataarray(
-    repo: Any,
-    group: str | None = None,
-    level: int = 0,
-    *,
-    branch: str | None = None,
-    tag: str | None = None,
-    snapshot: str | None = None,
-    mask_and_scale: bool = True,
-    allow: Sequence[str] | None = None,
-    chunks: Any = None,
+    repo: RepoLike, array: str | None = None, level: int = 0, *, group: str | None = None, **kwargs: Unpack[OpenArgs]
 ) -> xr.DataArray:
-    """Open one grid group of a cube as a lazy (time, band, y, x) DataArray.
+    """Open one array of a cube (a stored array or a union) as a lazy (time, band, y, x) DataArray.
 
-    ``group`` may be left out when the cube has one grid; ``level`` 0 is full resolution, n the n-th overview
-    level. Other arguments as :func:`open_cube`.
+    ``array`` may be left out when the cube has one; ``level`` 0 is full resolution, n the n-th overview level.
+    Other keywords as :func:`open_cube`. ``group=`` is the deprecated name of ``array``.
+
+    Examples
+    --------
+    >>> red = open_dataarray("demo-output/cube.icechunk", "EPSG32735_10m", level=1, tag="june")  # doctest: +SKIP
     """
-    from stackcube.icechunk import open_level
-
-    ds = open_level(
-        repo,
-        group,
-        level,
-        branch=branch,
-        tag=tag,
-        snapshot=snapshot,
-        mask_and_scale=mask_and_scale,
-        chunks=chunks,
-        allow=allow,
-    )
-    return ds["data"].rename(ds.attrs["grid"])
+    if group is not None:
+        warnings.warn("open_dataarray(group=) is deprecated; use array=", DeprecationWarning, stacklevel=2)
+        array = array or group
+    ds = open_level(repo, array, level, OpenOptions.from_args(kwargs, "open_dataarray"))
+    return ds["data"].rename(ds.attrs["array"])

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pystac
 
-__all__ = ["SelectedAsset", "SkippedAsset", "select_assets"]
+from stackcube.errors import NothingFoundError
+from stackcube.search import Query, require_items
+
+__all__ = ["SelectedAsset", "SkippedAsset", "choose_assets", "select_assets"]
 
 TIFF_MEDIA_TYPES = ("image/tiff", "image/vnd.stac.geotiff", "image/geotiff")
 NOT_DATA_ROLES = {"thumbnail", "overview", "visual-preview", "metadata", "tiles", "preview"}
@@ -58,7 +60,8 @@ def is_geotiff(asset: pystac.Asset) -> bool:
 def _common_name(asset: pystac.Asset) -> str | None:
     bands = asset.extra_fields.get("eo:bands") or []
     if len(bands) == 1:
-        return bands[0].get("common_name")
+        name = bands[0].get("common_name")
+        return str(name) if name is not None else None
     return None
 
 
@@ -125,6 +128,21 @@ def select_assets(
     return chosen, skipped
 
 
-def describe(asset: SelectedAsset) -> dict[str, Any]:
-    """Plain description of a chosen asset for reports."""
-    return {"item": asset.item.id, "asset": asset.key, "band": asset.band, "href": asset.href}
+def choose_assets(
+    items: Sequence[pystac.Item], query: Query, assets: Sequence[str] | None = None
+) -> tuple[list[SelectedAsset], list[SkippedAsset]]:
+    """The assets of the found items that become bands, and the ones skipped; fails when there is none.
+
+    Raises
+    ------
+    NothingFoundError
+        The search found no items (the message names the search), or no item has a usable asset (it gives the
+        first reasons).
+    """
+    require_items(list(items), query)
+    chosen, skipped = select_assets(items, assets)
+    if not chosen:
+        reasons = "; ".join(str(s) for s in skipped[:5]) or "no item has a GeoTIFF data asset"
+        msg = f"none of the {len(items)} items found has a usable asset ({reasons})"
+        raise NothingFoundError(msg)
+    return chosen, skipped

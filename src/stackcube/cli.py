@@ -173,34 +173,35 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from stackcube.api import open_cube
-    from stackcube.icechunk import open_repository
+    from stackcube.store import open_repository
+    from stackcube.store.layout import DATA, CubeMetadata, level_path
 
     repository = open_repository(args.repo)
     tree = open_cube(repository, branch=args.branch)
-    query = tree.attrs.get("stackcube", {}).get("query", {})
+    metadata = CubeMetadata.from_attrs(tree.attrs)
+    search = {k: v for k, v in metadata.query.to_dict().items() if v and k != "catalog"}
     print(f"{args.repo}: snapshot {tree.attrs['snapshot_id']} on {args.branch}")
-    print(f"  built from {query.get('catalog')} { ({k: v for k, v in query.items() if v and k != 'catalog'}) }")
-    for name in tree.attrs.get("stackcube", {}).get("groups", list(tree.children)):
-        node = tree[name]
-        data = node["0"]["data"]
-        hrefs = data["source_href"].to_numpy().ravel().tolist()
-        sources = {h for cell in hrefs for h in str(cell).split()}
+    print(f"  built from {metadata.query.catalog} {search}")
+    for name in metadata.arrays:
+        levels = [tree[level_path(name, n)][DATA] for n in sorted(int(k) for k in tree[name].children)]
+        data = levels[0]
+        sources = {h for cell in data["source_href"].to_numpy().ravel().tolist() for h in str(cell).split()}
         print(f"  {name}: {dict(data.sizes)} {data.dtype}, {len(sources)} sources")
-        overviews = [node[k]["data"] for k in sorted(node.children, key=int)[1:]]
-        if overviews:
-            sizes = ", ".join(f"/{n} {o.sizes['y']} x {o.sizes['x']}" for n, o in enumerate(overviews, 1))
+        if len(levels) > 1:
+            sizes = ", ".join(f"/{n} {o.sizes['y']} x {o.sizes['x']}" for n, o in enumerate(levels[1:], 1))
             print(f"    overview levels: {sizes} px")
-    for name, union in (tree.attrs.get("stackcube", {}).get("unions") or {}).items():
-        t, b, y, x = union["shape"]
-        members = ", ".join(union["members"])
-        print(f"  {name}: {t} dates x {b} bands x {y} x {x} px, {len(union['members'])} grids placed by pixel offset")
-        print(f"    members: {members}")
+    for union in metadata.unions:
+        t, b, y, x = union.shape
+        print(
+            f"  {union.name}: {t} dates x {b} bands x {y} x {x} px, {len(union.members)} grids placed by pixel offset"
+        )
+        print(f"    members: {', '.join(union.members)}")
     print(f"  branches: {sorted(repository.list_branches())}; tags: {sorted(repository.list_tags())}")
     return 0
 
 
 def _cmd_log(args: argparse.Namespace) -> int:
-    from stackcube.icechunk import open_repository
+    from stackcube.store import open_repository
 
     repository = open_repository(args.repo)
     for snap in repository.ancestry(branch=args.branch):
@@ -287,7 +288,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_repo_arguments(verify, sources=True)
     verify.add_argument("--fix", action="store_true", help="refresh exactly the changed sources")
     verify.set_defaults(func=_cmd_verify)
-    info = sub.add_parser("info", help="groups, dimensions, sources, branches and tags of a cube")
+    info = sub.add_parser("info", help="arrays, dimensions, sources, branches and tags of a cube")
     _add_repo_arguments(info)
     info.set_defaults(func=_cmd_info)
     log = sub.add_parser("log", help="the snapshots of a branch, newest first")
@@ -299,21 +300,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_icechunk() -> None:
-    # Icechunk logs warnings (e.g. that a local repository is not safe for concurrent commits) on stderr; the
-    # command line reports what matters itself. ICECHUNK_LOG, when set, wins.
-    import os
-
-    if "ICECHUNK_LOG" not in os.environ:
-        import icechunk
-
-        icechunk.set_logs_filter("error")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``stackcube`` command."""
+    from stackcube.store import quiet_logs
+
     args = _parser().parse_args(argv)
-    _quiet_icechunk()
+    quiet_logs()  # the command line reports what matters itself
     try:
         return int(args.func(args))
     except StackcubeError as exc:

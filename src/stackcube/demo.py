@@ -78,7 +78,7 @@ def _pixels(seed: int, size: int) -> np.ndarray:
     y, x = np.mgrid[0:size, 0:size]
     data = ((x // 4 + y // 3 + seed * 37) % 4000 + 1).astype(np.uint16)
     data[: size // 10, : size // 10] = 0  # a nodata corner
-    return data[np.newaxis]
+    return np.asarray(data[np.newaxis])
 
 
 def _footprint(size_m: float) -> tuple[list[float], dict[str, Any]]:

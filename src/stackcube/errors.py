@@ -11,8 +11,10 @@ does about it::
     │   └── SourceChangedError       the object changed while or since it was indexed: refresh the cube
     ├── TiffError                    the bytes of a TIFF are not something stackcube can index
     │   ├── CorruptTiffError         (also ValueError) broken, truncated or hostile structure
-    │   └── UnsupportedTiffError     (also NotImplementedError) a valid feature stackcube cannot decode
+    │   ├── UnsupportedTiffError     (also NotImplementedError) a valid feature stackcube cannot decode
+    │   └── NotGriddableError        (also ValueError) no north-up affine grid: cannot be stacked without resampling
     └── RepositoryError              the cube's repository cannot be used as asked
+        ├── ArrayNotFoundError       (also ValueError) no array or level of that name: the message lists them
         ├── ConcurrentUpdateError    another writer moved the branch first (refresh retries on it)
         └── UntrustedSourceError     the cube points at sources outside the prefixes the caller allows
 
@@ -22,8 +24,10 @@ Messages name the href, what was expected, what was found and what to do next.
 from __future__ import annotations
 
 __all__ = [
+    "ArrayNotFoundError",
     "ConcurrentUpdateError",
     "CorruptTiffError",
+    "NotGriddableError",
     "NothingFoundError",
     "RepositoryError",
     "SearchError",
@@ -77,8 +81,18 @@ class UnsupportedTiffError(TiffError, NotImplementedError):
     """The TIFF uses a valid feature that stackcube cannot decode; the message names the tag and value."""
 
 
+class NotGriddableError(TiffError, ValueError):
+    """A TIFF has no north-up affine grid (not georeferenced, rotated, sheared, or only ground control points), or
+    not the overview level asked for: its pixels cannot stand beside others without resampling."""
+
+
 class RepositoryError(StackcubeError):
-    """The cube's Icechunk repository cannot be used as asked (missing, not a stackcube cube, ...)."""
+    """The cube's Icechunk repository cannot be used as asked (missing, not a stackcube cube, a URL stackcube cannot
+    open, ...)."""
+
+
+class ArrayNotFoundError(RepositoryError, ValueError):
+    """The cube has no array, or the array no level, of the name asked for; the message lists what there is."""
 
 
 class ConcurrentUpdateError(RepositoryError):

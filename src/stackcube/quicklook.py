@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from stackcube.store.layout import DATA, CubeMetadata, level_path
+
 __all__ = ["Quicklook", "quicklook"]
 
 RGB_CHOICES = (("red", "green", "blue"), ("B04", "B03", "B02"))
@@ -43,8 +45,9 @@ class Quicklook:
 
 
 def _levels(tree: Any, name: str) -> list[tuple[str, Any]]:
-    node = tree[name]
-    return [(f"{name}/{k}", node[k]["data"]) for k in sorted(node.children, key=int)]
+    """(path, data) of every level of array ``name`` in an opened tree, full resolution first."""
+    levels = sorted(int(k) for k in tree[name].children)
+    return [(level_path(name, n), tree[level_path(name, n)][DATA]) for n in levels]
 
 
 def quicklook(
@@ -58,9 +61,7 @@ def quicklook(
     """
     import imagecodecs
 
-    from stackcube.icechunk import array_names
-
-    names = [array] if array else array_names(tree.attrs.get("stackcube", {}))
+    names = [array] if array else CubeMetadata.from_attrs(tree.attrs).array_names
     choices = [tuple(bands)] if bands else list(RGB_CHOICES)
     for choice in choices:
         for name in names:

@@ -2,7 +2,7 @@
 asks every source whether it is still the object that was indexed.
 
 Like :mod:`stackcube.api`, an orchestrator of the stages: it reads the search, options and source table a cube
-stores (:func:`stackcube.icechunk.read_stored`), runs the same search, reads headers only for sources that are
+stores (:func:`stackcube.store.read_stored`), runs the same search, reads headers only for sources that are
 new, whose STAC ``updated`` changed, or that the caller names (``force``, e.g. from ``verify``), re-plans all of
 them and commits once. The commit happens only on the snapshot the refresh started from; when another writer got
 there first, the refresh starts over from the new tip (manifests already read are reused), so concurrent
@@ -15,18 +15,23 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stackcube import _sync
-from stackcube.api import choose_assets, make_source, plan_sources, read_sources
-from stackcube.assets import SelectedAsset
-from stackcube.errors import ConcurrentUpdateError, RepositoryError, StackcubeError
-from stackcube.grid import Source
-from stackcube.icechunk import open_repository, read_stored, write_plan
-from stackcube.search import search_items
-from stackcube.tiff._source import head, limit, normalize_href, resolve
+from stackcube.assets import SelectedAsset, choose_assets
+from stackcube.cube import plan_sources
+from stackcube.errors import ConcurrentUpdateError, RepositoryError
+from stackcube.options import OnError
+from stackcube.search import search_again
+from stackcube.settings import Settings, current
+from stackcube.sources import Source, check_sources, read_sources
+from stackcube.store import RepoLike, StoredCube, open_repository, read_stored, write_plan
+from stackcube.tiff import normalize_href
+
+if TYPE_CHECKING:
+    import icechunk
 
 __all__ = ["RefreshReport", "VerifyReport", "refresh_cube", "verify_cube"]
 
@@ -91,37 +96,46 @@ class RefreshReport:
         return "\n".join(lines)
 
 
-def _unchanged(previous: Source | None, asset: SelectedAsset, force: set[str]) -> bool:
+def _unchanged(previous: Source, asset: SelectedAsset, force: set[str]) -> bool:
     return (
-        previous is not None
-        and previous.manifest.href == normalize_href(asset.href)
+        previous.manifest.href == normalize_href(asset.href)
         and previous.manifest.href not in force
         and previous.properties.get("updated") == asset.item.properties.get("updated")
     )
 
 
+def _stored(
+    repo: RepoLike, branch: str, allow: Iterable[str] | None, settings: Settings
+) -> tuple[icechunk.Repository, StoredCube]:
+    """The repository and what its branch's cube says about itself."""
+    repository = open_repository(repo, allow=allow, settings=settings)
+    return repository, read_stored(repository.readonly_session(branch=branch))
+
+
+@dataclass(frozen=True, slots=True)
+class _Refresh:
+    """What one refresh was asked to do (the same on every attempt)."""
+
+    branch: str
+    tag: str | None
+    dry_run: bool
+    remove: bool
+    on_error: OnError
+    progress: bool
+    allow: Iterable[str] | None
+    settings: Settings
+
+
 async def _refresh_once(
-    repo: Any,
-    *,
-    branch: str,
-    tag: str | None,
-    dry_run: bool,
-    remove: bool,
-    force: set[str],
-    on_error: str,
-    progress: bool,
-    allow: Iterable[str] | None,
-    cache: dict[tuple[str, str, Any], Source],
+    repo: RepoLike, job: _Refresh, force: set[str], cache: dict[tuple[str, str, Any], Source]
 ) -> RefreshReport:
-    repository = open_repository(repo, allow=allow)
-    stored = read_stored(repository.readonly_session(branch=branch))
-    catalog = stored.query.get("catalog")
-    if not catalog:
+    repository, stored = await asyncio.to_thread(_stored, repo, job.branch, job.allow, job.settings)
+    if not stored.metadata.query.catalog:
         msg = f"{repo} was built from items in memory, not a catalog: build it again to add items"
         raise RepositoryError(msg)
-    search = {k: v for k, v in stored.query.items() if k != "catalog" and v is not None}
-    q, items = await asyncio.to_thread(search_items, catalog, **search)
-    chosen, skipped = choose_assets(items, q, stored.options.get("assets"))
+    options = dataclasses.replace(stored.metadata.options, on_error=job.on_error)
+    q, items = await asyncio.to_thread(search_again, stored.metadata.query, job.settings)
+    chosen, skipped = choose_assets(items, q, options.assets)
 
     previous = {(s.item_id, s.asset): s for s in stored.sources}
     kept: list[Source] = []
@@ -130,9 +144,8 @@ async def _refresh_once(
     changed: list[str] = []
     for asset in chosen:
         before = previous.get((asset.item.id, asset.key))
-        if _unchanged(before, asset, force):
-            assert before is not None
-            kept.append(make_source(asset, before.manifest))
+        if before is not None and _unchanged(before, asset, force):
+            kept.append(Source.of(asset, before.manifest))
             continue
         if before is None:
             added.add(asset.item.id)
@@ -143,16 +156,16 @@ async def _refresh_once(
     gone = [s for key, s in previous.items() if key not in found]
     removed = sorted({s.item_id for s in gone} - {a.item.id for a in chosen})
     report = RefreshReport(
-        branch=branch,
+        branch=job.branch,
         previous=stored.snapshot_id,
         snapshot_id=None,
         added=tuple(sorted(added)),
         changed=tuple(changed),
         removed=tuple(removed),
-        kept_removed=not remove,
-        dry_run=dry_run,
+        kept_removed=not job.remove,
+        dry_run=job.dry_run,
     )
-    if dry_run or not (to_read or (remove and gone)):
+    if job.dry_run or not (to_read or (job.remove and gone)):
         return report
 
     fresh: list[Source] = []
@@ -160,15 +173,15 @@ async def _refresh_once(
     for asset in to_read:
         hit = cache.get((asset.item.id, asset.key, asset.item.properties.get("updated")))
         if hit is not None and hit.manifest.href not in force:
-            fresh.append(make_source(asset, hit.manifest))
+            fresh.append(Source.of(asset, hit.manifest))
         else:
             unread.append(asset)
-    read, failed = await read_sources(unread, on_error=on_error, progress=progress)
+    read, failed = await read_sources(unread, on_error=job.on_error, progress=job.progress, settings=job.settings)
     for source in read:
         cache[(source.item_id, source.asset, source.properties.get("updated"))] = source
     force.difference_update(s.manifest.href for s in read)
-    sources = [*kept, *fresh, *read, *([] if remove else gone)]
-    plan = plan_sources(q, sources, options=stored.options, skipped=skipped, failed=failed)
+    sources = [*kept, *fresh, *read, *([] if job.remove else gone)]
+    plan = plan_sources(q, sources, options, skipped=skipped, failed=failed)
     report = dataclasses.replace(report, failed=plan.failed, notes=plan.notes, headers_read=len(unread))
     metadata = {
         "stackcube": "refresh",
@@ -181,25 +194,26 @@ async def _refresh_once(
         write_plan,
         plan,
         repository,
-        branch=branch,
+        branch=job.branch,
         message=report.message,
-        tag=tag,
-        progress=progress,
+        tag=job.tag,
+        progress=job.progress,
         metadata=metadata,
         parent=stored.snapshot_id,
+        settings=job.settings,
     )
     return dataclasses.replace(report, snapshot_id=snapshot)
 
 
 def refresh_cube(
-    repo: Any,
+    repo: RepoLike,
     *,
     branch: str = "main",
     tag: str | None = None,
     dry_run: bool = False,
     remove: bool = False,
     force: Iterable[str] = (),
-    on_error: str = "raise",
+    on_error: OnError = "raise",
     progress: bool = True,
     allow: Iterable[str] | None = None,
     attempts: int = 5,
@@ -235,6 +249,7 @@ def refresh_cube(
     RefreshReport
         What was added, changed, removed and failed, and the new snapshot id (None when nothing changed).
     """
+    job = _Refresh(branch, tag, dry_run, remove, on_error, progress, allow, current())
     cache: dict[tuple[str, str, Any], Source] = {}
     forced = set(force)
     if check_etags:
@@ -242,20 +257,7 @@ def refresh_cube(
         forced.update(href for href, _, _ in checked.changed)
     for attempt in range(1, attempts + 1):
         try:
-            report = _sync.run(
-                _refresh_once(
-                    repo,
-                    branch=branch,
-                    tag=tag,
-                    dry_run=dry_run,
-                    remove=remove,
-                    force=forced,
-                    on_error=on_error,
-                    progress=progress,
-                    allow=allow,
-                    cache=cache,
-                )
-            )
+            report = _sync.run(_refresh_once(repo, job, forced, cache))
         except ConcurrentUpdateError:
             if attempt == attempts:
                 raise
@@ -293,35 +295,8 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-async def _verify(sources: Sequence[Source], progress: bool) -> list[tuple[str, str | None, str | None]]:
-    bar = None
-    if progress and sources:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(sources), desc="checking sources", unit="source", leave=False)
-
-    async def one(source: Source) -> tuple[str, str | None, str | None]:
-        href = source.manifest.href
-        try:
-            async with limit():
-                info = await head(resolve(href))
-        except StackcubeError as exc:
-            return href, None, str(exc)
-        finally:
-            if bar is not None:
-                bar.update()
-        same = (info.etag, info.size) == (source.manifest.etag, source.manifest.size)
-        return href, None if same else (info.etag or f"size {info.size}"), None
-
-    try:
-        return await asyncio.gather(*(one(s) for s in sources))
-    finally:
-        if bar is not None:
-            bar.close()
-
-
 def verify_cube(
-    repo: Any,
+    repo: RepoLike,
     *,
     branch: str = "main",
     fix: bool = False,
@@ -332,13 +307,12 @@ def verify_cube(
 
     With ``fix``, refresh exactly the changed sources (``refresh_cube(force=...)``) and return its report too.
     """
-    repository = open_repository(repo, allow=allow)
-    stored = read_stored(repository.readonly_session(branch=branch))
+    settings = current()
+    repository, stored = _stored(repo, branch, allow, settings)
     unique = list({s.manifest.href: s for s in stored.sources}.values())
-    answers = _sync.run(_verify(unique, progress))
-    recorded = {s.manifest.href: s.manifest.etag or "" for s in unique}
-    changed = tuple((href, recorded[href], new) for href, new, why in answers if new is not None and why is None)
-    vanished = tuple((href, why) for href, _, why in answers if why is not None)
+    checks = _sync.run(check_sources(unique, progress=progress, settings=settings))
+    changed = tuple((c.href, c.recorded, c.current or "") for c in checks if c.changed)
+    vanished = tuple((c.href, c.error) for c in checks if c.error is not None)
     report = VerifyReport(snapshot_id=stored.snapshot_id, checked=len(unique), changed=changed, vanished=vanished)
     refreshed = None
     if fix and changed:

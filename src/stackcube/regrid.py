@@ -9,19 +9,19 @@ value winning, along the union of their time steps and bands.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import pyproj
 import xarray as xr
 
-from stackcube.api import open_dataarray
-from stackcube.icechunk import array_names, cube_info
+from stackcube.api import Cube, open_dataarray
+from stackcube.store import OpenArgs, OpenOptions, RepoLike, read_metadata
 
 __all__ = ["to_grid"]
 
 
 def to_grid(
-    repo: Any,
+    repo: RepoLike | Cube,
     *,
     crs: Any,
     resolution: float,
@@ -29,9 +29,7 @@ def to_grid(
     bounds: Sequence[float] | None = None,
     resampling: str = "nearest",
     arrays: Sequence[str] | None = None,
-    branch: str | None = None,
-    tag: str | None = None,
-    snapshot: str | None = None,
+    **kwargs: Unpack[OpenArgs],
 ) -> xr.DataArray:
     """Every array of a cube warped onto one grid: ``crs`` at ``resolution``, covering ``bbox`` (lon/lat).
 
@@ -49,6 +47,9 @@ def to_grid(
         As GDAL names it: ``"nearest"`` (default), ``"bilinear"``, ``"average"``, ...
     arrays
         Which of the cube's arrays to use (default: all).
+    **kwargs
+        Which snapshot and how, as :func:`stackcube.open_cube` takes them (``branch``, ``tag``, ``snapshot``,
+        ``chunks``, ``allow``; ``mask_and_scale=False`` warps the stored values, nodata included).
 
     Returns
     -------
@@ -59,9 +60,11 @@ def to_grid(
     from odc.geo.geobox import GeoBox
     from odc.geo.xr import xr_reproject
 
-    repo = getattr(repo, "repository", repo)  # a Cube
-    names = list(arrays or ()) or array_names(cube_info(repo, branch=branch, tag=tag, snapshot=snapshot))
-    sources = [open_dataarray(repo, name, branch=branch, tag=tag, snapshot=snapshot) for name in names]
+    if isinstance(repo, Cube):
+        repo = repo.repository
+    options = OpenOptions.from_args(kwargs, "to_grid")
+    names = list(arrays or ()) or read_metadata(repo, options.version).array_names
+    sources = [open_dataarray(repo, name, **kwargs) for name in names]
     target = pyproj.CRS.from_user_input(crs)
     extent: tuple[float, float, float, float]
     if bounds is not None:

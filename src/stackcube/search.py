@@ -10,23 +10,54 @@ from __future__ import annotations
 import http.client
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, TypedDict, Unpack, cast
 from urllib.parse import urlparse
 
 import pystac
 import shapely.geometry
 
-from stackcube import settings
+from stackcube._keywords import check_keywords, keywords_of
 from stackcube._retry import retry_sync
 from stackcube.errors import NothingFoundError, SearchError
+from stackcube.settings import Settings, current
 
-__all__ = ["Query", "search_items"]
+__all__ = ["CatalogLike", "Query", "SearchArgs", "require_items", "search_again", "search_items"]
 
 CatalogLike = str | os.PathLike[str] | pystac.ItemCollection | Iterable[pystac.Item | Mapping[str, Any]]
+"""A STAC API URL, a static catalog or collection (path or URL), an ItemCollection file, or items."""
+
+
+class SearchArgs(TypedDict, total=False):
+    """The arguments of ``pystac_client.Client.search`` besides ``bbox`` and ``datetime``."""
+
+    intersects: Mapping[str, Any] | None
+    """A GeoJSON geometry (or an object with ``__geo_interface__``) the items must intersect."""
+    collections: str | Sequence[str] | None
+    """Collection ids."""
+    ids: str | Sequence[str] | None
+    """Item ids."""
+    query: Mapping[str, Any] | None
+    """The STAC ``query`` extension object."""
+    filter: Mapping[str, Any] | str | None
+    """A CQL2 filter (JSON object or text)."""
+    filter_lang: str | None
+    """``cql2-json`` or ``cql2-text``; inferred from ``filter`` when None."""
+    max_items: int | None
+    """Stop after this many items."""
+    limit: int | None
+    """Page size asked of a STAC API."""
+    headers: Mapping[str, str] | None
+    """Extra HTTP headers for a STAC API (never stored)."""
+    modifier: Callable[[Any], Any] | None
+    """Called on every item found, e.g. ``planetary_computer.sign_inplace``."""
+
+
+SEARCH_KEYWORDS = keywords_of(SearchArgs)
+"""The names :class:`SearchArgs` declares."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +109,28 @@ class Query:
         }
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """The query :meth:`to_dict` stored."""
+
+        def strings(value: Any) -> tuple[str, ...] | None:
+            return tuple(value) if value is not None else None
+
+        bbox = data.get("bbox")
+        return cls(
+            catalog=data.get("catalog"),
+            bbox=(bbox[0], bbox[1], bbox[2], bbox[3]) if bbox is not None else None,
+            intersects=data.get("intersects"),
+            datetime=data.get("datetime"),
+            collections=strings(data.get("collections")),
+            ids=strings(data.get("ids")),
+            query=data.get("query"),
+            filter=data.get("filter"),
+            filter_lang=data.get("filter_lang"),
+            max_items=data.get("max_items"),
+            limit=data.get("limit"),
+        )
+
 
 def make_query(catalog: CatalogLike, **kwargs: Any) -> Query:
     """Normalise search arguments with pystac-client's own rules (no request is made)."""
@@ -97,7 +150,7 @@ def make_query(catalog: CatalogLike, **kwargs: Any) -> Query:
     flt = kwargs.get("filter")
     return Query(
         catalog=name,
-        bbox=tuple(params["bbox"]) if "bbox" in params else None,  # type: ignore[arg-type]
+        bbox=tuple(params["bbox"]) if "bbox" in params else None,
         intersects=params.get("intersects"),
         datetime=params.get("datetime"),
         collections=tuple(params["collections"]) if "collections" in params else None,
@@ -115,17 +168,9 @@ def search_items(
     catalog: CatalogLike,
     *,
     bbox: Any = None,
-    intersects: Any = None,
     datetime: Any = None,
-    collections: Any = None,
-    ids: Any = None,
-    query: dict[str, Any] | None = None,
-    filter: dict[str, Any] | str | None = None,
-    filter_lang: str | None = None,
-    max_items: int | None = None,
-    limit: int | None = None,
-    headers: dict[str, str] | None = None,
-    modifier: Callable[[Any], Any] | None = None,
+    settings: Settings | None = None,
+    **search: Unpack[SearchArgs],
 ) -> tuple[Query, list[pystac.Item]]:
     """Run a search and return the normalised query and the matching items (in the catalog's order).
 
@@ -134,13 +179,14 @@ def search_items(
     catalog
         A STAC API root URL, a static catalog or collection JSON (path or URL), an ItemCollection / GeoJSON
         FeatureCollection file, a ``pystac.ItemCollection``, or an iterable of ``pystac.Item`` or item dicts.
-    bbox, intersects, datetime, collections, ids, query, filter, filter_lang, max_items, limit
+    bbox, datetime
         As in ``pystac_client.Client.search``; static inputs are filtered the same way.
-    headers
-        Extra HTTP headers for a STAC API.
-    modifier
-        Called on every item (and result) a STAC API returns, e.g. ``planetary_computer.sign_inplace``; also
-        applied to static items.
+    settings
+        Timeouts and retries (default: :func:`stackcube.settings.current`).
+    **search
+        :class:`SearchArgs`: intersects, collections, ids, query, filter, filter_lang, max_items, limit (as
+        pystac-client takes them), ``headers`` for a STAC API, and ``modifier``, called on every item (and result)
+        a STAC API returns, e.g. ``planetary_computer.sign_inplace``; also applied to static items.
 
     Examples
     --------
@@ -148,32 +194,44 @@ def search_items(
     >>> q, items = search_items("https://earth-search.aws.element84.com/v1", collections=["sentinel-2-l2a"],
     ...                         bbox=[27.0, -8.0, 27.1, -7.9], datetime="2020-06")  # doctest: +SKIP
     """
-    q = make_query(
-        catalog,
-        bbox=bbox,
-        intersects=intersects,
-        datetime=datetime,
-        collections=collections,
-        ids=ids,
-        query=query,
-        filter=filter,
-        filter_lang=filter_lang,
-        max_items=max_items,
-        limit=limit,
-        headers=headers,
-    )
+    check_keywords(search, SEARCH_KEYWORDS, "search_items")
+    settings = settings or current()
+    modifier = search.pop("modifier", None)
+    q = make_query(catalog, bbox=bbox, datetime=datetime, **search)
     href = os.fspath(catalog) if isinstance(catalog, str | os.PathLike) else None
-    doc = _read_json(href, q.headers) if href is not None else None  # read once, whatever kind it turns out to be
+    # read once, whatever kind it turns out to be
+    doc = _read_json(href, settings, q.headers) if href is not None else None
     if href is not None and doc is not None and _is_api(href, doc):
-        items = _search_api(href, q, modifier)
+        items = _search_api(href, q, modifier, settings)
     else:
-        items = [i for i in _static_items(catalog, doc) if _matches(i, q)]
+        items = [i for i in _static_items(catalog, doc, settings) if _matches(i, q)]
         if modifier is not None:
             for item in items:
                 modifier(item)
         if q.max_items is not None:
             items = items[: q.max_items]
     return q, items
+
+
+def search_again(query: Query, settings: Settings | None = None) -> tuple[Query, list[pystac.Item]]:
+    """Run a stored search again (a cube's refresh): the same catalog, filters and limits, without headers."""
+    if query.catalog is None:
+        msg = "the search was of items in memory, not of a catalog: there is nothing to search again"
+        raise SearchError(msg)
+    return search_items(
+        query.catalog,
+        bbox=query.bbox,
+        datetime=query.datetime,
+        settings=settings,
+        intersects=query.intersects,
+        collections=query.collections,
+        ids=query.ids,
+        query=query.query,
+        filter=query.filter,
+        filter_lang=query.filter_lang,
+        max_items=query.max_items,
+        limit=query.limit,
+    )
 
 
 def _is_api(catalog: str, doc: dict[str, Any]) -> bool:
@@ -185,19 +243,19 @@ def _is_api(catalog: str, doc: dict[str, Any]) -> bool:
     )
 
 
-def _read_json(href: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    return retry_sync(lambda: _read_json_once(href, headers))
+def _read_json(href: str, settings: Settings, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return retry_sync(lambda: _read_json_once(href, settings, headers), settings)
 
 
-def _read_json_once(href: str, headers: dict[str, str] | None) -> dict[str, Any]:
+def _read_json_once(href: str, settings: Settings, headers: Mapping[str, str] | None) -> dict[str, Any]:
     try:
         if urlparse(href).scheme in {"http", "https"}:
             import urllib.request
 
-            request = urllib.request.Request(href, headers=headers or {})
+            request = urllib.request.Request(href, headers=dict(headers or {}))
             with urllib.request.urlopen(request, timeout=settings.request_timeout) as response:
-                return json.loads(response.read())
-        return json.loads(Path(href).read_text())
+                return cast("dict[str, Any]", json.loads(response.read()))
+        return cast("dict[str, Any]", json.loads(Path(href).read_text()))
     except (OSError, ValueError, http.client.HTTPException) as exc:
         msg = f"{href}: could not read a STAC document ({exc}); check the catalog URL or path"
         error = SearchError(msg)
@@ -228,13 +286,15 @@ def _transient(exc: BaseException) -> bool:
     )
 
 
-def _search_api(url: str, q: Query, modifier: Callable[[Any], Any] | None) -> list[pystac.Item]:
+def _search_api(url: str, q: Query, modifier: Callable[[Any], Any] | None, settings: Settings) -> list[pystac.Item]:
     # The whole paginated search is retried here, in one place (requests' own retries would not cover a body cut
     # off mid-page, and two layers would multiply the attempts)
-    return retry_sync(lambda: _search_api_once(url, q, modifier))
+    return retry_sync(lambda: _search_api_once(url, q, modifier, settings), settings)
 
 
-def _search_api_once(url: str, q: Query, modifier: Callable[[Any], Any] | None) -> list[pystac.Item]:
+def _search_api_once(
+    url: str, q: Query, modifier: Callable[[Any], Any] | None, settings: Settings
+) -> list[pystac.Item]:
     import requests
     from pystac_client import Client
     from pystac_client.exceptions import APIError
@@ -263,7 +323,7 @@ def _search_api_once(url: str, q: Query, modifier: Callable[[Any], Any] | None) 
         raise error from None
 
 
-def _static_items(catalog: CatalogLike, doc: dict[str, Any] | None) -> Iterable[pystac.Item]:
+def _static_items(catalog: CatalogLike, doc: dict[str, Any] | None, settings: Settings) -> Iterable[pystac.Item]:
     if isinstance(catalog, pystac.ItemCollection):
         return list(catalog)
     if not isinstance(catalog, str | os.PathLike):
@@ -271,7 +331,7 @@ def _static_items(catalog: CatalogLike, doc: dict[str, Any] | None) -> Iterable[
             i if isinstance(i, pystac.Item) else pystac.Item.from_dict(dict(i), preserve_dict=False) for i in catalog
         ]
     href = os.fspath(catalog)
-    doc = doc if doc is not None else _read_json(href)
+    doc = doc if doc is not None else _read_json(href, settings)
     kind = doc.get("type")
     if kind == "FeatureCollection":
         return [pystac.Item.from_dict(f, preserve_dict=False) for f in doc.get("features", [])]

@@ -9,17 +9,21 @@ items must share a pixel grid (one array, or one union of grids on one pixel lat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import xarray as xr
 
-from stackcube.api import build_cube, open_dataarray
-from stackcube.plan import GroupBy
-from stackcube.search import CatalogLike, search_items
+from stackcube._keywords import check_keywords, keywords_of
+from stackcube.api import PlacementArgs, build_cube, open_dataarray
+from stackcube.options import GroupBy
+from stackcube.search import SEARCH_KEYWORDS, CatalogLike, SearchArgs, search_items
+from stackcube.store import RepoLike, memory_repository
 
-__all__ = ["stack"]
+__all__ = ["StackArgs", "stack"]
 
-_SEARCH = ("intersects", "collections", "ids", "query", "filter", "filter_lang", "max_items", "limit", "headers")
+
+class StackArgs(SearchArgs, PlacementArgs, total=False):
+    """The keywords of :func:`stack` besides its own: the search and where sources overlap."""
 
 
 def _common_names(items: Sequence[Any], bands: Sequence[str]) -> list[str]:
@@ -43,12 +47,12 @@ def stack(
     *,
     bbox: Any = None,
     datetime: Any = None,
-    repo: Any = None,
+    repo: RepoLike | None = None,
     array: str | None = None,
     groupby: GroupBy = None,
     mask_and_scale: bool = True,
     progress: bool = False,
-    **kwargs: Any,
+    **kwargs: Unpack[StackArgs],
 ) -> xr.DataArray:
     """Stack items into one lazy (time, band, y, x) DataArray, like ``stackstac.stack``, without resampling.
 
@@ -56,7 +60,7 @@ def stack(
     ----------
     items
         pystac Items or item dicts, an ItemCollection, a static catalog or a STAC API URL (with ``**kwargs`` as
-        :func:`stackcube.plan_cube` takes them: collections, query, filter, ...).
+        :func:`stackcube.plan_cube` takes them: collections, query, filter, ..., overlap, sort_by).
     assets
         Asset keys or common names, in band order (default: every GeoTIFF data asset).
     bbox, datetime
@@ -69,13 +73,19 @@ def stack(
         ``None`` (default, as stackstac): one time step per item; ``"datetime"`` or ``"solar_day"`` merge items of
         one acquisition or day that lie side by side (grids on one pixel lattice).
     """
-    import icechunk
-
-    if repo is None:
-        repo = icechunk.Repository.create(icechunk.in_memory_storage())
-    search = {k: kwargs.pop(k) for k in _SEARCH if k in kwargs}
+    check_keywords(kwargs, keywords_of(StackArgs), "stack")
+    search: Any = {k: v for k, v in kwargs.items() if k in SEARCH_KEYWORDS}
+    placement: Any = {k: v for k, v in kwargs.items() if k not in SEARCH_KEYWORDS}
     _, found = search_items(items, bbox=bbox, datetime=datetime, **search)  # once; the cube is built from these
-    cube = build_cube(found, bbox, assets=assets, repo=repo, groupby=groupby, progress=progress, **kwargs)
+    cube = build_cube(
+        found,
+        bbox,
+        assets=assets,
+        repo=memory_repository() if repo is None else repo,
+        groupby=groupby,
+        progress=progress,
+        **placement,
+    )
     names = cube.plan.array_names
     if array is None and len(names) > 1:
         msg = (
@@ -84,7 +94,7 @@ def stack(
         )
         raise ValueError(msg)
     data = open_dataarray(cube.repository, array or names[0], mask_and_scale=mask_and_scale)
-    crs = cube.plan.groups[0].crs
+    crs = cube.plan.arrays[0].crs
     epsg = int(crs.split(":")[1]) if crs.startswith("EPSG:") else None
     data = data.assign_coords(
         epsg=epsg,

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from stackcube import settings
 from stackcube.demo import write_demo_tiff
 from stackcube.errors import SourceChangedError, SourceNotFoundError
+from stackcube.settings import Settings, current
 from stackcube.tiff import open_manifest, open_tiff, read_tiff, read_tiff_async
 from stackcube.tiff._source import get_range, resolve
 from tests.conftest import CORPUS, corpus_files
@@ -37,7 +37,7 @@ def corpus_url(nginx, path: Path) -> str:
 @pytest.mark.corpus
 def test_cog_header_costs_one_ranged_get(nginx, corpus) -> None:
     assert len(COGS) >= 20
-    layouts = {path: header_end(path) <= settings.header_bytes for path in COGS}
+    layouts = {path: header_end(path) <= current().header_bytes for path in COGS}
     assert sum(layouts.values()) >= 20
     for path, cog_layout in layouts.items():
         with nginx.counting() as seen:
@@ -107,7 +107,7 @@ def test_changed_object_fails_if_match(nginx) -> None:
     write_demo_tiff(path, size=512, tile=128)  # replaced in place: new size, new ETag
 
     async def reread() -> None:
-        await get_range(resolve(manifest.href), 0, 16, if_match=manifest.etag)
+        await get_range(resolve(manifest.href), 0, 16, settings=current(), if_match=manifest.etag)
 
     with pytest.raises(SourceChangedError, match="changed while it was being read"):
         asyncio.run(reread())
@@ -115,15 +115,15 @@ def test_changed_object_fails_if_match(nginx) -> None:
 
 @pytest.mark.network
 @pytest.mark.corpus
-def test_concurrency_is_capped_by_one_setting(nginx, corpus, monkeypatch) -> None:
+def test_concurrency_is_capped_by_one_setting(nginx, corpus) -> None:
     from tests.services.proxy import run_proxy
 
-    monkeypatch.setattr(settings, "max_concurrency", 3)
+    settings = Settings(max_concurrency=3)  # passed to what uses it, whatever the process-wide settings are
     with run_proxy(nginx.url, latency=0.05) as proxy:
         urls = [f"{proxy.url}/corpus/{p.relative_to(CORPUS)}" for p in COGS]
 
         async def read_all():
-            return await asyncio.gather(*(read_tiff_async(u) for u in urls))
+            return await asyncio.gather(*(read_tiff_async(u, settings=settings) for u in urls))
 
         manifests = asyncio.run(read_all())
         assert [m.href for m in manifests] == urls

@@ -39,11 +39,11 @@ class TiffSegmentCodec(ArrayBytesCodec):
         object.__setattr__(self, "recipe", recipe if isinstance(recipe, Recipe) else Recipe.from_config(recipe))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:  # type: ignore[override]
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         _, configuration = parse_named_configuration(data, CODEC_NAME)
         return cls(recipe=Recipe.from_config(configuration or {}))
 
-    def to_dict(self) -> dict[str, Any]:  # type: ignore[override]
+    def to_dict(self) -> dict[str, Any]:
         return {"name": CODEC_NAME, "configuration": self.recipe.to_config()}
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:

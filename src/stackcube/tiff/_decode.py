@@ -9,7 +9,7 @@ writes it, and chroma-subsampled YCbCr without JPEG, which tifffile refuses.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import imagecodecs
 import numpy as np
@@ -149,7 +149,7 @@ def _as_hws(out: np.ndarray) -> np.ndarray:
     if out.ndim == 2:
         return out[:, :, np.newaxis]
     if out.ndim == 4 and out.shape[0] == 1:
-        return out[0]
+        return cast("np.ndarray", out[0])
     return out
 
 

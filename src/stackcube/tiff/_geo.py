@@ -10,11 +10,12 @@ import enum
 import math
 import warnings
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 import pyproj
-from pyproj.crs import GeographicCRS, ProjectedCRS
+from pyproj.crs import CoordinateOperation, Datum, Ellipsoid, GeographicCRS, ProjectedCRS  # type: ignore[attr-defined]  # not in pyproj.crs.__all__
 from pyproj.crs import coordinate_operation as ops
 from pyproj.crs.datum import CustomDatum, CustomEllipsoid, CustomPrimeMeridian
 
@@ -95,10 +96,10 @@ def _geographic(keys: dict[str, Any]) -> pyproj.CRS:
         return pyproj.CRS.from_epsg(geographic)
     datum_code = keys.get("GeogGeodeticDatumGeoKey")
     if datum_code and datum_code != USER_DEFINED:
-        return GeographicCRS(datum=pyproj.crs.Datum.from_epsg(datum_code))
+        return GeographicCRS(datum=Datum.from_epsg(datum_code))
     ellipsoid_code = keys.get("GeogEllipsoidGeoKey")
     if ellipsoid_code and ellipsoid_code != USER_DEFINED:
-        ellipsoid: Any = pyproj.crs.Ellipsoid.from_epsg(ellipsoid_code)
+        ellipsoid: Any = Ellipsoid.from_epsg(ellipsoid_code)
     else:
         semi_major = float(keys["GeogSemiMajorAxisGeoKey"])
         inv_flat = keys.get("GeogInvFlatteningGeoKey")
@@ -121,7 +122,7 @@ def _p(keys: dict[str, Any], *names: str, default: float = 0.0) -> float:
 def _conversion(keys: dict[str, Any]) -> Any:
     projection = keys.get("ProjectionGeoKey")
     if projection and projection != USER_DEFINED:
-        return pyproj.crs.CoordinateOperation.from_epsg(projection)
+        return CoordinateOperation.from_epsg(projection)
     ct = keys.get("ProjCoordTransGeoKey")
     lat0 = _p(keys, "ProjNatOriginLatGeoKey", "ProjCenterLatGeoKey", "ProjFalseOriginLatGeoKey")
     lon0 = _p(keys, "ProjNatOriginLongGeoKey", "ProjCenterLongGeoKey", "ProjFalseOriginLongGeoKey")
@@ -145,7 +146,9 @@ def _conversion(keys: dict[str, Any]) -> Any:
         "easting_false_origin": fe,
         "northing_false_origin": fn,
     }
-    builders = {  # ProjCoordTransGeoKey -> pyproj conversion (GeoTIFF 1.1, table "Coordinate transformations")
+    builders: dict[
+        int, Callable[[], Any]
+    ] = {  # ProjCoordTransGeoKey -> pyproj conversion (GeoTIFF 1.1, table "Coordinate transformations")
         1: lambda: ops.TransverseMercatorConversion(**scaled),
         7: lambda: ops.MercatorAConversion(**scaled),
         8: lambda: ops.LambertConformalConic2SPConversion(**conic),

@@ -170,9 +170,9 @@ class IfdManifest:
             path=tuple(data["path"]),
             role=data["role"],
             level=int(data["level"]),
-            shape=tuple(data["shape"]),  # type: ignore[arg-type]
+            shape=tuple(data["shape"]),
             dtype=np.dtype(data["dtype"]),
-            chunk_shape=tuple(data["chunk_shape"]),  # type: ignore[arg-type]
+            chunk_shape=tuple(data["chunk_shape"]),
             offsets=_unpack(data["offsets"], grid),
             lengths=_unpack(data["lengths"], grid),
             recipe=Recipe.from_config(data["recipe"]),
@@ -181,7 +181,7 @@ class IfdManifest:
             if geo is None
             else Geo(
                 crs=geo["crs"],
-                transform=None if geo["transform"] is None else tuple(geo["transform"]),  # type: ignore[arg-type]
+                transform=None if geo["transform"] is None else tuple(geo["transform"]),
                 raster_type=geo["raster_type"],
                 geokeys=geo["geokeys"],
             ),

@@ -184,7 +184,7 @@ def parse_manifest(
         etag=etag,
         last_modified=last_modified,
         size=fh.size,
-        byteorder=byteorder,  # type: ignore[arg-type]
+        byteorder=byteorder,
         bigtiff=bigtiff,
         ifds=tuple(ifds),
         header_requests=header_requests,
@@ -300,7 +300,7 @@ def _parse_page(page: tifffile.TiffPage, path: tuple[int, ...], role: Role, leve
         level=level,
         shape=(samples, height, width),
         dtype=dtype,
-        chunk_shape=chunk_shape,  # type: ignore[arg-type]
+        chunk_shape=chunk_shape,
         offsets=offsets.reshape(grid),
         lengths=lengths.reshape(grid),
         recipe=recipe,
@@ -328,7 +328,7 @@ def _recipe(page: tifffile.TiffPage, *, samples: int, seg_len: int, seg_w: int, 
     recipe = Recipe(
         compression=compression,
         predictor=int(page.predictor),
-        byteorder=page.parent.byteorder,  # type: ignore[arg-type]
+        byteorder=page.parent.byteorder,
         dtype=np.dtype(np.dtype(page.dtype).str).name,
         bitspersample=int(page.bitspersample),
         samples=1 if separate else samples,
@@ -341,7 +341,7 @@ def _recipe(page: tifffile.TiffPage, *, samples: int, seg_len: int, seg_w: int, 
         planarconfig=int(page.planarconfig),
         fillorder=int(page.fillorder),
         extrasamples=tuple(int(v) for v in page.extrasamples),
-        subsampling=subsampling,  # type: ignore[arg-type]
+        subsampling=subsampling,
         jpegtables=jpegtables,
         lerc_compression=lerc,
         t4options=int(page.tags.valueof(292, 0)) if compression == 3 else 0,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from stackcube import _sync, settings
+from stackcube import _sync
 from stackcube.errors import CorruptTiffError, SourceChangedError, SourceError, SourceNotFoundError
+from stackcube.settings import Settings, current
 from stackcube.tiff._model import TiffManifest
 from stackcube.tiff._parse import NeedBytes, SparseFile, parse_manifest
 from stackcube.tiff._source import ObjectInfo, get_range, head, limit, resolve
 
-__all__ = ["read_tiff", "read_tiff_async"]
+__all__ = ["head_async", "read_tiff", "read_tiff_async"]
 
 MAX_HEADER_REQUESTS = 64
 """Ranged GETs one header may cost before stackcube gives up (with doubling reads, about 2**64 bytes)."""
@@ -19,17 +20,20 @@ MAX_READ = 16 * 1024 * 1024
 """Largest single follow-up read; reads double from ``settings.header_bytes`` up to this."""
 
 
-async def read_tiff_async(href: str | os.PathLike[str], *, store: Any = None) -> TiffManifest:
+async def read_tiff_async(
+    href: str | os.PathLike[str], *, store: Any = None, settings: Settings | None = None
+) -> TiffManifest:
     """Async twin of :func:`read_tiff`."""
-    location = resolve(href, store)
-    async with limit():
+    settings = settings or current()
+    location = resolve(href, store, settings)
+    async with limit(settings):
         try:
-            data, info = await get_range(location, 0, settings.header_bytes)
+            data, info = await get_range(location, 0, settings.header_bytes, settings=settings)
         except SourceNotFoundError:
             raise
         except SourceError:
             # a range request on an empty object is invalid; tell that apart from a real failure
-            if (await head(location)).size != 0:
+            if (await head(location, settings)).size != 0:
                 raise
             data, info = b"", ObjectInfo(size=0, etag=None, last_modified=None)
     if info.size == 0 or not data:
@@ -50,8 +54,8 @@ async def read_tiff_async(href: str | os.PathLike[str], *, store: Any = None) ->
             # read ahead, doubling: a header spread through the file costs O(log size) GETs, not one per IFD
             ahead = min(MAX_READ, settings.header_bytes << requests)
             stop = min(info.size, max(need.stop, need.start + ahead))
-            async with limit():
-                more, again = await get_range(location, need.start, stop, if_match=info.etag)
+            async with limit(settings):
+                more, again = await get_range(location, need.start, stop, settings=settings, if_match=info.etag)
             if again.size != info.size or (info.etag is None and again.last_modified != info.last_modified):
                 msg = f"{location.url} changed while its header was being read (size or Last-Modified differs)"
                 raise SourceChangedError(msg) from None
@@ -62,7 +66,16 @@ async def read_tiff_async(href: str | os.PathLike[str], *, store: Any = None) ->
             requests += 1
 
 
-def read_tiff(href: str | os.PathLike[str], *, store: Any = None) -> TiffManifest:
+async def head_async(href: str | os.PathLike[str], *, settings: Settings | None = None) -> ObjectInfo:
+    """HEAD the object at ``href``: its size, ETag and Last-Modified now (one request in the concurrency cap,
+    transient failures retried). A refresh asks this to learn whether a source is still the one indexed."""
+    settings = settings or current()
+    location = resolve(href, settings=settings)
+    async with limit(settings):
+        return await head(location, settings)
+
+
+def read_tiff(href: str | os.PathLike[str], *, store: Any = None, settings: Settings | None = None) -> TiffManifest:
     """Read the header of a TIFF and return where every tile or strip of every IFD lives and how to decode it.
 
     A Cloud-Optimized GeoTIFF costs one ranged GET; a header spread through the file costs a few more.
@@ -73,6 +86,8 @@ def read_tiff(href: str | os.PathLike[str], *, store: Any = None) -> TiffManifes
         Local path, ``file://``, ``http(s)://`` or ``s3://`` URL.
     store
         An obstore store to read ``href``'s path from, instead of the one stackcube makes for its scheme and host.
+    settings
+        Concurrency, first read size, timeouts and retries (default: :func:`stackcube.settings.current`).
 
     Returns
     -------
@@ -96,4 +111,4 @@ def read_tiff(href: str | os.PathLike[str], *, store: Any = None) -> TiffManifes
     >>> [(ifd.role, ifd.shape) for ifd in manifest.ifds]  # doctest: +SKIP
     [('image', (1, 2667, 2658)), ('overview', (1, 1334, 1329)), ...]
     """
-    return _sync.run(read_tiff_async(href, store=store))
+    return _sync.run(read_tiff_async(href, store=store, settings=settings or current()))

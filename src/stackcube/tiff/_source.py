@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import AsyncIterator
+import weakref
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,11 +23,21 @@ from urllib.parse import unquote, urlparse
 import obstore
 from obstore.store import HTTPStore, LocalStore, S3Store
 
-from stackcube import settings
 from stackcube._retry import retry_async
 from stackcube.errors import SourceChangedError, SourceError, SourceNotFoundError
+from stackcube.settings import Settings, current
 
-__all__ = ["Location", "ObjectInfo", "get_range", "head", "limit", "resolve", "store_for"]
+__all__ = [
+    "Location",
+    "ObjectInfo",
+    "clear_stores",
+    "get_range",
+    "head",
+    "limit",
+    "normalize_href",
+    "resolve",
+    "store_for",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +64,10 @@ class ObjectInfo:
     """Last-Modified, None if unknown."""
 
 
-_stores: dict[str, Any] = {}
+MAX_STORES = 64
+"""Stores kept for reuse (one per scheme, host and settings); the least recently used goes first."""
+
+_stores: OrderedDict[Hashable, Any] = OrderedDict()
 _stores_lock = threading.Lock()
 
 
@@ -68,29 +83,38 @@ def normalize_href(href: str | os.PathLike[str]) -> str:
     return Path(text).expanduser().resolve().as_uri()
 
 
-def store_for(url: str) -> Any:
-    """Return the shared obstore store serving ``url``'s scheme and host (created on first use)."""
+def store_for(url: str, settings: Settings) -> Any:
+    """Return the shared obstore store serving ``url``'s scheme and host (created on first use, for these settings)."""
     parsed = urlparse(url)
-    key = f"{parsed.scheme}://{parsed.netloc} {settings.request_timeout}"
+    key = (parsed.scheme, parsed.netloc, settings.request_timeout, settings.s3 if parsed.scheme == "s3" else None)
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
-            store = _make_store(parsed.scheme, parsed.netloc)
-            _stores[key] = store
+            store = _stores[key] = _make_store(parsed.scheme, parsed.netloc, settings)
+            while len(_stores) > MAX_STORES:
+                _stores.popitem(last=False)
+        _stores.move_to_end(key)
         return store
 
 
-def _network_options() -> tuple[dict[str, Any], dict[str, Any]]:
+def clear_stores() -> None:
+    """Drop every cached store and request limit (their connections close); the next request makes new ones."""
+    with _stores_lock:
+        _stores.clear()
+    _limits.clear()
+
+
+def _network_options(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     """obstore's per-request timeouts, and no retries of its own: ``get_range`` and ``head`` retry whole requests
     (a body cut off mid-way included) in one place, so attempts and time stay within ``settings``."""
     client = {"timeout": f"{settings.request_timeout}s", "connect_timeout": f"{min(10.0, settings.request_timeout)}s"}
     return client, {"max_retries": 0}
 
 
-def _make_store(scheme: str, netloc: str) -> Any:
+def _make_store(scheme: str, netloc: str, settings: Settings) -> Any:
     if scheme == "file":
         return LocalStore()
-    client, retry = _network_options()
+    client, retry = _network_options(settings)
     if scheme in {"http", "https"}:
         return HTTPStore.from_url(
             f"{scheme}://{netloc}",
@@ -98,49 +122,51 @@ def _make_store(scheme: str, netloc: str) -> Any:
             retry_config=retry,  # type: ignore[arg-type]
         )
     if scheme == "s3":
-        # credentials, region and endpoint come from the usual AWS_* environment variables
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        config: dict[str, Any] = {}
-        if endpoint:
-            config["endpoint"] = endpoint
-            client["allow_http"] = endpoint.startswith("http://")
-        if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
+        # obstore reads the credentials from the environment itself; stackcube only knows whether there are any
+        config: dict[str, Any] = {"region": settings.s3.region}
+        if settings.s3.endpoint:
+            config["endpoint"] = settings.s3.endpoint
+            client["allow_http"] = settings.s3.allow_http
+        if not settings.s3.signed:
             config["skip_signature"] = True
         return S3Store(netloc, client_options=client, retry_config=retry, **config)  # type: ignore[arg-type]
     msg = f"unsupported URL scheme {scheme!r}"
     raise SourceError(msg)
 
 
-def resolve(href: str | os.PathLike[str], store: Any = None) -> Location:
+def resolve(href: str | os.PathLike[str], store: Any = None, settings: Settings | None = None) -> Location:
     """Resolve ``href`` to its store and path; ``store`` overrides the store for its scheme and host."""
     url = normalize_href(href)
     parsed = urlparse(url)
     path = unquote(parsed.path).lstrip("/")
-    return Location(url=url, store=store if store is not None else store_for(url), path=path)
+    return Location(url=url, store=store if store is not None else store_for(url, settings or current()), path=path)
 
 
-_limits: dict[tuple[int, int], asyncio.Semaphore] = {}
+# one semaphore per event loop (a loop that is gone takes its semaphore with it) and cap
+_limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @contextlib.asynccontextmanager
-async def limit() -> AsyncIterator[None]:
+async def limit(settings: Settings) -> AsyncIterator[None]:
     """Hold one of ``settings.max_concurrency`` request slots of the running event loop."""
-    key = (id(asyncio.get_running_loop()), settings.max_concurrency)
-    semaphore = _limits.get(key)
-    if semaphore is None:
-        semaphore = _limits[key] = asyncio.Semaphore(settings.max_concurrency)
+    loop = asyncio.get_running_loop()
+    cap, semaphore = _limits.get(loop, (0, None))
+    if semaphore is None or cap != settings.max_concurrency:
+        cap, semaphore = _limits[loop] = (settings.max_concurrency, asyncio.Semaphore(settings.max_concurrency))
     async with semaphore:
         yield
 
 
 async def get_range(
-    location: Location, start: int, stop: int, *, if_match: str | None = None
+    location: Location, start: int, stop: int, *, settings: Settings, if_match: str | None = None
 ) -> tuple[bytes, ObjectInfo]:
     """GET bytes [start, stop) of the object (fewer at its end) with the identity the same response reported.
 
     Transient failures (also mid-body, which obstore does not retry) are retried within ``settings``' bounds.
     """
-    return await retry_async(lambda: _get_range_once(location, start, stop, if_match))
+    return await retry_async(lambda: _get_range_once(location, start, stop, if_match), settings)
 
 
 async def _get_range_once(location: Location, start: int, stop: int, if_match: str | None) -> tuple[bytes, ObjectInfo]:
@@ -164,9 +190,9 @@ async def _get_range_once(location: Location, start: int, stop: int, if_match: s
     return bytes(data), info
 
 
-async def head(location: Location) -> ObjectInfo:
+async def head(location: Location, settings: Settings) -> ObjectInfo:
     """HEAD the object: its size, ETag and Last-Modified (transient failures retried)."""
-    return await retry_async(lambda: _head_once(location))
+    return await retry_async(lambda: _head_once(location), settings)
 
 
 async def _head_once(location: Location) -> ObjectInfo:

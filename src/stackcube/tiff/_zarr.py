@@ -10,13 +10,13 @@ import os
 from typing import Any, cast
 
 import numpy as np
-import pyproj
 import xarray as xr
 from obspec_utils.registry import ObjectStoreRegistry
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
 from zarr.core.metadata.v3 import ArrayV3Metadata
-from zarr.dtype import parse_data_type
+from zarr.dtype import parse_dtype
 
+from stackcube._georef import spatial_coords, to_affine
 from stackcube.tiff._codec import TiffSegmentCodec
 from stackcube.tiff._model import IfdManifest, TiffManifest
 from stackcube.tiff._read import read_tiff, read_tiff_async
@@ -49,7 +49,7 @@ def manifest_array(manifest: TiffManifest, ifd: IfdManifest) -> ManifestArray:
     chunks = ChunkManifest.from_arrays(
         paths=cast("Any", paths), offsets=ifd.offsets, lengths=ifd.lengths, validate_paths=False
     )
-    zdtype = parse_data_type(ifd.dtype, zarr_format=3)
+    zdtype = parse_dtype(ifd.dtype, zarr_format=3)
     fill = ifd.fill_value if ifd.fill_value is not None else zdtype.default_scalar()
     metadata = ArrayV3Metadata(
         shape=ifd.shape,
@@ -84,7 +84,7 @@ def ifd_attrs(manifest: TiffManifest, ifd: IfdManifest) -> dict[str, Any]:
     return attrs
 
 
-def registry_for(manifest: TiffManifest, store: Any = None) -> ObjectStoreRegistry:
+def registry_for(manifest: TiffManifest, store: Any = None) -> ObjectStoreRegistry[Any]:
     """A registry that serves ``manifest.href`` (from ``store`` if given)."""
     location = resolve(manifest.href, store)
     scheme, rest = manifest.href.split("://", 1)
@@ -96,7 +96,7 @@ def manifest_store(
     manifest: TiffManifest,
     *,
     ifd: int | tuple[int, ...] | None = 0,
-    registry: ObjectStoreRegistry | None = None,
+    registry: ObjectStoreRegistry[Any] | None = None,
 ) -> ManifestStore:
     """Return a ManifestStore holding one IFD as the array ``data`` at the root, or every IFD as a group."""
     registry = registry if registry is not None else registry_for(manifest)
@@ -145,7 +145,7 @@ class TiffParser:
     def __init__(self, ifd: int | tuple[int, ...] | None = 0) -> None:
         self.ifd = ifd
 
-    def __call__(self, url: str, registry: ObjectStoreRegistry) -> ManifestStore:
+    def __call__(self, url: str, registry: ObjectStoreRegistry[Any]) -> ManifestStore:
         store, _ = registry.resolve(url)
         manifest = read_tiff(url, store=store)
         return manifest_store(manifest, ifd=self.ifd, registry=registry)
@@ -224,16 +224,6 @@ def _georeference(da: xr.DataArray, entry: IfdManifest) -> xr.DataArray:
     geo = entry.geo
     if geo is None or geo.transform is None:
         return da
-    a, b, c, d, e, f = geo.transform
-    coords: dict[str, Any] = {}
-    if b == 0 and d == 0:
-        coords["x"] = c + a * (np.arange(entry.shape[2]) + 0.5)
-        coords["y"] = f + e * (np.arange(entry.shape[1]) + 0.5)
-    attrs = {"GeoTransform": " ".join(repr(v) for v in (c, a, b, f, d, e))}
-    if geo.crs is not None:
-        wkt = pyproj.CRS.from_user_input(geo.crs).to_wkt()
-        attrs.update(crs_wkt=wkt, spatial_ref=wkt)
-    coords["spatial_ref"] = xr.Variable((), np.int64(0), attrs)
-    da = da.assign_coords(coords)
+    da = da.assign_coords(spatial_coords(geo.crs, to_affine(geo.transform), entry.shape[1], entry.shape[2]))
     da.encoding["grid_mapping"] = "spatial_ref"
     return da

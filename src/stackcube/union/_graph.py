@@ -1,10 +1,8 @@
-"""Reading a union: member arrays on their native grids placed at whole-pixel offsets on the union grid.
+"""A union as one dask array whose every block is assembled from exactly the member tiles it overlaps.
 
-A union (see :class:`stackcube.plan.UnionPlan`) is stored as its members plus a description: their offsets, and
-per time step which member time steps are laid over each other. This module builds the union as one dask array
-whose every block is assembled from exactly the member tiles it overlaps, so values are copied, never resampled,
-and a member tile is read once per computation (one GET) however many union blocks it feeds. Written by hand
-because dask's own tools (pad, where, concat) make a graph that grows with members x blocks and rechunks.
+Values are copied, never resampled, and a member tile is read once per computation (one GET) however many union
+blocks it feeds. Written by hand because dask's own tools (pad, where, concat) make a graph that grows with
+members x blocks and rechunks.
 """
 
 from __future__ import annotations
@@ -17,24 +15,35 @@ import dask.array
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph
 
-__all__ = ["union_array"]
+from stackcube.union._plan import Offset, Piece
 
-Piece = tuple[Any, tuple[int, int, int, int], tuple[int, int, int, int]]
-"""(member chunk key, destination (y0, y1, x0, x1) in the block, source (y0, y1, x0, x1) in the chunk)."""
+__all__ = ["block_size", "lay", "union_array"]
+
+Region = tuple[int, int, int, int]
+"""(y0, y1, x0, x1): a window of rows and columns."""
+
+
+def lay(out: np.ndarray, covered: np.ndarray, values: np.ndarray, fill: Any, nodata: bool) -> None:
+    """Lay ``values`` over ``out`` where no piece laid a valid value yet: the first valid value wins.
+
+    With ``nodata``, values equal to ``fill`` (NaN for a NaN fill) are not valid and never hide what lies under.
+    """
+    valid = ~covered
+    if nodata:
+        valid &= ~np.isnan(values) if isinstance(fill, float) and math.isnan(fill) else values != fill
+    out[valid] = values[valid]
+    covered |= valid
 
 
 def _assemble(shape: tuple[int, int], dtype: str, fill: Any, nodata: bool, *chunks_and_slices: Any) -> np.ndarray:
-    """One (1, 1, y, x) union block: pieces in priority order; a pixel takes the first valid value."""
+    """One (1, 1, y, x) union block from (member chunk, destination region, source region) triples in priority
+    order."""
     out = np.full(shape, fill, dtype=dtype)
     covered = np.zeros(shape, dtype=bool)
     for i in range(0, len(chunks_and_slices), 3):
         chunk, (dy0, dy1, dx0, dx1), (sy0, sy1, sx0, sx1) = chunks_and_slices[i : i + 3]
         values = np.asarray(chunk)[0, 0, sy0:sy1, sx0:sx1]
-        taken = covered[dy0:dy1, dx0:dx1]
-        valid = ~taken & ((values != fill) if nodata else True)
-        region = out[dy0:dy1, dx0:dx1]
-        region[valid] = values[valid]
-        taken |= valid
+        lay(out[dy0:dy1, dx0:dx1], covered[dy0:dy1, dx0:dx1], values, fill, nodata)
     return out[np.newaxis, np.newaxis]
 
 
@@ -52,8 +61,8 @@ def union_array(
     members: Sequence[dask.array.Array],
     *,
     member_bands: Sequence[Sequence[str]],
-    offsets: Sequence[tuple[int, int]],
-    steps: Sequence[Sequence[tuple[int, int]]],
+    offsets: Sequence[Offset],
+    steps: Sequence[Sequence[Piece]],
     bands: Sequence[str],
     shape: tuple[int, int],
     fill: Any,
@@ -94,7 +103,7 @@ def union_array(
                     layer[(name, t, b, by, bx)] = (_assemble, (y1 - y0, x1 - x0), dtype.str, fill, nodata, *args)
     graph = HighLevelGraph.from_collections(name, layer, dependencies=cast("Any", list(members)))
     chunks = ((1,) * len(steps), (1,) * len(bands), y_chunks, x_chunks)
-    return dask.array.Array(graph, name, chunks=chunks, dtype=dtype)
+    return dask.array.Array(graph, name, chunks=chunks, dtype=dtype)  # type: ignore[no-untyped-call]
 
 
 def block_size(tile: int, target: int = 1024) -> int:

@@ -1,0 +1,152 @@
+"""Cube stage: the plan of a whole cube (one array per grid, unions of the arrays on one pixel lattice) and a report
+of every decision. Pure data and pure functions: what the store writes.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from stackcube.assets import SkippedAsset
+from stackcube.errors import NothingFoundError
+from stackcube.grid import GridKey, group_by_grid
+from stackcube.options import CubeOptions
+from stackcube.plan import ArrayPlan, build_array
+from stackcube.search import Query
+from stackcube.sources import Source
+from stackcube.union import UnionPlan, build_unions
+
+__all__ = ["CubePlan", "plan_sources"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CubePlan:
+    """Everything the writer needs, and a report of every decision."""
+
+    query: Query
+    """The search the plan came from."""
+    arrays: tuple[ArrayPlan, ...]
+    """One stored array per grid, each with its overview levels."""
+    skipped: tuple[SkippedAsset, ...] = ()
+    """Assets asked for (or looking like data) that do not become bands, with reasons."""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    """Other decisions worth telling (sources that could not be gridded, arrays outside the bbox)."""
+    failed: tuple[str, ...] = ()
+    """``item/asset: reason`` for each source that could not be read and was left out (``on_error="skip"``)."""
+    sources: tuple[Source, ...] = ()
+    """Every source that was read, with its manifest: stored in the cube so a refresh rereads no header."""
+    options: CubeOptions = field(default_factory=CubeOptions)
+    """How sources were chosen and placed: stored for refreshes."""
+    unions: tuple[UnionPlan, ...] = ()
+    """Arrays on one pixel lattice presented as one array each (see :class:`~stackcube.union.UnionPlan`)."""
+
+    @property
+    def groups(self) -> tuple[ArrayPlan, ...]:
+        """Deprecated name of :attr:`arrays`."""
+        warnings.warn("CubePlan.groups is deprecated; use CubePlan.arrays", DeprecationWarning, stacklevel=2)
+        return self.arrays
+
+    @property
+    def standalone(self) -> tuple[ArrayPlan, ...]:
+        """The arrays that are not members of a union."""
+        members = {m for u in self.unions for m in u.members}
+        return tuple(a for a in self.arrays if a.name not in members)
+
+    @property
+    def array_names(self) -> list[str]:
+        """The arrays a user opens first: unions, then the arrays on their own (a union's members open too)."""
+        return [u.name for u in self.unions] + [a.name for a in self.standalone]
+
+    def report(self) -> str:
+        """A human-readable account of the grouping: the arrays a user opens first, then how each was made."""
+        member_of = {m: u for u in self.unions for m in u.members}
+        arrays = [u.describe() for u in self.unions] + [a.describe() for a in self.standalone]
+        n = len(arrays)
+        lines = [f"{n} array{'s' * (n != 1)}: " + "; ".join(arrays)]
+        crss = {a.crs for a in self.arrays}
+        if len(crss) > 1:
+            lines.append(f"the sources are on {len(crss)} CRSs; each grid is its own array")
+        for u in self.unions:
+            lines.append(f"  {u.name}: {u.describe()}, members:")
+            lines.extend(_array_lines([a for a in self.arrays if member_of.get(a.name) is u], "    "))
+        lines.extend(_array_lines(self.standalone, "  "))
+        lines.extend(f"  note: {note}" for note in self.notes)
+        lines.extend(f"  could not be read: {failure}" for failure in self.failed)
+        if self.skipped:
+            lines.append(f"{len(self.skipped)} asset(s) skipped:")
+            lines.extend(f"  {s}" for s in self.skipped[:20])
+            if len(self.skipped) > 20:
+                lines.append(f"  ... and {len(self.skipped) - 20} more")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.report()
+
+
+def _array_lines(arrays: Sequence[ArrayPlan], indent: str) -> list[str]:
+    lines = []
+    for a in arrays:
+        n = len(a.sources)
+        placed = f", {n} sources placed side by side at tile offsets" if a.mosaic else ""
+        lines.append(f"{indent}{a.name}: {a.describe()}, {a.n_chunks} chunks from {n} source{'s' * (n != 1)}{placed}")
+        if a.overviews:
+            sizes = ", ".join(f"{o.shape[2]} x {o.shape[3]}" for o in a.overviews)
+            lines.append(f"{indent}  {len(a.overviews)} overview level{'s' * (len(a.overviews) != 1)}: {sizes} px")
+    return lines
+
+
+def _array_name(key: GridKey, taken: set[str]) -> str:
+    """``EPSG32735_10m`` (the CRS and pixel size), ``_2``, ``_3``... when another array already has the name."""
+    epsg = key.crs.startswith("EPSG:")
+    crs = re.sub(r"[^A-Za-z0-9]", "", key.crs) if epsg else "custom"
+    res = f"{abs(key.resolution[0]):g}".replace(".", "p")
+    name = f"{crs}_{res}{'m' if epsg else ''}"
+    base, n = name, 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    taken.add(name)
+    return name
+
+
+def plan_sources(
+    query: Query,
+    sources: Sequence[Source],
+    options: CubeOptions | None = None,
+    *,
+    skipped: Sequence[SkippedAsset] = (),
+    failed: Sequence[str] = (),
+) -> CubePlan:
+    """Group read sources by grid and place them: one ArrayPlan per grid, and the unions among them.
+
+    Raises
+    ------
+    NothingFoundError
+        No source grid overlaps the query's bbox.
+    """
+    options = options or CubeOptions()
+    by_grid, rejected = group_by_grid(sources)
+    notes = [f"{s.item_id}/{s.asset} has {why}; skipped" for s, why in rejected]
+    arrays: list[ArrayPlan] = []
+    taken: set[str] = set()
+    for key, members in sorted(by_grid.items(), key=lambda kv: (kv[0].crs, abs(kv[0].resolution[0]))):
+        name = _array_name(key, taken)
+        array = build_array(name, key, members, options, bbox=query.bbox)
+        if array is None:
+            notes.append(f"{name} ({key.describe()}) lies outside the bbox; dropped")
+            continue
+        arrays.append(array)
+    if not arrays:
+        msg = "no source grid overlaps the bbox: " + "; ".join(notes[:5])
+        raise NothingFoundError(msg)
+    return CubePlan(
+        query=query,
+        arrays=tuple(arrays),
+        skipped=tuple(skipped),
+        notes=tuple(notes),
+        failed=tuple(failed),
+        sources=tuple(sources),
+        options=options,
+        unions=build_unions(arrays, options),
+    )

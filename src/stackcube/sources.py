@@ -1,0 +1,195 @@
+"""Sources stage: every chosen asset with the manifest of its TIFF header, read concurrently.
+
+A :class:`Source` is the planner's view of one (item, asset): which band of which time step it becomes, and the
+manifest of its file (where every tile lives). Header reads go through :mod:`stackcube.tiff` (one ranged GET for
+a COG) within the settings' concurrency cap; a source that cannot be read fails the run or, with
+``on_error="skip"``, is left out and listed. :func:`check_sources` asks every source, with one HEAD each, whether
+it is still the object that was indexed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self
+
+import pystac
+
+from stackcube._georef import Affine, to_affine
+from stackcube._progress import progress_bar
+from stackcube.assets import SelectedAsset
+from stackcube.errors import NotGriddableError, NothingFoundError, StackcubeError
+from stackcube.options import OnError
+from stackcube.settings import Settings, current
+from stackcube.tiff import IfdManifest, TiffManifest, head_async, read_tiff_async
+
+__all__ = ["Source", "SourceCheck", "check_sources", "item_datetime", "read_sources"]
+
+
+def item_datetime(item: pystac.Item) -> datetime:
+    """When an item was acquired: its ``datetime``, else its ``start_datetime``."""
+    if item.datetime is not None:
+        return item.datetime
+    start = item.common_metadata.start_datetime
+    if start is None:
+        msg = f"item {item.id} has neither datetime nor start_datetime"
+        raise NothingFoundError(msg)
+    return start
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One (item, asset) with the manifest of its full-resolution image: a candidate for one band of one time step."""
+
+    item_id: str
+    """The STAC item's id."""
+    asset: str
+    """The asset key."""
+    band: str
+    """The band name it becomes."""
+    datetime: datetime
+    """Acquisition time (the item's ``datetime``, else ``start_datetime``)."""
+    properties: dict[str, Any]
+    """The item's properties."""
+    manifest: TiffManifest
+    """The asset's TIFF manifest (href, ETag, every IFD)."""
+    level: int = 0
+    """0 for the full-resolution image, n for its n-th internal overview."""
+
+    @classmethod
+    def of(cls, asset: SelectedAsset, manifest: TiffManifest) -> Self:
+        """The source a chosen asset becomes, given the manifest of its file."""
+        return cls(
+            item_id=asset.item.id,
+            asset=asset.key,
+            band=asset.band,
+            datetime=item_datetime(asset.item),
+            properties=dict(asset.item.properties),
+            manifest=manifest,
+        )
+
+    @property
+    def image(self) -> IfdManifest:
+        """The IFD of this level: the first full-resolution image, or its ``level``-th overview."""
+        full = self.manifest.images[0]
+        if self.level == 0:
+            return full
+        start = self.manifest.ifds.index(full)
+        for entry in self.manifest.ifds[start + 1 :]:
+            if entry.role == "image":
+                break
+            if entry.role == "overview" and entry.level == self.level:
+                return entry
+        msg = f"{self.manifest.href} has no overview level {self.level}"
+        raise NotGriddableError(msg)
+
+    def at_level(self, level: int) -> Source | None:
+        """This source's internal overview ``level`` as a source of its own, or None when the file has none."""
+        other = dataclasses.replace(self, level=level)
+        try:
+            _ = other.image
+        except NotGriddableError:
+            return None
+        return other
+
+    @property
+    def crs(self) -> str | None:
+        """The full-resolution image's CRS (overviews carry no GeoTIFF tags of their own)."""
+        geo = self.manifest.images[0].geo
+        return None if geo is None else geo.crs
+
+    @property
+    def transform(self) -> Affine:
+        """This level's affine transform; only sources that passed ``grid_key`` are planned, and they have one.
+
+        An overview has the full-resolution origin and pixels larger by the ratio of the image sizes, as GDAL
+        and rasterio (``overview_level``) derive it.
+        """
+        full = self.manifest.images[0]
+        geo = full.geo
+        if geo is None or geo.transform is None:
+            msg = f"{self.manifest.href} has no affine transform"
+            raise NotGriddableError(msg)
+        base = to_affine(geo.transform)
+        if self.level == 0:
+            return base
+        image = self.image
+        sx, sy = full.shape[2] / image.shape[2], full.shape[1] / image.shape[1]
+        return Affine(base.a * sx, base.b * sy, base.c, base.d * sx, base.e * sy, base.f)
+
+
+async def read_sources(
+    chosen: Sequence[SelectedAsset],
+    *,
+    on_error: OnError = "raise",
+    progress: bool = True,
+    settings: Settings | None = None,
+) -> tuple[list[Source], list[str]]:
+    """Read the header of every chosen asset concurrently; return the sources and, with ``on_error="skip"``, the
+    ones that could not be read as ``item/asset: reason`` (with ``"raise"``, the first failure is raised)."""
+    settings = settings or current()
+    with progress_bar(len(chosen), "reading TIFF headers", "header", enabled=progress) as advance:
+
+        async def one(asset: SelectedAsset) -> TiffManifest | StackcubeError:
+            try:
+                return await read_tiff_async(asset.href, settings=settings)
+            except StackcubeError as exc:
+                return exc
+            finally:
+                advance(1)
+
+        manifests = await asyncio.gather(*(one(a) for a in chosen))
+    sources: list[Source] = []
+    failed: list[str] = []
+    for asset, manifest in zip(chosen, manifests, strict=True):
+        if isinstance(manifest, StackcubeError):
+            if on_error == "raise":
+                raise manifest
+            failed.append(f"{asset.item.id}/{asset.key}: {manifest}")
+            continue
+        sources.append(Source.of(asset, manifest))
+    return sources, failed
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCheck:
+    """What one HEAD said about an indexed source."""
+
+    href: str
+    """The source."""
+    recorded: str
+    """The ETag it had when indexed (empty when the host sent none)."""
+    current: str | None = None
+    """Its ETag now (or ``size N`` when the host sends none), when it differs; None when unchanged."""
+    error: str | None = None
+    """Why it could not be asked (vanished, refused, unreachable); None when it answered."""
+
+    @property
+    def changed(self) -> bool:
+        """The object answered and is not the one indexed."""
+        return self.error is None and self.current is not None
+
+
+async def check_sources(
+    sources: Sequence[Source], *, progress: bool = True, settings: Settings | None = None
+) -> list[SourceCheck]:
+    """HEAD every source concurrently (within the concurrency cap) and compare ETag and size with its manifest."""
+    settings = settings or current()
+    with progress_bar(len(sources), "checking sources", "source", enabled=progress) as advance:
+
+        async def one(source: Source) -> SourceCheck:
+            manifest = source.manifest
+            recorded = manifest.etag or ""
+            try:
+                info = await head_async(manifest.href, settings=settings)
+            except StackcubeError as exc:
+                return SourceCheck(manifest.href, recorded, error=str(exc))
+            finally:
+                advance(1)
+            same = (info.etag, info.size) == (manifest.etag, manifest.size)
+            return SourceCheck(manifest.href, recorded, None if same else (info.etag or f"size {info.size}"))
+
+        return list(await asyncio.gather(*(one(s) for s in sources)))

@@ -1,0 +1,55 @@
+"""Store stage: the only package that imports icechunk. A CubePlan becomes a committed repository of virtual
+references (:func:`write_plan`), and opens back as xarray objects (:func:`open_datatree`, :func:`open_level`).
+
+Modules, each importing only the ones before it: ``repo`` (opening or creating a repository: storage, virtual chunk
+containers for exactly the sources' prefixes, credentials, the ``allow`` check), ``layout`` (what a cube stores,
+described once: :class:`CubeMetadata`, :class:`ArrayLayout`, the coordinates of a level, the source table),
+``write`` (one commit per build or refresh) and ``read`` (:class:`Version`, :class:`OpenOptions`, the guarded
+store, opening arrays and unions).
+"""
+
+from stackcube.store.layout import ArrayLayout, CubeMetadata, Level
+from stackcube.store.read import (
+    OpenArgs,
+    OpenOptions,
+    ReadArgs,
+    StoredCube,
+    Version,
+    open_datatree,
+    open_level,
+    read_metadata,
+    read_stored,
+)
+from stackcube.store.repo import (
+    ONE_REQUEST,
+    RepoLike,
+    check_allowed,
+    container_prefixes,
+    memory_repository,
+    open_repository,
+    quiet_logs,
+)
+from stackcube.store.write import write_plan
+
+__all__ = [
+    "ONE_REQUEST",
+    "ArrayLayout",
+    "CubeMetadata",
+    "Level",
+    "OpenArgs",
+    "OpenOptions",
+    "ReadArgs",
+    "RepoLike",
+    "StoredCube",
+    "Version",
+    "check_allowed",
+    "container_prefixes",
+    "memory_repository",
+    "open_datatree",
+    "open_level",
+    "open_repository",
+    "quiet_logs",
+    "read_metadata",
+    "read_stored",
+    "write_plan",
+]

@@ -1,0 +1,317 @@
+"""What a cube stores, described once: the only module that knows attribute names and where things live.
+
+::
+
+    /                       attrs["stackcube"]: :class:`CubeMetadata` (version, search, options, arrays, unions)
+    /A                      attrs: :class:`ArrayLayout` (zarr-conventions ``multiscales`` of its levels, ``proj:code``)
+    /A/0/data               (time, band, y, x) virtual chunks, each checked against its source's ETag
+    /A/0/time, band, y, x   pixel-centre coordinates; /A/0/spatial_ref (crs_wkt, GeoTransform) for rioxarray/odc-geo
+    /A/0/id                 item ids per time step; other item properties along time
+    /A/0/source_href        per (time, band): where the chunks come from, and /A/0/source_etag: what they were
+    /A/1, /A/2, ...         the same for the sources' internal overviews (full resolution is /A/0)
+    /sources                every indexed source: item, asset, href, ETag, properties, TIFF manifest (for refreshes)
+
+A union is stored as its member arrays plus its description in the root attributes
+(:meth:`~stackcube.union.UnionPlan.to_dict`). Readers go through :meth:`CubeMetadata.from_attrs` and
+:meth:`ArrayLayout.from_attrs`, never through raw attribute keys.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Self, cast
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from stackcube._georef import Affine, spatial_coords, to_affine
+from stackcube._version import __version__
+from stackcube.cube import CubePlan
+from stackcube.errors import RepositoryError
+from stackcube.options import CubeOptions
+from stackcube.plan import ArrayPlan
+from stackcube.search import Query
+from stackcube.sources import Source
+from stackcube.tiff import TiffManifest
+from stackcube.union import UnionPlan
+
+__all__ = [
+    "DATA",
+    "DIMS",
+    "ROOT",
+    "SOURCES",
+    "ArrayLayout",
+    "CubeMetadata",
+    "Level",
+    "data_attrs",
+    "data_path",
+    "level_dataset",
+    "level_path",
+    "read_sources_table",
+    "sources_table",
+]
+
+ROOT = "stackcube"
+"""Key of the root attribute that holds :class:`CubeMetadata`."""
+SOURCES = "sources"
+"""Name of the node holding the table of every indexed source (one row per item and asset) and its manifest."""
+DATA = "data"
+"""Name of the virtual array in each level's node."""
+DIMS = ("time", "band", "y", "x")
+"""Dimensions of every array."""
+
+
+def level_path(array: str, level: int) -> str:
+    """Path of one level's node: ``A/0`` for full resolution, ``A/n`` for overview level n."""
+    return f"{array}/{level}"
+
+
+def data_path(array: str, level: int) -> str:
+    """Path of one level's virtual array."""
+    return f"{level_path(array, level)}/{DATA}"
+
+
+@dataclass(frozen=True, slots=True)
+class CubeMetadata:
+    """What a cube says about itself at its root: how it was made and which arrays it holds."""
+
+    query: Query
+    """The search that made the cube (without headers: they may hold credentials)."""
+    options: CubeOptions
+    """How assets became arrays; a refresh plans new items the same way."""
+    arrays: tuple[str, ...]
+    """The stored arrays, one per grid."""
+    unions: tuple[UnionPlan, ...] = ()
+    """Arrays on one pixel lattice presented as one (their members are among :attr:`arrays`)."""
+    version: str = __version__
+    """The stackcube version that wrote it."""
+
+    @classmethod
+    def of(cls, plan: CubePlan) -> Self:
+        """What a cube built from ``plan`` says about itself."""
+        return cls(
+            query=plan.query, options=plan.options, arrays=tuple(a.name for a in plan.arrays), unions=plan.unions
+        )
+
+    @property
+    def members(self) -> frozenset[str]:
+        """Arrays that are members of a union."""
+        return frozenset(m for u in self.unions for m in u.members)
+
+    @property
+    def array_names(self) -> list[str]:
+        """The arrays a user opens first: unions, then the arrays on their own (a union's members open too)."""
+        return [u.name for u in self.unions] + [a for a in self.arrays if a not in self.members]
+
+    def union(self, name: str) -> UnionPlan | None:
+        """The union called ``name``, if there is one."""
+        return next((u for u in self.unions if u.name == name), None)
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The root attributes."""
+        return {
+            ROOT: {
+                "version": self.version,
+                "query": self.query.to_dict(),
+                "options": self.options.to_dict(),
+                "arrays": list(self.arrays),
+                "unions": {u.name: u.to_dict() for u in self.unions},
+            }
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[Any, Any]) -> Self:
+        """Read the root attributes; raises RepositoryError when they describe no cube."""
+        info = attrs.get(ROOT)
+        if not isinstance(info, Mapping) or not info:
+            msg = f"this repository holds no stackcube cube (no {ROOT!r} attributes at its root)"
+            raise RepositoryError(msg)
+        arrays = info.get("arrays", info.get("groups"))  # "groups": cubes written by stackcube 0.1.0.dev0
+        return cls(
+            query=Query.from_dict(info.get("query") or {}),
+            options=CubeOptions.from_dict(info.get("options") or {}),
+            arrays=tuple(arrays or ()),
+            unions=tuple(UnionPlan.from_dict(name, u) for name, u in (info.get("unions") or {}).items()),
+            version=str(info.get("version", "")),
+        )
+
+
+# Registrations of the Zarr conventions the array node's attributes follow (https://github.com/zarr-conventions)
+CONVENTIONS: list[dict[str, str]] = [
+    {
+        "uuid": "d35379db-88df-4056-af3a-620245f8e347",
+        "schema_url": "https://raw.githubusercontent.com/zarr-conventions/multiscales/refs/tags/v1/schema.json",
+        "spec_url": "https://github.com/zarr-conventions/multiscales/blob/v1/README.md",
+        "name": "multiscales",
+        "description": "Multiscale layout of zarr datasets",
+    },
+    {
+        "uuid": "689b58e2-cf7b-45e0-9fff-9cfc0883d6b4",
+        "schema_url": "https://raw.githubusercontent.com/zarr-conventions/spatial/refs/tags/v1/schema.json",
+        "spec_url": "https://github.com/zarr-conventions/spatial/blob/v1/README.md",
+        "name": "spatial",
+        "description": "Spatial coordinate information",
+    },
+    {
+        "uuid": "f17cb550-5864-4468-aeb7-f3180cfb622f",
+        "schema_url": "https://raw.githubusercontent.com/zarr-conventions/geo-proj/refs/tags/v1/schema.json",
+        "spec_url": "https://github.com/zarr-conventions/geo-proj/blob/v1/README.md",
+        "name": "proj:",
+        "description": "Coordinate reference system information for geospatial data",
+    },
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One resolution level of a stored array: its grid."""
+
+    transform: Affine
+    """Affine transform of the level's pixel corners."""
+    shape: tuple[int, int]
+    """(y, x)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayLayout:
+    """What the node of a stored array says: its CRS and its levels, as a zarr-conventions ``multiscales`` layout."""
+
+    crs: str
+    """``EPSG:<code>``, or WKT2 for a CRS without one."""
+    levels: tuple[Level, ...] = field(default_factory=tuple)
+    """Full resolution first, then the overview levels 1, 2, ..."""
+
+    @classmethod
+    def of(cls, plan: ArrayPlan) -> Self:
+        """The layout of the array ``plan`` describes."""
+        return cls(crs=plan.crs, levels=tuple(Level(p.transform, (p.shape[2], p.shape[3])) for p in plan.levels))
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The node's attributes: each level's scale and translation relative to level 0, its shape and transform."""
+        base = self.levels[0].transform
+        layout = []
+        for n, level in enumerate(self.levels):
+            t = level.transform
+            entry: dict[str, Any] = {"asset": str(n)}
+            if n:
+                entry["derived_from"] = "0"
+            # relative to level 0: pixel size ratio and the origin's shift in this level's pixels (y, x)
+            entry["transform"] = {
+                "scale": [t.e / base.e, t.a / base.a],
+                "translation": [(t.f - base.f) / t.e + 0.0, (t.c - base.c) / t.a + 0.0],
+            }
+            entry["spatial:shape"] = list(level.shape)
+            entry["spatial:transform"] = list(t)[:6]
+            layout.append(entry)
+        crs = {"proj:code": self.crs} if self.crs.startswith("EPSG:") else {"proj:wkt2": self.crs}
+        return {
+            "zarr_conventions": CONVENTIONS,
+            "multiscales": {"layout": layout},
+            "spatial:dimensions": ["y", "x"],
+            **crs,
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[Any, Any]) -> Self:
+        """Read an array node's attributes."""
+        layout = cast("Mapping[str, Any]", attrs.get("multiscales") or {}).get("layout") or []
+        levels = tuple(
+            Level(
+                to_affine(entry["spatial:transform"]), (int(entry["spatial:shape"][0]), int(entry["spatial:shape"][1]))
+            )
+            for entry in sorted(layout, key=lambda entry: int(entry["asset"]))
+        )
+        return cls(crs=str(attrs.get("proj:code") or attrs.get("proj:wkt2") or ""), levels=levels)
+
+
+def level_dataset(plan: ArrayPlan) -> xr.Dataset:
+    """A level's coordinates: time, band, y and x, ``spatial_ref``, item ids and properties, and provenance.
+
+    Each level holds all of them (they are small): DataTree children inherit only indexed coordinates, and a
+    level opened alone (``xr.open_zarr(..., group="A/1")``) is then complete.
+    """
+    per_band_href = np.full(plan.shape[:2], "", dtype=object)
+    per_band_etag = np.full(plan.shape[:2], "", dtype=object)
+    per_chunk = plan.shape[1] // plan.source_index.shape[1]
+    for t in range(plan.shape[0]):
+        for nb in range(plan.source_index.shape[1]):
+            used = sorted(set(plan.source_index[t, nb].ravel().tolist()) - {-1})
+            for k in range(per_chunk):
+                per_band_href[t, nb * per_chunk + k] = " ".join(plan.sources.href[i] for i in used)
+                per_band_etag[t, nb * per_chunk + k] = " ".join(plan.sources.etag[i] for i in used)
+    coords: dict[str, Any] = {
+        "time": ("time", plan.time),
+        "band": ("band", np.array(plan.bands, dtype=object)),
+        "id": ("time", np.array([",".join(ids) for ids in plan.items], dtype=object)),
+        "source_href": (("time", "band"), per_band_href),
+        "source_etag": (("time", "band"), per_band_etag),
+    }
+    for name, values in plan.properties.items():
+        if name in coords or name in {"datetime", "x", "y", "spatial_ref"}:
+            continue
+        kinds = {type(v) for v in values if v is not None}
+        if kinds <= {int, float} and kinds:
+            coords[name] = ("time", np.array([np.nan if v is None else v for v in values], dtype=float))
+        elif kinds == {str}:
+            coords[name] = ("time", np.array(["" if v is None else v for v in values], dtype=object))
+    coords.update(spatial_coords(plan.crs, plan.transform, plan.shape[2], plan.shape[3]))
+    return xr.Dataset(coords=coords)
+
+
+def data_attrs(plan: ArrayPlan, coord_names: Iterable[str]) -> dict[str, Any]:
+    """Attributes of a level's virtual array: CF grid mapping, its coordinates, nodata and scale/offset."""
+    attrs: dict[str, Any] = {
+        "grid_mapping": "spatial_ref",
+        "coordinates": " ".join(n for n in coord_names if n not in DIMS),
+    }
+    fill = plan.fill_value
+    if fill is not None and not (isinstance(fill, float) and math.isnan(fill)):
+        attrs["_FillValue"] = fill
+    if plan.scale_offset is not None:
+        attrs["scale_factor"], attrs["add_offset"] = plan.scale_offset
+    return attrs
+
+
+def sources_table(sources: Sequence[Source]) -> xr.Dataset:
+    """The source table: one row per indexed (item, asset), with its TIFF manifest as JSON."""
+
+    def column(values: Iterable[str]) -> tuple[str, np.ndarray]:
+        return ("source", np.array(list(values), dtype=object))
+
+    return xr.Dataset(
+        {
+            "item_id": column(s.item_id for s in sources),
+            "asset": column(s.asset for s in sources),
+            "band": column(s.band for s in sources),
+            "datetime": column(s.datetime.isoformat() for s in sources),
+            "href": column(s.manifest.href for s in sources),
+            "etag": column(s.manifest.etag or "" for s in sources),
+            "properties": column(json.dumps(s.properties, sort_keys=True, default=str) for s in sources),
+            "manifest": column(json.dumps(s.manifest.to_dict(), separators=(",", ":")) for s in sources),
+        },
+        attrs={"description": "every indexed source and its TIFF manifest, so a refresh rereads no unchanged header"},
+    )
+
+
+def read_sources_table(root: zarr.Group) -> tuple[Source, ...]:
+    """The sources :func:`sources_table` stored under ``root`` (none when the cube has no table)."""
+    if SOURCES not in root.group_keys():
+        return ()
+    node = cast("zarr.Group", root[SOURCES])
+    columns = {name: np.asarray(cast("Any", node[name])[...]) for name in node.array_keys()}
+    return tuple(
+        Source(
+            item_id=str(columns["item_id"][i]),
+            asset=str(columns["asset"][i]),
+            band=str(columns["band"][i]),
+            datetime=datetime.fromisoformat(str(columns["datetime"][i])),
+            properties=json.loads(str(columns["properties"][i])),
+            manifest=TiffManifest.from_dict(json.loads(str(columns["manifest"][i]))),
+        )
+        for i in range(len(columns.get("item_id", [])))
+    )

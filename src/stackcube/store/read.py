@@ -1,0 +1,250 @@
+"""Reading a cube: which snapshot (:class:`Version`), how (:class:`OpenOptions`), and its arrays as xarray objects.
+
+Every read goes through a store that turns Icechunk's refusal of a changed source (matched by its error kind)
+into :class:`~stackcube.errors.SourceChangedError` naming the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Self, TypedDict, cast
+
+import icechunk
+import xarray as xr
+import zarr
+from zarr.storage import WrapperStore
+
+from stackcube._keywords import check_keywords, keywords_of
+from stackcube.errors import ArrayNotFoundError, SourceChangedError
+from stackcube.options import Chunks
+from stackcube.settings import Settings
+from stackcube.sources import Source
+from stackcube.store.layout import ArrayLayout, CubeMetadata, data_path, level_path, read_sources_table
+from stackcube.store.repo import RepoLike, open_repository
+from stackcube.union import UnionPlan, union_dataset
+
+__all__ = [
+    "OpenArgs",
+    "OpenOptions",
+    "ReadArgs",
+    "StoredCube",
+    "Version",
+    "open_datatree",
+    "open_level",
+    "read_metadata",
+    "read_stored",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """Which snapshot of a repository to read: a branch's tip (by default ``main``), a tag, or a snapshot id."""
+
+    branch: str | None = None
+    """A branch: its latest snapshot."""
+    tag: str | None = None
+    """A tag."""
+    snapshot: str | None = None
+    """A snapshot id."""
+
+    def __post_init__(self) -> None:
+        given = [name for name in ("branch", "tag", "snapshot") if getattr(self, name) is not None]
+        if len(given) > 1:
+            msg = f"give at most one of branch, tag and snapshot, not {' and '.join(given)}"
+            raise ValueError(msg)
+
+    def session(self, repository: icechunk.Repository) -> icechunk.Session:
+        """A read-only session on this version."""
+        if self.tag is not None:
+            return repository.readonly_session(tag=self.tag)
+        if self.snapshot is not None:
+            return repository.readonly_session(snapshot_id=self.snapshot)
+        return repository.readonly_session(branch=self.branch or "main")
+
+
+class ReadArgs(TypedDict, total=False):
+    """How arrays are presented: the keywords of :meth:`stackcube.Cube.open`."""
+
+    mask_and_scale: bool
+    """Nodata as NaN and scale/offset applied (default); False gives the stored values."""
+    chunks: Chunks
+    """None: one dask chunk per source tile; ``{"y": 2048, "x": 2048}``: those chunks; False: no dask."""
+    allow: Sequence[str] | None
+    """URL prefixes the cube may read sources from; a cube pointing elsewhere is refused before any read."""
+
+
+class OpenArgs(ReadArgs, total=False):
+    """Which version, and how: the keywords of :func:`stackcube.open_cube` and :func:`stackcube.open_dataarray`."""
+
+    branch: str | None
+    """Read a branch's latest snapshot (default ``main``)."""
+    tag: str | None
+    """Read a tagged snapshot."""
+    snapshot: str | None
+    """Read a snapshot by id."""
+
+
+OPEN_KEYWORDS = keywords_of(OpenArgs)
+"""The names :class:`OpenArgs` declares."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOptions:
+    """:class:`OpenArgs` checked and gathered in one object, so that no reader can drop one on the way."""
+
+    version: Version = Version()
+    """Which snapshot."""
+    mask_and_scale: bool = True
+    """Nodata as NaN and scale/offset applied."""
+    chunks: Chunks = None
+    """How opened arrays are chunked (:data:`stackcube.options.Chunks`)."""
+    allow: tuple[str, ...] | None = None
+    """URL prefixes the cube may read sources from."""
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, Any], where: str) -> Self:
+        """The options a public reader ``where`` was called with; an unknown keyword is a TypeError naming it."""
+        check_keywords(args, OPEN_KEYWORDS, where)
+        allow = args.get("allow")
+        return cls(
+            version=Version(args.get("branch"), args.get("tag"), args.get("snapshot")),
+            mask_and_scale=bool(args.get("mask_and_scale", True)),
+            chunks=args.get("chunks"),
+            allow=tuple(allow) if allow is not None else None,
+        )
+
+
+class _GuardedStore(WrapperStore[Any]):
+    """Turns Icechunk's refusal of a changed source into :class:`SourceChangedError` naming it."""
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        try:
+            return await self._store.get(key, prototype, byte_range)
+        except icechunk.IcechunkError as exc:
+            if exc.kind != icechunk.ErrorKind.VIRTUAL_CHUNK_MODIFIED:
+                raise
+            # the kind decides; the message only tells people which source (Icechunk has no field for it)
+            source = exc.message.split("changed (", 1)[-1].split(")", 1)[0] if "changed (" in exc.message else key
+            msg = (
+                f"{source} changed since the cube was built (its ETag no longer matches); refresh the cube "
+                "(stackcube refresh) to index the new version"
+            )
+            raise SourceChangedError(msg) from None
+
+
+def _session(repo: RepoLike, options: OpenOptions, settings: Settings | None) -> icechunk.Session:
+    repository = open_repository(repo, allow=options.allow, settings=settings)
+    return options.version.session(repository)
+
+
+def read_metadata(repo: RepoLike, version: Version = Version(), *, settings: Settings | None = None) -> CubeMetadata:
+    """The cube's root description (search, options, arrays, unions): one metadata read, no source touched."""
+    session = _session(repo, OpenOptions(version=version), settings)
+    return CubeMetadata.from_attrs(zarr.open_group(session.store, mode="r").attrs)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCube:
+    """What a committed cube says about how it was made: enough to refresh it without restating anything."""
+
+    snapshot_id: str
+    """The snapshot this was read from."""
+    metadata: CubeMetadata
+    """The search, options, arrays and unions."""
+    sources: tuple[Source, ...]
+    """Every indexed source with its manifest."""
+
+
+def read_stored(session: icechunk.Session) -> StoredCube:
+    """Read a cube's description and source table from a session (no source is touched)."""
+    root = zarr.open_group(session.store, mode="r")
+    return StoredCube(
+        snapshot_id=session.snapshot_id,
+        metadata=CubeMetadata.from_attrs(root.attrs),
+        sources=read_sources_table(root),
+    )
+
+
+def _xarray_chunks(chunks: Chunks) -> Any:
+    """None: dask, one chunk per source tile; False: no dask (a read is one Zarr call fetching its tiles at once)."""
+    if chunks is None:
+        return {}
+    return None if chunks is False else dict(chunks)
+
+
+_OPEN: dict[str, Any] = {"engine": "zarr", "consolidated": False, "zarr_format": 3, "decode_coords": "all"}
+
+
+def _union_level(
+    store: Any, union: UnionPlan, level: int, options: OpenOptions, settings: Settings | None
+) -> xr.Dataset:
+    members = [zarr.open_array(store, path=data_path(m, level), mode="r") for m in union.members]
+    return union_dataset(
+        union, members, level=level, chunks=options.chunks, mask_and_scale=options.mask_and_scale, settings=settings
+    )
+
+
+def open_datatree(
+    repo: RepoLike, options: OpenOptions | None = None, *, settings: Settings | None = None
+) -> xr.DataTree:
+    """Open a cube lazily: one child per stored array with its levels, and one per union."""
+    options = options or OpenOptions()
+    session = _session(repo, options, settings)
+    store = _GuardedStore(session.store)
+    tree = xr.open_datatree(
+        cast("Any", store), chunks=_xarray_chunks(options.chunks), mask_and_scale=options.mask_and_scale, **_OPEN
+    )
+    for union in CubeMetadata.from_attrs(tree.attrs).unions:
+        for level in range(union.n_levels):
+            tree[level_path(union.name, level)] = xr.DataTree(_union_level(store, union, level, options, settings))
+    tree.attrs["snapshot_id"] = session.snapshot_id
+    return tree
+
+
+def open_level(
+    repo: RepoLike,
+    array: str | None = None,
+    level: int = 0,
+    options: OpenOptions | None = None,
+    *,
+    settings: Settings | None = None,
+) -> xr.Dataset:
+    """Open one level of one array (a stored array or a union) as a Dataset, reading the metadata of that node only.
+
+    ``array`` may be None when the cube has one. Errors name the arrays and levels there are.
+    """
+    options = options or OpenOptions()
+    session = _session(repo, options, settings)
+    store = _GuardedStore(session.store)
+    metadata = CubeMetadata.from_attrs(zarr.open_group(session.store, mode="r").attrs)
+    names = metadata.array_names
+    if array is None:
+        if len(names) != 1:
+            msg = f"{repo} holds {len(names)} arrays ({', '.join(names)}); pass array= one of them"
+            raise ArrayNotFoundError(msg)
+        array = names[0]
+    if array not in names and array not in metadata.members:
+        msg = f"{repo} has no array {array!r}; it has: {', '.join(names)}"
+        raise ArrayNotFoundError(msg)
+    union = metadata.union(array)
+    if union is not None:
+        count = union.n_levels
+    else:
+        layout = ArrayLayout.from_attrs(zarr.open_group(session.store, path=array, mode="r").attrs)
+        count = len(layout.levels) or 1
+    if not 0 <= level < count:
+        msg = f"array {array} has levels {', '.join(map(str, range(count)))} (0 is full resolution), not {level}"
+        raise ArrayNotFoundError(msg)
+    if union is not None:
+        ds = _union_level(store, union, level, options, settings)
+    else:
+        ds = xr.open_dataset(
+            cast("Any", store),
+            group=level_path(array, level),
+            chunks=_xarray_chunks(options.chunks),
+            mask_and_scale=options.mask_and_scale,
+            **_OPEN,
+        )
+    ds.attrs.update(snapshot_id=session.snapshot_id, array=array, level=level)
+    return ds

@@ -1,0 +1,149 @@
+"""Writing a cube: a CubePlan becomes one commit of virtual references, with its coordinates and metadata.
+
+Every virtual reference carries its source's checksum (the ETag, or Last-Modified for local files), so Icechunk
+refuses to read a chunk of a source that changed since. The commit is atomic: a write that fails or is killed
+leaves the branch where it was.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlparse
+
+import icechunk
+import numpy as np
+import xarray as xr
+import zarr
+
+from stackcube._progress import progress_bar
+from stackcube.cube import CubePlan
+from stackcube.errors import ConcurrentUpdateError, SourceError
+from stackcube.plan import ArrayPlan
+from stackcube.settings import Settings
+from stackcube.store.layout import (
+    DATA,
+    DIMS,
+    SOURCES,
+    ArrayLayout,
+    CubeMetadata,
+    data_attrs,
+    level_dataset,
+    level_path,
+    sources_table,
+)
+from stackcube.store.repo import RepoLike, container_prefixes, open_repository
+from stackcube.tiff import TiffSegmentCodec
+
+__all__ = ["write_plan"]
+
+_TO_ZARR: dict[str, Any] = {"mode": "w", "zarr_format": 3, "consolidated": False}
+
+
+def write_plan(
+    plan: CubePlan,
+    repo: RepoLike,
+    *,
+    branch: str = "main",
+    message: str | None = None,
+    tag: str | None = None,
+    progress: bool = False,
+    metadata: dict[str, Any] | None = None,
+    parent: str | None = None,
+    settings: Settings | None = None,
+) -> tuple[icechunk.Repository, str]:
+    """Commit the plan on ``branch`` in one commit; return the repository and the snapshot id.
+
+    The commit replaces every array of the cube (arrays no longer planned are deleted) and the source table.
+    With ``parent``, the commit happens only if the branch is still at that snapshot, else
+    :class:`~stackcube.errors.ConcurrentUpdateError`; a commit that loses a race with another writer raises it
+    too. Either way nothing of this write is committed: a failed or killed write leaves the branch where it was.
+    """
+    hrefs = {h for a in plan.arrays for h in a.sources.href}  # overview levels read the same sources
+    repository = open_repository(repo, prefixes=container_prefixes(hrefs), create=True, settings=settings)
+    session = repository.writable_session(branch)
+    if parent is not None and session.snapshot_id != parent:
+        msg = f"branch {branch} moved from {parent} to {session.snapshot_id} while this write was prepared"
+        raise ConcurrentUpdateError(msg)
+    root = zarr.open_group(session.store, mode="a")
+    keep = {a.name for a in plan.arrays} | {SOURCES}
+    for name in list(root.group_keys()):
+        if name not in keep:
+            del root[name]
+    root.attrs.update(CubeMetadata.of(plan).to_attrs())
+    sources_table(plan.sources).to_zarr(session.store, group=SOURCES, **_TO_ZARR)
+    total = sum(level.n_chunks for a in plan.arrays for level in a.levels)
+    with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
+        for array in plan.arrays:
+            xr.Dataset(attrs=ArrayLayout.of(array).to_attrs()).to_zarr(session.store, group=array.name, **_TO_ZARR)
+            for n, level in enumerate(array.levels):
+                _write_level(session, level, level_path(array.name, n), advance)
+    counts = ", ".join(f"{a.name} {a.shape[0]} dates x {a.shape[1]} bands" for a in plan.arrays)
+    try:
+        snapshot = session.commit(message or f"stackcube build: {counts}", metadata=metadata or None)
+    except icechunk.ConflictError as exc:
+        msg = f"another writer committed to branch {branch} first ({exc}); nothing of this write was committed"
+        raise ConcurrentUpdateError(msg) from None
+    if tag:
+        repository.create_tag(tag, snapshot)
+    return repository, snapshot
+
+
+def _write_level(session: icechunk.Session, level: ArrayPlan, path: str, advance: Any) -> None:
+    coords = level_dataset(level)
+    coords.to_zarr(session.store, group=path, **_TO_ZARR)
+    node = zarr.open_group(session.store, path=path, mode="r+")
+    node.create_array(
+        DATA,
+        shape=level.shape,
+        chunks=level.chunks,
+        dtype=level.dtype,
+        fill_value=level.fill_value if level.fill_value is not None else 0,
+        serializer=TiffSegmentCodec(recipe=level.recipe),
+        compressors=None,
+        dimension_names=DIMS,
+        attributes=data_attrs(level, [str(n) for n in coords.coords]),
+    )
+    nt, nb, ny, nx = level.source_index.shape
+    sources = level.sources
+    for t in range(nt):
+        for b in range(nb):
+            index = level.source_index[t, b]
+            for i in np.unique(index[index >= 0]).tolist():
+                mine = index == i
+                locations = np.where(mine, sources.href[i], "").ravel().tolist()
+                offsets = np.where(mine, level.offsets[t, b], 0).astype(np.uint64).ravel()
+                lengths = np.where(mine, level.lengths[t, b], 0).astype(np.uint64).ravel()
+                checksum = _checksum(sources.href[i], sources.etag[i], sources.last_modified[i])
+                failed = session.store.set_virtual_refs_arr(
+                    f"{path}/{DATA}",
+                    (1, 1, ny, nx),
+                    locations,
+                    offsets,
+                    lengths,
+                    arr_offset=(t, b, 0, 0),
+                    checksum=checksum,
+                )
+                if failed:
+                    msg = f"{sources.href[i]}: Icechunk refused {len(failed)} references (no container?)"
+                    raise SourceError(msg)
+                advance(int(mine.sum()))
+
+
+def _checksum(href: str, etag: str, last_modified: str) -> Any:
+    """What Icechunk checks a source against when it reads one of its chunks."""
+    scheme = urlparse(href).scheme
+    if etag and scheme != "file":
+        if scheme in {"http", "https"}:
+            # Icechunk strips one pair of quotes from an ETag and sends the rest as If-Match; HTTP servers (nginx,
+            # RFC 9110) compare quoted entity-tags, so the quoted ETag goes in one more pair of quotes
+            return f'"{etag}"' if etag.startswith('"') else f'""{etag}""'
+        return etag
+    if last_modified:
+        # local files: obstore and Icechunk derive different ETags from the same inode, so use the modification time
+        when = datetime.fromisoformat(last_modified)
+        if when.microsecond:
+            # Icechunk keeps whole seconds and refuses anything modified after: round up, not down
+            when = when.replace(microsecond=0) + timedelta(seconds=1)
+        return when
+    return None

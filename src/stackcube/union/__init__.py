@@ -1,0 +1,18 @@
+"""Unions: arrays on one pixel lattice but not one tile grid, presented as one exact array.
+
+Landsat path/rows move by whole 30 m pixels between dates; Sentinel-2 MGRS tiles of one UTM zone sit 9,998 pixels
+apart, never a whole number of tiles. Such arrays share a CRS, a pixel size and a grid phase, so their pixels line
+up exactly: each stays a virtual array on its own grid, and a union places them at their whole-pixel offsets on
+the union of their grids, values copied (never resampled) and each member tile still read with one GET.
+
+Modules, each importing only the ones before it: ``_plan`` (:class:`UnionPlan` and :func:`build_unions`, pure),
+``_order`` (which member wins a pixel), ``_graph`` (the dask graph that assembles union blocks from member tiles),
+``_array`` (the union read back as an xarray Dataset, with dask or NumPy-backed).
+"""
+
+from stackcube.union._array import union_dataset
+from stackcube.union._graph import block_size, union_array
+from stackcube.union._order import order_steps
+from stackcube.union._plan import UnionLevel, UnionPlan, build_unions
+
+__all__ = ["UnionLevel", "UnionPlan", "block_size", "build_unions", "order_steps", "union_array", "union_dataset"]

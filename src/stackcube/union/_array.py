@@ -1,0 +1,170 @@
+"""A union read back: its members (Zarr arrays on their own grids) assembled as one xarray Dataset.
+
+With dask (the default) every union block is a task of :func:`~stackcube.union._graph.union_array`; with
+``chunks=False`` the array is NumPy-backed and lazy, as xarray's own backends are: each read assembles exactly the
+window asked for, fetching the member tiles it needs concurrently. Either way nodata masking and scale/offset
+are xarray's CF decoding, the same as for every other array of a cube.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import dask.array
+import numpy as np
+import xarray as xr
+import zarr
+from xarray.backends import BackendArray
+from xarray.core import indexing
+
+from stackcube import _sync
+from stackcube._georef import spatial_coords
+from stackcube.options import Chunks
+from stackcube.settings import Settings, current
+from stackcube.union._graph import block_size, lay, union_array
+from stackcube.union._order import order_steps
+from stackcube.union._plan import Piece, UnionPlan
+
+__all__ = ["union_dataset"]
+
+DIMS = ("time", "band", "y", "x")
+
+# attributes of a member's data array that describe the member, not the union
+_MEMBER_ONLY = {"coordinates", "spatial:dimensions"}
+
+
+def union_dataset(
+    union: UnionPlan,
+    members: Sequence[zarr.Array[Any]],
+    *,
+    level: int = 0,
+    chunks: Chunks = None,
+    mask_and_scale: bool = True,
+    settings: Settings | None = None,
+) -> xr.Dataset:
+    """The union at ``level`` as a Dataset with one variable ``data`` (time, band, y, x).
+
+    ``members`` are the member arrays' level-``level`` data arrays, in the union's member order. Every pixel
+    takes the first valid value of the pieces of its time step in priority order
+    (:func:`~stackcube.union._order.order_steps`); pixels no member covers hold the fill value.
+    """
+    view = union.at_level(level)
+    steps, step_ids = order_steps(union)
+    attrs = {k: v for k, v in members[0].attrs.items() if k not in _MEMBER_ONLY}
+    data: Any
+    if chunks is False:
+        windows = _UnionWindows(view, members, steps, settings or current())
+        data = indexing.LazilyIndexedArray(windows)
+    else:
+        data = _dask_union(view, members, steps)
+        if chunks:  # None: the union's own blocks
+            data = data.rechunk({DIMS.index(dim): size for dim, size in chunks.items()})
+    _, _, height, width = view.shape
+    coords: dict[str, Any] = {
+        "time": ("time", view.times),
+        "band": ("band", np.array(view.bands, dtype=object)),
+        "id": ("time", np.array(step_ids, dtype=object)),
+        **spatial_coords(view.crs, view.transform, height, width),
+    }
+    variable = xr.Variable(DIMS, data, {**attrs, "grid_mapping": "spatial_ref"})
+    raw = xr.Dataset({"data": variable}, coords=coords, attrs={"union": union.name, "members": list(union.members)})
+    return xr.decode_cf(raw, mask_and_scale=mask_and_scale, decode_times=False, decode_coords=False)
+
+
+def _nodata(union: UnionPlan) -> tuple[Any, bool]:
+    """The fill value pixels start as, and whether it marks invalid pixels (a union with nodata)."""
+    return (union.fill_value, True) if union.fill_value is not None else (0, False)
+
+
+def _dask_union(
+    view: UnionPlan, members: Sequence[zarr.Array[Any]], steps: Sequence[Sequence[Piece]]
+) -> dask.array.Array:
+    # members are opened as bare Zarr arrays (one metadata read each; bands, ids and sort keys come from the
+    # union's description): opening hundreds of members as xarray Datasets would cost more than reading the union
+    arrays = [dask.array.from_zarr(member).rechunk({0: 1, 1: 1}) for member in members]  # type: ignore[no-untyped-call]
+    fill, nodata = _nodata(view)
+    tile = max(max(a.chunks[2]) for a in arrays)
+    return union_array(
+        arrays,
+        member_bands=view.member_bands,
+        offsets=view.offsets,
+        steps=steps,
+        bands=view.bands,
+        shape=view.shape[2:],
+        fill=fill,
+        nodata=nodata,
+        block=block_size(tile),
+    )
+
+
+def _positions(key: int | slice, size: int) -> np.ndarray:
+    """The indices along one axis that a basic-indexing key selects."""
+    return np.arange(*key.indices(size)) if isinstance(key, slice) else np.array([key])
+
+
+class _UnionWindows(BackendArray):
+    """The union as a lazily indexed NumPy array: each read assembles exactly the window asked for."""
+
+    def __init__(
+        self, view: UnionPlan, members: Sequence[zarr.Array[Any]], steps: Sequence[Sequence[Piece]], settings: Settings
+    ) -> None:
+        self.view, self.members, self.steps, self.settings = view, members, steps, settings
+        self.shape = view.shape
+        self.dtype = np.dtype(members[0].dtype)
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.BASIC, self._read)  # type: ignore[no-any-return]
+
+    def _read(self, key: tuple[int | slice, ...]) -> np.ndarray:
+        times, bands, rows, cols = (_positions(k, n) for k, n in zip(key, self.shape, strict=True))
+        fill, nodata = _nodata(self.view)
+        if not (times.size and bands.size and rows.size and cols.size):
+            out = np.empty((times.size, bands.size, rows.size, cols.size), self.dtype)
+        else:
+            y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+            out = np.full((times.size, bands.size, y1 - y0, x1 - x0), fill, self.dtype)
+            covered = np.zeros(out.shape, bool)
+            reads = self._pieces(times, bands, (y0, y1, x0, x1))
+            values = _sync.run(self._fetch(reads))
+            for (ti, bi, (dy0, dy1, dx0, dx1), *_), piece in zip(reads, values, strict=True):
+                lay(out[ti, bi, dy0:dy1, dx0:dx1], covered[ti, bi, dy0:dy1, dx0:dx1], piece, fill, nodata)
+            out = out[:, :, rows - y0][:, :, :, cols - x0]
+        squeeze = tuple(axis for axis, k in enumerate(key) if not isinstance(k, slice))
+        return out.squeeze(axis=squeeze) if squeeze else out
+
+    def _pieces(
+        self, times: np.ndarray, bands: np.ndarray, window: tuple[int, int, int, int]
+    ) -> list[tuple[int, int, tuple[int, int, int, int], int, tuple[Any, ...]]]:
+        """(time slot, band slot, destination in the window, member, member selection) of every piece to read,
+        in priority order within each (time, band)."""
+        y0, y1, x0, x1 = window
+        view = self.view
+        reads = []
+        for ti, t in enumerate(times.tolist()):
+            for bi, b in enumerate(bands.tolist()):
+                band = view.bands[b]
+                for m, tm in self.steps[t]:
+                    if band not in view.member_bands[m]:
+                        continue
+                    row, col = view.offsets[m]
+                    height, width = self.members[m].shape[2:]
+                    oy0, oy1 = max(y0, row), min(y1, row + height)
+                    ox0, ox1 = max(x0, col), min(x1, col + width)
+                    if oy0 >= oy1 or ox0 >= ox1:
+                        continue
+                    mb = view.member_bands[m].index(band)
+                    selection = (tm, mb, slice(oy0 - row, oy1 - row), slice(ox0 - col, ox1 - col))
+                    reads.append((ti, bi, (oy0 - y0, oy1 - y0, ox0 - x0, ox1 - x0), m, selection))
+        return reads
+
+    async def _fetch(self, reads: Sequence[tuple[Any, ...]]) -> list[np.ndarray]:
+        """Every piece, read concurrently within the settings' cap (a piece is one member tile or a few)."""
+        gate = asyncio.Semaphore(self.settings.max_concurrency)
+
+        async def one(m: int, selection: tuple[Any, ...]) -> np.ndarray:
+            async with gate:
+                return np.asarray(await self.members[m].async_array.getitem(selection))
+
+        return list(await asyncio.gather(*(one(m, selection) for *_, m, selection in reads)))

@@ -1,0 +1,96 @@
+"""Reading cubes (store.read): versions, arrays and levels, changed sources, what other readers recognise, and
+every keyword of every public reader taking effect."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import stackcube
+from stackcube.errors import SourceChangedError
+from tests.twins import change_in_place, corpus_items, twin_items
+
+pytestmark = [pytest.mark.corpus, pytest.mark.network]
+
+
+def test_changed_source_fails_loudly_and_others_still_read(nginx, tmp_path) -> None:
+    items = corpus_items("site2-2020_jun_jul-35MNM.geojson")[:2]
+    twins = twin_items(items, nginx.root / "changed", f"{nginx.url}/changed", downscale=30, assets=["B04"])
+    cube = stackcube.build_cube(twins, assets=["B04"], repo=tmp_path / "cube.icechunk", progress=False)
+    changed = twins[0]["assets"]["B04"]["href"]
+    change_in_place(nginx.root / changed.removeprefix(nginx.url + "/"))
+    data = cube.open(mask_and_scale=False)["EPSG32735_300m/0"]["data"]
+    t_changed = next(i for i, ids in enumerate(cube.plan.arrays[0].items) if twins[0]["id"] in ids)
+    with pytest.raises(SourceChangedError, match=r"changed since the cube was built.*refresh"):
+        data.isel(time=t_changed).values  # noqa: B018
+    assert data.isel(time=1 - t_changed).values.any()
+
+
+def test_a_fresh_process_reopens_by_tag_and_snapshot(served_twins, tmp_path) -> None:
+    _, twins = served_twins
+    repo = tmp_path / "cube.icechunk"
+    cube = stackcube.build_cube(twins, assets=["B04"], repo=repo, progress=False, tag="first")
+    code = (
+        "import sys, stackcube; "
+        f"a = stackcube.open_cube({str(repo)!r}, tag='first'); "
+        f"b = stackcube.open_cube({str(repo)!r}, snapshot={cube.snapshot_id!r}); "
+        "g = stackcube.store.CubeMetadata.from_attrs(a.attrs).arrays[0] + '/0'; "
+        "print(a[g]['data'].shape, int(a[g]['data'].isel(time=0).max()) == int(b[g]['data'].isel(time=0).max()))"
+    )
+    with warnings.catch_warnings():
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("True")
+
+
+def test_open_dataarray_picks_an_array_and_a_level(tmp_path) -> None:
+    from stackcube.demo import write_demo_catalog
+
+    catalog = write_demo_catalog(tmp_path / "demo")
+    repo = tmp_path / "cube.icechunk"
+    stackcube.build_cube(catalog, repo=repo, progress=False)
+    tree = stackcube.open_cube(repo)
+    data = stackcube.open_dataarray(repo, "EPSG32735_10m", level=1)
+    assert data.name == "EPSG32735_10m"
+    assert data.sizes == tree["EPSG32735_10m/1"]["data"].sizes
+    with pytest.raises(ValueError, match=r"holds 2 arrays .*pass array="):
+        stackcube.open_dataarray(repo)
+    with pytest.raises(ValueError, match=r"has no array 'nope'; it has: EPSG32735_10m, EPSG32735_20m"):
+        stackcube.open_dataarray(repo, "nope")
+    with pytest.raises(ValueError, match=r"has levels 0, 1 .* not 5"):
+        stackcube.open_dataarray(repo, "EPSG32735_10m", level=5)
+    # chunks=False: no dask, the same values
+    plain = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False, mask_and_scale=False)
+    assert plain.chunks is None
+    np.testing.assert_array_equal(
+        plain.isel(time=1).values, stackcube.open_dataarray(repo, "EPSG32735_10m", mask_and_scale=False)[1].values
+    )
+    single = tmp_path / "single.icechunk"
+    stackcube.build_cube(catalog, assets=["red"], repo=single, progress=False)
+    assert stackcube.open_dataarray(single).band.values.tolist() == ["red"]
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # rioxarray 0.23 multiplies affines with *
+def test_rioxarray_and_odc_geo_recognise_every_opened_array(tmp_path) -> None:
+    import odc.geo.xr  # noqa: F401 - registers the .odc accessor
+    import rioxarray  # noqa: F401 - registers the .rio accessor
+
+    from stackcube.demo import write_demo_catalog, write_demo_offset_catalog
+
+    repo = tmp_path / "cube.icechunk"
+    cube = stackcube.build_cube(write_demo_catalog(tmp_path / "demo"), repo=repo, progress=False)
+    offsets = tmp_path / "offsets.icechunk"
+    scenes = stackcube.build_cube(write_demo_offset_catalog(tmp_path / "offsets"), repo=offsets, progress=False)
+    cases = [(repo, a.name, n, level.transform) for a in cube.plan.arrays for n, level in enumerate(a.levels)]
+    cases += [(offsets, u.name, 0, u.transform) for u in scenes.plan.unions]
+    for path, name, level, transform in cases:
+        data = stackcube.open_dataarray(path, name, level=level)
+        assert data.rio.crs.to_epsg() == 32735, name
+        assert tuple(data.rio.transform())[:6] == tuple(transform)[:6], name
+        geobox = data.odc.geobox
+        assert geobox.crs.epsg == 32735
+        assert geobox.shape == (data.sizes["y"], data.sizes["x"])
+        assert tuple(geobox.affine)[:6] == tuple(transform)[:6]

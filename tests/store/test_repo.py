@@ -1,0 +1,80 @@
+"""Repositories (store.repo): containers for exactly the sources' prefixes, S3, given repositories, allow lists."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import rasterio
+
+import stackcube
+from stackcube.store import ONE_REQUEST, container_prefixes
+from tests.twins import corpus_items, twin_items
+
+pytestmark = [pytest.mark.corpus, pytest.mark.network]
+
+
+def test_containers_are_exactly_the_source_prefixes() -> None:
+    hrefs = ["http://h:1/a/b/x.tif", "http://h:1/a/c/y.tif", "s3://bucket/p/q/z.tif", "s3://bucket/p/q/w.tif"]
+    assert container_prefixes(hrefs) == ["http://h:1/a/", "s3://bucket/p/q/"]
+
+
+def test_cube_on_s3_of_sources_on_s3(s3, tmp_path) -> None:
+    from tests.twins import upload_dir
+
+    items = corpus_items("site2-2020_jun_jul-35MNM.geojson")[:2]
+    twins = twin_items(items, tmp_path / "twins", f"s3://{s3.sources_bucket}/twins", downscale=30, assets=["B04"])
+    upload_dir(s3.client(), tmp_path / "twins", s3.sources_bucket, "twins")
+    repo = f"s3://{s3.repos_bucket}/cubes/35mnm"
+    cube = stackcube.build_cube(twins, assets=["B04"], repo=repo, progress=False)
+    data = stackcube.open_cube(repo, mask_and_scale=False)["EPSG32735_300m/0"]["data"]
+    for t in range(2):
+        href = str(cube.plan.arrays[0].sources.href[cube.plan.arrays[0].source_index[t, 0, 0, 0]])
+        key = href.removeprefix(f"s3://{s3.sources_bucket}/")
+        local = tmp_path / "twins" / key.removeprefix("twins/")
+        with rasterio.open(local) as ds:
+            np.testing.assert_array_equal(data.isel(time=t, band=0).values, ds.read(1))
+    listed = s3.client().list_objects_v2(Bucket=s3.repos_bucket, Prefix="cubes/35mnm/")
+    assert listed["KeyCount"] > 0
+    # no credential is written into the repository
+    for obj in listed["Contents"]:
+        body = s3.client().get_object(Bucket=s3.repos_bucket, Key=obj["Key"])["Body"].read()
+        assert s3.secret_key.encode() not in body, obj["Key"]
+
+
+def test_a_given_repository_gains_the_containers_its_sources_need(tmp_path) -> None:
+    import icechunk
+
+    items = corpus_items("site2-2020_jun_jul-35MNM.geojson")[:1]
+    twins = twin_items(items, tmp_path / "twins", (tmp_path / "twins").as_uri(), downscale=30, assets=["B04"])
+    config = icechunk.RepositoryConfig.default()
+    config.storage = icechunk.StorageSettings(unsafe_use_conditional_update=False)
+    repository = icechunk.Repository.create(icechunk.in_memory_storage(), config=config)
+    assert not repository.config.virtual_chunk_containers
+    cube = stackcube.build_cube(twins, assets=["B04"], repo=repository, progress=False)
+    href = twins[0]["assets"]["B04"]["href"]
+    assert list(cube.repository.config.virtual_chunk_containers) == [href.rsplit("/", 1)[0] + "/"]
+    # chunks are fetched whole (one GET each), and the caller's other storage settings are kept
+    storage = cube.repository.config.storage
+    assert storage.concurrency.ideal_concurrent_request_size == ONE_REQUEST
+    assert storage.unsafe_use_conditional_update is False
+    data = cube.open(mask_and_scale=False)["EPSG32735_300m/0"]["data"]
+    with rasterio.open(twins[0]["assets"]["B04"]["href"].removeprefix("file://")) as ds:
+        np.testing.assert_array_equal(data.isel(time=0, band=0).values, ds.read(1))
+
+
+def test_allow_lists_refuse_cubes_that_read_elsewhere(tmp_path) -> None:
+    from stackcube.demo import write_demo_catalog
+    from stackcube.errors import UntrustedSourceError
+
+    catalog = write_demo_catalog(tmp_path / "demo")
+    repo = tmp_path / "cube.icechunk"
+    stackcube.build_cube(catalog, repo=repo, progress=False)
+    data_dir = (tmp_path / "demo" / "data").resolve().as_uri()
+    with pytest.raises(UntrustedSourceError, match=re.escape("outside the allowed prefixes https://example.com/data/")):
+        stackcube.open_cube(repo, allow=["https://example.com/data"])
+    with pytest.raises(UntrustedSourceError):
+        stackcube.refresh_cube(repo, allow=["https://example.com/data"], progress=False)
+    tree = stackcube.open_cube(repo, allow=[data_dir])
+    assert tree["EPSG32735_10m/0"]["data"].isel(time=0, band=0).values.shape == (512, 512)

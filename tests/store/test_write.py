@@ -1,0 +1,136 @@
+"""Writing cubes (store.write): bit-exact values, overview levels with multiscales metadata, one GET per chunk,
+atomic commits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+
+import stackcube
+from stackcube.store import CubeMetadata
+from tests.conftest import ROOT
+from tests.store.conftest import ASSETS
+from tests.twins import read_served
+
+pytestmark = [pytest.mark.corpus, pytest.mark.network]
+
+
+def test_build_and_open_are_bit_exact(served_twins, nginx, tmp_path) -> None:
+    proxy, twins = served_twins
+    cube = stackcube.build_cube(twins, assets=ASSETS, repo=tmp_path / "cube.icechunk", progress=False, tag="v1")
+    tree = stackcube.open_cube(tmp_path / "cube.icechunk", mask_and_scale=False)
+    assert sorted(tree.children) == sorted([*(a.name for a in cube.plan.arrays), "sources"])
+    assert CubeMetadata.from_attrs(tree.attrs).arrays == tuple(a.name for a in cube.plan.arrays)
+    for array in cube.plan.arrays:
+        assert sorted(tree[array.name].children, key=int) == [str(n) for n in range(1 + len(array.overviews))]
+        for n, level in enumerate(array.levels):
+            node = tree[f"{array.name}/{n}"]
+            assert node["data"].dims == ("time", "band", "y", "x")
+            assert node["data"].shape == level.shape
+            assert node["data"].chunks is not None
+            for t in range(level.shape[0]):
+                for b in range(level.shape[1]):
+                    href = str(node["source_href"].values[t, b])
+                    expected = read_served(href, nginx.root, proxy.url, level=n)
+                    np.testing.assert_array_equal(node["data"].isel(time=t, band=b).values, expected)
+    assert tree["EPSG32735_100m/0"]["spatial_ref"].attrs["GeoTransform"].startswith("499980.0 100.0")
+    assert tree["EPSG32735_100m/1"]["spatial_ref"].attrs["GeoTransform"].startswith("499980.0 200.0")
+
+
+def test_overviews_are_levels_with_multiscales_metadata(served_twins, nginx, tmp_path) -> None:
+    proxy, twins = served_twins
+    cube = stackcube.build_cube(twins, assets=ASSETS, repo=tmp_path / "cube.icechunk", progress=False)
+    array = next(a for a in cube.plan.arrays if a.name == "EPSG32735_100m")
+    first = array.sources.href[0]
+    with rasterio.open(nginx.root / first.removeprefix(proxy.url + "/")) as ds:
+        factors = ds.overviews(1)
+    assert len(array.overviews) == len(factors) >= 1
+    tree = stackcube.open_cube(tmp_path / "cube.icechunk")
+    attrs = tree["EPSG32735_100m"].attrs
+    assert attrs["proj:code"] == "EPSG:32735"
+    assert {c["name"] for c in attrs["zarr_conventions"]} >= {"multiscales"}
+    layout = attrs["multiscales"]["layout"]
+    assert [entry["asset"] for entry in layout] == [str(n) for n in range(1 + len(factors))]
+    assert layout[1]["derived_from"] == "0"
+    assert layout[1]["transform"]["scale"] == [2.0, 2.0]
+    full, half = tree["EPSG32735_100m/0"], tree["EPSG32735_100m/1"]
+    assert layout[1]["spatial:shape"] == [half.sizes["y"], half.sizes["x"]]
+    # every level carries the same time steps, bands and provenance; rasterio's overview grid is the level's grid
+    for name in ("time", "band", "id", "source_href", "source_etag"):
+        np.testing.assert_array_equal(full[name].values, half[name].values)
+    href = str(half["source_href"].values[0, 0])
+    with rasterio.open(nginx.root / href.removeprefix(proxy.url + "/"), overview_level=0) as ds:
+        assert tuple(ds.transform)[:6] == tuple(layout[1]["spatial:transform"])
+        np.testing.assert_allclose(half.x.values[:3], ds.xy(0, np.arange(3))[0])
+    assert f"{len(factors)} overview levels" in cube.plan.report()
+    # reading the coarsest level costs one GET per tile of it, and no header
+    coarsest = tree[f"EPSG32735_100m/{len(factors)}"]["data"]
+    proxy.reset()
+    assert coarsest.isel(time=0).values.shape == coarsest.shape[1:]
+    tiles = int((array.overviews[-1].source_index[0] >= 0).sum())
+    assert proxy.stats["GET"] == proxy.stats["requests"] == tiles
+
+
+def test_reads_cost_one_get_per_touched_chunk_and_no_header(served_twins, tmp_path) -> None:
+    proxy, twins = served_twins
+    stackcube.build_cube(twins, assets=ASSETS, repo=tmp_path / "cube.icechunk", progress=False)
+    data = stackcube.open_cube(tmp_path / "cube.icechunk", mask_and_scale=False)["EPSG32735_100m/0"]["data"]
+    proxy.reset()
+    window = data.isel(time=slice(0, 2), band=slice(0, 3), y=slice(100, 600), x=slice(0, 10)).values
+    assert window.shape == (2, 3, 500, 10)
+    touched = 2 * 3 * 2 * 1  # 2 dates x 3 bands x tile rows 0-1 x tile column 0 (512-px tiles)
+    assert proxy.stats["GET"] == touched
+    assert proxy.stats["requests"] == touched  # no HEAD, no header read
+
+
+KILLED_WRITER = """
+import sys
+from benchmarks.cube_bench import synthetic_sources
+from stackcube.cube import plan_sources
+from stackcube.store import write_plan
+from stackcube.search import Query
+
+plan = plan_sources(Query(catalog=None), synthetic_sources(int(sys.argv[2]), 4, 5))
+print("writing", flush=True)
+write_plan(plan, sys.argv[1], progress=True)
+print("committed", flush=True)
+"""
+
+
+def test_a_write_killed_mid_way_leaves_the_branch_where_it_was(tmp_path) -> None:
+    import signal
+    import time
+
+    from benchmarks.cube_bench import synthetic_sources
+
+    from stackcube.cube import plan_sources
+    from stackcube.search import Query
+    from stackcube.store import open_repository, write_plan
+
+    repo = tmp_path / "cube.icechunk"
+    small = plan_sources(Query(catalog=None), synthetic_sources(10, 4, 5))
+    _, first = write_plan(small, repo)
+    for delay in (0.2, 0.8, 1.6):  # kill it at different moments of the write
+        with subprocess.Popen(
+            [sys.executable, "-c", KILLED_WRITER, str(repo), "4000"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+        ) as child:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "writing"
+            time.sleep(delay)
+            child.send_signal(signal.SIGKILL)
+            child.wait(30)
+            assert child.returncode == -signal.SIGKILL
+            assert "committed" not in child.stdout.read()
+        assert open_repository(repo).lookup_branch("main") == first
+        assert stackcube.open_dataarray(repo).sizes["time"] == 10
+    _, second = write_plan(plan_sources(Query(catalog=None), synthetic_sources(20, 4, 5)), repo)
+    assert open_repository(repo).lookup_branch("main") == second
+    assert stackcube.open_dataarray(repo).sizes["time"] == 20

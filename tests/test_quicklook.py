@@ -1,0 +1,40 @@
+"""Quicklooks and the Cube's notebook display."""
+
+from __future__ import annotations
+
+import pytest
+
+import stackcube
+
+pytestmark = pytest.mark.corpus
+
+
+def test_cube_repr_html_and_quicklook(tmp_path) -> None:
+    import imagecodecs
+
+    from stackcube.demo import write_demo_catalog, write_demo_offset_catalog
+
+    cube = stackcube.build_cube(write_demo_catalog(tmp_path / "demo"), repo=tmp_path / "a.icechunk", progress=False)
+    html = cube._repr_html_()
+    assert cube.snapshot_id in html
+    assert "<code>EPSG32735_10m</code>" in html
+    assert "16 sources" in html
+    look = cube.quicklook()
+    assert look.bands == ("B04", "B03", "B02")
+    assert look.array == "EPSG32735_10m/0"  # the coarsest level still >= 512 px
+    image = imagecodecs.png_decode(look._repr_png_())
+    assert image.shape == (512, 512, 3)
+    assert image.std() > 0
+    assert cube.quicklook(size=256).array == "EPSG32735_10m/1"  # the 256 px overview is enough
+    grey = cube.quicklook(bands=["B11"], size=64)
+    assert imagecodecs.png_decode(grey.png).shape == (256, 256)
+    with pytest.raises(ValueError, match="no array of the cube has the bands"):
+        cube.quicklook(bands=["nope"])
+    scenes = stackcube.build_cube(
+        write_demo_offset_catalog(tmp_path / "offsets"), repo=tmp_path / "b.icechunk", progress=False
+    )
+    assert "6 grids" in scenes._repr_html_()
+    one = scenes.quicklook()  # no RGB: the first band of the union
+    assert one.array.startswith("EPSG32735_30m_union/")
+    assert one.bands == ("red",)
+    assert look.save(tmp_path / "q.png").read_bytes() == look.png

@@ -1,0 +1,67 @@
+"""Union planning (union._plan): time steps per datetime, solar day or item; overview levels where the members
+share a lattice; the stored description round-trips."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+
+import stackcube
+from tests.union.scenes import T0, expected_union, make_items, write_scene
+
+
+def test_time_steps_per_datetime_per_item_or_per_solar_day(tmp_path) -> None:
+    items = make_items(tmp_path, tmp_path.as_posix())
+    items[1].datetime = items[0].datetime + timedelta(minutes=5)  # B: the same overpass, minutes later
+    per_datetime = stackcube.plan_cube(items, progress=False).unions[0]
+    assert per_datetime.shape[0] == 4
+    solar = stackcube.plan_cube(items, groupby="solar_day", progress=False).unions[0]
+    assert solar.shape[0] == 3
+    assert solar.steps[0] == ((0, 0), (1, 0))  # A and B share the first step
+    assert solar.time[0] == np.datetime64(items[0].datetime.replace(tzinfo=None), "ns")
+
+    items[1].datetime = items[0].datetime  # same datetime again: groupby=None keeps them apart, like stackstac
+    per_item = stackcube.plan_cube(items, groupby=None, progress=False).unions[0]
+    assert per_item.shape[0] == 4
+    assert per_item.time[0] == per_item.time[1]
+
+    cube = stackcube.build_cube(items, groupby="solar_day", repo=tmp_path / "solar.icechunk", progress=False)
+    data = stackcube.open_dataarray(tmp_path / "solar.icechunk", cube.plan.unions[0].name, mask_and_scale=False)
+    expected, _ = expected_union(tmp_path)
+    np.testing.assert_array_equal(data.values, expected)  # same pixels as one step per datetime when A, B share one
+    with pytest.raises(ValueError, match="groupby must be"):
+        stackcube.plan_cube(items, groupby="week", progress=False)
+
+
+def test_overviews_of_a_union_where_the_members_share_a_lattice_there(tmp_path) -> None:
+    from rasterio.enums import Resampling
+
+    # even offsets: the members' 2x overviews still line up (offsets 50, 85 ...); 4x would be half pixels apart
+    scenes = [("E", (0, 0)), ("F", (100, 170)), ("G", (250, 42))]
+    items = []
+    for i, (name, (row, col)) in enumerate(scenes):
+        path = tmp_path / f"{name}.tif"
+        write_scene(path, row=row, col=col, height=256, width=256, seed=10 + i)
+        with rasterio.open(path, "r+") as ds:
+            ds.build_overviews([2, 4], Resampling.nearest)
+        item = pystac.Item(f"SCENE_{name}", None, None, T0 + timedelta(days=i), {})
+        item.add_asset("red", pystac.Asset(path.as_posix(), media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
+        items.append(item)
+    cube = stackcube.build_cube(items, repo=tmp_path / "cube.icechunk", progress=False)
+    (union,) = cube.plan.unions
+    assert [v.shape for v in union.overviews] == [(3, 1, 253, 213)]  # level 2 would put G half a pixel off
+    half = stackcube.open_dataarray(tmp_path / "cube.icechunk", union.name, level=1, mask_and_scale=False)
+    assert half.sizes["y"] == 253
+    for t, (name, (row, col)) in enumerate(scenes):
+        with rasterio.open(tmp_path / f"{name}.tif", overview_level=0) as ds:
+            expected = ds.read(1)
+        r, c = row // 2, col // 2
+        np.testing.assert_array_equal(half.values[t, 0, r : r + 128, c : c + 128], expected)
+    tree = stackcube.open_cube(tmp_path / "cube.icechunk")
+    assert sorted(tree[union.name].children) == ["0", "1"]
+    with pytest.raises(ValueError, match=r"has levels 0, 1 \(0 is full resolution\), not 2"):
+        stackcube.open_dataarray(tmp_path / "cube.icechunk", union.name, level=2)
