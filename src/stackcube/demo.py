@@ -135,7 +135,7 @@ def write_demo_offset_catalog(out_dir: str | os.PathLike[str], *, scenes: int = 
     """Write a static catalog of Landsat-like 30 m scenes whose footprints move by whole pixels between dates.
 
     Every scene is on the same pixel lattice but not on one tile grid, so a plan makes one union of them (see
-    :class:`stackcube.plan.UnionPlan`); the first two share a datetime and overlap. Returns the catalog.json path.
+    :class:`stackcube.union.UnionPlan`); the first two share a datetime and overlap. Returns the catalog.json path.
     """
     out = Path(out_dir)
     catalog = pystac.Catalog(id="stackcube-demo-offsets", description="stackcube's demo: scenes at pixel offsets")

@@ -113,15 +113,15 @@ def grid_key(source: Source) -> GridKey:
 
 
 def group_by_grid(sources: Iterable[Source]) -> tuple[dict[GridKey, list[Source]], list[tuple[Source, str]]]:
-    """Group sources by GridKey (groups keep the order sources came in); also return ungriddable ones with why."""
-    groups: dict[GridKey, list[Source]] = defaultdict(list)
+    """Group sources by GridKey (each keeps the order sources came in); also return ungriddable ones with why."""
+    by_key: dict[GridKey, list[Source]] = defaultdict(list)
     rejected: list[tuple[Source, str]] = []
     for source in sources:
         try:
-            groups[grid_key(source)].append(source)
+            by_key[grid_key(source)].append(source)
         except NotGriddableError as exc:
             rejected.append((source, str(exc)))
-    return dict(groups), rejected
+    return dict(by_key), rejected
 
 
 def tile_offset(source: Source, origin: tuple[float, float], key: GridKey) -> tuple[int, int]:

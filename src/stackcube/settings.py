@@ -110,7 +110,8 @@ class Settings:
             try:
                 return type(default)(text)
             except ValueError:
-                msg = f"environment variable {name}={text!r} is not a {type(default).__name__}; unset or fix it"
+                kind = "a whole number" if isinstance(default, int) else "a number"
+                msg = f"environment variable {name}={text!r} is not {kind}; unset or fix it"
                 raise ValueError(msg) from None
 
         return cls(

@@ -94,3 +94,107 @@ def test_rioxarray_and_odc_geo_recognise_every_opened_array(tmp_path) -> None:
         assert geobox.crs.epsg == 32735
         assert geobox.shape == (data.sizes["y"], data.sizes["x"])
         assert tuple(geobox.affine)[:6] == tuple(transform)[:6]
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory):
+    """A demo cube in three versions (tag v1: 4 bands; branch dev: 1 band; main: 2 bands) and a cube of one union."""
+    from stackcube.demo import write_demo_catalog, write_demo_offset_catalog
+
+    root = tmp_path_factory.mktemp("versions")
+    catalog = write_demo_catalog(root / "demo", dates=2)
+    repo = root / "cube.icechunk"
+    first = stackcube.build_cube(catalog, assets=["red", "green", "blue", "nir"], repo=repo, tag="v1", progress=False)
+    first.repository.create_branch("dev", first.snapshot_id)
+    stackcube.build_cube(catalog, assets=["nir"], repo=repo, branch="dev", progress=False)
+    stackcube.build_cube(catalog, assets=["red", "green"], repo=repo, progress=False)
+    scenes = stackcube.build_cube(write_demo_offset_catalog(root / "offsets"), repo=root / "union.icechunk")
+    return {
+        "array": (repo, "EPSG32735_10m"),
+        "union": (root / "union.icechunk", scenes.plan.unions[0].name),
+        "first": first,
+        "data": (root / "demo" / "data").resolve().as_uri(),
+        "offsets": (root / "offsets" / "data").resolve().as_uri(),
+    }
+
+
+READERS = {
+    "open_cube": lambda repo, name, **kw: stackcube.open_cube(repo, **kw)[f"{name}/0"]["data"],
+    "open_dataarray": stackcube.open_dataarray,
+}
+
+
+@pytest.mark.parametrize("kind", ["array", "union"])
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_chunks_and_mask_and_scale_reach_every_reader(versions, reader, kind) -> None:
+    import dask
+
+    repo, name = versions[kind]
+    read = READERS[reader]
+    default = read(repo, name, mask_and_scale=False)
+    assert dask.is_dask_collection(default)
+    assert default.dtype == np.uint16
+    expected = default.values
+
+    plain = read(repo, name, chunks=False, mask_and_scale=False)  # no dask: NumPy-backed, read when asked
+    assert plain.chunks is None
+    assert not dask.is_dask_collection(plain)
+    assert isinstance(plain.isel(time=0).values, np.ndarray)
+    np.testing.assert_array_equal(plain.values, expected)
+
+    rows, cols = (512, 256) if kind == "array" else (256, 128)  # whole source tiles: no tile read twice
+    sized = read(repo, name, chunks={"y": rows, "x": cols}, mask_and_scale=False)
+    assert sized.chunks[2][0] == min(rows, sized.sizes["y"])
+    assert set(sized.chunks[2][:-1]) <= {rows}
+    assert sized.chunks[3][0] == cols
+    assert set(sized.chunks[3][:-1]) <= {cols}
+    np.testing.assert_array_equal(sized.values, expected)
+
+    for chunks in (None, False):
+        masked = read(repo, name, chunks=chunks)
+        assert masked.dtype == np.float32
+        values = masked.values
+        assert np.isnan(values[expected == 0]).all()  # nodata 0 is masked
+        np.testing.assert_array_equal(values[expected != 0], expected[expected != 0])
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_version_and_allow_reach_every_reader(versions, reader) -> None:
+    from stackcube.errors import UntrustedSourceError
+
+    repo, name = versions["array"]
+    read = READERS[reader]
+    bands = {
+        "main": read(repo, name).sizes["band"],
+        "branch": read(repo, name, branch="dev").sizes["band"],
+        "tag": read(repo, name, tag="v1").sizes["band"],
+        "snapshot": read(repo, name, snapshot=versions["first"].snapshot_id).sizes["band"],
+    }
+    assert bands == {"main": 2, "branch": 1, "tag": 4, "snapshot": 4}
+    with pytest.raises(ValueError, match="at most one of branch, tag and snapshot"):
+        read(repo, name, branch="dev", tag="v1")
+    with pytest.raises(UntrustedSourceError, match=r"outside the allowed prefixes https://example\.com/"):
+        read(repo, name, allow=["https://example.com/"])
+    assert read(repo, name, allow=[versions["data"]]).sizes["band"] == 2
+
+
+def test_the_other_readers_pass_their_keywords_on(versions) -> None:
+    import dask
+
+    repo, name = versions["array"]
+    first = versions["first"]
+    opened = first.open(chunks=False, mask_and_scale=False)[f"{name}/0"]["data"]  # Cube.open: its own snapshot
+    assert opened.sizes["band"] == 4
+    assert opened.chunks is None
+    assert opened.dtype == np.uint16
+    assert stackcube.open_dataarray(repo, name, level=1, tag="v1").sizes["y"] == 256
+    with pytest.warns(DeprecationWarning, match="use array="):
+        old = stackcube.open_dataarray(repo, group=name, tag="v1")
+    assert old.sizes["band"] == 4
+    union_repo, union = versions["union"]
+    tree = stackcube.open_cube(union_repo, chunks=False, allow=[versions["offsets"]])
+    assert not dask.is_dask_collection(tree[f"{union}/0"]["data"])
+    with pytest.raises(TypeError, match=r"open_cube\(\) got an unexpected keyword argument 'chunk'"):
+        stackcube.open_cube(repo, chunk=False)
+    with pytest.raises(TypeError, match=r"open_dataarray\(\) got an unexpected keyword argument 'mask'"):
+        stackcube.open_dataarray(repo, name, mask=False)

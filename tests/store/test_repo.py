@@ -78,3 +78,14 @@ def test_allow_lists_refuse_cubes_that_read_elsewhere(tmp_path) -> None:
         stackcube.refresh_cube(repo, allow=["https://example.com/data"], progress=False)
     tree = stackcube.open_cube(repo, allow=[data_dir])
     assert tree["EPSG32735_10m/0"]["data"].isel(time=0, band=0).values.shape == (512, 512)
+
+
+def test_a_repository_url_stackcube_cannot_open_is_a_repository_error(capsys) -> None:
+    from stackcube.cli import main
+    from stackcube.errors import RepositoryError
+    from stackcube.store import open_repository
+
+    with pytest.raises(RepositoryError, match=r"repository 'ftp://host/cube': use a local path, an s3:// URL"):
+        open_repository("ftp://host/cube")
+    assert main(["info", "ftp://host/cube"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

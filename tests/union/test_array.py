@@ -79,6 +79,15 @@ def test_union_equals_stackstac_nearest_and_reads_each_tile_once(nginx, tmp_path
         ours = data.values
         stored_tiles = sum(int((g.source_index >= 0).sum()) for g in cube.plan.arrays)
         assert proxy.stats["GET"] == proxy.stats["requests"] == stored_tiles  # each tile once, no header
+        plain = stackcube.open_dataarray(repo, union.name, mask_and_scale=False, chunks=False)
+        proxy.reset()
+        np.testing.assert_array_equal(plain.values, ours)  # without dask: the same pixels and requests
+        assert proxy.stats["GET"] == proxy.stats["requests"] == stored_tiles
+        proxy.reset()
+        window = plain.isel(time=0, y=slice(100, 160), x=slice(150, 200)).values
+        np.testing.assert_array_equal(window, ours[0, :, 100:160, 150:200])
+        # the first date is scene A alone, at (0, 0) in 64-px tiles: rows 100-159 and columns 150-199 are 2 x 2 tiles
+        assert proxy.stats["GET"] == 4
         a, _, x0, _, e, y0 = union.transform[:6]
         _, _, height, width = union.shape
         theirs = stackstac.stack(

@@ -1,0 +1,36 @@
+"""The cube stage: arrays named after their grid, the report, and the deprecated names."""
+
+from __future__ import annotations
+
+import pytest
+
+import stackcube
+from stackcube.cube import plan_sources
+from stackcube.errors import NothingFoundError
+from stackcube.search import Query
+
+
+def test_arrays_are_named_after_crs_and_pixel_size(tmp_path) -> None:
+    from stackcube.demo import write_demo_catalog
+
+    plan = stackcube.plan_cube(write_demo_catalog(tmp_path / "demo", dates=2, size=256), progress=False)
+    assert [a.name for a in plan.arrays] == ["EPSG32735_10m", "EPSG32735_20m"]
+    assert plan.array_names == ["EPSG32735_10m", "EPSG32735_20m"]
+    assert plan.standalone == plan.arrays
+    report = plan.report()
+    assert report.startswith("2 arrays: EPSG:32735 10 m x 2 dates x 4 bands")
+    assert "  EPSG32735_20m: EPSG:32735 20 m x 2 dates x 2 bands" in report
+    with pytest.warns(DeprecationWarning, match="use CubePlan.arrays"):
+        assert plan.groups == plan.arrays
+    with pytest.warns(DeprecationWarning, match="use stackcube.ArrayPlan"):
+        assert stackcube.GroupPlan is stackcube.ArrayPlan
+
+
+def test_a_bbox_that_misses_every_grid_is_explained(tmp_path) -> None:
+    from benchmarks.cube_bench import synthetic_sources
+
+    sources = synthetic_sources(2, 1, 2)
+    plan = plan_sources(Query(catalog=None), sources)
+    assert plan.arrays[0].name == "EPSG32735_10m"
+    with pytest.raises(NothingFoundError, match="no source grid overlaps the bbox"):
+        plan_sources(Query(catalog=None, bbox=(0.0, 0.0, 1.0, 1.0)), sources)
