@@ -31,7 +31,10 @@ from stackcube.options import CubeOptions, sort_rank
 from stackcube.sources import Source
 from stackcube.tiff import Recipe
 
-__all__ = ["ArrayPlan", "SourceTable", "build_array", "build_overviews", "clip_to_bbox"]
+__all__ = ["DIMS", "ArrayPlan", "SourceTable", "build_array", "build_overviews", "clip_to_bbox"]
+
+DIMS = ("time", "band", "y", "x")
+"""The dimensions of every array, in this order."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -15,6 +15,7 @@ import pyproj
 import xarray as xr
 
 from stackcube.api import Cube, open_dataarray
+from stackcube.plan import DIMS
 from stackcube.store import OpenArgs, OpenOptions, RepoLike, read_metadata
 
 __all__ = ["to_grid"]
@@ -79,14 +80,14 @@ def to_grid(
     geobox = GeoBox.from_bbox(extent, crs=target.to_wkt(), resolution=resolution, tight=True)
     warped = []
     for source in sources:
-        keep = {"time", "band", "y", "x", "spatial_ref"}
+        keep = {*DIMS, "spatial_ref"}
         data = source.drop_vars([c for c in source.coords if c not in keep])
         out = xr_reproject(data.astype("float32"), geobox, resampling=resampling, dst_nodata=float("nan"))
         warped.append(out.assign_coords(time=data.time.values, band=data.band.values))
     result = warped[0]
     for other in warped[1:]:
         result = result.combine_first(other)
-    return result.transpose("time", "band", "y", "x").rename("data")
+    return result.transpose(*DIMS).rename("data")
 
 
 def _footprints(sources: Sequence[xr.DataArray], target: pyproj.CRS) -> tuple[float, float, float, float]:

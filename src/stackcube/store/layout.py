@@ -34,7 +34,7 @@ from stackcube._version import __version__
 from stackcube.cube import CubePlan
 from stackcube.errors import RepositoryError
 from stackcube.options import CubeOptions
-from stackcube.plan import ArrayPlan
+from stackcube.plan import DIMS, ArrayPlan
 from stackcube.search import Query
 from stackcube.sources import Source
 from stackcube.tiff import TiffManifest
@@ -42,7 +42,6 @@ from stackcube.union import UnionPlan
 
 __all__ = [
     "DATA",
-    "DIMS",
     "ROOT",
     "SOURCES",
     "ArrayLayout",
@@ -62,8 +61,6 @@ SOURCES = "sources"
 """Name of the node holding the table of every indexed source (one row per item and asset) and its manifest."""
 DATA = "data"
 """Name of the virtual array in each level's node."""
-DIMS = ("time", "band", "y", "x")
-"""Dimensions of every array."""
 
 
 def level_path(array: str, level: int) -> str:

@@ -19,11 +19,10 @@ import zarr
 from stackcube._progress import progress_bar
 from stackcube.cube import CubePlan
 from stackcube.errors import ConcurrentUpdateError, SourceError
-from stackcube.plan import ArrayPlan
+from stackcube.plan import DIMS, ArrayPlan
 from stackcube.settings import Settings
 from stackcube.store.layout import (
     DATA,
-    DIMS,
     SOURCES,
     ArrayLayout,
     CubeMetadata,

@@ -22,14 +22,13 @@ from xarray.core import indexing
 from stackcube import _sync
 from stackcube._georef import spatial_coords
 from stackcube.options import Chunks
+from stackcube.plan import DIMS
 from stackcube.settings import Settings, current
 from stackcube.union._graph import block_size, lay, union_array
 from stackcube.union._order import order_steps
 from stackcube.union._plan import Piece, UnionPlan
 
 __all__ = ["union_dataset"]
-
-DIMS = ("time", "band", "y", "x")
 
 # attributes of a member's data array that describe the member, not the union
 _MEMBER_ONLY = {"coordinates", "spatial:dimensions"}
