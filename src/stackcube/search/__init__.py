@@ -1,0 +1,24 @@
+"""Search stage: a STAC API, a static catalog or collection, an ItemCollection file or item list -> pystac Items.
+
+The search arguments are normalised once by pystac-client's ``ItemSearch`` (without a request), so a static
+catalog is filtered exactly as a STAC API would filter it: the same bbox and datetime ranges ("2020-06" is the
+whole month), CQL2 filters evaluated with the ``cql2`` library, the ``query`` extension's operators.
+
+Modules, each importing only the ones before it: ``_query`` (:class:`SearchArgs`, :class:`Query`), ``_fetch``
+(STAC documents and API searches over the network, retried), ``_static`` (static inputs filtered as an API would),
+``_search`` (:func:`search_items`: whichever kind of catalog it is).
+"""
+
+from stackcube.search._query import SEARCH_KEYWORDS, CatalogLike, Query, SearchArgs, make_query, require_items
+from stackcube.search._search import search_again, search_items
+
+__all__ = [
+    "SEARCH_KEYWORDS",
+    "CatalogLike",
+    "Query",
+    "SearchArgs",
+    "make_query",
+    "require_items",
+    "search_again",
+    "search_items",
+]

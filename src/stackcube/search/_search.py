@@ -1,0 +1,87 @@
+"""Running a search: whichever kind of catalog it is, read its document once and search it as a STAC API would."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Unpack
+
+import pystac
+
+from stackcube._keywords import check_keywords
+from stackcube.errors import SearchError
+from stackcube.search._fetch import is_api, read_json, search_api
+from stackcube.search._query import SEARCH_KEYWORDS, CatalogLike, Query, SearchArgs, make_query
+from stackcube.search._static import matches, static_items
+from stackcube.settings import Settings, current
+
+__all__ = ["search_again", "search_items"]
+
+
+def search_items(
+    catalog: CatalogLike,
+    *,
+    bbox: Any = None,
+    datetime: Any = None,
+    settings: Settings | None = None,
+    **search: Unpack[SearchArgs],
+) -> tuple[Query, list[pystac.Item]]:
+    """Run a search and return the normalised query and the matching items (in the catalog's order).
+
+    Parameters
+    ----------
+    catalog
+        A STAC API root URL, a static catalog or collection JSON (path or URL), an ItemCollection / GeoJSON
+        FeatureCollection file, a ``pystac.ItemCollection``, or an iterable of ``pystac.Item`` or item dicts.
+    bbox, datetime
+        As in ``pystac_client.Client.search``; static inputs are filtered the same way.
+    settings
+        Timeouts and retries (default: :func:`stackcube.settings.current`).
+    **search
+        :class:`SearchArgs`: intersects, collections, ids, query, filter, filter_lang, max_items, limit (as
+        pystac-client takes them), ``headers`` for a STAC API, and ``modifier``, called on every item (and result)
+        a STAC API returns, e.g. ``planetary_computer.sign_inplace``; also applied to static items.
+
+    Examples
+    --------
+    >>> from stackcube.search import search_items
+    >>> q, items = search_items("https://earth-search.aws.element84.com/v1", collections=["sentinel-2-l2a"],
+    ...                         bbox=[27.0, -8.0, 27.1, -7.9], datetime="2020-06")  # doctest: +SKIP
+    """
+    check_keywords(search, SEARCH_KEYWORDS, "search_items")
+    settings = settings or current()
+    modifier = search.pop("modifier", None)
+    q = make_query(catalog, bbox=bbox, datetime=datetime, **search)
+    href = os.fspath(catalog) if isinstance(catalog, str | os.PathLike) else None
+    # read once, whatever kind it turns out to be
+    doc = read_json(href, settings, q.headers) if href is not None else None
+    if href is not None and doc is not None and is_api(href, doc):
+        items = search_api(href, q, modifier, settings)
+    else:
+        items = [i for i in static_items(catalog, doc, settings) if matches(i, q)]
+        if modifier is not None:
+            for item in items:
+                modifier(item)
+        if q.max_items is not None:
+            items = items[: q.max_items]
+    return q, items
+
+
+def search_again(query: Query, settings: Settings | None = None) -> tuple[Query, list[pystac.Item]]:
+    """Run a stored search again (a cube's refresh): the same catalog, filters and limits, without headers."""
+    if query.catalog is None:
+        msg = "the search was of items in memory, not of a catalog: there is nothing to search again"
+        raise SearchError(msg)
+    return search_items(
+        query.catalog,
+        bbox=query.bbox,
+        datetime=query.datetime,
+        settings=settings,
+        intersects=query.intersects,
+        collections=query.collections,
+        ids=query.ids,
+        query=query.query,
+        filter=query.filter,
+        filter_lang=query.filter_lang,
+        max_items=query.max_items,
+        limit=query.limit,
+    )

@@ -1,0 +1,48 @@
+"""Search arguments (search._query): normalised once, stored in a cube without headers, run again as they were."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from stackcube.errors import SearchError
+from stackcube.search import Query, make_query, search_again, search_items
+
+
+def test_a_query_round_trips_without_its_headers(tmp_path) -> None:
+    q = make_query(
+        "https://example.com/stac",
+        bbox=[27, -8, 27.5, -7.5],
+        datetime="2020-06",
+        collections="sentinel-2-l2a",
+        filter="eo:cloud_cover < 20",
+        max_items=10,
+        headers={"Authorization": "Bearer secret"},
+    )
+    assert q.datetime == "2020-06-01T00:00:00Z/2020-06-30T23:59:59Z"
+    assert q.collections == ("sentinel-2-l2a",)
+    assert q.filter_lang == "cql2-text"
+    stored = json.loads(json.dumps(q.to_dict()))
+    assert "secret" not in json.dumps(stored)
+    again = Query.from_dict(stored)
+    assert again == dataclasses.replace(q, headers={})
+    assert again.bbox == (27.0, -8.0, 27.5, -7.5)
+
+
+def test_unknown_search_keywords_are_refused() -> None:
+    with pytest.raises(TypeError, match=r"search_items\(\) got an unexpected keyword argument 'collection'"):
+        search_items([], collection="sentinel-2-l2a")  # type: ignore[call-arg]
+    with pytest.raises(SearchError, match="invalid search arguments"):
+        search_items([], datetime="last tuesday")
+
+
+def test_a_stored_search_runs_again_only_on_a_catalog(tmp_path) -> None:
+    with pytest.raises(SearchError, match="nothing to search again"):
+        search_again(Query(catalog=None))
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    q, items = search_again(Query(catalog=str(path), datetime="2020-06-01T00:00:00Z/2020-06-30T23:59:59Z"))
+    assert q.catalog == str(path)
+    assert items == []
