@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         cube = stackcube.build_cube(items, repo=repo, progress=False)
         build, build_gets = time.perf_counter() - start, proxy.stats["GET"]
         (union,) = cube.plan.unions
-        a, _, x0, _, e, y0 = union.transform
+        a, _, x0, _, e, y0 = union.transform[:6]
         _, _, height, width = union.shape
         window = {"y": slice(100, 100 + SIZE), "x": slice(100, 100 + SIZE)}
         opens, values = [], {}

@@ -93,8 +93,10 @@ def stack(
             "array= one of them, or narrow the search (assets=, bbox=)"
         )
         raise ValueError(msg)
-    data = open_dataarray(cube.repository, array or names[0], mask_and_scale=mask_and_scale)
-    crs = cube.plan.arrays[0].crs
+    chosen = array or names[0]
+    data = open_dataarray(cube.repository, chosen, mask_and_scale=mask_and_scale)
+    crss = {u.name: u.crs for u in cube.plan.unions} | {a.name: a.crs for a in cube.plan.arrays}
+    crs = crss[chosen]
     epsg = int(crs.split(":")[1]) if crs.startswith("EPSG:") else None
     data = data.assign_coords(
         epsg=epsg,

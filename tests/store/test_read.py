@@ -178,6 +178,8 @@ def test_version_and_allow_reach_every_reader(versions, reader) -> None:
     assert read(repo, name, allow=[versions["data"]]).sizes["band"] == 2
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # affine * in odc-geo
+@pytest.mark.filterwarnings("ignore:The 'shapely.ops.transform:DeprecationWarning")  # odc-geo 0.5 on shapely 2.2
 def test_the_other_readers_pass_their_keywords_on(versions) -> None:
     import dask
 
@@ -187,6 +189,9 @@ def test_the_other_readers_pass_their_keywords_on(versions) -> None:
     assert opened.sizes["band"] == 4
     assert opened.chunks is None
     assert opened.dtype == np.uint16
+    warped = stackcube.to_grid(repo, crs="EPSG:32735", resolution=20.0, tag="v1", allow=[versions["data"]])
+    assert warped.sizes["band"] == 4
+    assert stackcube.to_grid(first, crs="EPSG:32735", resolution=20.0, branch="dev").sizes["band"] == 1
     assert stackcube.open_dataarray(repo, name, level=1, tag="v1").sizes["y"] == 256
     with pytest.warns(DeprecationWarning, match="use array="):
         old = stackcube.open_dataarray(repo, group=name, tag="v1")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlparse
 
 import icechunk
 import numpy as np
@@ -126,14 +125,13 @@ def _write_level(session: icechunk.Session, level: ArrayPlan, path: str, advance
                 if failed:
                     msg = f"{sources.href[i]}: Icechunk refused {len(failed)} references (no container?)"
                     raise SourceError(msg)
-                advance(int(mine.sum()))
+                advance(int(np.count_nonzero(mine)))
 
 
 def _checksum(href: str, etag: str, last_modified: str) -> Any:
     """What Icechunk checks a source against when it reads one of its chunks."""
-    scheme = urlparse(href).scheme
-    if etag and scheme != "file":
-        if scheme in {"http", "https"}:
+    if etag and not href.startswith("file:"):
+        if href.startswith(("http:", "https:")):
             # Icechunk strips one pair of quotes from an ETag and sends the rest as If-Match; HTTP servers (nginx,
             # RFC 9110) compare quoted entity-tags, so the quoted ETag goes in one more pair of quotes
             return f'"{etag}"' if etag.startswith('"') else f'""{etag}""'
