@@ -5,7 +5,7 @@ Modules, each importing only the ones before it: ``repo`` (opening or creating a
 containers for exactly the sources' prefixes, credentials, the ``allow`` check), ``layout`` (what a cube stores,
 described once: :class:`CubeMetadata`, :class:`ArrayLayout`, the coordinates of a level, the source table),
 ``write`` (one commit per build or refresh) and ``read`` (:class:`Version`, :class:`OpenOptions`, the guarded
-store, opening arrays and unions).
+store, opening a cube, an array or one of its levels, unions included).
 """
 
 from stackcube.store.layout import ArrayLayout, CubeMetadata, Level
@@ -15,6 +15,7 @@ from stackcube.store.read import (
     ReadArgs,
     StoredCube,
     Version,
+    open_array,
     open_datatree,
     open_level,
     read_metadata,
@@ -44,6 +45,7 @@ __all__ = [
     "Version",
     "check_allowed",
     "container_prefixes",
+    "open_array",
     "memory_repository",
     "open_datatree",
     "open_level",

@@ -20,7 +20,7 @@ from stackcube.errors import ArrayNotFoundError, SourceChangedError
 from stackcube.options import Chunks
 from stackcube.settings import Settings
 from stackcube.sources import Source
-from stackcube.store.layout import ArrayLayout, CubeMetadata, data_path, level_path, read_sources_table
+from stackcube.store.layout import DATA, ArrayLayout, CubeMetadata, data_path, level_path, read_sources_table
 from stackcube.store.repo import RepoLike, open_repository
 from stackcube.union import UnionPlan, union_dataset
 
@@ -30,6 +30,7 @@ __all__ = [
     "ReadArgs",
     "StoredCube",
     "Version",
+    "open_array",
     "open_datatree",
     "open_level",
     "read_metadata",
@@ -248,3 +249,16 @@ def open_level(
         )
     ds.attrs.update(snapshot_id=session.snapshot_id, array=array, level=level)
     return ds
+
+
+def open_array(
+    repo: RepoLike,
+    array: str | None = None,
+    level: int = 0,
+    options: OpenOptions | None = None,
+    *,
+    settings: Settings | None = None,
+) -> xr.DataArray:
+    """One level of one array as a DataArray named after the array (see :func:`open_level`)."""
+    ds = open_level(repo, array, level, options, settings=settings)
+    return ds[DATA].rename(ds.attrs["array"])
