@@ -22,7 +22,7 @@ from stackcube.options import CubeOptions, GroupBy, OnError, Overlap
 from stackcube.search import CatalogLike, SearchArgs, search_items
 from stackcube.settings import current
 from stackcube.sources import read_sources
-from stackcube.store import OpenArgs, OpenOptions, ReadArgs, RepoLike, open_array, open_datatree, write_plan
+from stackcube.store import OpenArgs, OpenOptions, ReadArgs, RepoLike, open_datatree, open_level, write_plan
 
 if TYPE_CHECKING:
     import icechunk
@@ -263,4 +263,4 @@ def open_dataarray(
     if group is not None:
         warnings.warn("open_dataarray(group=) is deprecated; use array=", DeprecationWarning, stacklevel=2)
         array = array or group
-    return open_array(repo, array, level, OpenOptions.from_args(kwargs, "open_dataarray"))
+    return open_level(repo, array, level, OpenOptions.from_args(kwargs, "open_dataarray"))

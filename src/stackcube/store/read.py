@@ -30,7 +30,6 @@ __all__ = [
     "ReadArgs",
     "StoredCube",
     "Version",
-    "open_array",
     "open_datatree",
     "open_level",
     "read_metadata",
@@ -203,6 +202,20 @@ def open_datatree(
     return tree
 
 
+def _array_name(metadata: CubeMetadata, array: str | None, repo: RepoLike) -> str:
+    """The array asked for, or the cube's only one; an ArrayNotFoundError lists the arrays there are."""
+    names = metadata.array_names
+    if array is None:
+        if len(names) != 1:
+            msg = f"{repo} holds {len(names)} arrays ({', '.join(names)}); pass array= one of them"
+            raise ArrayNotFoundError(msg)
+        return names[0]
+    if array not in names and array not in metadata.members:
+        msg = f"{repo} has no array {array!r}; it has: {', '.join(names)}"
+        raise ArrayNotFoundError(msg)
+    return array
+
+
 def open_level(
     repo: RepoLike,
     array: str | None = None,
@@ -210,8 +223,9 @@ def open_level(
     options: OpenOptions | None = None,
     *,
     settings: Settings | None = None,
-) -> xr.Dataset:
-    """Open one level of one array (a stored array or a union) as a Dataset, reading the metadata of that node only.
+) -> xr.DataArray:
+    """Open one level of one array (a stored array or a union) as a DataArray named after the array, reading the
+    metadata of that node only.
 
     ``array`` may be None when the cube has one. Errors name the arrays and levels there are.
     """
@@ -219,21 +233,12 @@ def open_level(
     session = _session(repo, options, settings)
     store = _GuardedStore(session.store)
     metadata = CubeMetadata.from_attrs(zarr.open_group(session.store, mode="r").attrs)
-    names = metadata.array_names
-    if array is None:
-        if len(names) != 1:
-            msg = f"{repo} holds {len(names)} arrays ({', '.join(names)}); pass array= one of them"
-            raise ArrayNotFoundError(msg)
-        array = names[0]
-    if array not in names and array not in metadata.members:
-        msg = f"{repo} has no array {array!r}; it has: {', '.join(names)}"
-        raise ArrayNotFoundError(msg)
+    array = _array_name(metadata, array, repo)
     union = metadata.union(array)
     if union is not None:
         count = union.n_levels
     else:
-        layout = ArrayLayout.from_attrs(zarr.open_group(session.store, path=array, mode="r").attrs)
-        count = len(layout.levels) or 1
+        count = len(ArrayLayout.from_attrs(zarr.open_group(session.store, path=array, mode="r").attrs).levels) or 1
     if not 0 <= level < count:
         msg = f"array {array} has levels {', '.join(map(str, range(count)))} (0 is full resolution), not {level}"
         raise ArrayNotFoundError(msg)
@@ -247,18 +252,4 @@ def open_level(
             mask_and_scale=options.mask_and_scale,
             **_OPEN,
         )
-    ds.attrs.update(snapshot_id=session.snapshot_id, array=array, level=level)
-    return ds
-
-
-def open_array(
-    repo: RepoLike,
-    array: str | None = None,
-    level: int = 0,
-    options: OpenOptions | None = None,
-    *,
-    settings: Settings | None = None,
-) -> xr.DataArray:
-    """One level of one array as a DataArray named after the array (see :func:`open_level`)."""
-    ds = open_level(repo, array, level, options, settings=settings)
-    return ds[DATA].rename(ds.attrs["array"])
+    return ds[DATA].rename(array)
