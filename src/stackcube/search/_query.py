@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self, TypedDict
+from typing import Any, Self, TypedDict, Unpack
 
 import pystac
 
@@ -120,22 +120,25 @@ class Query:
         )
 
 
-def make_query(catalog: CatalogLike, **kwargs: Any) -> Query:
-    """Normalise search arguments with pystac-client's own rules (no request is made)."""
+def make_query(catalog: CatalogLike, *, bbox: Any = None, datetime: Any = None, **search: Unpack[SearchArgs]) -> Query:
+    """Normalise search arguments with pystac-client's own rules (no request is made; ``modifier`` is not part of
+    a query)."""
     from pystac_client.item_search import ItemSearch
 
-    headers = dict(kwargs.pop("headers", None) or {})
-    max_items, limit = kwargs.pop("max_items", None), kwargs.pop("limit", None)
-    filter_lang = kwargs.pop("filter_lang", None)
+    search.pop("modifier", None)
+    headers = dict(search.pop("headers", None) or {})
+    max_items, limit = search.pop("max_items", None), search.pop("limit", None)
+    filter_lang = search.pop("filter_lang", None)
+    given = {"bbox": bbox, "datetime": datetime, **search}
     try:
-        params = ItemSearch("http://normalise.invalid/search", **kwargs).get_parameters()
+        params = ItemSearch("http://normalise.invalid/search", **given).get_parameters()
     except Exception as exc:
-        msg = f"invalid search arguments {kwargs}: {exc}"
+        msg = f"invalid search arguments {given}: {exc}"
         raise SearchError(msg) from None
     name = os.fspath(catalog) if isinstance(catalog, str | os.PathLike) else None
     if name is not None and "://" not in name and Path(name).exists():
         name = str(Path(name).resolve())  # stored in cubes: a refresh may run from another directory
-    flt = kwargs.get("filter")
+    flt = search.get("filter")
     return Query(
         catalog=name,
         bbox=tuple(params["bbox"]) if "bbox" in params else None,
@@ -144,7 +147,7 @@ def make_query(catalog: CatalogLike, **kwargs: Any) -> Query:
         collections=tuple(params["collections"]) if "collections" in params else None,
         ids=tuple(params["ids"]) if "ids" in params else None,
         query=params.get("query"),
-        filter=flt,
+        filter=dict(flt) if isinstance(flt, Mapping) else flt,
         filter_lang=filter_lang or (("cql2-text" if isinstance(flt, str) else "cql2-json") if flt else None),
         max_items=max_items,
         limit=limit,

@@ -49,7 +49,7 @@ def search_items(
     """
     check_keywords(search, SEARCH_KEYWORDS, "search_items")
     settings = settings or current()
-    modifier = search.pop("modifier", None)
+    modifier = search.get("modifier")
     q = make_query(catalog, bbox=bbox, datetime=datetime, **search)
     href = os.fspath(catalog) if isinstance(catalog, str | os.PathLike) else None
     # read once, whatever kind it turns out to be
