@@ -7,8 +7,9 @@
 - The Zarr codec ``stackcube.tiff`` (:class:`TiffSegmentCodec`) decodes one segment; it is registered through
   the ``zarr.codecs`` entry point.
 
-Modules: ``_model`` (plain data), ``_parse`` and ``_geo`` (pure parsing), ``_decode`` (pure decoding), ``_source``
-and ``_read`` (I/O), ``_codec`` and ``_zarr`` (Zarr). Each imports only the ones before it.
+Modules, each importing only the ones before it: ``_model`` (plain data), ``_geo`` and ``_decode`` (pure
+georeferencing and decoding), ``_parse`` (pure header parsing), ``_source`` and ``_read`` (I/O), ``_codec`` and
+``_zarr`` (Zarr).
 """
 
 from stackcube.tiff._codec import CODEC_NAME, TiffSegmentCodec
