@@ -53,7 +53,7 @@ def test_checks_tell_changed_from_vanished_from_unchanged(chosen) -> None:
     assert checks[0].changed
     assert "does not exist" in str(checks[1].error)
     assert not checks[1].changed
-    assert all(c.current is None and c.error is None for c in checks[2:])
+    assert all(c.found is None and c.error is None for c in checks[2:])
 
 
 def test_no_usable_asset_is_explained(tmp_path) -> None:

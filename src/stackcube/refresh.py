@@ -311,7 +311,7 @@ def verify_cube(
     repository, stored = _stored(repo, branch, allow, settings)
     unique = list({s.manifest.href: s for s in stored.sources}.values())
     checks = _sync.run(check_sources(unique, progress=progress, settings=settings))
-    changed = tuple((c.href, c.recorded, c.current or "") for c in checks if c.changed)
+    changed = tuple((c.href, c.recorded, c.found or "") for c in checks if c.changed)
     vanished = tuple((c.href, c.error) for c in checks if c.error is not None)
     report = VerifyReport(snapshot_id=stored.snapshot_id, checked=len(unique), changed=changed, vanished=vanished)
     refreshed = None

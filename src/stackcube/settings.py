@@ -163,10 +163,9 @@ def set(**changes: Any) -> _Override:
     if unknown:
         msg = f"stackcube has no setting {', '.join(map(repr, unknown))}; the settings are {', '.join(known)}"
         raise TypeError(msg)
-    previous = current()
-    updated = dataclasses.replace(previous, **changes)
     with _lock:
-        _current = updated
+        previous = _current if _current is not None else Settings.from_env()
+        _current = dataclasses.replace(previous, **changes)
     return _Override(previous)
 
 

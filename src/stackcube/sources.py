@@ -162,7 +162,7 @@ class SourceCheck:
     """The source."""
     recorded: str
     """The ETag it had when indexed (empty when the host sent none)."""
-    current: str | None = None
+    found: str | None = None
     """Its ETag now (or ``size N`` when the host sends none), when it differs; None when unchanged."""
     error: str | None = None
     """Why it could not be asked (vanished, refused, unreachable); None when it answered."""
@@ -170,7 +170,7 @@ class SourceCheck:
     @property
     def changed(self) -> bool:
         """The object answered and is not the one indexed."""
-        return self.error is None and self.current is not None
+        return self.error is None and self.found is not None
 
 
 async def check_sources(
