@@ -11,6 +11,7 @@ import pytest
 from stackcube.assets import choose_assets
 from stackcube.demo import write_demo_catalog
 from stackcube.errors import NothingFoundError, SourceNotFoundError
+from stackcube.options import CubeOptions
 from stackcube.search import search_items
 from stackcube.sources import Source, check_sources, read_sources
 
@@ -35,7 +36,7 @@ def test_an_unreadable_source_fails_or_is_listed(chosen) -> None:
     Path(chosen[1].href).unlink()
     with pytest.raises(SourceNotFoundError, match="does not exist"):
         asyncio.run(read_sources(chosen, progress=False))
-    sources, failed = asyncio.run(read_sources(chosen, on_error="skip", progress=False))
+    sources, failed = asyncio.run(read_sources(chosen, CubeOptions(on_error="skip"), progress=False))
     assert len(sources) == len(chosen) - 1
     (failure,) = failed
     assert failure.startswith(f"{chosen[1].item.id}/{chosen[1].key}: ")

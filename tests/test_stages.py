@@ -12,12 +12,16 @@ import stackcube
 
 PACKAGE = Path(stackcube.__file__).parent
 
-SHARED = ("_version", "settings", "errors", "options", "_keywords", "_georef", "_progress", "_retry", "_sync")
+SHARED = (
+    *("_version", "settings", "errors", "options"),
+    *("_keywords", "_georef", "_physical", "_progress", "_retry", "_sync"),
+)
 """Used by every stage; they import nothing of a stage."""
 STAGES = (
     ("search",),
     ("assets",),
     ("tiff",),
+    ("bands",),
     ("sources",),
     ("grid",),
     ("plan",),

@@ -5,12 +5,14 @@ The package is the pipeline. Stages, in the order they run (a stage imports only
 1. ``stackcube.search``   catalog URL / static catalog / items + bbox/datetime/filters -> items
 2. ``stackcube.assets``   which assets of each item become bands, and why others are skipped
 3. ``stackcube.tiff``     TIFF headers -> TiffManifest (where every tile lives, how to decode it)
-4. ``stackcube.sources``  every chosen asset with its manifest (header reads, concurrent) -> Source
-5. ``stackcube.grid``     sources grouped by CRS, resolution, phase and encoding (GridKey)
-6. ``stackcube.plan``     ArrayPlan: the sources of one grid placed chunk by chunk in one array, per level
-7. ``stackcube.union``    UnionPlan: arrays on one pixel lattice as one array; reading it back
-8. ``stackcube.cube``     CubePlan: the arrays and unions of a cube, and the report of every decision
-9. ``stackcube.store``    CubePlan -> a committed Icechunk repository of virtual references; open it back
+4. ``stackcube.bands``    what each band's values mean (nodata, scale, offset, unit): STAC first, then the file
+5. ``stackcube.sources``  every chosen asset with its manifest and band metadata (header reads, concurrent) -> Source
+6. ``stackcube.grid``     sources grouped by CRS, resolution, phase, encoding and nodata (GridKey)
+7. ``stackcube.plan``     ArrayPlan: the sources of one grid placed chunk by chunk in one array, per level, with the
+                          scale and offset of every time step and band
+8. ``stackcube.union``    UnionPlan: arrays on one pixel lattice as one array; reading it back
+9. ``stackcube.cube``     CubePlan: the arrays and unions of a cube, and the report of every decision
+10. ``stackcube.store``   CubePlan -> a committed Icechunk repository of virtual references; open it back
 
 ``stackcube.api`` is the module that knows this order; ``stackcube.refresh`` runs it again on a stored cube (new
 and changed sources only) and verifies sources; ``stackcube.stack`` (stackstac's shape), ``stackcube.regrid``
@@ -18,6 +20,8 @@ and changed sources only) and verifies sources; ``stackcube.stack`` (stackstac's
 
 Shared by every stage: ``stackcube.errors`` (the one error tree), ``stackcube.settings`` (concurrency, timeouts,
 retries, where S3 is), ``stackcube.options`` (how assets become arrays). ``stackcube.cli`` is the command line.
+Every reader decodes stored values the same way (``stackcube._physical``: nodata as NaN, then scale and offset per
+time step and band).
 
 Words: users open *arrays* (one per grid, or a union of them); a *grid* is what sources share (``GridKey``); the
 resolutions of an array are its *levels* (0 is full resolution, then the sources' internal overviews).

@@ -83,7 +83,7 @@ async def plan_cube_async(
     settings = current()
     q, items = await asyncio.to_thread(search_items, catalog, bbox=bbox, datetime=datetime, settings=settings, **search)
     chosen, skipped = choose_assets(items, q, options.assets)
-    sources, failed = await read_sources(chosen, on_error=options.on_error, progress=progress, settings=settings)
+    sources, failed = await read_sources(chosen, options, progress=progress, settings=settings)
     return plan_sources(q, sources, options, skipped=skipped, failed=failed)
 
 

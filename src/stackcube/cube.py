@@ -4,16 +4,21 @@ of every decision. Pure data and pure functions: what the store writes.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from stackcube.assets import SkippedAsset
+from stackcube.bands import S2_OFFSET_BASELINE, baseline
 from stackcube.errors import NothingFoundError
 from stackcube.grid import GridKey, group_by_grid
 from stackcube.options import CubeOptions
-from stackcube.plan import ArrayPlan, build_array
+from stackcube.plan import ArrayPlan, build_array, split_by_meaning
 from stackcube.search import Query
 from stackcube.sources import Source
 from stackcube.union import UnionPlan, build_unions
@@ -128,25 +133,65 @@ def plan_sources(
     options = options or CubeOptions()
     by_grid, rejected = group_by_grid(sources)
     notes = [f"{s.item_id}/{s.asset} has {why}; skipped" for s, why in rejected]
+    notes += _nodata_notes(list(by_grid))
     arrays: list[ArrayPlan] = []
     taken: set[str] = set()
     for key, members in sorted(by_grid.items(), key=lambda kv: (kv[0].crs, abs(kv[0].resolution[0]))):
-        name = _array_name(key, taken)
-        array = build_array(name, key, members, options, bbox=query.bbox)
-        if array is None:
-            notes.append(f"{name} ({key.describe()}) lies outside the bbox; dropped")
-            continue
-        arrays.append(array)
+        parts = split_by_meaning(members)
+        names = [_array_name(key, taken) for _ in parts]
+        if len(parts) > 1:
+            notes.append(
+                f"{', '.join(names)}: sources of one time step and band state different scales or offsets; "
+                "each (scale, offset) is its own array"
+            )
+        for name, part in zip(names, parts, strict=True):
+            array = build_array(name, key, part, options, bbox=query.bbox)
+            if array is None:
+                notes.append(f"{name} ({key.describe()}) lies outside the bbox; dropped")
+                continue
+            arrays.append(array)
+            notes += _meaning_notes(array, part)
     if not arrays:
         msg = "no source grid overlaps the bbox: " + "; ".join(notes[:5])
         raise NothingFoundError(msg)
+    unions, union_notes = build_unions(arrays, options)
     return CubePlan(
         query=query,
         arrays=tuple(arrays),
         skipped=tuple(skipped),
-        notes=tuple(notes),
+        notes=tuple(notes + list(union_notes)),
         failed=tuple(failed),
         sources=tuple(sources),
         options=options,
-        unions=build_unions(arrays, options),
+        unions=unions,
     )
+
+
+def _nodata_notes(keys: Sequence[GridKey]) -> list[str]:
+    """Why grids that differ only in nodata are not one array."""
+    by_rest: dict[GridKey, list[str]] = {}
+    for key in keys:
+        by_rest.setdefault(dataclasses.replace(key, fill_value=""), []).append(key.fill_value)
+    return [
+        f"sources on {rest.describe()} state different nodata ({', '.join(sorted(values))}); each is its own array"
+        for rest, values in by_rest.items()
+        if len(values) > 1
+    ]
+
+
+def _meaning_notes(array: ArrayPlan, sources: Sequence[Source]) -> list[str]:
+    """Where STAC and the files disagreed (STAC wins), and Sentinel-2 DNs of two encodings in one array."""
+    notes = []
+    counts = Counter(c for s in sources for c in s.conflicts)
+    if counts:
+        said = "; ".join(f"{conflict} ({n} source{'s' * (n != 1)})" for conflict, n in counts.items())
+        notes.append(f"{array.name}: STAC and the files disagree ({said}); STAC's values are used")
+    versions = {b for s in sources if (b := baseline(s.properties)) is not None}
+    offset_stated = bool(np.any(array.offset != 0))
+    if versions and min(versions) < S2_OFFSET_BASELINE <= max(versions) and not offset_stated:
+        notes.append(
+            f"{array.name}: Sentinel-2 processing baselines before and from 04.00 in one array, and no offset: "
+            "the digital numbers of the later items are 1000 higher for the same reflectance; pass "
+            "harmonize='sentinel-2' to apply ESA's offset, or use a catalog that states raster:bands offsets"
+        )
+    return notes

@@ -6,6 +6,8 @@ does about it::
     StackcubeError
     ├── SearchError                  the catalog could not be searched: check the URL and the search arguments
     │   └── NothingFoundError        (also LookupError) the search matched no usable items or assets
+    ├── MetadataError                (also ValueError) an item's band metadata cannot be right (a scale of 0, nodata
+    │                                outside the dtype): fix the catalog, or pass stac_metadata=False
     ├── SourceError                  a source could not be read: check the href, the network, the credentials
     │   ├── SourceNotFoundError      (also FileNotFoundError) the object does not exist
     │   └── SourceChangedError       the object changed while or since it was indexed: refresh the cube
@@ -27,6 +29,7 @@ __all__ = [
     "ArrayNotFoundError",
     "ConcurrentUpdateError",
     "CorruptTiffError",
+    "MetadataError",
     "NotGriddableError",
     "NothingFoundError",
     "RepositoryError",
@@ -55,6 +58,10 @@ class SearchError(StackcubeError):
 
 class NothingFoundError(SearchError, LookupError):
     """The search matched no items, or none of them had a usable asset; nothing is planned."""
+
+
+class MetadataError(StackcubeError, ValueError):
+    """What a catalog says about an asset's bands cannot be right; the message names the item, asset and value."""
 
 
 class SourceError(StackcubeError, OSError):

@@ -42,7 +42,7 @@ class GridKey:
     dtype: str
     """Sample dtype."""
     fill_value: str
-    """Nodata as text (so NaN equals NaN), or ``"none"``."""
+    """Nodata (STAC's, else the file's) as text (so NaN equals NaN), or ``"none"``."""
     encoding: str
     """The decoding recipe without the image size, as canonical JSON."""
     samples: int = 1
@@ -98,7 +98,7 @@ def grid_key(source: Source) -> GridKey:
     recipe = image.recipe.to_config()
     for size in ("image_length", "image_width"):
         recipe.pop(size)
-    fill = image.fill_value
+    fill = source.nodata
     return GridKey(
         crs=normalize_crs(source.crs),
         resolution=(t.a, t.e),

@@ -12,13 +12,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self, cast, get_args
 
-__all__ = ["Chunks", "CubeOptions", "GroupBy", "OnError", "Overlap", "sort_rank"]
+__all__ = ["Chunks", "CubeOptions", "GroupBy", "Harmonize", "OnError", "Overlap", "sort_rank"]
 
 Overlap = Literal["first", "last"]
 """Where sources of one time step claim the same chunk or pixel: the first or the last one in member order."""
 GroupBy = Literal["datetime", "solar_day"] | None
 """How a union's time steps are formed: items of one acquisition datetime share a step (default), items of one
 local solar day share a step, or (None) every item is its own step, as stackstac does."""
+Harmonize = Literal["sentinel-2"] | None
+"""An opt-in correction of a producer's change of encoding: ``"sentinel-2"`` gives items from processing baseline
+04.00 on, whose catalog states no offset, ESA's offset of -1000 DN; None takes values as the catalog describes them."""
 OnError = Literal["raise", "skip"]
 """A source that cannot be read fails the build (``"raise"``) or is left out and listed (``"skip"``)."""
 Chunks = Mapping[str, int] | Literal[False] | None
@@ -52,12 +55,18 @@ class CubeOptions:
     """An item property ordering those sources (least first); None keeps search order."""
     groupby: GroupBy = "datetime"
     """How the time steps of a union are formed."""
+    stac_metadata: bool = True
+    """Whether STAC's band metadata (nodata, scale, offset, unit) is used; the file's alone when False."""
+    harmonize: Harmonize = None
+    """A producer's change of encoding to correct (``"sentinel-2"``), or None."""
     on_error: OnError = "raise"
     """What one run does with a source it cannot read (not stored)."""
 
     def __post_init__(self) -> None:
         _choice("overlap", self.overlap, get_args(Overlap))
         _choice("groupby", self.groupby, (*get_args(get_args(GroupBy)[0]), None))
+        _choice("harmonize", self.harmonize, (*get_args(get_args(Harmonize)[0]), None))
+        _choice("stac_metadata", self.stac_metadata, (True, False))
         _choice("on_error", self.on_error, get_args(OnError))
         if isinstance(self.assets, str):
             msg = f"assets must be a list of asset keys or common names, not the string {self.assets!r}"
@@ -72,6 +81,8 @@ class CubeOptions:
             "overlap": self.overlap,
             "sort_by": self.sort_by,
             "groupby": self.groupby,
+            "stac_metadata": self.stac_metadata,
+            "harmonize": self.harmonize,
         }
 
     @classmethod
@@ -83,4 +94,6 @@ class CubeOptions:
             overlap=data.get("overlap") or "first",
             sort_by=data.get("sort_by"),
             groupby=data.get("groupby", "datetime"),
+            stac_metadata=bool(data.get("stac_metadata", True)),
+            harmonize=data.get("harmonize"),
         )

@@ -31,7 +31,7 @@ from stackcube.options import CubeOptions, sort_rank
 from stackcube.sources import Source
 from stackcube.tiff import Recipe
 
-__all__ = ["DIMS", "ArrayPlan", "SourceTable", "build_array", "build_overviews", "clip_to_bbox"]
+__all__ = ["DIMS", "ArrayPlan", "SourceTable", "build_array", "build_overviews", "clip_to_bbox", "split_by_meaning"]
 
 DIMS = ("time", "band", "y", "x")
 """The dimensions of every array, in this order."""
@@ -90,7 +90,7 @@ class ArrayPlan:
     dtype: np.dtype[Any]
     """Sample dtype."""
     fill_value: int | float | None
-    """Nodata of the sources (None: the dtype's zero)."""
+    """Nodata of the sources, STAC's or the file's (None: the dtype's zero, and every pixel is valid)."""
     recipe: Recipe
     """How each chunk is decoded (the ``stackcube.tiff`` codec configuration)."""
     time: np.ndarray
@@ -109,12 +109,16 @@ class ArrayPlan:
     """uint64, same shape: byte offset of each chunk in its source."""
     lengths: np.ndarray
     """uint64, same shape: byte length of each chunk (0 for none)."""
+    scale: np.ndarray
+    """float64 (time, band): the multiplier from stored to physical values of each band at each time step."""
+    offset: np.ndarray
+    """float64 (time, band): added after scaling."""
+    unit: str | None = None
+    """Unit of the physical values, when every band of every source states the same one."""
     window: tuple[int, int, int, int] | None = None
     """(row start, row stop, column start, column stop) of the exact bbox inside the array, for lazy trimming."""
     mosaic: bool = False
     """True when sources of one time step sit side by side at tile offsets."""
-    scale_offset: tuple[float, float] | None = None
-    """(scale, offset) that turn stored values into physical ones, when every source and band agrees."""
     level: int = 0
     """0 for full resolution; n when this array is made of the sources' n-th internal overviews."""
     overviews: tuple[ArrayPlan, ...] = ()
@@ -134,6 +138,15 @@ class ArrayPlan:
     def x(self) -> np.ndarray:
         """Pixel-centre x coordinates."""
         return pixel_centres(self.transform, self.shape[2], self.shape[3])[1]
+
+    @property
+    def scale_offset(self) -> tuple[float, float] | None:
+        """The one (scale, offset) of every band and time step, when there is one and it changes something."""
+        pairs = set(zip(self.scale.ravel().tolist(), self.offset.ravel().tolist(), strict=True))
+        if len(pairs) != 1:
+            return None
+        pair = pairs.pop()
+        return None if pair == (1.0, 0.0) else pair
 
     @property
     def levels(self) -> tuple[ArrayPlan, ...]:
@@ -231,6 +244,7 @@ def build_array(
     for s in sources:
         items_per_step[time_slot[_time_of(s)]].append(s)
     step_ids = tuple(tuple(dict.fromkeys(s.item_id for s in step)) for step in items_per_step)
+    scale, offset, unit = _meanings(sources, [time_slot[_time_of(s)] for s in sources], bands, samples)
     prop_names = sorted({k for s in sources for k, v in s.properties.items() if isinstance(v, str | int | float)})
     properties = {k: [step[0].properties.get(k) for step in items_per_step] for k in prop_names}
     band_names = [n for b in bands for n in _band_names(b, samples)]
@@ -242,7 +256,7 @@ def build_array(
         shape=(len(times), len(band_names), height, width),
         chunks=(1, band_chunk, rows, cols),
         dtype=first.dtype,
-        fill_value=first.fill_value,
+        fill_value=sources[0].nodata,
         recipe=recipe,
         time=np.array(times, dtype="datetime64[ns]"),
         bands=tuple(band_names),
@@ -252,8 +266,10 @@ def build_array(
         source_index=source_index,
         offsets=offsets,
         lengths=lengths,
+        scale=scale,
+        offset=offset,
+        unit=unit,
         mosaic=mosaic,
-        scale_offset=_scale_offset(sources),
         level=sources[0].level,
     )
     clipped = plan if bbox is None else clip_to_bbox(plan, bbox)
@@ -272,8 +288,8 @@ def build_overviews(
     """Overview levels 1, 2, ... of ``base``, each from the sources' internal overviews of that level.
 
     A level is planned while every source has it and their overviews share one GridKey (CRS, pixel size, phase
-    modulo a tile, encoding), so overview tiles stand side by side exactly as the full-resolution ones do. Nodata
-    and scale/offset are the full-resolution image's.
+    modulo a tile, encoding), so overview tiles stand side by side exactly as the full-resolution ones do. What
+    the values mean (nodata, scale, offset) is the full-resolution image's, as :class:`Source` gives it.
     """
     levels: list[ArrayPlan] = []
     level = 1
@@ -291,24 +307,47 @@ def build_overviews(
         plan = build_array(base.name, keys.pop(), placed, options, bbox=bbox, overviews=False)
         if plan is None or plan.bands != base.bands or plan.time.shape != base.time.shape:
             break
-        levels.append(dataclasses.replace(plan, fill_value=base.fill_value, scale_offset=base.scale_offset))
+        levels.append(plan)
         level += 1
     return tuple(levels)
 
 
-def _scale_offset(sources: Sequence[Source]) -> tuple[float, float] | None:
-    """The sources' common (scale, offset) from GDAL metadata, or None when absent or not the same for all."""
-    pairs: set[tuple[float, float]] = set()
+def _meanings(
+    sources: Sequence[Source], times: Sequence[int], bands: Sequence[str], samples: int
+) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Per (time, band), the scale and offset of the source there (1 and 0 where none), and the one common unit.
+
+    Sources of one time step that disagree cannot share an array (:func:`split_by_meaning` keeps them apart).
+    """
+    shape = (1 + max(times), len(bands) * samples)
+    scale, offset = np.full(shape, np.nan), np.full(shape, np.nan)
+    units = set()
+    for s, t in zip(sources, times, strict=True):
+        first = bands.index(s.band) * samples
+        for k, meaning in enumerate(s.metadata()):
+            for table, value in ((scale, meaning.scale), (offset, meaning.offset)):
+                if not (np.isnan(table[t, first + k]) or table[t, first + k] == value):
+                    msg = f"sources of one time step disagree on scale or offset ({s.item_id}/{s.asset})"
+                    raise ValueError(msg)
+                table[t, first + k] = value
+            units.add(meaning.unit)
+    unit = units.pop() if len(units) == 1 else None
+    return np.nan_to_num(scale, nan=1.0), np.nan_to_num(offset, nan=0.0), unit
+
+
+def split_by_meaning(sources: Sequence[Source]) -> list[list[Source]]:
+    """The sources of one grid in groups that can each be one array: all of them, unless sources of one time step
+    and band disagree on scale or offset; then one group per (scale, offset) of their bands."""
+    seen: dict[tuple[np.datetime64, str], set[tuple[tuple[float, float], ...]]] = {}
+    signature = {id(s): tuple((m.scale, m.offset) for m in s.metadata()) for s in sources}
     for s in sources:
-        attrs = s.image.attrs
-        scales: list[float] = list(attrs.get("scale_factor") or [])
-        offsets: list[float] = list(attrs.get("add_offset") or [])
-        count = max(len(scales), len(offsets), 1)
-        pairs.update(zip(scales or [1.0] * count, offsets or [0.0] * count, strict=True))
-    if len(pairs) != 1:
-        return None
-    pair = pairs.pop()
-    return None if pair == (1.0, 0.0) else (float(pair[0]), float(pair[1]))
+        seen.setdefault((_time_of(s), s.band), set()).add(signature[id(s)])
+    if all(len(found) == 1 for found in seen.values()):
+        return [list(sources)]
+    groups: dict[tuple[tuple[float, float], ...], list[Source]] = {}
+    for s in sources:
+        groups.setdefault(signature[id(s)], []).append(s)
+    return list(groups.values())
 
 
 def clip_to_bbox(plan: ArrayPlan, bbox: tuple[float, float, float, float]) -> ArrayPlan | None:

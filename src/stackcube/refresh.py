@@ -145,7 +145,7 @@ async def _refresh_once(
     for asset in chosen:
         before = previous.get((asset.item.id, asset.key))
         if before is not None and _unchanged(before, asset, force):
-            kept.append(Source.of(asset, before.manifest))
+            kept.append(Source.of(asset, before.manifest, options))
             continue
         if before is None:
             added.add(asset.item.id)
@@ -173,10 +173,10 @@ async def _refresh_once(
     for asset in to_read:
         hit = cache.get((asset.item.id, asset.key, asset.item.properties.get("updated")))
         if hit is not None and hit.manifest.href not in force:
-            fresh.append(Source.of(asset, hit.manifest))
+            fresh.append(Source.of(asset, hit.manifest, options))
         else:
             unread.append(asset)
-    read, failed = await read_sources(unread, on_error=job.on_error, progress=job.progress, settings=job.settings)
+    read, failed = await read_sources(unread, options, progress=job.progress, settings=job.settings)
     for source in read:
         cache[(source.item_id, source.asset, source.properties.get("updated"))] = source
     force.difference_update(s.manifest.href for s in read)

@@ -1,10 +1,11 @@
 """Sources stage: every chosen asset with the manifest of its TIFF header, read concurrently.
 
-A :class:`Source` is the planner's view of one (item, asset): which band of which time step it becomes, and the
-manifest of its file (where every tile lives). Header reads go through :mod:`stackcube.tiff` (one ranged GET for
-a COG) within the settings' concurrency cap; a source that cannot be read fails the run or, with
-``on_error="skip"``, is left out and listed. :func:`check_sources` asks every source, with one HEAD each, whether
-it is still the object that was indexed.
+A :class:`Source` is the planner's view of one (item, asset): which band of which time step it becomes, the
+manifest of its file (where every tile lives) and what its values mean (:mod:`stackcube.bands`). Header reads go
+through :mod:`stackcube.tiff` (one ranged GET for a COG) within the settings' concurrency cap; a source that cannot
+be read, or whose band metadata cannot be right, fails the run or, with ``on_error="skip"``, is left out and
+listed. :func:`check_sources` asks every source, with one HEAD each, whether it is still the object that was
+indexed.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import pystac
 from stackcube._georef import Affine, to_affine
 from stackcube._progress import progress_bar
 from stackcube.assets import SelectedAsset
+from stackcube.bands import BandMetadata, Conflict, band_metadata
 from stackcube.errors import NotGriddableError, NothingFoundError, StackcubeError
-from stackcube.options import OnError
+from stackcube.options import CubeOptions
 from stackcube.settings import Settings, current
 from stackcube.tiff import IfdManifest, TiffManifest, head_async, read_tiff_async
 
@@ -56,12 +58,25 @@ class Source:
     """The item's properties."""
     manifest: TiffManifest
     """The asset's TIFF manifest (href, ETag, every IFD)."""
+    bands: tuple[BandMetadata, ...] = ()
+    """What the stored values of each sample mean (nodata, scale, offset, unit); empty: the file's own."""
+    conflicts: tuple[Conflict, ...] = ()
+    """Where STAC and the file disagreed about them (STAC's values are in :attr:`bands`)."""
     level: int = 0
     """0 for the full-resolution image, n for its n-th internal overview."""
 
     @classmethod
-    def of(cls, asset: SelectedAsset, manifest: TiffManifest) -> Self:
-        """The source a chosen asset becomes, given the manifest of its file."""
+    def of(cls, asset: SelectedAsset, manifest: TiffManifest, options: CubeOptions | None = None) -> Self:
+        """The source a chosen asset becomes, given the manifest of its file; ``options`` say whether STAC's band
+        metadata counts and what to harmonize. Raises MetadataError when the band metadata cannot be right."""
+        options = options or CubeOptions()
+        bands, conflicts = band_metadata(
+            asset.item,
+            asset.key,
+            manifest.images[0],
+            stac=options.stac_metadata,
+            harmonize=options.harmonize,
+        )
         return cls(
             item_id=asset.item.id,
             asset=asset.key,
@@ -69,6 +84,29 @@ class Source:
             datetime=item_datetime(asset.item),
             properties=dict(asset.item.properties),
             manifest=manifest,
+            bands=bands,
+            conflicts=conflicts,
+        )
+
+    @property
+    def nodata(self) -> int | float | None:
+        """The value that marks missing pixels: what STAC says, else the file's GDAL_NODATA."""
+        return self.bands[0].nodata if self.bands else self.manifest.images[0].fill_value
+
+    def metadata(self) -> tuple[BandMetadata, ...]:
+        """One BandMetadata per sample: :attr:`bands`, or the file's nodata, scale and offset when there are none."""
+        if self.bands:
+            return self.bands
+        image = self.manifest.images[0]
+        scales = list(image.attrs.get("scale_factor") or [])
+        offsets = list(image.attrs.get("add_offset") or [])
+        return tuple(
+            BandMetadata(
+                image.fill_value,
+                float(scales[k]) if k < len(scales) else 1.0,
+                float(offsets[k]) if k < len(offsets) else 0.0,
+            )
+            for k in range(image.shape[0])
         )
 
     @property
@@ -123,13 +161,15 @@ class Source:
 
 async def read_sources(
     chosen: Sequence[SelectedAsset],
+    options: CubeOptions | None = None,
     *,
-    on_error: OnError = "raise",
     progress: bool = True,
     settings: Settings | None = None,
 ) -> tuple[list[Source], list[str]]:
-    """Read the header of every chosen asset concurrently; return the sources and, with ``on_error="skip"``, the
-    ones that could not be read as ``item/asset: reason`` (with ``"raise"``, the first failure is raised)."""
+    """Read the header of every chosen asset concurrently; return the sources and, with ``options.on_error="skip"``,
+    the ones that could not be read or described as ``item/asset: reason`` (with ``"raise"``, the first failure is
+    raised)."""
+    options = options or CubeOptions()
     settings = settings or current()
     with progress_bar(len(chosen), "reading TIFF headers", "header", enabled=progress) as advance:
 
@@ -145,12 +185,14 @@ async def read_sources(
     sources: list[Source] = []
     failed: list[str] = []
     for asset, manifest in zip(chosen, manifests, strict=True):
-        if isinstance(manifest, StackcubeError):
-            if on_error == "raise":
+        try:
+            if isinstance(manifest, StackcubeError):
                 raise manifest
-            failed.append(f"{asset.item.id}/{asset.key}: {manifest}")
-            continue
-        sources.append(Source.of(asset, manifest))
+            sources.append(Source.of(asset, manifest, options))
+        except StackcubeError as exc:
+            if options.on_error == "raise":
+                raise
+            failed.append(f"{asset.item.id}/{asset.key}: {exc}")
     return sources, failed
 
 

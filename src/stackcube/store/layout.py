@@ -31,6 +31,7 @@ import zarr
 
 from stackcube._georef import Affine, spatial_coords, to_affine
 from stackcube._version import __version__
+from stackcube.bands import BandMetadata
 from stackcube.cube import CubePlan
 from stackcube.errors import RepositoryError
 from stackcube.options import CubeOptions
@@ -247,6 +248,8 @@ def level_dataset(plan: ArrayPlan) -> xr.Dataset:
         "id": ("time", np.array([",".join(ids) for ids in plan.items], dtype=object)),
         "source_href": (("time", "band"), per_band_href),
         "source_etag": (("time", "band"), per_band_etag),
+        "scale": (("time", "band"), plan.scale, {"description": "physical = stored * scale + offset"}),
+        "offset": (("time", "band"), plan.offset, {"description": "physical = stored * scale + offset"}),
     }
     for name, values in plan.properties.items():
         if name in coords or name in {"datetime", "x", "y", "spatial_ref"}:
@@ -269,8 +272,10 @@ def data_attrs(plan: ArrayPlan, coord_names: Iterable[str]) -> dict[str, Any]:
     fill = plan.fill_value
     if fill is not None and not (isinstance(fill, float) and math.isnan(fill)):
         attrs["_FillValue"] = fill
-    if plan.scale_offset is not None:
+    if plan.scale_offset is not None:  # for readers that know CF only; the scale and offset coordinates say it all
         attrs["scale_factor"], attrs["add_offset"] = plan.scale_offset
+    if plan.unit:
+        attrs["units"] = plan.unit
     return attrs
 
 
@@ -289,6 +294,7 @@ def sources_table(sources: Sequence[Source]) -> xr.Dataset:
             "href": column(s.manifest.href for s in sources),
             "etag": column(s.manifest.etag or "" for s in sources),
             "properties": column(json.dumps(s.properties, sort_keys=True, default=str) for s in sources),
+            "bands": column(json.dumps([b.to_dict() for b in s.bands]) for s in sources),
             "manifest": column(json.dumps(s.manifest.to_dict(), separators=(",", ":")) for s in sources),
         },
         attrs={"description": "every indexed source and its TIFF manifest, so a refresh rereads no unchanged header"},
@@ -309,6 +315,9 @@ def read_sources_table(root: zarr.Group) -> tuple[Source, ...]:
             datetime=datetime.fromisoformat(str(columns["datetime"][i])),
             properties=json.loads(str(columns["properties"][i])),
             manifest=TiffManifest.from_dict(json.loads(str(columns["manifest"][i]))),
+            bands=tuple(BandMetadata.from_dict(b) for b in json.loads(str(columns["bands"][i])))
+            if "bands" in columns
+            else (),
         )
         for i in range(len(columns.get("item_id", [])))
     )

@@ -16,6 +16,7 @@ import zarr
 from zarr.storage import WrapperStore
 
 from stackcube._keywords import check_keywords, keywords_of
+from stackcube._physical import physical
 from stackcube.errors import ArrayNotFoundError, SourceChangedError
 from stackcube.options import Chunks
 from stackcube.settings import Settings
@@ -176,6 +177,12 @@ def _xarray_chunks(chunks: Chunks) -> Any:
 _OPEN: dict[str, Any] = {"engine": "zarr", "consolidated": False, "zarr_format": 3, "decode_coords": "all"}
 
 
+def _cf(options: OpenOptions) -> bool | dict[str, bool]:
+    """xarray's CF masking and scaling: for every variable but the data, which :func:`physical` decodes with the
+    scale and offset of each time step and band."""
+    return {DATA: False} if options.mask_and_scale else False
+
+
 def _union_level(
     store: Any, union: UnionPlan, level: int, options: OpenOptions, settings: Settings | None
 ) -> xr.Dataset:
@@ -193,9 +200,15 @@ def open_datatree(
     session = _session(repo, options, settings)
     store = _GuardedStore(session.store)
     tree = xr.open_datatree(
-        cast("Any", store), chunks=_xarray_chunks(options.chunks), mask_and_scale=options.mask_and_scale, **_OPEN
+        cast("Any", store), chunks=_xarray_chunks(options.chunks), mask_and_scale=_cf(options), **_OPEN
     )
-    for union in CubeMetadata.from_attrs(tree.attrs).unions:
+    metadata = CubeMetadata.from_attrs(tree.attrs)
+    if options.mask_and_scale:
+        for array in metadata.arrays:
+            for level in tree[array].children:
+                node = cast("xr.DataTree", tree[level_path(array, int(level))]).to_dataset(inherit=False)
+                tree[level_path(array, int(level))] = xr.DataTree(node.assign({DATA: physical(node[DATA])}))
+    for union in metadata.unions:
         for level in range(union.n_levels):
             tree[level_path(union.name, level)] = xr.DataTree(_union_level(store, union, level, options, settings))
     tree.attrs["snapshot_id"] = session.snapshot_id
@@ -243,13 +256,12 @@ def open_level(
         msg = f"array {array} has levels {', '.join(map(str, range(count)))} (0 is full resolution), not {level}"
         raise ArrayNotFoundError(msg)
     if union is not None:
-        ds = _union_level(store, union, level, options, settings)
-    else:
-        ds = xr.open_dataset(
-            cast("Any", store),
-            group=level_path(array, level),
-            chunks=_xarray_chunks(options.chunks),
-            mask_and_scale=options.mask_and_scale,
-            **_OPEN,
-        )
-    return ds[DATA].rename(array)
+        return _union_level(store, union, level, options, settings)[DATA].rename(array)
+    ds = xr.open_dataset(
+        cast("Any", store),
+        group=level_path(array, level),
+        chunks=_xarray_chunks(options.chunks),
+        mask_and_scale=_cf(options),
+        **_OPEN,
+    )
+    return (physical(ds[DATA]) if options.mask_and_scale else ds[DATA]).rename(array)

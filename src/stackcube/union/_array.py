@@ -2,8 +2,8 @@
 
 With dask (the default) every union block is a task of :func:`~stackcube.union._graph.union_array`; with
 ``chunks=False`` the array is NumPy-backed and lazy, as xarray's own backends are: each read assembles exactly the
-window asked for, fetching the member tiles it needs concurrently. Either way nodata masking and scale/offset
-are xarray's CF decoding, the same as for every other array of a cube.
+window asked for, fetching the member tiles it needs concurrently. Either way nodata masking and the scale and
+offset of each time step and band are :func:`stackcube._physical.physical`, as for every other array of a cube.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from xarray.core import indexing
 
 from stackcube import _sync
 from stackcube._georef import spatial_coords
+from stackcube._physical import physical
 from stackcube.options import Chunks
 from stackcube.plan import DIMS
 from stackcube.settings import Settings, current
@@ -67,9 +68,12 @@ def union_dataset(
         "id": ("time", np.array(step_ids, dtype=object)),
         **spatial_coords(view.crs, view.transform, height, width),
     }
-    variable = xr.Variable(DIMS, data, {**attrs, "grid_mapping": "spatial_ref"})
-    raw = xr.Dataset({"data": variable}, coords=coords, attrs={"union": union.name, "members": list(union.members)})
-    return xr.decode_cf(raw, mask_and_scale=mask_and_scale, decode_times=False, decode_coords=False)
+    if union.scale:  # cubes written before per-(time, band) scales: the members' CF attributes apply
+        coords["scale"] = (("time", "band"), np.array(union.scale, np.float64))
+        coords["offset"] = (("time", "band"), np.array(union.offset, np.float64))
+    raw = xr.DataArray(xr.Variable(DIMS, data, {**attrs, "grid_mapping": "spatial_ref"}), coords=coords, name="data")
+    decoded = physical(raw) if mask_and_scale else raw
+    return xr.Dataset({"data": decoded}, attrs={"union": union.name, "members": list(union.members)})
 
 
 def _nodata(union: UnionPlan) -> tuple[Any, bool]:

@@ -102,6 +102,11 @@ class UnionPlan:
     """The ``sort_by`` property of each member time step (empty without ``sort_by``)."""
     overviews: tuple[UnionLevel, ...] = ()
     """Levels 1, 2, ...: where every member has that overview level and they share a pixel lattice there."""
+    scale: tuple[tuple[float, ...], ...] = ()
+    """Per (time step, band), the multiplier from stored to physical values (empty for a cube written before
+    stackcube stored them: the members' ``scale_factor`` attribute then applies)."""
+    offset: tuple[tuple[float, ...], ...] = ()
+    """Per (time step, band), added after scaling."""
 
     @property
     def resolution(self) -> str:
@@ -152,6 +157,8 @@ class UnionPlan:
             "member_ids": [list(i) for i in self.member_ids],
             "member_keys": [list(k) for k in self.member_keys],
             "overviews": [v.to_dict() for v in self.overviews],
+            "scale": [list(row) for row in self.scale],
+            "offset": [list(row) for row in self.offset],
         }
 
     @classmethod
@@ -175,6 +182,8 @@ class UnionPlan:
             member_ids=tuple(tuple(i) for i in data.get("member_ids") or ()),
             member_keys=tuple(tuple(k) for k in data.get("member_keys") or ()),
             overviews=tuple(UnionLevel.from_dict(v) for v in data.get("overviews") or ()),
+            scale=tuple(tuple(float(v) for v in row) for row in data.get("scale") or ()),
+            offset=tuple(tuple(float(v) for v in row) for row in data.get("offset") or ()),
         )
 
 
@@ -228,22 +237,31 @@ def _union_steps(
     return times, steps
 
 
-def build_unions(arrays: Sequence[ArrayPlan], options: CubeOptions | None = None) -> tuple[UnionPlan, ...]:
-    """Unions of the arrays that share a pixel lattice (two or more per union); arrays alone stay as they are.
+def build_unions(
+    arrays: Sequence[ArrayPlan], options: CubeOptions | None = None
+) -> tuple[tuple[UnionPlan, ...], tuple[str, ...]]:
+    """Unions of the arrays that share a pixel lattice (two or more per union), and notes on the ones not made.
 
-    ``options`` gives the overlap rule (``overlap``, ``sort_by``) and how time steps are formed (``groupby``).
+    Arrays alone stay as they are; so do arrays whose pieces of one time step disagree on scale or offset (one
+    union step has one scale and offset per band). ``options`` gives the overlap rule (``overlap``, ``sort_by``)
+    and how time steps are formed (``groupby``).
     """
     options = options or CubeOptions()
     by_key: dict[tuple[Any, ...], list[ArrayPlan]] = {}
     for array in arrays:
         by_key.setdefault(_pixel_key(array), []).append(array)
-    unions = []
+    unions, notes = [], []
     for members in by_key.values():
         if len(members) < 2:
             continue
         offsets, transform, (height, width) = _union_geometry(members)
         times, steps = _union_steps(members, options.groupby)
         bands = tuple(dict.fromkeys(b for m in members for b in m.bands))
+        meanings = _step_meanings(members, steps, bands)
+        if meanings is None:
+            names = ", ".join(m.name for m in members)
+            notes.append(f"{names} share a pixel lattice but not one scale and offset per time step; no union")
+            continue
         sort_by = options.sort_by
         unions.append(
             UnionPlan(
@@ -264,9 +282,34 @@ def build_unions(arrays: Sequence[ArrayPlan], options: CubeOptions | None = None
                 member_ids=tuple(tuple(",".join(ids) for ids in m.items) for m in members),
                 member_keys=tuple(tuple(m.properties.get(sort_by, [])) if sort_by else () for m in members),
                 overviews=_union_overviews(members, len(times), len(bands)),
+                scale=meanings[0],
+                offset=meanings[1],
             )
         )
-    return tuple(unions)
+    return tuple(unions), tuple(notes)
+
+
+def _step_meanings(
+    members: Sequence[ArrayPlan], steps: Sequence[Sequence[Piece]], bands: Sequence[str]
+) -> tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]] | None:
+    """Per (step, band), the scale and offset every piece there shares (1 and 0 without pieces); None if some differ."""
+    scales, offsets = [], []
+    for step in steps:
+        row_scale, row_offset = [], []
+        for band in bands:
+            found = {
+                (float(members[m].scale[t, b]), float(members[m].offset[t, b]))
+                for m, t in step
+                for b in [i for i, name in enumerate(members[m].bands) if name == band]
+            }
+            if len(found) > 1:
+                return None
+            scale, offset = found.pop() if found else (1.0, 0.0)
+            row_scale.append(scale)
+            row_offset.append(offset)
+        scales.append(tuple(row_scale))
+        offsets.append(tuple(row_offset))
+    return tuple(scales), tuple(offsets)
 
 
 def _union_geometry(members: Sequence[ArrayPlan]) -> tuple[tuple[Offset, ...], Affine, tuple[int, int]]:
