@@ -223,23 +223,6 @@ def test_same_values_and_coordinates_as_stackstac(stac_api, tmp_path) -> None:
     np.testing.assert_array_equal(ours.values, expected)
 
 
-def test_scale_and_offset_apply_on_open(tmp_path) -> None:
-    """Landsat C2 L2 declares scale 2.75e-05 and offset -0.2 in raster:bands; GDAL metadata carries them."""
-    item = corpus_items("landsat-c2-l2-pc.json")[0]
-    twins = twin_items([item], tmp_path / "twins", (tmp_path / "twins").as_uri(), downscale=40, assets=["red"])
-    band = item["assets"]["red"]["raster:bands"][0]
-    cube = stackcube.build_cube(twins, assets=["red"], repo=tmp_path / "cube.icechunk", progress=False)
-    (name,) = [g.name for g in cube.plan.arrays]
-    raw = cube.open(mask_and_scale=False)[f"{name}/0"]["data"].isel(time=0, band=0).values
-    physical = cube.open()[f"{name}/0"]["data"].isel(time=0, band=0).values
-    with rasterio.open(twins[0]["assets"]["red"]["href"].removeprefix("file://")) as ds:
-        np.testing.assert_array_equal(raw, ds.read(1))
-        nodata = ds.nodata
-    valid = raw != nodata
-    np.testing.assert_allclose(physical[valid], raw[valid] * band["scale"] + band["offset"], rtol=1e-6)
-    assert np.isnan(physical[~valid]).all()
-
-
 def test_build_from_the_stac_api_onto_s3_reads_one_get_per_chunk(stac_api, nginx, s3) -> None:
     """The product as a scheduled job meets it: search the pgstac API, sources on nginx, the cube on S3."""
     repo = f"s3://{s3.repos_bucket}/cubes/from-api"

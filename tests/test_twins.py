@@ -1,4 +1,5 @@
-"""The twin builder: COGs on exactly the declared grids, with the declared dtype, nodata and scale/offset."""
+"""The twin builder: COGs on exactly the declared grids, with the declared dtype, and band metadata where the real
+producer puts it (or, asked, in the file too)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,9 @@ def test_35mnm_twins_have_the_declared_grid(nginx, twins_35mnm) -> None:
                 assert ds.transform.a == declared.transform.a * 10
                 assert ds.shape == tuple(-(-n // 10) for n in declared.shape)
                 assert list(ds.shape) == asset["proj:shape"]
-                assert ds.dtypes[0] == "uint16"  # these items have no raster:bands: uint16, no nodata
-                assert ds.nodata is None
+                assert ds.dtypes[0] == "uint16"  # these items have no raster:bands: uint16
+                assert ds.nodata == 0  # as ESA's L2A COGs: nodata 0 in the file, though STAC does not say it
+                assert ds.scales[0] == 1.0
                 assert ds.count == max(1, len(asset.get("eo:bands") or []))
                 assert bool(ds.overviews(1)) == (max(ds.shape) > 512)  # GDAL stops at one tile
                 assert ds.profile["blockxsize"] == 512
@@ -45,18 +47,26 @@ def test_35mnm_twins_have_the_declared_grid(nginx, twins_35mnm) -> None:
     assert checked == 13 * 16
 
 
-def test_raster_bands_set_dtype_nodata_scale_offset(tmp_path) -> None:
+@pytest.mark.parametrize("metadata", ["producer", "file"])
+def test_raster_bands_set_dtype_and_land_where_the_producer_puts_them(tmp_path, metadata) -> None:
     item = corpus_items("landsat-c2-l2-pc.json")[0]
-    twin = twin_items([item], tmp_path, "http://example.invalid", downscale=20, assets=["qa", "lwir11", "red"])[0]
-    for key in ("qa", "lwir11", "red"):
+    keys = ["qa", "lwir11", "red"]
+    twin = twin_items([item], tmp_path, "http://example.invalid", downscale=20, assets=keys, metadata=metadata)[0]
+    for key in keys:
         band = item["assets"][key]["raster:bands"][0]
         path = tmp_path / twin["assets"][key]["href"].removeprefix("http://example.invalid/")
         with rasterio.open(path) as ds:
             assert ds.dtypes[0] == band["data_type"]
-            assert ds.nodata == band.get("nodata")
-            assert ds.scales[0] == pytest.approx(band.get("scale", 1.0))
-            assert ds.offsets[0] == pytest.approx(band.get("offset", 0.0))
             assert ds.crs == CRS.from_epsg(item["properties"]["proj:epsg"])
+            values = ds.read(1)
+            assert (values == band["nodata"]).any()  # missing pixels hold STAC's nodata either way
+            if metadata == "file":
+                assert ds.nodata == band.get("nodata")
+                assert ds.scales[0] == pytest.approx(band.get("scale", 1.0))
+                assert ds.offsets[0] == pytest.approx(band.get("offset", 0.0))
+            else:  # USGS's Collection 2 COGs state neither: the STAC item alone does
+                assert ds.nodata is None
+                assert (ds.scales[0], ds.offsets[0]) == (1.0, 0.0)
 
 
 def test_pixels_differ_per_item_and_band(nginx, twins_35mnm) -> None:

@@ -2,8 +2,14 @@
 
 The metadata is real (``../shared/corpus/stac``); the pixels are ours: deterministic, different per item and
 band, with a nodata corner. Each asset becomes a GDAL COG (tiled, Deflate with predictor 2, internal overviews)
-with the dtype, nodata and scale/offset of its ``raster:bands``, on the grid of ``proj:code``/``proj:epsg``,
-``proj:transform`` and ``proj:shape`` (the asset's, else the item's), optionally downscaled to keep tests small.
+with the dtype of its ``raster:bands``, on the grid of ``proj:code``/``proj:epsg``, ``proj:transform`` and
+``proj:shape`` (the asset's, else the item's), optionally downscaled to keep tests small.
+
+What the file itself says about its values follows the real producer (``metadata="producer"``, the default):
+Landsat Collection 2 COGs carry neither nodata nor scale/offset (the STAC item alone states them); Sentinel-2 L2A
+COGs carry nodata 0 and no scale/offset (the offset lives in STAC, or nowhere but ``s2:processing_baseline``);
+other producers' files carry the nodata STAC states. ``metadata="file"`` writes STAC's nodata, scale and offset
+into the file too (GDAL_NODATA, GDAL_METADATA), for tests of what files say.
 
 Used by tests and benchmarks: ``twin_items(items, out_dir, base_url)`` writes the files and returns the items with
 hrefs pointing at ``base_url`` (an nginx URL or ``s3://bucket/prefix``).
@@ -19,7 +25,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyproj
@@ -30,6 +36,30 @@ from rasterio.enums import Resampling
 from tests.conftest import CORPUS
 
 TIFF_TYPES = ("image/tiff", "image/vnd.stac.geotiff")
+
+Metadata = Literal["producer", "file"]
+"""Where band metadata is written: where the real producer writes it, or into the file as well."""
+
+
+def producer(item: dict[str, Any]) -> str:
+    """``landsat``, ``sentinel-2`` or ``other``: whose files a twin of ``item`` imitates."""
+    props = item.get("properties", {})
+    text = " ".join(str(v) for v in (item.get("collection"), props.get("platform"), props.get("constellation")))
+    if "landsat" in text.lower():
+        return "landsat"
+    if "sentinel-2" in text.lower() or any(k.startswith("s2:") for k in props):
+        return "sentinel-2"
+    return "other"
+
+
+def file_nodata(item: dict[str, Any], stated: float | None) -> float | None:
+    """The nodata the real producer writes into the file (GDAL_NODATA) of an asset whose STAC states ``stated``."""
+    kind = producer(item)
+    if kind == "landsat":
+        return None  # USGS Collection 2 COGs: fill is 0 (SR) or -9999 (ST), stated only in STAC
+    if kind == "sentinel-2":
+        return 0 if stated is None else stated  # ESA L2A COGs: nodata 0 in the file, whatever STAC says
+    return stated
 
 
 def corpus_items(name: str) -> list[dict[str, Any]]:
@@ -74,18 +104,22 @@ def asset_grid(item: dict[str, Any], asset: dict[str, Any]) -> Grid | None:
 
 
 def asset_bands(asset: dict[str, Any]) -> list[dict[str, Any]]:
-    """One dict per band: dtype, nodata, scale, offset (from raster:bands; uint16 without nodata by default)."""
+    """One dict per band: dtype, nodata, scale, offset as STAC states them (raster:bands, or STAC 1.1 bands with
+    ``raster:scale``/``raster:offset``; uint16 without nodata by default)."""
     raster = asset.get("raster:bands") or asset.get("bands") or []
     count = max(len(raster), len(asset.get("eo:bands") or []), 1)
     out = []
     for i in range(count):
-        band = raster[i] if i < len(raster) else {}
+        band = {
+            **{k: asset[k] for k in ("nodata", "data_type") if k in asset},
+            **(raster[i] if i < len(raster) else {}),
+        }
         out.append(
             {
                 "dtype": band.get("data_type", "uint16"),
                 "nodata": band.get("nodata"),
-                "scale": band.get("scale", 1.0),
-                "offset": band.get("offset", 0.0),
+                "scale": band.get("scale", band.get("raster:scale", 1.0)),
+                "offset": band.get("offset", band.get("raster:offset", 0.0)),
             }
         )
     return out
@@ -123,12 +157,26 @@ def pixels(seed: str, band: int, shape: tuple[int, int], dtype: str, nodata: flo
 
 
 def write_cog(
-    path: Path, grid: Grid, bands: list[dict[str, Any]], seed: str, *, blocksize: int = 512, layout: str = "cog"
+    path: Path,
+    grid: Grid,
+    bands: list[dict[str, Any]],
+    seed: str,
+    *,
+    blocksize: int = 512,
+    layout: str = "cog",
+    nodata: float | None = None,
+    metadata: Metadata = "file",
 ) -> None:
-    """Write one asset: a COG (or, with layout='strips', a plain stripped GTiff without overviews)."""
+    """Write one asset: a COG (or, with layout='strips', a plain stripped GTiff without overviews).
+
+    Missing pixels hold the nodata STAC states (``bands``); the file's GDAL_NODATA is ``nodata`` with
+    ``metadata="producer"`` (what the real producer writes), and scale and offset are written only with "file".
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    dtype, nodata = bands[0]["dtype"], bands[0]["nodata"]
-    data = np.stack([pixels(seed, i, grid.shape, dtype, nodata) for i in range(len(bands))])
+    dtype, fill = bands[0]["dtype"], bands[0]["nodata"]
+    if fill is None and metadata == "producer":
+        fill = nodata  # a producer that writes nodata into its files fills missing pixels with it
+    data = np.stack([pixels(seed, i, grid.shape, dtype, fill) for i in range(len(bands))])
     profile: dict[str, Any] = {
         "height": grid.shape[0],
         "width": grid.shape[1],
@@ -136,15 +184,16 @@ def write_cog(
         "dtype": dtype,
         "crs": grid.crs,
         "transform": grid.transform,
-        "nodata": nodata,
+        "nodata": fill if metadata == "file" else nodata,
     }
     if layout == "strips":
         profile |= {"driver": "GTiff", "compress": "DEFLATE", "blockysize": 37}
         with rasterio.open(path, "w", **profile) as ds:
             ds.write(data)
         return
-    scales = [b["scale"] for b in bands]
-    offsets = [b["offset"] for b in bands]
+    in_file = metadata == "file"
+    scales = [b["scale"] if in_file else 1.0 for b in bands]
+    offsets = [b["offset"] if in_file else 0.0 for b in bands]
     _write_as_cog(path, data, profile, blocksize, scales, offsets)
 
 
@@ -183,10 +232,12 @@ def twin_items(
     assets: Iterable[str] | None = None,
     blocksize: int = 512,
     layout: str = "cog",
+    metadata: Metadata = "producer",
 ) -> list[dict[str, Any]]:
     """Write a twin of every TIFF data asset and return the items rewritten to point at ``base_url``.
 
-    Assets without a declared grid or that are not TIFF data keep their original (unreachable) hrefs.
+    Assets without a declared grid or that are not TIFF data keep their original (unreachable) hrefs. ``metadata``
+    says where band metadata goes (see the module docstring).
     """
     wanted = set(assets) if assets is not None else None
     out = []
@@ -201,8 +252,16 @@ def twin_items(
                 continue
             grid = downscaled(grid, downscale)
             rel = f"{collection}/{item['id']}/{key}.tif"
+            bands = asset_bands(asset)
             write_cog(
-                out_dir / rel, grid, asset_bands(asset), seed=f"{item['id']}/{key}", blocksize=blocksize, layout=layout
+                out_dir / rel,
+                grid,
+                bands,
+                seed=f"{item['id']}/{key}",
+                blocksize=blocksize,
+                layout=layout,
+                nodata=file_nodata(item, bands[0]["nodata"]),
+                metadata=metadata,
             )
             asset["href"] = f"{base_url.rstrip('/')}/{rel}"
             if downscale != 1:
@@ -268,3 +327,51 @@ def read_served(href: str, root: Path, base: str, level: int = 0) -> np.ndarray:
     options = {"overview_level": level - 1} if level else {}
     with rasterio.open(root / href.removeprefix(base + "/"), **options) as ds:
         return ds.read(1)
+
+
+def redated(item: dict[str, Any], when: str, **properties: Any) -> dict[str, Any]:
+    """A copy of ``item`` acquired at ``when`` (ISO 8601, UTC), with its own id and ``properties`` set, as a later
+    overpass of the same path or tile would be."""
+    copy_ = _without_links(item)
+    stamp = when.replace("-", "").replace(":", "")[:15]
+    copy_["id"] = f"{item['id']}-{stamp}"
+    copy_["properties"] = {**copy_["properties"], "datetime": when, **properties}
+    return copy_
+
+
+S2_SCALE, S2_OFFSET = 1e-4, -0.1
+"""How Earth Search states Sentinel-2 L2A reflectance from processing baseline 04.00 on (offset 0 before)."""
+
+
+def with_s2_offsets(item: dict[str, Any]) -> dict[str, Any]:
+    """A Sentinel-2 L2A item as Earth Search describes it: every spectral band with ``raster:bands`` scale 1e-4 and
+    offset -0.1 from processing baseline 04.00 on, 0 before (nodata 0)."""
+    copy_ = _without_links(item)
+    later = tuple(int(p) for p in copy_["properties"].get("s2:processing_baseline", "0").split(".")) >= (4, 0)
+    for key, asset in copy_["assets"].items():
+        if is_tiff_data(asset) and key not in {"SCL", "visual", "AOT", "WVP"}:
+            band = {"nodata": 0, "data_type": "uint16", "scale": S2_SCALE, "offset": S2_OFFSET if later else 0.0}
+            asset["raster:bands"] = [band]
+    return copy_
+
+
+def as_stac_1_1(item: dict[str, Any], *, nodata_on_asset: bool = False) -> dict[str, Any]:
+    """``item`` as STAC 1.1 writes band metadata: ``bands`` with ``nodata``, ``data_type``, ``unit``,
+    ``raster:scale`` and ``raster:offset`` (and, with ``nodata_on_asset``, nodata on the asset itself)."""
+    copy_ = _without_links(item)
+    copy_["stac_version"] = "1.1.0"
+    for asset in copy_["assets"].values():
+        raster = asset.pop("raster:bands", None)
+        if not raster:
+            continue
+        bands = []
+        for band in raster:
+            renamed = {k: v for k, v in band.items() if k in {"nodata", "data_type", "unit"}}
+            renamed |= {f"raster:{k}": band[k] for k in ("scale", "offset") if k in band}
+            bands.append(renamed)
+        if nodata_on_asset and all("nodata" in b for b in bands):
+            asset["nodata"] = bands[0]["nodata"]
+            for b in bands:
+                del b["nodata"]
+        asset["bands"] = bands
+    return copy_

@@ -18,7 +18,7 @@ from stackcube import _sync
 from stackcube._keywords import check_keywords, keywords_of
 from stackcube.assets import choose_assets
 from stackcube.cube import CubePlan, plan_sources
-from stackcube.options import CubeOptions, GroupBy, OnError, Overlap
+from stackcube.options import CubeOptions, GroupBy, Harmonize, OnError, Overlap
 from stackcube.search import CatalogLike, SearchArgs, search_items
 from stackcube.settings import current
 from stackcube.sources import read_sources
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Cube",
-    "PlacementArgs",
     "PlanArgs",
+    "SourceArgs",
     "build_cube",
     "open_cube",
     "open_dataarray",
@@ -39,8 +39,9 @@ __all__ = [
 ]
 
 
-class PlacementArgs(TypedDict, total=False):
-    """Where sources of one time step claim the same chunk or pixel, and what to do with unreadable ones."""
+class SourceArgs(TypedDict, total=False):
+    """How each source's values count: where sources of one time step overlap, which band metadata is used, what is
+    harmonized, and what happens to unreadable sources."""
 
     overlap: Overlap
     """``"first"`` (default) or ``"last"``: which source of one time step keeps a chunk or pixel several claim."""
@@ -48,9 +49,14 @@ class PlacementArgs(TypedDict, total=False):
     """An item property ordering those sources (least first), e.g. ``"eo:cloud_cover"``."""
     on_error: OnError
     """``"raise"`` (default) fails on the first unreadable source; ``"skip"`` leaves it out and lists it."""
+    stac_metadata: bool
+    """True (default): STAC's nodata, scale, offset and unit win over the file's; False: the file's alone."""
+    harmonize: Harmonize
+    """``"sentinel-2"``: ESA's offset of -1000 DN for items from processing baseline 04.00 on whose catalog states
+    no offset (default None: values as the catalog describes them)."""
 
 
-class PlanArgs(SearchArgs, PlacementArgs, total=False):
+class PlanArgs(SearchArgs, SourceArgs, total=False):
     """The keywords of :func:`plan_cube` and :func:`build_cube`: the search (:class:`~stackcube.search.SearchArgs`),
     how assets become arrays (:class:`~stackcube.options.CubeOptions`), and ``progress``."""
 
@@ -64,7 +70,7 @@ class PlanArgs(SearchArgs, PlacementArgs, total=False):
 
 PLAN_KEYWORDS = keywords_of(PlanArgs)
 """The names :class:`PlanArgs` declares."""
-_OPTIONS = ("assets", "overlap", "sort_by", "groupby", "on_error")
+_OPTIONS = ("assets", "overlap", "sort_by", "groupby", "on_error", "stac_metadata", "harmonize")
 
 
 def _plan_args(kwargs: Mapping[str, Any], where: str) -> tuple[CubeOptions, SearchArgs, bool]:
@@ -103,8 +109,10 @@ def plan_cube(catalog: CatalogLike, bbox: Any = None, datetime: Any = None, **kw
         ``filter_lang``, ``max_items``, ``limit``, ``headers``, ``modifier``); ``assets`` (keys or common names, in
         band order); ``overlap`` ("first" or "last") and ``sort_by`` (an item property) for sources of one time
         step that claim the same chunk or pixel; ``groupby`` for the time steps of arrays placed by pixel offset
-        ("datetime", "solar_day", or None: one step per item); ``on_error`` ("raise", or "skip" to list
-        unreadable sources in the report); ``progress``.
+        ("datetime", "solar_day", or None: one step per item); ``stac_metadata`` (True: STAC's nodata, scale,
+        offset and unit win over the file's; see :mod:`stackcube.bands`) and ``harmonize`` ("sentinel-2": ESA's
+        baseline offset where the catalog states none); ``on_error`` ("raise", or "skip" to list unreadable
+        sources in the report); ``progress``.
 
     Returns
     -------

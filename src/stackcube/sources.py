@@ -192,7 +192,8 @@ async def read_sources(
         except StackcubeError as exc:
             if options.on_error == "raise":
                 raise
-            failed.append(f"{asset.item.id}/{asset.key}: {exc}")
+            where = f"{asset.item.id}/{asset.key}"
+            failed.append(f"{where}: {str(exc).removeprefix(f'{where}: ')}")
     return sources, failed
 
 

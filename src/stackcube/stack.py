@@ -14,7 +14,7 @@ from typing import Any, Unpack
 import xarray as xr
 
 from stackcube._keywords import check_keywords, keywords_of
-from stackcube.api import PlacementArgs, build_cube, open_dataarray
+from stackcube.api import SourceArgs, build_cube, open_dataarray
 from stackcube.options import GroupBy
 from stackcube.search import SEARCH_KEYWORDS, CatalogLike, SearchArgs, search_items
 from stackcube.store import RepoLike, memory_repository
@@ -22,8 +22,8 @@ from stackcube.store import RepoLike, memory_repository
 __all__ = ["StackArgs", "stack"]
 
 
-class StackArgs(SearchArgs, PlacementArgs, total=False):
-    """The keywords of :func:`stack` besides its own: the search and where sources overlap."""
+class StackArgs(SearchArgs, SourceArgs, total=False):
+    """The keywords of :func:`stack` besides its own: the search and how each source's values count."""
 
 
 def _common_names(items: Sequence[Any], bands: Sequence[str]) -> list[str]:
