@@ -50,6 +50,7 @@ def _format_manifest(manifest: Any) -> str:
             f"  {'/'.join(map(str, ifd.path)):<8}{role:<15}{ifd.shape!s:<22}{ifd.chunk_shape!s:<18}"
             f"{ifd.dtype.name:<9}{codec:<24}{segs:>9}"
         )
+    lines.extend(f"  damaged: {ifd.damage}" for ifd in manifest.ifds if ifd.damage)
     first = manifest.ifds[0]
     if first.geo is not None:
         lines.append(f"  crs: {first.geo.crs if first.geo.crs and len(first.geo.crs) < 60 else 'WKT'}")

@@ -23,7 +23,7 @@ from stackcube._georef import Affine, to_affine
 from stackcube._progress import progress_bar
 from stackcube.assets import SelectedAsset
 from stackcube.bands import BandMetadata, Conflict, band_metadata
-from stackcube.errors import NotGriddableError, NothingFoundError, StackcubeError
+from stackcube.errors import CorruptTiffError, NotGriddableError, NothingFoundError, StackcubeError
 from stackcube.options import CubeOptions
 from stackcube.settings import Settings, current
 from stackcube.tiff import IfdManifest, TiffManifest, head_async, read_tiff_async
@@ -70,10 +70,14 @@ class Source:
         """The source a chosen asset becomes, given the manifest of its file; ``options`` say whether STAC's band
         metadata counts and what to harmonize. Raises MetadataError when the band metadata cannot be right."""
         options = options or CubeOptions()
+        image = manifest.images[0] if manifest.images else None
+        if image is None or image.damage is not None:
+            msg = f"{manifest.href}: {image.damage if image is not None else 'no full-resolution image'}"
+            raise CorruptTiffError(msg)
         bands, conflicts = band_metadata(
             asset.item,
             asset.key,
-            manifest.images[0],
+            image,
             stac=options.stac_metadata,
             harmonize=options.harmonize,
         )
@@ -119,7 +123,7 @@ class Source:
         for entry in self.manifest.ifds[start + 1 :]:
             if entry.role == "image":
                 break
-            if entry.role == "overview" and entry.level == self.level:
+            if entry.role == "overview" and entry.level == self.level and entry.damage is None:
                 return entry
         msg = f"{self.manifest.href} has no overview level {self.level}"
         raise NotGriddableError(msg)

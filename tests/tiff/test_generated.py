@@ -384,3 +384,212 @@ def test_ycbcr_subsampled_without_jpeg(tmp_path, sub) -> None:
     up = (slice(0, height), slice(0, width))
     assert_bits_equal(actual[1], np.repeat(np.repeat(cb, sv, 0), sh, 1)[up])
     assert_bits_equal(actual[2], np.repeat(np.repeat(cr, sv, 0), sh, 1)[up])
+
+
+# --- damaged files, complex integers, every compression tifffile decodes ------------------------------------------
+def test_a_cog_cut_short_keeps_its_overviews_and_refuses_exactly_the_damaged_ifd(tmp_path) -> None:
+    """GDAL's COG layout puts the full-resolution tiles last: a file cut short loses only them."""
+    import zarr
+
+    from stackcube.errors import CorruptTiffError
+    from stackcube.tiff import manifest_store
+
+    data = samples("uint16", 1, seed=5)
+    whole = tmp_path / "whole.tif"
+    profile = {"width": WIDTH, "height": HEIGHT, "count": 1, "dtype": "uint16", "crs": "EPSG:32635"}
+    profile["transform"] = from_origin(600000, 9500000, 10, 10)
+    with rasterio.open(whole, "w", driver="COG", blocksize=64, overview_resampling="nearest", **profile) as ds:
+        ds.write(data)
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[:-5000])
+    manifest = read_tiff(cut)
+    assert manifest.ifds[0].damage is not None
+    assert "IFD 0: segment" in manifest.ifds[0].damage
+    assert "ends beyond the end of the file" in manifest.ifds[0].damage
+    assert all(e.damage is None for e in manifest.ifds[1:])
+    with pytest.raises(CorruptTiffError, match=r"cut\.tif: IFD 0: segment \d+ at offset"):
+        open_manifest(manifest, 0)
+    with rasterio.open(cut) as full, tifffile.TiffFile(cut) as tif:
+        for level, entry in enumerate(manifest.ifds[1:]):
+            with rasterio.open(cut, overview_level=level) as ds:
+                expected = ds.read()
+            assert_bits_equal(open_manifest(manifest, entry.path).values, expected)
+            assert_bits_equal(open_manifest(manifest, entry.path).values[0], tif.pages[entry.path[0]].asarray())
+        assert len(full.overviews(1)) == len(manifest.ifds) - 1
+    whole_file = zarr.open_group(manifest_store(manifest, ifd=None), mode="r", zarr_format=3)
+    assert whole_file.attrs["damaged_ifds"] == [manifest.ifds[0].damage]
+    assert "ifd0" not in set(whole_file.group_keys())  # left out; the overviews are there
+    assert {"ifd1", "ifd2"} <= set(whole_file.group_keys())
+    assert TiffManifestRoundTrip(manifest)
+
+
+def TiffManifestRoundTrip(manifest) -> bool:  # noqa: N802 - reads as the assertion it is
+    from stackcube.tiff import TiffManifest
+
+    again = TiffManifest.from_dict(manifest.to_dict())
+    return [e.damage for e in again.ifds] == [e.damage for e in manifest.ifds]
+
+
+def complex_pairs(bits: int, count: int) -> np.ndarray:
+    """(count, height, width, 2) integers of ``bits`` bits: the real and imaginary parts of complex samples."""
+    rng = np.random.default_rng(bits)
+    limit = 2 ** (bits - 1) - 1
+    return rng.integers(-limit, limit, size=(count, HEIGHT, WIDTH, 2), dtype=f"int{bits}", endpoint=True)
+
+
+@pytest.mark.parametrize("layout", ["tiles-deflate", "strips-none", "tiles-lzw-band"])
+def test_complex_int16_reads_as_gdal_presents_it(tmp_path, layout) -> None:
+    """Sentinel-1 SLC products store CInt16: pairs of int16, which GDAL and tifffile present as complex64."""
+    pairs = complex_pairs(16, 2)
+    data = (pairs[..., 0] + 1j * pairs[..., 1]).astype(np.complex64)
+    kind, compress, *band = layout.split("-")
+    options: dict = {"compress": compress.upper(), "interleave": "BAND" if band else "PIXEL"}
+    options |= {"tiled": True, "blockxsize": 64, "blockysize": 32} if kind == "tiles" else {"blockysize": 50}
+    path = tmp_path / "c.tif"
+    profile = {"driver": "GTiff", "width": WIDTH, "height": HEIGHT, "count": 2, "dtype": "complex_int16"}
+    profile |= {"crs": "EPSG:32635", "transform": from_origin(600000, 9500000, 10, 10)}
+    with rasterio.open(path, "w", **profile, **options) as ds:
+        ds.write(data)
+    with rasterio.open(path) as ds:
+        expected = ds.read()
+    assert expected.dtype == np.complex64
+    assert read_tiff(path).ifds[0].recipe.sampleformat == 5
+    assert_bits_equal(read_stackcube(path), expected)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        reference = page.asarray() if page.planarconfig == 2 else np.moveaxis(page.asarray(), -1, 0)
+        assert_bits_equal(read_stackcube(path), reference)
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_complex_int32_reads_as_gdal_presents_it(tmp_path, compression) -> None:
+    """CInt32 (rasterio cannot write it): pairs of int32 written by tifffile, the tags made to say CInt32."""
+    pairs = complex_pairs(32, 1)[0]
+    path = tmp_path / "c32.tif"
+    tifffile.imwrite(path, pairs.reshape(HEIGHT, WIDTH * 2), compression=compression, rowsperstrip=50)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        tags = tif.pages[0].tags
+        tags[256].overwrite(WIDTH)  # ImageWidth: pairs are samples of 64 bits
+        tags[258].overwrite(64)  # BitsPerSample
+        tags[339].overwrite(5)  # SampleFormat: complex integer
+    ours = read_stackcube(path)
+    assert ours.dtype == np.complex128  # as tifffile and GDAL's own NumPy mapping of CInt32: exact
+    np.testing.assert_array_equal(ours[0].real, pairs[..., 0])
+    np.testing.assert_array_equal(ours[0].imag, pairs[..., 1])
+    with tifffile.TiffFile(path) as tif:
+        assert_bits_equal(ours[0], tif.pages[0].asarray())
+    with warnings_ignored(), rasterio.open(path) as ds:
+        gdal = ds.read()
+    assert gdal.dtype == np.complex64  # rasterio narrows CInt32 to complex64: equal to ours narrowed the same way
+    assert_bits_equal(ours.astype(np.complex64), gdal)
+
+
+def warnings_ignored():
+    """rasterio warns that a file without georeferencing returns the identity transform."""
+    import warnings
+
+    context = warnings.catch_warnings()
+    context.__enter__()
+    warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+
+    class _Exit:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            context.__exit__(*exc)
+
+    return _Exit()
+
+
+def eer_encode(events: np.ndarray, skipbits: int, horzbits: int, vertbits: int) -> bytes:
+    """Electron events (a boolean frame) as the EER bitstream (EER format documentation 3.0, section 4): per event,
+    the number of pixels skipped since the last one (``skipbits`` bits, all ones meaning "skip that many, no event")
+    and its sub-pixel position (zero here), least significant bit first, padded to whole 16-bit words. Written here
+    because imagecodecs decodes EER but does not encode it."""
+    bits: list[int] = []
+    nbits = horzbits + vertbits
+    mask = (1 << skipbits) - 1
+
+    def put(value: int, width: int) -> None:
+        bits.extend((value >> k) & 1 for k in range(width))
+
+    def skip(count: int) -> int:
+        while count >= mask:
+            put(mask, skipbits)
+            count -= mask
+        return count
+
+    last = 0
+    for position in np.flatnonzero(events.ravel()).tolist():
+        put(skip(position - last), skipbits)
+        put(0, nbits)
+        last = position + 1
+    put(skip(events.size - last), skipbits)  # reaching the frame's end stops the decoder before the padding
+    bits.extend([0] * (-len(bits) % 16))
+    return np.packbits(np.array(bits, np.uint8), bitorder="little").tobytes()
+
+
+def write_eer(path: Path, frames: list[bytes], compression: int, shape: tuple[int, int]) -> None:
+    """An EER file as Thermo Fisher writes one: a BigTIFF of 1-bit frames, one strip each, with EER metadata
+    (tag 65001); tifffile cannot encode EER, so the strips are written raw and the tags set after."""
+    metadata = b"<metadata><item key='sensorPixelSize.width'>1</item></metadata>"
+    extratags = [(65001, 7, len(metadata), metadata, True)]
+    if compression == 65002:
+        extratags += [(65007, 3, 1, 7, True), (65008, 3, 1, 2, True), (65009, 3, 1, 2, True)]
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for frame in frames:
+            tif.write(np.frombuffer(frame, np.uint8).reshape(1, -1), extratags=extratags, contiguous=False)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        for page in tif.pages:
+            page.tags[256].overwrite(shape[1])
+            page.tags[257].overwrite(shape[0])
+            page.tags[258].overwrite(1)
+            page.tags[259].overwrite(compression)
+            page.tags[278].overwrite(shape[0])
+
+
+@pytest.mark.parametrize("compression", [65000, 65001, 65002])
+def test_eer_decodes_as_tifffile_does(tmp_path, compression) -> None:
+    """Electron-event TIFFs (cryo-EM): what tifffile decodes, stackcube decodes the same, bit for bit."""
+    rng = np.random.default_rng(compression)
+    shape = (64, 96)
+    bits = (8, 2, 2) if compression == 65000 else (7, 2, 2)
+    events = [rng.random(shape) < density for density in (0.01, 0.05, 0.002)]
+    path = tmp_path / "frames.eer.tif"
+    write_eer(path, [eer_encode(e, *bits) for e in events], compression, shape)
+    manifest = read_tiff(path)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_eer
+        for i, page in enumerate(tif.pages):
+            expected = page.asarray()
+            np.testing.assert_array_equal(expected.astype(bool), events[i])  # the frames are what was encoded
+            assert manifest.ifds[i].recipe.eer == bits
+            assert_bits_equal(open_manifest(manifest, i).values[0], expected)
+
+
+def test_compressions_tifffile_cannot_decode_here_are_refused_as_tifffile_refuses_them(tmp_path) -> None:
+    """Jetraw: tifffile's decoder is imagecodecs' Jetraw codec, which these wheels lack; EER outside an EER file."""
+    import imagecodecs
+
+    from stackcube.errors import UnsupportedTiffError
+
+    path = tmp_path / "jetraw.tif"
+    tifffile.imwrite(path, np.ones((32, 32), np.uint16))
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        tif.pages[0].tags[259].overwrite(48124)
+    with tifffile.TiffFile(path) as tif:
+        if not imagecodecs.JETRAW.available:
+            with pytest.raises(Exception):  # noqa: B017, PT011 - whatever tifffile raises, it does not decode
+                tif.pages[0].asarray()
+    if not imagecodecs.JETRAW.available:
+        with pytest.raises(UnsupportedTiffError, match=r"IFD 0: Compression=48124 \(JETRAW\) needs imagecodecs"):
+            read_tiff(path)
+    not_eer = tmp_path / "not-eer.tif"
+    tifffile.imwrite(not_eer, np.ones((32, 32), np.uint8))
+    with tifffile.TiffFile(not_eer, mode="r+b") as tif:
+        tif.pages[0].tags[259].overwrite(65001)
+    with tifffile.TiffFile(not_eer) as tif, pytest.raises(ValueError, match="EER_V1"):
+        tif.pages[0].asarray()
+    with pytest.raises(UnsupportedTiffError, match=r"IFD 0: Compression=65001 \(EER_V1\) outside an EER file"):
+        read_tiff(not_eer)

@@ -164,5 +164,6 @@ def test_mutated_headers_give_a_manifest_or_a_stackcube_error(seeds, data) -> No
         assert isinstance(manifest, TiffManifest)
         for ifd in manifest.ifds:
             assert ifd.offsets.shape == ifd.lengths.shape
-            assert (ifd.offsets + ifd.lengths <= len(seed)).all()
+            # an IFD whose segments run past the end is marked damaged (and refused when opened); the rest fit
+            assert ifd.damage is not None or (ifd.offsets + ifd.lengths <= len(seed)).all()
     assert time.monotonic() - start < 5

@@ -18,12 +18,14 @@ import tifffile
 from stackcube.errors import CorruptTiffError, UnsupportedTiffError
 from stackcube.tiff._model import Recipe
 
-__all__ = ["check_decodable", "decode_segment"]
+__all__ = ["EER_COMPRESSIONS", "JPEG_COMPRESSIONS", "check_decodable", "decode_segment"]
 
 JPEG_COMPRESSIONS = frozenset({6, 7, 33007, 34892})
 CCITT_COMPRESSIONS = frozenset({2, 3, 4})
+EER_COMPRESSIONS = frozenset({65000, 65001, 65002})
+JETRAW = 48124
 # compressions whose decoders return shaped images; predictors and fill order do not apply to them
-IMAGE_COMPRESSIONS = frozenset(tifffile.TIFF.IMAGE_COMPRESSIONS) - {65000, 65001, 65002, 48124}
+IMAGE_COMPRESSIONS = frozenset(tifffile.TIFF.IMAGE_COMPRESSIONS) - EER_COMPRESSIONS - {JETRAW}
 LERC = 34887
 _LERC_STAGE = {1: imagecodecs.deflate_decode, 2: imagecodecs.zstd_decode}
 _JPEG_FALLBACK_ERRORS = ("Unsupported JPEG data precision", "Unsupported color conversion", "SOF type")
@@ -38,8 +40,12 @@ def check_decodable(recipe: Recipe) -> None:
             name = _enum_name(tifffile.COMPRESSION, recipe.compression)
             msg = f"Compression={recipe.compression} ({name}) is not supported"
             raise UnsupportedTiffError(msg) from None
-        if recipe.compression in {65000, 65001, 65002, 48124}:
-            msg = f"Compression={recipe.compression} needs whole-file context and is not supported"
+        if recipe.compression in EER_COMPRESSIONS and len(recipe.eer) != 3:
+            msg = f"Compression={recipe.compression} (EER) without its skip, horizontal and vertical bits"
+            raise CorruptTiffError(msg)
+        if recipe.compression == JETRAW and not imagecodecs.JETRAW.available:
+            # tifffile refuses it too: its decoder is imagecodecs' Jetraw codec, absent from these wheels
+            msg = f"Compression={JETRAW} (JETRAW) needs imagecodecs built with Jetraw, which this installation lacks"
             raise UnsupportedTiffError(msg)
     if recipe.predictor != 1 and recipe.compression not in IMAGE_COMPRESSIONS | JPEG_COMPRESSIONS:
         if recipe.predictor not in tifffile.TIFF.UNPREDICTORS:
@@ -73,6 +79,12 @@ def decode_segment(data: Any, recipe: Recipe, fill_value: Any = 0) -> np.ndarray
         block = _decode_image(data, recipe)
     elif recipe.compression in CCITT_COMPRESSIONS:
         block = _decode_ccitt(data, recipe)
+    elif recipe.compression in EER_COMPRESSIONS:
+        shape = (recipe.segment_length, recipe.segment_width)
+        block = imagecodecs.eer_decode(data, shape, *recipe.eer, superres=False).astype(recipe.dtype)[..., np.newaxis]
+    elif recipe.compression == JETRAW:
+        block = np.zeros((recipe.segment_length, recipe.segment_width, 1), np.uint16)  # as tifffile: a given buffer
+        imagecodecs.jetraw_decode(data, out=block)
     elif _is_subsampled(recipe):
         block = _decode_ycbcr_subsampled(data, recipe)
     else:
@@ -170,6 +182,12 @@ def _decode_lerc(data: Any, recipe: Recipe) -> np.ndarray:
 def _unpack(data: Any, recipe: Recipe) -> np.ndarray:
     dtype = np.dtype(recipe.dtype)
     bps = recipe.bitspersample
+    if recipe.sampleformat == 5:
+        # complex integers: pairs of integers, presented as complex floats (as tifffile and GDAL do)
+        pairs = np.dtype(f"{recipe.byteorder}i{bps // 16}")
+        buffer = memoryview(data).cast("B")
+        usable = (len(buffer) // (2 * pairs.itemsize)) * 2 * pairs.itemsize
+        return np.frombuffer(buffer[:usable], pairs).astype(f"f{dtype.itemsize // 2}").view(dtype)
     if bps in {8, 16, 32, 64, 128}:
         # the floating-point predictor works on the raw byte order
         stored = dtype if recipe.predictor in {3, 34894, 34895} else dtype.newbyteorder(recipe.byteorder)
@@ -191,7 +209,8 @@ def _decode_other(data: Any, recipe: Recipe) -> np.ndarray:
         data = _decode_lerc(data, recipe)
     elif recipe.compression != 1:
         size = recipe.segment_length * recipe.segment_width * recipe.samples
-        data = tifffile.TIFF.DECOMPRESSORS[recipe.compression](data, out=size * np.dtype(recipe.dtype).itemsize)
+        itemsize = recipe.bitspersample // 8 if recipe.sampleformat == 5 else np.dtype(recipe.dtype).itemsize
+        data = tifffile.TIFF.DECOMPRESSORS[recipe.compression](data, out=size * itemsize)
     flat = _unpack(data, recipe)
     block = _reshape(flat, recipe)
     block = block.astype(np.dtype(recipe.dtype).newbyteorder("="), copy=False)

@@ -60,6 +60,11 @@ class Recipe:
     """Second stage of LERC as GDAL writes it (LercParameters): 0 none, 1 Deflate, 2 ZSTD."""
     t4options: int = 0
     """T4Options of CCITT Group 3 fax compression."""
+    sampleformat: int = 1
+    """SampleFormat tag value (1 unsigned, 2 signed, 3 float, 5 complex integer, 6 complex float); complex integers
+    are stored as pairs of integers and decode to complex floats, as tifffile and GDAL present them."""
+    eer: tuple[int, ...] = ()
+    """(skip bits, horizontal bits, vertical bits) of EER compression (Thermo Fisher electron events); empty else."""
 
     def to_config(self) -> dict[str, Any]:
         """Return the recipe as JSON-compatible codec configuration."""
@@ -79,7 +84,7 @@ class Recipe:
         kwargs = dict(config)
         tables = kwargs.get("jpegtables")
         kwargs["jpegtables"] = None if tables is None else base64.b64decode(tables)
-        for name in ("extrasamples", "subsampling"):
+        for name in ("extrasamples", "subsampling", "eer"):
             if name in kwargs:
                 kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs)
@@ -127,6 +132,9 @@ class IfdManifest:
     """CRS and transform, when the IFD carries GeoTIFF tags."""
     attrs: dict[str, Any] = field(default_factory=dict)
     """Other metadata: photometric name, colormap, per-band scale/offset and descriptions, GDAL metadata."""
+    damage: str | None = None
+    """Why this IFD cannot be read (a segment beyond the end of the file), naming it; None when it is intact. The
+    file's other IFDs stay readable."""
 
     @property
     def nbytes_stored(self) -> int:
@@ -158,6 +166,7 @@ class IfdManifest:
             "fill_value": repr(fill) if isinstance(fill, float) else fill,
             "geo": geo,
             "attrs": _jsonable(self.attrs),
+            "damage": self.damage,
         }
 
     @classmethod
@@ -186,6 +195,7 @@ class IfdManifest:
                 geokeys=geo["geokeys"],
             ),
             attrs=data["attrs"],
+            damage=data.get("damage"),
         )
 
 

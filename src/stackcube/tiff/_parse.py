@@ -21,7 +21,7 @@ import numpy as np
 import tifffile
 
 from stackcube.errors import CorruptTiffError, TiffError, UnsupportedTiffError
-from stackcube.tiff._decode import JPEG_COMPRESSIONS, check_decodable
+from stackcube.tiff._decode import EER_COMPRESSIONS, JPEG_COMPRESSIONS, check_decodable
 from stackcube.tiff._geo import parse_gdal_metadata, parse_geo, parse_nodata
 from stackcube.tiff._model import IfdManifest, Recipe, Role, TiffManifest
 
@@ -179,6 +179,9 @@ def parse_manifest(
     if not ifds:
         msg = f"{href} contains no images"
         raise CorruptTiffError(msg)
+    if all(ifd.damage is not None for ifd in ifds):  # nothing intact to keep readable
+        msg = f"{href}: {ifds[0].damage}"
+        raise CorruptTiffError(msg)
     return TiffManifest(
         href=href,
         etag=etag,
@@ -239,8 +242,10 @@ def _parse_page(page: tifffile.TiffPage, path: tuple[int, ...], role: Role, leve
     if page.dtype is None:
         msg = f"{where}: SampleFormat={int(page.sampleformat)} with BitsPerSample={page.bitspersample}"
         raise UnsupportedTiffError(f"{msg} is not supported")
-    if int(page.sampleformat) == 5:
-        raise UnsupportedTiffError(f"{where}: SampleFormat=5 (complex integer) is not supported")
+    if int(page.sampleformat) == 5 and int(page.predictor) != 1:
+        # as tifffile: unpredicting complex integers is not defined
+        msg = f"{where}: Predictor={int(page.predictor)} with complex integer samples is not supported"
+        raise UnsupportedTiffError(msg)
     if page.tags.get(339) is not None and len(set(np.atleast_1d(page.tags[339].value))) > 1:
         raise UnsupportedTiffError(f"{where}: SampleFormat={page.tags[339].value} differs between samples")
     if page.imagelength == 0 or page.imagewidth == 0 or page.samplesperpixel == 0:
@@ -271,13 +276,13 @@ def _parse_page(page: tifffile.TiffPage, path: tuple[int, ...], role: Role, leve
     missing = (offsets == 0) | (lengths == 0)
     ends = offsets + lengths
     beyond = ~missing & ((ends > fh.size) | (ends < offsets))
-    if beyond.any():
+    damage = None
+    if beyond.any():  # this IFD cannot be read, the others may well be (a COG cut short loses its full resolution)
         first = int(np.flatnonzero(beyond)[0])
-        msg = (
+        damage = (
             f"{where}: segment {first} at offset {int(offsets[first])} with {int(lengths[first])} bytes ends beyond "
             f"the end of the file ({fh.size} bytes); the file is truncated or corrupt"
         )
-        raise CorruptTiffError(msg)
     offsets[missing] = 0
     lengths[missing] = 0
 
@@ -307,6 +312,7 @@ def _parse_page(page: tifffile.TiffPage, path: tuple[int, ...], role: Role, leve
         fill_value=fill_value,
         geo=geo,
         attrs=attrs,
+        damage=damage,
     )
 
 
@@ -345,12 +351,29 @@ def _recipe(page: tifffile.TiffPage, *, samples: int, seg_len: int, seg_w: int, 
         jpegtables=jpegtables,
         lerc_compression=lerc,
         t4options=int(page.tags.valueof(292, 0)) if compression == 3 else 0,
+        sampleformat=int(page.sampleformat),
+        eer=_eer_bits(page, compression, where),
     )
     try:
         check_decodable(recipe)
     except TiffError as exc:
         raise type(exc)(f"{where}: {exc}") from None
     return recipe
+
+
+def _eer_bits(page: tifffile.TiffPage, compression: int, where: str) -> tuple[int, ...]:
+    """EER's (skip, horizontal, vertical) bits, from the compression and tags 65007-65009, as tifffile reads them.
+
+    tifffile decodes EER only in files with EER metadata (tag 65001); so does this, and refuses it elsewhere.
+    """
+    if compression not in EER_COMPRESSIONS:
+        return ()
+    if not page.parent.is_eer:
+        name = tifffile.COMPRESSION(compression).name
+        raise UnsupportedTiffError(f"{where}: Compression={compression} ({name}) outside an EER file is not supported")
+    if compression == 65002:
+        return (int(page.tags.valueof(65007, 7)), int(page.tags.valueof(65008, 2)), int(page.tags.valueof(65009, 2)))
+    return (7 if compression == 65001 else 8, 2, 2)
 
 
 def _attrs(page: tifffile.TiffPage, samples: int) -> dict[str, Any]:

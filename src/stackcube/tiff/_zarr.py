@@ -17,6 +17,7 @@ from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.dtype import parse_dtype
 
 from stackcube._georef import spatial_coords, to_affine
+from stackcube.errors import CorruptTiffError
 from stackcube.tiff._codec import TiffSegmentCodec
 from stackcube.tiff._model import IfdManifest, TiffManifest
 from stackcube.tiff._read import read_tiff, read_tiff_async
@@ -43,7 +44,11 @@ def ifd_group_name(path: tuple[int, ...]) -> str:
 
 
 def manifest_array(manifest: TiffManifest, ifd: IfdManifest) -> ManifestArray:
-    """Return one IFD as a VirtualiZarr ManifestArray with dims (band, y, x)."""
+    """Return one IFD as a VirtualiZarr ManifestArray with dims (band, y, x); a damaged IFD raises
+    CorruptTiffError naming it."""
+    if ifd.damage is not None:
+        msg = f"{manifest.href}: {ifd.damage}"
+        raise CorruptTiffError(msg)
     missing = ifd.lengths == 0
     paths = np.where(missing, "", manifest.href).astype(np.dtypes.StringDType())
     chunks = ChunkManifest.from_arrays(
@@ -98,12 +103,16 @@ def manifest_store(
     ifd: int | tuple[int, ...] | None = 0,
     registry: ObjectStoreRegistry[Any] | None = None,
 ) -> ManifestStore:
-    """Return a ManifestStore holding one IFD as the array ``data`` at the root, or every IFD as a group."""
+    """Return a ManifestStore holding one IFD as the array ``data`` at the root, or every IFD as a group.
+
+    With every IFD, a damaged one is left out and named in the root's ``damaged_ifds`` attribute.
+    """
     registry = registry if registry is not None else registry_for(manifest)
     if ifd is None:
         groups = {
             ifd_group_name(entry.path): ManifestGroup(arrays={VARIABLE: manifest_array(manifest, entry)})
             for entry in manifest.ifds
+            if entry.damage is None
         }
         group = ManifestGroup(groups=groups, attributes=_file_attrs(manifest))
     else:
@@ -114,6 +123,9 @@ def manifest_store(
 
 def _file_attrs(manifest: TiffManifest) -> dict[str, Any]:
     attrs: dict[str, Any] = {"source_href": manifest.href, "source_size": manifest.size}
+    damaged = [entry.damage for entry in manifest.ifds if entry.damage is not None]
+    if damaged:
+        attrs["damaged_ifds"] = damaged
     if manifest.etag is not None:
         attrs["source_etag"] = manifest.etag
     if manifest.last_modified is not None:
