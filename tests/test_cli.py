@@ -111,3 +111,25 @@ def test_build_skip_failed_commits_the_rest_and_lists_the_failure(tmp_path, caps
     snapshot = next(iter(open_repository(repo).ancestry(branch="main")))
     (failure,) = snapshot.metadata["failed"]
     assert failure.startswith(f"{missing.parent.name}/B08: ")
+
+
+@pytest.mark.corpus
+def test_build_takes_the_band_metadata_options(tmp_path, capsys) -> None:
+    from stackcube.store import read_metadata
+    from tests.twins import corpus_items, redated, twin_items
+
+    item = corpus_items("site2-2020_jun_jul-35MNM.geojson")[0]
+    items = [item, redated(item, "2022-02-03T08:16:01Z", **{"s2:processing_baseline": "04.00"})]
+    twins = twin_items(items, tmp_path / "twins", (tmp_path / "twins").as_uri(), downscale=30, assets=["B04"])
+    catalog = tmp_path / "items.json"
+    catalog.write_text(json.dumps({"type": "FeatureCollection", "features": twins}))
+    assert main(["plan", str(catalog), "--assets", "B04", "--quiet"]) == 0
+    assert "baselines before and from 04.00" in capsys.readouterr().out
+    repo = tmp_path / "cube.icechunk"
+    args = ["build", str(catalog), "--assets", "B04", "--repo", str(repo), "--quiet"]
+    assert main([*args, "--harmonize", "sentinel-2", "--no-stac-metadata"]) == 0
+    options = read_metadata(repo).options
+    assert (options.harmonize, options.stac_metadata) == ("sentinel-2", False)
+    with pytest.raises(SystemExit) as refused:  # argparse names the choices and exits with 2
+        main([*args, "--harmonize", "landsat"])
+    assert refused.value.code == 2

@@ -55,6 +55,8 @@ def landsat(tmp_path_factory):
     return twins, cube, root / "cube.icechunk"
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # affine * in odc-geo (to_grid)
+@pytest.mark.filterwarnings("ignore:The 'shapely.ops.transform:DeprecationWarning")  # odc-geo 0.5 on shapely 2.2
 def test_landsat_reads_as_reflectance_and_kelvin_where_only_stac_says_so(landsat) -> None:
     twins, cube, repo = landsat
     (array,) = cube.plan.arrays  # both bands uint16 with nodata 0 on one grid: one array, two scales
@@ -80,6 +82,19 @@ def test_landsat_reads_as_reflectance_and_kelvin_where_only_stac_says_so(landsat
     np.testing.assert_array_equal(tree[f"{array.name}/0"]["scale"].values, array.scale)
     half = tree[f"{array.name}/1"]["data"]  # the overviews read with the same scale and offset
     assert np.nanmax(half.isel(band=0).values) < 2.0
+    warped = stackcube.to_grid(repo, crs="EPSG:32655", resolution=600.0)  # to_grid warps the physical values
+    assert 0.0 < np.nanmax(warped.isel(band=0).values) < 2.0
+    look = cube.quicklook(bands=["red"], size=64)  # the quicklook stretches physical values too
+    assert look.bands == ("red",)
+
+
+def test_the_unit_lands_in_the_attributes_when_the_bands_agree(landsat) -> None:
+    twins, _, repo = landsat
+    cube = stackcube.build_cube(twins, assets=["lwir11"], repo=repo.parent / "kelvin.icechunk", progress=False)
+    data = stackcube.open_dataarray(cube.repository, cube.plan.arrays[0].name)
+    assert data.attrs["units"] == "kelvin"
+    assert 149.0 < np.nanmin(data.values) < np.nanmax(data.values) < 400.0
+    assert data.encoding["scale_factor"] == 0.00341802  # one scale for the whole array: CF attributes too
 
 
 def test_stack_equals_stackstac_rescaled(landsat) -> None:
@@ -137,6 +152,8 @@ def test_sentinel_2_across_the_baseline_change_is_one_array_with_two_offsets(tmp
     theirs = stackstac_rescaled(twins, ["B04", "B08"], 32735)
     valid = ~np.isnan(ours)
     np.testing.assert_array_equal(ours[valid], theirs.values[valid].astype(np.float32))
+    stacked = stackcube.stack(twins, assets=["B04", "B08"]).values  # stack(): the same, two offsets along time
+    np.testing.assert_array_equal(stacked[valid], theirs.values[valid].astype(np.float32))
     # the same DN reads 0.1 lower after the change, as ESA defines it
     assert "baselines before and from 04.00" not in cube.plan.report()
 

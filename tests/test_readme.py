@@ -24,6 +24,16 @@ def test_readme_example_runs(corpus, index, monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path / "main")
     namespace: dict[str, object] = {}
     exec(compile(python_blocks()[index], f"README.md block {index}", "exec"), namespace)
+    if "red" in namespace and "raw" in namespace:
+        import numpy as np
+
+        red, raw = namespace["red"], namespace["raw"]
+        assert red.dtype == np.float32  # type: ignore[attr-defined]
+        assert set(red.coords["offset"].values.ravel().tolist()) == {-0.1}  # type: ignore[attr-defined]
+        valid = raw.values != 0  # type: ignore[attr-defined]
+        expected = (raw.values[valid].astype(np.float64) * 0.0001 - 0.1).astype(np.float32)  # type: ignore[attr-defined]
+        np.testing.assert_array_equal(red.values[valid], expected)  # type: ignore[attr-defined]
+        assert np.isnan(red.values[~valid]).all()  # type: ignore[attr-defined]
     if "stacked" in namespace:
         names = namespace["stacked"].coords["common_name"].values.tolist()  # type: ignore[attr-defined]
         assert names == ["blue", "green", "red", "nir"]

@@ -74,8 +74,9 @@ def physical(raw: xr.DataArray) -> xr.DataArray:
         data = _decode(raw.data, nodata, scale[:, :, None, None], offset[:, :, None, None], dtype)
     else:
         data = indexing.LazilyIndexedArray(_Physical(raw.variable, nodata, scale, offset, dtype))
-    variable = xr.Variable(raw.dims, data, attrs, encoding)
-    return xr.DataArray(variable, coords=raw.coords, name=raw.name)
+    decoded = xr.DataArray(xr.Variable(raw.dims, data, attrs), coords=raw.coords, name=raw.name)
+    decoded.encoding = encoding  # the DataArray constructor does not keep a Variable's encoding
+    return decoded
 
 
 class _Physical(BackendArray):

@@ -231,6 +231,16 @@ def _add_search_arguments(parser: argparse.ArgumentParser) -> None:
         default="datetime",
         help="time steps of grids placed by pixel offset: per datetime, per solar day, or one per item",
     )
+    parser.add_argument(
+        "--no-stac-metadata",
+        action="store_true",
+        help="ignore STAC's band nodata, scale and offset (raster:bands, bands); use the files' alone",
+    )
+    parser.add_argument(
+        "--harmonize",
+        choices=["sentinel-2"],
+        help="sentinel-2: ESA's offset of -1000 DN for items from processing baseline 04.00 where STAC states none",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -243,6 +253,8 @@ def _search_args(args: argparse.Namespace) -> dict[str, Any]:
         "assets": args.assets,
         "max_items": args.max_items,
         "groupby": None if args.groupby == "none" else args.groupby,
+        "stac_metadata": not args.no_stac_metadata,
+        "harmonize": args.harmonize,
         "progress": not args.quiet,
     }
 
