@@ -47,14 +47,18 @@ def _tables(raw: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
 
 def _decode(values: Any, nodata: Any, scale: np.ndarray, offset: np.ndarray, dtype: np.dtype[Any]) -> Any:
     """``values`` (a NumPy or dask array: NumPy's functions dispatch to dask) with ``scale``/``offset``
-    broadcastable to it, decoded."""
-    out = values.astype(np.float64)
+    broadcastable to it, decoded. Scaling is computed in float64 (as stackstac does), masking alone in ``dtype``."""
+    scaled = not (np.all(scale == 1.0) and np.all(offset == 0.0))
+    out = values.astype(np.float64 if scaled else dtype)
     if nodata is not None:
         missing = np.isnan(values) if isinstance(nodata, float) and math.isnan(nodata) else values == nodata
-        out = np.where(missing, np.nan, out)
-    if not (np.all(scale == 1.0) and np.all(offset == 0.0)):
+        if isinstance(out, np.ndarray):
+            np.putmask(out, missing, np.nan)  # in place: a window read without dask is one pass
+        else:
+            out = np.where(missing, np.nan, out)
+    if scaled:
         out = out * scale + offset
-    return out.astype(dtype)
+    return out.astype(dtype, copy=False)
 
 
 def physical(raw: xr.DataArray) -> xr.DataArray:

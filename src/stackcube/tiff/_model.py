@@ -67,10 +67,16 @@ class Recipe:
     """(skip bits, horizontal bits, vertical bits) of EER compression (Thermo Fisher electron events); empty else."""
 
     def to_config(self) -> dict[str, Any]:
-        """Return the recipe as JSON-compatible codec configuration."""
+        """Return the recipe as JSON-compatible codec configuration.
+
+        Optional fields at their default are left out, so a cube of ordinary files keeps the configuration an
+        earlier stackcube wrote and can still read.
+        """
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.default is not dataclasses.MISSING and value == f.default:
+                continue
             if f.name == "jpegtables":
                 value = None if value is None else base64.b64encode(value).decode("ascii")
             elif isinstance(value, tuple):
