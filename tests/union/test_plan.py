@@ -11,6 +11,7 @@ import pytest
 import rasterio
 
 import stackcube
+from stackcube.union import UnionPlan
 from tests.union.scenes import T0, expected_union, make_items, write_scene
 
 
@@ -65,3 +66,17 @@ def test_overviews_of_a_union_where_the_members_share_a_lattice_there(tmp_path) 
     assert sorted(tree[union.name].children) == ["0", "1"]
     with pytest.raises(ValueError, match=r"has levels 0, 1 \(0 is full resolution\), not 2"):
         stackcube.open_dataarray(tmp_path / "cube.icechunk", union.name, level=2)
+
+
+def test_members_whose_scale_differs_within_a_time_step_make_no_union(tmp_path) -> None:
+    items = make_items(tmp_path, tmp_path.as_posix())  # A and B share a datetime; C and D have their own
+    for item, offset in zip(items, (0.0, -0.1, 0.0, -0.1), strict=True):
+        item.assets["red"].extra_fields["raster:bands"] = [{"nodata": 0, "scale": 1e-4, "offset": offset}]
+    plan = stackcube.plan_cube(items, progress=False)
+    assert plan.unions == ()
+    assert len(plan.arrays) == 4  # each stays readable on its own grid
+    assert any("share a pixel lattice but not one scale and offset per time step; no union" in n for n in plan.notes)
+    per_item = stackcube.plan_cube(items, groupby=None, progress=False)  # one step per item: one offset each
+    (union,) = per_item.unions
+    assert [row[0] for row in union.offset] == [0.0, -0.1, 0.0, -0.1]
+    assert UnionPlan.from_dict(union.name, union.to_dict()) == union
