@@ -229,9 +229,10 @@ def test_conflicts_between_stac_and_the_file_are_reported_once_per_array(tmp_pat
         twin["assets"]["red"]["raster:bands"][0] |= {"nodata": 1, "offset": -0.1}
     plan = stackcube.plan_cube(twins, assets=["red"], progress=False)
     (line,) = [n for n in plan.notes if "STAC and the files disagree" in n]
+    sources = f"{twins[0]['id']}/red, {twins[1]['id']}/red"
     assert line == (
-        "EPSG32655_1200m: STAC and the files disagree (nodata: STAC 1, the file 0 (2 sources); "
-        "offset: STAC -0.1, the file -0.2 (2 sources)); STAC's values are used"
+        f"EPSG32655_1200m: STAC and the files disagree (nodata: STAC 1, the file 0 ({sources}); "
+        f"offset: STAC -0.1, the file -0.2 ({sources})); STAC's values are used"
     )
     assert line in plan.report()
     assert plan.arrays[0].fill_value == 1

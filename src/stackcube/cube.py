@@ -7,14 +7,13 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from stackcube.assets import SkippedAsset
-from stackcube.bands import S2_OFFSET_BASELINE, baseline
+from stackcube.bands import S2_OFFSET_BASELINE, Conflict, baseline
 from stackcube.errors import NothingFoundError
 from stackcube.grid import GridKey, group_by_grid
 from stackcube.options import CubeOptions
@@ -167,6 +166,12 @@ def plan_sources(
     )
 
 
+def _some(names: Sequence[str], shown: int = 2) -> str:
+    """``a, b`` or ``a, b and 3 more``: the sources a report line is about."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def _nodata_notes(keys: Sequence[GridKey]) -> list[str]:
     """Why grids that differ only in nodata are not one array."""
     by_rest: dict[GridKey, list[str]] = {}
@@ -182,9 +187,12 @@ def _nodata_notes(keys: Sequence[GridKey]) -> list[str]:
 def _meaning_notes(array: ArrayPlan, sources: Sequence[Source]) -> list[str]:
     """Where STAC and the files disagreed (STAC wins), and Sentinel-2 DNs of two encodings in one array."""
     notes = []
-    counts = Counter(c for s in sources for c in s.conflicts)
-    if counts:
-        said = "; ".join(f"{conflict} ({n} source{'s' * (n != 1)})" for conflict, n in counts.items())
+    where: dict[Conflict, list[str]] = {}
+    for s in sources:
+        for conflict in s.conflicts:
+            where.setdefault(conflict, []).append(f"{s.item_id}/{s.asset}")
+    if where:
+        said = "; ".join(f"{conflict} ({_some(names)})" for conflict, names in where.items())
         notes.append(f"{array.name}: STAC and the files disagree ({said}); STAC's values are used")
     versions = {b for s in sources if (b := baseline(s.properties)) is not None}
     offset_stated = bool(np.any(array.offset != 0))
