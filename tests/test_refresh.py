@@ -321,3 +321,50 @@ def _history(repo: str) -> list[str]:
     from stackcube.store import open_repository
 
     return [snap.message for snap in open_repository(repo).ancestry(branch="main")]
+
+
+def _touch(path: Path) -> None:
+    """A provider re-uploading a file: the same bytes, a new identity."""
+    import os
+
+    path.write_bytes(path.read_bytes())
+    stat = path.stat()
+    os.utime(path, (stat.st_atime + 5, stat.st_mtime + 5))
+
+
+def _by_id(data) -> dict:
+    return {str(i): data.sel(time=t).values for i, t in zip(data.id.values, data.time.values, strict=True)}
+
+
+@pytest.mark.parametrize("path", ["late item", "updated", "check etags", "verify fix", "remove"])
+def test_every_refresh_path_keeps_band_order_and_values(demo_cube, path) -> None:
+    catalog, repo, _ = demo_cube
+    before = stackcube.open_dataarray(repo, "EPSG32735_10m", mask_and_scale=False).load()
+    order = before.band.values.tolist()
+    assert order == ["B02", "B03", "B04", "B08"]
+    root = pystac.Catalog.from_file(catalog)
+    first = sorted(root.get_items(recursive=True), key=lambda i: i.datetime)[0]
+    first_b03 = Path(first.assets["B03"].get_absolute_href())  # the first date's second band: re-read last
+    if path == "late item":
+        add_late_item(catalog)
+        stackcube.refresh_cube(repo, progress=False)
+    elif path == "updated":
+        first.properties["updated"] = "2030-01-01T00:00:00Z"
+        first.save_object()
+        stackcube.refresh_cube(repo, progress=False)
+    elif path == "check etags":
+        _touch(first_b03)
+        stackcube.refresh_cube(repo, check_etags=True, progress=False)
+    elif path == "verify fix":
+        _touch(first_b03)
+        assert main(["verify", str(repo), "--fix", "--quiet"]) == 0
+    else:
+        root.remove_item(first.id)
+        root.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+        stackcube.refresh_cube(repo, remove=True, progress=False)
+    after = stackcube.open_dataarray(repo, "EPSG32735_10m", mask_and_scale=False)
+    assert after.band.values.tolist() == order
+    old, new = _by_id(before), _by_id(after)
+    for item_id in set(old) & set(new):
+        np.testing.assert_array_equal(new[item_id], old[item_id], err_msg=f"{path}: {item_id}")
+    assert (set(old) - set(new)) == ({first.id} if path == "remove" else set())

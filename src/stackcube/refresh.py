@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +104,20 @@ def _unchanged(previous: Source, asset: SelectedAsset, force: set[str]) -> bool:
     )
 
 
+def _in_stored_order(sources: Sequence[Source], stored: Sequence[Source]) -> list[Source]:
+    """``sources`` in the order the cube holds them, new ones after (in search order): bands keep the order the cube
+    was built with, whichever sources a refresh read again, and new bands come last."""
+    position = {(s.item_id, s.asset): i for i, s in enumerate(stored)}
+    return sorted(sources, key=lambda s: position.get((s.item_id, s.asset), len(position)))
+
+
+def _new_bands(stored: Sequence[Source], sources: Sequence[Source]) -> tuple[str, ...]:
+    """A note naming the bands a refresh adds (after the cube's own)."""
+    known = {s.band for s in stored}
+    new = list(dict.fromkeys(s.band for s in sources if s.band not in known))
+    return (f"new band{'s' * (len(new) != 1)} {', '.join(new)}, after the cube's bands",) if new and known else ()
+
+
 def _stored(
     repo: RepoLike, branch: str, allow: Iterable[str] | None, settings: Settings
 ) -> tuple[icechunk.Repository, StoredCube]:
@@ -180,9 +194,10 @@ async def _refresh_once(
     for source in read:
         cache[(source.item_id, source.asset, source.properties.get("updated"))] = source
     force.difference_update(s.manifest.href for s in read)
-    sources = [*kept, *fresh, *read, *([] if job.remove else gone)]
+    sources = _in_stored_order([*kept, *fresh, *read, *([] if job.remove else gone)], stored.sources)
     plan = plan_sources(q, sources, options, skipped=skipped, failed=failed)
-    report = dataclasses.replace(report, failed=plan.failed, notes=plan.notes, headers_read=len(unread))
+    notes = plan.notes + _new_bands(stored.sources, sources)
+    report = dataclasses.replace(report, failed=plan.failed, notes=notes, headers_read=len(unread))
     metadata = {
         "stackcube": "refresh",
         "added": list(report.added),
