@@ -134,3 +134,41 @@ def test_a_write_killed_mid_way_leaves_the_branch_where_it_was(tmp_path) -> None
     _, second = write_plan(plan_sources(Query(catalog=None), synthetic_sources(20, 4, 5)), repo)
     assert open_repository(repo).lookup_branch("main") == second
     assert stackcube.open_dataarray(repo).sizes["time"] == 20
+
+
+def test_an_existing_tag_is_refused_before_anything_is_committed(tmp_path, capsys) -> None:
+    from stackcube.cli import main
+    from stackcube.demo import write_demo_catalog
+    from stackcube.errors import RepositoryError
+    from tests.test_refresh import add_late_item
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=3, size=256)
+    repo = tmp_path / "cube.icechunk"
+    first = stackcube.build_cube(catalog, repo=repo, tag="june", progress=False)
+    with pytest.raises(RepositoryError, match=r"already has a tag 'june' .*nothing was committed"):
+        stackcube.build_cube(catalog, repo=repo, tag="june", progress=False)
+    history = [s.id for s in first.repository.ancestry(branch="main")]
+    assert history[0] == first.snapshot_id  # the branch did not move
+    add_late_item(catalog)
+    with pytest.raises(RepositoryError, match="already has a tag 'june'"):
+        stackcube.refresh_cube(repo, tag="june", progress=False)
+    assert [s.id for s in first.repository.ancestry(branch="main")] == history
+    assert main(["build", catalog, "--repo", str(repo), "--tag", "june", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stackcube: error: ") and err.count("\n") == 1
+    assert main(["refresh", str(repo), "--tag", "june", "--quiet"]) == 2
+    assert [s.id for s in first.repository.ancestry(branch="main")] == history
+    assert main(["refresh", str(repo), "--tag", "july", "--quiet"]) == 0  # a new tag: the refresh commits
+
+
+def test_a_tag_that_cannot_be_created_takes_the_commit_back(tmp_path) -> None:
+    from stackcube.demo import write_demo_catalog
+    from stackcube.errors import RepositoryError
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    repo = tmp_path / "cube.icechunk"
+    first = stackcube.build_cube(catalog, repo=repo, tag="old", progress=False)
+    first.repository.delete_tag("old")  # Icechunk never gives a deleted tag's name again
+    with pytest.raises(RepositoryError, match=r"tag 'old' could not be created .*nothing was committed to main"):
+        stackcube.build_cube(catalog, repo=repo, tag="old", progress=False)
+    assert first.repository.lookup_branch("main") == first.snapshot_id

@@ -17,7 +17,7 @@ import zarr
 
 from stackcube._progress import progress_bar
 from stackcube.cube import CubePlan
-from stackcube.errors import ConcurrentUpdateError, SourceError
+from stackcube.errors import ConcurrentUpdateError, RepositoryError, SourceError
 from stackcube.plan import DIMS, ArrayPlan
 from stackcube.settings import Settings
 from stackcube.store.layout import (
@@ -59,7 +59,10 @@ def write_plan(
     """
     hrefs = {h for a in plan.arrays for h in a.sources.href}  # overview levels read the same sources
     repository = open_repository(repo, prefixes=container_prefixes(hrefs), create=True, settings=settings)
+    if tag is not None:
+        _check_tag_is_free(repository, tag, repo)
     session = repository.writable_session(branch)
+    base = session.snapshot_id
     if parent is not None and session.snapshot_id != parent:
         msg = f"branch {branch} moved from {parent} to {session.snapshot_id} while this write was prepared"
         raise ConcurrentUpdateError(msg)
@@ -82,9 +85,34 @@ def write_plan(
     except icechunk.ConflictError as exc:
         msg = f"another writer committed to branch {branch} first ({exc}); nothing of this write was committed"
         raise ConcurrentUpdateError(msg) from None
-    if tag:
-        repository.create_tag(tag, snapshot)
+    if tag is not None:
+        _tag_or_undo(repository, tag, snapshot, branch, base)
     return repository, snapshot
+
+
+def _check_tag_is_free(repository: icechunk.Repository, tag: str, repo: RepoLike) -> None:
+    """Refuse, before anything is written, a tag that exists: tags do not move."""
+    if tag in repository.list_tags():
+        msg = (
+            f"{repo} already has a tag {tag!r} (snapshot {repository.lookup_tag(tag)}): tags never move; nothing "
+            "was committed; give another tag, or build without one"
+        )
+        raise RepositoryError(msg)
+
+
+def _tag_or_undo(repository: icechunk.Repository, tag: str, snapshot: str, branch: str, base: str) -> None:
+    """Tag the new snapshot; if that fails (a name Icechunk refuses, a writer that took it meanwhile), move the
+    branch back to where it was, so the write is all or nothing."""
+    try:
+        repository.create_tag(tag, snapshot)
+    except icechunk.IcechunkError as exc:
+        try:
+            repository.reset_branch(branch, base, from_snapshot_id=snapshot)
+        except icechunk.IcechunkError:  # another writer moved the branch since: leave its work alone
+            msg = f"tag {tag!r} could not be created ({exc.message}); branch {branch} moved on and keeps {snapshot}"
+            raise RepositoryError(msg) from None
+        msg = f"tag {tag!r} could not be created ({exc.message.splitlines()[0]}); nothing was committed to {branch}"
+        raise RepositoryError(msg) from None
 
 
 def _write_level(session: icechunk.Session, level: ArrayPlan, path: str, advance: Any) -> None:
