@@ -155,7 +155,8 @@ def test_an_existing_tag_is_refused_before_anything_is_committed(tmp_path, capsy
     assert [s.id for s in first.repository.ancestry(branch="main")] == history
     assert main(["build", catalog, "--repo", str(repo), "--tag", "june", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("stackcube: error: ") and err.count("\n") == 1
+    assert err.startswith("stackcube: error: ")
+    assert err.count("\n") == 1
     assert main(["refresh", str(repo), "--tag", "june", "--quiet"]) == 2
     assert [s.id for s in first.repository.ancestry(branch="main")] == history
     assert main(["refresh", str(repo), "--tag", "july", "--quiet"]) == 0  # a new tag: the refresh commits
