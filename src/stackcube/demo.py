@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import io
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import pyproj
 import pystac
+import pystac.stac_io
 import tifffile
 
 __all__ = ["write_demo_catalog", "write_demo_offset_catalog", "write_demo_tiff", "write_quicklook"]
@@ -57,13 +59,33 @@ def _write(
         "planarconfig": "separate",
         "photometric": "minisblack",
     }
-    with tifffile.TiffWriter(path) as tif:
+    buffer = io.BytesIO()
+    with tifffile.TiffWriter(buffer) as tif:
         tif.write(bands, extratags=geo, **options)
         size = bands.shape[-1]
         factor = 2
         while size // factor >= tile:
             tif.write(bands[:, ::factor, ::factor], subfiletype=1, **options)
             factor *= 2
+    _put(path, buffer.getvalue())
+
+
+def _put(path: Path, data: bytes) -> None:
+    """Write ``data`` unless the file already holds exactly it: writing the demo again changes nothing (not even
+    modification times), so cubes built from it earlier stay valid."""
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
+class _IdempotentIO(pystac.stac_io.DefaultStacIO):
+    """pystac's JSON, written as :func:`_put` writes files."""
+
+    def write_text_to_href(self, href: str, txt: str) -> None:
+        _put(Path(href), txt.encode())
 
 
 def write_demo_tiff(path: Path, size: int = 1024, tile: int = 256) -> tuple[Path, np.ndarray]:
@@ -127,7 +149,7 @@ def write_demo_catalog(out_dir: str | os.PathLike[str], *, dates: int = 4, size:
         catalog.add_item(item)
     catalog.normalize_hrefs(str(out / "catalog"))
     catalog.make_all_asset_hrefs_relative()
-    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED, stac_io=_IdempotentIO())
     return str(out / "catalog" / "catalog.json")
 
 
@@ -177,7 +199,7 @@ def write_demo_offset_catalog(out_dir: str | os.PathLike[str], *, scenes: int = 
         catalog.add_item(item)
     catalog.normalize_hrefs(str(out / "catalog"))
     catalog.make_all_asset_hrefs_relative()
-    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED, stac_io=_IdempotentIO())
     return str(out / "catalog" / "catalog.json")
 
 
