@@ -3,9 +3,13 @@ every keyword of every public reader taking effect."""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,9 +29,65 @@ def test_changed_source_fails_loudly_and_others_still_read(nginx, tmp_path) -> N
     change_in_place(nginx.root / changed.removeprefix(nginx.url + "/"))
     data = cube.open(mask_and_scale=False)["EPSG32735_300m/0"]["data"]
     t_changed = next(i for i, ids in enumerate(cube.plan.arrays[0].items) if twins[0]["id"] in ids)
-    with pytest.raises(SourceChangedError, match=r"changed since the cube was built.*refresh"):
+    with pytest.raises(SourceChangedError, match=rf"^{re.escape(changed)} changed since the cube was built.*refresh"):
         data.isel(time=t_changed).values  # noqa: B018
     assert data.isel(time=1 - t_changed).values.any()
+
+
+def _local_cube(tmp_path):
+    items = corpus_items("site2-2020_jun_jul-35MNM.geojson")[:2]
+    twins = twin_items(items, tmp_path / "twins", (tmp_path / "twins").as_uri(), downscale=30, assets=["B04"])
+    cube = stackcube.build_cube(twins, assets=["B04"], repo=tmp_path / "cube.icechunk", progress=False)
+    path = Path(twins[0]["assets"]["B04"]["href"].removeprefix("file://"))
+    t = next(i for i, ids in enumerate(cube.plan.arrays[0].items) if twins[0]["id"] in ids)
+    return cube, path, t
+
+
+def test_a_local_source_restored_with_an_older_time_fails_loudly(tmp_path) -> None:
+    cube, path, t = _local_cube(tmp_path)
+    other = tmp_path / "other.tif"
+    shutil.copyfile(path, other)
+    change_in_place(other)
+    before = path.stat()
+    os.utime(other, (before.st_atime - 3600, before.st_mtime - 3600))
+    subprocess.run(["cp", "-p", str(other), str(path)], check=True)  # same inode, older time, other bytes
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime) == (before.st_ino, before.st_mtime - 3600)
+    data = cube.open(mask_and_scale=False)["EPSG32735_300m/0"]["data"]
+    with pytest.raises(SourceChangedError, match=path.name):
+        data.isel(time=t).values  # noqa: B018
+    assert data.isel(time=1 - t).values.any()
+
+
+def test_a_deleted_local_source_is_named_like_a_changed_one(tmp_path) -> None:
+    cube, path, t = _local_cube(tmp_path)
+    path.unlink()
+    data = cube.open(mask_and_scale=False)["EPSG32735_300m/0"]["data"]
+    with pytest.raises(SourceChangedError, match=rf"{path.name} no longer exists.*refresh"):
+        data.isel(time=t).values  # noqa: B018
+    assert data.isel(time=1 - t).values.any()
+
+
+def test_a_deleted_source_on_http_or_s3_is_named(nginx, s3, tmp_path) -> None:
+    from tests.twins import upload_dir
+
+    items = corpus_items("site2-2020_jun_jul-35MNM.geojson")[:1]
+    on_http = twin_items(items, nginx.root / "deleted", f"{nginx.url}/deleted", downscale=30, assets=["B04"])
+    on_s3 = twin_items(items, tmp_path / "twins", f"s3://{s3.sources_bucket}/deleted", downscale=30, assets=["B04"])
+    upload_dir(s3.client(), tmp_path / "twins", s3.sources_bucket, "deleted")
+    deletes = {
+        "http": lambda href: (nginx.root / href.removeprefix(f"{nginx.url}/")).unlink(),
+        "s3": lambda href: s3.client().delete_object(
+            Bucket=s3.sources_bucket, Key=href.removeprefix(f"s3://{s3.sources_bucket}/")
+        ),
+    }
+    for name, twins in {"http": on_http, "s3": on_s3}.items():
+        cube = stackcube.build_cube(twins, assets=["B04"], repo=tmp_path / f"{name}.icechunk", progress=False)
+        href = twins[0]["assets"]["B04"]["href"]
+        deletes[name](href)
+        data = cube.open(mask_and_scale=False)["EPSG32735_300m/0"]["data"]
+        with pytest.raises(SourceChangedError, match=rf"^{re.escape(href)} no longer exists.*refresh"):
+            data.values  # noqa: B018
 
 
 def test_a_fresh_process_reopens_by_tag_and_snapshot(served_twins, tmp_path) -> None:

@@ -1,6 +1,6 @@
 """Reading a cube: which snapshot (:class:`Version`), how (:class:`OpenOptions`), and its arrays as xarray objects.
 
-Every read goes through a store that turns Icechunk's refusal of a changed source (matched by its error kind)
+Every read goes through a store that turns Icechunk's refusal of a changed or deleted source (matched by its error kind)
 into :class:`~stackcube.errors.SourceChangedError` naming the source.
 """
 
@@ -13,11 +13,12 @@ from typing import Any, Self, TypedDict, cast
 import icechunk
 import xarray as xr
 import zarr
+import zarr.api.asynchronous
 from zarr.storage import WrapperStore
 
 from stackcube._keywords import check_keywords, keywords_of
 from stackcube._physical import physical
-from stackcube.errors import ArrayNotFoundError, SourceChangedError
+from stackcube.errors import ArrayNotFoundError, SourceChangedError, SourceError
 from stackcube.options import Chunks
 from stackcube.settings import Settings
 from stackcube.sources import Source
@@ -117,21 +118,50 @@ class OpenOptions:
 
 
 class _GuardedStore(WrapperStore[Any]):
-    """Turns Icechunk's refusal of a changed source into :class:`SourceChangedError` naming it."""
+    """Turns Icechunk's refusal of a changed or deleted source into :class:`SourceChangedError` naming it."""
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
         try:
             return await self._store.get(key, prototype, byte_range)
         except icechunk.IcechunkError as exc:
-            if exc.kind != icechunk.ErrorKind.VIRTUAL_CHUNK_MODIFIED:
-                raise
-            # the kind decides; the message only tells people which source (Icechunk has no field for it)
-            source = exc.message.split("changed (", 1)[-1].split(")", 1)[0] if "changed (" in exc.message else key
-            msg = (
-                f"{source} changed since the cube was built (its ETag no longer matches); refresh the cube "
-                "(stackcube refresh) to index the new version"
-            )
-            raise SourceChangedError(msg) from None
+            # the kind decides; the message only adds detail
+            if exc.kind == icechunk.ErrorKind.VIRTUAL_CHUNK_MODIFIED:
+                source = await self._sources_of(key)
+                msg = (
+                    f"{source} changed since the cube was built (its ETag no longer matches); refresh the cube "
+                    "(stackcube refresh) to index the new version"
+                )
+                raise SourceChangedError(msg) from None
+            if exc.kind == icechunk.ErrorKind.VIRTUAL_CHUNK_FETCH:
+                source = await self._sources_of(key)
+                reason = exc.message.split("\n", 1)[0].removeprefix("error fetching virtual reference: ")
+                if any(word in reason for word in _GONE):
+                    msg = (
+                        f"{source} no longer exists (deleted or moved since the cube was built); refresh the cube "
+                        "(stackcube refresh) to drop it or index where it went"
+                    )
+                    raise SourceChangedError(msg) from None
+                raise SourceError(f"could not read {source}: {reason[:300]}") from None
+            raise
+
+    async def _sources_of(self, key: str) -> str:
+        """The source(s) a chunk key reads, from the level's ``source_href`` coordinate (Icechunk's errors do not
+        always name them: S3's does not)."""
+        parts = key.split("/")
+        if len(parts) < 4 or parts[-6:-4] != [DATA, "c"]:
+            return key
+        level, (t, b) = "/".join(parts[:-6]), (int(parts[-4]), int(parts[-3]))
+        try:
+            data = await zarr.api.asynchronous.open_array(store=self._store, path=f"{level}/{DATA}", mode="r")
+            hrefs = await zarr.api.asynchronous.open_array(store=self._store, path=f"{level}/source_href", mode="r")
+            found = await hrefs.getitem((t, b * data.chunks[1]))
+        except (KeyError, ValueError, IndexError, icechunk.IcechunkError):
+            return key
+        return str(found).replace(" ", ", ") or key
+
+
+# how object_store (local files, HTTP), S3 and Azure say an object is not there
+_GONE = ("not found", "NoSuchKey", "404", "BlobNotFound", "No such file")
 
 
 def _session(repo: RepoLike, options: OpenOptions, settings: Settings | None) -> icechunk.Session:

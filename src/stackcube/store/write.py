@@ -1,7 +1,7 @@
 """Writing a cube: a CubePlan becomes one commit of virtual references, with its coordinates and metadata.
 
-Every virtual reference carries its source's checksum (the ETag, or Last-Modified for local files), so Icechunk
-refuses to read a chunk of a source that changed since. The commit is atomic: a write that fails or is killed
+Every virtual reference carries its source's checksum (its ETag; Last-Modified only when a host sends no ETag), so
+Icechunk refuses to read a chunk of a source that changed since. The commit is atomic: a write that fails or is killed
 leaves the branch where it was.
 """
 
@@ -157,15 +157,19 @@ def _write_level(session: icechunk.Session, level: ArrayPlan, path: str, advance
 
 
 def _checksum(href: str, etag: str, last_modified: str) -> Any:
-    """What Icechunk checks a source against when it reads one of its chunks."""
-    if etag and not href.startswith("file:"):
-        if href.startswith(("http:", "https:")):
+    """What Icechunk checks a source against when it reads one of its chunks.
+
+    Local files are checked by their object_store ETag (inode, modification time to the microsecond, size), not by
+    "unmodified since": a file replaced by one with an older time (``cp -p``, a restore) must still fail.
+    """
+    if etag:
+        if href.startswith(("http:", "https:", "file:")):
             # Icechunk strips one pair of quotes from an ETag and sends the rest as If-Match; HTTP servers (nginx,
-            # RFC 9110) compare quoted entity-tags, so the quoted ETag goes in one more pair of quotes
+            # RFC 9110) and object_store's local files compare quoted entity-tags, so a quoted ETag goes in one
+            # more pair of quotes
             return f'"{etag}"' if etag.startswith('"') else f'""{etag}""'
         return etag
     if last_modified:
-        # local files: obstore and Icechunk derive different ETags from the same inode, so use the modification time
         when = datetime.fromisoformat(last_modified)
         if when.microsecond:
             # Icechunk keeps whole seconds and refuses anything modified after: round up, not down
