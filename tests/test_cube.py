@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 import stackcube
@@ -34,3 +36,17 @@ def test_a_bbox_that_misses_every_grid_is_explained(tmp_path) -> None:
     assert plan.arrays[0].name == "EPSG32735_10m"
     with pytest.raises(NothingFoundError, match="no source grid overlaps the bbox"):
         plan_sources(Query(catalog=None, bbox=(0.0, 0.0, 1.0, 1.0)), sources)
+
+
+def test_sources_that_cannot_be_gridded_are_not_blamed_on_a_bbox() -> None:
+    from benchmarks.cube_bench import synthetic_sources
+
+    def rotated(source):
+        ifd = source.manifest.ifds[0]
+        geo = dataclasses.replace(ifd.geo, transform=(10.0, 1.0, 499980.0, 1.0, -10.0, 9200020.0))
+        ifds = (dataclasses.replace(ifd, geo=geo), *source.manifest.ifds[1:])
+        return dataclasses.replace(source, manifest=dataclasses.replace(source.manifest, ifds=ifds))
+
+    sources = [rotated(s) for s in synthetic_sources(2, 1, 1)]
+    with pytest.raises(NothingFoundError, match=r"^none of the 2 sources can be placed on a grid: .*rotat"):
+        plan_sources(Query(catalog=None), sources)

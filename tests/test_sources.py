@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from stackcube.assets import choose_assets
 from stackcube.demo import write_demo_catalog
-from stackcube.errors import NothingFoundError, SourceNotFoundError
+from stackcube.errors import NothingFoundError, SourceError, SourceNotFoundError
 from stackcube.options import CubeOptions
 from stackcube.search import search_items
 from stackcube.sources import Source, check_sources, read_sources
@@ -40,6 +42,33 @@ def test_an_unreadable_source_fails_or_is_listed(chosen) -> None:
     assert len(sources) == len(chosen) - 1
     (failure,) = failed
     assert failure.startswith(f"{chosen[1].item.id}/{chosen[1].key}: ")
+
+
+def test_many_failures_are_reported_together_with_a_count_per_reason(chosen, use_settings) -> None:
+    for a in chosen[:3]:
+        Path(a.href).unlink()
+    with pytest.raises(SourceNotFoundError, match=r"^3 of 4 sources could not be read: 3 x does not exist") as raised:
+        asyncio.run(read_sources(chosen, progress=False))
+    message = str(raised.value)
+    assert all(a.href in message for a in chosen[:3])
+    assert message.endswith("or pass on_error='skip' (CLI: --skip-failed) to build from the others")
+    Path(chosen[3].href).unlink()
+    with pytest.raises(SourceNotFoundError, match=r"^all 4 sources failed: 4 x does not exist.* and 1 more\)"):
+        asyncio.run(read_sources(chosen, CubeOptions(on_error="skip"), progress=False))
+
+
+def test_unreachable_sources_are_tried_at_once_and_reported_together(chosen, use_settings) -> None:
+    use_settings(retries=1)
+    unreachable = [dataclasses.replace(a, href=f"http://127.0.0.1:9/{a.item.id}/{a.key}.tif") for a in chosen]
+    started = time.perf_counter()
+    with pytest.raises(SourceError, match=r"^all 4 sources failed: 4 x reading bytes .* failed") as raised:
+        asyncio.run(read_sources(unreachable, progress=False))
+    one = time.perf_counter() - started
+    assert all(a.href in str(raised.value) for a in unreachable[:3])
+    started = time.perf_counter()
+    with pytest.raises(SourceError):
+        asyncio.run(read_sources(unreachable[:1], progress=False))
+    assert one < 3 * (time.perf_counter() - started) + 1  # four at once take about as long as one
 
 
 def test_checks_tell_changed_from_vanished_from_unchanged(chosen) -> None:

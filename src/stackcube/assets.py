@@ -14,7 +14,7 @@ import pystac
 from stackcube.errors import NothingFoundError
 from stackcube.search import Query, require_items
 
-__all__ = ["SelectedAsset", "SkippedAsset", "choose_assets", "select_assets"]
+__all__ = ["SelectedAsset", "SkippedAsset", "choose_assets", "common_name", "select_assets", "summarize_skipped"]
 
 TIFF_MEDIA_TYPES = ("image/tiff", "image/vnd.stac.geotiff", "image/geotiff")
 NOT_DATA_ROLES = {"thumbnail", "overview", "visual-preview", "metadata", "tiles", "preview"}
@@ -44,9 +44,37 @@ class SkippedAsset:
     """The asset key, or the name asked for when the item has no such asset."""
     reason: str
     """Why, in words a person can act on."""
+    available: tuple[str, ...] = ()
+    """When the item has no asset of that name: the keys (and common names) it has, to choose from."""
 
     def __str__(self) -> str:
         return f"{self.item_id}/{self.key}: {self.reason}"
+
+
+def summarize_skipped(skipped: Sequence[SkippedAsset], n_items: int, *, limit: int = 20) -> list[str]:
+    """One line per (name, reason) instead of one per item: how many items, and for a name no item has, the
+    assets the items do have."""
+    groups: dict[tuple[str, str], list[SkippedAsset]] = {}
+    for s in skipped:
+        groups.setdefault((s.key, s.reason), []).append(s)
+    lines = []
+    for (key, reason), members in groups.items():
+        where = f"all {n_items} items" if len(members) == n_items and n_items > 1 else _items(members)
+        line = f"{key!r} in {where}: {reason}"
+        available = list(dict.fromkeys(name for s in members for name in s.available))
+        if available:
+            shown = ", ".join(available[:limit]) + (
+                f", ... ({len(available)} in all)" if len(available) > limit else ""
+            )
+            line += f"; the items have {shown}"
+        lines.append(line)
+    return lines
+
+
+def _items(members: Sequence[SkippedAsset]) -> str:
+    ids = [s.item_id for s in members]
+    listed = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+    return f"{len(ids)} item{'s' * (len(ids) != 1)} ({listed})"
 
 
 def is_geotiff(asset: pystac.Asset) -> bool:
@@ -57,12 +85,24 @@ def is_geotiff(asset: pystac.Asset) -> bool:
     return asset.href.lower().split("?", 1)[0].endswith((".tif", ".tiff"))
 
 
-def _common_name(asset: pystac.Asset) -> str | None:
-    bands = asset.extra_fields.get("eo:bands") or []
+def common_name(asset: pystac.Asset) -> str | None:
+    """The common name of an asset's single band: ``eo:bands[0].common_name`` (STAC 1.0) or
+    ``bands[0]["eo:common_name"]`` (1.1); None when it has several bands or none."""
+    fields = asset.extra_fields
+    bands = fields.get("eo:bands") or fields.get("bands") or []
     if len(bands) == 1:
-        name = bands[0].get("common_name")
+        name = bands[0].get("common_name") or bands[0].get("eo:common_name")
         return str(name) if name is not None else None
     return None
+
+
+def _names(item: pystac.Item) -> tuple[str, ...]:
+    """The names an asset of the item can be asked for by: its key, with its common name in brackets."""
+    names = []
+    for key, asset in item.assets.items():
+        common = common_name(asset)
+        names.append(f"{key} ({common})" if common and common != key else key)
+    return tuple(names)
 
 
 def _not_data(roles: set[str]) -> str:
@@ -73,7 +113,7 @@ def _not_data(roles: set[str]) -> str:
 def _pick(item: pystac.Item, name: str) -> tuple[str, pystac.Asset] | None:
     if name in item.assets:
         return name, item.assets[name]
-    matches = [(k, a) for k, a in item.assets.items() if _common_name(a) == name]
+    matches = [(k, a) for k, a in item.assets.items() if common_name(a) == name]
     return matches[0] if len(matches) == 1 else None
 
 
@@ -93,7 +133,7 @@ def select_assets(
     --------
     >>> chosen, skipped = select_assets(items, ["red", "nir"])  # doctest: +SKIP
     >>> [str(s) for s in skipped]  # doctest: +SKIP
-    ['S2B_.../nir: the item has no asset with key or common name 'nir'']
+    ['S2B_.../nir: no asset with that key or common name']
     """
     chosen: list[SelectedAsset] = []
     skipped: list[SkippedAsset] = []
@@ -114,7 +154,8 @@ def select_assets(
         for name in assets:
             found = _pick(item, name)
             if found is None:
-                skipped.append(SkippedAsset(item.id, name, f"the item has no asset with key or common name {name!r}"))
+                reason = "no asset with that key or common name"
+                skipped.append(SkippedAsset(item.id, name, reason, available=_names(item)))
                 continue
             key, asset = found
             roles = set(asset.roles or ["data"])
@@ -142,7 +183,7 @@ def choose_assets(
     require_items(list(items), query)
     chosen, skipped = select_assets(items, assets)
     if not chosen:
-        reasons = "; ".join(str(s) for s in skipped[:5]) or "no item has a GeoTIFF data asset"
-        msg = f"none of the {len(items)} items found has a usable asset ({reasons})"
+        reasons = "; ".join(summarize_skipped(skipped, len(items))[:5]) or "no item has a GeoTIFF data asset"
+        msg = f"none of the {len(items)} items found has a usable asset: {reasons}"
         raise NothingFoundError(msg)
     return chosen, skipped

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stackcube.assets import SkippedAsset
+from stackcube.assets import SkippedAsset, summarize_skipped
 from stackcube.bands import S2_OFFSET_BASELINE, Conflict, baseline
 from stackcube.errors import NothingFoundError
 from stackcube.grid import GridKey, group_by_grid
@@ -79,10 +79,9 @@ class CubePlan:
         lines.extend(f"  note: {note}" for note in self.notes)
         lines.extend(f"  could not be read: {failure}" for failure in self.failed)
         if self.skipped:
-            lines.append(f"{len(self.skipped)} asset(s) skipped:")
-            lines.extend(f"  {s}" for s in self.skipped[:20])
-            if len(self.skipped) > 20:
-                lines.append(f"  ... and {len(self.skipped) - 20} more")
+            n_items = len({s.item_id for s in self.sources} | {s.item_id for s in self.skipped})
+            lines.append(f"{len(self.skipped)} asset{'s' * (len(self.skipped) != 1)} skipped:")
+            lines.extend(f"  {line}" for line in summarize_skipped(self.skipped, n_items))
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -127,7 +126,7 @@ def plan_sources(
     Raises
     ------
     NothingFoundError
-        No source grid overlaps the query's bbox.
+        No source can be gridded, or no source grid overlaps the query's bbox.
     """
     options = options or CubeOptions()
     by_grid, rejected = group_by_grid(sources)
@@ -151,7 +150,10 @@ def plan_sources(
             arrays.append(array)
             notes += _meaning_notes(array, part)
     if not arrays:
-        msg = "no source grid overlaps the bbox: " + "; ".join(notes[:5])
+        if not by_grid:
+            msg = f"none of the {len(sources)} sources can be placed on a grid: " + "; ".join(notes[:5])
+        else:
+            msg = f"no source grid overlaps the bbox {query.bbox}: " + "; ".join(notes[:5])
         raise NothingFoundError(msg)
     unions, union_notes = build_unions(arrays, options)
     return CubePlan(

@@ -4,6 +4,8 @@ Every error stackcube raises on purpose derives from :class:`StackcubeError`, gr
 does about it::
 
     StackcubeError
+    ├── BboxError                    (also ValueError) a bbox that cannot be right: the message says which bound
+    │                                and, where it can tell, what was meant
     ├── SearchError                  the catalog could not be searched: check the URL and the search arguments
     │   └── NothingFoundError        (also LookupError) the search matched no usable items or assets
     ├── MetadataError                (also ValueError) an item's band metadata cannot be right (a scale of 0, nodata
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArrayNotFoundError",
+    "BboxError",
     "ConcurrentUpdateError",
     "CorruptTiffError",
     "MetadataError",
@@ -50,6 +53,10 @@ class StackcubeError(Exception):
     transient: bool = False
     """True when the same request may well succeed if tried again (a 5xx, 429, timeout or dropped connection);
     stackcube retries those itself (``stackcube.settings.retries``) before raising."""
+
+
+class BboxError(StackcubeError, ValueError):
+    """A bbox that is not ``(west, south, east, north)`` in the expected CRS (swapped, reversed, in metres)."""
 
 
 class SearchError(StackcubeError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -187,18 +188,50 @@ async def read_sources(
 
         manifests = await asyncio.gather(*(one(a) for a in chosen))
     sources: list[Source] = []
-    failed: list[str] = []
+    failures: list[tuple[SelectedAsset, StackcubeError]] = []
     for asset, manifest in zip(chosen, manifests, strict=True):
         try:
             if isinstance(manifest, StackcubeError):
                 raise manifest
             sources.append(Source.of(asset, manifest, options))
         except StackcubeError as exc:
-            if options.on_error == "raise":
-                raise
-            where = f"{asset.item.id}/{asset.key}"
-            failed.append(f"{where}: {str(exc).removeprefix(f'{where}: ')}")
+            failures.append((asset, exc))
+    if failures and (options.on_error == "raise" or not sources):
+        if len(failures) == 1:
+            raise failures[0][1]
+        raise _all_failed(failures, len(chosen), skip=options.on_error == "skip")
+    failed = []
+    for asset, error in failures:
+        where = f"{asset.item.id}/{asset.key}"
+        failed.append(f"{where}: {str(error).removeprefix(f'{where}: ')}")
     return sources, failed
+
+
+def _all_failed(failures: Sequence[tuple[SelectedAsset, StackcubeError]], total: int, *, skip: bool) -> StackcubeError:
+    """One error for many failed sources: how many, a count per reason with the first few hrefs, what to do."""
+    by_reason: dict[str, list[str]] = {}
+    for asset, exc in failures:
+        by_reason.setdefault(_reason(str(exc)), []).append(asset.href)
+    parts = []
+    for reason, hrefs in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+        shown = ", ".join(hrefs[:3]) + (f" and {len(hrefs) - 3} more" if len(hrefs) > 3 else "")
+        parts.append(f"{len(hrefs)} x {reason} ({shown})")
+    n = len(failures)
+    head = f"all {total} sources failed" if n == total else f"{n} of {total} sources could not be read"
+    todo = "check the hrefs, the network and the credentials" + (
+        "" if skip or n == total else "; or pass on_error='skip' (CLI: --skip-failed) to build from the others"
+    )
+    kinds = {type(exc) for _, exc in failures}
+    kind = kinds.pop() if len(kinds) == 1 else StackcubeError
+    return kind(f"{head}: {'; '.join(parts)}; {todo}")
+
+
+def _reason(message: str) -> str:
+    """A failure's message without hrefs, paths and timings, so failures of one kind group together."""
+    first, _, rest = message.partition(" ")
+    reason = rest.removeprefix(": ") if ("://" in first or first.startswith("/")) else message
+    reason = re.sub(r"[a-z0-9+]+://\S+|(?<![\w.])/[^\s:)]+|(?<=location )[^\s:)]+", "<href>", reason)
+    return re.sub(r" in [0-9.]+\s*(?:µs|us|ms|s)\b", "", reason)[:200]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from typing import Any, Self, TypedDict, Unpack
 
 import pystac
 
+from stackcube._bbox import check_bbox, latitude_first
 from stackcube._keywords import keywords_of
 from stackcube.errors import NothingFoundError, SearchError
 
@@ -135,6 +136,8 @@ def make_query(catalog: CatalogLike, *, bbox: Any = None, datetime: Any = None, 
     except Exception as exc:
         msg = f"invalid search arguments {given}: {exc}"
         raise SearchError(msg) from None
+    if "bbox" in params:
+        params["bbox"] = check_bbox(params["bbox"])
     name = os.fspath(catalog) if isinstance(catalog, str | os.PathLike) else None
     if name is not None and "://" not in name and Path(name).exists():
         name = str(Path(name).resolve())  # stored in cubes: a refresh may run from another directory
@@ -160,4 +163,7 @@ def require_items(items: list[pystac.Item], q: Query) -> None:
     if not items:
         args = {k: v for k, v in q.to_dict().items() if v is not None and k != "catalog"}
         msg = f"the search of {q.catalog or 'the given items'} matched no items ({args}); widen bbox or datetime"
+        other = latitude_first(q.bbox) if q.bbox is not None else None
+        if other is not None:
+            msg += f" (the bbox is (west, south, east, north) in degrees: if it was latitude first, it is {other})"
         raise NothingFoundError(msg)

@@ -31,9 +31,10 @@ async def read_tiff_async(
             data, info = await get_range(location, 0, settings.header_bytes, settings=settings)
         except SourceNotFoundError:
             raise
-        except SourceError:
-            # a range request on an empty object is invalid; tell that apart from a real failure
-            if (await head(location, settings)).size != 0:
+        except SourceError as exc:
+            # a range request on an empty object is invalid; tell that apart from a real failure (not from an
+            # unreachable host, which was retried already)
+            if exc.transient or (await head(location, settings)).size != 0:
                 raise
             data, info = b"", ObjectInfo(size=0, etag=None, last_modified=None)
     if info.size == 0 or not data:
