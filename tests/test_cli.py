@@ -10,6 +10,12 @@ from stackcube.cli import main
 from tests.conftest import CORPUS
 
 
+def test_demo_says_it_builds_a_cube(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "build a cube (OUT/cube.icechunk)" in " ".join(capsys.readouterr().out.split())
+
+
 def test_demo_runs_offline(tmp_path, capsys) -> None:
     assert main(["demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -21,8 +27,13 @@ def test_demo_runs_offline(tmp_path, capsys) -> None:
     assert (tmp_path / "quicklook.png").read_bytes().startswith(b"\x89PNG")
     assert main(["info", str(tmp_path / "cube.icechunk")]) == 0
     info = capsys.readouterr().out
-    assert "EPSG32735_10m: {'time': 4, 'band': 4, 'y': 512, 'x': 512}" in info
-    assert "16 sources" in info
+    assert (
+        "    EPSG32735_10m: 4 dates from 2020-06-01 to 2020-06-16 x 4 bands (B02, B03, B04, B08), "
+        "512 x 512 px of 10 m in EPSG:32735, float32, 16 sources\n"
+    ) in info
+    assert f"  24 sources, under {(tmp_path / 'data').resolve().as_uri()}/\n" in info
+    assert "  branches: main; tags: none" in info
+    assert "{" not in info  # no dict reprs
     assert main(["log", str(tmp_path / "cube.icechunk")]) == 0
     assert "stackcube demo" in capsys.readouterr().out
 

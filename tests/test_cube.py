@@ -50,3 +50,19 @@ def test_sources_that_cannot_be_gridded_are_not_blamed_on_a_bbox() -> None:
     sources = [rotated(s) for s in synthetic_sources(2, 1, 1)]
     with pytest.raises(NothingFoundError, match=r"^none of the 2 sources can be placed on a grid: .*rotat"):
         plan_sources(Query(catalog=None), sources)
+
+
+def test_a_plan_and_its_parts_summarise_themselves_at_the_prompt(tmp_path) -> None:
+    from stackcube.demo import write_demo_catalog
+
+    plan = stackcube.plan_cube(write_demo_catalog(tmp_path / "demo", dates=2, size=256), progress=False)
+    shown = repr(plan)
+    assert shown.startswith("<CubePlan of ")
+    assert "EPSG32735_10m: EPSG:32735 10 m x 2 dates x 4 bands (256 x 256 px" in shown
+    assert "; 12 sources;" in shown
+    array = plan.arrays[0]
+    parts = [plan, array, array.sources, plan.sources[0], plan.sources[0].manifest, plan.sources[0].manifest.ifds[0]]
+    for part in parts:  # none prints its coordinate or offset arrays
+        assert len(repr(part)) < 400, type(part).__name__
+        assert "array(" not in repr(part)
+    assert repr(array) == f"<ArrayPlan EPSG32735_10m: {array.describe()}, {array.n_chunks} chunks from 8 sources>"

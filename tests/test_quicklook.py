@@ -38,3 +38,23 @@ def test_cube_repr_html_and_quicklook(tmp_path) -> None:
     assert one.array.startswith("EPSG32735_30m_union/")
     assert one.bands == ("red",)
     assert look.save(tmp_path / "q.png").read_bytes() == look.png
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # a PNG: pixels, no map
+def test_a_quicklook_says_what_it_shows(tmp_path) -> None:
+    import rasterio
+
+    from stackcube.demo import write_demo_catalog
+
+    cube = stackcube.build_cube(write_demo_catalog(tmp_path / "demo"), repo=tmp_path / "a.icechunk", progress=False)
+    look = cube.quicklook(time=1)
+    caption = look.caption
+    assert caption.startswith("2020-06-06 · B04, B03, B02 · EPSG32735_10m/0 (512 x 512 px) · 2-98 % stretch ")
+    lo, hi = look.stretch
+    assert 0 < lo < hi
+    assert repr(look) == f"<Quicklook {caption}; {len(look.png)} bytes of PNG>"
+    assert len(repr(look)) < 200  # not the PNG's bytes
+    assert f"<figcaption><small>{caption}</small></figcaption>" in look._repr_html_()
+    with rasterio.open(look.save(tmp_path / "q.png")) as png:  # GDAL reads the caption from the PNG itself
+        assert png.tags()["Description"] == caption
+        assert png.read().shape == (3, 512, 512)

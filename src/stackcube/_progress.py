@@ -1,9 +1,15 @@
-"""Progress on long work: a tqdm bar (``tqdm.auto``: a widget in Jupyter, text in a terminal) or nothing."""
+"""Progress on long work: a tqdm bar or nothing.
+
+In Jupyter the bar is a widget when ipywidgets is installed (``pip install "stackcube[notebook]"``), else text, and
+never tqdm's "IProgress not found" warning; in a terminal it is text.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Callable, Iterator
+from typing import Any
 
 __all__ = ["progress_bar"]
 
@@ -15,10 +21,20 @@ def progress_bar(total: int, desc: str, unit: str, *, enabled: bool) -> Iterator
     if not enabled or total <= 0:
         yield lambda n: None
         return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit=unit, leave=False)
+    bar = _tqdm()(total=total, desc=desc, unit=unit, leave=False)
     try:
         yield bar.update
     finally:
         bar.close()
+
+
+def _tqdm() -> Any:
+    """``tqdm.auto`` when it can draw a widget; plain text bars otherwise (``tqdm.auto`` would warn and fall back to
+    text itself)."""
+    if importlib.util.find_spec("ipywidgets") is None:
+        from tqdm.std import tqdm
+
+        return tqdm
+    from tqdm.auto import tqdm as auto
+
+    return auto

@@ -22,7 +22,16 @@ from stackcube.options import CubeOptions, GroupBy, Harmonize, OnError, Overlap
 from stackcube.search import CatalogLike, SearchArgs, search_items
 from stackcube.settings import current
 from stackcube.sources import read_sources
-from stackcube.store import OpenArgs, OpenOptions, ReadArgs, RepoLike, open_datatree, open_level, write_plan
+from stackcube.store import (
+    OpenArgs,
+    OpenOptions,
+    ReadArgs,
+    RepoLike,
+    check_target,
+    open_datatree,
+    open_level,
+    write_plan,
+)
 
 if TYPE_CHECKING:
     import icechunk
@@ -210,6 +219,7 @@ def build_cube(
     >>> cube = build_cube(write_demo_catalog("demo-output"), repo="demo-output/cube.icechunk")  # doctest: +SKIP
     >>> cube.open()["EPSG32735_10m/0"]["data"]  # doctest: +SKIP
     """
+    check_target(repo, tag=tag)
     plan = plan_cube(catalog, bbox, datetime, **kwargs)
     repository, snapshot = write_plan(
         plan,

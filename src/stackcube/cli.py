@@ -174,37 +174,71 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from stackcube.api import open_cube
-    from stackcube.store import open_repository
+    from stackcube.store import open_repository, readonly_session
     from stackcube.store.layout import DATA, CubeMetadata, level_path
 
     repository = open_repository(args.repo)
-    tree = open_cube(repository, branch=args.branch)
+    session = readonly_session(repository, branch=args.branch, repo=args.repo)
+    tree = open_cube(args.repo, snapshot=session.snapshot_id)
     metadata = CubeMetadata.from_attrs(tree.attrs)
-    search = {k: v for k, v in metadata.query.to_dict().items() if v and k != "catalog"}
-    print(f"{args.repo}: snapshot {tree.attrs['snapshot_id']} on {args.branch}")
-    print(f"  built from {metadata.query.catalog} {search}")
+    written = repository.lookup_snapshot(session.snapshot_id).written_at
+    print(f"{args.repo}: branch {args.branch} at snapshot {session.snapshot_id} ({written:%Y-%m-%d %H:%M} UTC)")
+    search = ", ".join(f"{k} {v}" for k, v in metadata.query.to_dict().items() if v and k != "catalog")
+    origin = metadata.query.catalog or "a list of items"
+    print(f"  built from {origin}" + (f" ({search})" if search else ""))
+    print(f"  {len(metadata.arrays)} array{'s' * (len(metadata.arrays) != 1)}:")
+    everything: set[str] = set()
     for name in metadata.arrays:
         levels = [tree[level_path(name, n)][DATA] for n in sorted(int(k) for k in tree[name].children)]
         data = levels[0]
         sources = {h for cell in data["source_href"].to_numpy().ravel().tolist() for h in str(cell).split()}
-        print(f"  {name}: {dict(data.sizes)} {data.dtype}, {len(sources)} sources")
+        everything |= sources
+        crs = str(tree[name].attrs.get("proj:code") or "")
+        print(f"    {name}: {_describe(data, crs)}, {len(sources)} source{'s' * (len(sources) != 1)}")
         if len(levels) > 1:
-            sizes = ", ".join(f"/{n} {o.sizes['y']} x {o.sizes['x']}" for n, o in enumerate(levels[1:], 1))
-            print(f"    overview levels: {sizes} px")
+            sizes = ", ".join(f"{o.sizes['y']} x {o.sizes['x']}" for o in levels[1:])
+            print(f"      overview levels: {sizes} px")
     for union in metadata.unions:
         t, b, y, x = union.shape
         print(
-            f"  {union.name}: {t} dates x {b} bands x {y} x {x} px, {len(union.members)} grids placed by pixel offset"
+            f"    {union.name}: a union of {len(union.members)} grids placed by pixel offset, {t} dates x {b} bands, "
+            f"{y} x {x} px ({', '.join(union.members)})"
         )
-        print(f"    members: {', '.join(union.members)}")
-    print(f"  branches: {sorted(repository.list_branches())}; tags: {sorted(repository.list_tags())}")
+    containers = sorted(repository.config.virtual_chunk_containers or {})
+    print(f"  {len(everything)} sources, under {', '.join(containers) or 'no container'}")
+    branches, tags = sorted(repository.list_branches()), sorted(repository.list_tags())
+    print(f"  branches: {', '.join(branches)}; tags: {', '.join(tags) or 'none'}")
     return 0
 
 
+def _describe(data: Any, crs: str) -> str:
+    """``4 dates from 2020-06-01 to 2020-06-16 x 4 bands (B02, B03, B04, B08), 512 x 512 px of 10 m in EPSG:32735,
+    float32``."""
+    days = [str(t)[:10] for t in data.time.values]
+    dates = f"{len(days)} date{'s' * (len(days) != 1)}" + (
+        f" from {days[0]} to {days[-1]}" if len(days) > 1 else f", {days[0]}" if days else ""
+    )
+    bands = [str(b) for b in data.band.values]
+    shown = ", ".join(bands[:12]) + (", ..." if len(bands) > 12 else "")
+    pixel = ""
+    if data.sizes["x"] > 1 and crs:
+        import pyproj
+
+        unit = pyproj.CRS.from_user_input(crs).axis_info[0].unit_name
+        size = abs(float(data.x[1] - data.x[0]))
+        pixel = f" of {size:g} {'m' if unit == 'metre' else unit} in {crs}"
+    return (
+        f"{dates} x {len(bands)} band{'s' * (len(bands) != 1)} ({shown}), "
+        f"{data.sizes['y']} x {data.sizes['x']} px{pixel}, {data.dtype}"
+    )
+
+
 def _cmd_log(args: argparse.Namespace) -> int:
-    from stackcube.store import open_repository
+    from stackcube.store import open_repository, version_not_found
 
     repository = open_repository(args.repo)
+    if args.branch not in repository.list_branches():
+        raise version_not_found(repository, branch=args.branch, repo=args.repo)
     for snap in repository.ancestry(branch=args.branch):
         print(f"{snap.id}  {snap.written_at:%Y-%m-%d %H:%M:%S}  {snap.message}")
     return 0
@@ -307,7 +341,14 @@ def _parser() -> argparse.ArgumentParser:
     log = sub.add_parser("log", help="the snapshots of a branch, newest first")
     _add_repo_arguments(log)
     log.set_defaults(func=_cmd_log)
-    demo = sub.add_parser("demo", help="write a GeoTIFF and a STAC catalog of our own, inspect and plan (offline)")
+    about = (
+        "offline, in one folder: write a COG and a static STAC catalog of demo scenes, inspect and plan them, build "
+        "a cube (OUT/cube.icechunk), read it back and save a quicklook (OUT/quicklook.png); running it again reuses "
+        "the files and commits a new snapshot"
+    )
+    demo = sub.add_parser(
+        "demo", help="build a demo cube offline: COGs, a STAC catalog, a cube, a quicklook", description=about
+    )
     demo.add_argument("--out", default="demo-output", help="directory to write into (default: demo-output)")
     demo.set_defaults(func=_cmd_demo)
     return parser
@@ -315,10 +356,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``stackcube`` command."""
-    from stackcube.store import quiet_logs
-
     args = _parser().parse_args(argv)
-    quiet_logs()  # the command line reports what matters itself
     try:
         return int(args.func(args))
     except StackcubeError as exc:

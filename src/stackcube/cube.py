@@ -87,6 +87,17 @@ class CubePlan:
     def __str__(self) -> str:
         return self.report()
 
+    def __repr__(self) -> str:
+        arrays = "; ".join(f"{name}: {a}" for name, a in self._summaries())
+        counts = f"{len(self.sources)} sources" + "".join(
+            f", {len(v)} {k}" for k, v in (("skipped", self.skipped), ("failed", self.failed)) if v
+        )
+        return f"<CubePlan of {self.query.catalog or 'items'}: {arrays}; {counts}; print() it for the whole report>"
+
+    def _summaries(self) -> list[tuple[str, str]]:
+        out = [(u.name, u.describe()) for u in self.unions]
+        return out + [(a.name, a.describe()) for a in self.standalone]
+
 
 def _array_lines(arrays: Sequence[ArrayPlan], indent: str) -> list[str]:
     lines = []

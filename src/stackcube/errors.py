@@ -19,6 +19,8 @@ does about it::
     │   └── NotGriddableError        (also ValueError) no north-up affine grid: cannot be stacked without resampling
     └── RepositoryError              the cube's repository cannot be used as asked
         ├── ArrayNotFoundError       (also ValueError) no array or level of that name: the message lists them
+        ├── VersionNotFoundError     (also LookupError) no branch, tag or snapshot of that name: the message lists
+        │                            the branches and tags there are
         ├── ConcurrentUpdateError    another writer moved the branch first (refresh retries on it)
         └── UntrustedSourceError     the cube points at sources outside the prefixes the caller allows
 
@@ -44,6 +46,7 @@ __all__ = [
     "TiffError",
     "UnsupportedTiffError",
     "UntrustedSourceError",
+    "VersionNotFoundError",
 ]
 
 
@@ -107,6 +110,10 @@ class RepositoryError(StackcubeError):
 
 class ArrayNotFoundError(RepositoryError, ValueError):
     """The cube has no array, or the array no level, of the name asked for; the message lists what there is."""
+
+
+class VersionNotFoundError(RepositoryError, LookupError):
+    """The repository has no branch, tag or snapshot of that name; the message lists its branches and tags."""
 
 
 class ConcurrentUpdateError(RepositoryError):

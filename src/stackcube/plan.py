@@ -55,6 +55,9 @@ class SourceTable:
     def __len__(self) -> int:
         return int(self.href.size)
 
+    def __repr__(self) -> str:
+        return f"<SourceTable of {len(self)} source{'s' * (len(self) != 1)}>"
+
     @classmethod
     def of(cls, sources: Sequence[Source]) -> SourceTable:
         """The table of ``sources``, in their order."""
@@ -157,6 +160,9 @@ class ArrayPlan:
     def n_chunks(self) -> int:
         """Chunks that reference a source."""
         return int((self.source_index >= 0).sum())
+
+    def __repr__(self) -> str:
+        return f"<ArrayPlan {self.name}: {self.describe()}, {self.n_chunks} chunks from {len(self.sources)} sources>"
 
     def describe(self) -> str:
         """One line: ``EPSG:32735 10 m x 13 dates x 4 bands (1098 x 1098 px, 3 x 3 tiles of 512 x 512)``."""

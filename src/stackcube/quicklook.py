@@ -5,7 +5,12 @@ Plain functions over an opened DataTree; PNG encoding by imagecodecs (already a 
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import html
 import os
+import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from stackcube.errors import ArrayNotFoundError
 from stackcube.store.layout import DATA, CubeMetadata, level_path
 
 __all__ = ["Quicklook", "quicklook"]
@@ -23,7 +29,8 @@ RGB_CHOICES = (("red", "green", "blue"), ("B04", "B03", "B02"))
 
 @dataclass(frozen=True, slots=True)
 class Quicklook:
-    """A PNG image; shown inline by Jupyter, written by :meth:`save`."""
+    """A PNG image with what it shows written under it in Jupyter (and into the PNG as its description); written
+    to a file by :meth:`save`."""
 
     png: bytes
     """The encoded image."""
@@ -33,9 +40,33 @@ class Quicklook:
     """The bands shown (red, green, blue, or one grey band)."""
     time: Any
     """The time step shown."""
+    stretch: tuple[float, float] = (0.0, 1.0)
+    """The values shown as black and white (the 2nd and 98th percentiles of the valid values)."""
+    shape: tuple[int, int] = (0, 0)
+    """Height and width in pixels."""
+
+    @property
+    def caption(self) -> str:
+        """Date, bands, array and stretch in one line."""
+        day = np.datetime_as_string(np.datetime64(self.time, "s"), unit="D") if self.time is not None else "?"
+        lo, hi = self.stretch
+        return (
+            f"{day} · {', '.join(self.bands)} · {self.array} ({self.shape[0]} x {self.shape[1]} px) · "
+            f"2-98 % stretch {lo:.4g} to {hi:.4g}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<Quicklook {self.caption}; {len(self.png)} bytes of PNG>"
 
     def _repr_png_(self) -> bytes:
         return self.png
+
+    def _repr_html_(self) -> str:
+        data = base64.b64encode(self.png).decode("ascii")
+        return (
+            f'<figure style="margin:0"><img src="data:image/png;base64,{data}" alt="{html.escape(self.caption)}"/>'
+            f"<figcaption><small>{html.escape(self.caption)}</small></figcaption></figure>"
+        )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the PNG to ``path``."""
@@ -77,7 +108,7 @@ def quicklook(
     else:
         if bands:
             msg = f"no array of the cube has the bands {tuple(bands)}; it has {', '.join(names)}"
-            raise ValueError(msg)
+            raise ArrayNotFoundError(msg)
         path, data = _levels(tree, names[0])[-1]
         choice = (str(data.band.values[0]),)
     pixels = data.isel(time=time).sel(band=list(choice)).values.astype("float64")
@@ -85,5 +116,22 @@ def quicklook(
     lo, hi = np.percentile(pixels[valid], [2, 98]) if valid.any() else (0.0, 1.0)
     scaled = np.clip((np.nan_to_num(pixels) - lo) / max(hi - lo, 1e-9) * 255, 0, 255).astype(np.uint8)
     image = scaled.transpose(1, 2, 0) if len(choice) == 3 else scaled[0]
+    look = Quicklook(
+        png=b"",
+        array=path,
+        bands=tuple(choice),
+        time=data.time.values[time],
+        stretch=(float(lo), float(hi)),
+        shape=(image.shape[0], image.shape[1]),
+    )
     png = imagecodecs.png_encode(np.ascontiguousarray(image))
-    return Quicklook(png=bytes(png), array=path, bands=tuple(choice), time=data.time.values[time])
+    return dataclasses.replace(look, png=_with_description(bytes(png), look.caption))
+
+
+def _with_description(png: bytes, text: str) -> bytes:
+    """The PNG with an iTXt "Description" chunk after its header (imagecodecs writes no text chunks; a chunk is
+    length, type, data and a CRC, per the PNG specification)."""
+    body = b"iTXt" + b"Description\0\0\0\0\0" + text.encode("utf-8")
+    chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+    end_of_header = 8 + 4 + 4 + 13 + 4  # signature, then IHDR: length, type, 13 bytes, CRC
+    return png[:end_of_header] + chunk + png[end_of_header:]

@@ -27,7 +27,7 @@ from stackcube.options import OnError
 from stackcube.search import search_again
 from stackcube.settings import Settings, current
 from stackcube.sources import Source, check_sources, read_sources
-from stackcube.store import RepoLike, StoredCube, open_repository, read_stored, write_plan
+from stackcube.store import RepoLike, StoredCube, open_repository, read_stored, readonly_session, write_plan
 from stackcube.tiff import normalize_href
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def _stored(
 ) -> tuple[icechunk.Repository, StoredCube]:
     """The repository and what its branch's cube says about itself."""
     repository = open_repository(repo, allow=allow, settings=settings)
-    return repository, read_stored(repository.readonly_session(branch=branch))
+    return repository, read_stored(readonly_session(repository, branch=branch, repo=repo))
 
 
 @dataclass(frozen=True, slots=True)

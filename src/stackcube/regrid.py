@@ -8,6 +8,7 @@ value winning, along the union of their time steps and bands.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Unpack
 
@@ -19,6 +20,15 @@ from stackcube.plan import DIMS
 from stackcube.store import OpenArgs, OpenOptions, RepoLike, read_metadata
 
 __all__ = ["to_grid"]
+
+# GDAL reports errors through one process-wide handler, so when odc-geo warps several dask blocks at once a
+# transform query on one thread's in-memory dataset can surface as a NotGeoreferencedWarning in another's
+# rasterio.warp.reproject call. The source arrays always carry their transforms and the warped values are identical
+# with or without the warning (checked against a single-threaded warp), so only that message from that call is
+# silenced; everything else rasterio and GDAL say still shows.
+warnings.filterwarnings(
+    "ignore", message="Dataset has no geotransform, gcps, or rpcs", category=UserWarning, module="rasterio.warp"
+)
 
 
 def to_grid(

@@ -66,6 +66,13 @@ class Source:
     level: int = 0
     """0 for the full-resolution image, n for its n-th internal overview."""
 
+    def __repr__(self) -> str:
+        at = f", level {self.level}" if self.level else ""
+        return (
+            f"<Source {self.item_id}/{self.asset} as band {self.band!r} of {self.datetime:%Y-%m-%d %H:%M:%S}{at}: "
+            f"{self.manifest.href}>"
+        )
+
     @classmethod
     def of(cls, asset: SelectedAsset, manifest: TiffManifest, options: CubeOptions | None = None) -> Self:
         """The source a chosen asset becomes, given the manifest of its file; ``options`` say whether STAC's band

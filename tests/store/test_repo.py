@@ -89,3 +89,64 @@ def test_a_repository_url_stackcube_cannot_open_is_a_repository_error(capsys) ->
         open_repository("ftp://host/cube")
     assert main(["info", "ftp://host/cube"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.fixture
+def demo_cube(tmp_path):
+    from stackcube.demo import write_demo_catalog
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    cube = stackcube.build_cube(catalog, repo=tmp_path / "cube.icechunk", tag="june", progress=False)
+    return catalog, tmp_path / "cube.icechunk", cube
+
+
+def test_a_version_the_repository_lacks_is_named_with_the_ones_it_has(demo_cube, capsys) -> None:
+    from stackcube.cli import main
+    from stackcube.errors import VersionNotFoundError
+
+    _, repo, _ = demo_cube
+    has = r"\(its branches: main; its tags: june\)"
+    with pytest.raises(VersionNotFoundError, match=rf"^{re.escape(str(repo))} has no tag 'nope' {has}$"):
+        stackcube.open_cube(repo, tag="nope")
+    with pytest.raises(VersionNotFoundError, match=rf"has no branch 'dev' {has}$"):
+        stackcube.open_dataarray(repo, branch="dev")
+    with pytest.raises(VersionNotFoundError, match=r"has no snapshot '1234567890ABCDEFGHJK' \(stackcube log"):
+        stackcube.open_cube(repo, snapshot="1234567890ABCDEFGHJK")
+    with pytest.raises(VersionNotFoundError, match=rf"has no branch 'dev' {has}$"):
+        stackcube.refresh_cube(repo, branch="dev", progress=False)
+    for command in (["info", str(repo), "--branch", "dev"], ["log", str(repo), "--branch", "dev"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"stackcube: error: {repo} has no branch 'dev' (its branches: main")
+        assert err.count("\n") == 1
+
+
+def test_a_build_on_a_new_branch_starts_it_at_main(demo_cube) -> None:
+    catalog, repo, first = demo_cube
+    dev = stackcube.build_cube(catalog, repo=repo, branch="dev", assets=["red"], progress=False)
+    history = [s.id for s in dev.repository.ancestry(branch="dev")]
+    assert history[:2] == [dev.snapshot_id, first.snapshot_id]
+    assert dev.repository.lookup_branch("main") == first.snapshot_id
+    assert list(stackcube.open_dataarray(repo, branch="dev").band.values) == ["red"]
+
+
+def test_a_location_that_cannot_hold_a_repository_is_refused_before_any_header_is_read(tmp_path, capsys) -> None:
+    from stackcube.cli import main
+    from stackcube.demo import write_demo_catalog
+    from stackcube.errors import RepositoryError
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a repository")
+    with pytest.raises(RepositoryError, match=r"notes.txt is a file, not an Icechunk repository"):
+        stackcube.build_cube(catalog, repo=a_file, progress=False)
+    with pytest.raises(RepositoryError, match=r"notes.txt is a file"):
+        stackcube.open_cube(a_file)
+    with pytest.raises(RepositoryError, match=r"demo is not empty and not an Icechunk repository"):
+        stackcube.build_cube(catalog, repo=tmp_path / "demo", progress=False)
+    assert a_file.read_text() == "not a repository"
+    assert main(["build", catalog, "--repo", str(a_file), "--quiet"]) == 2
+    assert main(["info", str(a_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2
+    assert err.count("is a file, not an Icechunk repository") == 2

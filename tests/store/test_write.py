@@ -173,3 +173,6 @@ def test_a_tag_that_cannot_be_created_takes_the_commit_back(tmp_path) -> None:
     with pytest.raises(RepositoryError, match=r"tag 'old' could not be created .*nothing was committed to main"):
         stackcube.build_cube(catalog, repo=repo, tag="old", progress=False)
     assert first.repository.lookup_branch("main") == first.snapshot_id
+    with pytest.raises(RepositoryError, match=r"tag 'old' could not be created"):
+        stackcube.build_cube(catalog, repo=repo, branch="dev", tag="old", progress=False)
+    assert set(first.repository.list_branches()) == {"main"}  # the branch this write started is gone again

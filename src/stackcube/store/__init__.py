@@ -25,11 +25,14 @@ from stackcube.store.repo import (
     RepoLike,
     check_allowed,
     container_prefixes,
+    exists,
     memory_repository,
     open_repository,
     quiet_logs,
+    readonly_session,
+    version_not_found,
 )
-from stackcube.store.write import write_plan
+from stackcube.store.write import check_target, write_plan
 
 __all__ = [
     "ONE_REQUEST",
@@ -43,7 +46,9 @@ __all__ = [
     "StoredCube",
     "Version",
     "check_allowed",
+    "check_target",
     "container_prefixes",
+    "exists",
     "memory_repository",
     "open_datatree",
     "open_level",
@@ -51,5 +56,7 @@ __all__ = [
     "quiet_logs",
     "read_metadata",
     "read_stored",
+    "readonly_session",
+    "version_not_found",
     "write_plan",
 ]

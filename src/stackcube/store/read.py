@@ -23,7 +23,7 @@ from stackcube.options import Chunks
 from stackcube.settings import Settings
 from stackcube.sources import Source
 from stackcube.store.layout import DATA, ArrayLayout, CubeMetadata, data_path, level_path, read_sources_table
-from stackcube.store.repo import RepoLike, open_repository
+from stackcube.store.repo import RepoLike, open_repository, readonly_session
 from stackcube.union import UnionPlan, union_dataset
 
 __all__ = [
@@ -56,13 +56,10 @@ class Version:
             msg = f"give at most one of branch, tag and snapshot, not {' and '.join(given)}"
             raise ValueError(msg)
 
-    def session(self, repository: icechunk.Repository) -> icechunk.Session:
-        """A read-only session on this version."""
-        if self.tag is not None:
-            return repository.readonly_session(tag=self.tag)
-        if self.snapshot is not None:
-            return repository.readonly_session(snapshot_id=self.snapshot)
-        return repository.readonly_session(branch=self.branch or "main")
+    def session(self, repository: icechunk.Repository, repo: RepoLike | None = None) -> icechunk.Session:
+        """A read-only session on this version (:class:`~stackcube.errors.VersionNotFoundError` listing the
+        branches and tags when the repository has no such version)."""
+        return readonly_session(repository, branch=self.branch, tag=self.tag, snapshot=self.snapshot, repo=repo)
 
 
 class ReadArgs(TypedDict, total=False):
@@ -166,7 +163,7 @@ _GONE = ("not found", "NoSuchKey", "404", "BlobNotFound", "No such file")
 
 def _session(repo: RepoLike, options: OpenOptions, settings: Settings | None) -> icechunk.Session:
     repository = open_repository(repo, allow=options.allow, settings=settings)
-    return options.version.session(repository)
+    return options.version.session(repository, repo)
 
 
 def read_metadata(repo: RepoLike, version: Version = Version(), *, settings: Settings | None = None) -> CubeMetadata:

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import icechunk
 
-from stackcube.errors import RepositoryError, SourceError, UntrustedSourceError
+from stackcube.errors import RepositoryError, SourceError, UntrustedSourceError, VersionNotFoundError
 from stackcube.settings import Settings, current
 
 __all__ = [
@@ -24,9 +24,12 @@ __all__ = [
     "RepoLike",
     "check_allowed",
     "container_prefixes",
+    "exists",
     "memory_repository",
     "open_repository",
     "quiet_logs",
+    "readonly_session",
+    "version_not_found",
 ]
 
 type RepoLike = str | os.PathLike[str] | icechunk.Storage | icechunk.Repository
@@ -103,7 +106,11 @@ def _storage(repo: str | os.PathLike[str] | icechunk.Storage, settings: Settings
             anonymous=not s3.signed,
         )
     if parsed.scheme in {"", "file"}:
-        return icechunk.local_filesystem_storage(str(Path(parsed.path if parsed.scheme else text).resolve()))
+        path = Path(parsed.path if parsed.scheme else text).resolve()
+        if path.exists() and not path.is_dir():
+            msg = f"{text} is a file, not an Icechunk repository (a directory); give a directory path"
+            raise RepositoryError(msg)
+        return icechunk.local_filesystem_storage(str(path))
     msg = f"repository {text!r}: use a local path, an s3:// URL, an icechunk.Storage or an icechunk.Repository"
     raise RepositoryError(msg)
 
@@ -124,11 +131,42 @@ def open_repository(
     anything is read through it.
     """
     settings = settings or current()
+    try:
+        return _open(repo, prefixes, create=create, allow=allow, settings=settings)
+    except icechunk.IcechunkError as exc:
+        msg = f"{_name(repo)} cannot be used as an Icechunk repository: {_first_line(exc)}"
+        if "clean prefix" in str(exc):
+            msg = f"{_name(repo)} is not empty and not an Icechunk repository; give a new or empty directory or prefix"
+        raise RepositoryError(msg) from None
+
+
+def exists(repo: RepoLike, settings: Settings | None = None) -> bool:
+    """Whether there is a repository at ``repo`` (one request); a location that cannot hold one (a file, a
+    directory of other things) is a :class:`RepositoryError` saying so."""
+    if isinstance(repo, icechunk.Repository):
+        return True
+    storage = _storage(repo, settings or current())
+    try:
+        found = icechunk.Repository.exists(storage)
+    except icechunk.IcechunkError as exc:
+        msg = f"{_name(repo)} cannot be used as an Icechunk repository: {_first_line(exc)}"
+        raise RepositoryError(msg) from None
+    if not found and isinstance(repo, str | os.PathLike) and urlparse(os.fspath(repo)).scheme in {"", "file"}:
+        path = Path(os.fspath(repo).removeprefix("file://"))
+        if path.is_dir() and any(path.iterdir()):
+            msg = f"{_name(repo)} is not empty and not an Icechunk repository; give a new or empty directory or prefix"
+            raise RepositoryError(msg)
+    return found
+
+
+def _open(
+    repo: RepoLike, prefixes: Iterable[str], *, create: bool, allow: Iterable[str] | None, settings: Settings
+) -> icechunk.Repository:
     given = repo if isinstance(repo, icechunk.Repository) else None
     storage = given.storage if given is not None else _storage(repo, settings)  # type: ignore[arg-type]
     exists = given is not None or icechunk.Repository.exists(storage)
     if not exists and not create:
-        msg = f"there is no Icechunk repository at {repo}; build one with stackcube.build_cube"
+        msg = f"there is no Icechunk repository at {_name(repo)}; build one with stackcube.build_cube"
         raise RepositoryError(msg)
     if given is not None:
         config = given.config
@@ -153,6 +191,60 @@ def open_repository(
     if added or not exists:
         repository.save_config()
     return repository
+
+
+def _name(repo: RepoLike) -> str:
+    """How messages name a repository: its path or URL, else what Icechunk says of its storage."""
+    if isinstance(repo, str | os.PathLike):
+        return os.fspath(repo)
+    return str(repo.storage if isinstance(repo, icechunk.Repository) else repo).splitlines()[0]
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def readonly_session(
+    repository: icechunk.Repository,
+    *,
+    branch: str | None = None,
+    tag: str | None = None,
+    snapshot: str | None = None,
+    repo: RepoLike | None = None,
+) -> icechunk.Session:
+    """A read-only session on a branch's tip (default ``main``), a tag or a snapshot; a name the repository does not
+    have is a :class:`VersionNotFoundError` listing the ones it has."""
+    try:
+        if tag is not None:
+            return repository.readonly_session(tag=tag)
+        if snapshot is not None:
+            return repository.readonly_session(snapshot_id=snapshot)
+        return repository.readonly_session(branch=branch or "main")
+    except (icechunk.RefNotFoundError, icechunk.SnapshotNotFoundError):
+        raise version_not_found(repository, branch=branch, tag=tag, snapshot=snapshot, repo=repo) from None
+    except icechunk.IcechunkError as exc:
+        if exc.kind in {icechunk.ErrorKind.INVALID_SNAPSHOT_ID, icechunk.ErrorKind.INVALID_REF_NAME}:
+            raise version_not_found(repository, branch=branch, tag=tag, snapshot=snapshot, repo=repo) from None
+        raise
+
+
+def version_not_found(
+    repository: icechunk.Repository,
+    *,
+    branch: str | None = None,
+    tag: str | None = None,
+    snapshot: str | None = None,
+    repo: RepoLike | None = None,
+) -> VersionNotFoundError:
+    """The error for a branch, tag or snapshot a repository does not have, with the ones it has."""
+    name = _name(repo if repo is not None else repository)
+    branches, tags = sorted(repository.list_branches()), sorted(repository.list_tags())
+    listed = f"its branches: {', '.join(branches) or 'none'}; its tags: {', '.join(tags) or 'none'}"
+    if tag is not None:
+        return VersionNotFoundError(f"{name} has no tag {tag!r} ({listed})")
+    if snapshot is not None:
+        return VersionNotFoundError(f"{name} has no snapshot {snapshot!r} (stackcube log {name} lists them; {listed})")
+    return VersionNotFoundError(f"{name} has no branch {branch!r} ({listed})")
 
 
 def _whole_chunk_requests(config: icechunk.RepositoryConfig) -> bool:
@@ -186,6 +278,10 @@ def memory_repository() -> icechunk.Repository:
 
 def quiet_logs() -> None:
     """Show only Icechunk's errors on stderr (it warns, e.g., that a local repository is not safe for concurrent
-    commits); ``ICECHUNK_LOG``, when set, wins."""
+    commits, on every open, reads included); ``ICECHUNK_LOG``, when set, wins. Applied when stackcube is imported;
+    ``icechunk.set_logs_filter("warn")`` afterwards shows them again."""
     if "ICECHUNK_LOG" not in os.environ:
         icechunk.set_logs_filter("error")
+
+
+quiet_logs()

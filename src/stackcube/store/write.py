@@ -30,10 +30,10 @@ from stackcube.store.layout import (
     level_path,
     sources_table,
 )
-from stackcube.store.repo import RepoLike, container_prefixes, open_repository
+from stackcube.store.repo import RepoLike, container_prefixes, exists, open_repository, version_not_found
 from stackcube.tiff import TiffSegmentCodec
 
-__all__ = ["write_plan"]
+__all__ = ["check_target", "write_plan"]
 
 _TO_ZARR: dict[str, Any] = {"mode": "w", "zarr_format": 3, "consolidated": False}
 
@@ -56,11 +56,65 @@ def write_plan(
     With ``parent``, the commit happens only if the branch is still at that snapshot, else
     :class:`~stackcube.errors.ConcurrentUpdateError`; a commit that loses a race with another writer raises it
     too. Either way nothing of this write is committed: a failed or killed write leaves the branch where it was.
+    A build on a branch the repository does not have starts it at main's tip.
     """
     hrefs = {h for a in plan.arrays for h in a.sources.href}  # overview levels read the same sources
     repository = open_repository(repo, prefixes=container_prefixes(hrefs), create=True, settings=settings)
     if tag is not None:
         _check_tag_is_free(repository, tag, repo)
+    created = _start_branch(repository, branch, parent, repo)
+    try:
+        snapshot = _write(
+            repository,
+            plan,
+            branch=branch,
+            message=message,
+            tag=tag,
+            progress=progress,
+            metadata=metadata,
+            parent=parent,
+        )
+    except BaseException:
+        if created:  # a branch this write started, with nothing of this write on it
+            repository.delete_branch(branch)
+        raise
+    return repository, snapshot
+
+
+def check_target(repo: RepoLike, *, tag: str | None = None, settings: Settings | None = None) -> None:
+    """Before any header is read: refuse a repository location that cannot take the cube (a file, a directory of
+    other things) and a tag it already has, so a build fails in a second instead of after its plan."""
+    found = isinstance(repo, icechunk.Repository) or exists(repo, settings)  # refuses what cannot be one
+    if found and tag is not None:
+        _check_tag_is_free(open_repository(repo, settings=settings), tag, repo)
+
+
+def _start_branch(repository: icechunk.Repository, branch: str, parent: str | None, repo: RepoLike) -> bool:
+    """A build on a branch the repository does not have starts it at main's tip (True); a refresh (``parent``) of
+    one is a :class:`~stackcube.errors.VersionNotFoundError` listing the branches there are."""
+    if branch in repository.list_branches():
+        return False
+    if parent is not None:
+        raise version_not_found(repository, branch=branch, repo=repo)
+    try:
+        repository.create_branch(branch, repository.lookup_branch("main"))
+    except icechunk.IcechunkError as exc:
+        msg = f"branch {branch!r} cannot be created in {repo}: {exc.message.splitlines()[0]}"
+        raise RepositoryError(msg) from None
+    return True
+
+
+def _write(
+    repository: icechunk.Repository,
+    plan: CubePlan,
+    *,
+    branch: str,
+    message: str | None,
+    tag: str | None,
+    progress: bool,
+    metadata: dict[str, Any] | None,
+    parent: str | None,
+) -> str:
     session = repository.writable_session(branch)
     base = session.snapshot_id
     if parent is not None and session.snapshot_id != parent:
@@ -87,7 +141,7 @@ def write_plan(
         raise ConcurrentUpdateError(msg) from None
     if tag is not None:
         _tag_or_undo(repository, tag, snapshot, branch, base)
-    return repository, snapshot
+    return snapshot
 
 
 def _check_tag_is_free(repository: icechunk.Repository, tag: str, repo: RepoLike) -> None:

@@ -142,6 +142,13 @@ class IfdManifest:
     """Why this IFD cannot be read (a segment beyond the end of the file), naming it; None when it is intact. The
     file's other IFDs stay readable."""
 
+    def __repr__(self) -> str:
+        b, y, x = self.shape
+        return (
+            f"<IfdManifest {self.path} {self.role} level {self.level}: {y} x {x} px x {b} {self.dtype}, "
+            f"{int(np.count_nonzero(self.lengths))} segments of {self.chunk_shape[1]} x {self.chunk_shape[2]}>"
+        )
+
     @property
     def nbytes_stored(self) -> int:
         """Sum of the byte counts of all segments."""
@@ -252,6 +259,11 @@ class TiffManifest:
     """Ranged GETs spent reading the header (1 for a COG)."""
     header_bytes: int = 0
     """Bytes transferred to read the header."""
+
+    def __repr__(self) -> str:
+        image = self.images[0] if self.images else None
+        shape = f"{image.shape[1]} x {image.shape[2]} px x {image.shape[0]} {image.dtype}, " if image else ""
+        return f"<TiffManifest {self.href}: {shape}{len(self.ifds)} IFDs, ETag {self.etag}, {self.size} bytes>"
 
     def ifd(self, path: int | tuple[int, ...] = 0) -> IfdManifest:
         """Return the IFD at ``path`` (an int counts top-level IFDs as tifffile's ``pages`` does)."""
