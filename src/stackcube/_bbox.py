@@ -23,13 +23,14 @@ def _show(values: Sequence[float]) -> str:
     return "(" + ", ".join(f"{v:g}" for v in values) + ")"
 
 
-def check_bbox(bbox: Any, *, crs: str | None = None, name: str = "bbox") -> Bbox:
+def check_bbox(bbox: Any, *, crs: str | None = None, name: str = "bbox", other_crs: str = "") -> Bbox:
     """``bbox`` as four floats, or a :class:`BboxError` naming what is wrong with it.
 
     Without ``crs`` the bbox is in degrees: a projected-looking one (metres), latitude outside ±90 (often latitude
     given first) and longitude outside ±180 are refused with the corrected order where there is one. In any CRS a
     bound on the wrong side of its pair is refused saying which; a box crossing the antimeridian is refused (not
-    supported yet). A point or a line (west == east) is allowed: it selects the items that touch it.
+    supported yet). A point or a line (west == east) is allowed: it selects the items that touch it. ``other_crs``
+    says how the caller takes a bbox in another CRS (added to the message for a projected-looking one).
     """
     try:
         values = tuple(float(v) for v in bbox)
@@ -45,7 +46,7 @@ def check_bbox(bbox: Any, *, crs: str | None = None, name: str = "bbox") -> Bbox
         if any(abs(v) > 360 for v in values):
             msg = (
                 f"{name} {given} is not in degrees (it looks like projected coordinates, metres?); give it as "
-                f"{ORDER} in longitude/latitude (EPSG:4326)"
+                f"{ORDER} in longitude/latitude (EPSG:4326){other_crs}"
             )
             raise BboxError(msg)
         if abs(south) > 90 or abs(north) > 90:

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pystac
 
 from stackcube.errors import NothingFoundError
 from stackcube.search import Query, require_items
 
-__all__ = ["SelectedAsset", "SkippedAsset", "choose_assets", "common_name", "select_assets", "summarize_skipped"]
+__all__ = [
+    "BAND_ENTRY_FIELDS",
+    "SelectedAsset",
+    "SkippedAsset",
+    "band_fields",
+    "choose_assets",
+    "common_name",
+    "select_assets",
+    "summarize_skipped",
+]
 
 TIFF_MEDIA_TYPES = ("image/tiff", "image/vnd.stac.geotiff", "image/geotiff")
 NOT_DATA_ROLES = {"thumbnail", "overview", "visual-preview", "metadata", "tiles", "preview"}
@@ -94,6 +104,25 @@ def common_name(asset: pystac.Asset) -> str | None:
         name = bands[0].get("common_name") or bands[0].get("eo:common_name")
         return str(name) if name is not None else None
     return None
+
+
+BAND_ENTRY_FIELDS = ("common_name", "center_wavelength", "full_width_half_max", "solar_illumination", "gsd")
+"""Fields of an ``eo:bands`` (STAC 1.0) or ``bands`` (1.1, ``eo:`` prefixed) entry presented along ``band``."""
+
+
+def band_fields(asset: pystac.Asset) -> tuple[dict[str, Any], ...]:
+    """What an asset says about each of its bands, as stackstac presents it along ``band``: the asset's ``title``,
+    ``gsd`` and ``proj:*`` fields, and each band entry's :data:`BAND_ENTRY_FIELDS` (one dict per entry, or one for
+    an asset without entries). Values and meanings of pixels (nodata, scale, offset) are :mod:`stackcube.bands`'."""
+    fields = asset.extra_fields
+    shared: dict[str, Any] = {"title": asset.title} if asset.title else {}
+    shared |= {k: v for k, v in fields.items() if k == "gsd" or k.startswith("proj:")}
+    entries = fields.get("eo:bands") or fields.get("bands") or [{}]
+    out = []
+    for entry in entries:
+        own = {k.removeprefix("eo:"): v for k, v in entry.items() if k.removeprefix("eo:") in BAND_ENTRY_FIELDS}
+        out.append(shared | own)
+    return tuple(out)
 
 
 def _names(item: pystac.Item) -> tuple[str, ...]:

@@ -24,7 +24,8 @@ does about it::
         ├── ConcurrentUpdateError    another writer moved the branch first (refresh retries on it)
         └── UntrustedSourceError     the cube points at sources outside the prefixes the caller allows
 
-Messages name the href, what was expected, what was found and what to do next.
+Messages name the href, what was expected, what was found and what to do next. Warnings derive from
+:class:`StackcubeWarning`: :class:`ResamplingWarning` when values were resampled because another grid was asked for.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ __all__ = [
     "NotGriddableError",
     "NothingFoundError",
     "RepositoryError",
+    "ResamplingWarning",
     "SearchError",
     "SourceChangedError",
     "SourceError",
     "SourceNotFoundError",
     "StackcubeError",
+    "StackcubeWarning",
     "TiffError",
     "UnsupportedTiffError",
     "UntrustedSourceError",
@@ -122,3 +125,11 @@ class ConcurrentUpdateError(RepositoryError):
 
 class UntrustedSourceError(RepositoryError, PermissionError):
     """The cube declares virtual chunk containers outside the prefixes the caller allows; nothing was read."""
+
+
+class StackcubeWarning(UserWarning):
+    """Root of every warning stackcube gives."""
+
+
+class ResamplingWarning(StackcubeWarning):
+    """Values were resampled onto a grid that was asked for, so they are not the sources' pixels."""

@@ -16,9 +16,10 @@ source's stored tile.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -126,6 +127,9 @@ class ArrayPlan:
     """0 for full resolution; n when this array is made of the sources' n-th internal overviews."""
     overviews: tuple[ArrayPlan, ...] = ()
     """Overview levels 1, 2, ... that every source has on one shared tile grid (empty for an overview)."""
+    band_fields: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """Per band, what every source of that band says alike about it (title, gsd, common_name, wavelengths,
+    proj:*): stackstac's band coordinates; a field the sources disagree on is left out (None for that band)."""
 
     @property
     def crs(self) -> str:
@@ -176,6 +180,38 @@ class ArrayPlan:
 
 def _band_names(band: str, samples: int) -> list[str]:
     return [band] if samples == 1 else [f"{band}_{i + 1}" for i in range(samples)]
+
+
+def _band_fields(sources: Sequence[Source], bands: Sequence[str], samples: int) -> dict[str, tuple[Any, ...]]:
+    """Per band (each sample of each asset), the fields every source of it states alike."""
+    per_band: list[dict[str, Any]] = []
+    for band in bands:
+        for k in range(samples):
+            agreed: dict[str, Any] | None = None
+            for s in sources:
+                if s.band != band:
+                    continue
+                own = s.fields[k] if len(s.fields) == samples else (s.fields[0] if samples == 1 and s.fields else {})
+                agreed = dict(own) if agreed is None else {n: v for n, v in agreed.items() if own.get(n) == v}
+            per_band.append(agreed or {})
+    names = sorted({n for fields in per_band for n in fields})
+    return {n: tuple(fields.get(n) for fields in per_band) for n in names}
+
+
+def band_coords(band_fields: dict[str, tuple[Any, ...]]) -> dict[str, tuple[str, np.ndarray]]:
+    """Band fields as coordinates along ``band`` that Zarr stores: numbers as float (NaN where a band has none),
+    text as text ("" where none), lists as their JSON text."""
+    coords = {}
+    for name, values in band_fields.items():
+        given = [v for v in values if v is not None]
+        if given and all(isinstance(v, int | float) and not isinstance(v, bool) for v in given):
+            array = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+        elif all(isinstance(v, str) for v in given):
+            array = np.array(["" if v is None else v for v in values], dtype=object)
+        else:
+            array = np.array(["" if v is None else json.dumps(v) for v in values], dtype=object)
+        coords[name] = ("band", array)
+    return coords
 
 
 def _time_of(source: Source) -> np.datetime64:
@@ -254,6 +290,7 @@ def build_array(
     prop_names = sorted({k for s in sources for k, v in s.properties.items() if isinstance(v, str | int | float)})
     properties = {k: [step[0].properties.get(k) for step in items_per_step] for k in prop_names}
     band_names = [n for b in bands for n in _band_names(b, samples)]
+    band_fields = _band_fields(sources, bands, samples)
 
     plan = ArrayPlan(
         name=name,
@@ -277,6 +314,7 @@ def build_array(
         unit=unit,
         mosaic=mosaic,
         level=sources[0].level,
+        band_fields=band_fields,
     )
     clipped = plan if bbox is None else clip_to_bbox(plan, bbox)
     if clipped is None or not overviews or clipped.level:

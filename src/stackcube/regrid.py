@@ -8,18 +8,23 @@ value winning, along the union of their time steps and bands.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
-from typing import Any, Unpack
+from typing import Any, Unpack, cast
 
+import numpy as np
 import pyproj
 import xarray as xr
 
+from stackcube._band_index import with_band_aliases
+from stackcube._bbox import check_bbox
 from stackcube.api import Cube, open_dataarray
+from stackcube.errors import BboxError
 from stackcube.plan import DIMS
-from stackcube.store import OpenArgs, OpenOptions, RepoLike, read_metadata
+from stackcube.store import CubeMetadata, OpenArgs, OpenOptions, RepoLike, read_metadata
 
-__all__ = ["to_grid"]
+__all__ = ["Gridded", "to_grid"]
 
 # GDAL reports errors through one process-wide handler, so when odc-geo warps several dask blocks at once a
 # transform query on one thread's in-memory dataset can surface as a NotGeoreferencedWarning in another's
@@ -31,73 +36,139 @@ warnings.filterwarnings(
 )
 
 
+type Gridded = RepoLike | Cube | xr.DataTree | xr.DataArray | Sequence[xr.DataArray]
+"""What :func:`to_grid` warps: a cube (its repository, a :class:`Cube`, an opened DataTree) or DataArrays."""
+
+
 def to_grid(
-    repo: RepoLike | Cube,
+    source: Gridded,
     *,
     crs: Any,
     resolution: float,
     bbox: Sequence[float] | None = None,
+    bbox_crs: Any = None,
     bounds: Sequence[float] | None = None,
     resampling: str = "nearest",
     arrays: Sequence[str] | None = None,
     **kwargs: Unpack[OpenArgs],
 ) -> xr.DataArray:
-    """Every array of a cube warped onto one grid: ``crs`` at ``resolution``, covering ``bbox`` (lon/lat).
+    """Every array of a cube (or one DataArray) warped onto one grid: ``crs`` at ``resolution``, covering ``bbox``.
 
     Parameters
     ----------
-    repo
-        The cube (as :func:`stackcube.open_cube` takes it, or a :class:`stackcube.Cube`).
+    source
+        The cube, as :func:`stackcube.open_cube` takes it (a path, URL, Storage or Repository), a
+        :class:`stackcube.Cube`, a DataTree from :func:`stackcube.open_cube`, or one DataArray (from
+        :func:`stackcube.open_dataarray` or :func:`stackcube.stack`), or a list of them.
     crs, resolution
-        The target grid, e.g. ``"EPSG:32735"`` and ``20.0``.
+        The target grid, e.g. ``"EPSG:32735"`` and ``20.0``, or ``"EPSG:4326"`` and ``0.0002`` (degrees).
     bbox
-        (west, south, east, north) in degrees; by default the union of the arrays' extents.
+        (west, south, east, north): in degrees (EPSG:4326) unless ``bbox_crs`` says otherwise; snapped outwards to
+        whole pixels. By default the union of the arrays' extents.
+    bbox_crs
+        The CRS ``bbox`` is in (the target's own, for instance), when it is not longitude/latitude.
     bounds
         Or (minx, miny, maxx, maxy) in the target CRS, kept exactly (not snapped to multiples of the resolution).
     resampling
         As GDAL names it: ``"nearest"`` (default), ``"bilinear"``, ``"average"``, ...
     arrays
-        Which of the cube's arrays to use (default: all).
+        Which of the cube's arrays to use (default: all; not with a DataArray).
     **kwargs
         Which snapshot and how, as :func:`stackcube.open_cube` takes them (``branch``, ``tag``, ``snapshot``,
-        ``chunks``, ``allow``; ``mask_and_scale=False`` warps the stored values, nodata included).
+        ``chunks``, ``allow``; ``mask_and_scale=False`` warps the stored values, nodata included). Not with an
+        opened DataTree or DataArray, which are warped as they are.
 
     Returns
     -------
     xarray.DataArray
-        Lazy (time, band, y, x) float values, NaN where no array has a valid value; ``spatial_ref`` for rioxarray
-        and odc-geo.
+        Lazy (time, band, y, x) float values, NaN where no array has a valid value, with ``spatial_ref`` for
+        rioxarray and odc-geo; the dimensions are ``y`` and ``x`` in every CRS, geographic ones included. The
+        sources' coordinates along ``time`` (``id``, item properties) and ``band`` (``common_name``, ...) are kept.
     """
     from odc.geo.geobox import GeoBox
     from odc.geo.xr import xr_reproject
 
-    if isinstance(repo, Cube):
-        repo = repo.repository
-    options = OpenOptions.from_args(kwargs, "to_grid")
-    names = list(arrays or ()) or read_metadata(repo, options.version).array_names
-    sources = [open_dataarray(repo, name, **kwargs) for name in names]
+    sources = _sources(source, arrays, kwargs)
     target = pyproj.CRS.from_user_input(crs)
     extent: tuple[float, float, float, float]
     if bounds is not None:
-        minx, miny, maxx, maxy = (float(v) for v in bounds)
+        minx, miny, maxx, maxy = check_bbox(bounds, crs=target.to_string(), name="bounds")
         extent = (minx, miny, maxx, maxy)
     elif bbox is not None:
-        to_target = pyproj.Transformer.from_crs("EPSG:4326", target, always_xy=True)
-        west, south, east, north = (float(v) for v in bbox)
-        extent = to_target.transform_bounds(west, south, east, north, densify_pts=21)
+        given = pyproj.CRS.from_user_input(bbox_crs) if bbox_crs is not None else None
+        checked = check_bbox(
+            bbox, crs=None if given is None else given.to_string(), other_crs=", or pass bbox_crs= the CRS it is in"
+        )
+        to_target = pyproj.Transformer.from_crs(given or "EPSG:4326", target, always_xy=True)
+        extent = to_target.transform_bounds(*checked, densify_pts=21)
     else:
         extent = _footprints(sources, target)
-    geobox = GeoBox.from_bbox(extent, crs=target.to_wkt(), resolution=resolution, tight=True)
+    if not all(math.isfinite(v) for v in extent) or extent[0] >= extent[2] or extent[1] >= extent[3]:
+        msg = f"the area asked for has no extent in {crs} ({extent}); check bbox, bbox_crs or bounds"
+        raise BboxError(msg)
+    # bounds are kept exactly; a bbox or the footprints snap outwards to multiples of the resolution (as stackstac's
+    # snap_bounds does), so warps of the same area line up
+    geobox = GeoBox.from_bbox(extent, crs=target.to_wkt(), resolution=resolution, tight=bounds is not None)
     warped = []
-    for source in sources:
+    for data in sources:
         keep = {*DIMS, "spatial_ref"}
-        data = source.drop_vars([c for c in source.coords if c not in keep])
-        out = xr_reproject(data.astype("float32"), geobox, resampling=resampling, dst_nodata=float("nan"))
-        warped.append(out.assign_coords(time=data.time.values, band=data.band.values))
+        bare = data.drop_vars([c for c in data.coords if c not in keep])
+        out = xr_reproject(bare.astype("float32"), geobox, resampling=resampling, dst_nodata=float("nan"))
+        out = out.rename({d: n for d, n in (("latitude", "y"), ("longitude", "x")) if d in out.dims})
+        warped.append(out.assign_coords(time=bare.time.values, band=bare.band.values))
     result = warped[0]
     for other in warped[1:]:
         result = result.combine_first(other)
-    return result.transpose(*DIMS).rename("data")
+    return _carry(result.transpose(*DIMS).rename("data"), sources)
+
+
+def _sources(source: Gridded, arrays: Sequence[str] | None, kwargs: OpenArgs) -> list[xr.DataArray]:
+    """The (time, band, y, x) arrays to warp."""
+    opened = isinstance(source, xr.DataArray | xr.DataTree | list | tuple)
+    if opened and kwargs:
+        msg = f"to_grid warps an opened array as it is: {', '.join(kwargs)} only apply to a cube or a repository"
+        raise TypeError(msg)
+    if isinstance(source, xr.DataArray | list | tuple):
+        given = [source] if isinstance(source, xr.DataArray) else list(source)
+        if arrays:
+            msg = "to_grid(DataArray, arrays=...): DataArrays are warped as given; pass the cube to choose arrays"
+            raise TypeError(msg)
+        for data in given:
+            if not isinstance(data, xr.DataArray) or set(DIMS) - set(data.dims) or "spatial_ref" not in data.coords:
+                dims = data.dims if isinstance(data, xr.DataArray) else type(data).__name__
+                msg = f"to_grid needs (time, band, y, x) arrays with spatial_ref; got {dims}"
+                raise ValueError(msg)
+        return given
+    if isinstance(source, xr.DataTree):
+        names = list(arrays or ()) or CubeMetadata.from_attrs(source.attrs).array_names
+        return [cast("xr.DataArray", source[f"{name}/0"]["data"]) for name in names]
+    repo = source.repository if isinstance(source, Cube) else cast("RepoLike", source)
+    options = OpenOptions.from_args(kwargs, "to_grid")
+    names = list(arrays or ()) or read_metadata(repo, options.version).array_names
+    return [open_dataarray(repo, name, **kwargs) for name in names]
+
+
+def _carry(result: xr.DataArray, sources: Sequence[xr.DataArray]) -> xr.DataArray:
+    """The sources' one-dimensional coordinates along ``time`` and ``band``, on the warped array's labels (the
+    first source that has a label gives its value)."""
+    coords = {}
+    for dim in ("time", "band"):
+        names = dict.fromkeys(
+            n for s in sources for n, c in s.coords.items() if c.dims == (dim,) and n != dim and n not in result.coords
+        )
+        for name in names:
+            found: dict[Any, Any] = {}
+            for s in sources:
+                if name in s.coords:
+                    for label, value in zip(s[dim].values.tolist(), s[name].values.tolist(), strict=True):
+                        found.setdefault(label, value)
+            values = [found.get(label) for label in result[dim].values.tolist()]
+            numbers = all(isinstance(v, int | float) or v is None for v in values)
+            array = np.array(
+                [np.nan if v is None else v for v in values] if numbers else ["" if v is None else v for v in values]
+            )
+            coords[name] = (dim, array if numbers else array.astype(object))
+    return with_band_aliases(result.assign_coords(coords))
 
 
 def _footprints(sources: Sequence[xr.DataArray], target: pyproj.CRS) -> tuple[float, float, float, float]:

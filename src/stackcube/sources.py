@@ -22,7 +22,7 @@ import pystac
 
 from stackcube._georef import Affine, to_affine
 from stackcube._progress import progress_bar
-from stackcube.assets import SelectedAsset
+from stackcube.assets import SelectedAsset, band_fields
 from stackcube.bands import BandMetadata, Conflict, band_metadata
 from stackcube.errors import CorruptTiffError, NotGriddableError, NothingFoundError, StackcubeError
 from stackcube.options import CubeOptions
@@ -65,6 +65,8 @@ class Source:
     """Where STAC and the file disagreed about them (STAC's values are in :attr:`bands`)."""
     level: int = 0
     """0 for the full-resolution image, n for its n-th internal overview."""
+    fields: tuple[dict[str, Any], ...] = ()
+    """What the asset says about each band (title, gsd, common name, wavelengths, proj:*), per sample."""
 
     def __repr__(self) -> str:
         at = f", level {self.level}" if self.level else ""
@@ -98,6 +100,7 @@ class Source:
             manifest=manifest,
             bands=bands,
             conflicts=conflicts,
+            fields=band_fields(asset.item.assets[asset.key]),
         )
 
     @property

@@ -263,3 +263,14 @@ def test_the_other_readers_pass_their_keywords_on(versions) -> None:
         stackcube.open_cube(repo, chunk=False)
     with pytest.raises(TypeError, match=r"open_dataarray\(\) got an unexpected keyword argument 'mask'"):
         stackcube.open_dataarray(repo, name, mask=False)
+
+
+def test_a_built_cube_has_band_metadata_and_selects_bands_by_common_name(tmp_path) -> None:
+    items = corpus_items("site2-2020_jun_jul-35MNM.geojson")[:2]
+    twins = twin_items(items, tmp_path / "twins", (tmp_path / "twins").as_uri(), downscale=30, assets=["B04", "B08"])
+    cube = stackcube.build_cube(twins, assets=["B04", "B08"], repo=tmp_path / "cube.icechunk", progress=False)
+    data = stackcube.open_dataarray(tmp_path / "cube.icechunk")
+    assert list(data.common_name.values) == ["red", "nir"]
+    assert list(data.center_wavelength.values) == [0.665, 0.842]
+    assert data.sel(band="red").equals(data.sel(band="B04"))
+    assert cube.open()["EPSG32735_300m/0"]["data"].sel(band="nir").band.item() == "B08"

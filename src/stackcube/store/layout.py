@@ -35,7 +35,7 @@ from stackcube.bands import BandMetadata
 from stackcube.cube import CubePlan
 from stackcube.errors import RepositoryError
 from stackcube.options import CubeOptions
-from stackcube.plan import DIMS, ArrayPlan
+from stackcube.plan import DIMS, ArrayPlan, band_coords
 from stackcube.search import Query
 from stackcube.sources import Source
 from stackcube.tiff import TiffManifest
@@ -251,6 +251,8 @@ def level_dataset(plan: ArrayPlan) -> xr.Dataset:
         "scale": (("time", "band"), plan.scale, {"description": "physical = stored * scale + offset"}),
         "offset": (("time", "band"), plan.offset, {"description": "physical = stored * scale + offset"}),
     }
+    for name, coord in band_coords(plan.band_fields).items():
+        coords.setdefault(name, coord)
     for name, values in plan.properties.items():
         if name in coords or name in {"datetime", "x", "y", "spatial_ref"}:
             continue
@@ -295,6 +297,7 @@ def sources_table(sources: Sequence[Source]) -> xr.Dataset:
             "etag": column(s.manifest.etag or "" for s in sources),
             "properties": column(json.dumps(s.properties, sort_keys=True, default=str) for s in sources),
             "bands": column(json.dumps([b.to_dict() for b in s.bands]) for s in sources),
+            "fields": column(json.dumps(list(s.fields), default=str) for s in sources),
             "manifest": column(json.dumps(s.manifest.to_dict(), separators=(",", ":")) for s in sources),
         },
         attrs={"description": "every indexed source and its TIFF manifest, so a refresh rereads no unchanged header"},
@@ -318,6 +321,7 @@ def read_sources_table(root: zarr.Group) -> tuple[Source, ...]:
             bands=tuple(BandMetadata.from_dict(b) for b in json.loads(str(columns["bands"][i])))
             if "bands" in columns
             else (),
+            fields=tuple(json.loads(str(columns["fields"][i]))) if "fields" in columns else (),
         )
         for i in range(len(columns.get("item_id", [])))
     )

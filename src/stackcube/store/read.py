@@ -16,6 +16,7 @@ import zarr
 import zarr.api.asynchronous
 from zarr.storage import WrapperStore
 
+from stackcube._band_index import with_band_aliases
 from stackcube._keywords import check_keywords, keywords_of
 from stackcube._physical import physical
 from stackcube.errors import ArrayNotFoundError, SourceChangedError, SourceError
@@ -214,8 +215,10 @@ def _union_level(
     store: Any, union: UnionPlan, level: int, options: OpenOptions, settings: Settings | None
 ) -> xr.Dataset:
     members = [zarr.open_array(store, path=data_path(m, level), mode="r") for m in union.members]
-    return union_dataset(
-        union, members, level=level, chunks=options.chunks, mask_and_scale=options.mask_and_scale, settings=settings
+    return with_band_aliases(
+        union_dataset(
+            union, members, level=level, chunks=options.chunks, mask_and_scale=options.mask_and_scale, settings=settings
+        )
     )
 
 
@@ -230,11 +233,12 @@ def open_datatree(
         cast("Any", store), chunks=_xarray_chunks(options.chunks), mask_and_scale=_cf(options), **_OPEN
     )
     metadata = CubeMetadata.from_attrs(tree.attrs)
-    if options.mask_and_scale:
-        for array in metadata.arrays:
-            for level in tree[array].children:
-                node = cast("xr.DataTree", tree[level_path(array, int(level))]).to_dataset(inherit=False)
-                tree[level_path(array, int(level))] = xr.DataTree(node.assign({DATA: physical(node[DATA])}))
+    for array in metadata.arrays:
+        for level in tree[array].children:
+            node = cast("xr.DataTree", tree[level_path(array, int(level))]).to_dataset(inherit=False)
+            if options.mask_and_scale:
+                node = node.assign({DATA: physical(node[DATA])})
+            tree[level_path(array, int(level))] = xr.DataTree(with_band_aliases(node))
     for union in metadata.unions:
         for level in range(union.n_levels):
             tree[level_path(union.name, level)] = xr.DataTree(_union_level(store, union, level, options, settings))
@@ -291,4 +295,4 @@ def open_level(
         mask_and_scale=_cf(options),
         **_OPEN,
     )
-    return (physical(ds[DATA]) if options.mask_and_scale else ds[DATA]).rename(array)
+    return with_band_aliases(physical(ds[DATA]) if options.mask_and_scale else ds[DATA]).rename(array)

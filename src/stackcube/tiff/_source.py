@@ -208,7 +208,8 @@ async def _head_once(location: Location) -> ObjectInfo:
 
 
 def _source_error(msg: str, exc: BaseException) -> SourceError:
-    """A SourceError, transient unless the store refused us (permissions, credentials, unsupported requests)."""
+    """A SourceError, transient unless the store refused us (permissions, credentials, unsupported requests, a
+    range the object does not have: asking again gives the same answer)."""
     error = SourceError(msg)
     refused = (
         obstore.exceptions.PermissionDeniedError,
@@ -216,7 +217,9 @@ def _source_error(msg: str, exc: BaseException) -> SourceError:
         obstore.exceptions.NotSupportedError,
         obstore.exceptions.InvalidPathError,
     )
-    error.transient = not isinstance(exc, refused)
+    text = str(exc)
+    bad_range = any(s in text for s in ("Requested range", "416", "InvalidRange", "Range Not Satisfiable"))
+    error.transient = not isinstance(exc, refused) and not bad_range
     return error
 
 

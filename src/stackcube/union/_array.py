@@ -23,7 +23,7 @@ from stackcube import _sync
 from stackcube._georef import spatial_coords
 from stackcube._physical import physical
 from stackcube.options import Chunks
-from stackcube.plan import DIMS
+from stackcube.plan import DIMS, band_coords
 from stackcube.settings import Settings, current
 from stackcube.union._graph import block_size, lay, union_array
 from stackcube.union._order import order_steps
@@ -68,6 +68,8 @@ def union_dataset(
         "id": ("time", np.array(step_ids, dtype=object)),
         **spatial_coords(view.crs, view.transform, height, width),
     }
+    for name, coord in band_coords(union.band_fields).items():
+        coords.setdefault(name, coord)
     if union.scale:  # cubes written before per-(time, band) scales: the members' CF attributes apply
         coords["scale"] = (("time", "band"), np.array(union.scale, np.float64))
         coords["offset"] = (("time", "band"), np.array(union.offset, np.float64))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
@@ -107,6 +107,8 @@ class UnionPlan:
     stackcube stored them: the members' ``scale_factor`` attribute then applies)."""
     offset: tuple[tuple[float, ...], ...] = ()
     """Per (time step, band), added after scaling."""
+    band_fields: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """Per band, what every member says alike about it (as :attr:`ArrayPlan.band_fields`)."""
 
     @property
     def resolution(self) -> str:
@@ -159,6 +161,7 @@ class UnionPlan:
             "overviews": [v.to_dict() for v in self.overviews],
             "scale": [list(row) for row in self.scale],
             "offset": [list(row) for row in self.offset],
+            "band_fields": {name: list(values) for name, values in self.band_fields.items()},
         }
 
     @classmethod
@@ -184,6 +187,7 @@ class UnionPlan:
             overviews=tuple(UnionLevel.from_dict(v) for v in data.get("overviews") or ()),
             scale=tuple(tuple(float(v) for v in row) for row in data.get("scale") or ()),
             offset=tuple(tuple(float(v) for v in row) for row in data.get("offset") or ()),
+            band_fields={name: tuple(values) for name, values in (data.get("band_fields") or {}).items()},
         )
 
 
@@ -284,9 +288,26 @@ def build_unions(
                 overviews=_union_overviews(members, len(times), len(bands)),
                 scale=meanings[0],
                 offset=meanings[1],
+                band_fields=_union_band_fields(members, bands),
             )
         )
     return tuple(unions), tuple(notes)
+
+
+def _union_band_fields(members: Sequence[ArrayPlan], bands: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    """Per band of the union, the fields every member with that band states alike."""
+    per_band: list[dict[str, Any]] = []
+    for band in bands:
+        agreed: dict[str, Any] | None = None
+        for m in members:
+            if band not in m.bands:
+                continue
+            k = m.bands.index(band)
+            own = {n: values[k] for n, values in m.band_fields.items() if values[k] is not None}
+            agreed = own if agreed is None else {n: v for n, v in agreed.items() if own.get(n) == v}
+        per_band.append(agreed or {})
+    names = sorted({n for fields in per_band for n in fields})
+    return {n: tuple(fields.get(n) for fields in per_band) for n in names}
 
 
 def _step_meanings(
