@@ -90,3 +90,19 @@ def test_the_examples_run_twice_in_order_and_every_cube_they_made_still_reads(co
             for name in stackcube.store.CubeMetadata.from_attrs(tree.attrs).array_names:
                 values = tree[f"{name}/0"]["data"].isel(time=0).values  # SourceChangedError if a source moved
                 assert np.isfinite(values).any(), (repo, version, name)
+
+
+def test_the_stackstac_table_names_only_what_stack_takes_or_refuses() -> None:
+    import inspect
+
+    from stackcube.stack import REFUSED, stack
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Coming from stackstac", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    named = {name for row in rows for name in re.findall(r"`(\w+)=`", row.split(" | ")[0])}
+    taken = set(inspect.signature(stack).parameters)
+    assert named, "the table is gone"
+    assert named <= taken | set(REFUSED), named - taken - set(REFUSED)
+    for stackstac_parameter in ("epsg", "bounds_latlon", "chunksize", "xy_coords", "rescale", "errors_as_nodata"):
+        assert stackstac_parameter in named

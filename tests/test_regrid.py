@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import stackcube
+from stackcube.errors import BboxError
 from tests.twins import corpus_items, in_zone, twin_items
 
 pytestmark = pytest.mark.corpus
@@ -53,3 +54,57 @@ def test_two_zones_on_one_grid_match_stackstac_within_resampling_tolerance(tmp_p
     assert same[0].mean() > 0.999  # the array already on the target grid: nearest is exact
     assert same[1].mean() > 0.99  # the other zone, warped by odc-geo and by stackstac (both GDAL nearest; 1.0 here)
     assert np.isfinite(mine[1]).mean() > 0.5
+
+
+@pytest.fixture(scope="module")
+def demo_cube(tmp_path_factory):
+    from stackcube.demo import write_demo_catalog
+
+    root = tmp_path_factory.mktemp("regrid")
+    return stackcube.build_cube(write_demo_catalog(root / "demo", dates=2, size=256), repo=root / "c", progress=False)
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # affine * in odc-geo
+@pytest.mark.filterwarnings("ignore:The 'shapely.ops.transform:DeprecationWarning")  # odc-geo 0.5 on shapely 2.2
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # GDAL's handler across threads
+def test_every_kind_of_cube_gives_the_same_grid(demo_cube) -> None:
+    by_repo = stackcube.to_grid(demo_cube.repository, crs="EPSG:32735", resolution=20.0)
+    for source in (demo_cube, demo_cube.open()):
+        other = stackcube.to_grid(source, crs="EPSG:32735", resolution=20.0)
+        assert other.identical(by_repo)
+    names = demo_cube.plan.array_names
+    arrays = [stackcube.open_dataarray(demo_cube.repository, n) for n in names]
+    from_arrays = stackcube.to_grid(arrays, crs="EPSG:32735", resolution=20.0)
+    np.testing.assert_array_equal(from_arrays.values, by_repo.values)
+    one = stackcube.to_grid(arrays[0], crs="EPSG:32735", resolution=20.0)
+    assert list(one.band.values) == list(arrays[0].band.values)
+    assert list(by_repo.band.values) == ["B02", "B03", "B04", "B08", "B05", "B11"]  # the arrays' bands in order
+    assert list(by_repo.common_name.values) == ["blue", "green", "red", "nir", "rededge", "swir16"]
+    assert by_repo.sel(band="red").equals(by_repo.sel(band="B04"))
+    assert list(by_repo.id.values) == list(arrays[0].id.values)
+    with pytest.raises(TypeError, match="only apply to a cube or a repository"):
+        stackcube.to_grid(arrays[0], crs="EPSG:32735", resolution=20.0, tag="v1")
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # affine * in odc-geo
+@pytest.mark.filterwarnings("ignore:The 'shapely.ops.transform:DeprecationWarning")  # odc-geo 0.5 on shapely 2.2
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # GDAL's handler across threads
+def test_geographic_grids_and_bboxes_in_any_crs(demo_cube) -> None:
+    geographic = stackcube.to_grid(demo_cube, crs="EPSG:4326", resolution=0.0002)
+    assert geographic.dims == ("time", "band", "y", "x")
+    assert geographic.odc.geobox.crs.epsg == 4326
+    assert float(geographic.x.min()) > 27.8
+    assert np.isfinite(geographic.values).mean() > 0.5
+    data = stackcube.open_dataarray(demo_cube.repository, "EPSG32735_10m")
+    x0, y1 = float(data.x[0]) - 5, float(data.y[0]) + 5
+    metres = (x0, y1 - 1280, x0 + 1280, y1)
+    inside = stackcube.to_grid(demo_cube, crs="EPSG:32735", resolution=20.0, bbox=metres, bbox_crs="EPSG:32735")
+    assert inside.sizes["x"] == inside.sizes["y"] == 64
+    assert float(inside.x[0]) == x0 + 10
+    exact = stackcube.to_grid(demo_cube, crs="EPSG:32735", resolution=30.0, bounds=(x0, y1 - 1920, x0 + 1920, y1))
+    # nearest: each 30 m pixel centre lies inside one 10 m pixel, the second of every three
+    np.testing.assert_array_equal(exact.isel(band=0).values, data.isel(band=0).values[:, 1:192:3, 1:192:3])
+    with pytest.raises(BboxError, match=r"not in degrees .*or pass bbox_crs= the CRS it is in"):
+        stackcube.to_grid(demo_cube, crs="EPSG:32735", resolution=20.0, bbox=metres)
+    with pytest.raises(BboxError, match=r"west 27\.95 is east of east 27\.9"):
+        stackcube.to_grid(demo_cube, crs="EPSG:32735", resolution=20.0, bbox=(27.95, -4.55, 27.9, -4.53))

@@ -205,7 +205,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
             f"{y} x {x} px ({', '.join(union.members)})"
         )
     containers = sorted(repository.config.virtual_chunk_containers or {})
-    print(f"  {len(everything)} sources, under {', '.join(containers) or 'no container'}")
+    n = len(everything)
+    print(f"  {n} source{'s' * (n != 1)}, under {', '.join(containers) or 'no container'}")
     branches, tags = sorted(repository.list_branches()), sorted(repository.list_tags())
     print(f"  branches: {', '.join(branches)}; tags: {', '.join(tags) or 'none'}")
     return 0

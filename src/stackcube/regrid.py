@@ -119,7 +119,8 @@ def to_grid(
     result = warped[0]
     for other in warped[1:]:
         result = result.combine_first(other)
-    return _carry(result.transpose(*DIMS).rename("data"), sources)
+    bands = list(dict.fromkeys(b for data in sources for b in data.band.values.tolist()))  # the arrays' order
+    return _carry(result.sel(band=bands).transpose(*DIMS).rename("data"), sources)
 
 
 def _sources(source: Gridded, arrays: Sequence[str] | None, kwargs: OpenArgs) -> list[xr.DataArray]:

@@ -67,20 +67,25 @@ class Nginx:
     @contextlib.contextmanager
     def counting(self) -> Iterator[list[Request]]:
         """Collect the requests made inside the block (the list fills when the block ends)."""
-        start = len(self.requests())
+        start = self._settled()  # lines of requests made before the block may still be on their way
         seen: list[Request] = []
         try:
             yield seen
         finally:
-            # nginx writes a log line after each response: wait until the log stops growing (at most 2 s)
-            count, deadline = -1, time.monotonic() + 2
-            while time.monotonic() < deadline:
-                time.sleep(0.05)
-                now = len(self.requests())
-                if now == count:
-                    break
-                count = now
+            self._settled()
             seen.extend(self.requests()[start:])
+
+    def _settled(self) -> int:
+        """The number of logged requests once the log stops growing (at most 2 s): nginx writes a line after each
+        response."""
+        count, deadline = -1, time.monotonic() + 2
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = len(self.requests())
+            if now == count:
+                break
+            count = now
+        return count
 
 
 @contextlib.contextmanager
