@@ -55,12 +55,7 @@ def rank(module: str) -> int:
 def imports(path: Path) -> set[str]:
     """Every ``stackcube`` module a file imports, at the top or inside a function (not under TYPE_CHECKING)."""
     tree = ast.parse(path.read_text())
-    typing_only = {
-        id(node)
-        for block in ast.walk(tree)
-        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
-        for node in ast.walk(block)
-    }
+    typing_only = _typing_only(tree)
     found = set()
     for node in ast.walk(tree):
         if id(node) in typing_only:
@@ -71,6 +66,16 @@ def imports(path: Path) -> set[str]:
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("stackcube"))
     return {name for name in found if _exists(name)}
+
+
+def _typing_only(tree: ast.Module) -> set[int]:
+    """The nodes under ``if TYPE_CHECKING:`` (imports there cost nothing at run time)."""
+    return {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for node in ast.walk(block)
+    }
 
 
 def _exists(module: str) -> bool:
@@ -109,12 +114,7 @@ def test_only_the_store_imports_icechunk() -> None:
         if path.parent.name == "store":
             continue
         tree = ast.parse(path.read_text())
-        guarded = {
-            id(n)
-            for b in ast.walk(tree)
-            if isinstance(b, ast.If) and "TYPE_CHECKING" in ast.unparse(b.test)
-            for n in ast.walk(b)
-        }
+        guarded = _typing_only(tree)
         names = {
             alias.name
             for node in ast.walk(tree)

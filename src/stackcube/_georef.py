@@ -15,7 +15,7 @@ import pyproj
 import xarray as xr
 from affine import Affine
 
-__all__ = ["Affine", "pixel_centres", "spatial_coords", "to_affine"]
+__all__ = ["Affine", "pixel_centres", "pixel_size", "spatial_coords", "to_affine"]
 
 
 def to_affine(values: Sequence[float]) -> Affine:
@@ -58,3 +58,10 @@ def spatial_coords(crs: str | None, transform: Affine, height: int, width: int) 
         attrs.update(crs_wkt=wkt, spatial_ref=wkt)
     coords["spatial_ref"] = xr.Variable((), np.int64(0), attrs)
     return coords
+
+
+def pixel_size(data: xr.DataArray) -> tuple[float, float]:
+    """(x, y) size of a pixel of an array :func:`spatial_coords` described, signed as the transform's ``a`` and
+    ``e``: from its ``GeoTransform``, which stays true after slicing (its origin does not; x/y do)."""
+    _, a, _, _, _, e = (float(v) for v in str(data["spatial_ref"].attrs["GeoTransform"]).split())
+    return a, e

@@ -222,11 +222,13 @@ def _describe(data: Any, crs: str) -> str:
     bands = [str(b) for b in data.band.values]
     shown = ", ".join(bands[:12]) + (", ..." if len(bands) > 12 else "")
     pixel = ""
-    if data.sizes["x"] > 1 and crs:
+    if crs:
         import pyproj
 
+        from stackcube._georef import pixel_size
+
         unit = pyproj.CRS.from_user_input(crs).axis_info[0].unit_name
-        size = abs(float(data.x[1] - data.x[0]))
+        size = abs(pixel_size(data)[0])
         pixel = f" of {size:g} {'m' if unit == 'metre' else unit} in {crs}"
     return (
         f"{dates} x {len(bands)} band{'s' * (len(bands) != 1)} ({shown}), "

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,18 @@ from stackcube.options import CubeOptions, sort_rank
 from stackcube.sources import Source
 from stackcube.tiff import Recipe
 
-__all__ = ["DIMS", "ArrayPlan", "SourceTable", "build_array", "build_overviews", "clip_to_bbox", "split_by_meaning"]
+__all__ = [
+    "DIMS",
+    "ArrayPlan",
+    "SourceTable",
+    "agreed",
+    "band_coords",
+    "build_array",
+    "build_overviews",
+    "by_band",
+    "clip_to_bbox",
+    "split_by_meaning",
+]
 
 DIMS = ("time", "band", "y", "x")
 """The dimensions of every array, in this order."""
@@ -184,16 +195,23 @@ def _band_names(band: str, samples: int) -> list[str]:
 
 def _band_fields(sources: Sequence[Source], bands: Sequence[str], samples: int) -> dict[str, tuple[Any, ...]]:
     """Per band (each sample of each asset), the fields every source of it states alike."""
-    per_band: list[dict[str, Any]] = []
-    for band in bands:
-        for k in range(samples):
-            agreed: dict[str, Any] | None = None
-            for s in sources:
-                if s.band != band:
-                    continue
-                own = s.fields[k] if len(s.fields) == samples else (s.fields[0] if samples == 1 and s.fields else {})
-                agreed = dict(own) if agreed is None else {n: v for n, v in agreed.items() if own.get(n) == v}
-            per_band.append(agreed or {})
+
+    def sample(s: Source, k: int) -> Mapping[str, Any]:
+        return s.fields[k] if len(s.fields) == samples else (s.fields[0] if samples == 1 and s.fields else {})
+
+    return by_band([agreed(sample(s, k) for s in sources if s.band == band) for band in bands for k in range(samples)])
+
+
+def agreed(fields: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The entries every one of ``fields`` states, with the same value (none when there are no fields)."""
+    common: dict[str, Any] | None = None
+    for own in fields:
+        common = dict(own) if common is None else {n: v for n, v in common.items() if own.get(n) == v}
+    return common or {}
+
+
+def by_band(per_band: Sequence[Mapping[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    """Fields per band as one tuple per field name, None where a band lacks it (:attr:`ArrayPlan.band_fields`)."""
     names = sorted({n for fields in per_band for n in fields})
     return {n: tuple(fields.get(n) for fields in per_band) for n in names}
 

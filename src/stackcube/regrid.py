@@ -19,6 +19,7 @@ import xarray as xr
 
 from stackcube._band_index import with_band_aliases
 from stackcube._bbox import check_bbox
+from stackcube._georef import pixel_size
 from stackcube.api import Cube, open_dataarray
 from stackcube.errors import BboxError
 from stackcube.plan import DIMS
@@ -178,8 +179,8 @@ def _footprints(sources: Sequence[xr.DataArray], target: pyproj.CRS) -> tuple[fl
     for data in sources:
         crs = pyproj.CRS.from_wkt(str(data.spatial_ref.attrs["crs_wkt"]))
         to_target = pyproj.Transformer.from_crs(crs, target, always_xy=True)
-        dx = abs(float(data.x[1] - data.x[0])) / 2 if data.sizes["x"] > 1 else 0.0
-        dy = abs(float(data.y[1] - data.y[0])) / 2 if data.sizes["y"] > 1 else 0.0
+        a, e = pixel_size(data)
+        dx, dy = abs(a) / 2, abs(e) / 2
         x0, x1 = float(data.x.min()) - dx, float(data.x.max()) + dx
         y0, y1 = float(data.y.min()) - dy, float(data.y.max()) + dy
         minx, miny, maxx, maxy = to_target.transform_bounds(x0, y0, x1, y1, densify_pts=21)

@@ -23,8 +23,8 @@ import numpy as np
 import pyproj
 import xarray as xr
 
-from stackcube._band_index import with_band_aliases
 from stackcube._bbox import check_bbox
+from stackcube._georef import pixel_size
 from stackcube._keywords import check_keywords, keywords_of
 from stackcube._physical import physical
 from stackcube.api import Cube, SourceArgs, build_cube, open_dataarray
@@ -295,7 +295,7 @@ def _open(
             "and resolution="
         )
         raise ValueError(msg)
-    sources = [_read(cube, n, chunks, mask_and_scale=mask_and_scale, rescale=rescale) for n in names]
+    sources = [_read(cube, n, None, mask_and_scale=mask_and_scale, rescale=rescale) for n in names]
     exact = bounds if (bounds is not None and not snap_bounds) else None
     snapped = bounds if (bounds is not None and snap_bounds) else None
     if bounds is None and bounds_latlon is not None and not snap_bounds:
@@ -329,7 +329,7 @@ def _read(cube: Cube, name: str, chunks: dict[str, int] | None, *, mask_and_scal
     if mask_and_scale and not rescale:
         scale, offset = data.coords["scale"], data.coords["offset"]
         masked = physical(data.assign_coords(scale=xr.ones_like(scale), offset=xr.zeros_like(offset)))
-        data = with_band_aliases(masked.assign_coords(scale=scale, offset=offset))
+        data = masked.assign_coords(scale=scale, offset=offset)
     return data.chunk(chunks) if chunks else data
 
 
@@ -343,8 +343,8 @@ def _clip(
         west, south, east, north = check_bbox(bounds_latlon, name="bounds_latlon")
         to_grid_crs = pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True)
         minx, miny, maxx, maxy = to_grid_crs.transform_bounds(west, south, east, north, densify_pts=21)
-    dx = abs(float(data.x[1] - data.x[0])) / 2 if data.sizes["x"] > 1 else 0.0
-    dy = abs(float(data.y[1] - data.y[0])) / 2 if data.sizes["y"] > 1 else 0.0
+    a, e = pixel_size(data)
+    dx, dy = abs(a) / 2, abs(e) / 2
     keep_x = (data.x + dx > minx) & (data.x - dx < maxx)
     keep_y = (data.y + dy > miny) & (data.y - dy < maxy)
     clipped = data.isel(x=np.flatnonzero(keep_x.values), y=np.flatnonzero(keep_y.values))
@@ -355,8 +355,7 @@ def _clip(
 
 
 def _with_epsg(data: xr.DataArray, crs: pyproj.CRS) -> xr.DataArray:
-    epsg = crs.to_epsg()
-    return data.assign_coords(epsg=epsg)
+    return data.assign_coords(epsg=crs.to_epsg())
 
 
 def _values(data: xr.DataArray, dtype: Any, fill_value: float | None) -> xr.DataArray:
@@ -394,17 +393,14 @@ def _coords(
     if properties is not True:
         keep = set() if properties is False else {properties} if isinstance(properties, str) else set(properties)
         data = data.drop_vars([n for n in along_time if n not in keep])
-    if not band_coords:
+    if not band_coords:  # and no selection by common name: the plain index
         data = data.drop_vars([n for n, c in data.coords.items() if c.dims == ("band",) and n != "band"])
         data = data.drop_indexes("band").set_xindex("band")
-    else:
-        data = with_band_aliases(data)
     if xy_coords in ("center", True):
         return data
     if xy_coords == "topleft":
-        dx = float(data.x[1] - data.x[0]) if data.sizes["x"] > 1 else 0.0
-        dy = float(data.y[1] - data.y[0]) if data.sizes["y"] > 1 else 0.0
-        return data.assign_coords(x=data.x - dx / 2, y=data.y - dy / 2)
+        a, e = pixel_size(data)
+        return data.assign_coords(x=data.x - a / 2, y=data.y - e / 2)
     if xy_coords is False:
         return data.drop_vars(["x", "y"])
     msg = f"xy_coords must be 'center', 'topleft' or False, not {xy_coords!r}"

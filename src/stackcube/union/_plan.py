@@ -20,7 +20,7 @@ import pyproj
 from stackcube._georef import Affine, to_affine
 from stackcube.grid import describe_resolution
 from stackcube.options import CubeOptions, GroupBy, Overlap
-from stackcube.plan import ArrayPlan
+from stackcube.plan import ArrayPlan, agreed, by_band
 
 __all__ = ["UnionLevel", "UnionPlan", "build_unions"]
 
@@ -296,18 +296,12 @@ def build_unions(
 
 def _union_band_fields(members: Sequence[ArrayPlan], bands: Sequence[str]) -> dict[str, tuple[Any, ...]]:
     """Per band of the union, the fields every member with that band states alike."""
-    per_band: list[dict[str, Any]] = []
-    for band in bands:
-        agreed: dict[str, Any] | None = None
-        for m in members:
-            if band not in m.bands:
-                continue
-            k = m.bands.index(band)
-            own = {n: values[k] for n, values in m.band_fields.items() if values[k] is not None}
-            agreed = own if agreed is None else {n: v for n, v in agreed.items() if own.get(n) == v}
-        per_band.append(agreed or {})
-    names = sorted({n for fields in per_band for n in fields})
-    return {n: tuple(fields.get(n) for fields in per_band) for n in names}
+
+    def own(m: ArrayPlan, band: str) -> dict[str, Any]:
+        k = m.bands.index(band)
+        return {n: values[k] for n, values in m.band_fields.items() if values[k] is not None}
+
+    return by_band([agreed(own(m, band) for m in members if band in m.bands) for band in bands])
 
 
 def _step_meanings(
