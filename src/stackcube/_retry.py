@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from stackcube.errors import StackcubeError
 from stackcube.settings import Settings
 
-__all__ = ["backoff", "retry_async", "retry_sync"]
+__all__ = ["again", "backoff", "retry_async", "retry_sync", "wait"]
 
 
 def backoff(attempt: int) -> float:
@@ -24,8 +24,21 @@ def backoff(attempt: int) -> float:
     return random.uniform(0.0, min(5.0, 0.1 * 2**attempt))
 
 
-def _again(exc: StackcubeError, attempt: int, started: float, settings: Settings) -> bool:
+THROTTLED_WAIT = 1.0
+"""Seconds a throttled request (429) waits before its first retry at least; doubled at each further one."""
+
+
+def again(exc: StackcubeError, attempt: int, started: float, settings: Settings) -> bool:
     return exc.transient and attempt <= settings.retries and time.monotonic() - started < settings.retry_deadline
+
+
+def wait(exc: StackcubeError, attempt: int, started: float, settings: Settings) -> float:
+    """Seconds before retry ``attempt``: the jittered backoff, at least the throttled wait after a 429, and never
+    past the deadline."""
+    wait = backoff(attempt)
+    if exc.throttled:
+        wait = max(wait, THROTTLED_WAIT * 2 ** (attempt - 1))
+    return max(0.0, min(wait, settings.retry_deadline - (time.monotonic() - started)))
 
 
 def retry_sync[T](call: Callable[[], T], settings: Settings) -> T:
@@ -36,9 +49,10 @@ def retry_sync[T](call: Callable[[], T], settings: Settings) -> T:
             return call()
         except StackcubeError as exc:
             attempt += 1
-            if not _again(exc, attempt, started, settings):
+            if not again(exc, attempt, started, settings):
                 raise
-        time.sleep(backoff(attempt))
+            pause = wait(exc, attempt, started, settings)
+        time.sleep(pause)
 
 
 async def retry_async[T](call: Callable[[], Awaitable[T]], settings: Settings) -> T:
@@ -49,6 +63,7 @@ async def retry_async[T](call: Callable[[], Awaitable[T]], settings: Settings) -
             return await call()
         except StackcubeError as exc:
             attempt += 1
-            if not _again(exc, attempt, started, settings):
+            if not again(exc, attempt, started, settings):
                 raise
-        await asyncio.sleep(backoff(attempt))
+            pause = wait(exc, attempt, started, settings)
+        await asyncio.sleep(pause)

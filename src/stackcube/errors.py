@@ -59,6 +59,10 @@ class StackcubeError(Exception):
     transient: bool = False
     """True when the same request may well succeed if tried again (a 5xx, 429, timeout or dropped connection);
     stackcube retries those itself (``stackcube.settings.retries``) before raising."""
+    throttled: bool = False
+    """True when the host said to slow down (429): the next try waits at least 1 s, doubling each time, within
+    ``stackcube.settings.retry_deadline``. (The host's Retry-After cannot be honoured exactly: object_store, under
+    obstore and Icechunk, does not expose response headers with its errors.)"""
 
 
 class BboxError(StackcubeError, ValueError):

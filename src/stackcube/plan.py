@@ -63,6 +63,8 @@ class SourceTable:
     """STAC item id (str)."""
     asset: np.ndarray
     """Asset key (str)."""
+    validator: np.ndarray
+    """What reads of each source are checked against: ``etag``, ``last-modified``, or empty (unprotected)."""
 
     def __len__(self) -> int:
         return int(self.href.size)
@@ -85,6 +87,7 @@ class SourceTable:
             ),
             item_id=column([s.item_id for s in sources]),
             asset=column([s.asset for s in sources]),
+            validator=column([s.manifest.validator or "" for s in sources]),
         )
 
 

@@ -4,7 +4,8 @@ A :class:`Source` is the planner's view of one (item, asset): which band of whic
 manifest of its file (where every tile lives) and what its values mean (:mod:`stackcube.bands`). Header reads go
 through :mod:`stackcube.tiff` (one ranged GET for a COG) within the settings' concurrency cap; a source that cannot
 be read, or whose band metadata cannot be right, fails the run or, with ``on_error="skip"``, is left out and
-listed. :func:`check_sources` asks every source, with one HEAD each, whether it is still the object that was
+listed; each host is then probed once for the conditional requests it honours (:func:`stackcube.tiff.probe_hosts`).
+:func:`check_sources` asks every source, with one HEAD each, whether it is still the object that was
 indexed.
 """
 
@@ -27,7 +28,7 @@ from stackcube.bands import BandMetadata, Conflict, band_metadata
 from stackcube.errors import CorruptTiffError, NotGriddableError, NothingFoundError, StackcubeError
 from stackcube.options import CubeOptions
 from stackcube.settings import Settings, current
-from stackcube.tiff import IfdManifest, TiffManifest, head_async, read_tiff_async
+from stackcube.tiff import IfdManifest, TiffManifest, head_async, probe_hosts, read_tiff_async
 
 __all__ = ["Source", "SourceCheck", "check_sources", "item_datetime", "read_sources"]
 
@@ -197,6 +198,7 @@ async def read_sources(
                 advance(1)
 
         manifests = await asyncio.gather(*(one(a) for a in chosen))
+    manifests = await probe_hosts(manifests, settings)
     sources: list[Source] = []
     failures: list[tuple[SelectedAsset, StackcubeError]] = []
     for asset, manifest in zip(chosen, manifests, strict=True):

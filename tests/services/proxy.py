@@ -4,6 +4,7 @@ Every request waits ``latency`` seconds, is counted (method, bytes to the client
 ``fault_rate`` gets one of ``faults`` instead of the upstream's answer:
 
 - ``"500"`` / ``"503"``: that status, never forwarded;
+- ``"429"``: Too Many Requests with ``Retry-After: retry_after`` (seconds), never forwarded;
 - ``"reset"``: the connection is aborted (TCP RST) before any response;
 - ``"stall"``: nothing is sent for ``stall_seconds``, then the connection closes;
 - ``"truncate"``: the upstream's headers, then half the body, then the connection closes.
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 
 from tests.services.nginx import free_port
 
-FAULTS = ("500", "503", "reset", "stall", "truncate")
+FAULTS = ("500", "503", "429", "reset", "stall", "truncate")
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Proxy:
     fault_rate: float = 0.0
     faults: tuple[str, ...] = FAULTS
     stall_seconds: float = 30.0
+    retry_after: int = 1
     seed: int = 0
     stats: Counter[str] = field(default_factory=Counter)
     _rng: random.Random = field(default_factory=random.Random)
@@ -158,12 +160,13 @@ async def _answer(
     fault = proxy._draw_fault()
     if fault:
         proxy.stats[f"fault:{fault}"] += 1
-    if fault in {"500", "503"}:
+    if fault in {"500", "503", "429"}:
         text = b"injected fault"
         proxy.end(token)
+        wait = b"Retry-After: %d\r\n" % proxy.retry_after if fault == "429" else b""
         client_w.write(
-            b"HTTP/1.1 %s Injected\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n\r\n%s"
-            % (fault.encode(), len(text), text)
+            b"HTTP/1.1 %s Injected\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n%s\r\n%s"
+            % (fault.encode(), len(text), wait, text)
         )
         await client_w.drain()
         return upstream, True

@@ -46,7 +46,7 @@ def test_adds_latency(served) -> None:
         assert time.monotonic() - start >= 0.2
 
 
-@pytest.mark.parametrize("status", ["500", "503"])
+@pytest.mark.parametrize("status", ["500", "503", "429"])
 def test_status_faults(served, status) -> None:
     with served.settings(fault_rate=1.0, faults=(status,)):
         assert get(served)[0] == int(status)

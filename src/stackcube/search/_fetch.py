@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -68,9 +69,12 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, urllib.error.URLError):
         return not isinstance(exc.reason, str) or "timed out" in exc.reason
     dropped = (ConnectionError, TimeoutError, http.client.HTTPException)
-    return isinstance(
+    if isinstance(
         exc, (*dropped, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-    )
+    ):
+        return True
+    # pystac-client's APIError keeps only the message of what requests raised (a body cut off, a dropped connection)
+    return re.search(r"Connection (?:broken|aborted|reset)|IncompleteRead|Read timed out", str(exc)) is not None
 
 
 def search_api(url: str, q: Query, modifier: Callable[[Any], Any] | None, settings: Settings) -> list[pystac.Item]:

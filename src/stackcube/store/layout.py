@@ -88,12 +88,19 @@ class CubeMetadata:
     """Arrays on one pixel lattice presented as one (their members are among :attr:`arrays`)."""
     version: str = __version__
     """The stackcube version that wrote it."""
+    containers: tuple[str, ...] = ()
+    """The URL prefixes its sources live under (Icechunk's virtual chunk containers): a reader declares them
+    from here, so a concurrent writer's repository configuration can never take them away."""
 
     @classmethod
-    def of(cls, plan: CubePlan) -> Self:
+    def of(cls, plan: CubePlan, containers: Iterable[str] = ()) -> Self:
         """What a cube built from ``plan`` says about itself."""
         return cls(
-            query=plan.query, options=plan.options, arrays=tuple(a.name for a in plan.arrays), unions=plan.unions
+            query=plan.query,
+            options=plan.options,
+            arrays=tuple(a.name for a in plan.arrays),
+            unions=plan.unions,
+            containers=tuple(containers),
         )
 
     @property
@@ -119,6 +126,7 @@ class CubeMetadata:
                 "options": self.options.to_dict(),
                 "arrays": list(self.arrays),
                 "unions": {u.name: u.to_dict() for u in self.unions},
+                "containers": list(self.containers),
             }
         }
 
@@ -136,6 +144,7 @@ class CubeMetadata:
             arrays=tuple(arrays or ()),
             unions=tuple(UnionPlan.from_dict(name, u) for name, u in (info.get("unions") or {}).items()),
             version=str(info.get("version", "")),
+            containers=tuple(info.get("containers") or ()),
         )
 
 

@@ -1,11 +1,14 @@
 """Reading a cube: which snapshot (:class:`Version`), how (:class:`OpenOptions`), and its arrays as xarray objects.
 
-Every read goes through a store that turns Icechunk's refusal of a changed or deleted source (matched by its error kind)
-into :class:`~stackcube.errors.SourceChangedError` naming the source.
+Every read goes through a store that retries transient failures and turns Icechunk's refusal of a changed or deleted
+source (matched by its error kind) into :class:`~stackcube.errors.SourceChangedError` naming the source.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypedDict, cast
@@ -14,17 +17,26 @@ import icechunk
 import xarray as xr
 import zarr
 import zarr.api.asynchronous
+import zarr.errors
 from zarr.storage import WrapperStore
 
 from stackcube._band_index import with_band_aliases
 from stackcube._keywords import check_keywords, keywords_of
 from stackcube._physical import physical
-from stackcube.errors import ArrayNotFoundError, SourceChangedError, SourceError
+from stackcube._retry import again, retry_sync, wait
+from stackcube.errors import ArrayNotFoundError, RepositoryError, SourceChangedError, SourceError, StackcubeError
 from stackcube.options import Chunks
-from stackcube.settings import Settings
+from stackcube.settings import Settings, current
 from stackcube.sources import Source
 from stackcube.store.layout import DATA, ArrayLayout, CubeMetadata, data_path, level_path, read_sources_table
-from stackcube.store.repo import RepoLike, open_repository, readonly_session
+from stackcube.store.repo import (
+    RepoLike,
+    check_allowed,
+    open_repository,
+    readonly_session,
+    transient,
+    with_containers,
+)
 from stackcube.union import UnionPlan, union_dataset
 
 __all__ = [
@@ -116,31 +128,53 @@ class OpenOptions:
 
 
 class _GuardedStore(WrapperStore[Any]):
-    """Turns Icechunk's refusal of a changed or deleted source into :class:`SourceChangedError` naming it."""
+    """Every read of a cube goes through here: transient failures (5xx, 429, resets, timeouts, truncated bodies) are
+    retried with the header reads' policy (:mod:`stackcube._retry`, Icechunk's own retries being off, so the two
+    never multiply), and Icechunk's errors become stackcube's, naming the source: a changed or deleted source is a
+    :class:`SourceChangedError`, a failure that outlived its retries a :class:`SourceError` that says so."""
+
+    def __init__(self, store: Any, settings: Settings) -> None:
+        super().__init__(store)
+        self._settings = settings
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
-        try:
-            return await self._store.get(key, prototype, byte_range)
-        except icechunk.IcechunkError as exc:
-            # the kind decides; the message only adds detail
-            if exc.kind == icechunk.ErrorKind.VIRTUAL_CHUNK_MODIFIED:
-                source = await self._sources_of(key)
+        started, attempt = time.monotonic(), 0
+        while True:
+            try:
+                return await self._store.get(key, prototype, byte_range)
+            except icechunk.IcechunkError as exc:
+                error = await self._error(key, exc)
+            attempt += 1
+            if not error.transient or not again(error, attempt, started, self._settings):
+                if error.transient:
+                    error = SourceError(f"{error} (transient; still failing after {attempt} tries)")
+                raise error from None
+            await asyncio.sleep(wait(error, attempt, started, self._settings))
+
+    async def _error(self, key: str, exc: icechunk.IcechunkError) -> StackcubeError:
+        """The stackcube error for Icechunk's ``exc`` reading ``key`` (the kind decides; the message adds detail)."""
+        if exc.kind == icechunk.ErrorKind.VIRTUAL_CHUNK_MODIFIED:
+            source = await self._sources_of(key)
+            msg = (
+                f"{source} changed since the cube was built (it is no longer the version indexed); refresh the cube "
+                "(stackcube refresh) to index the new version"
+            )
+            return SourceChangedError(msg)
+        reason = exc.message.split("\n", 1)[0].removeprefix("error fetching virtual reference: ")
+        if exc.kind in {icechunk.ErrorKind.VIRTUAL_CHUNK_FETCH, icechunk.ErrorKind.INVALID_OBJECT_SIZE}:
+            source = await self._sources_of(key)
+            if any(word in reason for word in _GONE):
                 msg = (
-                    f"{source} changed since the cube was built (its ETag no longer matches); refresh the cube "
-                    "(stackcube refresh) to index the new version"
+                    f"{source} no longer exists (deleted or moved since the cube was built); refresh the cube "
+                    "(stackcube refresh) to drop it or index where it went"
                 )
-                raise SourceChangedError(msg) from None
-            if exc.kind == icechunk.ErrorKind.VIRTUAL_CHUNK_FETCH:
-                source = await self._sources_of(key)
-                reason = exc.message.split("\n", 1)[0].removeprefix("error fetching virtual reference: ")
-                if any(word in reason for word in _GONE):
-                    msg = (
-                        f"{source} no longer exists (deleted or moved since the cube was built); refresh the cube "
-                        "(stackcube refresh) to drop it or index where it went"
-                    )
-                    raise SourceChangedError(msg) from None
-                raise SourceError(f"could not read {source}: {reason[:300]}") from None
-            raise
+                return SourceChangedError(msg)
+            error: StackcubeError = SourceError(f"could not read {source}: {_explain(reason)}")
+        else:
+            error = RepositoryError(f"could not read {key} of the repository: {reason[:300]}")
+        error.transient = transient(exc)
+        error.throttled = re.search(r"\b429\b|SlowDown|THROTTLED", f"{exc.kind} {reason}") is not None
+        return error
 
     async def _sources_of(self, key: str) -> str:
         """The source(s) a chunk key reads, from the level's ``source_href`` coordinate (Icechunk's errors do not
@@ -162,15 +196,59 @@ class _GuardedStore(WrapperStore[Any]):
 _GONE = ("not found", "NoSuchKey", "404", "BlobNotFound", "No such file")
 
 
+def _explain(reason: str) -> str:
+    """Icechunk's reason, with what to do where the cause is known."""
+    if any(words in reason for words in ("InvalidObjectSize", "not enough data", "available")):
+        reason += (
+            " (the host sent a different number of bytes than the range asked for: a body cut off, or a host that "
+            "compresses or ignores ranges)"
+        )
+    return reason[:400]
+
+
 def _session(repo: RepoLike, options: OpenOptions, settings: Settings | None) -> icechunk.Session:
-    repository = open_repository(repo, allow=options.allow, settings=settings)
-    return options.version.session(repository, repo)
+    """A read-only session on the version asked for, with a container for every prefix the cube lists (a
+    concurrent writer's configuration cannot take one away); transient failures are retried."""
+    settings = settings or current()
+
+    def attempt() -> icechunk.Session:
+        repository = open_repository(repo, allow=options.allow, reading=True, settings=settings)
+        session = options.version.session(repository, repo)
+        try:
+            metadata = CubeMetadata.from_attrs(_root(session, repo).attrs)
+        except RepositoryError:
+            return session
+        known = set((repository.config.virtual_chunk_containers or {}).keys())
+        if set(metadata.containers) <= known:
+            return session
+        if options.allow is not None:
+            check_allowed(metadata.containers, options.allow, repo)
+        repository = with_containers(repository, metadata.containers, settings)
+        return repository.readonly_session(snapshot_id=session.snapshot_id)
+
+    try:
+        return retry_sync(attempt, settings)
+    except icechunk.IcechunkError as exc:
+        msg = f"could not open {repo}: {exc.message.splitlines()[0] if exc.message else exc}"
+        raise RepositoryError(msg) from None
+
+
+def _root(session: icechunk.Session, repo: RepoLike) -> zarr.Group:
+    """The root group; a repository without one holds no cube yet (a first build that stopped before its commit)."""
+    try:
+        return zarr.open_group(session.store, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        msg = (
+            f"{repo} holds no cube yet (a build into it stopped before its first commit, or it is an empty Icechunk "
+            "repository); run the build again into it"
+        )
+        raise RepositoryError(msg) from None
 
 
 def read_metadata(repo: RepoLike, version: Version = Version(), *, settings: Settings | None = None) -> CubeMetadata:
     """The cube's root description (search, options, arrays, unions): one metadata read, no source touched."""
     session = _session(repo, OpenOptions(version=version), settings)
-    return CubeMetadata.from_attrs(zarr.open_group(session.store, mode="r").attrs)
+    return CubeMetadata.from_attrs(_root(session, repo).attrs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +306,8 @@ def open_datatree(
     """Open a cube lazily: one child per stored array with its levels, and one per union."""
     options = options or OpenOptions()
     session = _session(repo, options, settings)
-    store = _GuardedStore(session.store)
+    _root(session, repo)
+    store = _GuardedStore(session.store, settings or current())
     tree = xr.open_datatree(
         cast("Any", store), chunks=_xarray_chunks(options.chunks), mask_and_scale=_cf(options), **_OPEN
     )
@@ -275,8 +354,8 @@ def open_level(
     """
     options = options or OpenOptions()
     session = _session(repo, options, settings)
-    store = _GuardedStore(session.store)
-    metadata = CubeMetadata.from_attrs(zarr.open_group(session.store, mode="r").attrs)
+    store = _GuardedStore(session.store, settings or current())
+    metadata = CubeMetadata.from_attrs(_root(session, repo).attrs)
     array = _array_name(metadata, array, repo)
     union = metadata.union(array)
     if union is not None:

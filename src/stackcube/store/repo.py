@@ -9,6 +9,7 @@ repository.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,10 @@ __all__ = [
     "open_repository",
     "quiet_logs",
     "readonly_session",
+    "save_containers",
+    "transient",
     "version_not_found",
+    "with_containers",
 ]
 
 type RepoLike = str | os.PathLike[str] | icechunk.Storage | icechunk.Repository
@@ -57,7 +61,12 @@ def _container(prefix: str, settings: Settings) -> icechunk.VirtualChunkContaine
     scheme = urlparse(prefix).scheme
     store: Any
     if scheme in {"http", "https"}:
-        store = icechunk.http_store()
+        # tiles are byte ranges of the file as it is: ask hosts not to compress them (as header reads do)
+        timeouts = {
+            "timeout": f"{settings.request_timeout}s",
+            "connect_timeout": f"{min(10.0, settings.request_timeout)}s",
+        }
+        store = icechunk.http_store(timeouts, headers={"accept-encoding": "identity"})
     elif scheme == "s3":
         s3 = settings.s3
         store = icechunk.s3_store(
@@ -121,23 +130,50 @@ def open_repository(
     prefixes: Iterable[str] = (),
     create: bool = False,
     allow: Iterable[str] | None = None,
+    reading: bool = False,
     settings: Settings | None = None,
 ) -> icechunk.Repository:
     """Open (or create) a repository whose containers cover ``prefixes``, authorizing exactly its containers.
 
     A given ``icechunk.Repository`` is returned as it is unless it lacks a container for one of ``prefixes`` or
-    would split a chunk into several requests. The configuration is saved only when a container was added. With
+    would split a chunk into several requests. Containers are added in memory: the saved configuration is only
+    changed by :func:`save_containers` (a cube's readers need not it: the cube lists its containers). With
     ``allow`` (URL prefixes), a repository that declares a container outside all of them is refused before
-    anything is read through it.
+    anything is read through it. ``reading``: Icechunk does not retry (stackcube's read path does, in one layer,
+    :mod:`stackcube.store.read`).
     """
     settings = settings or current()
     try:
-        return _open(repo, prefixes, create=create, allow=allow, settings=settings)
+        return _open(repo, prefixes, create=create, allow=allow, reading=reading, settings=settings)
     except icechunk.IcechunkError as exc:
         msg = f"{_name(repo)} cannot be used as an Icechunk repository: {_first_line(exc)}"
         if "clean prefix" in str(exc):
             msg = f"{_name(repo)} is not empty and not an Icechunk repository; give a new or empty directory or prefix"
-        raise RepositoryError(msg) from None
+        error = RepositoryError(msg)
+        error.transient = transient(exc)
+        raise error from None
+
+
+_K = icechunk.ErrorKind
+_TRANSIENT_KINDS = frozenset({_K.IO, _K.OBJECT_STORE, _K.STORAGE_OTHER, _K.THROTTLED, _K.VIRTUAL_CHUNK_FETCH})
+_TRANSIENT_WORDS = re.compile(
+    r"\b(?:5\d\d|429|408)\b|timed? ?out|connection|reset|broken pipe|body|incomplete|SlowDown|Throttl|"
+    r"dispatch failure|error sending request|unexpected end",
+    re.IGNORECASE,
+)
+_REFUSED_WORDS = re.compile(r"\b(?:400|401|403|404|405|410|416)\b|not found|NoSuchKey|denied|Forbidden", re.IGNORECASE)
+
+
+def transient(exc: icechunk.IcechunkError) -> bool:
+    """Whether asking again may succeed: a storage or fetch error that looks like a 5xx, 429, timeout, dropped
+    connection or cut-off body (Icechunk's kinds say where it failed, not whether to retry, so its message
+    decides), or a body of the wrong size."""
+    if exc.kind in {_K.INVALID_OBJECT_SIZE, _K.THROTTLED}:
+        return True
+    if exc.kind not in _TRANSIENT_KINDS:
+        return False
+    text = str(exc.message or exc)
+    return _TRANSIENT_WORDS.search(text) is not None and _REFUSED_WORDS.search(text) is None
 
 
 def exists(repo: RepoLike, settings: Settings | None = None) -> bool:
@@ -160,7 +196,13 @@ def exists(repo: RepoLike, settings: Settings | None = None) -> bool:
 
 
 def _open(
-    repo: RepoLike, prefixes: Iterable[str], *, create: bool, allow: Iterable[str] | None, settings: Settings
+    repo: RepoLike,
+    prefixes: Iterable[str],
+    *,
+    create: bool,
+    allow: Iterable[str] | None,
+    reading: bool,
+    settings: Settings,
 ) -> icechunk.Repository:
     given = repo if isinstance(repo, icechunk.Repository) else None
     storage = given.storage if given is not None else _storage(repo, settings)  # type: ignore[arg-type]
@@ -177,20 +219,66 @@ def _open(
     if allow is not None:
         check_allowed(sorted(known.union(added)), allow, repo)
     whole = _whole_chunk_requests(config)
-    if given is not None and not added and whole:
+    if reading:
+        _no_retries(config)
+    if given is not None and not added and whole and not reading:
         return given
-    for prefix in added:
-        config.set_virtual_chunk_container(_container(prefix, settings))
+    for prefix in sorted(known.union(added)):
+        if prefix in added or urlparse(prefix).scheme in {"http", "https"}:  # today's timeouts and headers
+            config.set_virtual_chunk_container(_container(prefix, settings))
     access = {prefix: _credential(prefix, settings) for prefix in sorted(known.union(added))}
     if given is not None:
-        repository = given.reopen(config=config, authorize_virtual_chunk_access=access)
-    elif exists:
-        repository = icechunk.Repository.open(storage, config=config, authorize_virtual_chunk_access=access)
-    else:
-        repository = icechunk.Repository.create(storage, config=config, authorize_virtual_chunk_access=access)
-    if added or not exists:
-        repository.save_config()
-    return repository
+        return given.reopen(config=config, authorize_virtual_chunk_access=access)
+    if exists:
+        return icechunk.Repository.open(storage, config=config, authorize_virtual_chunk_access=access)
+    try:
+        return icechunk.Repository.create(storage, config=config, authorize_virtual_chunk_access=access)
+    except icechunk.IcechunkError:
+        if not icechunk.Repository.exists(storage):
+            raise
+    # another writer created it first: use theirs
+    return _open(repo, prefixes, create=False, allow=allow, reading=reading, settings=settings)
+
+
+def save_containers(repository: icechunk.Repository, prefixes: Iterable[str], settings: Settings | None = None) -> None:
+    """Make the saved configuration declare containers for ``prefixes`` (for readers other than stackcube, which
+    take a cube's containers from the cube), keeping every container another writer saved meanwhile: the saved
+    configuration is read again and merged just before it is saved, and checked after."""
+    settings = settings or current()
+    for _ in range(5):
+        config = icechunk.Repository.fetch_config(repository.storage) or icechunk.RepositoryConfig.default()
+        known = set((config.virtual_chunk_containers or {}).keys())
+        missing = [p for p in dict.fromkeys(prefixes) if p not in known]
+        if not missing:
+            return
+        for prefix in missing:
+            config.set_virtual_chunk_container(_container(prefix, settings))
+        _whole_chunk_requests(config)
+        access = {prefix: _credential(prefix, settings) for prefix in sorted(known.union(missing))}
+        repository.reopen(config=config, authorize_virtual_chunk_access=access).save_config()
+
+
+def with_containers(
+    repository: icechunk.Repository, prefixes: Iterable[str], settings: Settings | None = None
+) -> icechunk.Repository:
+    """``repository`` (reopened in memory, nothing saved) with containers for ``prefixes`` it does not declare."""
+    settings = settings or current()
+    config = repository.config
+    known = set((config.virtual_chunk_containers or {}).keys())
+    missing = [p for p in dict.fromkeys(prefixes) if p not in known]
+    if not missing:
+        return repository
+    for prefix in missing:
+        config.set_virtual_chunk_container(_container(prefix, settings))
+    access = {prefix: _credential(prefix, settings) for prefix in sorted(known.union(missing))}
+    return repository.reopen(config=config, authorize_virtual_chunk_access=access)
+
+
+def _no_retries(config: icechunk.RepositoryConfig) -> None:
+    """Turn Icechunk's own retries off (for a repository and the sources it reads)."""
+    storage = config.storage or icechunk.StorageSettings()
+    storage.retries = icechunk.StorageRetriesSettings(max_tries=1)
+    config.storage = storage
 
 
 def _name(repo: RepoLike) -> str:

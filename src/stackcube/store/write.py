@@ -1,7 +1,8 @@
 """Writing a cube: a CubePlan becomes one commit of virtual references, with its coordinates and metadata.
 
-Every virtual reference carries its source's checksum (its ETag; Last-Modified only when a host sends no ETag), so
-Icechunk refuses to read a chunk of a source that changed since. The commit is atomic: a write that fails or is killed
+Every virtual reference carries its source's checksum (a strong ETag; Last-Modified when the host sends none or a
+weak one; nothing for an unprotected source, whose host honours neither), so Icechunk refuses to read a chunk of a
+source that changed since. The commit is atomic: a write that fails or is killed
 leaves the branch where it was.
 """
 
@@ -30,7 +31,14 @@ from stackcube.store.layout import (
     level_path,
     sources_table,
 )
-from stackcube.store.repo import RepoLike, container_prefixes, exists, open_repository, version_not_found
+from stackcube.store.repo import (
+    RepoLike,
+    container_prefixes,
+    exists,
+    open_repository,
+    save_containers,
+    version_not_found,
+)
 from stackcube.tiff import TiffSegmentCodec
 
 __all__ = ["check_target", "write_plan"]
@@ -59,7 +67,8 @@ def write_plan(
     A build on a branch the repository does not have starts it at main's tip.
     """
     hrefs = {h for a in plan.arrays for h in a.sources.href}  # overview levels read the same sources
-    repository = open_repository(repo, prefixes=container_prefixes(hrefs), create=True, settings=settings)
+    prefixes = container_prefixes(hrefs)
+    repository = open_repository(repo, prefixes=prefixes, create=True, settings=settings)
     if tag is not None:
         _check_tag_is_free(repository, tag, repo)
     created = _start_branch(repository, branch, parent, repo)
@@ -67,6 +76,7 @@ def write_plan(
         snapshot = _write(
             repository,
             plan,
+            prefixes,
             branch=branch,
             message=message,
             tag=tag,
@@ -78,6 +88,7 @@ def write_plan(
         if created:  # a branch this write started, with nothing of this write on it
             repository.delete_branch(branch)
         raise
+    save_containers(repository, prefixes, settings)
     return repository, snapshot
 
 
@@ -107,6 +118,7 @@ def _start_branch(repository: icechunk.Repository, branch: str, parent: str | No
 def _write(
     repository: icechunk.Repository,
     plan: CubePlan,
+    prefixes: list[str],
     *,
     branch: str,
     message: str | None,
@@ -125,7 +137,7 @@ def _write(
     for name in list(root.group_keys()):
         if name not in keep:
             del root[name]
-    root.attrs.update(CubeMetadata.of(plan).to_attrs())
+    root.attrs.update(CubeMetadata.of(plan, prefixes).to_attrs())
     sources_table(plan.sources).to_zarr(session.store, group=SOURCES, **_TO_ZARR)
     total = sum(level.n_chunks for a in plan.arrays for level in a.levels)
     with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
@@ -194,7 +206,7 @@ def _write_level(session: icechunk.Session, level: ArrayPlan, path: str, advance
                 locations = np.where(mine, sources.href[i], "").ravel().tolist()
                 offsets = np.where(mine, level.offsets[t, b], 0).astype(np.uint64).ravel()
                 lengths = np.where(mine, level.lengths[t, b], 0).astype(np.uint64).ravel()
-                checksum = _checksum(sources.href[i], sources.etag[i], sources.last_modified[i])
+                checksum = _checksum(sources.href[i], sources.validator[i], sources.etag[i], sources.last_modified[i])
                 failed = session.store.set_virtual_refs_arr(
                     f"{path}/{DATA}",
                     (1, 1, ny, nx),
@@ -210,20 +222,21 @@ def _write_level(session: icechunk.Session, level: ArrayPlan, path: str, advance
                 advance(int(np.count_nonzero(mine)))
 
 
-def _checksum(href: str, etag: str, last_modified: str) -> Any:
-    """What Icechunk checks a source against when it reads one of its chunks.
+def _checksum(href: str, validator: str, etag: str, last_modified: str) -> Any:
+    """What Icechunk checks a source against when it reads one of its chunks: its ``validator`` (the one its host
+    honours, :attr:`stackcube.tiff.TiffManifest.validator`), or nothing for an unprotected source.
 
     Local files are checked by their object_store ETag (inode, modification time to the microsecond, size), not by
     "unmodified since": a file replaced by one with an older time (``cp -p``, a restore) must still fail.
     """
-    if etag:
+    if validator == "etag" and etag:
         if href.startswith(("http:", "https:", "file:")):
             # Icechunk strips one pair of quotes from an ETag and sends the rest as If-Match; HTTP servers (nginx,
             # RFC 9110) and object_store's local files compare quoted entity-tags, so a quoted ETag goes in one
             # more pair of quotes
             return f'"{etag}"' if etag.startswith('"') else f'""{etag}""'
         return etag
-    if last_modified:
+    if validator == "last-modified" and last_modified:
         when = datetime.fromisoformat(last_modified)
         if when.microsecond:
             # Icechunk keeps whole seconds and refuses anything modified after: round up, not down

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["Geo", "IfdManifest", "Recipe", "TiffManifest"]
+__all__ = ["Geo", "IfdManifest", "Recipe", "TiffManifest", "Validator", "is_weak", "same_etag", "validator_of"]
 
 Role = Literal["image", "overview", "mask", "mask-overview"]
 
@@ -237,6 +237,31 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+type Validator = Literal["etag", "last-modified"]
+"""What protects reads of a source against its replacement (see :attr:`TiffManifest.validator`)."""
+
+
+def is_weak(etag: str | None) -> bool:
+    """Whether ``etag`` is a weak entity-tag (``W/"..."``): never equal to anything under If-Match (RFC 9110
+    strong comparison), so it cannot protect a read."""
+    return bool(etag) and etag.startswith(("W/", "w/"))  # type: ignore[union-attr]
+
+
+def same_etag(a: str | None, b: str | None) -> bool:
+    """Weak comparison of two ETags (RFC 9110 8.8.3.2): the opaque tags are equal, ``W/`` or not. Used to tell
+    whether a file is unchanged; reads are checked with strong ones only."""
+    if not a or not b:
+        return a == b
+    return a.removeprefix("W/").removeprefix("w/") == b.removeprefix("W/").removeprefix("w/")
+
+
+def validator_of(etag: str | None, last_modified: datetime | None) -> Validator | None:
+    """The validator a response offers: a strong ETag, else Last-Modified, else none."""
+    if etag and not is_weak(etag):
+        return "etag"
+    return "last-modified" if last_modified is not None else None
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class TiffManifest:
     """Every IFD of one TIFF and the identity (ETag, Last-Modified, size) of the bytes they were read from."""
@@ -259,6 +284,12 @@ class TiffManifest:
     """Ranged GETs spent reading the header (1 for a COG)."""
     header_bytes: int = 0
     """Bytes transferred to read the header."""
+    validator: Validator | None = None
+    """What a read of a tile is checked against, so a replaced file fails instead of giving other pixels:
+    ``"etag"`` (If-Match), ``"last-modified"`` (If-Unmodified-Since), or None when nothing can be (no validator,
+    a weak or per-response ETag without Last-Modified, a host that ignores conditional requests): the source is
+    *unprotected*. :func:`validator_of` is the choice from the response alone; the build's probe of each host
+    (:func:`stackcube.tiff.probe_hosts`) can only make it weaker."""
 
     def __repr__(self) -> str:
         image = self.images[0] if self.images else None
@@ -287,22 +318,26 @@ class TiffManifest:
             "ifds": [ifd.to_dict() for ifd in self.ifds],
             "header_requests": self.header_requests,
             "header_bytes": self.header_bytes,
+            "validator": self.validator,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TiffManifest:
         """Inverse of :meth:`to_dict`."""
         modified = data["last_modified"]
+        etag, last_modified = data["etag"], None if modified is None else datetime.fromisoformat(modified)
         return cls(
             href=data["href"],
-            etag=data["etag"],
-            last_modified=None if modified is None else datetime.fromisoformat(modified),
+            etag=etag,
+            last_modified=last_modified,
             size=int(data["size"]),
             byteorder=data["byteorder"],
             bigtiff=bool(data["bigtiff"]),
             ifds=tuple(IfdManifest.from_dict(ifd) for ifd in data["ifds"]),
             header_requests=int(data["header_requests"]),
             header_bytes=int(data["header_bytes"]),
+            # manifests stored before hosts were probed: what their responses offered
+            validator=data["validator"] if "validator" in data else validator_of(etag, last_modified),
         )
 
     @property

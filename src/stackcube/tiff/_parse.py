@@ -23,7 +23,7 @@ import tifffile
 from stackcube.errors import CorruptTiffError, TiffError, UnsupportedTiffError
 from stackcube.tiff._decode import EER_COMPRESSIONS, JPEG_COMPRESSIONS, check_decodable
 from stackcube.tiff._geo import parse_gdal_metadata, parse_geo, parse_nodata
-from stackcube.tiff._model import IfdManifest, Recipe, Role, TiffManifest
+from stackcube.tiff._model import IfdManifest, Recipe, Role, TiffManifest, validator_of
 
 __all__ = ["NeedBytes", "SparseFile", "parse_manifest"]
 
@@ -192,6 +192,7 @@ def parse_manifest(
         ifds=tuple(ifds),
         header_requests=header_requests,
         header_bytes=fh.fetched,
+        validator=validator_of(etag, last_modified),
     )
 
 

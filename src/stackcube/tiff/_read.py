@@ -8,7 +8,7 @@ from typing import Any
 from stackcube import _sync
 from stackcube.errors import CorruptTiffError, SourceChangedError, SourceError, SourceNotFoundError
 from stackcube.settings import Settings, current
-from stackcube.tiff._model import TiffManifest
+from stackcube.tiff._model import TiffManifest, is_weak
 from stackcube.tiff._parse import NeedBytes, SparseFile, parse_manifest
 from stackcube.tiff._source import ObjectInfo, get_range, head, limit, resolve
 
@@ -55,8 +55,13 @@ async def read_tiff_async(
             # read ahead, doubling: a header spread through the file costs O(log size) GETs, not one per IFD
             ahead = min(MAX_READ, settings.header_bytes << requests)
             stop = min(info.size, max(need.stop, need.start + ahead))
+            # a weak ETag never matches under If-Match: those reads are conditioned on Last-Modified instead
+            strong = info.etag if info.etag and not is_weak(info.etag) else None
+            since = info.last_modified if strong is None else None
             async with limit(settings):
-                more, again = await get_range(location, need.start, stop, settings=settings, if_match=info.etag)
+                more, again = await get_range(
+                    location, need.start, stop, settings=settings, if_match=strong, if_unmodified_since=since
+                )
             if again.size != info.size or (info.etag is None and again.last_modified != info.last_modified):
                 msg = f"{location.url} changed while its header was being read (size or Last-Modified differs)"
                 raise SourceChangedError(msg) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import threading
 import weakref
 from collections import OrderedDict
@@ -104,6 +105,10 @@ def clear_stores() -> None:
     _limits.clear()
 
 
+IDENTITY = {"accept-encoding": "identity"}
+"""Sent with every HTTP request: byte ranges count bytes of the file, not of a compressed rendering of it."""
+
+
 def _network_options(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     """obstore's per-request timeouts, and no retries of its own: ``get_range`` and ``head`` retry whole requests
     (a body cut off mid-way included) in one place, so attempts and time stay within ``settings``."""
@@ -118,7 +123,7 @@ def _make_store(scheme: str, netloc: str, settings: Settings) -> Any:
     if scheme in {"http", "https"}:
         return HTTPStore.from_url(
             f"{scheme}://{netloc}",
-            client_options={**client, "allow_http": scheme == "http"},  # type: ignore[arg-type]
+            client_options={**client, "allow_http": scheme == "http", "default_headers": IDENTITY},  # type: ignore[arg-type]
             retry_config=retry,  # type: ignore[arg-type]
         )
     if scheme == "s3":
@@ -160,19 +165,31 @@ async def limit(settings: Settings) -> AsyncIterator[None]:
 
 
 async def get_range(
-    location: Location, start: int, stop: int, *, settings: Settings, if_match: str | None = None
+    location: Location,
+    start: int,
+    stop: int,
+    *,
+    settings: Settings,
+    if_match: str | None = None,
+    if_unmodified_since: datetime | None = None,
 ) -> tuple[bytes, ObjectInfo]:
     """GET bytes [start, stop) of the object (fewer at its end) with the identity the same response reported.
 
-    Transient failures (also mid-body, which obstore does not retry) are retried within ``settings``' bounds.
+    With ``if_match`` or ``if_unmodified_since``, a host that honours them answers 412 for an object that is not
+    that version: :class:`SourceChangedError`. Transient failures (also mid-body, which obstore does not retry)
+    are retried within ``settings``' bounds.
     """
-    return await retry_async(lambda: _get_range_once(location, start, stop, if_match), settings)
-
-
-async def _get_range_once(location: Location, start: int, stop: int, if_match: str | None) -> tuple[bytes, ObjectInfo]:
     options: dict[str, Any] = {"range": (start, stop)}
     if if_match is not None:
         options["if_match"] = if_match
+    if if_unmodified_since is not None:
+        options["if_unmodified_since"] = if_unmodified_since
+    return await retry_async(lambda: _get_range_once(location, start, stop, options), settings)
+
+
+async def _get_range_once(
+    location: Location, start: int, stop: int, options: dict[str, Any]
+) -> tuple[bytes, ObjectInfo]:
     try:
         result = await obstore.get_async(location.store, location.path, options=options)  # type: ignore[arg-type]
         data = await result.bytes_async()
@@ -180,11 +197,21 @@ async def _get_range_once(location: Location, start: int, stop: int, if_match: s
         msg = f"{location.url} does not exist ({_first_line(exc)}); check the href"
         raise SourceNotFoundError(msg) from None
     except obstore.exceptions.PreconditionError:
-        msg = f"{location.url} changed while it was being read (ETag is no longer {if_match}); read it again"
+        since = options.get("if_unmodified_since")
+        was = f"ETag is no longer {options['if_match']}" if "if_match" in options else f"modified after {since}"
+        msg = f"{location.url} changed while it was being read ({was}); read it again"
         raise SourceChangedError(msg) from None
     except Exception as exc:
         msg = f"{location.url}: reading bytes {start}-{stop} failed: {_first_line(exc)}"
         raise _source_error(msg, exc) from exc
+    encoding = str(result.attributes.get("Content-Encoding") or "identity")
+    if encoding.lower() != "identity":
+        msg = (
+            f"{location.url}: the host sent bytes {start}-{stop} compressed (Content-Encoding: {encoding}) although "
+            "stackcube asked for them as they are (Accept-Encoding: identity); offsets into a compressed rendering "
+            "mean nothing: have the host serve TIFFs uncompressed (nginx: no gzip for image/tiff)"
+        )
+        raise SourceError(msg)
     meta = result.meta
     info = ObjectInfo(size=int(meta["size"]), etag=meta.get("e_tag"), last_modified=meta.get("last_modified"))
     return bytes(data), info
@@ -220,6 +247,7 @@ def _source_error(msg: str, exc: BaseException) -> SourceError:
     text = str(exc)
     bad_range = any(s in text for s in ("Requested range", "416", "InvalidRange", "Range Not Satisfiable"))
     error.transient = not isinstance(exc, refused) and not bad_range
+    error.throttled = re.search(r"\b429\b|SlowDown", text) is not None
     return error
 
 

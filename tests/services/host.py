@@ -1,0 +1,167 @@
+"""A switchable object host: a threaded stdlib HTTP server on loopback serving a directory the way real hosts
+misbehave, one switch per behaviour seen in the wild.
+
+- ``etag``: ``"strong"`` (nginx's ``"mtime-size"``), ``"weak"`` (``W/"..."``, nginx with gzip, many CDNs),
+  ``"per-response"`` (a new tag on every response: some CDNs and dynamic proxies) or ``"none"``;
+- ``last_modified``: send Last-Modified;
+- ``conditionals``: honour If-Match (strong comparison, RFC 9110) and If-Unmodified-Since with 412; off, both are
+  ignored, as hosts that rewrite responses do;
+- ``gzip``: compress range responses whatever Accept-Encoding said;
+- ``head``: answer HEAD; off, 403, as an S3 URL presigned for GET only does;
+- ``ranges``: honour Range; off, the whole file with 200.
+
+Every request is recorded (method, path, status, request headers), so tests assert what a client sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import gzip
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    status: int
+    headers: dict[str, str]
+
+
+@dataclass
+class Host:
+    """Switches (change them at any time) and the requests seen."""
+
+    url: str
+    root: Path
+    etag: str = "strong"
+    last_modified: bool = True
+    conditionals: bool = True
+    gzip: bool = False
+    head: bool = True
+    ranges: bool = True
+    seen: list[Seen] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def settings(self, **changes: Any) -> Iterator[Host]:
+        """Apply switches inside a block and restore them after."""
+        old = {k: getattr(self, k) for k in changes}
+        for k, v in changes.items():
+            setattr(self, k, v)
+        try:
+            yield self
+        finally:
+            for k, v in old.items():
+                setattr(self, k, v)
+
+
+def _tag(path: Path) -> str:
+    stat = path.stat()
+    return f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+
+
+class _Handler(BaseHTTPRequestHandler):
+    host: Host
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def _send(self, status: int, headers: dict[str, str], payload: bytes, *, body: bool) -> None:
+        self.host.seen.append(Seen(self.command, self.path, status, {k.lower(): v for k, v in self.headers.items()}))
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if body:
+            self.wfile.write(payload)
+
+    def _answer(self, *, body: bool) -> None:
+        host = self.host
+        path = host.root / self.path.split("?", 1)[0].lstrip("/")
+        if not path.is_file():
+            self._send(404, {}, b"not found", body=body)
+            return
+        if self.command == "HEAD" and not host.head:
+            self._send(403, {}, b"", body=False)
+            return
+        data = path.read_bytes()
+        strong = _tag(path)
+        headers: dict[str, str] = {"Accept-Ranges": "bytes" if host.ranges else "none"}
+        etag = {
+            "strong": strong,
+            "weak": f"W/{strong}",
+            "per-response": f'"{uuid.uuid4().hex}"',
+            "none": None,
+        }[host.etag]
+        if etag:
+            headers["ETag"] = etag
+        modified = int(path.stat().st_mtime)
+        if host.last_modified:
+            headers["Last-Modified"] = email.utils.formatdate(modified, usegmt=True)
+        if host.conditionals and not self._preconditions_hold(etag, modified):
+            self._send(412, {}, b"", body=body)
+            return
+        status, payload = 200, data
+        wanted = self.headers.get("Range")
+        if wanted and host.ranges:
+            start_text, _, stop_text = wanted.removeprefix("bytes=").partition("-")
+            start = int(start_text)
+            stop = min(int(stop_text), len(data) - 1) if stop_text else len(data) - 1
+            if start >= len(data):
+                self._send(416, {"Content-Range": f"bytes */{len(data)}"}, b"", body=body)
+                return
+            status, payload = 206, data[start : stop + 1]
+            headers["Content-Range"] = f"bytes {start}-{stop}/{len(data)}"
+        if host.gzip and status == 206:
+            payload = gzip.compress(payload)
+            headers["Content-Encoding"] = "gzip"
+        self._send(status, headers, payload, body=body)
+
+    def _preconditions_hold(self, etag: str | None, modified: int) -> bool:
+        if_match = self.headers.get("If-Match")
+        if if_match is not None:
+            if if_match.strip() == "*":
+                return etag is not None
+            wanted = [t.strip() for t in if_match.split(",")]
+            # strong comparison: a weak tag matches nothing
+            return etag is not None and not etag.startswith("W/") and etag in wanted
+        since = self.headers.get("If-Unmodified-Since")
+        if since is not None:
+            parsed = email.utils.parsedate_to_datetime(since)
+            return modified <= parsed.timestamp()
+        return True
+
+
+@contextlib.contextmanager
+def run_host(root: Path, **switches: Any) -> Iterator[Host]:
+    """Serve ``root`` on a free loopback port until the block ends."""
+    handler = type("Handler", (_Handler,), {})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    host = Host(url=f"http://127.0.0.1:{server.server_address[1]}", root=root)
+    for k, v in switches.items():
+        setattr(host, k, v)
+    handler.host = host
+    thread = threading.Thread(target=server.serve_forever, name="test-host", daemon=True)
+    thread.start()
+    try:
+        yield host
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
