@@ -5,8 +5,9 @@ sources, ``info REPO`` and ``log REPO`` describe one; ``inspect HREF`` prints wh
 and ``plan CATALOG`` how a search would be gridded; ``demo`` writes GeoTIFFs and a STAC catalog of its own and
 builds a cube of them (no network, no services).
 
-Exit codes: 0 done; 2 an error (one line on stderr, nothing committed); 3 nothing to do (``refresh`` found
-nothing new or changed, ``verify`` found changed or vanished sources and was not asked to ``--fix`` them).
+Exit codes: 0 done; 2 any error (one line on stderr, nothing committed; ``--debug`` adds the traceback); 3 nothing
+to do (``refresh`` found nothing new or changed, ``verify`` found changed or vanished sources and was not asked to
+``--fix`` them).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +176,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from stackcube.api import open_cube
-    from stackcube.store import open_repository, readonly_session
+    from stackcube.cube import unprotected_lines
+    from stackcube.store import open_repository, read_stored, readonly_session
     from stackcube.store.layout import DATA, CubeMetadata, level_path
 
     repository = open_repository(args.repo)
@@ -204,9 +207,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
             f"    {union.name}: a union of {len(union.members)} grids placed by pixel offset, {t} dates x {b} bands, "
             f"{y} x {x} px ({', '.join(union.members)})"
         )
-    containers = sorted(repository.config.virtual_chunk_containers or {})
+    containers = sorted(set(repository.config.virtual_chunk_containers or {}) | set(metadata.containers))
     n = len(everything)
     print(f"  {n} source{'s' * (n != 1)}, under {', '.join(containers) or 'no container'}")
+    for line in unprotected_lines(read_stored(session).sources):
+        print(line)
     branches, tags = sorted(repository.list_branches()), sorted(repository.list_tags())
     print(f"  branches: {', '.join(branches)}; tags: {', '.join(tags) or 'none'}")
     return 0
@@ -308,6 +313,7 @@ def _add_repo_arguments(parser: argparse.ArgumentParser, *, sources: bool = Fals
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stackcube", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"stackcube {__version__}")
+    parser.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
     sub = parser.add_subparsers(dest="command", required=True)
     inspect = sub.add_parser("inspect", help="print the manifest of a TIFF (local path, file://, http(s)://, s3://)")
     inspect.add_argument("href")
@@ -362,11 +368,22 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except StackcubeError as exc:
-        print(f"stackcube: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"stackcube: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _one_line(exc: Exception) -> str:
+    """An error as one line: a stackcube error says what to do; anything else is named, with where to look."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, StackcubeError | ValueError | TypeError):
+        return text or type(exc).__name__
+    where = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return f"unexpected {where}: {text[:500]} (run again with --debug for the traceback, and report it)"
 
 
 if __name__ == "__main__":  # pragma: no cover

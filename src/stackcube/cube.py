@@ -20,9 +20,10 @@ from stackcube.options import CubeOptions
 from stackcube.plan import ArrayPlan, build_array, split_by_meaning
 from stackcube.search import Query
 from stackcube.sources import Source
+from stackcube.tiff import host_of
 from stackcube.union import UnionPlan, build_unions
 
-__all__ = ["CubePlan", "plan_sources"]
+__all__ = ["CubePlan", "plan_sources", "unprotected_lines"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -78,6 +79,7 @@ class CubePlan:
         lines.extend(_array_lines(self.standalone, "  "))
         lines.extend(f"  note: {note}" for note in self.notes)
         lines.extend(f"  could not be read: {failure}" for failure in self.failed)
+        lines.extend(unprotected_lines(self.sources))
         if self.skipped:
             n_items = len({s.item_id for s in self.sources} | {s.item_id for s in self.skipped})
             lines.append(f"{len(self.skipped)} asset{'s' * (len(self.skipped) != 1)} skipped:")
@@ -97,6 +99,26 @@ class CubePlan:
     def _summaries(self) -> list[tuple[str, str]]:
         out = [(u.name, u.describe()) for u in self.unions]
         return out + [(a.name, a.describe()) for a in self.standalone]
+
+
+def unprotected_lines(sources: Sequence[Source], indent: str = "  ") -> list[str]:
+    """One line per host whose sources no read can check (:attr:`stackcube.tiff.TiffManifest.validator` None):
+    how many, and why."""
+    by_host: dict[str, list[Source]] = {}
+    for s in sources:
+        if s.manifest.validator is None:
+            by_host.setdefault(host_of(s.manifest.href), []).append(s)
+    lines = []
+    for host, some in sorted(by_host.items()):
+        sent = any(s.manifest.etag or s.manifest.last_modified for s in some)
+        why = (
+            "ignores conditional requests (If-Match, If-Unmodified-Since)" if sent else "sends no ETag or Last-Modified"
+        )
+        lines.append(
+            f"{indent}unprotected: {len(some)} source{'s' * (len(some) != 1)} on {host}: the host {why}, so a "
+            "replaced file would be read without an error; verify_cube (stackcube verify) compares what it can"
+        )
+    return lines
 
 
 def _array_lines(arrays: Sequence[ArrayPlan], indent: str) -> list[str]:

@@ -289,11 +289,18 @@ class VerifyReport:
     snapshot_id: str
     """The snapshot verified."""
     checked: int
-    """Sources asked (one HEAD each)."""
+    """Sources asked (one HEAD each, or a one-byte GET where the host refuses HEAD)."""
     changed: tuple[tuple[str, str, str], ...] = ()
-    """(href, recorded ETag, current ETag) of sources replaced since they were indexed."""
+    """(href, recorded, found) of sources replaced since they were indexed, in the validator that differs
+    (``ETag "a"`` -> ``ETag "b"``, ``Last-Modified ...``, ``size ...``)."""
     vanished: tuple[tuple[str, str], ...] = ()
     """(href, reason) of sources that no longer exist or could not be asked."""
+    size_only: tuple[str, ...] = ()
+    """Sources whose host sends neither ETag nor Last-Modified: only their size could be compared, so a
+    replacement of the same size would go unseen."""
+    unprotected: tuple[str, ...] = ()
+    """Sources whose reads are not checked against them (their host honours no conditional request, or gives no
+    validator): between two verifications, a replaced file's pixels would be read as the indexed ones."""
 
     @property
     def ok(self) -> bool:
@@ -305,9 +312,23 @@ class VerifyReport:
             f"snapshot {self.snapshot_id}: {self.checked} sources checked, {len(self.changed)} changed, "
             f"{len(self.vanished)} vanished or unreachable"
         ]
-        lines.extend(f"  changed: {href} (ETag {old} -> {new})" for href, old, new in self.changed)
+        lines.extend(f"  changed: {href} ({old} -> {new})" for href, old, new in self.changed)
         lines.extend(f"  vanished: {href}: {why}" for href, why in self.vanished)
+        if self.size_only:
+            lines.append(
+                f"  {len(self.size_only)} checked by size only (their host sends no ETag or Last-Modified: a "
+                f"replacement of the same size cannot be seen): {_some(self.size_only)}"
+            )
+        if self.unprotected:
+            lines.append(
+                f"  {len(self.unprotected)} unprotected (their host ignores conditional requests: reads cannot "
+                f"refuse a replaced file, only verify can see it): {_some(self.unprotected)}"
+            )
         return "\n".join(lines)
+
+
+def _some(hrefs: Sequence[str], n: int = 3) -> str:
+    return ", ".join(hrefs[:n]) + (f" and {len(hrefs) - n} more" if len(hrefs) > n else "")
 
 
 def verify_cube(
@@ -318,7 +339,9 @@ def verify_cube(
     progress: bool = True,
     allow: Iterable[str] | None = None,
 ) -> tuple[VerifyReport, RefreshReport | None]:
-    """HEAD every source of the cube (concurrently) and report what changed or vanished.
+    """Ask every source of the cube what it is now (a HEAD each, concurrently; a one-byte GET where HEAD is
+    refused), compare every validator the cube recorded (ETag, Last-Modified, size) and report what changed or
+    vanished, and which sources could only be checked by size or are unprotected on read.
 
     With ``fix``, refresh exactly the changed sources (``refresh_cube(force=...)``) and return its report too.
     """
@@ -328,7 +351,14 @@ def verify_cube(
     checks = _sync.run(check_sources(unique, progress=progress, settings=settings))
     changed = tuple((c.href, c.recorded, c.found or "") for c in checks if c.changed)
     vanished = tuple((c.href, c.error) for c in checks if c.error is not None)
-    report = VerifyReport(snapshot_id=stored.snapshot_id, checked=len(unique), changed=changed, vanished=vanished)
+    report = VerifyReport(
+        snapshot_id=stored.snapshot_id,
+        checked=len(unique),
+        changed=changed,
+        vanished=vanished,
+        size_only=tuple(c.href for c in checks if c.size_only),
+        unprotected=tuple(s.manifest.href for s in unique if s.manifest.validator is None),
+    )
     refreshed = None
     if fix and changed:
         refreshed = refresh_cube(

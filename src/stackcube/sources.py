@@ -28,9 +28,17 @@ from stackcube.bands import BandMetadata, Conflict, band_metadata
 from stackcube.errors import CorruptTiffError, NotGriddableError, NothingFoundError, StackcubeError
 from stackcube.options import CubeOptions
 from stackcube.settings import Settings, current
-from stackcube.tiff import IfdManifest, TiffManifest, head_async, probe_hosts, read_tiff_async
+from stackcube.tiff import (
+    IfdManifest,
+    ObjectInfo,
+    TiffManifest,
+    head_async,
+    probe_hosts,
+    read_tiff_async,
+    same_etag,
+)
 
-__all__ = ["Source", "SourceCheck", "check_sources", "item_datetime", "read_sources"]
+__all__ = ["Source", "SourceCheck", "check_sources", "compare", "item_datetime", "read_sources"]
 
 
 def item_datetime(item: pystac.Item) -> datetime:
@@ -248,16 +256,19 @@ def _reason(message: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SourceCheck:
-    """What one HEAD said about an indexed source."""
+    """What one HEAD (or one-byte GET, where HEAD is refused) said about an indexed source."""
 
     href: str
     """The source."""
     recorded: str
-    """The ETag it had when indexed (empty when the host sent none)."""
+    """What it was when indexed, in the validator that differs now (``ETag "x"``, ``size N``, ...)."""
     found: str | None = None
-    """Its ETag now (or ``size N`` when the host sends none), when it differs; None when unchanged."""
+    """The same validator now, when it differs; None when every recorded validator is unchanged."""
     error: str | None = None
     """Why it could not be asked (vanished, refused, unreachable); None when it answered."""
+    size_only: bool = False
+    """The host gave neither ETag nor Last-Modified: only the size was compared, so a replacement of the same
+    size cannot be seen."""
 
     @property
     def changed(self) -> bool:
@@ -265,23 +276,44 @@ class SourceCheck:
         return self.error is None and self.found is not None
 
 
+def compare(manifest: TiffManifest, info: ObjectInfo) -> tuple[str, str] | None:
+    """The first validator of ``manifest`` that ``info`` contradicts, as (recorded, found); None when none does.
+
+    Every validator recorded counts: the ETag (weakly compared: ``W/"x"`` and ``"x"`` are the same version),
+    Last-Modified and size; one the host no longer sends is not evidence of a change.
+    """
+    if manifest.etag and info.etag and not same_etag(manifest.etag, info.etag):
+        return f"ETag {manifest.etag}", f"ETag {info.etag}"
+    if manifest.last_modified and info.last_modified and manifest.last_modified != info.last_modified:
+        return (
+            f"Last-Modified {manifest.last_modified:%Y-%m-%d %H:%M:%S}",
+            f"Last-Modified {info.last_modified:%Y-%m-%d %H:%M:%S}",
+        )
+    if manifest.size != info.size:
+        return f"size {manifest.size}", f"size {info.size}"
+    return None
+
+
 async def check_sources(
     sources: Sequence[Source], *, progress: bool = True, settings: Settings | None = None
 ) -> list[SourceCheck]:
-    """HEAD every source concurrently (within the concurrency cap) and compare ETag and size with its manifest."""
+    """Ask every source concurrently (within the concurrency cap) what it is now and compare every validator its
+    manifest recorded (:func:`compare`)."""
     settings = settings or current()
     with progress_bar(len(sources), "checking sources", "source", enabled=progress) as advance:
 
         async def one(source: Source) -> SourceCheck:
             manifest = source.manifest
-            recorded = manifest.etag or ""
+            size_only = not manifest.etag and manifest.last_modified is None
             try:
                 info = await head_async(manifest.href, settings=settings)
             except StackcubeError as exc:
-                return SourceCheck(manifest.href, recorded, error=str(exc))
+                return SourceCheck(manifest.href, manifest.etag or "", error=str(exc), size_only=size_only)
             finally:
                 advance(1)
-            same = (info.etag, info.size) == (manifest.etag, manifest.size)
-            return SourceCheck(manifest.href, recorded, None if same else (info.etag or f"size {info.size}"))
+            differs = compare(manifest, info)
+            if differs is None:
+                return SourceCheck(manifest.href, manifest.etag or "", size_only=size_only)
+            return SourceCheck(manifest.href, differs[0], differs[1], size_only=size_only)
 
         return list(await asyncio.gather(*(one(s) for s in sources)))

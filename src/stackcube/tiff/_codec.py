@@ -15,6 +15,7 @@ import numpy as np
 from zarr.abc.codec import ArrayBytesCodec
 from zarr.core.common import parse_named_configuration
 
+from stackcube.errors import CorruptTiffError, StackcubeError
 from stackcube.tiff._decode import decode_segment
 from stackcube.tiff._model import Recipe
 
@@ -49,7 +50,17 @@ class TiffSegmentCodec(ArrayBytesCodec):
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         data = chunk_bytes.as_numpy_array().view(np.uint8)
         fill = chunk_spec.fill_value
-        block = decode_segment(memoryview(data), self.recipe, fill.item() if hasattr(fill, "item") else fill)
+        try:
+            block = decode_segment(memoryview(data), self.recipe, fill.item() if hasattr(fill, "item") else fill)
+        except StackcubeError:
+            raise
+        except (ValueError, RuntimeError) as exc:  # imagecodecs' errors derive from these
+            msg = (
+                f"a {len(data)}-byte tile could not be decoded as {self.recipe.compression} ({exc}): its file is not "
+                "what it was when the cube was built (replaced on a host whose changes cannot be detected on read), "
+                "or damaged; stackcube verify REPO names the sources that changed"
+            )
+            raise CorruptTiffError(msg) from exc
         dtype = chunk_spec.dtype.to_native_dtype()
         if block.dtype != dtype:
             block = block.astype(dtype)

@@ -74,11 +74,20 @@ async def read_tiff_async(
 
 async def head_async(href: str | os.PathLike[str], *, settings: Settings | None = None) -> ObjectInfo:
     """HEAD the object at ``href``: its size, ETag and Last-Modified now (one request in the concurrency cap,
-    transient failures retried). A refresh asks this to learn whether a source is still the one indexed."""
+    transient failures retried). Where the host refuses HEAD (an URL presigned for GET only answers 403), a
+    one-byte GET asks the same. A refresh asks this to learn whether a source is still the one indexed."""
     settings = settings or current()
     location = resolve(href, settings=settings)
     async with limit(settings):
-        return await head(location, settings)
+        try:
+            return await head(location, settings)
+        except SourceNotFoundError:
+            raise
+        except SourceError as exc:
+            if exc.transient:
+                raise
+            _, info = await get_range(location, 0, 1, settings=settings)
+            return info
 
 
 def read_tiff(href: str | os.PathLike[str], *, store: Any = None, settings: Settings | None = None) -> TiffManifest:

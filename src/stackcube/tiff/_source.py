@@ -212,9 +212,7 @@ async def _get_range_once(
             "mean nothing: have the host serve TIFFs uncompressed (nginx: no gzip for image/tiff)"
         )
         raise SourceError(msg)
-    meta = result.meta
-    info = ObjectInfo(size=int(meta["size"]), etag=meta.get("e_tag"), last_modified=meta.get("last_modified"))
-    return bytes(data), info
+    return bytes(data), _info(result.meta)
 
 
 async def head(location: Location, settings: Settings) -> ObjectInfo:
@@ -231,7 +229,15 @@ async def _head_once(location: Location) -> ObjectInfo:
     except Exception as exc:
         msg = f"{location.url}: HEAD failed: {_first_line(exc)}"
         raise _source_error(msg, exc) from exc
-    return ObjectInfo(size=int(meta["size"]), etag=meta.get("e_tag"), last_modified=meta.get("last_modified"))
+    return _info(meta)
+
+
+def _info(meta: Any) -> ObjectInfo:
+    """The identity obstore reports; object_store fills a missing Last-Modified with the epoch, which is none."""
+    modified = meta.get("last_modified")
+    if modified is not None and modified.timestamp() == 0:
+        modified = None
+    return ObjectInfo(size=int(meta["size"]), etag=meta.get("e_tag") or None, last_modified=modified)
 
 
 def _source_error(msg: str, exc: BaseException) -> SourceError:
@@ -246,7 +252,9 @@ def _source_error(msg: str, exc: BaseException) -> SourceError:
     )
     text = str(exc)
     bad_range = any(s in text for s in ("Requested range", "416", "InvalidRange", "Range Not Satisfiable"))
-    error.transient = not isinstance(exc, refused) and not bad_range
+    status = re.search(r"status code: (\d{3})", text)
+    client_error = status is not None and 400 <= int(status[1]) < 500 and int(status[1]) not in {408, 429}
+    error.transient = not isinstance(exc, refused) and not bad_range and not client_error
     error.throttled = re.search(r"\b429\b|SlowDown", text) is not None
     return error
 

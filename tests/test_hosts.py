@@ -1,0 +1,153 @@
+"""Hosts as they really behave, one switch at a time: build, read, replace a source, read again, verify.
+
+For every behaviour of :mod:`tests.services.host` (weak or per-response ETags, conditional requests ignored, no
+validators, compressed ranges, HEAD refused) the documented outcome holds: identical values while nothing changed,
+and after a source is replaced either a :class:`SourceChangedError` naming it, or (where the host makes that
+impossible) the source listed as unprotected by the build, ``stackcube info`` and ``verify_cube``, which sees the
+change by the validators the host does give.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+import stackcube
+from stackcube.errors import CorruptTiffError, SourceChangedError, SourceError
+from tests.services.host import Host, run_host
+from tests.twins import _write_as_cog, change_in_place
+
+pytestmark = pytest.mark.network
+
+N = 3
+
+
+def _sources(root: Path) -> None:
+    profile = {
+        "height": 256,
+        "width": 256,
+        "count": 1,
+        "dtype": "uint16",
+        "crs": "EPSG:32633",
+        "transform": from_origin(500_000, 4_000_000, 10, 10),
+        "nodata": 0,
+    }
+    rng = np.random.default_rng(5)
+    for n in range(N):
+        data = rng.integers(1, 4000, (1, 256, 256), dtype="uint16")
+        _write_as_cog(root / f"s{n}.tif", data, profile, 128, [1.0], [0.0])
+
+
+def _catalog(host: Host) -> str:
+    items = [
+        {
+            "type": "Feature",
+            "stac_version": "1.0.0",
+            "id": f"scene-{n}",
+            "geometry": None,
+            "properties": {"datetime": f"2024-06-0{n + 1}T10:00:00Z"},
+            "links": [],
+            "assets": {"B04": {"href": f"{host.url}/s{n}.tif", "type": "image/tiff; application=geotiff"}},
+        }
+        for n in range(N)
+    ]
+    path = host.root / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    return str(path)
+
+
+def _expected(root: Path, n: int) -> np.ndarray:
+    with rasterio.open(root / f"s{n}.tif") as ds:
+        return ds.read(1)
+
+
+# switches -> (validator each source keeps, whether a replaced source is refused on read)
+CASES: dict[str, tuple[dict[str, Any], str | None, bool]] = {
+    "strong ETag": ({}, "etag", True),
+    "weak ETag and Last-Modified": ({"etag": "weak"}, "last-modified", True),
+    "weak ETag only": ({"etag": "weak", "last_modified": False}, None, False),
+    "per-response ETag": ({"etag": "per-response"}, "last-modified", True),
+    "Last-Modified only": ({"etag": "none"}, "last-modified", True),
+    "conditionals ignored": ({"conditionals": False}, None, False),
+    "no validators": ({"etag": "none", "last_modified": False}, None, False),
+    "HEAD refused": ({"head": False}, "etag", True),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_host_behaviour_gives_its_documented_outcome(case: str, tmp_path: Path, capsys) -> None:
+    switches, validator, refused = CASES[case]
+    root = tmp_path / "served"
+    root.mkdir()
+    _sources(root)
+    repo = tmp_path / "cube.icechunk"
+    with run_host(root, **switches) as host:
+        cube = stackcube.build_cube(_catalog(host), repo=repo, progress=False)
+        assert [s.manifest.validator for s in cube.plan.sources] == [validator] * N
+        if switches.get("etag") == "per-response":
+            assert all(s.manifest.etag is None for s in cube.plan.sources)  # a tag that never repeats is none
+        report = cube.plan.report()
+        assert ("unprotected: 3 sources on " + host.url in report) is (validator is None)
+
+        data = stackcube.open_dataarray(repo, mask_and_scale=False)
+        for n in range(N):  # nothing changed: the values of the files, whatever the host's validators
+            np.testing.assert_array_equal(data.isel(time=n, band=0).values, _expected(root, n))
+        assert stackcube.verify_cube(repo, progress=False)[0].ok
+
+        before = _expected(root, 1)
+        change_in_place(root / "s1.tif")
+        if refused:
+            with pytest.raises(SourceChangedError, match=f"{host.url}/s1.tif"):
+                _ = stackcube.open_dataarray(repo, mask_and_scale=False).isel(time=1).values
+        else:  # what an unprotected source means: old offsets into the new file; at best a decoding error
+            try:
+                now = stackcube.open_dataarray(repo, mask_and_scale=False).isel(time=1, band=0).values
+            except CorruptTiffError as exc:
+                assert "stackcube verify" in str(exc)
+            else:
+                assert not np.array_equal(now, before)
+        np.testing.assert_array_equal(  # the other sources read as before
+            stackcube.open_dataarray(repo, mask_and_scale=False).isel(time=2, band=0).values, _expected(root, 2)
+        )
+
+        verified, _ = stackcube.verify_cube(repo, progress=False)
+        assert [href for href, _, _ in verified.changed] == [f"{host.url}/s1.tif"]
+        assert not verified.vanished
+        assert len(verified.unprotected) == (0 if validator is not None else N)
+        no_validators = switches.get("etag") == "none" and switches.get("last_modified") is False
+        assert len(verified.size_only) == (N if no_validators else 0)
+
+        from stackcube.cli import main
+
+        capsys.readouterr()
+        assert main(["info", str(repo)]) == 0
+        assert ("unprotected: 3 sources" in capsys.readouterr().out) is (validator is None)
+
+
+def test_a_host_that_compresses_ranges_is_refused_clearly(tmp_path: Path) -> None:
+    root = tmp_path / "served"
+    root.mkdir()
+    _sources(root)
+    with run_host(root, gzip=True) as host:
+        with pytest.raises(SourceError, match="Content-Encoding: gzip"):
+            stackcube.build_cube(_catalog(host), repo=tmp_path / "cube.icechunk", progress=False)
+        assert {s.headers.get("accept-encoding") for s in host.seen} == {"identity"}
+
+
+def test_reads_ask_for_uncompressed_ranges(tmp_path: Path) -> None:
+    root = tmp_path / "served"
+    root.mkdir()
+    _sources(root)
+    with run_host(root) as host:
+        repo = tmp_path / "cube.icechunk"
+        stackcube.build_cube(_catalog(host), repo=repo, progress=False)
+        host.seen.clear()
+        _ = stackcube.open_dataarray(repo, mask_and_scale=False).values
+        assert host.seen
+        assert {s.headers.get("accept-encoding") for s in host.seen} == {"identity"}
