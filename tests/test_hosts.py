@@ -16,47 +16,19 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
-from rasterio.transform import from_origin
 
 import stackcube
 from stackcube.errors import CorruptTiffError, SourceChangedError, SourceError
 from tests.services.host import Host, run_host
-from tests.twins import _write_as_cog, change_in_place
+from tests.twins import change_in_place, series
 
 pytestmark = pytest.mark.network
 
 N = 3
 
 
-def _sources(root: Path) -> None:
-    profile = {
-        "height": 256,
-        "width": 256,
-        "count": 1,
-        "dtype": "uint16",
-        "crs": "EPSG:32633",
-        "transform": from_origin(500_000, 4_000_000, 10, 10),
-        "nodata": 0,
-    }
-    rng = np.random.default_rng(5)
-    for n in range(N):
-        data = rng.integers(1, 4000, (1, 256, 256), dtype="uint16")
-        _write_as_cog(root / f"s{n}.tif", data, profile, 128, [1.0], [0.0])
-
-
 def _catalog(host: Host) -> str:
-    items = [
-        {
-            "type": "Feature",
-            "stac_version": "1.0.0",
-            "id": f"scene-{n}",
-            "geometry": None,
-            "properties": {"datetime": f"2024-06-0{n + 1}T10:00:00Z"},
-            "links": [],
-            "assets": {"B04": {"href": f"{host.url}/s{n}.tif", "type": "image/tiff; application=geotiff"}},
-        }
-        for n in range(N)
-    ]
+    items = series(host.root, host.url, N)
     path = host.root / "items.json"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
     return str(path)
@@ -84,8 +56,6 @@ CASES: dict[str, tuple[dict[str, Any], str | None, bool]] = {
 def test_each_host_behaviour_gives_its_documented_outcome(case: str, tmp_path: Path, capsys) -> None:
     switches, validator, refused = CASES[case]
     root = tmp_path / "served"
-    root.mkdir()
-    _sources(root)
     repo = tmp_path / "cube.icechunk"
     with run_host(root, **switches) as host:
         cube = stackcube.build_cube(_catalog(host), repo=repo, progress=False)
@@ -132,8 +102,6 @@ def test_each_host_behaviour_gives_its_documented_outcome(case: str, tmp_path: P
 
 def test_a_host_that_compresses_ranges_is_refused_clearly(tmp_path: Path) -> None:
     root = tmp_path / "served"
-    root.mkdir()
-    _sources(root)
     with run_host(root, gzip=True) as host:
         with pytest.raises(SourceError, match="Content-Encoding: gzip"):
             stackcube.build_cube(_catalog(host), repo=tmp_path / "cube.icechunk", progress=False)
@@ -142,8 +110,6 @@ def test_a_host_that_compresses_ranges_is_refused_clearly(tmp_path: Path) -> Non
 
 def test_reads_ask_for_uncompressed_ranges(tmp_path: Path) -> None:
     root = tmp_path / "served"
-    root.mkdir()
-    _sources(root)
     with run_host(root) as host:
         repo = tmp_path / "cube.icechunk"
         stackcube.build_cube(_catalog(host), repo=repo, progress=False)

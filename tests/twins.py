@@ -375,3 +375,38 @@ def as_stac_1_1(item: dict[str, Any], *, nodata_on_asset: bool = False) -> dict[
                 del b["nodata"]
         asset["bands"] = bands
     return copy_
+
+
+def series(root: Path, base_url: str, dates: int, *, size: int = 256, blocksize: int = 128) -> list[dict[str, Any]]:
+    """``dates`` single-band uint16 COGs (GDAL's COG driver) on one 10 m UTM grid, ``s0.tif``... under ``root``,
+    and one STAC item per file with its href under ``base_url``: a time series as a producer publishes it."""
+    from rasterio.transform import from_origin
+
+    root.mkdir(parents=True, exist_ok=True)
+    profile = {
+        "height": size,
+        "width": size,
+        "count": 1,
+        "dtype": "uint16",
+        "crs": "EPSG:32633",
+        "transform": from_origin(500_000, 4_000_000, 10, 10),
+        "nodata": 0,
+    }
+    rng = np.random.default_rng(dates)
+    items = []
+    for n in range(dates):
+        data = rng.integers(1, 4000, (1, size, size), dtype="uint16")
+        _write_as_cog(root / f"s{n}.tif", data, profile, blocksize, [1.0], [0.0])
+        day = np.datetime64("2024-06-01") + np.timedelta64(n, "D")
+        items.append(
+            {
+                "type": "Feature",
+                "stac_version": "1.0.0",
+                "id": f"scene-{n}",
+                "geometry": None,
+                "properties": {"datetime": f"{day}T10:00:00Z"},
+                "links": [],
+                "assets": {"B04": {"href": f"{base_url}/s{n}.tif", "type": "image/tiff; application=geotiff"}},
+            }
+        )
+    return items

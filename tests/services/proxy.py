@@ -39,6 +39,9 @@ class Proxy:
     faults: tuple[str, ...] = FAULTS
     stall_seconds: float = 30.0
     retry_after: int = 1
+    dialect: str = "http"
+    """How injected errors look: ``"http"`` (a plain-text body) or ``"s3"`` (S3's XML error documents: 500
+    InternalError, 503 SlowDown, 429 TooManyRequests), so each client sees the errors its service really sends."""
     seed: int = 0
     stats: Counter[str] = field(default_factory=Counter)
     _rng: random.Random = field(default_factory=random.Random)
@@ -161,12 +164,19 @@ async def _answer(
     if fault:
         proxy.stats[f"fault:{fault}"] += 1
     if fault in {"500", "503", "429"}:
-        text = b"injected fault"
+        text, kind = b"injected fault", b"text/plain"
+        if proxy.dialect == "s3":
+            code = {"500": b"InternalError", "503": b"SlowDown", "429": b"TooManyRequests"}[fault]
+            text = (
+                b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code><Message>injected</Message></Error>'
+                % code
+            )
+            kind = b"application/xml"
         proxy.end(token)
         wait = b"Retry-After: %d\r\n" % proxy.retry_after if fault == "429" else b""
         client_w.write(
-            b"HTTP/1.1 %s Injected\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n%s\r\n%s"
-            % (fault.encode(), len(text), wait, text)
+            b"HTTP/1.1 %s Injected\r\nContent-Length: %d\r\nContent-Type: %s\r\n%s\r\n%s"
+            % (fault.encode(), len(text), kind, wait, text)
         )
         await client_w.drain()
         return upstream, True

@@ -274,3 +274,46 @@ def test_a_built_cube_has_band_metadata_and_selects_bands_by_common_name(tmp_pat
     assert list(data.center_wavelength.values) == [0.665, 0.842]
     assert data.sel(band="red").equals(data.sel(band="B04"))
     assert cube.open()["EPSG32735_300m/0"]["data"].sel(band="nir").band.item() == "B08"
+
+
+@pytest.mark.parametrize("where", ["nginx", "s3"])
+def test_reads_through_five_percent_faults_equal_a_fault_free_read(where, nginx, s3, tmp_path, use_settings) -> None:
+    """A 30-date cube read while 5% of requests fail (500, 503, 429 with Retry-After, resets, stalls, truncated
+    bodies), with five fault sequences: every read equals the fault-free one, in bounded time."""
+    import time
+
+    from stackcube._retry import THROTTLED_WAIT
+    from stackcube.settings import S3Settings
+    from tests.services.proxy import run_proxy
+    from tests.twins import series, upload_dir
+
+    upstream = nginx.url if where == "nginx" else s3.endpoint
+    with run_proxy(upstream, dialect="http" if where == "nginx" else "s3") as proxy:
+        if where == "nginx":
+            items = series(nginx.root / "faults", f"{proxy.url}/faults", 30, size=512)
+        else:
+            items = series(tmp_path / "faults", f"s3://{s3.sources_bucket}/faults", 30, size=512)
+            upload_dir(s3.client(), tmp_path / "faults", s3.sources_bucket, "faults")
+            use_settings(s3=S3Settings(endpoint=proxy.url, region="us-east-1", signed=True))
+        settings = use_settings(request_timeout=1.0, retries=8)
+        repo = tmp_path / "cube.icechunk"
+        stackcube.build_cube(items, repo=repo, progress=False)
+        started = time.monotonic()
+        clean = stackcube.open_dataarray(repo, mask_and_scale=False).values
+        clean_seconds = time.monotonic() - started
+        assert clean.shape == (30, 1, 512, 512)
+        assert clean.all()  # every pixel read (the series has no nodata)
+        proxy.stall_seconds = 2.0
+        for seed in range(5):
+            proxy.seed, proxy.fault_rate = seed, 0.05
+            proxy.reset()
+            started = time.monotonic()
+            faulty = stackcube.open_dataarray(repo, mask_and_scale=False).values
+            seconds = time.monotonic() - started
+            faults = sum(n for k, n in proxy.stats.items() if k.startswith("fault:"))
+            proxy.fault_rate = 0.0
+            assert faults >= 5, f"seed {seed}: the proxy should have injected faults: {proxy.stats}"
+            np.testing.assert_array_equal(faulty, clean)
+            # waiting is bounded: per fault at most one timed-out attempt and one throttled wait, plus backoff
+            bound = clean_seconds + faults * (settings.request_timeout + THROTTLED_WAIT + 1.0) + 5.0
+            assert seconds < bound, f"seed {seed}: {seconds:.1f} s for {faults} faults: {proxy.stats}"

@@ -173,7 +173,7 @@ class _GuardedStore(WrapperStore[Any]):
         else:
             error = RepositoryError(f"could not read {key} of the repository: {reason[:300]}")
         error.transient = transient(exc)
-        error.throttled = re.search(r"\b429\b|SlowDown|THROTTLED", f"{exc.kind} {reason}") is not None
+        error.throttled = re.search(r"\b429\b|SlowDown|TooManyRequests|THROTTLED", f"{exc.kind} {reason}") is not None
         return error
 
     async def _sources_of(self, key: str) -> str:

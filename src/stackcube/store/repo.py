@@ -158,7 +158,8 @@ _K = icechunk.ErrorKind
 _TRANSIENT_KINDS = frozenset({_K.IO, _K.OBJECT_STORE, _K.STORAGE_OTHER, _K.THROTTLED, _K.VIRTUAL_CHUNK_FETCH})
 _TRANSIENT_WORDS = re.compile(
     r"\b(?:5\d\d|429|408)\b|timed? ?out|connection|reset|broken pipe|body|incomplete|SlowDown|Throttl|"
-    r"dispatch failure|error sending request|unexpected end",
+    r"dispatch failure|error sending request|unexpected end|InternalError|ServiceUnavailable|SlowDown|"
+    r"TooManyRequests|RequestTimeout",
     re.IGNORECASE,
 )
 _REFUSED_WORDS = re.compile(r"\b(?:400|401|403|404|405|410|416)\b|not found|NoSuchKey|denied|Forbidden", re.IGNORECASE)
@@ -220,7 +221,7 @@ def _open(
         check_allowed(sorted(known.union(added)), allow, repo)
     whole = _whole_chunk_requests(config)
     if reading:
-        _no_retries(config)
+        _read_policy(config, settings)
     if given is not None and not added and whole and not reading:
         return given
     for prefix in sorted(known.union(added)):
@@ -274,10 +275,15 @@ def with_containers(
     return repository.reopen(config=config, authorize_virtual_chunk_access=access)
 
 
-def _no_retries(config: icechunk.RepositoryConfig) -> None:
-    """Turn Icechunk's own retries off (for a repository and the sources it reads)."""
+def _read_policy(config: icechunk.RepositoryConfig, settings: Settings) -> None:
+    """Icechunk's own retries off, and each attempt bounded by ``settings.request_timeout`` (for the repository
+    and the S3 sources it reads; HTTP sources take theirs from their container): the read path retries."""
     storage = config.storage or icechunk.StorageSettings()
     storage.retries = icechunk.StorageRetriesSettings(max_tries=1)
+    ms = int(settings.request_timeout * 1000)
+    storage.timeouts = icechunk.StorageTimeoutSettings(
+        connect_timeout_ms=min(10_000, ms), read_timeout_ms=ms, operation_attempt_timeout_ms=ms
+    )
     config.storage = storage
 
 

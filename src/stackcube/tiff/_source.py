@@ -255,7 +255,7 @@ def _source_error(msg: str, exc: BaseException) -> SourceError:
     status = re.search(r"status code: (\d{3})", text)
     client_error = status is not None and 400 <= int(status[1]) < 500 and int(status[1]) not in {408, 429}
     error.transient = not isinstance(exc, refused) and not bad_range and not client_error
-    error.throttled = re.search(r"\b429\b|SlowDown", text) is not None
+    error.throttled = re.search(r"\b429\b|SlowDown|TooManyRequests", text) is not None
     return error
 
 
