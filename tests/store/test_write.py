@@ -176,3 +176,49 @@ def test_a_tag_that_cannot_be_created_takes_the_commit_back(tmp_path) -> None:
     with pytest.raises(RepositoryError, match=r"tag 'old' could not be created"):
         stackcube.build_cube(catalog, repo=repo, branch="dev", tag="old", progress=False)
     assert set(first.repository.list_branches()) == {"main"}  # the branch this write started is gone again
+
+
+@pytest.mark.parametrize("storage", ["local", "s3"])
+def test_two_processes_building_at_once_leave_readable_cubes(storage, nginx, s3, tmp_path) -> None:
+    """Two processes build into one repository at once, 30 times (15 new repositories, each raced into twice: new,
+    then holding the previous winner's cube), with their sources on two hosts (so each declares its own virtual
+    chunk container): every build that reports success reads back fully, and the other one gets
+    ConcurrentUpdateError."""
+    import multiprocessing
+    from collections import Counter
+    from concurrent.futures import ProcessPoolExecutor
+
+    import rasterio
+
+    from tests.services.proxy import run_proxy
+    from tests.store import racers
+    from tests.twins import series
+
+    with run_proxy(nginx.url) as other_host:  # another scheme://host:port in front of the same files
+        items = {
+            "a": series(nginx.root / "race-a", f"{nginx.url}/race-a", 3),
+            "b": series(nginx.root / "race-b", f"{other_host.url}/race-b", 3),
+        }
+        expected = {}
+        for who in items:
+            files = [nginx.root / f"race-{who}" / f"s{n}.tif" for n in range(3)]
+            expected[who] = np.stack([rasterio.open(f).read() for f in files])
+        context = multiprocessing.get_context("spawn")
+        outcomes: Counter[str] = Counter()
+        with context.Manager() as manager, ProcessPoolExecutor(2, mp_context=context) as pool:
+            for run in range(30):
+                n = run // 2
+                repo = str(tmp_path / f"race-{n}") if storage == "local" else f"s3://{s3.repos_bucket}/race/{n}"
+                barrier = manager.Barrier(2)
+                futures = {who: pool.submit(racers.build, items[who], repo, barrier) for who in items}
+                results = {who: f.result(timeout=120) for who, f in futures.items()}
+                assert any(kind == "ok" for kind, _ in results.values()), f"run {run}: nobody committed: {results}"
+                for who, (kind, detail) in results.items():
+                    outcomes[kind] += 1
+                    if kind != "ok":
+                        assert kind == "ConcurrentUpdateError", f"run {run}, {who}: {kind}: {detail}"
+                        continue
+                    data = stackcube.open_dataarray(repo, snapshot=detail, mask_and_scale=False).values
+                    np.testing.assert_array_equal(data, expected[who], err_msg=f"run {run}, {who}")
+    assert outcomes["ok"] >= 30, outcomes
+    print(f"{storage}: {dict(outcomes)}")

@@ -8,9 +8,12 @@ repository.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -25,6 +28,7 @@ __all__ = [
     "RepoLike",
     "check_allowed",
     "container_prefixes",
+    "exclusive",
     "exists",
     "memory_repository",
     "open_repository",
@@ -235,10 +239,44 @@ def _open(
     try:
         return icechunk.Repository.create(storage, config=config, authorize_virtual_chunk_access=access)
     except icechunk.IcechunkError:
-        if not icechunk.Repository.exists(storage):
-            raise
-    # another writer created it first: use theirs
-    return _open(repo, prefixes, create=False, allow=allow, reading=reading, settings=settings)
+        # another writer may be creating it at this moment: wait (briefly) for theirs to be complete, and use it
+        for _ in range(50):
+            if icechunk.Repository.exists(storage):
+                return _open(repo, prefixes, create=False, allow=allow, reading=reading, settings=settings)
+            time.sleep(0.1)
+        raise
+
+
+@contextlib.contextmanager
+def exclusive(repo: RepoLike) -> Iterator[None]:
+    """Hold the repository's write lock, where stackcube must provide one: a repository on a local disk, where
+    Icechunk cannot update a branch conditionally (it warns that such a repository is not safe for concurrent
+    commits), so two processes committing at once could both "succeed" and one commit be lost. The lock is an
+    advisory ``flock`` on the repository's directory (created if need be), held for a create, a commit or a
+    configuration update only. Object stores (S3, GCS, Azure) need none: their conditional writes make Icechunk's
+    commits atomic. A repository given as an ``icechunk.Storage`` or ``Repository`` is not locked (its path is not
+    known): use one process per local repository then."""
+    path = _local_path(repo)
+    if path is None:
+        yield
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _local_path(repo: RepoLike) -> Path | None:
+    if not isinstance(repo, str | os.PathLike):
+        return None
+    text = os.fspath(repo)
+    parsed = urlparse(text)
+    if parsed.scheme not in {"", "file"}:
+        return None
+    return Path(parsed.path if parsed.scheme else text).expanduser().resolve()
 
 
 def save_containers(repository: icechunk.Repository, prefixes: Iterable[str], settings: Settings | None = None) -> None:

@@ -8,6 +8,8 @@ leaves the branch where it was.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +36,7 @@ from stackcube.store.layout import (
 from stackcube.store.repo import (
     RepoLike,
     container_prefixes,
+    exclusive,
     exists,
     open_repository,
     save_containers,
@@ -68,7 +71,8 @@ def write_plan(
     """
     hrefs = {h for a in plan.arrays for h in a.sources.href}  # overview levels read the same sources
     prefixes = container_prefixes(hrefs)
-    repository = open_repository(repo, prefixes=prefixes, create=True, settings=settings)
+    with exclusive(repo):
+        repository = open_repository(repo, prefixes=prefixes, create=True, settings=settings)
     if tag is not None:
         _check_tag_is_free(repository, tag, repo)
     created = _start_branch(repository, branch, parent, repo)
@@ -83,12 +87,14 @@ def write_plan(
             progress=progress,
             metadata=metadata,
             parent=parent,
+            lock=lambda: exclusive(repo),
         )
     except BaseException:
         if created:  # a branch this write started, with nothing of this write on it
             repository.delete_branch(branch)
         raise
-    save_containers(repository, prefixes, settings)
+    with exclusive(repo):
+        save_containers(repository, prefixes, settings)
     return repository, snapshot
 
 
@@ -126,6 +132,7 @@ def _write(
     progress: bool,
     metadata: dict[str, Any] | None,
     parent: str | None,
+    lock: Callable[[], AbstractContextManager[None]],
 ) -> str:
     session = repository.writable_session(branch)
     base = session.snapshot_id
@@ -147,12 +154,13 @@ def _write(
                 _write_level(session, level, level_path(array.name, n), advance)
     counts = ", ".join(f"{a.name} {a.shape[0]} dates x {a.shape[1]} bands" for a in plan.arrays)
     try:
-        snapshot = session.commit(message or f"stackcube build: {counts}", metadata=metadata or None)
+        with lock():
+            snapshot = session.commit(message or f"stackcube build: {counts}", metadata=metadata or None)
+            if tag is not None:
+                _tag_or_undo(repository, tag, snapshot, branch, base)
     except icechunk.ConflictError as exc:
         msg = f"another writer committed to branch {branch} first ({exc}); nothing of this write was committed"
         raise ConcurrentUpdateError(msg) from None
-    if tag is not None:
-        _tag_or_undo(repository, tag, snapshot, branch, base)
     return snapshot
 
 
