@@ -210,7 +210,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     containers = sorted(set(repository.config.virtual_chunk_containers or {}) | set(metadata.containers))
     n = len(everything)
     print(f"  {n} source{'s' * (n != 1)}, under {', '.join(containers) or 'no container'}")
-    for line in unprotected_lines(read_stored(session).sources):
+    for line in unprotected_lines(read_stored(session, args.repo).sources):
         print(line)
     branches, tags = sorted(repository.list_branches()), sorted(repository.list_tags())
     print(f"  branches: {', '.join(branches)}; tags: {', '.join(tags) or 'none'}")

@@ -123,7 +123,7 @@ def _stored(
 ) -> tuple[icechunk.Repository, StoredCube]:
     """The repository and what its branch's cube says about itself."""
     repository = open_repository(repo, allow=allow, settings=settings)
-    return repository, read_stored(readonly_session(repository, branch=branch, repo=repo))
+    return repository, read_stored(readonly_session(repository, branch=branch, repo=repo), repo)
 
 
 @dataclass(frozen=True, slots=True)

@@ -222,3 +222,82 @@ def test_two_processes_building_at_once_leave_readable_cubes(storage, nginx, s3,
                     np.testing.assert_array_equal(data, expected[who], err_msg=f"run {run}, {who}")
     assert outcomes["ok"] >= 30, outcomes
     print(f"{storage}: {dict(outcomes)}")
+
+
+KILL_AT = {
+    "after the repository is created": "stackcube.store.write._start_branch",
+    "while writing references": "stackcube.store.write._write_level",
+    "at the commit": "icechunk.session.Session.commit",
+    "after the commit": "stackcube.store.write.save_containers",
+}
+
+_KILLED_BUILD = """
+import json, os, signal, sys
+import importlib
+target = sys.argv[1]
+module_name, _, name = target.rpartition(".")
+try:
+    owner = importlib.import_module(module_name)
+except ModuleNotFoundError:  # a method: module.Class.method
+    module_name, _, cls = module_name.rpartition(".")
+    owner = getattr(importlib.import_module(module_name), cls)
+setattr(owner, name, lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL))
+import stackcube
+stackcube.build_cube(json.loads(open(sys.argv[2]).read()), repo=sys.argv[3], progress=False)
+"""
+
+
+@pytest.mark.parametrize("stage", list(KILL_AT))
+def test_a_first_build_killed_at_any_stage_is_reported_and_rebuilt(stage, nginx, tmp_path) -> None:
+    """SIGKILL at every stage of a first build: the repository then says what it holds (no cube yet, and what to
+    do; or the committed cube), ``stackcube info`` exits 2 or 0 with one line, never a traceback, and a build
+    into it again succeeds."""
+    import json
+
+    from stackcube.errors import RepositoryError
+    from tests.twins import series
+
+    items = series(nginx.root / "killed", f"{nginx.url}/killed", 2)
+    (tmp_path / "items.json").write_text(json.dumps(items))
+    repo = tmp_path / "cube.icechunk"
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_BUILD, KILL_AT[stage], str(tmp_path / "items.json"), str(repo)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    committed = stage == "after the commit"
+    info = subprocess.run(
+        [sys.executable, "-m", "stackcube.cli", "info", str(repo)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if committed:
+        assert info.returncode == 0, info.stderr
+        assert stackcube.open_dataarray(repo).shape == (2, 1, 256, 256)
+    else:
+        assert info.returncode == 2
+        assert info.stderr.count("\n") == 1, info.stderr
+        assert "holds no cube yet" in info.stderr
+        assert "run the build again" in info.stderr
+        with pytest.raises(RepositoryError, match="holds no cube yet"):
+            stackcube.open_cube(repo)
+        refresh = subprocess.run(
+            [sys.executable, "-m", "stackcube.cli", "refresh", str(repo)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert refresh.returncode == 2
+        assert "holds no cube yet" in refresh.stderr
+    stackcube.build_cube(items, repo=repo, progress=False)
+    data = stackcube.open_dataarray(repo, mask_and_scale=False)
+    assert data.shape == (2, 1, 256, 256)
+    with rasterio.open(nginx.root / "killed" / "s1.tif") as ds:
+        np.testing.assert_array_equal(data.isel(time=1, band=0).values, ds.read(1))

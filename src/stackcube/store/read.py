@@ -263,9 +263,10 @@ class StoredCube:
     """Every indexed source with its manifest."""
 
 
-def read_stored(session: icechunk.Session) -> StoredCube:
-    """Read a cube's description and source table from a session (no source is touched)."""
-    root = zarr.open_group(session.store, mode="r")
+def read_stored(session: icechunk.Session, repo: RepoLike | None = None) -> StoredCube:
+    """Read a cube's description and source table from a session (no source is touched); ``repo`` names the
+    repository in errors."""
+    root = _root(session, repo if repo is not None else "this repository")
     return StoredCube(
         snapshot_id=session.snapshot_id,
         metadata=CubeMetadata.from_attrs(root.attrs),
