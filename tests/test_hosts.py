@@ -117,3 +117,15 @@ def test_reads_ask_for_uncompressed_ranges(tmp_path: Path) -> None:
         _ = stackcube.open_dataarray(repo, mask_and_scale=False).values
         assert host.seen
         assert {s.headers.get("accept-encoding") for s in host.seen} == {"identity"}
+
+
+def test_a_host_that_stops_honouring_ranges_fails_reads_clearly(tmp_path: Path) -> None:
+    with run_host(tmp_path / "served") as host:
+        repo = tmp_path / "cube.icechunk"
+        stackcube.build_cube(_catalog(host), repo=repo, progress=False)
+        host.ranges = False  # a CDN in front of the bucket, say, that answers every request with the whole file
+        host.seen.clear()
+        with pytest.raises(SourceError, match=rf"could not read {host.url}/s0.tif: .*Range .*supports them") as info:
+            _ = stackcube.open_dataarray(repo, mask_and_scale=False).isel(time=0).values
+        assert "transient" not in str(info.value)
+        assert len(host.seen) <= 4  # not retried: the same request gets the same answer

@@ -106,3 +106,21 @@ def test_the_stackstac_table_names_only_what_stack_takes_or_refuses() -> None:
     assert named <= taken | set(REFUSED), named - taken - set(REFUSED)
     for stackstac_parameter in ("epsg", "bounds_latlon", "chunksize", "xy_coords", "rescale", "errors_as_nodata"):
         assert stackstac_parameter in named
+
+
+@pytest.mark.parametrize(("code", "ok"), [(0, True), (3, True), (2, False), (1, False), (137, False)])
+def test_the_scheduler_lines_count_only_0_and_3_as_success(code: int, ok: bool, tmp_path) -> None:
+    """The README's cron line and GitHub Actions step, with the stackcube command replaced by one that exits with
+    ``code``: the line succeeds exactly for 0 (done) and 3 (nothing to do)."""
+    import subprocess
+
+    text = (ROOT / "README.md").read_text()
+    cron = re.search(r"^15 6 \* \* \* (.*stackcube refresh .*)$", text, flags=re.MULTILINE)
+    action = re.search(r"- run: (stackcube refresh .*)$", text, flags=re.MULTILINE)
+    assert cron is not None and action is not None
+    fake = f"sh -c 'exit {code}'"
+    for line in (cron[1], action[1]):
+        command = re.sub(r"(?:\.venv/bin/)?stackcube refresh \S+ --quiet", fake, line).replace("cd /srv/cubes && ", "")
+        assert fake in command, line
+        done = subprocess.run(["sh", "-c", command], cwd=tmp_path, check=False)
+        assert (done.returncode == 0) is ok, (line, code, done.returncode)

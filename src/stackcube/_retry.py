@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 
 from stackcube.errors import StackcubeError
 from stackcube.settings import Settings
 
-__all__ = ["again", "backoff", "retry_async", "retry_sync", "wait"]
+__all__ = ["again", "backoff", "retry_async", "retry_sync", "wait", "without_timings"]
+
+
+def without_timings(text: str) -> str:
+    """An error message without durations (``in 404.2µs``, ``elapsed: 503ms``), whose digits look like statuses:
+    what is left can be searched for status codes."""
+    return re.sub(r"\b[0-9]+(?:\.[0-9]+)?\s*(?:ns|µs|us|ms|s)\b", "", text)
 
 
 def backoff(attempt: int) -> float:

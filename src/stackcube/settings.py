@@ -3,9 +3,10 @@ only, with a scoped override.
 
 ``max_concurrency`` caps requests in flight (header reads, HEADs); ``header_bytes`` is the size of the first ranged
 GET of a TIFF; ``retries``, ``retry_deadline`` and ``request_timeout`` bound how long a failing request is tried
-(searches, header reads, HEADs: 5xx, 429, timeouts and dropped connections are retried with exponential backoff
-and full jitter); ``s3`` is where ``s3://`` URLs are served from. Every function that uses them takes the object
-(``settings=``); the public sync entry points pass :func:`current` along.
+(searches, header reads, HEADs and reads of a cube's tiles: 5xx, 429, timeouts, dropped connections and cut-off
+bodies are retried with exponential backoff and full jitter, a 429 waiting at least 1 s); ``s3`` is where
+``s3://`` URLs are served from. Every function that uses them takes the object (``settings=``); the public sync
+entry points pass :func:`current` along.
 
 Examples
 --------

@@ -23,7 +23,7 @@ from zarr.storage import WrapperStore
 from stackcube._band_index import with_band_aliases
 from stackcube._keywords import check_keywords, keywords_of
 from stackcube._physical import physical
-from stackcube._retry import again, retry_sync, wait
+from stackcube._retry import again, retry_sync, wait, without_timings
 from stackcube.errors import ArrayNotFoundError, RepositoryError, SourceChangedError, SourceError, StackcubeError
 from stackcube.options import Chunks
 from stackcube.settings import Settings, current
@@ -163,7 +163,7 @@ class _GuardedStore(WrapperStore[Any]):
         reason = exc.message.split("\n", 1)[0].removeprefix("error fetching virtual reference: ")
         if exc.kind in {icechunk.ErrorKind.VIRTUAL_CHUNK_FETCH, icechunk.ErrorKind.INVALID_OBJECT_SIZE}:
             source = await self._sources_of(key)
-            if any(word in reason for word in _GONE):
+            if _GONE.search(without_timings(reason)):
                 msg = (
                     f"{source} no longer exists (deleted or moved since the cube was built); refresh the cube "
                     "(stackcube refresh) to drop it or index where it went"
@@ -193,7 +193,7 @@ class _GuardedStore(WrapperStore[Any]):
 
 
 # how object_store (local files, HTTP), S3 and Azure say an object is not there
-_GONE = ("not found", "NoSuchKey", "404", "BlobNotFound", "No such file")
+_GONE = re.compile(r"not found|NoSuchKey|BlobNotFound|No such file|\b404\b")
 
 
 def _explain(reason: str) -> str:
@@ -202,6 +202,11 @@ def _explain(reason: str) -> str:
         reason += (
             " (the host sent a different number of bytes than the range asked for: a body cut off, or a host that "
             "compresses or ignores ranges)"
+        )
+    if "Range request not supported" in reason:
+        reason += (
+            " (the host answers range requests with the whole file; a virtual cube reads byte ranges: serve the "
+            "files from a host that supports them)"
         )
     return reason[:400]
 

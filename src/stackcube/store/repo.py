@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 import icechunk
 
+from stackcube._retry import without_timings
 from stackcube.errors import RepositoryError, SourceError, UntrustedSourceError, VersionNotFoundError
 from stackcube.settings import Settings, current
 
@@ -177,7 +178,7 @@ def transient(exc: icechunk.IcechunkError) -> bool:
         return True
     if exc.kind not in _TRANSIENT_KINDS:
         return False
-    text = str(exc.message or exc)
+    text = without_timings(str(exc.message or exc))
     return _TRANSIENT_WORDS.search(text) is not None and _REFUSED_WORDS.search(text) is None
 
 

@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlparse
 import obstore
 from obstore.store import HTTPStore, LocalStore, S3Store
 
-from stackcube._retry import retry_async
+from stackcube._retry import retry_async, without_timings
 from stackcube.errors import SourceChangedError, SourceError, SourceNotFoundError
 from stackcube.settings import Settings, current
 
@@ -250,7 +250,7 @@ def _source_error(msg: str, exc: BaseException) -> SourceError:
         obstore.exceptions.NotSupportedError,
         obstore.exceptions.InvalidPathError,
     )
-    text = str(exc)
+    text = without_timings(str(exc))
     bad_range = any(s in text for s in ("Requested range", "416", "InvalidRange", "Range Not Satisfiable"))
     status = re.search(r"status code: (\d{3})", text)
     client_error = status is not None and 400 <= int(status[1]) < 500 and int(status[1]) not in {408, 429}
