@@ -117,7 +117,8 @@ def test_the_scheduler_lines_count_only_0_and_3_as_success(code: int, ok: bool, 
     text = (ROOT / "README.md").read_text()
     cron = re.search(r"^15 6 \* \* \* (.*stackcube refresh .*)$", text, flags=re.MULTILINE)
     action = re.search(r"- run: (stackcube refresh .*)$", text, flags=re.MULTILINE)
-    assert cron is not None and action is not None
+    assert cron is not None
+    assert action is not None
     fake = f"sh -c 'exit {code}'"
     for line in (cron[1], action[1]):
         command = re.sub(r"(?:\.venv/bin/)?stackcube refresh \S+ --quiet", fake, line).replace("cd /srv/cubes && ", "")

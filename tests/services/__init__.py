@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+from collections.abc import Iterator
+from typing import Any
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -13,3 +16,16 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def switched[T](service: T, **changes: Any) -> Iterator[T]:
+    """Set attributes of a running service's settings inside a block and restore them after."""
+    old = {k: getattr(service, k) for k in changes}
+    for k, v in changes.items():
+        setattr(service, k, v)
+    try:
+        yield service
+    finally:
+        for k, v in old.items():
+            setattr(service, k, v)

@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests.services import switched
+
 
 @dataclass
 class Seen:
@@ -49,17 +51,9 @@ class Host:
     ranges: bool = True
     seen: list[Seen] = field(default_factory=list)
 
-    @contextlib.contextmanager
-    def settings(self, **changes: Any) -> Iterator[Host]:
-        """Apply switches inside a block and restore them after."""
-        old = {k: getattr(self, k) for k in changes}
-        for k, v in changes.items():
-            setattr(self, k, v)
-        try:
-            yield self
-        finally:
-            for k, v in old.items():
-                setattr(self, k, v)
+    def settings(self, **changes: Any) -> contextlib.AbstractContextManager[Host]:
+        """Apply settings inside a block and restore them after."""
+        return switched(self, **changes)
 
 
 def _tag(path: Path) -> str:

@@ -22,7 +22,9 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+from tests.services import switched
 from tests.services.nginx import free_port
 
 FAULTS = ("500", "503", "429", "reset", "stall", "truncate")
@@ -64,17 +66,9 @@ class Proxy:
         self.stats.clear()
         self._rng.seed(self.seed)
 
-    @contextlib.contextmanager
-    def settings(self, **changes: object) -> Iterator[Proxy]:
+    def settings(self, **changes: Any) -> contextlib.AbstractContextManager[Proxy]:
         """Apply settings inside a block and restore them after."""
-        old = {k: getattr(self, k) for k in changes}
-        for k, v in changes.items():
-            setattr(self, k, v)
-        try:
-            yield self
-        finally:
-            for k, v in old.items():
-                setattr(self, k, v)
+        return switched(self, **changes)
 
     def _draw_fault(self) -> str | None:
         if self.fault_rate and self._rng.random() < self.fault_rate:

@@ -247,6 +247,12 @@ stackcube.build_cube(json.loads(open(sys.argv[2]).read()), repo=sys.argv[3], pro
 """
 
 
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stackcube.cli", *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+
+
 @pytest.mark.parametrize("stage", list(KILL_AT))
 def test_a_first_build_killed_at_any_stage_is_reported_and_rebuilt(stage, nginx, tmp_path) -> None:
     """SIGKILL at every stage of a first build: the repository then says what it holds (no cube yet, and what to
@@ -287,13 +293,7 @@ def test_a_first_build_killed_at_any_stage_is_reported_and_rebuilt(stage, nginx,
         assert "run the build again" in info.stderr
         with pytest.raises(RepositoryError, match="holds no cube yet"):
             stackcube.open_cube(repo)
-        refresh = subprocess.run(
-            [sys.executable, "-m", "stackcube.cli", "refresh", str(repo)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        refresh = _cli("refresh", str(repo))
         assert refresh.returncode == 2
         assert "holds no cube yet" in refresh.stderr
     stackcube.build_cube(items, repo=repo, progress=False)
