@@ -8,6 +8,7 @@ leaves the branch where it was.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ import zarr
 
 from stackcube._progress import progress_bar
 from stackcube.cube import CubePlan
-from stackcube.errors import ConcurrentUpdateError, RepositoryError, SourceError
+from stackcube.errors import ConcurrentUpdateError, RepositoryError, SourceError, StackcubeWarning
 from stackcube.plan import DIMS, ArrayPlan
 from stackcube.settings import Settings
 from stackcube.store.layout import (
@@ -40,6 +41,7 @@ from stackcube.store.repo import (
     exists,
     open_repository,
     save_containers,
+    transient,
     version_not_found,
 )
 from stackcube.tiff import TiffSegmentCodec
@@ -89,12 +91,26 @@ def write_plan(
             parent=parent,
             lock=lambda: exclusive(repo),
         )
-    except BaseException:
+    except BaseException as exc:
         if created:  # a branch this write started, with nothing of this write on it
             repository.delete_branch(branch)
+        if isinstance(exc, icechunk.IcechunkError):
+            error = RepositoryError(f"writing the cube to {repo} failed, nothing was committed: {exc.message[:300]}")
+            error.transient = transient(exc)
+            raise error from exc
         raise
-    with exclusive(repo):
-        save_containers(repository, prefixes, settings)
+    try:
+        with exclusive(repo):
+            save_containers(repository, prefixes, settings)
+    except icechunk.IcechunkError:
+        # the cube is committed and readable (it lists its containers); only readers other than stackcube, which
+        # take containers from the configuration alone, miss them until the next write saves them
+        warnings.warn(
+            f"{repo}: the commit {snapshot} is done, but the repository configuration could not be updated with "
+            "its source locations; stackcube reads it, other Icechunk readers need them declared",
+            StackcubeWarning,
+            stacklevel=3,
+        )
     return repository, snapshot
 
 
