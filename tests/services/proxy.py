@@ -131,6 +131,8 @@ async def _handle(proxy: Proxy, client_r: asyncio.StreamReader, client_w: asynci
                 return
     except (ConnectionError, asyncio.IncompleteReadError):
         return
+    except asyncio.CancelledError:  # the proxy is shutting down: end quietly (asyncio logs a cancelled handler)
+        return
     finally:
         if upstream is not None:
             upstream[1].close()
