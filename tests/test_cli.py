@@ -144,3 +144,27 @@ def test_build_takes_the_band_metadata_options(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as refused:  # argparse names the choices and exits with 2
         main([*args, "--harmonize", "landsat"])
     assert refused.value.code == 2
+
+
+def test_every_error_exits_2_with_one_line_and_debug_adds_the_traceback(tmp_path, capsys, monkeypatch) -> None:
+    missing = str(tmp_path / "nowhere.icechunk")
+    assert main(["info", missing]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("stackcube: error: there is no Icechunk repository at")
+    assert main(["--debug", "info", missing]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert err.splitlines()[-1].startswith("stackcube: error: there is no Icechunk repository at")
+
+    # an error stackcube did not foresee (provoked by hand: there is no known input that raises one)
+    import stackcube.api
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("internal")
+
+    monkeypatch.setattr(stackcube.api, "plan_cube", broken)
+    assert main(["plan", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "unexpected builtins.KeyError: 'internal' (run again with --debug for the traceback" in err
