@@ -129,3 +129,13 @@ def test_a_host_that_stops_honouring_ranges_fails_reads_clearly(tmp_path: Path) 
             _ = stackcube.open_dataarray(repo, mask_and_scale=False).isel(time=0).values
         assert "transient" not in str(info.value)
         assert len(host.seen) <= 4  # not retried: the same request gets the same answer
+
+
+def test_a_host_that_starts_compressing_ranges_fails_reads_clearly(tmp_path: Path, use_settings) -> None:
+    use_settings(retries=1)
+    with run_host(tmp_path / "served") as host:
+        repo = tmp_path / "cube.icechunk"
+        stackcube.build_cube(_catalog(host), repo=repo, progress=False)
+        host.gzip = True  # a CDN put in front later, compressing whatever Accept-Encoding says
+        with pytest.raises(SourceError, match=rf"could not read {host.url}/s0.tif: .*compresses"):
+            _ = stackcube.open_dataarray(repo, mask_and_scale=False).isel(time=0).values
