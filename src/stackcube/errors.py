@@ -12,7 +12,8 @@ does about it::
     │                                outside the dtype): fix the catalog, or pass stac_metadata=False
     ├── SourceError                  a source could not be read: check the href, the network, the credentials
     │   ├── SourceNotFoundError      (also FileNotFoundError) the object does not exist
-    │   └── SourceChangedError       the object changed while or since it was indexed: refresh the cube
+    │   ├── SourceChangedError       the object changed while or since it was indexed: refresh the cube
+    │   └── SignedHrefError          an href carries a credential stackcube cannot store without: give another
     ├── TiffError                    the bytes of a TIFF are not something stackcube can index
     │   ├── CorruptTiffError         (also ValueError) broken, truncated or hostile structure
     │   ├── UnsupportedTiffError     (also NotImplementedError) a valid feature stackcube cannot decode
@@ -24,11 +25,15 @@ does about it::
         ├── ConcurrentUpdateError    another writer moved the branch first (refresh retries on it)
         └── UntrustedSourceError     the cube points at sources outside the prefixes the caller allows
 
-Messages name the href, what was expected, what was found and what to do next. Warnings derive from
-:class:`StackcubeWarning`: :class:`ResamplingWarning` when values were resampled because another grid was asked for.
+Messages name the href, what was expected, what was found and what to do next; the value of every credential in
+an href they quote is replaced by ``REDACTED`` (:func:`stackcube._hrefs.redact`), so logs never hold a token.
+Warnings derive from :class:`StackcubeWarning`: :class:`ResamplingWarning` when values were resampled because
+another grid was asked for.
 """
 
 from __future__ import annotations
+
+from stackcube._hrefs import redact
 
 __all__ = [
     "ArrayNotFoundError",
@@ -41,6 +46,7 @@ __all__ = [
     "RepositoryError",
     "ResamplingWarning",
     "SearchError",
+    "SignedHrefError",
     "SourceChangedError",
     "SourceError",
     "SourceNotFoundError",
@@ -55,6 +61,9 @@ __all__ = [
 
 class StackcubeError(Exception):
     """Root of every error stackcube raises on purpose."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
     transient: bool = False
     """True when the same request may well succeed if tried again (a 5xx, 429, timeout or dropped connection);
@@ -91,6 +100,10 @@ class SourceNotFoundError(SourceError, FileNotFoundError):
 
 class SourceChangedError(SourceError):
     """The source changed (its ETag or size differs) while or since it was indexed."""
+
+
+class SignedHrefError(SourceError):
+    """An href carries a credential in its query string, and stackcube cannot tell how to store it without one."""
 
 
 class TiffError(StackcubeError):

@@ -22,10 +22,17 @@ from typing import Any, Self
 import pystac
 
 from stackcube._georef import Affine, to_affine
+from stackcube._hrefs import stored_href
 from stackcube._progress import progress_bar
 from stackcube.assets import SelectedAsset, band_fields
 from stackcube.bands import BandMetadata, Conflict, band_metadata
-from stackcube.errors import CorruptTiffError, NotGriddableError, NothingFoundError, StackcubeError
+from stackcube.errors import (
+    CorruptTiffError,
+    NotGriddableError,
+    NothingFoundError,
+    SignedHrefError,
+    StackcubeError,
+)
 from stackcube.options import CubeOptions
 from stackcube.settings import Settings, current
 from stackcube.tiff import (
@@ -199,6 +206,7 @@ async def read_sources(
 
         async def one(asset: SelectedAsset) -> TiffManifest | StackcubeError:
             try:
+                _storable(asset, settings)  # refused before any request
                 return await read_tiff_async(asset.href, settings=settings)
             except StackcubeError as exc:
                 return exc
@@ -206,7 +214,10 @@ async def read_sources(
                 advance(1)
 
         manifests = await asyncio.gather(*(one(a) for a in chosen))
-    manifests = await probe_hosts(manifests, settings)
+    manifests = [
+        dataclasses.replace(m, href=_storable(a, settings)) if isinstance(m, TiffManifest) else m
+        for a, m in zip(chosen, await probe_hosts(manifests, settings), strict=True)
+    ]
     sources: list[Source] = []
     failures: list[tuple[SelectedAsset, StackcubeError]] = []
     for asset, manifest in zip(chosen, manifests, strict=True):
@@ -225,6 +236,15 @@ async def read_sources(
         where = f"{asset.item.id}/{asset.key}"
         failed.append(f"{where}: {str(error).removeprefix(f'{where}: ')}")
     return sources, failed
+
+
+def _storable(asset: SelectedAsset, settings: Settings) -> str:
+    """The href a cube stores for ``asset`` (without a credential: :func:`stackcube._hrefs.stored_href`); the error
+    names the item and the asset."""
+    try:
+        return stored_href(asset.href, settings.s3.endpoint)
+    except SignedHrefError as exc:
+        raise SignedHrefError(f"asset {asset.key} of item {asset.item.id}: {exc}") from None
 
 
 def _all_failed(failures: Sequence[tuple[SelectedAsset, StackcubeError]], total: int, *, skip: bool) -> StackcubeError:

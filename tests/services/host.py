@@ -8,7 +8,9 @@ misbehave, one switch per behaviour seen in the wild.
   ignored, as hosts that rewrite responses do;
 - ``gzip``: compress range responses whatever Accept-Encoding said;
 - ``head``: answer HEAD; off, 403, as an S3 URL presigned for GET only does;
-- ``ranges``: honour Range; off, the whole file with 200.
+- ``ranges``: honour Range; off, the whole file with 200;
+- ``redirect``: a base URL (another host): every request is answered 302 to the same path and query there, as
+  NASA Earthdata and other token-checking front doors send readers on to a presigned URL.
 
 Every request is recorded (method, path, status, request headers), so tests assert what a client sent.
 """
@@ -49,6 +51,7 @@ class Host:
     gzip: bool = False
     head: bool = True
     ranges: bool = True
+    redirect: str | None = None
     seen: list[Seen] = field(default_factory=list)
 
     def settings(self, **changes: Any) -> contextlib.AbstractContextManager[Host]:
@@ -86,6 +89,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, *, body: bool) -> None:
         host = self.host
+        if host.redirect:
+            self._send(302, {"Location": host.redirect + self.path}, b"", body=body)
+            return
         path = host.root / self.path.split("?", 1)[0].lstrip("/")
         if not path.is_file():
             self._send(404, {}, b"not found", body=body)

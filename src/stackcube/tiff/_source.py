@@ -140,11 +140,24 @@ def _make_store(scheme: str, netloc: str, settings: Settings) -> Any:
 
 
 def resolve(href: str | os.PathLike[str], store: Any = None, settings: Settings | None = None) -> Location:
-    """Resolve ``href`` to its store and path; ``store`` overrides the store for its scheme and host."""
+    """Resolve ``href`` to its store and path; ``store`` overrides the store for its scheme and host.
+
+    An http(s) href with a query string (a signed URL, a version) is requested exactly as given: it gets a store of
+    its own, not shared (its query may be a credential, valid for this object only).
+    """
     url = normalize_href(href)
     parsed = urlparse(url)
+    if store is None and parsed.query and parsed.scheme in {"http", "https"}:
+        return Location(url=url, store=_signed_store(url, settings or current()), path="")
     path = unquote(parsed.path).lstrip("/")
     return Location(url=url, store=store if store is not None else store_for(url, settings or current()), path=path)
+
+
+def _signed_store(url: str, settings: Settings) -> Any:
+    """A store for exactly ``url``, query included (obstore would escape a ``?`` in a path)."""
+    client, retry = _network_options(settings)
+    options = {**client, "allow_http": url.startswith("http:"), "default_headers": IDENTITY}
+    return HTTPStore.from_url(url, client_options=options, retry_config=retry)  # type: ignore[arg-type]
 
 
 # one semaphore per event loop (a loop that is gone takes its semaphore with it) and cap

@@ -1,0 +1,100 @@
+"""Signed hrefs: which query parameters are credentials, how to keep them out of messages, and what a cube stores
+in their place.
+
+Catalogs hand out hrefs that carry credentials in their query string (S3 presigned URLs, Planetary Computer's
+Azure SAS tokens, tokens of other hosts). stackcube reads with them as given, but never stores one: a cube must
+outlive the token it was built with and must not hand a credential to everyone who opens it. An href with a
+credential becomes the object's own address where its storage is known (an S3 presigned URL becomes
+``s3://bucket/key``, read later with credentials given at open), and is refused otherwise, naming the parameter.
+
+No library does this: obstore and Icechunk take credentials, but neither says which parameters of an URL are one.
+This module imports nothing of stackcube at its top: the error tree redacts every message with :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlparse
+
+__all__ = ["SECRET_PARAMS", "redact", "secret_params", "stored_href"]
+
+SECRET_PARAMS = frozenset(
+    {
+        "sig",  # Azure SAS
+        "signature",  # CloudFront, generic
+        "token",
+        "access_token",
+        "auth",
+        "apikey",
+        "api_key",
+        "key",
+        "policy",  # CloudFront
+        "key-pair-id",
+        "x-amz-signature",  # S3 presigned (SigV4)
+        "x-amz-credential",
+        "x-amz-security-token",
+        "awsaccesskeyid",  # S3 presigned (SigV2)
+        "x-goog-signature",  # GCS signed URLs
+        "x-goog-credential",
+        "googleaccessid",
+    }
+)
+"""Query parameters (compared case-insensitively) whose value is a credential or part of one."""
+
+_SECRET_VALUE = re.compile(
+    r"([?&](?:" + "|".join(re.escape(p) for p in SECRET_PARAMS) + r")=)[A-Za-z0-9%+/=._~-]+", re.I
+)
+
+
+def secret_params(href: str) -> list[str]:
+    """The parameters of ``href``'s query string that carry a credential, as the href spells them."""
+    query = urlparse(href).query
+    return [k for k, _ in parse_qsl(query, keep_blank_values=True) if k.lower() in SECRET_PARAMS]
+
+
+def redact(text: str) -> str:
+    """``text`` (a message, an href) with the value of every credential parameter replaced by ``REDACTED``."""
+    return _SECRET_VALUE.sub(r"\1REDACTED", text)
+
+
+def stored_href(href: str, s3_endpoint: str | None = None) -> str:
+    """What a cube stores for ``href``: the href itself when its query string carries no credential; for an S3
+    presigned URL (virtual-hosted, path-style, or path-style on ``s3_endpoint``, the configured S3 endpoint), the
+    object's ``s3://bucket/key``; a :class:`SignedHrefError` for any other href with a credential."""
+    from stackcube.errors import SignedHrefError  # here: the error tree imports this module
+
+    secrets = secret_params(href)
+    if not secrets:
+        return href
+    parsed = urlparse(href)
+    if any(p.lower().startswith("x-amz-") or p.lower() == "awsaccesskeyid" for p in secrets):
+        located = _s3_object(parsed.netloc, parsed.path, s3_endpoint)
+        if located is not None:
+            return f"s3://{located[0]}/{located[1]}"
+        msg = (
+            f"{redact(href)} is an S3 presigned URL on a host that is neither AWS nor the configured S3 endpoint "
+            f"({s3_endpoint or 'none'}); set AWS_ENDPOINT_URL to that host so the cube can store s3:// references"
+        )
+        raise SignedHrefError(msg)
+    msg = (
+        f"{redact(href)} carries a credential in its query string ({', '.join(secrets)}); stackcube never stores "
+        "one, and cannot tell where this object lives without it. Give the catalog's unsigned hrefs (sign at read "
+        "time instead), or an s3:// href"
+    )
+    raise SignedHrefError(msg)
+
+
+_AWS_VIRTUAL = re.compile(r"^(?P<bucket>.+)\.s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com(?::\d+)?$")
+_AWS_PATH = re.compile(r"^s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com(?::\d+)?$")
+
+
+def _s3_object(netloc: str, path: str, s3_endpoint: str | None) -> tuple[str, str] | None:
+    """(bucket, key) of an S3 URL, or None when the host is not S3's."""
+    virtual = _AWS_VIRTUAL.match(netloc)
+    if virtual:
+        return virtual["bucket"], path.lstrip("/")
+    endpoint = urlparse(s3_endpoint).netloc if s3_endpoint else None
+    if _AWS_PATH.match(netloc) or (endpoint and netloc == endpoint):
+        bucket, _, key = path.lstrip("/").partition("/")
+        return (bucket, key) if bucket and key else None
+    return None

@@ -1,0 +1,145 @@
+"""Signed hrefs (_hrefs): read with as given, never stored, never logged.
+
+Unit checks of which parameters are credentials and what is stored in their place, then a cube built from S3
+presigned URLs (moto): its header reads carry the signature, and nothing in the repository does (every virtual
+chunk location, the configuration, every attribute and string array, the commit metadata), while it reads back
+the files' values.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl, urlparse
+
+import numpy as np
+import pytest
+import rasterio
+import zarr
+
+import stackcube
+from stackcube._hrefs import redact, secret_params, stored_href
+from stackcube.errors import SignedHrefError
+
+
+def test_credential_parameters_are_found_and_redacted() -> None:
+    sas = "https://acct.blob.core.windows.net/c/b.tif?st=2024&se=2025&sp=rl&sv=2022&sr=c&sig=abc%2Bdef"
+    assert secret_params(sas) == ["sig"]
+    assert redact(f"could not read {sas}: 403") == (
+        "could not read https://acct.blob.core.windows.net/c/b.tif?st=2024&se=2025&sp=rl&sv=2022&sr=c&sig=REDACTED: 403"
+    )
+    assert secret_params("https://h/x.tif?version=3") == []
+    assert (
+        redact("https://h/x.tif?X-Amz-Signature=s3cr3t&X-Amz-Date=1")
+        == "https://h/x.tif?X-Amz-Signature=REDACTED&X-Amz-Date=1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("href", "stored"),
+    [
+        ("https://h.example/a/b.tif", "https://h.example/a/b.tif"),
+        ("https://h.example/a/b.tif?version=2", "https://h.example/a/b.tif?version=2"),
+        (
+            "https://bucket.s3.us-west-2.amazonaws.com/a/b.tif?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=x",
+            "s3://bucket/a/b.tif",
+        ),
+        ("https://bucket.s3.amazonaws.com/a/b.tif?AWSAccessKeyId=A&Signature=x&Expires=1", "s3://bucket/a/b.tif"),
+        ("https://s3.eu-central-1.amazonaws.com/bucket/a/b.tif?X-Amz-Signature=x", "s3://bucket/a/b.tif"),
+        ("http://127.0.0.1:9000/bucket/a/b.tif?X-Amz-Signature=x", "s3://bucket/a/b.tif"),
+    ],
+)
+def test_what_a_cube_stores_for_an_href(href: str, stored: str) -> None:
+    assert stored_href(href, "http://127.0.0.1:9000") == stored
+
+
+def test_a_credential_stackcube_cannot_place_is_refused_naming_the_parameter() -> None:
+    with pytest.raises(SignedHrefError, match=r"carries a credential in its query string \(token\)") as info:
+        stored_href("https://data.example/x.tif?token=t0ps3cret")
+    assert "t0ps3cret" not in str(info.value)
+    with pytest.raises(SignedHrefError, match="set AWS_ENDPOINT_URL"):
+        stored_href("http://10.0.0.1:9000/bucket/x.tif?X-Amz-Signature=x", "http://127.0.0.1:9000")
+
+
+@pytest.mark.network
+def test_a_signed_href_is_refused_before_any_request(tmp_path) -> None:
+    from tests.services.host import run_host
+    from tests.twins import series
+
+    with run_host(tmp_path / "served") as host:
+        items = series(host.root, host.url, 2)
+        items[1]["assets"]["B04"]["href"] += "?token=t0ps3cret"
+        host.seen.clear()
+        with pytest.raises(SignedHrefError, match=r"asset B04 of item scene-1: .*\(token\)") as info:
+            stackcube.build_cube(items, repo=tmp_path / "cube.icechunk", progress=False)
+        assert "t0ps3cret" not in str(info.value)
+        assert not any("token" in s.path for s in host.seen)
+
+
+def _strings(node: Any) -> list[str]:
+    """Every string a Zarr hierarchy holds: attributes (as JSON) and the values of string arrays."""
+    out = [json.dumps(dict(node.attrs))]
+    if isinstance(node, zarr.Array):
+        if node.dtype.kind in "OUT" or str(node.dtype).startswith("<U") or "String" in type(node.dtype).__name__:
+            out.extend(str(v) for v in np.asarray(node[...]).ravel())
+        return out
+    for _, child in node.members():
+        out.extend(_strings(child))
+    return out
+
+
+@pytest.mark.network
+def test_a_cube_built_from_presigned_urls_reads_and_stores_no_signature(s3, tmp_path) -> None:
+    from tests.twins import series, upload_dir
+
+    items = series(tmp_path / "signed", "https://unused.example/signed", 3)
+    upload_dir(s3.client(), tmp_path / "signed", s3.sources_bucket, "signed")
+    client = s3.client()
+    signatures = []
+    for n, item in enumerate(items):
+        url = client.generate_presigned_url(
+            "get_object", Params={"Bucket": s3.sources_bucket, "Key": f"signed/s{n}.tif"}, ExpiresIn=3600
+        )
+        item["assets"]["B04"]["href"] = url
+        query = dict(parse_qsl(urlparse(url).query))
+        signatures.append(query.get("X-Amz-Signature") or query["Signature"])
+    repo = tmp_path / "cube.icechunk"
+    cube = stackcube.build_cube(items, repo=repo, progress=False)
+    assert [s.manifest.href for s in cube.plan.sources] == [
+        f"s3://{s3.sources_bucket}/signed/s{n}.tif" for n in range(3)
+    ]
+
+    data = stackcube.open_dataarray(repo, mask_and_scale=False)
+    for n in range(3):
+        with rasterio.open(tmp_path / "signed" / f"s{n}.tif") as ds:
+            np.testing.assert_array_equal(data.isel(time=n, band=0).values, ds.read(1))
+
+    repository = stackcube.store.open_repository(repo)
+    session = repository.readonly_session(branch="main")
+    stored = [
+        *session.all_virtual_chunk_locations(),
+        *(repository.config.virtual_chunk_containers or {}),
+        *_strings(zarr.open_group(session.store, mode="r")),
+        *(f"{snap.message} {json.dumps(snap.metadata, default=str)}" for snap in repository.ancestry(branch="main")),
+    ]
+    assert any(text.startswith("s3://") for text in stored)  # the scan sees the references
+    for signature in signatures:
+        assert not [text for text in stored if signature in text]
+
+
+@pytest.mark.network
+def test_header_reads_send_the_query_and_follow_redirects_to_another_host(tmp_path) -> None:
+    from tests.services.host import run_host
+    from tests.twins import series
+
+    with run_host(tmp_path / "served") as files, run_host(tmp_path / "front", redirect=files.url) as front:
+        items = series(files.root, front.url, 2)
+        for item in items:
+            item["assets"]["B04"]["href"] += "?version=2"
+        cube = stackcube.build_cube(items, repo=tmp_path / "cube.icechunk", progress=False)
+        assert {s.path for s in front.seen if s.status == 302} >= {"/s0.tif?version=2", "/s1.tif?version=2"}
+        assert {s.path for s in files.seen if s.status == 206} >= {"/s0.tif?version=2", "/s1.tif?version=2"}
+        assert [s.manifest.href for s in cube.plan.sources] == [f"{front.url}/s{n}.tif?version=2" for n in range(2)]
+        data = stackcube.open_dataarray(tmp_path / "cube.icechunk", mask_and_scale=False)
+        with rasterio.open(files.root / "s1.tif") as ds:  # tile reads follow the redirect too
+            np.testing.assert_array_equal(data.isel(time=1, band=0).values, ds.read(1))
