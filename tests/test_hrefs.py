@@ -88,6 +88,19 @@ def _strings(node: Any) -> list[str]:
     return out
 
 
+def _everything_stored(repo: Any) -> list[str]:
+    """Every string of a repository a token could hide in: each virtual chunk location, the configuration's
+    containers, every attribute and string array of the cube, and each commit's message and metadata."""
+    repository = stackcube.store.open_repository(repo)
+    session = repository.readonly_session(branch="main")
+    return [
+        *session.all_virtual_chunk_locations(),
+        *(repository.config.virtual_chunk_containers or {}),
+        *_strings(zarr.open_group(session.store, mode="r")),
+        *(f"{snap.message} {json.dumps(snap.metadata, default=str)}" for snap in repository.ancestry(branch="main")),
+    ]
+
+
 @pytest.mark.network
 def test_a_cube_built_from_presigned_urls_reads_and_stores_no_signature(s3, tmp_path) -> None:
     from tests.twins import series, upload_dir
@@ -114,14 +127,7 @@ def test_a_cube_built_from_presigned_urls_reads_and_stores_no_signature(s3, tmp_
         with rasterio.open(tmp_path / "signed" / f"s{n}.tif") as ds:
             np.testing.assert_array_equal(data.isel(time=n, band=0).values, ds.read(1))
 
-    repository = stackcube.store.open_repository(repo)
-    session = repository.readonly_session(branch="main")
-    stored = [
-        *session.all_virtual_chunk_locations(),
-        *(repository.config.virtual_chunk_containers or {}),
-        *_strings(zarr.open_group(session.store, mode="r")),
-        *(f"{snap.message} {json.dumps(snap.metadata, default=str)}" for snap in repository.ancestry(branch="main")),
-    ]
+    stored = _everything_stored(repo)
     assert any(text.startswith("s3://") for text in stored)  # the scan sees the references
     for signature in signatures:
         assert not [text for text in stored if signature in text]
@@ -143,3 +149,62 @@ def test_header_reads_send_the_query_and_follow_redirects_to_another_host(tmp_pa
         data = stackcube.open_dataarray(tmp_path / "cube.icechunk", mask_and_scale=False)
         with rasterio.open(files.root / "s1.tif") as ds:  # tile reads follow the redirect too
             np.testing.assert_array_equal(data.isel(time=1, band=0).values, ds.read(1))
+
+
+@pytest.mark.network
+def test_a_bearer_token_host_that_redirects_works_with_credentials_and_stores_no_token(tmp_path) -> None:
+    """Earthdata's shape: a front door that wants a bearer token and redirects to the file's real (presigned)
+    location on another host. The token is given per call, used for that host only, and stored nowhere."""
+    from stackcube.errors import SourceError
+    from tests.services.host import run_host
+    from tests.twins import series
+
+    token = "T0KEN-not-for-storing"
+    with (
+        run_host(tmp_path / "served") as files,
+        run_host(tmp_path / "front", redirect=files.url, token=token) as front,
+    ):
+        items = series(files.root, front.url, 2)
+        repo = tmp_path / "cube.icechunk"
+        with pytest.raises(
+            SourceError, match=r"refused access: if it wants a token, pass credentials=.*lacked valid authentication"
+        ):
+            stackcube.build_cube(items, repo=repo, progress=False)
+        credentials = {f"{front.url}/": {"Authorization": f"Bearer {token}"}}
+        stackcube.build_cube(items, repo=repo, progress=False, credentials=credentials)
+        assert all(s.headers.get("authorization") is None for s in files.seen)  # never sent on to the other host
+
+        with pytest.raises(SourceError, match=rf"access denied .*credentials=\{{'{front.url}/': \.\.\.}}"):
+            _ = stackcube.open_dataarray(repo, mask_and_scale=False).values
+        data = stackcube.open_dataarray(repo, mask_and_scale=False, credentials=credentials)
+        for n in range(2):
+            with rasterio.open(files.root / f"s{n}.tif") as ds:
+                np.testing.assert_array_equal(data.isel(time=n, band=0).values, ds.read(1))
+        assert stackcube.verify_cube(repo, progress=False, credentials=credentials)[0].ok
+        assert not [text for text in _everything_stored(repo) if token in text]
+
+
+@pytest.mark.network
+def test_requester_pays_is_said_on_header_reads(s3, tmp_path, use_settings) -> None:
+    """A requester-pays bucket (USGS Landsat) wants ``x-amz-request-payer: requester`` on every request: from
+    ``AWS_REQUEST_PAYER=requester``, header reads send it (seen at a proxy in front of the S3 server; moto itself
+    does not enforce requester pays)."""
+    from stackcube.settings import S3Settings
+    from tests.services.proxy import run_proxy
+    from tests.twins import series, upload_dir
+
+    items = series(tmp_path / "paid", f"s3://{s3.sources_bucket}/paid", 2)
+    upload_dir(s3.client(), tmp_path / "paid", s3.sources_bucket, "paid")
+    with run_proxy(s3.endpoint, record=True) as proxy:
+        s3_settings = S3Settings.from_env({"AWS_ENDPOINT_URL": proxy.url, "AWS_REQUEST_PAYER": "requester"})
+        assert s3_settings.requester_pays
+        use_settings(s3=S3Settings(proxy.url, "us-east-1", signed=True, requester_pays=True))
+        repo = tmp_path / "cube.icechunk"
+        stackcube.build_cube(items, repo=repo, progress=False)
+        header_reads = [h for h in proxy.heads if h.startswith(b"GET /sources/")]
+        assert len(header_reads) >= 2
+        assert all(b"x-amz-request-payer: requester" in h.lower() for h in header_reads)
+        # tile reads: Icechunk 2.3's S3 virtual chunk fetcher does not send it (its S3Options.requester_pays is
+        # applied to repository storage only); stackcube passes the option on, and the README says so
+        data = stackcube.open_dataarray(repo, mask_and_scale=False).values
+        assert data.shape == (2, 1, 256, 256)

@@ -14,9 +14,11 @@ This module imports nothing of stackcube at its top: the error tree redacts ever
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
-__all__ = ["SECRET_PARAMS", "redact", "secret_params", "stored_href"]
+__all__ = ["SECRET_PARAMS", "headers_for", "redact", "secret_params", "stored_href"]
 
 SECRET_PARAMS = frozenset(
     {
@@ -98,3 +100,26 @@ def _s3_object(netloc: str, path: str, s3_endpoint: str | None) -> tuple[str, st
         bucket, _, key = path.lstrip("/").partition("/")
         return (bucket, key) if bucket and key else None
     return None
+
+
+def headers_for(url: str, credentials: Mapping[str, Any] | Callable[[str], Any] | None) -> dict[str, str]:
+    """The request headers ``credentials`` give for an http(s) ``url``: those of the longest prefix of it (a
+    callable is asked with ``scheme://host/``); none for other schemes or when no prefix matches. Headers go to
+    the host they were given for only."""
+    parsed = urlparse(url)
+    if credentials is None or parsed.scheme not in {"http", "https"}:
+        return {}
+    if callable(credentials):
+        given = credentials(f"{parsed.scheme}://{parsed.netloc}/")
+    else:
+        matching = [p for p in credentials if url.startswith(p) and _host_boundary(url, p)]
+        given = credentials[max(matching, key=len)] if matching else None
+    if not isinstance(given, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in given.items()}
+
+
+def _host_boundary(url: str, prefix: str) -> bool:
+    """``prefix`` covers a whole host (``https://a.example`` must not match ``https://a.example.evil/``)."""
+    rest = url[len(prefix) :]
+    return prefix.endswith("/") or not rest or rest[0] in "/?#"

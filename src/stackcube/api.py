@@ -20,7 +20,7 @@ from stackcube.assets import choose_assets
 from stackcube.cube import CubePlan, plan_sources
 from stackcube.options import CubeOptions, GroupBy, Harmonize, OnError, Overlap
 from stackcube.search import CatalogLike, SearchArgs, search_items
-from stackcube.settings import current
+from stackcube.settings import Credentials, current, with_credentials
 from stackcube.sources import read_sources
 from stackcube.store import (
     OpenArgs,
@@ -75,6 +75,9 @@ class PlanArgs(SearchArgs, SourceArgs, total=False):
     """A union's time steps: per ``"datetime"`` (default), per ``"solar_day"``, or None (one per item)."""
     progress: bool
     """Progress bars for header reads and reference writes (default True)."""
+    credentials: Credentials | None
+    """What the sources' hosts want, per URL prefix, for this call (:attr:`stackcube.settings.Settings.credentials`):
+    request headers for an http(s) prefix (a bearer token). Never stored in the cube."""
 
 
 PLAN_KEYWORDS = keywords_of(PlanArgs)
@@ -86,7 +89,7 @@ def _plan_args(kwargs: Mapping[str, Any], where: str) -> tuple[CubeOptions, Sear
     """Split a call's keywords into the options, the search and ``progress``; refuse unknown ones."""
     check_keywords(kwargs, PLAN_KEYWORDS, where)
     options = CubeOptions(**{k: kwargs[k] for k in _OPTIONS if k in kwargs})
-    search: Any = {k: v for k, v in kwargs.items() if k not in _OPTIONS and k != "progress"}
+    search: Any = {k: v for k, v in kwargs.items() if k not in _OPTIONS and k not in {"progress", "credentials"}}
     return options, search, bool(kwargs.get("progress", True))
 
 
@@ -95,7 +98,7 @@ async def plan_cube_async(
 ) -> CubePlan:
     """Async twin of :func:`plan_cube`."""
     options, search, progress = _plan_args(kwargs, "plan_cube")
-    settings = current()
+    settings = with_credentials(current(), kwargs.get("credentials"))
     q, items = await asyncio.to_thread(search_items, catalog, bbox=bbox, datetime=datetime, settings=settings, **search)
     chosen, skipped = choose_assets(items, q, options.assets)
     sources, failed = await read_sources(chosen, options, progress=progress, settings=settings)

@@ -25,7 +25,7 @@ from stackcube.cube import plan_sources
 from stackcube.errors import ConcurrentUpdateError, RepositoryError
 from stackcube.options import OnError
 from stackcube.search import search_again
-from stackcube.settings import Settings, current
+from stackcube.settings import Credentials, Settings, current, with_credentials
 from stackcube.sources import Source, check_sources, read_sources
 from stackcube.store import RepoLike, StoredCube, open_repository, read_stored, readonly_session, write_plan
 from stackcube.tiff import normalize_href
@@ -233,6 +233,7 @@ def refresh_cube(
     allow: Iterable[str] | None = None,
     attempts: int = 5,
     check_etags: bool = False,
+    credentials: Credentials | None = None,
 ) -> RefreshReport:
     """Bring a cube up to date with its catalog in one commit, or none when nothing changed.
 
@@ -258,17 +259,20 @@ def refresh_cube(
         URL prefixes the cube may read sources from; a cube pointing elsewhere is refused.
     attempts
         How many times to start over when another writer commits to the branch first.
+    credentials
+        What the sources' hosts want, per URL prefix (:data:`stackcube.settings.Credentials`): request headers for
+        header reads of new items (and the checks of ``check_etags``). Never stored.
 
     Returns
     -------
     RefreshReport
         What was added, changed, removed and failed, and the new snapshot id (None when nothing changed).
     """
-    job = _Refresh(branch, tag, dry_run, remove, on_error, progress, allow, current())
+    job = _Refresh(branch, tag, dry_run, remove, on_error, progress, allow, with_credentials(current(), credentials))
     cache: dict[tuple[str, str, Any], Source] = {}
     forced = set(force)
     if check_etags:
-        checked, _ = verify_cube(repo, branch=branch, progress=progress, allow=allow)
+        checked, _ = verify_cube(repo, branch=branch, progress=progress, allow=allow, credentials=credentials)
         forced.update(href for href, _, _ in checked.changed)
     for attempt in range(1, attempts + 1):
         try:
@@ -338,6 +342,7 @@ def verify_cube(
     fix: bool = False,
     progress: bool = True,
     allow: Iterable[str] | None = None,
+    credentials: Credentials | None = None,
 ) -> tuple[VerifyReport, RefreshReport | None]:
     """Ask every source of the cube what it is now (a HEAD each, concurrently; a one-byte GET where HEAD is
     refused), compare every validator the cube recorded (ETag, Last-Modified, size) and report what changed or
@@ -345,7 +350,7 @@ def verify_cube(
 
     With ``fix``, refresh exactly the changed sources (``refresh_cube(force=...)``) and return its report too.
     """
-    settings = current()
+    settings = with_credentials(current(), credentials)
     repository, stored = _stored(repo, branch, allow, settings)
     unique = list({s.manifest.href: s for s in stored.sources}.values())
     checks = _sync.run(check_sources(unique, progress=progress, settings=settings))
@@ -362,6 +367,11 @@ def verify_cube(
     refreshed = None
     if fix and changed:
         refreshed = refresh_cube(
-            repository, branch=branch, force=[href for href, _, _ in changed], progress=progress, allow=allow
+            repository,
+            branch=branch,
+            force=[href for href, _, _ in changed],
+            progress=progress,
+            allow=allow,
+            credentials=credentials,
         )
     return report, refreshed

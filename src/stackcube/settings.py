@@ -28,11 +28,17 @@ import sys
 import threading
 import types
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-__all__ = ["S3Settings", "Settings", "current", "reset", "set"]
+__all__ = ["Credentials", "S3Settings", "Settings", "current", "reset", "set", "with_credentials"]
+
+type Credentials = Mapping[str, Any] | Callable[[str], Any]
+"""What the sources' hosts want, per URL prefix (a virtual chunk container prefix, which ``stackcube info``
+lists, or any prefix of hrefs): for an http(s) prefix, request headers (``{"Authorization": "Bearer ..."}``); for
+an ``s3://`` prefix, an Icechunk credential (``icechunk.s3_credentials(...)``, refreshable ones included); or a
+callable from prefix to one (None: the default for that prefix)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,9 @@ class S3Settings:
     """``AWS_REGION`` or ``AWS_DEFAULT_REGION``."""
     signed: bool = False
     """Whether requests are signed: credentials are in the environment (``AWS_ACCESS_KEY_ID`` or ``AWS_PROFILE``)."""
+    requester_pays: bool = False
+    """Requests say the requester pays (``x-amz-request-payer: requester``), as requester-pays buckets (USGS
+    Landsat) demand: ``AWS_REQUEST_PAYER`` set to ``requester`` or ``true`` (obstore's convention)."""
 
     @property
     def allow_http(self) -> bool:
@@ -62,6 +71,7 @@ class S3Settings:
             endpoint=environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or None,
             region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
             signed=bool(environ.get("AWS_ACCESS_KEY_ID") or environ.get("AWS_PROFILE")),
+            requester_pays=environ.get("AWS_REQUEST_PAYER", "").strip().lower() in {"requester", "true"},
         )
 
 
@@ -87,6 +97,12 @@ class Settings:
     (env ``STACKCUBE_REQUEST_TIMEOUT``)."""
     s3: S3Settings = field(default_factory=S3Settings)
     """Where ``s3://`` URLs are served from (the ``AWS_*`` variables)."""
+    credentials: Credentials | None = field(default=None, repr=False, compare=False)
+    """What the sources' hosts want, per URL prefix (never read from the environment, never stored, never
+    printed): for an http(s) prefix, request headers (``{"Authorization": "Bearer ..."}``), sent with header reads,
+    HEADs and tile reads of hrefs under it and to no other host; for an ``s3://`` (or other object store) prefix,
+    an Icechunk credential, used by tile reads. A callable takes ``scheme://host/`` (for requests) or a container
+    prefix (for tile reads). The ``credentials=`` keyword of ``build_cube``, ``open_cube``... sets it for one call."""
 
     def __post_init__(self) -> None:
         for name in ("max_concurrency", "header_bytes"):
@@ -168,6 +184,11 @@ def set(**changes: Any) -> _Override:
         previous = _current if _current is not None else Settings.from_env()
         _current = dataclasses.replace(previous, **changes)
     return _Override(previous)
+
+
+def with_credentials(settings: Settings, credentials: Credentials | None) -> Settings:
+    """``settings`` with ``credentials`` for one call (unchanged when they are None)."""
+    return settings if credentials is None else dataclasses.replace(settings, credentials=credentials)
 
 
 def reset() -> None:

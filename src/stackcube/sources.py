@@ -270,8 +270,8 @@ def _reason(message: str) -> str:
     """A failure's message without hrefs, paths and timings, so failures of one kind group together."""
     first, _, rest = message.partition(" ")
     reason = rest.removeprefix(": ") if ("://" in first or first.startswith("/")) else message
-    reason = re.sub(r"[a-z0-9+]+://\S+|(?<![\w.])/[^\s:)]+|(?<=location )[^\s:)]+", "<href>", reason)
-    return re.sub(r" in [0-9.]+\s*(?:µs|us|ms|s)\b", "", reason)[:200]
+    reason = re.sub(r"[a-z0-9+]+://[^\s']+|(?<![\w.])/[^\s:)]+|(?<=location |for path )[^\s:)]+", "<href>", reason)
+    return re.sub(r" in [0-9.]+\s*(?:µs|us|ms|s)\b", "", reason)[:300]
 
 
 @dataclass(frozen=True, slots=True)

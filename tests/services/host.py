@@ -9,6 +9,7 @@ misbehave, one switch per behaviour seen in the wild.
 - ``gzip``: compress range responses whatever Accept-Encoding said;
 - ``head``: answer HEAD; off, 403, as an S3 URL presigned for GET only does;
 - ``ranges``: honour Range; off, the whole file with 200;
+- ``token``: requests must carry ``Authorization: Bearer <token>`` (else 401), as Earthdata's front door wants;
 - ``redirect``: a base URL (another host): every request is answered 302 to the same path and query there, as
   NASA Earthdata and other token-checking front doors send readers on to a presigned URL.
 
@@ -52,6 +53,7 @@ class Host:
     head: bool = True
     ranges: bool = True
     redirect: str | None = None
+    token: str | None = None
     seen: list[Seen] = field(default_factory=list)
 
     def settings(self, **changes: Any) -> contextlib.AbstractContextManager[Host]:
@@ -89,6 +91,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, *, body: bool) -> None:
         host = self.host
+        if host.token and self.headers.get("Authorization") != f"Bearer {host.token}":
+            self._send(401, {"WWW-Authenticate": "Bearer"}, b"", body=body)
+            return
         if host.redirect:
             self._send(302, {"Location": host.redirect + self.path}, b"", body=body)
             return

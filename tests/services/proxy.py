@@ -41,6 +41,9 @@ class Proxy:
     faults: tuple[str, ...] = FAULTS
     stall_seconds: float = 30.0
     retry_after: int = 1
+    record: bool = False
+    """Keep the head (request line and headers) of every request in ``heads``."""
+    heads: list[bytes] = field(default_factory=list)
     dialect: str = "http"
     """How injected errors look: ``"http"`` (a plain-text body) or ``"s3"`` (S3's XML error documents: 500
     InternalError, 503 SlowDown, 429 TooManyRequests), so each client sees the errors its service really sends."""
@@ -122,6 +125,8 @@ async def _handle(proxy: Proxy, client_r: asyncio.StreamReader, client_w: asynci
             body = await _read_body(client_r, head, response=False, method=method)
             proxy.stats["requests"] += 1
             proxy.stats[method.decode()] += 1
+            if proxy.record:
+                proxy.heads.append(head)
             token = proxy.begin()
             try:
                 upstream, keep_going = await _answer(proxy, client_w, upstream, head, body, method, token)

@@ -26,7 +26,7 @@ from stackcube._physical import physical
 from stackcube._retry import again, retry_sync, wait, without_timings
 from stackcube.errors import ArrayNotFoundError, RepositoryError, SourceChangedError, SourceError, StackcubeError
 from stackcube.options import Chunks
-from stackcube.settings import Settings, current
+from stackcube.settings import Credentials, Settings, current
 from stackcube.sources import Source
 from stackcube.store.layout import DATA, ArrayLayout, CubeMetadata, data_path, level_path, read_sources_table
 from stackcube.store.repo import (
@@ -84,6 +84,10 @@ class ReadArgs(TypedDict, total=False):
     """None: one dask chunk per source tile; ``{"y": 2048, "x": 2048}``: those chunks; False: no dask."""
     allow: Sequence[str] | None
     """URL prefixes the cube may read sources from; a cube pointing elsewhere is refused before any read."""
+    credentials: Credentials | None
+    """What reading the sources takes, given at open and never stored: per container prefix (``stackcube info``
+    lists them), an Icechunk credential (``icechunk.s3_credentials(...)``, refreshable ones included) or, for an
+    http(s) prefix, request headers (``{"Authorization": "Bearer ..."}``); or a callable from prefix to one."""
 
 
 class OpenArgs(ReadArgs, total=False):
@@ -113,6 +117,8 @@ class OpenOptions:
     """How opened arrays are chunked (:data:`stackcube.options.Chunks`)."""
     allow: tuple[str, ...] | None = None
     """URL prefixes the cube may read sources from."""
+    credentials: Credentials | None = None
+    """What reading the sources takes, per container prefix (:data:`stackcube.store.Credentials`)."""
 
     @classmethod
     def from_args(cls, args: Mapping[str, Any], where: str) -> Self:
@@ -124,6 +130,7 @@ class OpenOptions:
             mask_and_scale=bool(args.get("mask_and_scale", True)),
             chunks=args.get("chunks"),
             allow=tuple(allow) if allow is not None else None,
+            credentials=args.get("credentials"),
         )
 
 
@@ -133,9 +140,10 @@ class _GuardedStore(WrapperStore[Any]):
     never multiply), and Icechunk's errors become stackcube's, naming the source: a changed or deleted source is a
     :class:`SourceChangedError`, a failure that outlived its retries a :class:`SourceError` that says so."""
 
-    def __init__(self, store: Any, settings: Settings) -> None:
+    def __init__(self, store: Any, settings: Settings, prefixes: Sequence[str] = ()) -> None:
         super().__init__(store)
         self._settings = settings
+        self._prefixes = tuple(sorted(prefixes, key=len, reverse=True))
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
         started, attempt = time.monotonic(), 0
@@ -169,6 +177,14 @@ class _GuardedStore(WrapperStore[Any]):
                     "(stackcube refresh) to drop it or index where it went"
                 )
                 return SourceChangedError(msg)
+            if _DENIED.search(without_timings(reason)):
+                prefix = next((p for p in self._prefixes if source.startswith(p)), "the source's container prefix")
+                msg = (
+                    f"could not read {source}: access denied ({reason[:200]}); reading it takes credentials: open "
+                    f"with credentials={{'{prefix}': ...}} (an Icechunk credential such as icechunk.s3_credentials"
+                    "(...), or request headers for an HTTP host); stackcube info REPO lists the prefixes"
+                )
+                return SourceError(msg)
             error: StackcubeError = SourceError(f"could not read {source}: {_explain(reason)}")
         else:
             error = RepositoryError(f"could not read {key} of the repository: {reason[:300]}")
@@ -193,6 +209,7 @@ class _GuardedStore(WrapperStore[Any]):
 
 
 # how object_store (local files, HTTP), S3 and Azure say an object is not there
+_DENIED = re.compile(r"\b40[13]\b|AccessDenied|Forbidden|Unauthori[sz]ed|PermissionDenied|AuthenticationFailed")
 _GONE = re.compile(r"not found|NoSuchKey|BlobNotFound|No such file|\b404\b")
 
 
@@ -211,25 +228,30 @@ def _explain(reason: str) -> str:
     return reason[:400]
 
 
-def _session(repo: RepoLike, options: OpenOptions, settings: Settings | None) -> icechunk.Session:
+def _session(
+    repo: RepoLike, options: OpenOptions, settings: Settings | None
+) -> tuple[icechunk.Session, tuple[str, ...]]:
     """A read-only session on the version asked for, with a container for every prefix the cube lists (a
-    concurrent writer's configuration cannot take one away); transient failures are retried."""
+    concurrent writer's configuration cannot take one away), and those prefixes; transient failures are retried."""
     settings = settings or current()
+    credentials = options.credentials if options.credentials is not None else settings.credentials
 
-    def attempt() -> icechunk.Session:
-        repository = open_repository(repo, allow=options.allow, reading=True, settings=settings)
+    def attempt() -> tuple[icechunk.Session, tuple[str, ...]]:
+        repository = open_repository(
+            repo, allow=options.allow, reading=True, credentials=credentials, settings=settings
+        )
         session = options.version.session(repository, repo)
+        known = tuple((repository.config.virtual_chunk_containers or {}).keys())
         try:
             metadata = CubeMetadata.from_attrs(_root(session, repo).attrs)
         except RepositoryError:
-            return session
-        known = set((repository.config.virtual_chunk_containers or {}).keys())
-        if set(metadata.containers) <= known:
-            return session
+            return session, known
+        if set(metadata.containers) <= set(known):
+            return session, known
         if options.allow is not None:
             check_allowed(metadata.containers, options.allow, repo)
-        repository = with_containers(repository, metadata.containers, settings)
-        return repository.readonly_session(snapshot_id=session.snapshot_id)
+        repository = with_containers(repository, metadata.containers, settings, credentials)
+        return repository.readonly_session(snapshot_id=session.snapshot_id), (*known, *metadata.containers)
 
     try:
         return retry_sync(attempt, settings)
@@ -252,7 +274,7 @@ def _root(session: icechunk.Session, repo: RepoLike) -> zarr.Group:
 
 def read_metadata(repo: RepoLike, version: Version = Version(), *, settings: Settings | None = None) -> CubeMetadata:
     """The cube's root description (search, options, arrays, unions): one metadata read, no source touched."""
-    session = _session(repo, OpenOptions(version=version), settings)
+    session, _ = _session(repo, OpenOptions(version=version), settings)
     return CubeMetadata.from_attrs(_root(session, repo).attrs)
 
 
@@ -311,9 +333,9 @@ def open_datatree(
 ) -> xr.DataTree:
     """Open a cube lazily: one child per stored array with its levels, and one per union."""
     options = options or OpenOptions()
-    session = _session(repo, options, settings)
+    session, prefixes = _session(repo, options, settings)
     _root(session, repo)
-    store = _GuardedStore(session.store, settings or current())
+    store = _GuardedStore(session.store, settings or current(), prefixes)
     tree = xr.open_datatree(
         cast("Any", store), chunks=_xarray_chunks(options.chunks), mask_and_scale=_cf(options), **_OPEN
     )
@@ -359,8 +381,8 @@ def open_level(
     ``array`` may be None when the cube has one. Errors name the arrays and levels there are.
     """
     options = options or OpenOptions()
-    session = _session(repo, options, settings)
-    store = _GuardedStore(session.store, settings or current())
+    session, prefixes = _session(repo, options, settings)
+    store = _GuardedStore(session.store, settings or current(), prefixes)
     metadata = CubeMetadata.from_attrs(_root(session, repo).attrs)
     array = _array_name(metadata, array, repo)
     union = metadata.union(array)

@@ -13,7 +13,7 @@ import fcntl
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -22,15 +22,17 @@ import icechunk
 
 from stackcube._retry import without_timings
 from stackcube.errors import RepositoryError, SourceError, UntrustedSourceError, VersionNotFoundError
-from stackcube.settings import Settings, current
+from stackcube.settings import Credentials, Settings, current
 
 __all__ = [
     "ONE_REQUEST",
     "RepoLike",
+    "Credentials",
     "check_allowed",
     "container_prefixes",
     "exclusive",
     "exists",
+    "given_for",
     "memory_repository",
     "open_repository",
     "quiet_logs",
@@ -62,7 +64,11 @@ def container_prefixes(hrefs: Iterable[str]) -> list[str]:
     return prefixes
 
 
-def _container(prefix: str, settings: Settings) -> icechunk.VirtualChunkContainer:
+def _container(
+    prefix: str, settings: Settings, headers: Mapping[str, str] | None = None
+) -> icechunk.VirtualChunkContainer:
+    """The container for ``prefix``; ``headers`` (an http(s) prefix's credentials, given at open) go into the
+    in-memory configuration only: only containers made without them are ever saved."""
     scheme = urlparse(prefix).scheme
     store: Any
     if scheme in {"http", "https"}:
@@ -71,7 +77,7 @@ def _container(prefix: str, settings: Settings) -> icechunk.VirtualChunkContaine
             "timeout": f"{settings.request_timeout}s",
             "connect_timeout": f"{min(10.0, settings.request_timeout)}s",
         }
-        store = icechunk.http_store(timeouts, headers={"accept-encoding": "identity"})
+        store = icechunk.http_store(timeouts, headers={"accept-encoding": "identity", **(headers or {})})
     elif scheme == "s3":
         s3 = settings.s3
         store = icechunk.s3_store(
@@ -80,6 +86,7 @@ def _container(prefix: str, settings: Settings) -> icechunk.VirtualChunkContaine
             allow_http=s3.allow_http,
             force_path_style=bool(s3.endpoint),
             anonymous=not s3.signed,
+            requester_pays=s3.requester_pays,
         )
     elif scheme == "file":
         store = icechunk.local_filesystem_store(urlparse(prefix).path)
@@ -89,10 +96,15 @@ def _container(prefix: str, settings: Settings) -> icechunk.VirtualChunkContaine
     return icechunk.VirtualChunkContainer(prefix, store)
 
 
-def _credential(prefix: str, settings: Settings) -> Any:
+def _credential(prefix: str, settings: Settings, credentials: Credentials | None = None) -> Any:
+    """What Icechunk reads ``prefix`` with: the caller's credential for it (given at open), else the default: the
+    environment's S3 credentials, or anonymous access."""
+    given = given_for(credentials, prefix)
     scheme = urlparse(prefix).scheme
     if scheme in {"http", "https"}:
-        return icechunk.credentials.HttpAccess
+        return icechunk.credentials.HttpAccess  # headers, if given, are in the container (in memory)
+    if given is not None:
+        return _wrapped(given, prefix)
     if scheme == "file":
         return icechunk.credentials.LocalFileSystemAccess
     if scheme == "s3":
@@ -100,6 +112,32 @@ def _credential(prefix: str, settings: Settings) -> Any:
             return icechunk.Credentials.S3(icechunk.s3_credentials(from_env=True))
         return icechunk.Credentials.S3(icechunk.s3_anonymous_credentials())
     return None
+
+
+def given_for(credentials: Credentials | None, prefix: str) -> Any:
+    """The caller's credential for ``prefix`` (None when there is none)."""
+    if credentials is None:
+        return None
+    if callable(credentials):
+        return credentials(prefix)
+    return credentials.get(prefix)
+
+
+def _wrapped(given: Any, prefix: str) -> Any:
+    """An Icechunk credential as ``authorize_virtual_chunk_access`` takes it."""
+    if isinstance(given, icechunk.S3Credentials):
+        return icechunk.Credentials.S3(given)  # type: ignore[arg-type]
+    if isinstance(given, icechunk.AzureCredentials):
+        return icechunk.Credentials.Azure(given)
+    if isinstance(given, icechunk.GcsCredentials):
+        return icechunk.Credentials.Gcs(given)
+    if isinstance(given, icechunk.Credentials.S3 | icechunk.Credentials.Azure | icechunk.Credentials.Gcs):
+        return given
+    msg = (
+        f"credentials for {prefix}: {type(given).__name__} is not an Icechunk credential; give "
+        "icechunk.s3_credentials(...), icechunk.azure_credentials(...) or icechunk.gcs_credentials(...)"
+    )
+    raise TypeError(msg)
 
 
 def _storage(repo: str | os.PathLike[str] | icechunk.Storage, settings: Settings) -> icechunk.Storage:
@@ -136,6 +174,7 @@ def open_repository(
     create: bool = False,
     allow: Iterable[str] | None = None,
     reading: bool = False,
+    credentials: Credentials | None = None,
     settings: Settings | None = None,
 ) -> icechunk.Repository:
     """Open (or create) a repository whose containers cover ``prefixes``, authorizing exactly its containers.
@@ -145,11 +184,13 @@ def open_repository(
     changed by :func:`save_containers` (a cube's readers need not it: the cube lists its containers). With
     ``allow`` (URL prefixes), a repository that declares a container outside all of them is refused before
     anything is read through it. ``reading``: Icechunk does not retry (stackcube's read path does, in one layer,
-    :mod:`stackcube.store.read`).
+    :mod:`stackcube.store.read`). ``credentials`` (:data:`Credentials`) authorize the containers they name.
     """
     settings = settings or current()
     try:
-        return _open(repo, prefixes, create=create, allow=allow, reading=reading, settings=settings)
+        return _open(
+            repo, prefixes, create=create, allow=allow, reading=reading, credentials=credentials, settings=settings
+        )
     except icechunk.IcechunkError as exc:
         msg = f"{_name(repo)} cannot be used as an Icechunk repository: {_first_line(exc)}"
         if "clean prefix" in str(exc):
@@ -208,6 +249,7 @@ def _open(
     create: bool,
     allow: Iterable[str] | None,
     reading: bool,
+    credentials: Credentials | None,
     settings: Settings,
 ) -> icechunk.Repository:
     given = repo if isinstance(repo, icechunk.Repository) else None
@@ -227,12 +269,12 @@ def _open(
     whole = _whole_chunk_requests(config)
     if reading:
         _read_policy(config, settings)
-    if given is not None and not added and whole and not reading:
+    if given is not None and not added and whole and not reading and credentials is None:
         return given
     for prefix in sorted(known.union(added)):
         if prefix in added or urlparse(prefix).scheme in {"http", "https"}:  # today's timeouts and headers
-            config.set_virtual_chunk_container(_container(prefix, settings))
-    access = {prefix: _credential(prefix, settings) for prefix in sorted(known.union(added))}
+            config.set_virtual_chunk_container(_container(prefix, settings, _headers(credentials, prefix)))
+    access = {prefix: _credential(prefix, settings, credentials) for prefix in sorted(known.union(added))}
     if given is not None:
         return given.reopen(config=config, authorize_virtual_chunk_access=access)
     if exists:
@@ -243,7 +285,15 @@ def _open(
         # another writer may be creating it at this moment: wait (briefly) for theirs to be complete, and use it
         for _ in range(50):
             if icechunk.Repository.exists(storage):
-                return _open(repo, prefixes, create=False, allow=allow, reading=reading, settings=settings)
+                return _open(
+                    repo,
+                    prefixes,
+                    create=False,
+                    allow=allow,
+                    reading=reading,
+                    credentials=credentials,
+                    settings=settings,
+                )
             time.sleep(0.1)
         raise
 
@@ -299,7 +349,10 @@ def save_containers(repository: icechunk.Repository, prefixes: Iterable[str], se
 
 
 def with_containers(
-    repository: icechunk.Repository, prefixes: Iterable[str], settings: Settings | None = None
+    repository: icechunk.Repository,
+    prefixes: Iterable[str],
+    settings: Settings | None = None,
+    credentials: Credentials | None = None,
 ) -> icechunk.Repository:
     """``repository`` (reopened in memory, nothing saved) with containers for ``prefixes`` it does not declare."""
     settings = settings or current()
@@ -309,9 +362,20 @@ def with_containers(
     if not missing:
         return repository
     for prefix in missing:
-        config.set_virtual_chunk_container(_container(prefix, settings))
-    access = {prefix: _credential(prefix, settings) for prefix in sorted(known.union(missing))}
+        config.set_virtual_chunk_container(_container(prefix, settings, _headers(credentials, prefix)))
+    access = {prefix: _credential(prefix, settings, credentials) for prefix in sorted(known.union(missing))}
     return repository.reopen(config=config, authorize_virtual_chunk_access=access)
+
+
+def _headers(credentials: Credentials | None, prefix: str) -> Mapping[str, str] | None:
+    """The request headers the caller gave for an http(s) prefix (a bearer token), else None."""
+    given = given_for(credentials, prefix)
+    if given is None or urlparse(prefix).scheme not in {"http", "https"}:
+        return None
+    if not isinstance(given, Mapping):
+        msg = f"credentials for {prefix} (an HTTP host) are request headers, e.g. {{'Authorization': 'Bearer ...'}}"
+        raise TypeError(msg)
+    return {str(k): str(v) for k, v in given.items()}
 
 
 def _read_policy(config: icechunk.RepositoryConfig, settings: Settings) -> None:

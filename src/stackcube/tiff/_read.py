@@ -10,7 +10,7 @@ from stackcube.errors import CorruptTiffError, SourceChangedError, SourceError, 
 from stackcube.settings import Settings, current
 from stackcube.tiff._model import TiffManifest, is_weak
 from stackcube.tiff._parse import NeedBytes, SparseFile, parse_manifest
-from stackcube.tiff._source import ObjectInfo, get_range, head, limit, resolve
+from stackcube.tiff._source import ObjectInfo, get_range, head, limit, range_refused, resolve
 
 __all__ = ["head_async", "read_tiff", "read_tiff_async"]
 
@@ -34,7 +34,7 @@ async def read_tiff_async(
         except SourceError as exc:
             # a range request on an empty object is invalid; tell that apart from a real failure (not from an
             # unreachable host, which was retried already)
-            if exc.transient or (await head(location, settings)).size != 0:
+            if exc.transient or not range_refused(exc.__cause__) or (await head(location, settings)).size != 0:
                 raise
             data, info = b"", ObjectInfo(size=0, etag=None, last_modified=None)
     if info.size == 0 or not data:

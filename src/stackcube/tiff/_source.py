@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlparse
 import obstore
 from obstore.store import HTTPStore, LocalStore, S3Store
 
+from stackcube._hrefs import headers_for
 from stackcube._retry import retry_async, without_timings
 from stackcube.errors import SourceChangedError, SourceError, SourceNotFoundError
 from stackcube.settings import Settings, current
@@ -36,6 +37,7 @@ __all__ = [
     "head",
     "limit",
     "normalize_href",
+    "range_refused",
     "resolve",
     "store_for",
 ]
@@ -87,11 +89,18 @@ def normalize_href(href: str | os.PathLike[str]) -> str:
 def store_for(url: str, settings: Settings) -> Any:
     """Return the shared obstore store serving ``url``'s scheme and host (created on first use, for these settings)."""
     parsed = urlparse(url)
-    key = (parsed.scheme, parsed.netloc, settings.request_timeout, settings.s3 if parsed.scheme == "s3" else None)
+    headers = headers_for(url, settings.credentials)
+    key = (
+        parsed.scheme,
+        parsed.netloc,
+        settings.request_timeout,
+        settings.s3 if parsed.scheme == "s3" else None,
+        frozenset(headers.items()),
+    )
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
-            store = _stores[key] = _make_store(parsed.scheme, parsed.netloc, settings)
+            store = _stores[key] = _make_store(parsed.scheme, parsed.netloc, settings, headers)
             while len(_stores) > MAX_STORES:
                 _stores.popitem(last=False)
         _stores.move_to_end(key)
@@ -116,14 +125,18 @@ def _network_options(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]
     return client, {"max_retries": 0}
 
 
-def _make_store(scheme: str, netloc: str, settings: Settings) -> Any:
+def _make_store(scheme: str, netloc: str, settings: Settings, headers: dict[str, str] | None = None) -> Any:
     if scheme == "file":
         return LocalStore()
     client, retry = _network_options(settings)
     if scheme in {"http", "https"}:
         return HTTPStore.from_url(
             f"{scheme}://{netloc}",
-            client_options={**client, "allow_http": scheme == "http", "default_headers": IDENTITY},  # type: ignore[arg-type]
+            client_options={
+                **client,
+                "allow_http": scheme == "http",
+                "default_headers": {**IDENTITY, **(headers or {})},
+            },  # type: ignore[arg-type]
             retry_config=retry,  # type: ignore[arg-type]
         )
     if scheme == "s3":
@@ -134,6 +147,8 @@ def _make_store(scheme: str, netloc: str, settings: Settings) -> Any:
             client["allow_http"] = settings.s3.allow_http
         if not settings.s3.signed:
             config["skip_signature"] = True
+        if settings.s3.requester_pays:
+            config["request_payer"] = True
         return S3Store(netloc, client_options=client, retry_config=retry, **config)  # type: ignore[arg-type]
     msg = f"unsupported URL scheme {scheme!r}"
     raise SourceError(msg)
@@ -156,7 +171,8 @@ def resolve(href: str | os.PathLike[str], store: Any = None, settings: Settings 
 def _signed_store(url: str, settings: Settings) -> Any:
     """A store for exactly ``url``, query included (obstore would escape a ``?`` in a path)."""
     client, retry = _network_options(settings)
-    options = {**client, "allow_http": url.startswith("http:"), "default_headers": IDENTITY}
+    headers = {**IDENTITY, **headers_for(url, settings.credentials)}
+    options = {**client, "allow_http": url.startswith("http:"), "default_headers": headers}
     return HTTPStore.from_url(url, client_options=options, retry_config=retry)  # type: ignore[arg-type]
 
 
@@ -215,7 +231,7 @@ async def _get_range_once(
         msg = f"{location.url} changed while it was being read ({was}); read it again"
         raise SourceChangedError(msg) from None
     except Exception as exc:
-        msg = f"{location.url}: reading bytes {start}-{stop} failed: {_first_line(exc)}"
+        msg = f"{location.url}: reading bytes {start}-{stop} failed{_denied_hint(location, exc)}: {_first_line(exc)}"
         raise _source_error(msg, exc) from exc
     encoding = str(result.attributes.get("Content-Encoding") or "identity")
     if encoding.lower() != "identity":
@@ -240,7 +256,7 @@ async def _head_once(location: Location) -> ObjectInfo:
         msg = f"{location.url} does not exist ({_first_line(exc)}); check the href"
         raise SourceNotFoundError(msg) from None
     except Exception as exc:
-        msg = f"{location.url}: HEAD failed: {_first_line(exc)}"
+        msg = f"{location.url}: HEAD failed{_denied_hint(location, exc)}: {_first_line(exc)}"
         raise _source_error(msg, exc) from exc
     return _info(meta)
 
@@ -251,6 +267,26 @@ def _info(meta: Any) -> ObjectInfo:
     if modified is not None and modified.timestamp() == 0:
         modified = None
     return ObjectInfo(size=int(meta["size"]), etag=meta.get("e_tag") or None, last_modified=modified)
+
+
+def _denied_hint(location: Location, exc: BaseException) -> str:
+    """What to do when a host refuses access (401, 403): pass it what it wants."""
+    denied = (obstore.exceptions.PermissionDeniedError, obstore.exceptions.UnauthenticatedError)
+    if not isinstance(exc, denied) and re.search(r"status code: 40[13]\b", str(exc)) is None:
+        return ""
+    parsed = urlparse(location.url)
+    if parsed.scheme in {"http", "https"}:
+        return (
+            f" (the host refused access: if it wants a token, pass credentials={{'{parsed.scheme}://{parsed.netloc}/':"
+            " {'Authorization': 'Bearer ...'}}, or sign the hrefs with the search's modifier)"
+        )
+    return " (access refused: check the credentials in the environment, AWS_*, or set AWS_REQUEST_PAYER=requester)"
+
+
+def range_refused(exc: BaseException | None) -> bool:
+    """Whether a failed ranged GET was refused for its range (416): an empty object, or a range past its end."""
+    text = without_timings(str(exc)) if exc is not None else ""
+    return any(s in text for s in ("Requested range", "416", "InvalidRange", "Range Not Satisfiable"))
 
 
 def _source_error(msg: str, exc: BaseException) -> SourceError:
@@ -264,7 +300,7 @@ def _source_error(msg: str, exc: BaseException) -> SourceError:
         obstore.exceptions.InvalidPathError,
     )
     text = without_timings(str(exc))
-    bad_range = any(s in text for s in ("Requested range", "416", "InvalidRange", "Range Not Satisfiable"))
+    bad_range = range_refused(exc)
     status = re.search(r"status code: (\d{3})", text)
     client_error = status is not None and 400 <= int(status[1]) < 500 and int(status[1]) not in {408, 429}
     error.transient = not isinstance(exc, refused) and not bad_range and not client_error
