@@ -215,7 +215,7 @@ async def read_sources(
 
         manifests = await asyncio.gather(*(one(a) for a in chosen))
     manifests = [
-        dataclasses.replace(m, href=_storable(a, settings)) if isinstance(m, TiffManifest) else m
+        _stored(m, a, settings) if isinstance(m, TiffManifest) else m
         for a, m in zip(chosen, await probe_hosts(manifests, settings), strict=True)
     ]
     sources: list[Source] = []
@@ -245,6 +245,12 @@ def _storable(asset: SelectedAsset, settings: Settings) -> str:
         return stored_href(asset.href, settings.s3.endpoint)
     except SignedHrefError as exc:
         raise SignedHrefError(f"asset {asset.key} of item {asset.item.id}: {exc}") from None
+
+
+def _stored(manifest: TiffManifest, asset: SelectedAsset, settings: Settings) -> TiffManifest:
+    """The manifest as a cube keeps it: its href without a credential (unchanged for most hrefs)."""
+    stored = _storable(asset, settings)
+    return manifest if stored == asset.href else dataclasses.replace(manifest, href=stored)
 
 
 def _all_failed(failures: Sequence[tuple[SelectedAsset, StackcubeError]], total: int, *, skip: bool) -> StackcubeError:
