@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test services need: nginx (object host), PostgreSQL 15 + PostGIS (pgstac).
-# Runs apt only when something is missing and we are root; otherwise says what to install. The fixtures name the
-# missing package again when they cannot start.
+# Install what the test services need: the Debian packages nginx (object host) and PostgreSQL 15 + PostGIS
+# (pgstac), and the npm package azurite (Azure Blob emulator) into .azurite/. Runs apt only when something is
+# missing and we are root; otherwise says what to install. The fixtures name the missing package again when they
+# cannot start.
 set -euo pipefail
+if [ ! -x .azurite/node_modules/.bin/azurite-blob ]; then
+  if command -v npm >/dev/null 2>&1; then
+    npm install --prefix .azurite --no-audit --no-fund --silent azurite@3 >/dev/null && echo "installed: azurite (npm, .azurite/)"
+  else
+    echo "stackcube tests need Node's npm to install azurite (the Azure Blob emulator)" >&2
+  fi
+fi
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)

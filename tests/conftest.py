@@ -88,6 +88,27 @@ def s3(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory):
+    """Azure Blob Storage (the Azurite emulator) on loopback, with a made-up account and key; the environment says
+    to treat its path-style URLs as Azure Blob URLs (object_store's emulator convention) for the session."""
+    from tests.services.azurite import find_azurite, run_azurite
+
+    require(find_azurite() is not None, "azurite is not installed (make test installs it with npm into .azurite/)")
+    with run_azurite(tmp_path_factory.mktemp("azurite")) as server:
+        mp = pytest.MonkeyPatch()
+        for key, value in server.env().items():
+            mp.setenv(key, value)
+        import stackcube
+
+        stackcube.settings.reset()
+        try:
+            yield server
+        finally:
+            mp.undo()
+            stackcube.settings.reset()
+
+
+@pytest.fixture(scope="session")
 def twins_35mnm(nginx):
     """Twins of the 13 real Sentinel-2 L2A items of tile 35MNM (downscaled 10x), served by nginx."""
     from tests.twins import corpus_items, twin_items

@@ -59,31 +59,55 @@ def redact(text: str) -> str:
     return _SECRET_VALUE.sub(r"\1REDACTED", text)
 
 
-def stored_href(href: str, s3_endpoint: str | None = None) -> str:
-    """What a cube stores for ``href``: the href itself when its query string carries no credential; for an S3
-    presigned URL (virtual-hosted, path-style, or path-style on ``s3_endpoint``, the configured S3 endpoint), the
-    object's ``s3://bucket/key``; a :class:`SignedHrefError` for any other href with a credential."""
+def stored_href(href: str, s3_endpoint: str | None = None, azure_emulator: str | None = None) -> tuple[str, str | None]:
+    """What a cube stores for ``href``, and the Azure storage account when that is an ``az://`` URL (which names
+    only the container).
+
+    The href itself when its query string carries no credential; for an S3 presigned URL (virtual-hosted,
+    path-style, or path-style on ``s3_endpoint``, the configured S3 endpoint), the object's ``s3://bucket/key``;
+    for an Azure Blob URL with a SAS token (``https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB?...``, or
+    path-style on ``azure_emulator``), ``az://CONTAINER/BLOB``; a :class:`SignedHrefError` for any other href with a
+    credential.
+    """
     from stackcube.errors import SignedHrefError  # here: the error tree imports this module
 
     secrets = secret_params(href)
     if not secrets:
-        return href
+        return href, None
     parsed = urlparse(href)
     if any(p.lower().startswith("x-amz-") or p.lower() == "awsaccesskeyid" for p in secrets):
         located = _s3_object(parsed.netloc, parsed.path, s3_endpoint)
         if located is not None:
-            return f"s3://{located[0]}/{located[1]}"
+            return f"s3://{located[0]}/{located[1]}", None
         msg = (
             f"{redact(href)} is an S3 presigned URL on a host that is neither AWS nor the configured S3 endpoint "
             f"({s3_endpoint or 'none'}); set AWS_ENDPOINT_URL to that host so the cube can store s3:// references"
         )
         raise SignedHrefError(msg)
+    blob = _azure_blob(parsed.netloc, parsed.path, azure_emulator)
+    if blob is not None:
+        account, container, name = blob
+        return f"az://{container}/{name}", account
     msg = (
         f"{redact(href)} carries a credential in its query string ({', '.join(secrets)}); stackcube never stores "
         "one, and cannot tell where this object lives without it. Give the catalog's unsigned hrefs (sign at read "
         "time instead), or an s3:// href"
     )
     raise SignedHrefError(msg)
+
+
+_AZURE_HOST = re.compile(r"^(?P<account>[a-z0-9]+)\.blob\.core\.windows\.net(?::\d+)?$")
+
+
+def _azure_blob(netloc: str, path: str, emulator: str | None) -> tuple[str, str, str] | None:
+    """(account, container, blob) of an Azure Blob URL, or None when the host is not Azure's (or the emulator's)."""
+    parts = path.lstrip("/").split("/")
+    host = _AZURE_HOST.match(netloc)
+    if host and len(parts) >= 2 and all(parts[:2]):
+        return host["account"], parts[0], "/".join(parts[1:])
+    if emulator and netloc == urlparse(emulator).netloc and len(parts) >= 3 and all(parts[:3]):
+        return parts[0], parts[1], "/".join(parts[2:])
+    return None
 
 
 _AWS_VIRTUAL = re.compile(r"^(?P<bucket>.+)\.s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com(?::\d+)?$")

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-__all__ = ["Credentials", "S3Settings", "Settings", "current", "reset", "set", "with_credentials"]
+__all__ = ["AzureSettings", "Credentials", "S3Settings", "Settings", "current", "reset", "set", "with_credentials"]
 
 type Credentials = Mapping[str, Any] | Callable[[str], Any]
 """What the sources' hosts want, per URL prefix (a virtual chunk container prefix, which ``stackcube info``
@@ -76,6 +76,28 @@ class S3Settings:
 
 
 @dataclass(frozen=True, slots=True)
+class AzureSettings:
+    """Where Azure Blob Storage is: Azure itself, or the Azurite emulator (object_store's convention)."""
+
+    signed: bool = False
+    """Whether the environment holds Azure credentials (``AZURE_STORAGE_ACCOUNT_KEY``, ``AZURE_STORAGE_SAS_TOKEN``,
+    ``AZURE_CLIENT_ID``), which reads then use by default; else reads are anonymous (or take ``credentials=``)."""
+    emulator: str | None = None
+    """The emulator's blob endpoint (``AZURITE_BLOB_STORAGE_URL``, default ``http://127.0.0.1:10000``) when
+    ``AZURE_STORAGE_USE_EMULATOR=true``; None for Azure itself. Its path-style URLs
+    (``http://host:port/ACCOUNT/CONTAINER/BLOB``) are then recognised as Azure Blob URLs."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Self:
+        """The Azure settings the usual ``AZURE_*`` and ``AZURITE_*`` variables describe."""
+        keys = ("AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_SAS_KEY", "AZURE_CLIENT_ID")
+        signed = any(environ.get(k) for k in keys)
+        if environ.get("AZURE_STORAGE_USE_EMULATOR", "").strip().lower() not in {"true", "1"}:
+            return cls(signed=signed)
+        return cls(signed=signed, emulator=environ.get("AZURITE_BLOB_STORAGE_URL") or "http://127.0.0.1:10000")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Every process-wide knob of stackcube; frozen, so a function holding one sees the same values throughout."""
 
@@ -97,6 +119,8 @@ class Settings:
     (env ``STACKCUBE_REQUEST_TIMEOUT``)."""
     s3: S3Settings = field(default_factory=S3Settings)
     """Where ``s3://`` URLs are served from (the ``AWS_*`` variables)."""
+    azure: AzureSettings = field(default_factory=AzureSettings)
+    """Where Azure Blob Storage is (the emulator, with ``AZURE_STORAGE_USE_EMULATOR``)."""
     credentials: Credentials | None = field(default=None, repr=False, compare=False)
     """What the sources' hosts want, per URL prefix (never read from the environment, never stored, never
     printed): for an http(s) prefix, request headers (``{"Authorization": "Bearer ..."}``), sent with header reads,
@@ -138,6 +162,7 @@ class Settings:
             retry_deadline=number("STACKCUBE_RETRY_DEADLINE", defaults.retry_deadline),
             request_timeout=number("STACKCUBE_REQUEST_TIMEOUT", defaults.request_timeout),
             s3=S3Settings.from_env(env),
+            azure=AzureSettings.from_env(env),
         )
 
 

@@ -238,19 +238,21 @@ async def read_sources(
     return sources, failed
 
 
-def _storable(asset: SelectedAsset, settings: Settings) -> str:
+def _storable(asset: SelectedAsset, settings: Settings) -> tuple[str, str | None]:
     """The href a cube stores for ``asset`` (without a credential: :func:`stackcube._hrefs.stored_href`); the error
     names the item and the asset."""
     try:
-        return stored_href(asset.href, settings.s3.endpoint)
+        return stored_href(asset.href, settings.s3.endpoint, settings.azure.emulator)
     except SignedHrefError as exc:
         raise SignedHrefError(f"asset {asset.key} of item {asset.item.id}: {exc}") from None
 
 
 def _stored(manifest: TiffManifest, asset: SelectedAsset, settings: Settings) -> TiffManifest:
     """The manifest as a cube keeps it: its href without a credential (unchanged for most hrefs)."""
-    stored = _storable(asset, settings)
-    return manifest if stored == asset.href else dataclasses.replace(manifest, href=stored)
+    stored, account = _storable(asset, settings)
+    if stored == asset.href:
+        return manifest
+    return dataclasses.replace(manifest, href=stored, account=account)
 
 
 def _all_failed(failures: Sequence[tuple[SelectedAsset, StackcubeError]], total: int, *, skip: bool) -> StackcubeError:

@@ -91,9 +91,11 @@ class CubeMetadata:
     containers: tuple[str, ...] = ()
     """The URL prefixes its sources live under (Icechunk's virtual chunk containers): a reader declares them
     from here, so a concurrent writer's repository configuration can never take them away."""
+    accounts: dict[str, str] = field(default_factory=dict)
+    """The Azure storage account of each ``az://CONTAINER/`` prefix (the URL names only the container)."""
 
     @classmethod
-    def of(cls, plan: CubePlan, containers: Iterable[str] = ()) -> Self:
+    def of(cls, plan: CubePlan, containers: Iterable[str] = (), accounts: Mapping[str, str] | None = None) -> Self:
         """What a cube built from ``plan`` says about itself."""
         return cls(
             query=plan.query,
@@ -101,6 +103,7 @@ class CubeMetadata:
             arrays=tuple(a.name for a in plan.arrays),
             unions=plan.unions,
             containers=tuple(containers),
+            accounts=dict(accounts or {}),
         )
 
     @property
@@ -127,6 +130,7 @@ class CubeMetadata:
                 "arrays": list(self.arrays),
                 "unions": {u.name: u.to_dict() for u in self.unions},
                 "containers": list(self.containers),
+                "accounts": dict(self.accounts),
             }
         }
 
@@ -145,6 +149,7 @@ class CubeMetadata:
             unions=tuple(UnionPlan.from_dict(name, u) for name, u in (info.get("unions") or {}).items()),
             version=str(info.get("version", "")),
             containers=tuple(info.get("containers") or ()),
+            accounts=dict(info.get("accounts") or {}),
         )
 
 

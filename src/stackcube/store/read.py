@@ -250,7 +250,7 @@ def _session(
             return session, known
         if options.allow is not None:
             check_allowed(metadata.containers, options.allow, repo)
-        repository = with_containers(repository, metadata.containers, settings, credentials)
+        repository = with_containers(repository, metadata.containers, settings, credentials, metadata.accounts)
         return repository.readonly_session(snapshot_id=session.snapshot_id), (*known, *metadata.containers)
 
     try:

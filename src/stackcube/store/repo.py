@@ -65,7 +65,7 @@ def container_prefixes(hrefs: Iterable[str]) -> list[str]:
 
 
 def _container(
-    prefix: str, settings: Settings, headers: Mapping[str, str] | None = None
+    prefix: str, settings: Settings, headers: Mapping[str, str] | None = None, account: str | None = None
 ) -> icechunk.VirtualChunkContainer:
     """The container for ``prefix``; ``headers`` (an http(s) prefix's credentials, given at open) go into the
     in-memory configuration only: only containers made without them are ever saved."""
@@ -90,8 +90,16 @@ def _container(
         )
     elif scheme == "file":
         store = icechunk.local_filesystem_store(urlparse(prefix).path)
+    elif scheme == "az":
+        if not account:
+            msg = f"sources under {prefix}: the Azure storage account is not known; build the cube again"
+            raise SourceError(msg)
+        # object_store's own emulator switch: it then reads AZURITE_BLOB_STORAGE_URL itself
+        store = icechunk.ObjectStoreConfig.Azure(
+            {"account": account, **({"use_emulator": "true"} if settings.azure.emulator else {})}
+        )
     else:
-        msg = f"sources under {prefix} cannot be read by Icechunk (scheme {scheme!r}); use file, http(s) or s3 URLs"
+        msg = f"sources under {prefix} cannot be read by Icechunk (scheme {scheme!r}); use file, http(s), s3 or az URLs"
         raise SourceError(msg)
     return icechunk.VirtualChunkContainer(prefix, store)
 
@@ -111,6 +119,10 @@ def _credential(prefix: str, settings: Settings, credentials: Credentials | None
         if settings.s3.signed:
             return icechunk.Credentials.S3(icechunk.s3_credentials(from_env=True))
         return icechunk.Credentials.S3(icechunk.s3_anonymous_credentials())
+    if scheme == "az":
+        if settings.azure.signed:
+            return icechunk.Credentials.Azure(icechunk.azure_credentials(from_env=True))  # type: ignore[arg-type]
+        return icechunk.Credentials.Azure(icechunk.azure_anonymous_credentials())  # type: ignore[arg-type]
     return None
 
 
@@ -175,6 +187,7 @@ def open_repository(
     allow: Iterable[str] | None = None,
     reading: bool = False,
     credentials: Credentials | None = None,
+    accounts: Mapping[str, str] | None = None,
     settings: Settings | None = None,
 ) -> icechunk.Repository:
     """Open (or create) a repository whose containers cover ``prefixes``, authorizing exactly its containers.
@@ -184,12 +197,20 @@ def open_repository(
     changed by :func:`save_containers` (a cube's readers need not it: the cube lists its containers). With
     ``allow`` (URL prefixes), a repository that declares a container outside all of them is refused before
     anything is read through it. ``reading``: Icechunk does not retry (stackcube's read path does, in one layer,
-    :mod:`stackcube.store.read`). ``credentials`` (:data:`Credentials`) authorize the containers they name.
+    :mod:`stackcube.store.read`). ``credentials`` (:data:`Credentials`) authorize the containers they name;
+    ``accounts`` are the Azure storage accounts of ``az://`` prefixes.
     """
     settings = settings or current()
     try:
         return _open(
-            repo, prefixes, create=create, allow=allow, reading=reading, credentials=credentials, settings=settings
+            repo,
+            prefixes,
+            create=create,
+            allow=allow,
+            reading=reading,
+            credentials=credentials,
+            accounts=accounts or {},
+            settings=settings,
         )
     except icechunk.IcechunkError as exc:
         msg = f"{_name(repo)} cannot be used as an Icechunk repository: {_first_line(exc)}"
@@ -250,6 +271,7 @@ def _open(
     allow: Iterable[str] | None,
     reading: bool,
     credentials: Credentials | None,
+    accounts: Mapping[str, str],
     settings: Settings,
 ) -> icechunk.Repository:
     given = repo if isinstance(repo, icechunk.Repository) else None
@@ -273,7 +295,9 @@ def _open(
         return given
     for prefix in sorted(known.union(added)):
         if prefix in added or urlparse(prefix).scheme in {"http", "https"}:  # today's timeouts and headers
-            config.set_virtual_chunk_container(_container(prefix, settings, _headers(credentials, prefix)))
+            config.set_virtual_chunk_container(
+                _container(prefix, settings, _headers(credentials, prefix), accounts.get(prefix))
+            )
     access = {prefix: _credential(prefix, settings, credentials) for prefix in sorted(known.union(added))}
     if given is not None:
         return given.reopen(config=config, authorize_virtual_chunk_access=access)
@@ -292,6 +316,7 @@ def _open(
                     allow=allow,
                     reading=reading,
                     credentials=credentials,
+                    accounts=accounts,
                     settings=settings,
                 )
             time.sleep(0.1)
@@ -330,7 +355,12 @@ def _local_path(repo: RepoLike) -> Path | None:
     return Path(parsed.path if parsed.scheme else text).expanduser().resolve()
 
 
-def save_containers(repository: icechunk.Repository, prefixes: Iterable[str], settings: Settings | None = None) -> None:
+def save_containers(
+    repository: icechunk.Repository,
+    prefixes: Iterable[str],
+    settings: Settings | None = None,
+    accounts: Mapping[str, str] | None = None,
+) -> None:
     """Make the saved configuration declare containers for ``prefixes`` (for readers other than stackcube, which
     take a cube's containers from the cube), keeping every container another writer saved meanwhile: the saved
     configuration is read again and merged just before it is saved, and checked after."""
@@ -342,7 +372,7 @@ def save_containers(repository: icechunk.Repository, prefixes: Iterable[str], se
         if not missing:
             return
         for prefix in missing:
-            config.set_virtual_chunk_container(_container(prefix, settings))
+            config.set_virtual_chunk_container(_container(prefix, settings, account=(accounts or {}).get(prefix)))
         _whole_chunk_requests(config)
         access = {prefix: _credential(prefix, settings) for prefix in sorted(known.union(missing))}
         repository.reopen(config=config, authorize_virtual_chunk_access=access).save_config()
@@ -353,6 +383,7 @@ def with_containers(
     prefixes: Iterable[str],
     settings: Settings | None = None,
     credentials: Credentials | None = None,
+    accounts: Mapping[str, str] | None = None,
 ) -> icechunk.Repository:
     """``repository`` (reopened in memory, nothing saved) with containers for ``prefixes`` it does not declare."""
     settings = settings or current()
@@ -362,7 +393,8 @@ def with_containers(
     if not missing:
         return repository
     for prefix in missing:
-        config.set_virtual_chunk_container(_container(prefix, settings, _headers(credentials, prefix)))
+        account = (accounts or {}).get(prefix)
+        config.set_virtual_chunk_container(_container(prefix, settings, _headers(credentials, prefix), account))
     access = {prefix: _credential(prefix, settings, credentials) for prefix in sorted(known.union(missing))}
     return repository.reopen(config=config, authorize_virtual_chunk_access=access)
 

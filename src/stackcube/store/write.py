@@ -73,8 +73,9 @@ def write_plan(
     """
     hrefs = {h for a in plan.arrays for h in a.sources.href}  # overview levels read the same sources
     prefixes = container_prefixes(hrefs)
+    accounts = _accounts(plan, prefixes)
     with exclusive(repo):
-        repository = open_repository(repo, prefixes=prefixes, create=True, settings=settings)
+        repository = open_repository(repo, prefixes=prefixes, create=True, accounts=accounts, settings=settings)
     if tag is not None:
         _check_tag_is_free(repository, tag, repo)
     created = _start_branch(repository, branch, parent, repo)
@@ -83,6 +84,7 @@ def write_plan(
             repository,
             plan,
             prefixes,
+            accounts,
             branch=branch,
             message=message,
             tag=tag,
@@ -101,7 +103,7 @@ def write_plan(
         raise
     try:
         with exclusive(repo):
-            save_containers(repository, prefixes, settings)
+            save_containers(repository, prefixes, settings, accounts)
     except icechunk.IcechunkError:
         # the cube is committed and readable (it lists its containers); only readers other than stackcube, which
         # take containers from the configuration alone, miss them until the next write saves them
@@ -112,6 +114,24 @@ def write_plan(
             stacklevel=3,
         )
     return repository, snapshot
+
+
+def _accounts(plan: CubePlan, prefixes: list[str]) -> dict[str, str]:
+    """The Azure storage account of each ``az://`` container prefix, from the sources' manifests; one container
+    name on two accounts cannot be told apart by Icechunk, and is refused."""
+    accounts: dict[str, str] = {}
+    for source in plan.sources:
+        href, account = source.manifest.href, source.manifest.account
+        if account is None or not href.startswith("az://"):
+            continue
+        prefix = next(p for p in prefixes if href.startswith(p))
+        if accounts.setdefault(prefix, account) != account:
+            msg = (
+                f"sources under {prefix} live on two Azure storage accounts ({accounts[prefix]}, {account}); a cube "
+                "can hold one account per container name: build one cube per account"
+            )
+            raise SourceError(msg)
+    return accounts
 
 
 def check_target(repo: RepoLike, *, tag: str | None = None, settings: Settings | None = None) -> None:
@@ -141,6 +161,7 @@ def _write(
     repository: icechunk.Repository,
     plan: CubePlan,
     prefixes: list[str],
+    accounts: dict[str, str],
     *,
     branch: str,
     message: str | None,
@@ -160,7 +181,7 @@ def _write(
     for name in list(root.group_keys()):
         if name not in keep:
             del root[name]
-    root.attrs.update(CubeMetadata.of(plan, prefixes).to_attrs())
+    root.attrs.update(CubeMetadata.of(plan, prefixes, accounts).to_attrs())
     sources_table(plan.sources).to_zarr(session.store, group=SOURCES, **_TO_ZARR)
     total = sum(level.n_chunks for a in plan.arrays for level in a.levels)
     with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:

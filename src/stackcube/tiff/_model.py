@@ -290,6 +290,8 @@ class TiffManifest:
     a weak or per-response ETag without Last-Modified, a host that ignores conditional requests): the source is
     *unprotected*. :func:`validator_of` is the choice from the response alone; the build's probe of each host
     (:func:`stackcube.tiff.probe_hosts`) can only make it weaker."""
+    account: str | None = None
+    """The Azure storage account of an ``az://CONTAINER/BLOB`` href (which names only the container)."""
 
     def __repr__(self) -> str:
         image = self.images[0] if self.images else None
@@ -319,6 +321,7 @@ class TiffManifest:
             "header_requests": self.header_requests,
             "header_bytes": self.header_bytes,
             "validator": self.validator,
+            "account": self.account,
         }
 
     @classmethod
@@ -338,6 +341,7 @@ class TiffManifest:
             header_bytes=int(data["header_bytes"]),
             # manifests stored before hosts were probed: what their responses offered
             validator=data["validator"] if "validator" in data else validator_of(etag, last_modified),
+            account=data.get("account"),
         )
 
     @property
