@@ -30,7 +30,7 @@ STAGES = (
     ("store",),
     ("quicklook",),
     ("api",),
-    ("refresh", "stack", "regrid"),
+    ("refresh", "stack", "regrid", "credentials"),
     ("demo",),
     ("cli",),
 )

@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -138,6 +138,7 @@ class _Refresh:
     progress: bool
     allow: Iterable[str] | None
     settings: Settings
+    modifier: Callable[[Any], Any] | None = None
 
 
 async def _refresh_once(
@@ -148,7 +149,7 @@ async def _refresh_once(
         msg = f"{repo} was built from items in memory, not a catalog: build it again to add items"
         raise RepositoryError(msg)
     options = dataclasses.replace(stored.metadata.options, on_error=job.on_error)
-    q, items = await asyncio.to_thread(search_again, stored.metadata.query, job.settings)
+    q, items = await asyncio.to_thread(search_again, stored.metadata.query, job.settings, job.modifier)
     chosen, skipped = choose_assets(items, q, options.assets)
 
     previous = {(s.item_id, s.asset): s for s in stored.sources}
@@ -234,6 +235,7 @@ def refresh_cube(
     attempts: int = 5,
     check_etags: bool = False,
     credentials: Credentials | None = None,
+    modifier: Callable[[Any], Any] | None = None,
 ) -> RefreshReport:
     """Bring a cube up to date with its catalog in one commit, or none when nothing changed.
 
@@ -262,13 +264,17 @@ def refresh_cube(
     credentials
         What the sources' hosts want, per URL prefix (:data:`stackcube.settings.Credentials`): request headers for
         header reads of new items (and the checks of ``check_etags``). Never stored.
+    modifier
+        Called on every item the search finds, as the build's ``modifier`` was (it is not stored in the cube):
+        ``planetary_computer.sign_inplace`` to read the new items' headers through signed hrefs.
 
     Returns
     -------
     RefreshReport
         What was added, changed, removed and failed, and the new snapshot id (None when nothing changed).
     """
-    job = _Refresh(branch, tag, dry_run, remove, on_error, progress, allow, with_credentials(current(), credentials))
+    settings = with_credentials(current(), credentials)
+    job = _Refresh(branch, tag, dry_run, remove, on_error, progress, allow, settings, modifier)
     cache: dict[tuple[str, str, Any], Source] = {}
     forced = set(force)
     if check_etags:

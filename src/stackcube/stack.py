@@ -32,13 +32,18 @@ from stackcube.errors import ResamplingWarning
 from stackcube.options import GroupBy
 from stackcube.regrid import to_grid
 from stackcube.search import SEARCH_KEYWORDS, CatalogLike, SearchArgs, search_items
+from stackcube.settings import Credentials
 from stackcube.store import RepoLike, memory_repository
 
 __all__ = ["REFUSED", "StackArgs", "stack"]
 
 
 class StackArgs(SearchArgs, SourceArgs, total=False):
-    """The keywords of :func:`stack` besides its own: the search and how each source's values count."""
+    """The keywords of :func:`stack` besides its own: the search, how each source's values count, and what the
+    sources' hosts want."""
+
+    credentials: Credentials | None
+    """Per URL prefix, what the sources' hosts want (:data:`stackcube.settings.Credentials`); never stored."""
 
 
 REFUSED: Mapping[str, str] = {
@@ -187,6 +192,7 @@ def stack(
         chunks=spatial,
         mask_and_scale=mask_and_scale,
         rescale=rescale,
+        credentials=kwargs.get("credentials"),
     )
     data = _values(data, dtype, fill_value)
     data = _order(data, sortby_date, [item.id for item in found])
@@ -264,6 +270,7 @@ def _open(
     chunks: dict[str, int] | None,
     mask_and_scale: bool,
     rescale: bool,
+    credentials: Credentials | None = None,
 ) -> xr.DataArray:
     """The array on the items' own grid, or warped onto the grid asked for."""
     grids = {u.name: (u.crs, abs(u.transform.a)) for u in cube.plan.unions}
@@ -284,7 +291,7 @@ def _open(
                 "asked: pass array= one of them, or epsg=/crs= and resolution= for one grid (warped, not exact)"
             )
             raise ValueError(msg)
-        data = _read(cube, names[0], chunks, mask_and_scale=mask_and_scale, rescale=rescale)
+        data = _read(cube, names[0], chunks, mask_and_scale=mask_and_scale, rescale=rescale, credentials=credentials)
         crs = pyproj.CRS.from_user_input(grids[names[0]][0])
         if bounds is not None or bounds_latlon is not None:
             data = _clip(data, crs, bounds, bounds_latlon)
@@ -295,7 +302,9 @@ def _open(
             "and resolution="
         )
         raise ValueError(msg)
-    sources = [_read(cube, n, None, mask_and_scale=mask_and_scale, rescale=rescale) for n in names]
+    sources = [
+        _read(cube, n, None, mask_and_scale=mask_and_scale, rescale=rescale, credentials=credentials) for n in names
+    ]
     exact = bounds if (bounds is not None and not snap_bounds) else None
     snapped = bounds if (bounds is not None and snap_bounds) else None
     if bounds is None and bounds_latlon is not None and not snap_bounds:
@@ -321,11 +330,19 @@ def _open(
     return _with_epsg(data.chunk(chunks) if chunks else data, asked_crs)
 
 
-def _read(cube: Cube, name: str, chunks: dict[str, int] | None, *, mask_and_scale: bool, rescale: bool) -> xr.DataArray:
+def _read(
+    cube: Cube,
+    name: str,
+    chunks: dict[str, int] | None,
+    *,
+    mask_and_scale: bool,
+    rescale: bool,
+    credentials: Credentials | None = None,
+) -> xr.DataArray:
     """One array of the cube; ``rescale=False``: the stored values with nodata masked (scale and offset kept as
     coordinates, not applied)."""
     # opened on the sources' tiles, then rechunked: chunks smaller than a tile split it after one read of it
-    data = open_dataarray(cube.repository, name, mask_and_scale=mask_and_scale and rescale)
+    data = open_dataarray(cube.repository, name, mask_and_scale=mask_and_scale and rescale, credentials=credentials)
     if mask_and_scale and not rescale:
         scale, offset = data.coords["scale"], data.coords["offset"]
         masked = physical(data.assign_coords(scale=xr.ones_like(scale), offset=xr.zeros_like(offset)))

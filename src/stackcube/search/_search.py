@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, Unpack
 
 import pystac
@@ -66,8 +67,11 @@ def search_items(
     return q, items
 
 
-def search_again(query: Query, settings: Settings | None = None) -> tuple[Query, list[pystac.Item]]:
-    """Run a stored search again (a cube's refresh): the same catalog, filters and limits, without headers."""
+def search_again(
+    query: Query, settings: Settings | None = None, modifier: Callable[[Any], Any] | None = None
+) -> tuple[Query, list[pystac.Item]]:
+    """Run a stored search again (a cube's refresh): the same catalog, filters and limits, without headers;
+    ``modifier`` (not stored with the cube) is called on every item, as the build's was."""
     if query.catalog is None:
         msg = "the search was of items in memory, not of a catalog: there is nothing to search again"
         raise SearchError(msg)
@@ -84,4 +88,5 @@ def search_again(query: Query, settings: Settings | None = None) -> tuple[Query,
         filter_lang=query.filter_lang,
         max_items=query.max_items,
         limit=query.limit,
+        modifier=modifier,
     )

@@ -246,7 +246,7 @@ def _session(
             metadata = CubeMetadata.from_attrs(_root(session, repo).attrs)
         except RepositoryError:
             return session, known
-        if set(metadata.containers) <= set(known):
+        if set(metadata.containers) <= set(known) and not (metadata.accounts and credentials is not None):
             return session, known
         if options.allow is not None:
             check_allowed(metadata.containers, options.allow, repo)

@@ -104,10 +104,12 @@ def _container(
     return icechunk.VirtualChunkContainer(prefix, store)
 
 
-def _credential(prefix: str, settings: Settings, credentials: Credentials | None = None) -> Any:
+def _credential(
+    prefix: str, settings: Settings, credentials: Credentials | None = None, account: str | None = None
+) -> Any:
     """What Icechunk reads ``prefix`` with: the caller's credential for it (given at open), else the default: the
     environment's S3 credentials, or anonymous access."""
-    given = given_for(credentials, prefix)
+    given = given_for(credentials, prefix, account)
     scheme = urlparse(prefix).scheme
     if scheme in {"http", "https"}:
         return icechunk.credentials.HttpAccess  # headers, if given, are in the container (in memory)
@@ -126,10 +128,15 @@ def _credential(prefix: str, settings: Settings, credentials: Credentials | None
     return None
 
 
-def given_for(credentials: Credentials | None, prefix: str) -> Any:
-    """The caller's credential for ``prefix`` (None when there is none)."""
+def given_for(credentials: Credentials | None, prefix: str, account: str | None = None) -> Any:
+    """The caller's credential for ``prefix`` (None when there is none). An object with a
+    ``for_container(prefix, account)`` method (:class:`stackcube.credentials.PlanetaryComputer`) is also told the
+    Azure account of an ``az://`` prefix, which the prefix does not name."""
     if credentials is None:
         return None
+    for_container = getattr(credentials, "for_container", None)
+    if for_container is not None:
+        return for_container(prefix, account)
     if callable(credentials):
         return credentials(prefix)
     return credentials.get(prefix)
@@ -137,6 +144,8 @@ def given_for(credentials: Credentials | None, prefix: str) -> Any:
 
 def _wrapped(given: Any, prefix: str) -> Any:
     """An Icechunk credential as ``authorize_virtual_chunk_access`` takes it."""
+    if isinstance(given, Mapping) and urlparse(prefix).scheme == "az" and "sas_token" in given:
+        return icechunk.Credentials.Azure(icechunk.azure_credentials(sas_token=str(given["sas_token"])))  # type: ignore[arg-type]
     if isinstance(given, icechunk.S3Credentials):
         return icechunk.Credentials.S3(given)  # type: ignore[arg-type]
     if isinstance(given, icechunk.AzureCredentials):
@@ -147,7 +156,8 @@ def _wrapped(given: Any, prefix: str) -> Any:
         return given
     msg = (
         f"credentials for {prefix}: {type(given).__name__} is not an Icechunk credential; give "
-        "icechunk.s3_credentials(...), icechunk.azure_credentials(...) or icechunk.gcs_credentials(...)"
+        "icechunk.s3_credentials(...), icechunk.azure_credentials(...), {'sas_token': ...} for an az:// prefix, "
+        "or icechunk.gcs_credentials(...)"
     )
     raise TypeError(msg)
 
@@ -298,7 +308,10 @@ def _open(
             config.set_virtual_chunk_container(
                 _container(prefix, settings, _headers(credentials, prefix), accounts.get(prefix))
             )
-    access = {prefix: _credential(prefix, settings, credentials) for prefix in sorted(known.union(added))}
+    access = {
+        prefix: _credential(prefix, settings, credentials, accounts.get(prefix))
+        for prefix in sorted(known.union(added))
+    }
     if given is not None:
         return given.reopen(config=config, authorize_virtual_chunk_access=access)
     if exists:
@@ -385,17 +398,22 @@ def with_containers(
     credentials: Credentials | None = None,
     accounts: Mapping[str, str] | None = None,
 ) -> icechunk.Repository:
-    """``repository`` (reopened in memory, nothing saved) with containers for ``prefixes`` it does not declare."""
+    """``repository`` (reopened in memory, nothing saved) with containers for ``prefixes`` it does not declare, and
+    every container authorized again when ``credentials`` need the Azure ``accounts`` to answer."""
     settings = settings or current()
+    accounts = accounts or {}
     config = repository.config
     known = set((config.virtual_chunk_containers or {}).keys())
     missing = [p for p in dict.fromkeys(prefixes) if p not in known]
-    if not missing:
+    if not missing and not (accounts and credentials is not None):
         return repository
     for prefix in missing:
-        account = (accounts or {}).get(prefix)
+        account = accounts.get(prefix)
         config.set_virtual_chunk_container(_container(prefix, settings, _headers(credentials, prefix), account))
-    access = {prefix: _credential(prefix, settings, credentials) for prefix in sorted(known.union(missing))}
+    access = {
+        prefix: _credential(prefix, settings, credentials, accounts.get(prefix))
+        for prefix in sorted(known.union(missing))
+    }
     return repository.reopen(config=config, authorize_virtual_chunk_access=access)
 
 

@@ -1,0 +1,46 @@
+"""Credentials for reading cubes whose sources need them, given at open and never stored.
+
+:func:`planetary_computer` reads cubes built from Microsoft's Planetary Computer: its COGs live in Azure Blob
+Storage behind SAS tokens that expire within the hour, which a cube never stores (it keeps ``az://`` references).
+At open, each of the cube's Azure containers gets a fresh token from Planetary Computer's token endpoint, through
+the ``planetary-computer`` package (``pip install stackcube[planetary-computer]``), so its settings apply: the
+endpoint (``PC_SDK_SAS_URL``) and a subscription key (``PC_SDK_SUBSCRIPTION_KEY``).
+
+Examples
+--------
+>>> import planetary_computer, stackcube                                                    # doctest: +SKIP
+>>> from stackcube.credentials import planetary_computer as pc_credentials                  # doctest: +SKIP
+>>> stackcube.build_cube("https://planetarycomputer.microsoft.com/api/stac/v1", bbox, "2024-06",
+...                      collections=["sentinel-2-l2a"], modifier=planetary_computer.sign_inplace,
+...                      repo="s2.icechunk")                                                  # doctest: +SKIP
+>>> stackcube.open_dataarray("s2.icechunk", credentials=pc_credentials())                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+__all__ = ["PlanetaryComputer", "planetary_computer"]
+
+
+@dataclass(frozen=True)
+class PlanetaryComputer:
+    """A SAS token per Azure container from Planetary Computer's token endpoint, asked when a cube is opened (a
+    token lasts about an hour: open the cube again for a long job)."""
+
+    def for_container(self, prefix: str, account: str | None) -> Any:
+        """The credential for container prefix ``az://CONTAINER/`` on storage ``account``; None for any other."""
+        parsed = urlparse(prefix)
+        if parsed.scheme != "az" or not account:
+            return None
+        from planetary_computer import sas
+
+        return {"sas_token": sas.get_token(account, parsed.netloc).token}
+
+
+def planetary_computer() -> PlanetaryComputer:
+    """Credentials for cubes of Planetary Computer data: pass as ``credentials=`` to :func:`stackcube.open_cube`,
+    :func:`stackcube.open_dataarray`, ``stack(repo=...)`` or ``to_grid``."""
+    return PlanetaryComputer()

@@ -1,0 +1,76 @@
+"""Reading cubes of Planetary Computer data (credentials.planetary_computer), end to end on Azurite: a catalog of
+unsigned hrefs, signed at search time by a modifier with tokens from a PC-style token endpoint; the cube reads
+later with ``credentials=planetary_computer()`` and nothing else, a refresh signs its new search the same way, and
+no token is stored."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qsl, urlparse
+
+import numpy as np
+import pytest
+import rasterio
+
+import stackcube
+from stackcube.credentials import planetary_computer as pc_credentials
+
+pytestmark = pytest.mark.network
+
+
+def _sign(item: object) -> None:
+    """What ``planetary_computer.sign_inplace`` does, for the emulator's path-style URLs (PC's own signer knows
+    only ``*.blob.core.windows.net``): each asset href gets its container's token from the token endpoint."""
+    from planetary_computer import sas
+
+    for asset in item.assets.values():  # type: ignore[attr-defined]
+        parsed = urlparse(asset.href)
+        account, container, _ = parsed.path.strip("/").split("/", 2)
+        asset.href = f"{asset.href}?{sas.get_token(account, container).token}"
+
+
+def test_a_planetary_computer_style_cube_builds_reads_and_refreshes_with_no_token_stored(
+    azurite, tmp_path, monkeypatch
+) -> None:
+    import planetary_computer.settings
+
+    from tests.services.tokens import run_token_endpoint
+    from tests.test_hrefs import _everything_stored
+    from tests.twins import series
+
+    container = "sentinel2-l2"
+    items = series(tmp_path / "blobs", "https://unused.example", 3)
+    azurite.upload_dir(tmp_path / "blobs", container)
+    for n, item in enumerate(items):
+        item["assets"]["B04"]["href"] = azurite.href(container, f"s{n}.tif")  # as the STAC API publishes them
+    catalog = tmp_path / "items.json"
+    catalog.write_text(json.dumps({"type": "FeatureCollection", "features": items[:2]}))
+
+    with run_token_endpoint(azurite) as tokens:
+        monkeypatch.setenv("PC_SDK_SAS_URL", tokens.url)
+        planetary_computer.settings.Settings.get.cache_clear()
+        planetary_computer.sas.TOKEN_CACHE.clear()
+        repo = tmp_path / "cube.icechunk"
+        stackcube.build_cube(str(catalog), repo=repo, modifier=_sign, progress=False)
+        assert tokens.issued  # the build's header reads used signed hrefs
+
+        planetary_computer.sas.TOKEN_CACHE.clear()  # a reader in another process, later
+        issued = len(tokens.issued)
+        data = stackcube.open_dataarray(repo, mask_and_scale=False, credentials=pc_credentials())
+        assert len(tokens.issued) == issued + 1  # one token for the cube's one container
+        for n in range(2):
+            with rasterio.open(tmp_path / "blobs" / f"s{n}.tif") as ds:
+                np.testing.assert_array_equal(data.isel(time=n, band=0).values, ds.read(1))
+
+        catalog.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+        report = stackcube.refresh_cube(repo, modifier=_sign, progress=False)
+        assert report.added == ("scene-2",)
+        data = stackcube.open_dataarray(repo, mask_and_scale=False, credentials=pc_credentials())
+        with rasterio.open(tmp_path / "blobs" / "s2.tif") as ds:
+            np.testing.assert_array_equal(data.isel(time=2, band=0).values, ds.read(1))
+
+        stored = _everything_stored(repo)
+        assert any(text.startswith(f"az://{container}/") for text in stored)
+        for token in tokens.issued:
+            signature = dict(parse_qsl(token))["sig"]
+            assert not [text for text in stored if signature in text]
