@@ -168,3 +168,11 @@ def test_every_error_exits_2_with_one_line_and_debug_adds_the_traceback(tmp_path
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "unexpected builtins.KeyError: 'internal' (run again with --debug for the traceback" in err
+
+
+def test_modifier_names_an_importable_function(tmp_path, capsys) -> None:
+    catalog = str(tmp_path / "none.json")
+    assert main(["plan", catalog, "--modifier", "no_such_package.sign"]) == 2
+    assert "cannot import no_such_package" in capsys.readouterr().err
+    assert main(["plan", catalog, "--modifier", "json.no_such_function"]) == 2
+    assert "no function 'no_such_function' in json" in capsys.readouterr().err

@@ -157,6 +157,7 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         allow=args.allow,
         check_etags=args.check_etags,
+        modifier=_modifier(args),
     )
     print(report)
     return 0 if report.committed or (args.dry_run and (report.added or report.changed)) else EXIT_UNCHANGED
@@ -284,6 +285,35 @@ def _add_search_arguments(parser: argparse.ArgumentParser) -> None:
         help="sentinel-2: ESA's offset of -1000 DN for items from processing baseline 04.00 where STAC states none",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_modifier_argument(parser)
+
+
+def _add_modifier_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--modifier",
+        metavar="MODULE.FUNCTION",
+        help="called on every item found, e.g. planetary_computer.sign_inplace (signs its hrefs for reading)",
+    )
+
+
+def _modifier(args: argparse.Namespace) -> Any:
+    """The function ``--modifier`` names (``package.module.function``), imported."""
+    if not args.modifier:
+        return None
+    import importlib
+
+    module, _, name = args.modifier.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name) if module else None
+    except ImportError as exc:
+        msg = f"--modifier {args.modifier}: cannot import {module} ({exc}); install the package that provides it"
+        raise ValueError(msg) from None
+    except AttributeError:
+        found = None
+    if not callable(found):
+        msg = f"--modifier {args.modifier}: no function {name!r} in {module or 'a module'}; give module.function"
+        raise ValueError(msg)
+    return found
 
 
 def _search_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -298,6 +328,7 @@ def _search_args(args: argparse.Namespace) -> dict[str, Any]:
         "stac_metadata": not args.no_stac_metadata,
         "harmonize": args.harmonize,
         "progress": not args.quiet,
+        **({"modifier": modifier} if (modifier := _modifier(args)) is not None else {}),
     }
 
 
@@ -339,6 +370,7 @@ def _parser() -> argparse.ArgumentParser:
         "--check-etags", action="store_true", help="HEAD every source first; re-index those replaced in place"
     )
     refresh.add_argument("--skip-failed", action="store_true", help="commit without sources that cannot be read")
+    _add_modifier_argument(refresh)
     refresh.set_defaults(func=_cmd_refresh)
     verify = sub.add_parser("verify", help="HEAD every source; report what changed or vanished since indexing")
     _add_repo_arguments(verify, sources=True)
