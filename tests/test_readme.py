@@ -1,4 +1,6 @@
-"""The README's Python examples run as written, and its claims about them hold."""
+"""The README's Python examples run as written, and its claims about them hold. (Blocks fenced as ``py`` need the
+network and real accounts, and are not run: tests/test_credentials.py and tests/test_hrefs.py run their flows
+against loopback services.)"""
 
 from __future__ import annotations
 
