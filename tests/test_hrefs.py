@@ -19,7 +19,7 @@ import zarr
 
 import stackcube
 from stackcube._hrefs import redact, secret_params, stored_href
-from stackcube.errors import SignedHrefError
+from stackcube.errors import SignedHrefError, SourceChangedError
 
 
 def test_credential_parameters_are_found_and_redacted() -> None:
@@ -257,6 +257,16 @@ def test_a_cube_built_from_sas_signed_azure_hrefs_reads_with_credentials_given_a
         _ = stackcube.open_dataarray(
             repo, mask_and_scale=False, credentials={prefix: icechunk.azure_credentials(sas_token=expired)}
         ).values
+
+    checked, _ = stackcube.verify_cube(repo, progress=False, credentials={prefix: {"sas_token": other}})
+    assert checked.ok
+    assert not checked.unprotected  # Azure honours If-Match: reads are checked against the ETag
+    replaced = (tmp_path / "blobs" / "s0.tif").read_bytes()[::-1]  # the blob replaced in place
+    azurite.service().get_blob_client(container, "s1.tif").upload_blob(replaced, overwrite=True)
+    checked, _ = stackcube.verify_cube(repo, progress=False, credentials={prefix: {"sas_token": other}})
+    assert [href for href, _, _ in checked.changed] == [f"{prefix}s1.tif"]
+    with pytest.raises(SourceChangedError, match=f"{prefix}s1.tif"):
+        _ = stackcube.open_dataarray(repo, mask_and_scale=False, credentials={prefix: {"sas_token": other}}).values
 
     stored = _everything_stored(repo)
     assert any(text.startswith("az://") for text in stored)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
-__all__ = ["SECRET_PARAMS", "headers_for", "redact", "secret_params", "stored_href"]
+__all__ = ["SECRET_PARAMS", "credential_for", "headers_for", "redact", "secret_params", "stored_href"]
 
 SECRET_PARAMS = frozenset(
     {
@@ -147,3 +147,21 @@ def _host_boundary(url: str, prefix: str) -> bool:
     """``prefix`` covers a whole host (``https://a.example`` must not match ``https://a.example.evil/``)."""
     rest = url[len(prefix) :]
     return prefix.endswith("/") or not rest or rest[0] in "/?#"
+
+
+def credential_for(
+    prefix: str, credentials: Mapping[str, Any] | Callable[[str], Any] | None, account: str | None = None
+) -> Any:
+    """The caller's credential for a container ``prefix`` (None when there is none). An object with a
+    ``for_container(prefix, account)`` method (:class:`stackcube.credentials.PlanetaryComputer`) is also told the
+    Azure account of an ``az://`` prefix, which the prefix does not name; a mapping answers for its longest key
+    that ``prefix`` starts with."""
+    if credentials is None:
+        return None
+    for_container = getattr(credentials, "for_container", None)
+    if for_container is not None:
+        return for_container(prefix, account)
+    if callable(credentials):
+        return credentials(prefix)
+    matching = [k for k in credentials if prefix.startswith(k)]
+    return credentials[max(matching, key=len)] if matching else None

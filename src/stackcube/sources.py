@@ -334,7 +334,7 @@ async def check_sources(
             manifest = source.manifest
             size_only = not manifest.etag and manifest.last_modified is None
             try:
-                info = await head_async(manifest.href, settings=settings)
+                info = await head_async(manifest.href, settings=settings, account=manifest.account)
             except StackcubeError as exc:
                 return SourceCheck(manifest.href, manifest.etag or "", error=str(exc), size_only=size_only)
             finally:

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 import icechunk
 
+from stackcube._hrefs import credential_for
 from stackcube._retry import without_timings
 from stackcube.errors import RepositoryError, SourceError, UntrustedSourceError, VersionNotFoundError
 from stackcube.settings import Credentials, Settings, current
@@ -129,17 +130,8 @@ def _credential(
 
 
 def given_for(credentials: Credentials | None, prefix: str, account: str | None = None) -> Any:
-    """The caller's credential for ``prefix`` (None when there is none). An object with a
-    ``for_container(prefix, account)`` method (:class:`stackcube.credentials.PlanetaryComputer`) is also told the
-    Azure account of an ``az://`` prefix, which the prefix does not name."""
-    if credentials is None:
-        return None
-    for_container = getattr(credentials, "for_container", None)
-    if for_container is not None:
-        return for_container(prefix, account)
-    if callable(credentials):
-        return credentials(prefix)
-    return credentials.get(prefix)
+    """The caller's credential for ``prefix`` (:func:`stackcube._hrefs.credential_for`)."""
+    return credential_for(prefix, credentials, account)
 
 
 def _wrapped(given: Any, prefix: str) -> Any:

@@ -72,12 +72,15 @@ async def read_tiff_async(
             requests += 1
 
 
-async def head_async(href: str | os.PathLike[str], *, settings: Settings | None = None) -> ObjectInfo:
+async def head_async(
+    href: str | os.PathLike[str], *, settings: Settings | None = None, account: str | None = None
+) -> ObjectInfo:
     """HEAD the object at ``href``: its size, ETag and Last-Modified now (one request in the concurrency cap,
     transient failures retried). Where the host refuses HEAD (an URL presigned for GET only answers 403), a
-    one-byte GET asks the same. A refresh asks this to learn whether a source is still the one indexed."""
+    one-byte GET asks the same. A refresh asks this to learn whether a source is still the one indexed.
+    ``account``: the Azure storage account of an ``az://`` href."""
     settings = settings or current()
-    location = resolve(href, settings=settings)
+    location = resolve(href, settings=settings, account=account)
     async with limit(settings):
         try:
             return await head(location, settings)

@@ -22,9 +22,9 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import obstore
-from obstore.store import HTTPStore, LocalStore, S3Store
+from obstore.store import AzureStore, HTTPStore, LocalStore, S3Store
 
-from stackcube._hrefs import headers_for
+from stackcube._hrefs import credential_for, headers_for
 from stackcube._retry import retry_async, without_timings
 from stackcube.errors import SourceChangedError, SourceError, SourceNotFoundError
 from stackcube.settings import Settings, current
@@ -78,10 +78,10 @@ def normalize_href(href: str | os.PathLike[str]) -> str:
     """Return ``href`` as a URL: local paths become absolute ``file://`` URLs."""
     text = os.fspath(href)
     parsed = urlparse(text)
-    if parsed.scheme in {"http", "https", "s3", "file"}:
+    if parsed.scheme in {"http", "https", "s3", "file", "az"}:
         return text
     if parsed.scheme and len(parsed.scheme) > 1:
-        msg = f"{text}: unsupported URL scheme {parsed.scheme!r}; use a local path, file://, http(s):// or s3://"
+        msg = f"{text}: unsupported URL scheme {parsed.scheme!r}; use a local path, file://, http(s)://, s3:// or az://"
         raise SourceError(msg)
     return Path(text).expanduser().resolve().as_uri()
 
@@ -154,18 +154,42 @@ def _make_store(scheme: str, netloc: str, settings: Settings, headers: dict[str,
     raise SourceError(msg)
 
 
-def resolve(href: str | os.PathLike[str], store: Any = None, settings: Settings | None = None) -> Location:
+def resolve(
+    href: str | os.PathLike[str], store: Any = None, settings: Settings | None = None, account: str | None = None
+) -> Location:
     """Resolve ``href`` to its store and path; ``store`` overrides the store for its scheme and host.
 
     An http(s) href with a query string (a signed URL, a version) is requested exactly as given: it gets a store of
-    its own, not shared (its query may be a credential, valid for this object only).
+    its own, not shared (its query may be a credential, valid for this object only). An ``az://CONTAINER/BLOB``
+    href needs its storage ``account``, and is read with the SAS token ``settings.credentials`` give its container
+    (``{"sas_token": ...}``).
     """
     url = normalize_href(href)
     parsed = urlparse(url)
     if store is None and parsed.query and parsed.scheme in {"http", "https"}:
         return Location(url=url, store=_signed_store(url, settings or current()), path="")
+    if store is None and parsed.scheme == "az":
+        path = unquote(parsed.path).lstrip("/")
+        return Location(url=url, store=_azure_store(parsed.netloc, account, settings or current()), path=path)
     path = unquote(parsed.path).lstrip("/")
     return Location(url=url, store=store if store is not None else store_for(url, settings or current()), path=path)
+
+
+def _azure_store(container: str, account: str | None, settings: Settings) -> Any:
+    """A store for an Azure container (not shared: its token may be the caller's)."""
+    if not account:
+        msg = f"az://{container}/: the Azure storage account is not known (the cube names it; pass account=)"
+        raise SourceError(msg)
+    given = credential_for(f"az://{container}/", settings.credentials, account)
+    config: dict[str, Any] = {"account_name": account}
+    if isinstance(given, dict) and given.get("sas_token"):
+        config["sas_key"] = str(given["sas_token"]).lstrip("?")
+    else:
+        config["skip_signature"] = True  # anonymous: a public container (Icechunk credentials are for tile reads)
+    if settings.azure.emulator:
+        config["use_emulator"] = True  # object_store then reads AZURITE_BLOB_STORAGE_URL itself
+    client, retry = _network_options(settings)
+    return AzureStore(container, client_options=client, retry_config=retry, **config)  # type: ignore[arg-type]
 
 
 def _signed_store(url: str, settings: Settings) -> Any:
