@@ -57,10 +57,10 @@ def test_a_planetary_computer_style_cube_builds_reads_and_refreshes_with_no_toke
         planetary_computer.sas.TOKEN_CACHE.clear()  # a reader in another process, later
         issued = len(tokens.issued)
         data = stackcube.open_dataarray(repo, mask_and_scale=False, credentials=pc_credentials())
-        assert len(tokens.issued) == issued + 1  # one token for the cube's one container
         for n in range(2):
             with rasterio.open(tmp_path / "blobs" / f"s{n}.tif") as ds:
                 np.testing.assert_array_equal(data.isel(time=n, band=0).values, ds.read(1))
+        assert len(tokens.issued) == issued + 1  # one token for the cube's one container, asked at the first read
 
         catalog.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
         from stackcube.cli import main  # the scheduled job's way: the modifier named on the command line
@@ -69,6 +69,9 @@ def test_a_planetary_computer_style_cube_builds_reads_and_refreshes_with_no_toke
         data = stackcube.open_dataarray(repo, mask_and_scale=False, credentials=pc_credentials())
         with rasterio.open(tmp_path / "blobs" / "s2.tif") as ds:
             np.testing.assert_array_equal(data.isel(time=2, band=0).values, ds.read(1))
+
+        # verify asks the blobs with a token from the same endpoint
+        assert stackcube.verify_cube(repo, progress=False, credentials=pc_credentials())[0].ok
 
         stored = _everything_stored(repo)
         assert any(text.startswith(f"az://{container}/") for text in stored)

@@ -9,6 +9,10 @@ the files' values.
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
@@ -214,12 +218,32 @@ def test_requester_pays_is_said_on_header_reads(s3, tmp_path, use_settings) -> N
         assert data.shape == (2, 1, 256, 256)
 
 
+@dataclass
+class TokenSource:
+    """A refreshable SAS credential as a token endpoint gives one, ``lifetime`` seconds long (picklable: Icechunk
+    ships it to its runtime, so calls are counted in a file)."""
+
+    azurite: Any
+    container: str
+    log: Path
+    lifetime: float
+
+    def __call__(self) -> Any:
+        import icechunk
+
+        with self.log.open("a") as f:
+            f.write("token\n")
+        expires = datetime.now(UTC) + timedelta(seconds=self.lifetime)
+        token = self.azurite.sas(self.container, expires_in=self.lifetime + 60)
+        return icechunk.AzureRefreshableCredential.SasToken(token, expires_after=expires)
+
+
 @pytest.mark.network
 def test_a_cube_built_from_sas_signed_azure_hrefs_reads_with_credentials_given_at_open(azurite, tmp_path) -> None:
     """Planetary Computer's shape on Azurite: private containers, hrefs signed with a SAS token. The cube stores
     ``az://`` references and no token; it reads with a second, independent token, and refuses without one or with
-    an expired one. (Refreshable Azure credentials are not checked here: against the emulator, Icechunk never
-    called the callable, while static SAS tokens work; see the closing note of #17.)"""
+    an expired one, asks a refreshable credential again once its token expired, and verify finds a blob replaced
+    in place, which reads then refuse."""
     import icechunk
 
     from stackcube.errors import SourceError
@@ -257,6 +281,15 @@ def test_a_cube_built_from_sas_signed_azure_hrefs_reads_with_credentials_given_a
         _ = stackcube.open_dataarray(
             repo, mask_and_scale=False, credentials={prefix: icechunk.azure_credentials(sas_token=expired)}
         ).values
+
+    log = tmp_path / "tokens.log"
+    refreshable = icechunk.azure_credentials(get_credentials=TokenSource(azurite, container, log, lifetime=2.0))
+    opened = stackcube.open_dataarray(repo, mask_and_scale=False, credentials={prefix: refreshable})
+    np.testing.assert_array_equal(opened.isel(time=0).values, data.isel(time=0).values)
+    asked = log.read_text().count("token")
+    time.sleep(2.5)  # the token expired: the next read asks for a new one
+    np.testing.assert_array_equal(opened.isel(time=1).values, data.isel(time=1).values)
+    assert log.read_text().count("token") > asked >= 1
 
     checked, _ = stackcube.verify_cube(repo, progress=False, credentials={prefix: {"sas_token": other}})
     assert checked.ok

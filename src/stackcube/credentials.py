@@ -19,25 +19,39 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
-__all__ = ["PlanetaryComputer", "planetary_computer"]
+__all__ = ["ContainerToken", "PlanetaryComputer", "planetary_computer"]
 
 
 @dataclass(frozen=True)
 class PlanetaryComputer:
-    """A SAS token per Azure container from Planetary Computer's token endpoint, asked when a cube is opened (a
-    token lasts about an hour: open the cube again for a long job)."""
+    """SAS tokens per Azure container from Planetary Computer's token endpoint, asked when a cube is opened and
+    again whenever the last one expires (a token lasts about an hour; long reads go on with fresh ones)."""
 
     def for_container(self, prefix: str, account: str | None) -> Any:
         """The credential for container prefix ``az://CONTAINER/`` on storage ``account``; None for any other."""
         parsed = urlparse(prefix)
         if parsed.scheme != "az" or not account:
             return None
+        return {"get_sas_token": ContainerToken(account, parsed.netloc)}
+
+
+@dataclass(frozen=True)
+class ContainerToken:
+    """Asks Planetary Computer's token endpoint for a container's SAS token: ``(token, expiry)``. Picklable, so
+    Icechunk can ask again from its own runtime when the token expires."""
+
+    account: str
+    container: str
+
+    def __call__(self) -> tuple[str, datetime]:
         from planetary_computer import sas
 
-        return {"sas_token": sas.get_token(account, parsed.netloc).token}
+        token = sas.get_token(self.account, self.container)
+        return token.token, token.expiry
 
 
 def planetary_computer() -> PlanetaryComputer:

@@ -13,7 +13,9 @@ import fcntl
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -95,10 +97,12 @@ def _container(
         if not account:
             msg = f"sources under {prefix}: the Azure storage account is not known; build the cube again"
             raise SourceError(msg)
-        # object_store's own emulator switch: it then reads AZURITE_BLOB_STORAGE_URL itself
-        store = icechunk.ObjectStoreConfig.Azure(
-            {"account": account, **({"use_emulator": "true"} if settings.azure.emulator else {})}
-        )
+        opts = {"account": account}
+        if settings.azure.emulator:
+            # the emulator as an endpoint, not object_store's use_emulator switch, which ignores credential
+            # providers (refreshable credentials would never be asked)
+            opts |= {"endpoint": f"{settings.azure.emulator.rstrip('/')}/{account}", "allow_http": "true"}
+        store = icechunk.ObjectStoreConfig.Azure(opts)
     else:
         msg = f"sources under {prefix} cannot be read by Icechunk (scheme {scheme!r}); use file, http(s), s3 or az URLs"
         raise SourceError(msg)
@@ -134,10 +138,24 @@ def given_for(credentials: Credentials | None, prefix: str, account: str | None 
     return credential_for(prefix, credentials, account)
 
 
+@dataclass(frozen=True)
+class _RefreshableSas:
+    """Icechunk's refreshable Azure credential from a picklable ``get() -> (token, expiry)``."""
+
+    get: Callable[[], tuple[str, datetime]]
+
+    def __call__(self) -> Any:
+        token, expiry = self.get()
+        return icechunk.AzureRefreshableCredential.SasToken(token.lstrip("?"), expires_after=expiry)
+
+
 def _wrapped(given: Any, prefix: str) -> Any:
     """An Icechunk credential as ``authorize_virtual_chunk_access`` takes it."""
     if isinstance(given, Mapping) and urlparse(prefix).scheme == "az" and "sas_token" in given:
         return icechunk.Credentials.Azure(icechunk.azure_credentials(sas_token=str(given["sas_token"])))  # type: ignore[arg-type]
+    if isinstance(given, Mapping) and urlparse(prefix).scheme == "az" and "get_sas_token" in given:
+        refreshable = icechunk.azure_credentials(get_credentials=_RefreshableSas(given["get_sas_token"]))
+        return icechunk.Credentials.Azure(refreshable)  # type: ignore[arg-type]
     if isinstance(given, icechunk.S3Credentials):
         return icechunk.Credentials.S3(given)  # type: ignore[arg-type]
     if isinstance(given, icechunk.AzureCredentials):

@@ -182,13 +182,17 @@ def _azure_store(container: str, account: str | None, settings: Settings) -> Any
         raise SourceError(msg)
     given = credential_for(f"az://{container}/", settings.credentials, account)
     config: dict[str, Any] = {"account_name": account}
-    if isinstance(given, dict) and given.get("sas_token"):
-        config["sas_key"] = str(given["sas_token"]).lstrip("?")
+    token = None
+    if isinstance(given, dict):  # {"sas_token": ...}, or {"get_sas_token": () -> (token, expiry)}
+        token = given.get("sas_token") or (given["get_sas_token"]()[0] if "get_sas_token" in given else None)
+    if token:
+        config["sas_key"] = str(token).lstrip("?")
     else:
         config["skip_signature"] = True  # anonymous: a public container (Icechunk credentials are for tile reads)
-    if settings.azure.emulator:
-        config["use_emulator"] = True  # object_store then reads AZURITE_BLOB_STORAGE_URL itself
     client, retry = _network_options(settings)
+    if settings.azure.emulator:  # as the cube's containers declare it (store.repo)
+        config["endpoint"] = f"{settings.azure.emulator.rstrip('/')}/{account}"
+        client["allow_http"] = True
     return AzureStore(container, client_options=client, retry_config=retry, **config)  # type: ignore[arg-type]
 
 
