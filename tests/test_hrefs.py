@@ -65,6 +65,8 @@ def test_a_credential_stackcube_cannot_place_is_refused_naming_the_parameter() -
     with pytest.raises(SignedHrefError, match=r"carries a credential in its query string \(token\)") as info:
         stored_href("https://data.example/x.tif?token=t0ps3cret")
     assert "t0ps3cret" not in str(info.value)
+    with pytest.raises(SignedHrefError, match="Google Cloud Storage signed URL"):
+        stored_href("https://storage.googleapis.com/b/x.tif?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Signature=ab")
     with pytest.raises(SignedHrefError, match="set AWS_ENDPOINT_URL"):
         stored_href("http://10.0.0.1:9000/bucket/x.tif?X-Amz-Signature=x", "http://127.0.0.1:9000")
 

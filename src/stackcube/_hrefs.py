@@ -84,6 +84,12 @@ def stored_href(href: str, s3_endpoint: str | None = None, azure_emulator: str |
             f"({s3_endpoint or 'none'}); set AWS_ENDPOINT_URL to that host so the cube can store s3:// references"
         )
         raise SignedHrefError(msg)
+    if any(p.lower().startswith("x-goog-") or p.lower() == "googleaccessid" for p in secrets):
+        msg = (
+            f"{redact(href)} is a Google Cloud Storage signed URL; stackcube cannot yet keep gs:// references in "
+            "place of one: give gs:// hrefs (read with the environment's Google credentials), or unsigned https ones"
+        )
+        raise SignedHrefError(msg)
     blob = _azure_blob(parsed.netloc, parsed.path, azure_emulator)
     if blob is not None:
         account, container, name = blob
