@@ -70,8 +70,9 @@ def test_a_planetary_computer_style_cube_builds_reads_and_refreshes_with_no_toke
         with rasterio.open(tmp_path / "blobs" / "s2.tif") as ds:
             np.testing.assert_array_equal(data.isel(time=2, band=0).values, ds.read(1))
 
-        # verify asks the blobs with a token from the same endpoint
+        # verify asks the blobs with a token from the same endpoint, from Python and from the command line
         assert stackcube.verify_cube(repo, progress=False, credentials=pc_credentials())[0].ok
+        assert main(["verify", str(repo), "--quiet", "--credentials", "planetary-computer"]) == 0
 
         stored = _everything_stored(repo)
         assert any(text.startswith(f"az://{container}/") for text in stored)

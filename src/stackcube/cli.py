@@ -158,6 +158,7 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
         allow=args.allow,
         check_etags=args.check_etags,
         modifier=_modifier(args),
+        credentials=_credentials(args),
     )
     print(report)
     return 0 if report.committed or (args.dry_run and (report.added or report.changed)) else EXIT_UNCHANGED
@@ -167,7 +168,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from stackcube.refresh import verify_cube
 
     report, refreshed = verify_cube(
-        args.repo, branch=args.branch, fix=args.fix, progress=not args.quiet, allow=args.allow
+        args.repo,
+        branch=args.branch,
+        fix=args.fix,
+        progress=not args.quiet,
+        allow=args.allow,
+        credentials=_credentials(args),
     )
     print(report)
     if refreshed is not None:
@@ -296,6 +302,22 @@ def _add_modifier_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_credentials_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--credentials",
+        choices=["planetary-computer"],
+        help="credentials for the sources: planetary-computer (a SAS token per Azure container, from its endpoint)",
+    )
+
+
+def _credentials(args: argparse.Namespace) -> Any:
+    if getattr(args, "credentials", None) == "planetary-computer":
+        from stackcube.credentials import planetary_computer
+
+        return planetary_computer()
+    return None
+
+
 def _modifier(args: argparse.Namespace) -> Any:
     """The function ``--modifier`` names (``package.module.function``), imported."""
     if not args.modifier:
@@ -371,10 +393,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     refresh.add_argument("--skip-failed", action="store_true", help="commit without sources that cannot be read")
     _add_modifier_argument(refresh)
+    _add_credentials_argument(refresh)
     refresh.set_defaults(func=_cmd_refresh)
     verify = sub.add_parser("verify", help="HEAD every source; report what changed or vanished since indexing")
     _add_repo_arguments(verify, sources=True)
     verify.add_argument("--fix", action="store_true", help="refresh exactly the changed sources")
+    _add_credentials_argument(verify)
     verify.set_defaults(func=_cmd_verify)
     info = sub.add_parser("info", help="arrays, dimensions, sources, branches and tags of a cube")
     _add_repo_arguments(info)
