@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,25 @@ def nginx(tmp_path_factory: pytest.TempPathFactory):
         yield server
 
 
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """Set ``env`` for a session fixture's life; stackcube reads the environment again (and drops its stores)
+    when it is set and when it is undone."""
+    import stackcube.tiff
+
+    mp = pytest.MonkeyPatch()
+    for key, value in env.items():
+        mp.setenv(key, value)
+    stackcube.settings.reset()
+    stackcube.tiff.clear_stores()
+    try:
+        yield
+    finally:
+        mp.undo()
+        stackcube.settings.reset()
+        stackcube.tiff.clear_stores()
+
+
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory):
     """A real S3 endpoint (moto server) on loopback, with buckets ``sources`` (COGs) and ``repos`` (Icechunk).
@@ -72,19 +93,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory):
     with run_moto(tmp_path_factory.mktemp("moto")) as server:
         for bucket in (server.sources_bucket, server.repos_bucket):
             server.client().create_bucket(Bucket=bucket)
-        mp = pytest.MonkeyPatch()
-        for key, value in server.env().items():
-            mp.setenv(key, value)
-        import stackcube.tiff
-
-        stackcube.settings.reset()  # read the environment again: the S3 endpoint and that there are credentials
-        stackcube.tiff.clear_stores()
-        try:
+        with _environment(server.env()):  # the S3 endpoint, and that there are credentials
             yield server
-        finally:
-            mp.undo()
-            stackcube.settings.reset()
-            stackcube.tiff.clear_stores()
 
 
 @pytest.fixture(scope="session")
@@ -94,18 +104,8 @@ def azurite(tmp_path_factory: pytest.TempPathFactory):
     from tests.services.azurite import find_azurite, run_azurite
 
     require(find_azurite() is not None, "azurite is not installed (make test installs it with npm into .azurite/)")
-    with run_azurite(tmp_path_factory.mktemp("azurite")) as server:
-        mp = pytest.MonkeyPatch()
-        for key, value in server.env().items():
-            mp.setenv(key, value)
-        import stackcube
-
-        stackcube.settings.reset()
-        try:
-            yield server
-        finally:
-            mp.undo()
-            stackcube.settings.reset()
+    with run_azurite(tmp_path_factory.mktemp("azurite")) as server, _environment(server.env()):
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 
@@ -29,3 +33,28 @@ def switched[T](service: T, **changes: Any) -> Iterator[T]:
     finally:
         for k, v in old.items():
             setattr(service, k, v)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, seconds: float, why: Callable[[], str]) -> None:
+    """Wait until ``proc`` accepts connections on loopback ``port``; RuntimeError with ``why()`` if it exits or
+    the time runs out."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(why())
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def serving(server: ThreadingHTTPServer, name: str) -> Iterator[str]:
+    """Run a stdlib HTTP server on its own thread for the block; yield its URL."""
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

@@ -13,14 +13,12 @@ import datetime as dt
 import os
 import secrets
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.services import stop
+from tests.services import stop, wait_for_port
 from tests.services.nginx import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,14 +100,7 @@ def run_azurite(workdir: Path) -> Iterator[Azurite]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                msg = f"azurite did not start (exit code {proc.poll()})"
-                raise RuntimeError(msg)
-            time.sleep(0.1)
+        wait_for_port(port, proc, 30, lambda: f"azurite did not start (exit code {proc.poll()})")
         yield Azurite(url=f"http://127.0.0.1:{port}", account=account, key=key)
     finally:
         stop(proc)

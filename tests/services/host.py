@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import gzip
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.services import switched
+from tests.services import serving, switched
 
 
 @dataclass
@@ -158,15 +157,9 @@ def run_host(root: Path, **switches: Any) -> Iterator[Host]:
     handler = type("Handler", (_Handler,), {})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    host = Host(url=f"http://127.0.0.1:{server.server_address[1]}", root=root)
-    for k, v in switches.items():
-        setattr(host, k, v)
-    handler.host = host
-    thread = threading.Thread(target=server.serve_forever, name="test-host", daemon=True)
-    thread.start()
-    try:
+    with serving(server, "test-host") as url:
+        host = Host(url=url, root=root)
+        for k, v in switches.items():
+            setattr(host, k, v)
+        handler.host = host
         yield host
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)

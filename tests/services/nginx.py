@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.services import stop
+from tests.services import stop, wait_for_port
 
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
 LOG_FORMAT = "$request_method $uri $status $body_bytes_sent [$http_range] [$http_if_match]"
@@ -129,14 +129,12 @@ http {{
     with stderr.open("wb") as err_file:
         proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(workdir)], stderr=err_file)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                msg = f"nginx did not start on port {port}: {stderr.read_text() or (workdir / 'error.log').read_text()}"
-                raise RuntimeError(msg)
-            time.sleep(0.05)
+        wait_for_port(
+            port,
+            proc,
+            10,
+            lambda: f"nginx did not start on port {port}: {stderr.read_text() or (workdir / 'error.log').read_text()}",
+        )
         yield Nginx(url=f"http://127.0.0.1:{port}", root=root, log=log)
     finally:
         stop(proc)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.services import serving
 
 
 @dataclass
@@ -45,13 +46,6 @@ def run_token_endpoint(azurite: Any, *, lifetime: float = 3600.0) -> Iterator[To
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    endpoint.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="token-endpoint", daemon=True)
-    thread.start()
-    try:
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler), "token-endpoint") as url:
+        endpoint.url = url
         yield endpoint
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
