@@ -35,7 +35,6 @@ __all__ = [
     "container_prefixes",
     "exclusive",
     "exists",
-    "given_for",
     "memory_repository",
     "open_repository",
     "quiet_logs",
@@ -114,7 +113,7 @@ def _credential(
 ) -> Any:
     """What Icechunk reads ``prefix`` with: the caller's credential for it (given at open), else the default: the
     environment's S3 credentials, or anonymous access."""
-    given = given_for(credentials, prefix, account)
+    given = credential_for(prefix, credentials, account)
     scheme = urlparse(prefix).scheme
     if scheme in {"http", "https"}:
         return icechunk.credentials.HttpAccess  # headers, if given, are in the container (in memory)
@@ -131,11 +130,6 @@ def _credential(
             return icechunk.Credentials.Azure(icechunk.azure_credentials(from_env=True))  # type: ignore[arg-type]
         return icechunk.Credentials.Azure(icechunk.azure_anonymous_credentials())  # type: ignore[arg-type]
     return None
-
-
-def given_for(credentials: Credentials | None, prefix: str, account: str | None = None) -> Any:
-    """The caller's credential for ``prefix`` (:func:`stackcube._hrefs.credential_for`)."""
-    return credential_for(prefix, credentials, account)
 
 
 @dataclass(frozen=True)
@@ -429,7 +423,7 @@ def with_containers(
 
 def _headers(credentials: Credentials | None, prefix: str) -> Mapping[str, str] | None:
     """The request headers the caller gave for an http(s) prefix (a bearer token), else None."""
-    given = given_for(credentials, prefix)
+    given = credential_for(prefix, credentials)
     if given is None or urlparse(prefix).scheme not in {"http", "https"}:
         return None
     if not isinstance(given, Mapping):
