@@ -317,3 +317,37 @@ def test_reads_through_five_percent_faults_equal_a_fault_free_read(where, nginx,
             # waiting is bounded: per fault at most one timed-out attempt and one throttled wait, plus backoff
             bound = clean_seconds + faults * (settings.request_timeout + THROTTLED_WAIT + 1.0) + 5.0
             assert seconds < bound, f"seed {seed}: {seconds:.1f} s for {faults} faults: {proxy.stats}"
+
+
+def test_opening_a_cube_on_s3_costs_these_repository_requests(s3, tmp_path, use_settings) -> None:
+    """Repository requests, counted at a proxy in front of the S3 server, for opening one array and reading one
+    tile (sources local, so only the repository's requests are counted): one read of the repository's info for
+    the open (no existence check, no separate configuration fetch), then the branch, the snapshot and one
+    manifest per array read. A regression guard; issue #18 wants fewer."""
+    from stackcube.settings import S3Settings
+    from tests.services.proxy import run_proxy
+    from tests.twins import series
+
+    items = series(tmp_path / "src", (tmp_path / "src").as_uri(), 5)
+    with run_proxy(s3.endpoint, record=True) as proxy:
+        use_settings(s3=S3Settings(proxy.url, "us-east-1", signed=True))
+        repo = f"s3://{s3.repos_bucket}/counted"
+        stackcube.build_cube(items, repo=repo, progress=False)
+
+        def kinds() -> dict[str, int]:
+            found: dict[str, int] = {}
+            for head in proxy.heads:
+                parts = head.split(b" ")[1].decode().split("?")[0].split("/")
+                part = parts[3] if len(parts) > 3 else "/".join(parts)
+                found[part] = found.get(part, 0) + 1
+            proxy.heads.clear()
+            return found
+
+        kinds()
+        data = stackcube.open_dataarray(repo, mask_and_scale=False)
+        _ = data.isel(time=0, band=0, y=slice(0, 10), x=slice(0, 10)).values
+        counted = kinds()
+        assert counted["repo"] == 2
+        assert counted["refs"] == 1
+        assert counted["snapshots"] == 1
+        assert sum(counted.values()) == 13, counted

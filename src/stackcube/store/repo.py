@@ -290,6 +290,15 @@ def _open(
 ) -> icechunk.Repository:
     given = repo if isinstance(repo, icechunk.Repository) else None
     storage = given.storage if given is not None else _storage(repo, settings)  # type: ignore[arg-type]
+    if given is None and not create:
+        # opening is one read of the repository's info, which holds its configuration too: no separate existence
+        # check or configuration fetch (each a round trip to object storage); reopened below with the containers
+        # authorized, in memory
+        try:
+            given = icechunk.Repository.open(storage)
+        except icechunk.RepositoryNotFoundError:
+            msg = f"there is no Icechunk repository at {_name(repo)}; build one with stackcube.build_cube"
+            raise RepositoryError(msg) from None
     exists = given is not None or icechunk.Repository.exists(storage)
     if not exists and not create:
         msg = f"there is no Icechunk repository at {_name(repo)}; build one with stackcube.build_cube"
