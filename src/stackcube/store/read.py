@@ -229,7 +229,7 @@ def _explain(reason: str) -> str:
 
 
 def _session(
-    repo: RepoLike, options: OpenOptions, settings: Settings | None
+    repo: RepoLike, options: OpenOptions, settings: Settings | None, preload: str | None = None
 ) -> tuple[icechunk.Session, tuple[str, ...]]:
     """A read-only session on the version asked for, with a container for every prefix the cube lists (a
     concurrent writer's configuration cannot take one away), and those prefixes; transient failures are retried."""
@@ -238,7 +238,7 @@ def _session(
 
     def attempt() -> tuple[icechunk.Session, tuple[str, ...]]:
         repository = open_repository(
-            repo, allow=options.allow, reading=True, credentials=credentials, settings=settings
+            repo, allow=options.allow, reading=True, credentials=credentials, preload=preload, settings=settings
         )
         session = options.version.session(repository, repo)
         known = tuple((repository.config.virtual_chunk_containers or {}).keys())
@@ -258,6 +258,15 @@ def _session(
     except icechunk.IcechunkError as exc:
         msg = f"could not open {repo}: {exc.message.splitlines()[0] if exc.message else exc}"
         raise RepositoryError(msg) from None
+
+
+def _preload(level: str, options: OpenOptions) -> str:
+    """The arrays an open reads in full at once, whose manifests Icechunk loads concurrently when the session
+    starts (one round trip for all, instead of one after another): the dimension coordinates of the level(s),
+    and the per-time scale and offset when values are made physical. Every array at that level is matched (a
+    union's members are arrays of their own)."""
+    names = "time|band|x|y" + ("|scale|offset" if options.mask_and_scale else "")
+    return rf"^/[^/]+/{level}/({names})$"
 
 
 def _root(session: icechunk.Session, repo: RepoLike) -> zarr.Group:
@@ -333,7 +342,7 @@ def open_datatree(
 ) -> xr.DataTree:
     """Open a cube lazily: one child per stored array with its levels, and one per union."""
     options = options or OpenOptions()
-    session, prefixes = _session(repo, options, settings)
+    session, prefixes = _session(repo, options, settings, _preload(r"[0-9]+", options))
     _root(session, repo)
     store = _GuardedStore(session.store, settings or current(), prefixes)
     tree = xr.open_datatree(
@@ -381,7 +390,7 @@ def open_level(
     ``array`` may be None when the cube has one. Errors name the arrays and levels there are.
     """
     options = options or OpenOptions()
-    session, prefixes = _session(repo, options, settings)
+    session, prefixes = _session(repo, options, settings, _preload(str(level), options))
     store = _GuardedStore(session.store, settings or current(), prefixes)
     metadata = CubeMetadata.from_attrs(_root(session, repo).attrs)
     array = _array_name(metadata, array, repo)
