@@ -7,14 +7,13 @@ set -euo pipefail
 azurite_runs() { .azurite/node_modules/.bin/azurite-blob --version >/dev/null 2>&1; }
 if ! azurite_runs; then
   if command -v npm >/dev/null 2>&1; then
-    # an install can come out incomplete (seen: packages without their dist/ on the first install into a fresh
-    # clone), so it counts only once azurite starts; a second clean install has always been whole
-    for attempt in 1 2 3; do
-      rm -rf .azurite
-      npm install --prefix .azurite --no-audit --no-fund --silent azurite@3 >/dev/null 2>&1 || true
-      if azurite_runs; then echo "installed: azurite (npm, .azurite/)"; break; fi
-    done
-    azurite_runs || echo "azurite could not be installed with npm into .azurite/ (the Azure tests will say so)" >&2
+    rm -rf .azurite  # whatever is there does not run
+    npm install --prefix .azurite --no-audit --no-fund --silent azurite@3 >/dev/null 2>&1 || true
+    if azurite_runs; then
+      echo "installed: azurite (npm, .azurite/)"
+    else
+      echo "azurite could not be installed with npm into .azurite/ (the Azure tests will say so)" >&2
+    fi
   else
     echo "stackcube tests need Node's npm to install azurite (the Azure Blob emulator)" >&2
   fi

@@ -139,11 +139,9 @@ def headers_for(url: str, credentials: Mapping[str, Any] | Callable[[str], Any] 
     parsed = urlparse(url)
     if credentials is None or parsed.scheme not in {"http", "https"}:
         return {}
-    if callable(credentials):
-        given = credentials(f"{parsed.scheme}://{parsed.netloc}/")
-    else:
-        matching = [p for p in credentials if url.startswith(p) and _host_boundary(url, p)]
-        given = credentials[max(matching, key=len)] if matching else None
+    # a mapping answers for the URL itself (its longest matching prefix); a callable is asked for the host
+    asked = url if isinstance(credentials, Mapping) else f"{parsed.scheme}://{parsed.netloc}/"
+    given = credential_for(asked, credentials)
     if not isinstance(given, Mapping):
         return {}
     return {str(k): str(v) for k, v in given.items()}
@@ -169,5 +167,5 @@ def credential_for(
         return for_container(prefix, account)
     if callable(credentials):
         return credentials(prefix)
-    matching = [k for k in credentials if prefix.startswith(k)]
+    matching = [k for k in credentials if prefix.startswith(k) and _host_boundary(prefix, k)]
     return credentials[max(matching, key=len)] if matching else None

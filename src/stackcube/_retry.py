@@ -17,13 +17,18 @@ from collections.abc import Awaitable, Callable
 from stackcube.errors import StackcubeError
 from stackcube.settings import Settings
 
-__all__ = ["again", "backoff", "retry_async", "retry_sync", "wait", "without_timings"]
+__all__ = ["again", "backoff", "looks_throttled", "retry_async", "retry_sync", "wait", "without_timings"]
 
 
 def without_timings(text: str) -> str:
     """An error message without durations (``in 404.2µs``, ``elapsed: 503ms``), whose digits look like statuses:
     what is left can be searched for status codes."""
     return re.sub(r"\b[0-9]+(?:\.[0-9]+)?\s*(?:ns|µs|us|ms|s)\b", "", text)
+
+
+def looks_throttled(text: str) -> bool:
+    """Whether an error message says the host asked to slow down (429, S3's SlowDown, TooManyRequests)."""
+    return re.search(r"\b429\b|SlowDown|TooManyRequests|THROTTLED", without_timings(text)) is not None
 
 
 def backoff(attempt: int) -> float:

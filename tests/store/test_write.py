@@ -221,7 +221,6 @@ def test_two_processes_building_at_once_leave_readable_cubes(storage, nginx, s3,
                     data = stackcube.open_dataarray(repo, snapshot=detail, mask_and_scale=False).values
                     np.testing.assert_array_equal(data, expected[who], err_msg=f"run {run}, {who}")
     assert outcomes["ok"] >= 30, outcomes
-    print(f"{storage}: {dict(outcomes)}")
 
 
 KILL_AT = {

@@ -23,7 +23,7 @@ from zarr.storage import WrapperStore
 from stackcube._band_index import with_band_aliases
 from stackcube._keywords import check_keywords, keywords_of
 from stackcube._physical import physical
-from stackcube._retry import again, retry_sync, wait, without_timings
+from stackcube._retry import again, looks_throttled, retry_sync, wait, without_timings
 from stackcube.errors import ArrayNotFoundError, RepositoryError, SourceChangedError, SourceError, StackcubeError
 from stackcube.options import Chunks
 from stackcube.settings import Credentials, Settings, current
@@ -189,7 +189,7 @@ class _GuardedStore(WrapperStore[Any]):
         else:
             error = RepositoryError(f"could not read {key} of the repository: {reason[:300]}")
         error.transient = transient(exc)
-        error.throttled = re.search(r"\b429\b|SlowDown|TooManyRequests|THROTTLED", f"{exc.kind} {reason}") is not None
+        error.throttled = exc.kind == icechunk.ErrorKind.THROTTLED or looks_throttled(reason)
         return error
 
     async def _sources_of(self, key: str) -> str:
@@ -242,9 +242,10 @@ def _session(
         )
         session = options.version.session(repository, repo)
         known = tuple((repository.config.virtual_chunk_containers or {}).keys())
+        root = _root(session, repo)  # a repository without a cube yet says so here
         try:
-            metadata = CubeMetadata.from_attrs(_root(session, repo).attrs)
-        except RepositoryError:
+            metadata = CubeMetadata.from_attrs(root.attrs)
+        except RepositoryError:  # a root that is not a stackcube cube: its readers say so
             return session, known
         if set(metadata.containers) <= set(known) and not (metadata.accounts and credentials is not None):
             return session, known
@@ -343,7 +344,6 @@ def open_datatree(
     """Open a cube lazily: one child per stored array with its levels, and one per union."""
     options = options or OpenOptions()
     session, prefixes = _session(repo, options, settings, _preload(r"[0-9]+", options))
-    _root(session, repo)
     store = _GuardedStore(session.store, settings or current(), prefixes)
     tree = xr.open_datatree(
         cast("Any", store), chunks=_xarray_chunks(options.chunks), mask_and_scale=_cf(options), **_OPEN

@@ -188,8 +188,8 @@ def _storage(repo: str | os.PathLike[str] | icechunk.Storage, settings: Settings
             from_env=s3.signed,
             anonymous=not s3.signed,
         )
-    if parsed.scheme in {"", "file"}:
-        path = Path(parsed.path if parsed.scheme else text).resolve()
+    path = _local_path(text)
+    if path is not None:
         if path.exists() and not path.is_dir():
             msg = f"{text} is a file, not an Icechunk repository (a directory); give a directory path"
             raise RepositoryError(msg)
@@ -248,8 +248,8 @@ _K = icechunk.ErrorKind
 _TRANSIENT_KINDS = frozenset({_K.IO, _K.OBJECT_STORE, _K.STORAGE_OTHER, _K.THROTTLED, _K.VIRTUAL_CHUNK_FETCH})
 _TRANSIENT_WORDS = re.compile(
     r"\b(?:5\d\d|429|408)\b|timed? ?out|connection|reset|broken pipe|body|incomplete|SlowDown|Throttl|"
-    r"dispatch failure|error sending request|unexpected end|InternalError|ServiceUnavailable|SlowDown|"
-    r"TooManyRequests|RequestTimeout",
+    r"dispatch failure|error sending request|unexpected end|InternalError|ServiceUnavailable|TooManyRequests|"
+    r"RequestTimeout",
     re.IGNORECASE,
 )
 _REFUSED_WORDS = re.compile(r"\b(?:400|401|403|404|405|410|416)\b|not found|NoSuchKey|denied|Forbidden", re.IGNORECASE)
@@ -326,15 +326,8 @@ def _open(
         _read_policy(config, settings, preload)
     if given is not None and not added and whole and not reading and credentials is None:
         return given
-    for prefix in sorted(known.union(added)):
-        if prefix in added or urlparse(prefix).scheme in {"http", "https"}:  # today's timeouts and headers
-            config.set_virtual_chunk_container(
-                _container(prefix, settings, _headers(credentials, prefix), accounts.get(prefix))
-            )
-    access = {
-        prefix: _credential(prefix, settings, credentials, accounts.get(prefix))
-        for prefix in sorted(known.union(added))
-    }
+    http = [p for p in known if urlparse(p).scheme in {"http", "https"}]  # today's timeouts and headers
+    access = _declare(config, [*added, *http], known, settings, credentials=credentials, accounts=accounts)
     if given is not None:
         return given.reopen(config=config, authorize_virtual_chunk_access=access)
     if exists:
@@ -354,6 +347,7 @@ def _open(
                     credentials=credentials,
                     accounts=accounts,
                     settings=settings,
+                    preload=preload,
                 )
             time.sleep(0.1)
         raise
@@ -382,6 +376,7 @@ def exclusive(repo: RepoLike) -> Iterator[None]:
 
 
 def _local_path(repo: RepoLike) -> Path | None:
+    """The directory of a repository given as a local path or ``file://`` URL; None for anything else."""
     if not isinstance(repo, str | os.PathLike):
         return None
     text = os.fspath(repo)
@@ -407,10 +402,8 @@ def save_containers(
         missing = [p for p in dict.fromkeys(prefixes) if p not in known]
         if not missing:
             return
-        for prefix in missing:
-            config.set_virtual_chunk_container(_container(prefix, settings, account=(accounts or {}).get(prefix)))
+        access = _declare(config, missing, known, settings, accounts=accounts or {})  # no caller credential
         _whole_chunk_requests(config)
-        access = {prefix: _credential(prefix, settings) for prefix in sorted(known.union(missing))}
         repository.reopen(config=config, authorize_virtual_chunk_access=access).save_config()
 
 
@@ -430,14 +423,30 @@ def with_containers(
     missing = [p for p in dict.fromkeys(prefixes) if p not in known]
     if not missing and not (accounts and credentials is not None):
         return repository
-    for prefix in missing:
-        account = accounts.get(prefix)
-        config.set_virtual_chunk_container(_container(prefix, settings, _headers(credentials, prefix), account))
-    access = {
-        prefix: _credential(prefix, settings, credentials, accounts.get(prefix))
-        for prefix in sorted(known.union(missing))
-    }
+    access = _declare(config, missing, known, settings, credentials=credentials, accounts=accounts)
     return repository.reopen(config=config, authorize_virtual_chunk_access=access)
+
+
+def _declare(
+    config: icechunk.RepositoryConfig,
+    prefixes: Iterable[str],
+    known: Iterable[str],
+    settings: Settings,
+    *,
+    credentials: Credentials | None = None,
+    accounts: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Set a container for each of ``prefixes`` in ``config`` (http(s) ones with the caller's headers, in memory)
+    and return the authorization of every container, ``known`` ones included."""
+    accounts = accounts or {}
+    prefixes = list(dict.fromkeys(prefixes))
+    for prefix in prefixes:
+        headers = _headers(credentials, prefix)
+        config.set_virtual_chunk_container(_container(prefix, settings, headers, accounts.get(prefix)))
+    return {
+        prefix: _credential(prefix, settings, credentials, accounts.get(prefix))
+        for prefix in sorted({*known, *prefixes})
+    }
 
 
 def _headers(credentials: Credentials | None, prefix: str) -> Mapping[str, str] | None:

@@ -25,7 +25,7 @@ import obstore
 from obstore.store import AzureStore, HTTPStore, LocalStore, S3Store
 
 from stackcube._hrefs import credential_for, headers_for
-from stackcube._retry import retry_async, without_timings
+from stackcube._retry import looks_throttled, retry_async, without_timings
 from stackcube.errors import SourceChangedError, SourceError, SourceNotFoundError
 from stackcube.settings import Settings, current
 
@@ -332,7 +332,7 @@ def _source_error(msg: str, exc: BaseException) -> SourceError:
     status = re.search(r"status code: (\d{3})", text)
     client_error = status is not None and 400 <= int(status[1]) < 500 and int(status[1]) not in {408, 429}
     error.transient = not isinstance(exc, refused) and not bad_range and not client_error
-    error.throttled = re.search(r"\b429\b|SlowDown|TooManyRequests", text) is not None
+    error.throttled = looks_throttled(text)
     return error
 
 
