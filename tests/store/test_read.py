@@ -10,6 +10,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -320,12 +321,12 @@ def test_reads_through_five_percent_faults_equal_a_fault_free_read(where, nginx,
 
 
 def test_opening_a_cube_on_s3_costs_these_repository_requests(s3, tmp_path, use_settings) -> None:
-    """Repository requests, counted at a proxy in front of the S3 server, for opening one array and reading one
-    tile (sources local, so only the repository's requests are counted): one read of the repository's info for
-    the open (no existence check, no separate configuration fetch), then the branch, the snapshot, and the
-    manifests of the arrays read only: the level's dimension coordinates (preloaded together) and the data (not
-    the other level's coordinates, which Icechunk's default preload would fetch). A regression guard; issue #18
-    wants fewer."""
+    """Repository requests, counted at a proxy in front of the S3 server (sources local, so only the repository's
+    requests count). Opening is Icechunk's open (the repository's info, with the branch's v1 ref file and the v1
+    configuration file asked for at the same time: Icechunk cannot know the format before) and its read-only
+    session (the repository's info again, the snapshot), and nothing else: the coordinates read at open are kept
+    in the snapshot. A tile then costs the manifest of the array it is in. Unions alike, per member touched."""
+    from stackcube.demo import write_demo_offset_catalog
     from stackcube.settings import S3Settings
     from tests.services.proxy import run_proxy
     from tests.twins import series
@@ -335,22 +336,44 @@ def test_opening_a_cube_on_s3_costs_these_repository_requests(s3, tmp_path, use_
         use_settings(s3=S3Settings(proxy.url, "us-east-1", signed=True))
         repo = f"s3://{s3.repos_bucket}/counted"
         stackcube.build_cube(items, repo=repo, progress=False)
+        union = f"s3://{s3.repos_bucket}/union"
+        stackcube.build_cube(write_demo_offset_catalog(tmp_path / "offsets"), repo=union, progress=False)
 
-        def kinds() -> dict[str, int]:
+        def counted(read: Any) -> dict[str, int]:
+            proxy.heads.clear()
+            read()
             found: dict[str, int] = {}
             for head in proxy.heads:
                 parts = head.split(b" ")[1].decode().split("?")[0].split("/")
                 part = parts[3] if len(parts) > 3 else "/".join(parts)
                 found[part] = found.get(part, 0) + 1
-            proxy.heads.clear()
             return found
 
-        kinds()
-        data = stackcube.open_dataarray(repo, mask_and_scale=False)
-        _ = data.isel(time=0, band=0, y=slice(0, 10), x=slice(0, 10)).values
-        counted = kinds()
-        assert counted["repo"] == 2
-        assert counted["refs"] == 1
-        assert counted["snapshots"] == 1
-        assert counted["manifests"] == 5  # time, band, x, y and the data
-        assert sum(counted.values()) == 10, counted
+        opening = {"repo": 2, "refs": 1, "config.yaml": 1, "snapshots": 1}
+        tile = {"time": 0, "band": 0, "y": slice(0, 10), "x": slice(0, 10)}
+        assert counted(lambda: stackcube.open_dataarray(repo)) == opening
+        assert counted(lambda: stackcube.open_dataarray(repo, mask_and_scale=False)) == opening
+        assert counted(lambda: stackcube.open_dataarray(repo).isel(tile).values) == {**opening, "manifests": 1}
+        assert counted(lambda: stackcube.open_dataarray(repo, chunks=False).isel(tile).values) == {
+            **opening,
+            "manifests": 1,
+        }
+        assert counted(lambda: stackcube.open_cube(repo)) == opening
+        level = f"{stackcube.store.read_metadata(repo).arrays[0]}/0"
+        assert counted(lambda: stackcube.open_cube(repo)[level]["data"].isel(tile).values) == {
+            **opening,
+            "manifests": 1,
+        }
+        assert counted(lambda: stackcube.open_dataarray(union)) == opening
+        # the first date has two scenes (members), the second one: a window inside the first scene reads its
+        # manifest only without dask; a dask block of the union spans both scenes of the date
+        inside = {"time": 0, "band": 0, "y": slice(110, 120), "x": slice(50, 60)}
+        assert counted(lambda: stackcube.open_dataarray(union, chunks=False).isel(inside).values) == {
+            **opening,
+            "manifests": 1,
+        }
+        assert counted(lambda: stackcube.open_dataarray(union).isel(inside).values) == {**opening, "manifests": 2}
+        assert counted(lambda: stackcube.open_dataarray(union).isel({**inside, "time": 1}).values) == {
+            **opening,
+            "manifests": 1,
+        }

@@ -3,7 +3,8 @@
 ::
 
     /                       attrs["stackcube"]: :class:`CubeMetadata` (version, search, options, arrays, unions)
-    /A                      attrs: :class:`ArrayLayout` (zarr-conventions ``multiscales`` of its levels, ``proj:code``)
+    /A                      attrs: :class:`ArrayLayout` (zarr-conventions ``multiscales`` of its levels, ``proj:code``,
+                            and the coordinates a reader decodes at open, so that opening reads no coordinate array)
     /A/0/data               (time, band, y, x) virtual chunks, each checked against its source's ETag
     /A/0/time, band, y, x   pixel-centre coordinates; /A/0/spatial_ref (crs_wkt, GeoTransform) for rioxarray/odc-geo
     /A/0/id                 item ids per time step; other item properties along time
@@ -43,6 +44,7 @@ from stackcube.union import UnionPlan
 
 __all__ = [
     "DATA",
+    "INLINE",
     "ROOT",
     "SOURCES",
     "ArrayLayout",
@@ -62,6 +64,8 @@ SOURCES = "sources"
 """Name of the node holding the table of every indexed source (one row per item and asset) and its manifest."""
 DATA = "data"
 """Name of the virtual array in each level's node."""
+INLINE = "stackcube:coordinates"
+"""Key of the array node's attribute that keeps the coordinates read at open (:mod:`stackcube.store.coords`)."""
 
 
 def level_path(array: str, level: int) -> str:
@@ -197,11 +201,18 @@ class ArrayLayout:
     """``EPSG:<code>``, or WKT2 for a CRS without one."""
     levels: tuple[Level, ...] = field(default_factory=tuple)
     """Full resolution first, then the overview levels 1, 2, ..."""
+    coordinates: Mapping[str, Any] = field(default_factory=dict)
+    """The coordinates its levels share that a reader decodes at open, kept here so that opening reads none
+    (:func:`stackcube.store.coords.inline_coordinates`; {} for a cube written before)."""
 
     @classmethod
-    def of(cls, plan: ArrayPlan) -> Self:
-        """The layout of the array ``plan`` describes."""
-        return cls(crs=plan.crs, levels=tuple(Level(p.transform, (p.shape[2], p.shape[3])) for p in plan.levels))
+    def of(cls, plan: ArrayPlan, coordinates: Mapping[str, Any] | None = None) -> Self:
+        """The layout of the array ``plan`` describes, keeping ``coordinates``."""
+        return cls(
+            crs=plan.crs,
+            levels=tuple(Level(p.transform, (p.shape[2], p.shape[3])) for p in plan.levels),
+            coordinates=dict(coordinates or {}),
+        )
 
     def to_attrs(self) -> dict[str, Any]:
         """The node's attributes: each level's scale and translation relative to level 0, its shape and transform."""
@@ -226,6 +237,7 @@ class ArrayLayout:
             "multiscales": {"layout": layout},
             "spatial:dimensions": ["y", "x"],
             **crs,
+            **({INLINE: dict(self.coordinates)} if self.coordinates else {}),
         }
 
     @classmethod
@@ -238,7 +250,11 @@ class ArrayLayout:
             )
             for entry in sorted(layout, key=lambda entry: int(entry["asset"]))
         )
-        return cls(crs=str(attrs.get("proj:code") or attrs.get("proj:wkt2") or ""), levels=levels)
+        return cls(
+            crs=str(attrs.get("proj:code") or attrs.get("proj:wkt2") or ""),
+            levels=levels,
+            coordinates=dict(attrs.get(INLINE) or {}),
+        )
 
 
 def level_dataset(plan: ArrayPlan) -> xr.Dataset:

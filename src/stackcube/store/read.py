@@ -28,7 +28,17 @@ from stackcube.errors import ArrayNotFoundError, RepositoryError, SourceChangedE
 from stackcube.options import Chunks
 from stackcube.settings import Credentials, Settings, current
 from stackcube.sources import Source
-from stackcube.store.layout import DATA, ArrayLayout, CubeMetadata, data_path, level_path, read_sources_table
+from stackcube.store.coords import LevelToOpen, open_levels
+from stackcube.store.layout import (
+    DATA,
+    INLINE,
+    SOURCES,
+    ArrayLayout,
+    CubeMetadata,
+    data_path,
+    level_path,
+    read_sources_table,
+)
 from stackcube.store.repo import (
     RepoLike,
     check_allowed,
@@ -229,7 +239,7 @@ def _explain(reason: str) -> str:
 
 
 def _session(
-    repo: RepoLike, options: OpenOptions, settings: Settings | None, preload: str | None = None
+    repo: RepoLike, options: OpenOptions, settings: Settings | None
 ) -> tuple[icechunk.Session, tuple[str, ...]]:
     """A read-only session on the version asked for, with a container for every prefix the cube lists (a
     concurrent writer's configuration cannot take one away), and those prefixes; transient failures are retried."""
@@ -238,7 +248,7 @@ def _session(
 
     def attempt() -> tuple[icechunk.Session, tuple[str, ...]]:
         repository = open_repository(
-            repo, allow=options.allow, reading=True, credentials=credentials, preload=preload, settings=settings
+            repo, allow=options.allow, reading=True, credentials=credentials, settings=settings
         )
         session = options.version.session(repository, repo)
         known = tuple((repository.config.virtual_chunk_containers or {}).keys())
@@ -259,15 +269,6 @@ def _session(
     except icechunk.IcechunkError as exc:
         msg = f"could not open {repo}: {exc.message.splitlines()[0] if exc.message else exc}"
         raise RepositoryError(msg) from None
-
-
-def _preload(level: str, options: OpenOptions) -> str:
-    """The arrays an open reads in full at once, whose manifests Icechunk loads concurrently when the session
-    starts (one round trip for all, instead of one after another): the dimension coordinates of the level(s),
-    and the per-time scale and offset when values are made physical. Every array at that level is matched (a
-    union's members are arrays of their own)."""
-    names = "time|band|x|y" + ("|scale|offset" if options.mask_and_scale else "")
-    return rf"^/[^/]+/{level}/({names})$"
 
 
 def _root(session: icechunk.Session, repo: RepoLike) -> zarr.Group:
@@ -338,28 +339,53 @@ def _union_level(
     )
 
 
+def _levels(store: Any, levels: list[LevelToOpen], snapshot: str, options: OpenOptions) -> list[xr.Dataset]:
+    """``levels`` opened as :meth:`stackcube.Cube.open` presents them: physical values (unless raw asked), bands
+    selectable by common name."""
+    opened = open_levels(
+        store,
+        levels,
+        snapshot,
+        chunks=_xarray_chunks(options.chunks),
+        mask_and_scale=_cf(options),
+        physical=options.mask_and_scale,
+    )
+    if options.mask_and_scale:
+        opened = [ds.assign({DATA: physical(ds[DATA])}) for ds in opened]
+    return [with_band_aliases(ds) for ds in opened]
+
+
 def open_datatree(
     repo: RepoLike, options: OpenOptions | None = None, *, settings: Settings | None = None
 ) -> xr.DataTree:
-    """Open a cube lazily: one child per stored array with its levels, and one per union."""
+    """Open a cube lazily: one child per stored array with its levels, one per union, and the source table.
+
+    Reads the repository's snapshot and nothing else: every level's coordinates read at open are kept in its array
+    node (:mod:`stackcube.store.coords`); the rest (item properties, provenance, the source table) is read when
+    used.
+    """
     options = options or OpenOptions()
-    session, prefixes = _session(repo, options, settings, _preload(r"[0-9]+", options))
+    session, prefixes = _session(repo, options, settings)
     store = _GuardedStore(session.store, settings or current(), prefixes)
-    tree = xr.open_datatree(
-        cast("Any", store), chunks=_xarray_chunks(options.chunks), mask_and_scale=_cf(options), **_OPEN
-    )
-    metadata = CubeMetadata.from_attrs(tree.attrs)
+    root = _root(session, repo)
+    metadata = CubeMetadata.from_attrs(root.attrs)
+    nodes: dict[str, xr.Dataset] = {"/": xr.Dataset(attrs={**root.attrs, "snapshot_id": session.snapshot_id})}
+    if SOURCES in root.group_keys():
+        nodes[SOURCES] = xr.open_dataset(
+            cast("Any", store), group=SOURCES, chunks=_xarray_chunks(options.chunks), **_OPEN
+        )
+    levels = []
     for array in metadata.arrays:
-        for level in tree[array].children:
-            node = cast("xr.DataTree", tree[level_path(array, int(level))]).to_dataset(inherit=False)
-            if options.mask_and_scale:
-                node = node.assign({DATA: physical(node[DATA])})
-            tree[level_path(array, int(level))] = xr.DataTree(with_band_aliases(node))
+        group = cast("zarr.Group", root[array])
+        layout = ArrayLayout.from_attrs(group.attrs)
+        nodes[array] = xr.Dataset(attrs={k: v for k, v in group.attrs.items() if k != INLINE})
+        levels += [LevelToOpen(level_path(array, int(n)), layout, int(n)) for n in sorted(group.group_keys(), key=int)]
+    for level, ds in zip(levels, _levels(store, levels, session.snapshot_id, options), strict=True):
+        nodes[level.path] = ds
     for union in metadata.unions:
-        for level in range(union.n_levels):
-            tree[level_path(union.name, level)] = xr.DataTree(_union_level(store, union, level, options, settings))
-    tree.attrs["snapshot_id"] = session.snapshot_id
-    return tree
+        for n in range(union.n_levels):
+            nodes[level_path(union.name, n)] = _union_level(store, union, n, options, settings)
+    return xr.DataTree.from_dict(nodes)
 
 
 def _array_name(metadata: CubeMetadata, array: str | None, repo: RepoLike) -> str:
@@ -376,6 +402,12 @@ def _array_name(metadata: CubeMetadata, array: str | None, repo: RepoLike) -> st
     return array
 
 
+def _check_level(array: str, level: int, count: int) -> None:
+    if not 0 <= level < count:
+        msg = f"array {array} has levels {', '.join(map(str, range(count)))} (0 is full resolution), not {level}"
+        raise ArrayNotFoundError(msg)
+
+
 def open_level(
     repo: RepoLike,
     array: str | None = None,
@@ -390,25 +422,15 @@ def open_level(
     ``array`` may be None when the cube has one. Errors name the arrays and levels there are.
     """
     options = options or OpenOptions()
-    session, prefixes = _session(repo, options, settings, _preload(str(level), options))
+    session, prefixes = _session(repo, options, settings)
     store = _GuardedStore(session.store, settings or current(), prefixes)
     metadata = CubeMetadata.from_attrs(_root(session, repo).attrs)
     array = _array_name(metadata, array, repo)
     union = metadata.union(array)
     if union is not None:
-        count = union.n_levels
-    else:
-        count = len(ArrayLayout.from_attrs(zarr.open_group(session.store, path=array, mode="r").attrs).levels) or 1
-    if not 0 <= level < count:
-        msg = f"array {array} has levels {', '.join(map(str, range(count)))} (0 is full resolution), not {level}"
-        raise ArrayNotFoundError(msg)
-    if union is not None:
+        _check_level(array, level, union.n_levels)
         return _union_level(store, union, level, options, settings)[DATA].rename(array)
-    ds = xr.open_dataset(
-        cast("Any", store),
-        group=level_path(array, level),
-        chunks=_xarray_chunks(options.chunks),
-        mask_and_scale=_cf(options),
-        **_OPEN,
-    )
-    return with_band_aliases(physical(ds[DATA]) if options.mask_and_scale else ds[DATA]).rename(array)
+    layout = ArrayLayout.from_attrs(zarr.open_group(session.store, path=array, mode="r").attrs)
+    _check_level(array, level, len(layout.levels) or 1)
+    (ds,) = _levels(store, [LevelToOpen(level_path(array, level), layout, level)], session.snapshot_id, options)
+    return ds[DATA].rename(array)

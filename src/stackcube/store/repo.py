@@ -29,7 +29,6 @@ from stackcube.settings import Credentials, Settings, current
 
 __all__ = [
     "ONE_REQUEST",
-    "PRELOAD_REFS",
     "RepoLike",
     "Credentials",
     "check_allowed",
@@ -48,10 +47,6 @@ __all__ = [
 
 type RepoLike = str | os.PathLike[str] | icechunk.Storage | icechunk.Repository
 """Where a cube lives: a local path, an ``s3://bucket/prefix`` URL, an ``icechunk.Storage`` or a Repository."""
-
-PRELOAD_REFS = 1_000_000
-"""Most chunk references Icechunk preloads when a read's session starts (coordinates hold few; a bound all the
-same, so a coordinate of a huge cube cannot stall the open)."""
 
 ONE_REQUEST = 1 << 30
 """Icechunk splits a chunk fetch into ranged GETs of an ideal size; a source tile is one GET, so never split."""
@@ -207,7 +202,6 @@ def open_repository(
     reading: bool = False,
     credentials: Credentials | None = None,
     accounts: Mapping[str, str] | None = None,
-    preload: str | None = None,
     settings: Settings | None = None,
 ) -> icechunk.Repository:
     """Open (or create) a repository whose containers cover ``prefixes``, authorizing exactly its containers.
@@ -218,9 +212,7 @@ def open_repository(
     ``allow`` (URL prefixes), a repository that declares a container outside all of them is refused before
     anything is read through it. ``reading``: Icechunk does not retry (stackcube's read path does, in one layer,
     :mod:`stackcube.store.read`). ``credentials`` (:data:`Credentials`) authorize the containers they name;
-    ``accounts`` are the Azure storage accounts of ``az://`` prefixes. When reading, Icechunk loads at the
-    session's start, concurrently, the manifests of exactly the arrays whose path matches ``preload`` (a regex;
-    None: none), instead of its default guess (every array named like a coordinate, in every level).
+    ``accounts`` are the Azure storage accounts of ``az://`` prefixes.
     """
     settings = settings or current()
     try:
@@ -232,7 +224,6 @@ def open_repository(
             reading=reading,
             credentials=credentials,
             accounts=accounts or {},
-            preload=preload,
             settings=settings,
         )
     except icechunk.IcechunkError as exc:
@@ -296,7 +287,6 @@ def _open(
     credentials: Credentials | None,
     accounts: Mapping[str, str],
     settings: Settings,
-    preload: str | None = None,
 ) -> icechunk.Repository:
     given = repo if isinstance(repo, icechunk.Repository) else None
     storage = given.storage if given is not None else _storage(repo, settings)  # type: ignore[arg-type]
@@ -323,7 +313,7 @@ def _open(
         check_allowed(sorted(known.union(added)), allow, repo)
     whole = _whole_chunk_requests(config)
     if reading:
-        _read_policy(config, settings, preload)
+        _read_policy(config, settings)
     if given is not None and not added and whole and not reading and credentials is None:
         return given
     http = [p for p in known if urlparse(p).scheme in {"http", "https"}]  # today's timeouts and headers
@@ -347,7 +337,6 @@ def _open(
                     credentials=credentials,
                     accounts=accounts,
                     settings=settings,
-                    preload=preload,
                 )
             time.sleep(0.1)
         raise
@@ -460,17 +449,13 @@ def _headers(credentials: Credentials | None, prefix: str) -> Mapping[str, str] 
     return {str(k): str(v) for k, v in given.items()}
 
 
-def _read_policy(config: icechunk.RepositoryConfig, settings: Settings, preload: str | None = None) -> None:
+def _read_policy(config: icechunk.RepositoryConfig, settings: Settings) -> None:
     """Icechunk's own retries off, and each attempt bounded by ``settings.request_timeout`` (for the repository
-    and the S3 sources it reads; HTTP sources take theirs from their container): the read path retries. Manifests
-    preloaded: those of the arrays matching ``preload``, only."""
+    and the S3 sources it reads; HTTP sources take theirs from their container): the read path retries. No
+    manifest preloaded: Icechunk's default guess loads every coordinate-named array of every level, and opening
+    reads no coordinate array (:mod:`stackcube.store.coords`); a manifest is read with the first chunk of its array."""
     manifest = config.manifest or icechunk.ManifestConfig()
-    condition = (
-        icechunk.ManifestPreloadCondition.path_matches(preload)
-        if preload
-        else icechunk.ManifestPreloadCondition.false()
-    )
-    manifest.preload = icechunk.ManifestPreloadConfig(max_total_refs=PRELOAD_REFS, preload_if=condition)
+    manifest.preload = icechunk.ManifestPreloadConfig(preload_if=icechunk.ManifestPreloadCondition.false())
     config.manifest = manifest
     storage = config.storage or icechunk.StorageSettings()
     storage.retries = icechunk.StorageRetriesSettings(max_tries=1)

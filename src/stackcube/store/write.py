@@ -24,6 +24,7 @@ from stackcube.cube import CubePlan
 from stackcube.errors import ConcurrentUpdateError, RepositoryError, SourceError, StackcubeWarning
 from stackcube.plan import DIMS, ArrayPlan
 from stackcube.settings import Settings
+from stackcube.store.coords import inline_coordinates
 from stackcube.store.layout import (
     DATA,
     SOURCES,
@@ -186,9 +187,11 @@ def _write(
     total = sum(level.n_chunks for a in plan.arrays for level in a.levels)
     with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
         for array in plan.arrays:
-            xr.Dataset(attrs=ArrayLayout.of(array).to_attrs()).to_zarr(session.store, group=array.name, **_TO_ZARR)
-            for n, level in enumerate(array.levels):
-                _write_level(session, level, level_path(array.name, n), advance)
+            datasets = [level_dataset(level) for level in array.levels]
+            layout = ArrayLayout.of(array, inline_coordinates(datasets))
+            xr.Dataset(attrs=layout.to_attrs()).to_zarr(session.store, group=array.name, **_TO_ZARR)
+            for n, (level, coords) in enumerate(zip(array.levels, datasets, strict=True)):
+                _write_level(session, level, coords, level_path(array.name, n), advance)
     counts = ", ".join(f"{a.name} {a.shape[0]} dates x {a.shape[1]} bands" for a in plan.arrays)
     try:
         with lock():
@@ -226,8 +229,7 @@ def _tag_or_undo(repository: icechunk.Repository, tag: str, snapshot: str, branc
         raise RepositoryError(msg) from None
 
 
-def _write_level(session: icechunk.Session, level: ArrayPlan, path: str, advance: Any) -> None:
-    coords = level_dataset(level)
+def _write_level(session: icechunk.Session, level: ArrayPlan, coords: xr.Dataset, path: str, advance: Any) -> None:
     coords.to_zarr(session.store, group=path, **_TO_ZARR)
     node = zarr.open_group(session.store, path=path, mode="r+")
     node.create_array(

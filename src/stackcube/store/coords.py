@@ -1,0 +1,173 @@
+"""A level's coordinates without reading them: opening an array reads no coordinate manifest and no coordinate chunk.
+
+On object storage every manifest and every chunk is a round trip, and xarray reads a level's dimension coordinates
+(``time``, ``band``, ``y``, ``x``) when it opens it; :func:`~stackcube._physical.physical` reads ``scale`` and
+``offset``, and the band index ``common_name``. So the writer keeps the stored (encoded) values of those coordinates
+in the array node's attributes (:func:`inline_coordinates`), which Icechunk keeps in the snapshot a read fetches
+anyway, and ``x``/``y`` follow from each level's transform in :class:`~stackcube.store.layout.ArrayLayout`. The
+coordinate arrays stay as they are for every other reader (``xr.open_zarr``, GDAL).
+
+:func:`open_levels` gives each level to xarray's own CF decoding (``conventions.decode_cf_variables`` through its
+``StoreBackendEntrypoint``) with those values in place of the lazy stored arrays, so what comes out is what
+``xr.open_dataset`` would give after reading them. A cube written before this (or a coordinate too long to keep
+inline, or one whose stored encoding differs from the kept one) has the missing values read, all levels at once,
+concurrently. Written here because neither xarray nor Icechunk keeps small arrays in metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr.api.asynchronous
+from xarray.backends.common import AbstractDataStore
+from xarray.backends.zarr import ZarrStore
+
+from stackcube._georef import spatial_coords
+from stackcube._sync import run
+from stackcube.store.layout import DATA, ArrayLayout
+
+__all__ = ["INLINE_MAX", "LevelToOpen", "inline_coordinates", "open_levels"]
+
+INLINE_MAX = 65_536
+"""Most values of one coordinate kept inline (a 4,096-date x 16-band scale table); longer ones are read from their
+arrays, so a huge cube does not make every snapshot large."""
+
+
+def _read_at_open(ds: xr.Dataset | Mapping[str, Any], mask_and_scale: bool = True) -> list[str]:
+    """The coordinates a reader decodes when it opens a level: the dimension coordinates, ``scale`` and ``offset``
+    (when values are made physical) and the descriptions of the bands (the band index reads ``common_name``)."""
+    names = []
+    for name, var in (ds.variables if isinstance(ds, xr.Dataset) else ds).items():
+        dims = tuple(var.dims)
+        if name == DATA:
+            continue
+        if dims in {(name,), ("band",)} or (mask_and_scale and name in {"scale", "offset"}):
+            names.append(str(name))
+    return names
+
+
+def _jsonable(values: np.ndarray) -> list[Any]:
+    """Values as JSON (NaN as null: attributes are strict JSON)."""
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in values.ravel().tolist()]
+
+
+def inline_coordinates(levels: Sequence[xr.Dataset]) -> dict[str, Any]:
+    """What an array node keeps of its levels' coordinates (``levels``: each level's dataset as written): the
+    encoded values of each coordinate read at open that every level shares (they share time and bands), as the
+    writer stores them (xarray's ``encode_cf_variable``, the encoder ``to_zarr`` applies), with the ``units`` they
+    are in; x/y are not kept, they follow from the levels' transforms."""
+    kept: dict[str, Any] = {}
+    for name in _read_at_open(levels[0]):
+        if name in {"x", "y"}:
+            continue
+        encoded = [xr.conventions.encode_cf_variable(level[name].variable, name=name) for level in levels]
+        first = encoded[0]
+        if first.size > INLINE_MAX or any(not e.equals(first) for e in encoded[1:]):  # type: ignore[no-untyped-call]
+            continue
+        kept[name] = {"values": _jsonable(np.asarray(first.values)), "units": first.attrs.get("units")}
+    return {"values": kept, "x_y": "spatial:transform"}
+
+
+@dataclass(frozen=True, slots=True)
+class LevelToOpen:
+    """One level to open: where its node is, and what its array node says (its kept coordinates, its grid)."""
+
+    path: str
+    """The level's node."""
+    layout: ArrayLayout
+    """The array node's description."""
+    n: int
+    """Which level (0 is full resolution)."""
+
+
+class _Overlay(AbstractDataStore):
+    """A level's Zarr group as xarray's backend sees it, with some stored arrays' values given rather than read.
+
+    Everything else (attributes, encodings, the lazy data array) is the :class:`ZarrStore`'s."""
+
+    def __init__(self, store: ZarrStore, values: Mapping[str, np.ndarray], token: tuple[Any, ...]) -> None:
+        self.store, self.values, self.token = store, values, token
+
+    def get_variables(self) -> dict[str, xr.Variable]:
+        variables = dict(self.store.get_variables())  # type: ignore[no-untyped-call]
+        for name, values in self.values.items():
+            var = variables[name]
+            variables[name] = xr.Variable(var.dims, values.reshape(var.shape), var.attrs, var.encoding)
+        return variables
+
+    def get_attrs(self) -> dict[str, Any]:
+        return dict(self.store.get_attrs())  # type: ignore[no-untyped-call]
+
+    def get_dimensions(self) -> Any:
+        return self.store.get_dimensions()  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        # what the level is (its snapshot and path), not the store object, names its dask arrays
+        return self.token
+
+
+def _given(level: LevelToOpen, store: ZarrStore, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The values of ``names`` that need no read: kept inline (in the encoding the stored array has) or, for x/y,
+    from the level's transform."""
+    variables = store.get_variables()  # type: ignore[no-untyped-call]
+    values: dict[str, np.ndarray] = {}
+    inline = level.layout.coordinates
+    kept = inline.get("values") or {}
+    for name in names:
+        var = variables[name]
+        entry = kept.get(name)
+        if entry is not None and entry.get("units") == var.attrs.get("units") and len(entry["values"]) == var.size:
+            given = [np.nan if v is None else v for v in entry["values"]]
+            values[name] = np.asarray(given, dtype=var.dtype)
+    if inline.get("x_y") == "spatial:transform" and level.n < len(level.layout.levels):
+        grid = level.layout.levels[level.n]
+        computed = spatial_coords(None, grid.transform, *grid.shape)
+        for name in ("x", "y"):
+            if name in names and name in computed and computed[name].shape == variables[name].shape:
+                values[name] = np.asarray(computed[name].values, dtype=variables[name].dtype)
+    return values
+
+
+async def _read(store: Any, paths: Sequence[str]) -> list[np.ndarray]:
+    async def one(path: str) -> np.ndarray:
+        array = await zarr.api.asynchronous.open_array(store=store, path=path, mode="r")
+        return np.asarray(await array.getitem(...))
+
+    return list(await asyncio.gather(*(one(path) for path in paths)))
+
+
+def open_levels(
+    store: Any, levels: Sequence[LevelToOpen], token: Any, *, chunks: Any, mask_and_scale: Any, physical: bool
+) -> list[xr.Dataset]:
+    """Open ``levels`` of ``store`` as xarray would (``chunks`` and ``mask_and_scale`` as :func:`xr.open_dataset`
+    takes them), the coordinates read at open taken from the array nodes or, where not kept, read concurrently in
+    one go; ``physical``: the reader also needs ``scale`` and ``offset``; ``token`` names the version read."""
+    groups = [ZarrStore.open_group(store, group=level.path, mode="r", zarr_format=3) for level in levels]
+    given: list[dict[str, np.ndarray]] = []
+    missing: list[tuple[int, str]] = []
+    for level, group in zip(levels, groups, strict=True):
+        names = _read_at_open(group.get_variables(), physical)
+        known = _given(level, group, names)
+        given.append(known)
+        missing += [(len(given) - 1, name) for name in names if name not in known]
+    read = run(_read(store, [f"{levels[n].path}/{name}" for n, name in missing]))
+    for (n, name), values in zip(missing, read, strict=True):
+        given[n][name] = values
+    return [
+        xr.open_dataset(
+            _Overlay(group, values, (token, level.path)),
+            chunks=chunks,
+            mask_and_scale=mask_and_scale,
+            decode_coords="all",
+        )
+        for level, group, values in zip(levels, groups, given, strict=True)
+    ]

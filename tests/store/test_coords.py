@@ -1,0 +1,134 @@
+"""Coordinates read at open (store.coords): kept in the array node, they open exactly as xarray reads the arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+import stackcube
+from stackcube.store import ArrayLayout, open_repository
+from stackcube.store.coords import INLINE_MAX, inline_coordinates
+from stackcube.store.layout import DATA, INLINE, level_path
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory):
+    """The demo cube: two arrays with overview levels, bands with common names and wavelengths."""
+    from stackcube.demo import write_demo_catalog
+
+    root = tmp_path_factory.mktemp("coords")
+    return stackcube.build_cube(write_demo_catalog(root / "demo", dates=3), repo=root / "cube.icechunk", progress=False)
+
+
+def as_xarray_reads_them(repo, path: str, mask_and_scale: bool = True) -> xr.Dataset:
+    """The level as ``xr.open_dataset`` gives it, reading every coordinate array."""
+    session = open_repository(repo, reading=True).readonly_session(branch="main")
+    return xr.open_dataset(
+        session.store,
+        group=path,
+        engine="zarr",
+        consolidated=False,
+        zarr_format=3,
+        decode_coords="all",
+        mask_and_scale={DATA: False} if mask_and_scale else False,
+    ).load()
+
+
+def assert_same_coords(ours: xr.DataArray | xr.Dataset, theirs: xr.Dataset) -> None:
+    assert set(ours.coords) == set(theirs.coords)
+    for name in theirs.coords:
+        xr.testing.assert_identical(ours[name].variable.load(), theirs[name].variable)
+        assert ours[name].dtype == theirs[name].dtype, name
+    for name in ("time", "band", "y", "x"):
+        assert ours.indexes[name].equals(theirs.indexes[name]), name
+
+
+def test_the_writer_keeps_what_a_reader_decodes_at_open(cube) -> None:
+    session = cube.repository.readonly_session(branch="main")
+    for array in cube.plan.arrays:
+        attrs = zarr.open_group(session.store, path=array.name, mode="r").attrs
+        kept = attrs[INLINE]["values"]
+        assert {"time", "band", "scale", "offset", "common_name"} <= set(kept)
+        assert not {"x", "y", "id", "source_href", "source_etag"} & set(kept)  # x/y: from the transforms
+        assert attrs[INLINE]["x_y"] == "spatial:transform"
+        assert kept["time"]["units"] == zarr.open_array(session.store, path=f"{array.name}/0/time").attrs["units"]
+
+
+@pytest.mark.parametrize("mask_and_scale", [True, False])
+def test_every_level_opens_with_the_coordinates_xarray_reads(cube, mask_and_scale) -> None:
+    tree = stackcube.open_cube(cube.repository, mask_and_scale=mask_and_scale)
+    for array in cube.plan.arrays:
+        assert INLINE not in tree[array.name].attrs
+        assert tree[array.name].attrs["multiscales"]
+        for n in range(len(array.levels)):
+            theirs = as_xarray_reads_them(cube.repository, level_path(array.name, n), mask_and_scale)
+            assert_same_coords(tree[level_path(array.name, n)].to_dataset(), theirs)
+            single = stackcube.open_dataarray(cube.repository, array.name, level=n, mask_and_scale=mask_and_scale)
+            assert_same_coords(single, theirs)
+            if not mask_and_scale:
+                np.testing.assert_array_equal(single.isel(time=0, band=0).values, theirs[DATA].isel(time=0, band=0))
+
+
+def _rewrite_array_node(repo, array: str, change) -> None:
+    """Commit a change to an array node's attributes (``change`` edits the dict in place)."""
+    session = repo.writable_session("main")
+    group = zarr.open_group(session.store, path=array, mode="r+")
+    attrs = dict(group.attrs)
+    change(attrs)
+    group.attrs.clear()
+    group.attrs.update(attrs)
+    session.commit("edit the array node")
+
+
+def test_a_cube_written_before_reads_its_coordinates_concurrently(tmp_path) -> None:
+    from stackcube.demo import write_demo_catalog
+
+    built = stackcube.build_cube(write_demo_catalog(tmp_path / "demo", dates=2), repo=tmp_path / "c", progress=False)
+    for array in built.plan.arrays:
+        _rewrite_array_node(built.repository, array.name, lambda attrs: attrs.pop(INLINE))
+    tree = stackcube.open_cube(tmp_path / "c")
+    for array in built.plan.arrays:
+        for n in range(len(array.levels)):
+            assert_same_coords(
+                tree[level_path(array.name, n)].to_dataset(),
+                as_xarray_reads_them(tmp_path / "c", level_path(array.name, n)),
+            )
+
+
+def test_a_kept_value_in_other_units_than_the_array_is_not_used(tmp_path) -> None:
+    """The kept values name their units; if they are not the stored array's (an edit by another tool), the array is
+    read instead: never a wrong date."""
+    from stackcube.demo import write_demo_catalog
+
+    built = stackcube.build_cube(write_demo_catalog(tmp_path / "demo", dates=2), repo=tmp_path / "c", progress=False)
+    name = built.plan.arrays[0].name
+
+    def shift(attrs: dict) -> None:
+        attrs[INLINE]["values"]["time"]["units"] = "days since 1999-01-01"
+        attrs[INLINE]["values"]["time"]["values"] = [v + 1 for v in attrs[INLINE]["values"]["time"]["values"]]
+
+    _rewrite_array_node(built.repository, name, shift)
+    opened = stackcube.open_dataarray(tmp_path / "c", name)
+    assert_same_coords(opened, as_xarray_reads_them(tmp_path / "c", level_path(name, 0)))
+
+
+def test_long_or_per_level_coordinates_are_not_kept() -> None:
+    times = np.arange(INLINE_MAX + 1).astype("datetime64[s]").astype("datetime64[ns]")
+    long = xr.Dataset(coords={"time": times, "band": ["a"]})
+    kept = inline_coordinates([long])["values"]
+    assert set(kept) == {"band"}
+    one = xr.Dataset(coords={"time": times[:3], "band": ["a"], "common_name": ("band", ["red"])})
+    other = one.assign_coords(common_name=("band", ["blue"]))
+    assert set(inline_coordinates([one, other])["values"]) == {"time", "band"}
+    nan = one.assign_coords(center_wavelength=("band", [np.nan]))
+    assert inline_coordinates([nan])["values"]["center_wavelength"]["values"] == [None]  # strict JSON
+
+
+def test_layout_keeps_the_coordinates_through_its_attributes(cube) -> None:
+    session = cube.repository.readonly_session(branch="main")
+    array = cube.plan.arrays[0].name
+    layout = ArrayLayout.from_attrs(zarr.open_group(session.store, path=array, mode="r").attrs)
+    assert layout.coordinates["values"]["band"]["values"] == list(cube.plan.arrays[0].bands)
+    assert ArrayLayout.from_attrs(layout.to_attrs()) == layout
