@@ -19,8 +19,11 @@ Workloads (each run in a fresh process, cold):
    its index with every COG header).
 
 Tools: stackcube (the default dask chunks, one per source tile; and ``stackcube-nodask``, ``chunks=False``: one
-Zarr call per read), stackstac, odc-stac (GDAL, same GDAL settings), lazycogs (async-geotiff) and rasteret (its
-Parquet index with COG header metadata, then ``read_window``), in alternating order. lazycogs and rasteret run in
+Zarr call per read), each in two configurations: the cube's repository on local disk, and (``stackcube-s3``,
+``stackcube-nodask-s3``) on the test bed's S3 server (moto) behind a latency proxy of its own with the same latency,
+which counts the repository's requests apart from the sources'; stackstac, odc-stac (GDAL, same GDAL settings),
+lazycogs (async-geotiff) and rasteret (its Parquet index with COG header metadata, then ``read_window``), in
+alternating order. lazycogs and rasteret run in
 environments of their own (``TOOL_ENVS``, made on first use from PyPI) because their pins clash with the
 project's. Concurrency is 32 requests (dask threads, or the tool's own cap) for every tool.
 The floor of a workload is its chunks x latency / 32 (at least one round trip).
@@ -160,6 +163,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     from tests.services.nginx import run_nginx
     from tests.services.proxy import run_proxy
+    from tests.services.s3 import run_moto
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-ms", type=float, default=20.0)
@@ -167,7 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tools",
         nargs="+",
-        default=["stackcube", "stackcube-nodask", "stackstac", "odc-stac", "lazycogs", "rasteret"],
+        default=[
+            "stackcube",
+            "stackcube-nodask",
+            "stackcube-s3",
+            "stackcube-nodask-s3",
+            "stackstac",
+            "odc-stac",
+            "lazycogs",
+            "rasteret",
+        ],
     )
     parser.add_argument("--workloads", nargs="+", default=["oneoff", *WORKLOADS])
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "stackcube-compare")
@@ -186,8 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory() as tmp,
         run_nginx(args.cache, None) as nginx,
         run_proxy(nginx.url, latency=args.latency_ms / 1000) as proxy,
+        run_moto(Path(tempfile.mkdtemp())) as s3,
+        run_proxy(s3.endpoint, latency=args.latency_ms / 1000) as repository,
     ):
         run = Path(tmp)
+        s3.client().create_bucket(Bucket="repos")
         grid = items_file(twins, f"{proxy.url}/twins", run / "items.json")
         paths = {
             "items": str(run / "items.json"),
@@ -196,31 +212,48 @@ def main(argv: list[str] | None = None) -> int:
             "rasteret": str(run / "rasteret"),
             "array": f"EPSG{grid['epsg']}_{grid['transform'][0]:g}m",
             "scratch": str(run / "scratch"),
+            # the -s3 configurations: the repository on S3 behind its own proxy (credentials are moto's dummies)
+            "s3_repo": "s3://repos/cube",
+            "s3_env": {**s3.env(), "AWS_ENDPOINT_URL": repository.url},
         }
         # what the read workloads need, made once (the oneoff workload times the same steps)
         for tool in args.tools:
-            if tool in {"stackcube", "lazycogs", "rasteret"}:  # (stackcube-nodask reads stackcube's cube)
+            if tool in {"stackcube", "stackcube-s3", "lazycogs", "rasteret"}:  # (-nodask reads the same cube)
                 run_worker({**spec_for(tool, "oneoff", grid, paths), "prepare": True})
         if args.profile:
             tool, workload = args.profile
             proxy.reset()
+            repository.reset()
             result = run_worker({**spec_for(tool, workload, grid, paths), "profile": True})
-            print(f"{tool} {workload}: {result['seconds']:.2f} s, {proxy.stats['GET']} GETs", file=sys.stderr)
+            print(
+                f"{tool} {workload}: {result['seconds']:.2f} s, {proxy.stats['GET']} GETs of sources, "
+                f"{repository.stats['requests']} repository requests",
+                file=sys.stderr,
+            )
             return 0
         for rep in range(args.repeat):
             for workload in args.workloads:
                 shift = rep % len(args.tools)
                 for tool in args.tools[shift:] + args.tools[:shift]:
-                    if workload == "oneoff" and tool == "stackcube-nodask":
+                    if workload == "oneoff" and "nodask" in tool:
                         continue  # the same build as stackcube's
                     proxy.reset()
+                    repository.reset()
                     result = run_worker(spec_for(tool, workload, grid, paths))
+                    result["repository"] = repository.stats["requests"]
                     result["gets"] = proxy.stats["GET"]
                     result["requests"] = proxy.stats["requests"]
                     result["bytes"] = proxy.stats["bytes"]
                     result["inflight"] = proxy.stats["max_inflight"]
                     results.setdefault((workload, tool), []).append(result)
     return report(results, args)
+
+
+def repository_requests(tool: str, runs: list[dict[str, Any]]) -> str:
+    """The requests to the cube's repository on S3 (median): only the -s3 configurations keep it there."""
+    if not tool.endswith("-s3"):
+        return ""
+    return f"{statistics.median(r['repository'] for r in runs):g}"
 
 
 def report(results: dict[tuple[str, str], list[dict[str, Any]]], args: argparse.Namespace) -> int:
@@ -230,10 +263,10 @@ def report(results: dict[tuple[str, str], list[dict[str, Any]]], args: argparse.
         "order, each run a fresh process\n"
     )
     print(
-        "| workload | tool | wall time, median (min-max) | GETs | requests | MB transferred | most in flight "
-        "| peak RSS MB | values |"
+        "| workload | tool | wall time, median (min-max) | GETs | requests | repository requests | MB transferred "
+        "| most in flight | peak RSS MB | values |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     failed = False
     for workload in args.workloads:
         tools = [tool for tool in args.tools if (workload, tool) in results]
@@ -250,7 +283,8 @@ def report(results: dict[tuple[str, str], list[dict[str, Any]]], args: argparse.
             failed = failed or same == "DIFFERENT"
             print(
                 f"| {workload} | {tool} | {statistics.median(seconds):.2f} s ({min(seconds):.2f}-{max(seconds):.2f}) "
-                f"| {median('gets'):g} | {median('requests'):g} | {median('bytes') / 1e6:.1f} "
+                f"| {median('gets'):g} | {median('requests'):g} | {repository_requests(tool, runs)} "
+                f"| {median('bytes') / 1e6:.1f} "
                 f"| {median('inflight'):g} | {median('peak_rss') / 1e6:.0f} | {same} |"
             )
         if workload != "oneoff":
@@ -258,7 +292,7 @@ def report(results: dict[tuple[str, str], list[dict[str, Any]]], args: argparse.
             floor = max(latency, n * latency / THREADS)
             print(
                 f"| {workload} | floor: {n} chunks x {args.latency_ms:g} ms / {THREADS} | {floor:.2f} s | {n} "
-                f"| {n} | | {THREADS} | | |"
+                f"| {n} | | | {THREADS} | | |"
             )
     for tool, why in NOT_RUN.items():
         print(f"\n{tool}: not run: {why}")

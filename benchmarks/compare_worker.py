@@ -47,15 +47,21 @@ def _items(spec: dict[str, Any]) -> list[Any]:
     return [pystac.Item.from_dict(f) for f in features]
 
 
+def _repo(spec: dict[str, Any]) -> str:
+    """Where the cube's repository is: on local disk, or (the -s3 configurations) on the S3 server."""
+    return str(spec["s3_repo"] if spec["tool"].endswith("-s3") else spec["repo"])
+
+
 def read_stackcube(spec: dict[str, Any]) -> np.ndarray:
     import zarr
 
     import stackcube
 
     zarr.config.set({"async.concurrency": THREADS})
+    stackcube.settings.set(max_concurrency=THREADS)
     _dask_threads()
-    chunks = False if spec["tool"] == "stackcube-nodask" else None
-    data = stackcube.open_dataarray(spec["repo"], spec["array"], mask_and_scale=False, chunks=chunks)
+    chunks = False if "nodask" in spec["tool"] else None
+    data = stackcube.open_dataarray(_repo(spec), spec["array"], mask_and_scale=False, chunks=chunks)
     r0, r1, c0, c1 = spec["window"]
     sel = data.isel(time=spec["times"], y=slice(r0, r1), x=slice(c0, c1)).sel(band=spec["bands"])
     return sel.values
@@ -168,7 +174,11 @@ def _scratch(spec: dict[str, Any], name: str) -> str:
 def oneoff_stackcube(spec: dict[str, Any]) -> np.ndarray:
     import stackcube
 
-    cube = stackcube.build_cube(spec["items"], assets=spec["bands"], repo=_scratch(spec, "repo"), progress=False)
+    if spec["tool"].endswith("-s3"):
+        repo = spec["s3_repo"] if spec.get("prepare") else f"{spec['s3_repo']}-{os.getpid()}-{time.time_ns()}"
+    else:
+        repo = _scratch(spec, "repo")
+    cube = stackcube.build_cube(spec["items"], assets=spec["bands"], repo=repo, progress=False)
     return np.zeros((len(cube.plan.sources),), np.uint16)
 
 
@@ -258,6 +268,8 @@ def read_rasteret(spec: dict[str, Any]) -> np.ndarray:
 READERS = {
     "stackcube": read_stackcube,
     "stackcube-nodask": read_stackcube,
+    "stackcube-s3": read_stackcube,
+    "stackcube-nodask-s3": read_stackcube,
     "stackstac": read_stackstac,
     "odc-stac": read_odc_stac,
     "lazycogs": read_lazycogs,
@@ -266,6 +278,7 @@ READERS = {
 
 ONEOFF = {
     "stackcube": oneoff_stackcube,
+    "stackcube-s3": oneoff_stackcube,
     "stackstac": oneoff_stackstac,
     "odc-stac": oneoff_odc_stac,
     "lazycogs": oneoff_lazycogs,
@@ -276,6 +289,8 @@ ONEOFF = {
 IMPORTS = {
     "stackcube": ["stackcube", "zarr", "icechunk", "xarray", "dask.array"],
     "stackcube-nodask": ["stackcube", "zarr", "icechunk", "xarray"],
+    "stackcube-s3": ["stackcube", "zarr", "icechunk", "xarray", "dask.array"],
+    "stackcube-nodask-s3": ["stackcube", "zarr", "icechunk", "xarray"],
     "stackstac": ["stackstac", "rasterio", "pystac", "dask.array"],
     "odc-stac": ["odc.stac", "odc.geo.geobox", "rasterio", "pystac", "dask.array"],
     "lazycogs": ["lazycogs", "rustac"],
@@ -289,6 +304,8 @@ def main() -> None:
 
     spec = json.loads(sys.argv[1])
     os.environ.update(GDAL_ENV)
+    if spec["tool"].endswith("-s3"):
+        os.environ.update(spec["s3_env"])
     for module in IMPORTS[spec["tool"]]:
         importlib.import_module(module)
     call = (ONEOFF if spec["workload"] == "oneoff" else READERS)[spec["tool"]]
@@ -301,7 +318,8 @@ def main() -> None:
         values = profiler.runcall(call, spec)
         seconds = time.perf_counter() - start
         stats = pstats.Stats(profiler, stream=sys.stderr)
-        stats.sort_stats("tottime").print_stats(25)
+        order, lines = os.environ.get("PROFILE_SORT", "tottime"), int(os.environ.get("PROFILE_LINES", "25"))
+        stats.sort_stats(order).print_stats(lines)
     else:
         values = call(spec)
         seconds = time.perf_counter() - start

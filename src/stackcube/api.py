@@ -253,10 +253,11 @@ def open_cube(repo: RepoLike, **kwargs: Unpack[OpenArgs]) -> xr.DataTree:
     **kwargs
         :class:`~stackcube.store.OpenArgs`. Which snapshot: ``branch`` (default ``main``), ``tag`` or
         ``snapshot``. ``mask_and_scale=False`` gives the stored values (no nodata masking, no scale/offset).
-        ``chunks`` as ``xarray.open_zarr`` takes it: by default one dask chunk per source tile;
-        ``{"y": 2048, "x": 2048}`` for larger tasks that fetch their tiles concurrently; ``False`` for no dask at
-        all: each read is one Zarr call that fetches every touched tile concurrently and decodes straight into the
-        result (fastest for reads that fit in memory). ``allow`` (URL prefixes) refuses, with
+        ``chunks`` as ``xarray.open_zarr`` takes it: by default dask chunks of whole source tiles, about 2048
+        pixels square, one date and band each (each task fetches its tiles concurrently); ``{"y": 512, "x": 512}``
+        for other sizes (along time and band one each unless given); ``False`` for no dask at all: each read is
+        one Zarr call that fetches every touched tile concurrently and decodes straight into the result. Either
+        way a tile is one GET and a selection reads only the tiles it touches. ``allow`` (URL prefixes) refuses, with
         :class:`~stackcube.errors.UntrustedSourceError`, a cube that declares any source prefix outside them,
         before anything is read: give it when opening cubes made by others (reading authorizes exactly the source
         prefixes the cube declares).

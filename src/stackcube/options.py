@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self, cast, get_args
 
-__all__ = ["Chunks", "CubeOptions", "GroupBy", "Harmonize", "OnError", "Overlap", "sort_rank"]
+__all__ = ["BLOCK", "Chunks", "CubeOptions", "GroupBy", "Harmonize", "OnError", "Overlap", "sort_rank"]
 
 Overlap = Literal["first", "last"]
 """Where sources of one time step claim the same chunk or pixel: the first or the last one in member order."""
@@ -25,9 +25,14 @@ Harmonize = Literal["sentinel-2"] | None
 OnError = Literal["raise", "skip"]
 """A source that cannot be read fails the build (``"raise"``) or is left out and listed (``"skip"``)."""
 Chunks = Mapping[str, int] | Literal[False] | None
-"""How an opened array is chunked: None, one dask chunk per source tile (a union: per block of tiles); a mapping
-such as ``{"y": 2048, "x": 2048}``, dask chunks of that size; ``False``, no dask (each read is one call that fetches
-its tiles concurrently and decodes straight into NumPy)."""
+"""How an opened array is chunked: None, dask chunks of whole source tiles, about :data:`BLOCK` pixels square, one
+date and band each (a union: per block of tiles); a mapping such as ``{"y": 1024, "x": 1024}``, dask chunks of that
+size; ``False``, no dask (each read is one call that fetches its tiles concurrently and decodes straight into
+NumPy). Either way a tile is one GET, and a dask chunk fetches its tiles concurrently."""
+
+BLOCK = 2048
+"""Pixels along y and x that a default dask chunk spans at most (a whole number of tiles, at least one): fewer,
+larger tasks than one per tile (a dask task costs more than a tile's GET in flight), still one date and band each."""
 
 
 def sort_rank(value: Any) -> tuple[bool, Any]:

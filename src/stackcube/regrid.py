@@ -30,10 +30,11 @@ __all__ = ["Gridded", "to_grid"]
 # GDAL reports errors through one process-wide handler, so when odc-geo warps several dask blocks at once a
 # transform query on one thread's in-memory dataset can surface as a NotGeoreferencedWarning in another's
 # rasterio.warp.reproject call. The source arrays always carry their transforms and the warped values are identical
-# with or without the warning (checked against a single-threaded warp), so only that message from that call is
-# silenced; everything else rasterio and GDAL say still shows.
+# with or without the warning (checked against a single-threaded warp), so only that message from rasterio's
+# modules (the warp, or the in-memory dataset it makes, depending on which thread GDAL reports to) is silenced;
+# everything else rasterio and GDAL say still shows.
 warnings.filterwarnings(
-    "ignore", message="Dataset has no geotransform, gcps, or rpcs", category=UserWarning, module="rasterio.warp"
+    "ignore", message="Dataset has no geotransform, gcps, or rpcs", category=UserWarning, module=r"rasterio\."
 )
 
 

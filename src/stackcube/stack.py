@@ -120,8 +120,8 @@ def stack(
     resampling
         A GDAL name (``"nearest"``, ``"bilinear"``, ...) or a ``rasterio.enums.Resampling``; used only when warping.
     chunksize, chunks
-        Dask chunks along y and x: an int, a (y, x) pair, or odc-stac's ``{"x": ..., "y": ...}`` (default: one
-        chunk per source tile).
+        Dask chunks along y and x: an int, a (y, x) pair, or odc-stac's ``{"x": ..., "y": ...}`` (default: whole
+        source tiles, about 2048 pixels square).
     dtype, fill_value
         The output dtype (default float32, or float64 for 32- and 64-bit sources) and the value of missing pixels
         (default NaN; an integer ``dtype`` needs an integer ``fill_value``).

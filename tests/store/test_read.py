@@ -17,7 +17,7 @@ import pytest
 
 import stackcube
 from stackcube.errors import SourceChangedError
-from tests.twins import change_in_place, corpus_items, twin_items
+from tests.twins import change_in_place, corpus_items, read_served, twin_items
 
 pytestmark = [pytest.mark.corpus, pytest.mark.network]
 
@@ -377,3 +377,40 @@ def test_opening_a_cube_on_s3_costs_these_repository_requests(s3, tmp_path, use_
             **opening,
             "manifests": 1,
         }
+
+
+def test_default_dask_chunks_span_tiles_and_read_only_what_is_selected(nginx, tmp_path, use_settings) -> None:
+    """Default dask chunks are whole tiles up to about 2048 pixels, one date and band each; a selection inside a
+    chunk reads only its own tiles (one GET each), a list of dates only those dates, and however many tiles a
+    read touches, no more than ``max_concurrency`` requests are in flight."""
+    from tests.services.proxy import run_proxy
+    from tests.twins import series
+
+    with run_proxy(nginx.url, latency=0.01) as proxy:
+        items = series(nginx.root / "chunked", f"{proxy.url}/chunked", 4, size=512, blocksize=128)
+        repo = tmp_path / "cube.icechunk"
+        stackcube.build_cube(items, repo=repo, progress=False)
+        data = stackcube.open_dataarray(repo, mask_and_scale=False)
+        assert data.chunks == ((1, 1, 1, 1), (1,), (512,), (512,))  # 4 x 4 tiles of 128 in one chunk
+        assert all(not hasattr(data[name].data, "dask") for name in data.coords)  # the data alone is dask
+        assert dict(stackcube.open_dataarray(repo, chunks={"y": 256, "x": 256}).chunksizes) == {
+            "time": (1, 1, 1, 1),
+            "band": (1,),
+            "y": (256, 256),
+            "x": (256, 256),
+        }
+
+        proxy.reset()
+        np.testing.assert_array_equal(
+            data.isel(time=0, band=0, y=slice(130, 140), x=slice(0, 10)).values,
+            read_served(items[0]["assets"]["B04"]["href"], nginx.root, proxy.url)[130:140, 0:10],
+        )
+        assert proxy.stats["GET"] == 1
+        proxy.reset()
+        _ = data.isel(time=[0, 2], band=0, y=slice(0, 10), x=slice(0, 10)).values
+        assert proxy.stats["GET"] == 2
+        use_settings(max_concurrency=4)
+        proxy.reset()
+        _ = stackcube.open_dataarray(repo, mask_and_scale=False).values
+        assert proxy.stats["GET"] == 4 * 16
+        assert proxy.stats["max_inflight"] <= 4

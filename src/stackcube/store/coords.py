@@ -26,6 +26,7 @@ import numpy as np
 import xarray as xr
 import zarr.api.asynchronous
 from xarray.backends.common import AbstractDataStore
+from xarray.backends.store import StoreBackendEntrypoint
 from xarray.backends.zarr import ZarrStore
 
 from stackcube._georef import spatial_coords
@@ -146,11 +147,12 @@ async def _read(store: Any, paths: Sequence[str]) -> list[np.ndarray]:
 
 
 def open_levels(
-    store: Any, levels: Sequence[LevelToOpen], token: Any, *, chunks: Any, mask_and_scale: Any, physical: bool
+    store: Any, levels: Sequence[LevelToOpen], token: Any, *, mask_and_scale: Any, physical: bool
 ) -> list[xr.Dataset]:
-    """Open ``levels`` of ``store`` as xarray would (``chunks`` and ``mask_and_scale`` as :func:`xr.open_dataset`
-    takes them), the coordinates read at open taken from the array nodes or, where not kept, read concurrently in
-    one go; ``physical``: the reader also needs ``scale`` and ``offset``; ``token`` names the version read."""
+    """Open ``levels`` of ``store`` as xarray would, lazily and without dask (``mask_and_scale`` as
+    :func:`xr.open_dataset` takes it), the coordinates read at open taken from the array nodes or, where not kept,
+    read concurrently in one go; ``physical``: the reader also needs ``scale`` and ``offset``; ``token`` names the
+    version read."""
     groups = [ZarrStore.open_group(store, group=level.path, mode="r", zarr_format=3) for level in levels]
     given: list[dict[str, np.ndarray]] = []
     missing: list[tuple[int, str]] = []
@@ -165,7 +167,7 @@ def open_levels(
     return [
         xr.open_dataset(
             _Overlay(group, values, (token, level.path)),
-            chunks=chunks,
+            engine=StoreBackendEntrypoint,  # (a class: no scan of every installed backend, see read._OPEN)
             mask_and_scale=mask_and_scale,
             decode_coords="all",
         )

@@ -13,11 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypedDict, cast
 
+import dask.base
 import icechunk
 import xarray as xr
 import zarr
 import zarr.api.asynchronous
 import zarr.errors
+from xarray.backends.zarr import ZarrBackendEntrypoint
 from zarr.storage import WrapperStore
 
 from stackcube._band_index import with_band_aliases
@@ -25,7 +27,7 @@ from stackcube._keywords import check_keywords, keywords_of
 from stackcube._physical import physical
 from stackcube._retry import again, looks_throttled, retry_sync, wait, without_timings
 from stackcube.errors import ArrayNotFoundError, RepositoryError, SourceChangedError, SourceError, StackcubeError
-from stackcube.options import Chunks
+from stackcube.options import BLOCK, Chunks
 from stackcube.settings import Credentials, Settings, current
 from stackcube.sources import Source
 from stackcube.store.coords import LevelToOpen, open_levels
@@ -47,7 +49,7 @@ from stackcube.store.repo import (
     transient,
     with_containers,
 )
-from stackcube.union import UnionPlan, union_dataset
+from stackcube.union import UnionPlan, block_size, union_dataset
 
 __all__ = [
     "OpenArgs",
@@ -91,7 +93,8 @@ class ReadArgs(TypedDict, total=False):
     mask_and_scale: bool
     """Nodata as NaN and scale/offset applied (default); False gives the stored values."""
     chunks: Chunks
-    """None: one dask chunk per source tile; ``{"y": 2048, "x": 2048}``: those chunks; False: no dask."""
+    """None: dask chunks of whole source tiles, about 2048 pixels square, one date and band each;
+    ``{"y": 512, "x": 512}``: those chunks; False: no dask."""
     allow: Sequence[str] | None
     """URL prefixes the cube may read sources from; a cube pointing elsewhere is refused before any read."""
     credentials: Credentials | None
@@ -154,12 +157,24 @@ class _GuardedStore(WrapperStore[Any]):
         super().__init__(store)
         self._settings = settings
         self._prefixes = tuple(sorted(prefixes, key=len, reverse=True))
+        self._gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    def _gate(self) -> asyncio.Semaphore:
+        """At most ``settings.max_concurrency`` reads in flight, however many dask threads ask at once (each dask
+        chunk's read fetches its tiles concurrently); one gate per event loop reading through this store."""
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:
+            gate = self._gates.setdefault(loop, asyncio.Semaphore(self._settings.max_concurrency))
+        return gate
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
         started, attempt = time.monotonic(), 0
+        gate = self._gate()
         while True:
             try:
-                return await self._store.get(key, prototype, byte_range)
+                async with gate:
+                    return await self._store.get(key, prototype, byte_range)
             except icechunk.IcechunkError as exc:
                 error = await self._error(key, exc)
             attempt += 1
@@ -313,13 +328,32 @@ def read_stored(session: icechunk.Session, repo: RepoLike | None = None) -> Stor
 
 
 def _xarray_chunks(chunks: Chunks) -> Any:
-    """None: dask, one chunk per source tile; False: no dask (a read is one Zarr call fetching its tiles at once)."""
+    """None: dask, the stored chunks; False: no dask (a read is one Zarr call fetching its tiles at once)."""
     if chunks is None:
         return {}
     return None if chunks is False else dict(chunks)
 
 
-_OPEN: dict[str, Any] = {"engine": "zarr", "consolidated": False, "zarr_format": 3, "decode_coords": "all"}
+def _dask_chunks(chunks: Chunks, data: xr.Variable) -> dict[str, int]:
+    """The dask chunks of a level's (time, band, y, x) data: ``chunks`` where given, else the stored chunks (one
+    tile, date and band); by default (None) whole tiles to about :data:`~stackcube.options.BLOCK` pixels along y and
+    x, one date and band each: a task reads its tiles concurrently (a dask task costs more than a tile in flight),
+    and a selection of dates or bands, by list too, never reads others (dask narrows a chunk's read to a slice of
+    it, not to a list of dates)."""
+    stored = {str(d): int(c) for d, c in zip(data.dims, data.encoding.get("chunks") or data.shape, strict=True)}
+    if chunks is not None:
+        return {**stored, **dict(cast("Mapping[str, int]", chunks))}
+    return {"time": 1, "band": 1, "y": block_size(stored["y"], BLOCK), "x": block_size(stored["x"], BLOCK)}
+
+
+_OPEN: dict[str, Any] = {
+    # the backend's class, not its name: a name makes xarray load every installed backend's entry point first
+    # (rioxarray's imports rasterio and boto3: a tenth of a second of a cold open)
+    "engine": ZarrBackendEntrypoint,
+    "consolidated": False,
+    "zarr_format": 3,
+    "decode_coords": "all",
+}
 
 
 def _cf(options: OpenOptions) -> bool | dict[str, bool]:
@@ -339,20 +373,29 @@ def _union_level(
     )
 
 
-def _levels(store: Any, levels: list[LevelToOpen], snapshot: str, options: OpenOptions) -> list[xr.Dataset]:
-    """``levels`` opened as :meth:`stackcube.Cube.open` presents them: physical values (unless raw asked), bands
-    selectable by common name."""
-    opened = open_levels(
-        store,
-        levels,
-        snapshot,
-        chunks=_xarray_chunks(options.chunks),
-        mask_and_scale=_cf(options),
-        physical=options.mask_and_scale,
-    )
+def _levels(
+    store: Any, paths: list[tuple[str, ArrayLayout, int]], snapshot: str, options: OpenOptions
+) -> list[xr.Dataset]:
+    """The levels at ``paths`` ((node, its array's layout, level)) opened as :meth:`stackcube.Cube.open` presents
+    them: chunked as asked, physical values (unless raw asked), bands selectable by common name."""
+    levels = [LevelToOpen(path, layout, n) for path, layout, n in paths]
+    opened = open_levels(store, levels, snapshot, mask_and_scale=_cf(options), physical=options.mask_and_scale)
+    if options.chunks is not False:
+        # only the data is dask: the coordinates stay lazy NumPy (item properties and provenance read when used,
+        # and no dask graph per coordinate to slice with every selection)
+        opened = [_chunked(ds, level.path, snapshot, options) for level, ds in zip(levels, opened, strict=True)]
     if options.mask_and_scale:
         opened = [ds.assign({DATA: physical(ds[DATA])}) for ds in opened]
     return [with_band_aliases(ds) for ds in opened]
+
+
+def _chunked(ds: xr.Dataset, path: str, snapshot: str, options: OpenOptions) -> xr.Dataset:
+    """``ds`` with its data as a dask array of :func:`_dask_chunks`, named after what it is (the snapshot, the
+    level, the chunks), as xarray names what it opens."""
+    data = ds[DATA].variable
+    chunks = _dask_chunks(options.chunks, data)
+    name = f"open_dataset-{DATA}-{dask.base.tokenize(snapshot, path, chunks)}"
+    return ds.assign({DATA: data.chunk(chunks, name=name)})
 
 
 def open_datatree(
@@ -379,9 +422,9 @@ def open_datatree(
         group = cast("zarr.Group", root[array])
         layout = ArrayLayout.from_attrs(group.attrs)
         nodes[array] = xr.Dataset(attrs={k: v for k, v in group.attrs.items() if k != INLINE})
-        levels += [LevelToOpen(level_path(array, int(n)), layout, int(n)) for n in sorted(group.group_keys(), key=int)]
-    for level, ds in zip(levels, _levels(store, levels, session.snapshot_id, options), strict=True):
-        nodes[level.path] = ds
+        levels += [(level_path(array, int(n)), layout, int(n)) for n in sorted(group.group_keys(), key=int)]
+    for (path, _, _), ds in zip(levels, _levels(store, levels, session.snapshot_id, options), strict=True):
+        nodes[path] = ds
     for union in metadata.unions:
         for n in range(union.n_levels):
             nodes[level_path(union.name, n)] = _union_level(store, union, n, options, settings)
@@ -432,5 +475,5 @@ def open_level(
         return _union_level(store, union, level, options, settings)[DATA].rename(array)
     layout = ArrayLayout.from_attrs(zarr.open_group(session.store, path=array, mode="r").attrs)
     _check_level(array, level, len(layout.levels) or 1)
-    (ds,) = _levels(store, [LevelToOpen(level_path(array, level), layout, level)], session.snapshot_id, options)
+    (ds,) = _levels(store, [(level_path(array, level), layout, level)], session.snapshot_id, options)
     return ds[DATA].rename(array)

@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 from obspec_utils.registry import ObjectStoreRegistry
 from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+from xarray.backends.zarr import ZarrBackendEntrypoint
 from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.dtype import parse_dtype
 
@@ -220,7 +221,7 @@ def open_manifest(
     zstore = manifest_store(manifest, ifd=ifd, registry=registry_for(manifest, store))
     ds = xr.open_dataset(
         cast("Any", zstore),
-        engine="zarr",
+        engine=ZarrBackendEntrypoint,  # a class: no scan of every installed backend (store.read._OPEN says why)
         consolidated=False,
         zarr_format=3,
         mask_and_scale=False,
