@@ -6,14 +6,17 @@
 Scenes are 512 x 512 px tiled (256) uint16 GeoTIFFs with nodata (Landsat-like: a path/row's footprint moving by
 whole 30 m pixels between dates), one date each, served by nginx behind the test bed's latency proxy. stackcube
 builds a cube (one array per scene, one union), then opens the union and reads a 512 x 512 window at every
-date; stackstac stacks the same items onto the same grid (nearest: pixel centres coincide) and reads the same
-window. Values must be identical. Both run in this process with 32 dask threads. Reported: medians and spreads of
-wall time, GETs at the proxy.
+date, with the cube's repository on local disk and (``stackcube-s3``) on the test bed's S3 server behind a latency
+proxy of its own (same latency), which counts the repository's requests apart from the sources'; stackstac stacks
+the same items onto the same grid (nearest: pixel centres coincide) and reads the same window. Values must be
+identical. All run in this process with 32 dask threads (and 32 requests in flight). Reported: medians and spreads
+of wall time, GETs of sources at their proxy, repository requests.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     from rasterio.enums import Resampling
     from tests.services.nginx import run_nginx
     from tests.services.proxy import run_proxy
+    from tests.services.s3 import run_moto
 
     import stackcube
 
@@ -85,31 +89,45 @@ def main(argv: list[str] | None = None) -> None:
     cache = Path(tempfile.gettempdir()) / "stackcube-union-bench"
     (cache / "www" / "scenes").mkdir(parents=True, exist_ok=True)
     scenes = write_scenes(cache / "www" / "scenes", args.scenes)
-    rows = {"stackcube": [], "stackstac": []}
-    gets = {"stackcube": [], "stackstac": []}
+    tools = ["stackcube", "stackcube-s3", "stackstac"]
+    rows: dict[str, list[float]] = {tool: [] for tool in tools}
+    gets: dict[str, list[int]] = {tool: [] for tool in tools}
+    repository_requests: dict[str, list[int]] = {tool: [] for tool in tools}
+    opens: dict[str, list[float]] = {tool: [] for tool in tools}
     with (
         tempfile.TemporaryDirectory() as tmp,
         run_nginx(cache, None) as nginx,
         run_proxy(nginx.url, latency=args.latency_ms / 1000) as proxy,
+        run_moto(Path(tempfile.mkdtemp())) as s3,
+        run_proxy(s3.endpoint, latency=args.latency_ms / 1000) as repository,
     ):
+        s3.client().create_bucket(Bucket="repos")
+        os.environ.update({**s3.env(), "AWS_ENDPOINT_URL": repository.url})
+        stackcube.settings.reset()  # the S3 server's environment read
+        stackcube.settings.set(max_concurrency=32)
         items = items_for(scenes, f"{proxy.url}/scenes")
-        repo = Path(tmp) / "cube.icechunk"
-        proxy.reset()
-        start = time.perf_counter()
-        cube = stackcube.build_cube(items, repo=repo, progress=False)
-        build, build_gets = time.perf_counter() - start, proxy.stats["GET"]
+        repos = {"stackcube": str(Path(tmp) / "cube.icechunk"), "stackcube-s3": "s3://repos/union"}
+        builds = {}
+        for tool, repo in repos.items():
+            proxy.reset()
+            repository.reset()
+            start = time.perf_counter()
+            cube = stackcube.build_cube(items, repo=repo, progress=False)
+            builds[tool] = (time.perf_counter() - start, proxy.stats["GET"], repository.stats["requests"])
         (union,) = cube.plan.unions
         a, _, x0, _, e, y0 = union.transform[:6]
         _, _, height, width = union.shape
         window = {"y": slice(100, 100 + SIZE), "x": slice(100, 100 + SIZE)}
-        opens, values = [], {}
+        values = {}
         for rep in range(args.repeat):
-            for tool in ["stackcube", "stackstac"] if rep % 2 == 0 else ["stackstac", "stackcube"]:
+            shift = rep % len(tools)
+            for tool in tools[shift:] + tools[:shift]:
                 proxy.reset()
+                repository.reset()
                 start = time.perf_counter()
-                if tool == "stackcube":
-                    data = stackcube.open_dataarray(repo, union.name, mask_and_scale=False)
-                    opens.append(time.perf_counter() - start)
+                if tool in repos:
+                    data = stackcube.open_dataarray(repos[tool], union.name, mask_and_scale=False)
+                    opens[tool].append(time.perf_counter() - start)
                 else:
                     data = stackstac.stack(
                         items, assets=["red"], epsg=32633, resolution=RES,
@@ -119,8 +137,10 @@ def main(argv: list[str] | None = None) -> None:
                 result = np.asarray(data.isel(window).values).reshape(-1, SIZE, SIZE)
                 rows[tool].append(time.perf_counter() - start)
                 gets[tool].append(proxy.stats["GET"])
+                repository_requests[tool].append(repository.stats["requests"])
                 values[tool] = result
-    assert np.array_equal(values["stackcube"], values["stackstac"]), "the tools returned different values"
+    for tool in repos:
+        assert np.array_equal(values[tool], values["stackstac"]), f"{tool} and stackstac returned different values"
 
     def fmt(v: list[float]) -> str:
         return f"{statistics.median(v):.2f} s ({min(v):.2f}-{max(v):.2f})"
@@ -129,16 +149,19 @@ def main(argv: list[str] | None = None) -> None:
         f"\n{args.scenes} scenes at whole-pixel offsets -> one union of {height} x {width} px x {union.shape[0]} "
         f"dates; a {SIZE} x {SIZE} window at every date; {args.latency_ms:g} ms latency; {args.repeat} repetitions\n"
     )
-    print("| step | wall time | GETs |")
-    print("|---|---:|---:|")
-    print(f"| stackcube: build the cube (once) | {build:.2f} s | {build_gets} |")
-    print(f"| stackcube: open the union (lazy) | {fmt(opens)} | 0 |")
-    print(
-        f"| stackcube: open + read the window | {fmt(rows['stackcube'])} | {statistics.median(gets['stackcube']):g} |"
-    )
-    print(
-        f"| stackstac: stack + read the window | {fmt(rows['stackstac'])} | {statistics.median(gets['stackstac']):g} |"
-    )
+    print("| step | wall time | GETs of sources | repository requests |")
+    print("|---|---:|---:|---:|")
+    for tool in repos:
+        seconds, sources, requests = builds[tool]
+        counted = requests if tool == "stackcube-s3" else ""
+        print(f"| {tool}: build the cube (once) | {seconds:.2f} s | {sources} | {counted} |")
+    for tool in tools:
+        where = "" if tool == "stackstac" else f"{statistics.median(repository_requests[tool]):g}"
+        where = where if tool == "stackcube-s3" else ""
+        if tool in repos:
+            print(f"| {tool}: open the union (lazy) | {fmt(opens[tool])} | 0 | |")
+        step = "open + read the window" if tool in repos else "stack + read the window"
+        print(f"| {tool}: {step} | {fmt(rows[tool])} | {statistics.median(gets[tool]):g} | {where} |")
     print("\nvalues: identical")
 
 

@@ -38,7 +38,7 @@ STAGES = (
 INSIDE = {
     "tiff": ("_model", ("_geo", "_decode"), "_parse", "_source", "_read", "_probe", "_codec", "_zarr"),
     "search": ("_query", "_fetch", "_static", "_search"),
-    "union": ("_plan", "_order", "_graph", "_array"),
+    "union": ("_plan", "_order", "_lay", "_array"),
     "store": ("repo", "layout", "coords", ("write", "read")),
 }
 """Each package's modules in order; a tuple holds siblings that do not import each other."""

@@ -1,4 +1,4 @@
-"""Unions read back (union._array, union._graph): exact values against rasterio and stackstac, the overlap rule,
+"""Unions read back (union._array, union._lay): exact values against rasterio and stackstac, the overlap rule,
 one GET per member tile, with dask or NumPy-backed."""
 
 from __future__ import annotations
@@ -83,6 +83,13 @@ def test_union_equals_stackstac_nearest_and_reads_each_tile_once(nginx, tmp_path
         proxy.reset()
         np.testing.assert_array_equal(plain.values, ours)  # without dask: the same pixels and requests
         assert proxy.stats["GET"] == proxy.stats["requests"] == stored_tiles
+        # dask blocks that cut through member tiles: a tile on a border feeds several blocks and is read once
+        small = stackcube.open_dataarray(repo, union.name, mask_and_scale=False, chunks={"y": 100, "x": 100})
+        assert len(small.chunks[2]) > 1
+        proxy.reset()
+        np.testing.assert_array_equal(small.values, ours)
+        assert proxy.stats["GET"] == stored_tiles
+        plain = stackcube.open_dataarray(repo, union.name, mask_and_scale=False, chunks=False)  # nothing read yet
         proxy.reset()
         window = plain.isel(time=0, y=slice(100, 160), x=slice(150, 200)).values
         np.testing.assert_array_equal(window, ours[0, :, 100:160, 150:200])

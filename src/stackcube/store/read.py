@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypedDict, cast
@@ -20,6 +22,7 @@ import zarr
 import zarr.api.asynchronous
 import zarr.errors
 from xarray.backends.zarr import ZarrBackendEntrypoint
+from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import WrapperStore
 
 from stackcube._band_index import with_band_aliases
@@ -157,7 +160,22 @@ class _GuardedStore(WrapperStore[Any]):
         super().__init__(store)
         self._settings = settings
         self._prefixes = tuple(sorted(prefixes, key=len, reverse=True))
+        self._start()
+
+    def _start(self) -> None:
+        """What a process keeps while reading (made again where a copy is unpickled, on a dask worker)."""
         self._gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._pending: dict[asyncio.AbstractEventLoop, dict[str, asyncio.Future[bytes | None]]] = {}
+        self._recent: OrderedDict[str, bytes | None] = OrderedDict()
+        self._recent_bytes = 0
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_store": self._store, "_settings": self._settings, "_prefixes": self._prefixes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._start()
 
     def _gate(self) -> asyncio.Semaphore:
         """At most ``settings.max_concurrency`` reads in flight, however many dask threads ask at once (each dask
@@ -169,6 +187,46 @@ class _GuardedStore(WrapperStore[Any]):
         return gate
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        if byte_range is None and _TILE.search(key):
+            data = await self._tile(key)
+            return None if data is None else prototype.buffer.from_bytes(data)
+        return await self._get(key, prototype, byte_range)
+
+    async def _tile(self, key: str) -> bytes | None:
+        """A source tile's bytes, fetched once however many readers ask for it at once or soon after: a union
+        block's read and its neighbour's both need the member tiles on their border. The bytes are the version the
+        cube indexed (Icechunk checked them against the source when they came), so serving them again is exact."""
+        with self._lock:
+            if key in self._recent:
+                self._recent.move_to_end(key)
+                return self._recent[key]
+        pending = self._pending.setdefault(asyncio.get_running_loop(), {})
+        if key in pending:
+            return await asyncio.shield(pending[key])
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved by whoever awaits
+        pending[key] = future
+        try:
+            buffer = await self._get(key, _BYTES, None)
+            data = None if buffer is None else buffer.to_bytes()
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            del pending[key]
+        future.set_result(data)
+        self._remember(key, data)
+        return data
+
+    def _remember(self, key: str, data: bytes | None) -> None:
+        with self._lock:
+            self._recent[key] = data
+            self._recent_bytes += len(data or b"")
+            while self._recent_bytes > _RECENT_BYTES and len(self._recent) > 1:
+                _, dropped = self._recent.popitem(last=False)
+                self._recent_bytes -= len(dropped or b"")
+
+    async def _get(self, key: str, prototype: Any, byte_range: Any) -> Any:
         started, attempt = time.monotonic(), 0
         gate = self._gate()
         while True:
@@ -232,6 +290,12 @@ class _GuardedStore(WrapperStore[Any]):
             return key
         return str(found).replace(" ", ", ") or key
 
+
+_TILE = re.compile(rf"/{DATA}/c/\d+/\d+/\d+/\d+$")
+"""A chunk key of a level's data: one source tile."""
+_RECENT_BYTES = 64 << 20
+"""Bytes of source tiles a reader keeps after reading them, for readers that ask for the same tile soon after."""
+_BYTES = default_buffer_prototype()
 
 # how object_store (local files, HTTP), S3 and Azure say an object is not there
 _DENIED = re.compile(r"\b40[13]\b|AccessDenied|Forbidden|Unauthori[sz]ed|PermissionDenied|AuthenticationFailed")
@@ -363,12 +427,18 @@ def _cf(options: OpenOptions) -> bool | dict[str, bool]:
 
 
 def _union_level(
-    store: Any, union: UnionPlan, level: int, options: OpenOptions, settings: Settings | None
+    store: Any, union: UnionPlan, level: int, options: OpenOptions, settings: Settings | None, *, snapshot: str
 ) -> xr.Dataset:
     members = [zarr.open_array(store, path=data_path(m, level), mode="r") for m in union.members]
     return with_band_aliases(
         union_dataset(
-            union, members, level=level, chunks=options.chunks, mask_and_scale=options.mask_and_scale, settings=settings
+            union,
+            members,
+            level=level,
+            chunks=options.chunks,
+            mask_and_scale=options.mask_and_scale,
+            settings=settings,
+            token=snapshot,
         )
     )
 
@@ -427,7 +497,9 @@ def open_datatree(
         nodes[path] = ds
     for union in metadata.unions:
         for n in range(union.n_levels):
-            nodes[level_path(union.name, n)] = _union_level(store, union, n, options, settings)
+            nodes[level_path(union.name, n)] = _union_level(
+                store, union, n, options, settings, snapshot=session.snapshot_id
+            )
     return xr.DataTree.from_dict(nodes)
 
 
@@ -472,7 +544,7 @@ def open_level(
     union = metadata.union(array)
     if union is not None:
         _check_level(array, level, union.n_levels)
-        return _union_level(store, union, level, options, settings)[DATA].rename(array)
+        return _union_level(store, union, level, options, settings, snapshot=session.snapshot_id)[DATA].rename(array)
     layout = ArrayLayout.from_attrs(zarr.open_group(session.store, path=array, mode="r").attrs)
     _check_level(array, level, len(layout.levels) or 1)
     (ds,) = _levels(store, [(level_path(array, level), layout, level)], session.snapshot_id, options)

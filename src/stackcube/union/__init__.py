@@ -6,13 +6,13 @@ up exactly: each stays a virtual array on its own grid, and a union places them 
 the union of their grids, values copied (never resampled) and each member tile still read with one GET.
 
 Modules, each importing only the ones before it: ``_plan`` (:class:`UnionPlan` and :func:`build_unions`, pure),
-``_order`` (which member wins a pixel), ``_graph`` (the dask graph that assembles union blocks from member tiles),
+``_order`` (which member wins a pixel), ``_lay`` (member pieces laid over one another, and the size of union blocks),
 ``_array`` (the union read back as an xarray Dataset, with dask or NumPy-backed).
 """
 
 from stackcube.union._array import union_dataset
-from stackcube.union._graph import block_size, union_array
+from stackcube.union._lay import block_size
 from stackcube.union._order import order_steps
 from stackcube.union._plan import UnionLevel, UnionPlan, build_unions
 
-__all__ = ["UnionLevel", "UnionPlan", "block_size", "build_unions", "order_steps", "union_array", "union_dataset"]
+__all__ = ["UnionLevel", "UnionPlan", "block_size", "build_unions", "order_steps", "union_dataset"]

@@ -1,18 +1,20 @@
 """A union read back: its members (Zarr arrays on their own grids) assembled as one xarray Dataset.
 
-With dask (the default) every union block is a task of :func:`~stackcube.union._graph.union_array`; with
-``chunks=False`` the array is NumPy-backed and lazy, as xarray's own backends are: each read assembles exactly the
-window asked for, fetching the member tiles it needs concurrently. Either way nodata masking and the scale and
-offset of each time step and band are :func:`stackcube._physical.physical`, as for every other array of a cube.
+The union is a lazily indexed NumPy-backed array, as xarray's own backends are: each read assembles exactly the
+window asked for, fetching the member tiles it needs concurrently in one go. With dask (the default) it is chunked
+in blocks of whole member tiles (one date and band each), so a task is one such read and dask narrows it to the
+part a selection touches. Either way nodata masking and the scale and offset of each time step and band are
+:func:`stackcube._physical.physical`, as for every other array of a cube.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from typing import Any
 
-import dask.array
+import dask.base
 import numpy as np
 import xarray as xr
 import zarr
@@ -22,10 +24,10 @@ from xarray.core import indexing
 from stackcube import _sync
 from stackcube._georef import spatial_coords
 from stackcube._physical import physical
-from stackcube.options import Chunks
+from stackcube.options import BLOCK, Chunks
 from stackcube.plan import DIMS, band_coords
 from stackcube.settings import Settings, current
-from stackcube.union._graph import block_size, lay, union_array
+from stackcube.union._lay import block_size, lay
 from stackcube.union._order import order_steps
 from stackcube.union._plan import Piece, UnionPlan
 
@@ -43,24 +45,27 @@ def union_dataset(
     chunks: Chunks = None,
     mask_and_scale: bool = True,
     settings: Settings | None = None,
+    token: Any = None,
 ) -> xr.Dataset:
     """The union at ``level`` as a Dataset with one variable ``data`` (time, band, y, x).
 
     ``members`` are the member arrays' level-``level`` data arrays, in the union's member order. Every pixel
     takes the first valid value of the pieces of its time step in priority order
-    (:func:`~stackcube.union._order.order_steps`); pixels no member covers hold the fill value.
+    (:func:`~stackcube.union._order.order_steps`); pixels no member covers hold the fill value. ``token`` names
+    what is read (the snapshot), for dask's names.
     """
     view = union.at_level(level)
     steps, step_ids = order_steps(union)
     attrs = {k: v for k, v in members[0].attrs.items() if k not in _MEMBER_ONLY}
-    data: Any
-    if chunks is False:
-        windows = _UnionWindows(view, members, steps, settings or current())
-        data = indexing.LazilyIndexedArray(windows)
-    else:
-        data = _dask_union(view, members, steps)
-        if chunks:  # None: the union's own blocks
-            data = data.rechunk({DIMS.index(dim): size for dim, size in chunks.items()})
+    data = xr.Variable(
+        DIMS, indexing.LazilyIndexedArray(_UnionWindows(view, members, steps, settings or current())), attrs
+    )
+    if chunks is not False:
+        # dask chunks of whole member tiles, one date and band each: a task is one concurrent read of its tiles
+        tile = max(max(m.chunks[2:]) for m in members)
+        blocks = {"time": 1, "band": 1, "y": block_size(tile, BLOCK), "x": block_size(tile, BLOCK)}
+        given = {**blocks, **dict(chunks or {})}
+        data = data.chunk(given, name=f"stackcube-union-{dask.base.tokenize(token, union.name, level, given)}")
     _, _, height, width = view.shape
     coords: dict[str, Any] = {
         "time": ("time", view.times),
@@ -73,7 +78,8 @@ def union_dataset(
     if union.scale:  # cubes written before per-(time, band) scales: the members' CF attributes apply
         coords["scale"] = (("time", "band"), np.array(union.scale, np.float64))
         coords["offset"] = (("time", "band"), np.array(union.offset, np.float64))
-    raw = xr.DataArray(xr.Variable(DIMS, data, {**attrs, "grid_mapping": "spatial_ref"}), coords=coords, name="data")
+    data.attrs["grid_mapping"] = "spatial_ref"
+    raw = xr.DataArray(data, coords=coords, name="data")
     decoded = physical(raw) if mask_and_scale else raw
     return xr.Dataset({"data": decoded}, attrs={"union": union.name, "members": list(union.members)})
 
@@ -83,25 +89,11 @@ def _nodata(union: UnionPlan) -> tuple[Any, bool]:
     return (union.fill_value, True) if union.fill_value is not None else (0, False)
 
 
-def _dask_union(
-    view: UnionPlan, members: Sequence[zarr.Array[Any]], steps: Sequence[Sequence[Piece]]
-) -> dask.array.Array:
-    # members are opened as bare Zarr arrays (one metadata read each; bands, ids and sort keys come from the
-    # union's description): opening hundreds of members as xarray Datasets would cost more than reading the union
-    arrays = [dask.array.from_zarr(member).rechunk({0: 1, 1: 1}) for member in members]  # type: ignore[no-untyped-call]
-    fill, nodata = _nodata(view)
-    tile = max(max(a.chunks[2]) for a in arrays)
-    return union_array(
-        arrays,
-        member_bands=view.member_bands,
-        offsets=view.offsets,
-        steps=steps,
-        bands=view.bands,
-        shape=view.shape[2:],
-        fill=fill,
-        nodata=nodata,
-        block=block_size(tile),
-    )
+def _valid(values: np.ndarray, fill: Any, nodata: bool) -> Any:
+    """Where ``values`` are valid: not the fill value (NaN for a NaN fill) with nodata, else everywhere."""
+    if not nodata:
+        return True
+    return ~np.isnan(values) if isinstance(fill, float) and math.isnan(fill) else values != fill
 
 
 def _positions(key: int | slice, size: int) -> np.ndarray:
@@ -130,12 +122,25 @@ class _UnionWindows(BackendArray):
         else:
             y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
             out = np.full((times.size, bands.size, y1 - y0, x1 - x0), fill, self.dtype)
-            covered = np.zeros(out.shape, bool)
             reads = self._pieces(times, bands, (y0, y1, x0, x1))
             values = _sync.run(self._fetch(reads))
+            # the first piece of a date and band lands on fill alone: a copy is the same as laying it (its invalid
+            # pixels are the fill value); what the pieces cover is tracked only where a second one comes
+            first: dict[tuple[int, int], tuple[tuple[int, int, int, int], np.ndarray]] = {}
+            covered: dict[tuple[int, int], np.ndarray] = {}
             for (ti, bi, (dy0, dy1, dx0, dx1), *_), piece in zip(reads, values, strict=True):
-                lay(out[ti, bi, dy0:dy1, dx0:dx1], covered[ti, bi, dy0:dy1, dx0:dx1], piece, fill, nodata)
-            out = out[:, :, rows - y0][:, :, :, cols - x0]
+                if (ti, bi) not in first:
+                    out[ti, bi, dy0:dy1, dx0:dx1] = piece
+                    first[(ti, bi)] = ((dy0, dy1, dx0, dx1), piece)
+                    continue
+                if (ti, bi) not in covered:
+                    (fy0, fy1, fx0, fx1), laid = first[(ti, bi)]
+                    covered[(ti, bi)] = np.zeros(out.shape[2:], bool)
+                    covered[(ti, bi)][fy0:fy1, fx0:fx1] = _valid(laid, fill, nodata)
+                mask = covered[(ti, bi)][dy0:dy1, dx0:dx1]
+                lay(out[ti, bi, dy0:dy1, dx0:dx1], mask, piece, fill, nodata)
+            if rows.size != y1 - y0 or cols.size != x1 - x0:  # a strided selection: keep its rows and columns
+                out = out[:, :, rows - y0][:, :, :, cols - x0]
         squeeze = tuple(axis for axis, k in enumerate(key) if not isinstance(k, slice))
         return out.squeeze(axis=squeeze) if squeeze else out
 

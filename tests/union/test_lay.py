@@ -1,4 +1,4 @@
-"""How union blocks are assembled (union._graph): pieces laid in priority order, the first valid value winning."""
+"""How union windows are assembled (union._lay): pieces laid in priority order, the first valid value winning."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from stackcube.union._graph import lay
+from stackcube.union._lay import lay
 
 
 def test_nodata_never_hides_a_valid_value() -> None:
