@@ -288,9 +288,10 @@ ONEOFF = {
 
 IMPORTS = {
     "stackcube": ["stackcube", "zarr", "icechunk", "xarray", "dask.array"],
-    "stackcube-nodask": ["stackcube", "zarr", "icechunk", "xarray"],
+    # (xarray imports dask.array itself where dask is installed, on its first array)
+    "stackcube-nodask": ["stackcube", "zarr", "icechunk", "xarray", "dask.array"],
     "stackcube-s3": ["stackcube", "zarr", "icechunk", "xarray", "dask.array"],
-    "stackcube-nodask-s3": ["stackcube", "zarr", "icechunk", "xarray"],
+    "stackcube-nodask-s3": ["stackcube", "zarr", "icechunk", "xarray", "dask.array"],
     "stackstac": ["stackstac", "rasterio", "pystac", "dask.array"],
     "odc-stac": ["odc.stac", "odc.geo.geobox", "rasterio", "pystac", "dask.array"],
     "lazycogs": ["lazycogs", "rustac"],

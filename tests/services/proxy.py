@@ -116,6 +116,7 @@ async def _read_body(reader: asyncio.StreamReader, head: bytes, *, response: boo
 
 async def _handle(proxy: Proxy, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
     upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    opened: list[asyncio.StreamWriter] = []  # every upstream connection this client's requests opened
     try:
         while True:
             head = await _read_head(client_r)
@@ -129,7 +130,7 @@ async def _handle(proxy: Proxy, client_r: asyncio.StreamReader, client_w: asynci
                 proxy.heads.append(head)
             token = proxy.begin()
             try:
-                upstream, keep_going = await _answer(proxy, client_w, upstream, head, body, method, token)
+                upstream, keep_going = await _answer(proxy, client_w, upstream, head, body, method, token, opened)
             finally:
                 proxy.end(token)
             if not keep_going:
@@ -139,8 +140,9 @@ async def _handle(proxy: Proxy, client_r: asyncio.StreamReader, client_w: asynci
     except asyncio.CancelledError:  # the proxy is shutting down: end quietly (asyncio logs a cancelled handler)
         return
     finally:
-        if upstream is not None:
-            upstream[1].close()
+        # (also one opened for an answer the client did not wait for: a client gone mid-answer)
+        for writer in opened:
+            writer.close()
         with contextlib.suppress(Exception):
             client_w.close()
 
@@ -153,6 +155,7 @@ async def _answer(
     body: bytes,
     method: bytes,
     token: int,
+    opened: list[asyncio.StreamWriter],
 ) -> tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None, bool]:
     """Answer one request; return the upstream connection and whether to keep the client connection open.
 
@@ -191,6 +194,7 @@ async def _answer(
     reused = upstream is not None
     if upstream is None:
         upstream = await asyncio.open_connection(*proxy.upstream)
+        opened.append(upstream[1])
     up_r, up_w = upstream
     up_w.write(head + body)
     await up_w.drain()
@@ -199,6 +203,7 @@ async def _answer(
         # the upstream closed its idle keep-alive connection: a new one, as any HTTP client would
         up_w.close()
         upstream = await asyncio.open_connection(*proxy.upstream)
+        opened.append(upstream[1])
         up_r, up_w = upstream
         up_w.write(head + body)
         await up_w.drain()

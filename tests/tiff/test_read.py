@@ -129,3 +129,28 @@ def test_concurrency_is_capped_by_one_setting(nginx, corpus) -> None:
         assert [m.href for m in manifests] == urls
         # counted at the proxy: never more than the setting in flight, and the setting is used (headers overlap)
         assert proxy.stats["max_inflight"] == 3
+
+
+@pytest.mark.network
+def test_segments_a_few_kib_apart_are_one_get_checked_against_the_version(nginx) -> None:
+    """Tiles of one file at most MERGE_GAP apart come with one ranged GET, each GET conditioned on the ETag: a
+    file replaced in place is refused, not read as other pixels."""
+    from stackcube.tiff import MERGE_GAP, read_segments
+    from tests.services.proxy import run_proxy
+
+    path, _ = write_demo_tiff(nginx.root / "segments.tif", size=512, tile=128)
+    body = path.read_bytes()
+    manifest = read_tiff(f"{nginx.url}/segments.tif")
+    entry = manifest.ifd(0)
+    tiles = list(zip(entry.offsets.ravel().tolist(), entry.lengths.ravel().tolist(), strict=True))[:3]
+    far = (len(body) - 10, 10)  # the end of the file, far from the first tiles
+    assert far[0] - (tiles[-1][0] + tiles[-1][1]) > MERGE_GAP
+    wanted = [tiles[2], far, tiles[0], tiles[1]]  # in any order
+    with run_proxy(nginx.url) as proxy:
+        href = f"{proxy.url}/segments.tif"
+        got = asyncio.run(read_segments(href, wanted, validator="etag", etag=manifest.etag))
+        assert got == [body[o : o + n] for o, n in wanted]
+        assert proxy.stats["GET"] == 2  # the first three tiles lie side by side; the end of the file apart
+        write_demo_tiff(path, size=256, tile=128)  # replaced in place: new ETag
+        with pytest.raises(SourceChangedError, match=r"segments\.tif"):
+            asyncio.run(read_segments(href, wanted, validator="etag", etag=manifest.etag))

@@ -8,6 +8,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 import rasterio
+import zarr
 
 import stackcube
 from tests.union.scenes import NODATA, RES, T0, X0, Y0, expected_union, make_items, stackstac_on_union
@@ -56,9 +57,38 @@ def test_overlaps_follow_the_rule_and_nodata_never_hides_a_valid_pixel(tmp_path)
     assert plain.values[0, 0, hole[0], hole[1]] == vb[hole[0] - 100, hole[1] - 170] != NODATA
 
 
+def merged_gets(segments: list[tuple[int, int]]) -> int:
+    """How many ranged GETs fetch ``segments`` of one file when those at most MERGE_GAP apart share one."""
+    from stackcube.tiff import MERGE_GAP
+
+    gets, end = 0, None
+    for offset, length in sorted(segments):
+        if end is None or offset - end > MERGE_GAP:
+            gets += 1
+            end = offset + length
+        else:
+            end = max(end, offset + length)
+    return gets
+
+
+def tiles_of(plan, t=None, rows=None, cols=None) -> dict[str, list[tuple[int, int]]]:
+    """(offset, length) of a member plan's tiles per source href (those of time ``t``, tile ``rows`` and ``cols``)."""
+    found: dict[str, list[tuple[int, int]]] = {}
+    nt, nb, ny, nx = plan.source_index.shape
+    for ti in range(nt) if t is None else [t]:
+        for b in range(nb):
+            for ty in rows if rows is not None else range(ny):
+                for tx in cols if cols is not None else range(nx):
+                    i = int(plan.source_index[ti, b, ty, tx])
+                    if i >= 0:
+                        segment = (int(plan.offsets[ti, b, ty, tx]), int(plan.lengths[ti, b, ty, tx]))
+                        found.setdefault(plan.sources.href[i], []).append(segment)
+    return found
+
+
 @pytest.mark.network
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # stackstac 0.5 multiplies affines with *
-def test_union_equals_stackstac_nearest_and_reads_each_tile_once(nginx, tmp_path) -> None:
+def test_union_equals_stackstac_nearest_and_reads_adjacent_tiles_with_one_get(nginx, tmp_path, monkeypatch) -> None:
     import stackstac
     from rasterio.enums import Resampling
 
@@ -74,27 +104,39 @@ def test_union_equals_stackstac_nearest_and_reads_each_tile_once(nginx, tmp_path
         repo = tmp_path / "cube.icechunk"
         cube = stackcube.build_cube(items, repo=repo, progress=False)
         (union,) = cube.plan.unions
+        members = {a.name: a for a in cube.plan.arrays}
+        by_source = {h: s for m in union.members for h, s in tiles_of(members[m]).items()}
+        stored_tiles = sum(len(s) for s in by_source.values())
+        merged = sum(merged_gets(s) for s in by_source.values())
+        assert merged < stored_tiles / 2  # the scenes' tiles lie side by side in their files
         data = stackcube.open_dataarray(repo, union.name, mask_and_scale=False)
         proxy.reset()
         ours = data.values
-        stored_tiles = sum(int((g.source_index >= 0).sum()) for g in cube.plan.arrays)
-        assert proxy.stats["GET"] == proxy.stats["requests"] == stored_tiles  # each tile once, no header
-        plain = stackcube.open_dataarray(repo, union.name, mask_and_scale=False, chunks=False)
-        proxy.reset()
-        np.testing.assert_array_equal(plain.values, ours)  # without dask: the same pixels and requests
-        assert proxy.stats["GET"] == proxy.stats["requests"] == stored_tiles
-        # dask blocks that cut through member tiles: a tile on a border feeds several blocks and is read once
+        assert proxy.stats["GET"] == proxy.stats["requests"] == merged  # no header read either
+        full_bytes = proxy.stats["bytes"]
+        assert full_bytes >= sum(n for s in by_source.values() for _, n in s)
+        # dask blocks that cut through member tiles: a tile on a border feeds several blocks and is read once (with
+        # ranges merged only where tiles touch, the bytes are then exactly the tiles')
+        monkeypatch.setattr("stackcube.tiff._read.MERGE_GAP", 0)
         small = stackcube.open_dataarray(repo, union.name, mask_and_scale=False, chunks={"y": 100, "x": 100})
         assert len(small.chunks[2]) > 1
         proxy.reset()
         np.testing.assert_array_equal(small.values, ours)
-        assert proxy.stats["GET"] == stored_tiles
+        assert merged <= proxy.stats["GET"] <= stored_tiles
+        assert proxy.stats["bytes"] == sum(n for s in by_source.values() for _, n in s)
+        monkeypatch.undo()
+        plain = stackcube.open_dataarray(repo, union.name, mask_and_scale=False, chunks=False)
+        proxy.reset()
+        np.testing.assert_array_equal(plain.values, ours)  # without dask: the same pixels and requests
+        assert proxy.stats["GET"] == proxy.stats["requests"] == merged
         plain = stackcube.open_dataarray(repo, union.name, mask_and_scale=False, chunks=False)  # nothing read yet
         proxy.reset()
         window = plain.isel(time=0, y=slice(100, 160), x=slice(150, 200)).values
         np.testing.assert_array_equal(window, ours[0, :, 100:160, 150:200])
         # the first date is scene A alone, at (0, 0) in 64-px tiles: rows 100-159 and columns 150-199 are 2 x 2 tiles
-        assert proxy.stats["GET"] == 4
+        first = members[union.members[0]]
+        ((_, segments),) = tiles_of(first, t=0, rows=[1, 2], cols=[2, 3]).items()
+        assert proxy.stats["GET"] == merged_gets(segments) < 4
         a, _, x0, _, e, y0 = union.transform[:6]
         _, _, height, width = union.shape
         theirs = stackstac.stack(
@@ -176,3 +218,78 @@ def test_landsat_rows_of_one_path_are_one_array_and_the_other_zone_its_own(tmp_p
     assert (ours.values != 0).mean() > 0.3  # the twins' pixels, not just fill
     for t, item_id in enumerate(ours.id.values.tolist()):
         np.testing.assert_array_equal(ours.isel(time=t).values, theirs.sel(time=theirs.id == item_id).values[0])
+
+
+@pytest.mark.network
+def test_a_source_changed_between_two_merged_reads_fails_loudly(nginx, tmp_path) -> None:
+    from stackcube.errors import SourceChangedError
+    from tests.services.proxy import run_proxy
+    from tests.twins import change_in_place
+
+    directory = nginx.root / "union-changing"
+    directory.mkdir(exist_ok=True)
+    with run_proxy(nginx.url) as proxy:
+        items = make_items(directory, f"{proxy.url}/union-changing")
+        repo = tmp_path / "cube.icechunk"
+        cube = stackcube.build_cube(items, repo=repo, progress=False)
+        (union,) = cube.plan.unions
+        first = stackcube.open_dataarray(repo, union.name, mask_and_scale=False).isel(time=1).values
+        expected, _ = expected_union(directory)
+        np.testing.assert_array_equal(first, expected[1])
+        changed = sorted(directory.glob("*.tif"))
+        for path in changed:
+            change_in_place(path)
+        for chunks in (None, False):
+            again = stackcube.open_dataarray(repo, union.name, mask_and_scale=False, chunks=chunks)
+            with pytest.raises(SourceChangedError, match="changed since the cube was built"):
+                _ = again.isel(time=1).values
+
+
+def test_a_union_written_before_its_tile_table_reads_through_icechunk(tmp_path) -> None:
+    """A cube written before the union tile table (or one that lost it) reads each member tile through Icechunk."""
+    items = make_items(tmp_path, tmp_path.as_posix())
+    repo = tmp_path / "cube.icechunk"
+    cube = stackcube.build_cube(items, repo=repo, progress=False)
+    (union,) = cube.plan.unions
+    merged = stackcube.open_dataarray(repo, union.name, mask_and_scale=False).values
+    session = cube.repository.writable_session("main")
+    root = zarr.open_group(session.store, mode="r+")
+    assert set(root[union.name]["0"].array_keys()) == {"tiles", "sources"}
+    del root[union.name]
+    session.commit("a union without its tile table")
+    expected, _ = expected_union(tmp_path)
+    for chunks in (None, False):
+        np.testing.assert_array_equal(
+            stackcube.open_dataarray(repo, union.name, mask_and_scale=False, chunks=chunks).values, expected
+        )
+    np.testing.assert_array_equal(merged, expected)
+
+
+def test_a_union_on_s3_reads_merged_ranges_checked_against_the_etag(s3, tmp_path, use_settings) -> None:
+    """Scenes on S3 (moto): the union's adjacent member tiles come with one ranged GET each run, through obstore
+    with the environment's credentials and If-Match, and a scene replaced on S3 is refused."""
+    from stackcube.errors import SourceChangedError
+    from stackcube.settings import S3Settings
+    from tests.services.proxy import run_proxy
+    from tests.twins import upload_dir
+
+    (tmp_path / "scenes").mkdir()
+    items = make_items(tmp_path / "scenes", f"s3://{s3.sources_bucket}/union")
+    upload_dir(s3.client(), tmp_path / "scenes", s3.sources_bucket, "union")
+    with run_proxy(s3.endpoint) as proxy:
+        use_settings(s3=S3Settings(proxy.url, "us-east-1", signed=True))
+        repo = tmp_path / "cube.icechunk"
+        cube = stackcube.build_cube(items, repo=repo, progress=False)
+        (union,) = cube.plan.unions
+        members = {a.name: a for a in cube.plan.arrays}
+        by_source = {h: s for m in union.members for h, s in tiles_of(members[m]).items()}
+        proxy.reset()
+        values = stackcube.open_dataarray(repo, union.name, mask_and_scale=False).values
+        expected, _ = expected_union(tmp_path / "scenes")
+        np.testing.assert_array_equal(values, expected)
+        assert proxy.stats["GET"] == sum(merged_gets(s) for s in by_source.values())
+        s3.client().put_object(
+            Bucket=s3.sources_bucket, Key="union/A.tif", Body=(tmp_path / "scenes" / "B.tif").read_bytes()
+        )
+        with pytest.raises(SourceChangedError, match=r"union/A\.tif changed since the cube was built"):
+            _ = stackcube.open_dataarray(repo, union.name, mask_and_scale=False).isel(time=0).values

@@ -11,6 +11,8 @@
     /A/0/source_href        per (time, band): where the chunks come from, and /A/0/source_etag: what they were
     /A/1, /A/2, ...         the same for the sources' internal overviews (full resolution is /A/0)
     /sources                every indexed source: item, asset, href, ETag, properties, TIFF manifest (for refreshes)
+    /U/0, /U/1, ...         a union's tile references per level: where each member tile lies in which source
+                            (:func:`union_tiles`), so reads fetch adjacent tiles of one file with one ranged GET
 
 A union is stored as its member arrays plus its description in the root attributes
 (:meth:`~stackcube.union.UnionPlan.to_dict`). Readers go through :meth:`CubeMetadata.from_attrs` and
@@ -47,6 +49,7 @@ __all__ = [
     "INLINE",
     "ROOT",
     "SOURCES",
+    "TILES",
     "ArrayLayout",
     "CubeMetadata",
     "Level",
@@ -56,6 +59,7 @@ __all__ = [
     "level_path",
     "read_sources_table",
     "sources_table",
+    "union_tiles",
 ]
 
 ROOT = "stackcube"
@@ -64,6 +68,8 @@ SOURCES = "sources"
 """Name of the node holding the table of every indexed source (one row per item and asset) and its manifest."""
 DATA = "data"
 """Name of the virtual array in each level's node."""
+TILES = ("tiles", "sources")
+"""The arrays of a union level's node (:func:`union_tiles`)."""
 INLINE = "stackcube:coordinates"
 """Key of the array node's attribute that keeps the coordinates read at open (:mod:`stackcube.store.coords`)."""
 
@@ -354,4 +360,43 @@ def read_sources_table(root: zarr.Group) -> tuple[Source, ...]:
             fields=tuple(json.loads(str(columns["fields"][i]))) if "fields" in columns else (),
         )
         for i in range(len(columns.get("item_id", [])))
+    )
+
+
+def union_tiles(members: Sequence[ArrayPlan]) -> xr.Dataset:
+    """Where every tile of a union level's members lies (``members``: each member's plan at that level, in member
+    order), for reads that fetch adjacent tiles of one file with one ranged GET: Icechunk keeps the same references
+    in its manifests but cannot give them back (2.3), and reads them one GET per chunk.
+
+    ``tiles`` has a row per member chunk (the members' chunk grids in C order, one member after another): the
+    source's row in ``sources`` (-1: no tile there), and the tile's offset and length in it. ``sources`` holds,
+    per source, its href and what a read of it is checked against (as JSON: validator, ETag, Last-Modified).
+    """
+    rows, known = [], {}
+    sources: list[str] = []
+    for plan in members:
+        index = plan.source_index.ravel()
+        mapped = np.full(index.shape, -1, np.int64)
+        for i in np.unique(index[index >= 0]).tolist():
+            key = (plan.sources.href[i], plan.sources.etag[i])
+            if key not in known:
+                known[key] = len(sources)
+                sources.append(
+                    json.dumps(
+                        {
+                            "href": plan.sources.href[i],
+                            "validator": plan.sources.validator[i] or None,
+                            "etag": plan.sources.etag[i] or None,
+                            "last_modified": plan.sources.last_modified[i] or None,
+                        }
+                    )
+                )
+            mapped[index == i] = known[key]
+        rows.append(np.stack([mapped, plan.offsets.ravel().astype(np.int64), plan.lengths.ravel().astype(np.int64)], 1))
+    return xr.Dataset(
+        {
+            "tiles": (("tile", "field"), np.concatenate(rows) if rows else np.zeros((0, 3), np.int64)),
+            "sources": ("source", np.array(sources, dtype=object)),
+        },
+        attrs={"description": "tile references of the union's members: source row, offset, length per chunk"},
     )

@@ -7,16 +7,20 @@ source (matched by its error kind) into :class:`~stackcube.errors.SourceChangedE
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Self, TypedDict, cast
+from urllib.parse import urlparse
 
 import dask.base
 import icechunk
+import numpy as np
 import xarray as xr
 import zarr
 import zarr.api.asynchronous
@@ -26,18 +30,20 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import WrapperStore
 
 from stackcube._band_index import with_band_aliases
+from stackcube._hrefs import credential_for
 from stackcube._keywords import check_keywords, keywords_of
 from stackcube._physical import physical
 from stackcube._retry import again, looks_throttled, retry_sync, wait, without_timings
 from stackcube.errors import ArrayNotFoundError, RepositoryError, SourceChangedError, SourceError, StackcubeError
 from stackcube.options import BLOCK, Chunks
-from stackcube.settings import Credentials, Settings, current
+from stackcube.settings import Credentials, Settings, current, with_credentials
 from stackcube.sources import Source
 from stackcube.store.coords import LevelToOpen, open_levels
 from stackcube.store.layout import (
     DATA,
     INLINE,
     SOURCES,
+    TILES,
     ArrayLayout,
     CubeMetadata,
     data_path,
@@ -52,7 +58,7 @@ from stackcube.store.repo import (
     transient,
     with_containers,
 )
-from stackcube.union import UnionPlan, block_size, union_dataset
+from stackcube.union import SourceRef, TileRefs, UnionPlan, block_size, union_dataset
 
 __all__ = [
     "OpenArgs",
@@ -427,7 +433,14 @@ def _cf(options: OpenOptions) -> bool | dict[str, bool]:
 
 
 def _union_level(
-    store: Any, union: UnionPlan, level: int, options: OpenOptions, settings: Settings | None, *, snapshot: str
+    store: Any,
+    union: UnionPlan,
+    level: int,
+    options: OpenOptions,
+    settings: Settings | None,
+    *,
+    snapshot: str,
+    metadata: CubeMetadata,
 ) -> xr.Dataset:
     members = [zarr.open_array(store, path=data_path(m, level), mode="r") for m in union.members]
     return with_band_aliases(
@@ -439,8 +452,50 @@ def _union_level(
             mask_and_scale=options.mask_and_scale,
             settings=settings,
             token=snapshot,
+            refs=lambda: _tile_refs(store, level_path(union.name, level), metadata, options, settings or current()),
         )
     )
+
+
+def _tile_refs(
+    store: Any, path: str, metadata: CubeMetadata, options: OpenOptions, settings: Settings
+) -> TileRefs | None:
+    """A union level's tile table (:func:`~stackcube.store.layout.union_tiles`), for reads by merged ranged GETs;
+    None for a cube written before it, or where a source takes a credential only Icechunk can use (an Icechunk
+    S3 or GCS credential, a refreshable Azure token): those tiles are read through Icechunk, one GET each."""
+    try:
+        group = zarr.open_group(store, path=path, mode="r")
+        if not set(TILES) <= set(group.array_keys()):
+            return None
+        tiles, sources = (np.asarray(cast("Any", group[name])[...]) for name in TILES)
+    except (KeyError, FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        return None
+    credentials = options.credentials if options.credentials is not None else settings.credentials
+    refs = []
+    for text in sources.tolist():
+        source = json.loads(str(text))
+        href = str(source["href"])
+        prefix = max((p for p in metadata.containers if href.startswith(p)), key=len, default=href)
+        account = metadata.accounts.get(prefix)
+        given = credential_for(prefix, credentials, account)
+        scheme = urlparse(href).scheme
+        if (
+            given is not None
+            and scheme not in {"http", "https"}
+            and not (scheme == "az" and isinstance(given, Mapping) and "sas_token" in given)
+        ):
+            return None
+        modified = source.get("last_modified")
+        refs.append(
+            SourceRef(
+                href,
+                source.get("validator"),
+                etag=source.get("etag"),
+                last_modified=datetime.fromisoformat(modified) if modified else None,
+                account=account,
+            )
+        )
+    return TileRefs(tiles, tuple(refs), with_credentials(settings, credentials))
 
 
 def _levels(
@@ -498,7 +553,7 @@ def open_datatree(
     for union in metadata.unions:
         for n in range(union.n_levels):
             nodes[level_path(union.name, n)] = _union_level(
-                store, union, n, options, settings, snapshot=session.snapshot_id
+                store, union, n, options, settings, snapshot=session.snapshot_id, metadata=metadata
             )
     return xr.DataTree.from_dict(nodes)
 
@@ -544,7 +599,9 @@ def open_level(
     union = metadata.union(array)
     if union is not None:
         _check_level(array, level, union.n_levels)
-        return _union_level(store, union, level, options, settings, snapshot=session.snapshot_id)[DATA].rename(array)
+        return _union_level(store, union, level, options, settings, snapshot=session.snapshot_id, metadata=metadata)[
+            DATA
+        ].rename(array)
     layout = ArrayLayout.from_attrs(zarr.open_group(session.store, path=array, mode="r").attrs)
     _check_level(array, level, len(layout.levels) or 1)
     (ds,) = _levels(store, [(level_path(array, level), layout, level)], session.snapshot_id, options)

@@ -34,6 +34,7 @@ from stackcube.store.layout import (
     level_dataset,
     level_path,
     sources_table,
+    union_tiles,
 )
 from stackcube.store.repo import (
     RepoLike,
@@ -178,7 +179,7 @@ def _write(
         msg = f"branch {branch} moved from {parent} to {session.snapshot_id} while this write was prepared"
         raise ConcurrentUpdateError(msg)
     root = zarr.open_group(session.store, mode="a")
-    keep = {a.name for a in plan.arrays} | {SOURCES}
+    keep = {a.name for a in plan.arrays} | {u.name for u in plan.unions} | {SOURCES}
     for name in list(root.group_keys()):
         if name not in keep:
             del root[name]
@@ -192,6 +193,11 @@ def _write(
             xr.Dataset(attrs=layout.to_attrs()).to_zarr(session.store, group=array.name, **_TO_ZARR)
             for n, (level, coords) in enumerate(zip(array.levels, datasets, strict=True)):
                 _write_level(session, level, coords, level_path(array.name, n), advance)
+    arrays = {a.name: a for a in plan.arrays}
+    for union in plan.unions:
+        for n in range(union.n_levels):
+            members = [arrays[m].levels[n] for m in union.members]
+            union_tiles(members).to_zarr(session.store, group=level_path(union.name, n), **_TO_ZARR)
     counts = ", ".join(f"{a.name} {a.shape[0]} dates x {a.shape[1]} bands" for a in plan.arrays)
     try:
         with lock():

@@ -8,20 +8,22 @@
   the ``zarr.codecs`` entry point.
 
 Modules, each importing only the ones before it: ``_model`` (plain data), ``_geo`` and ``_decode`` (pure
-georeferencing and decoding), ``_parse`` (pure header parsing), ``_source``, ``_read`` and ``_probe`` (I/O;
-``_probe`` asks each host whether it honours conditional requests), ``_codec`` and ``_zarr`` (Zarr).
+georeferencing and decoding), ``_parse`` (pure header parsing), ``_source``, ``_read`` (header reads, and tiles
+by merged ranged GETs) and ``_probe`` (I/O; ``_probe`` asks each host whether it honours conditional requests),
+``_codec`` and ``_zarr`` (Zarr).
 """
 
 from stackcube.tiff._codec import CODEC_NAME, TiffSegmentCodec
 from stackcube.tiff._decode import decode_segment
 from stackcube.tiff._model import Geo, IfdManifest, Recipe, TiffManifest, Validator, is_weak, same_etag
 from stackcube.tiff._probe import HostChecks, clear_stores, host_of, probe_hosts
-from stackcube.tiff._read import head_async, read_tiff, read_tiff_async
+from stackcube.tiff._read import MERGE_GAP, head_async, read_segments, read_tiff, read_tiff_async
 from stackcube.tiff._source import ObjectInfo, normalize_href
 from stackcube.tiff._zarr import TiffParser, manifest_store, open_manifest, open_tiff, open_tiff_async
 
 __all__ = [
     "CODEC_NAME",
+    "MERGE_GAP",
     "Geo",
     "HostChecks",
     "IfdManifest",
@@ -42,6 +44,7 @@ __all__ = [
     "open_tiff",
     "open_tiff_async",
     "probe_hosts",
+    "read_segments",
     "read_tiff",
     "read_tiff_async",
     "same_etag",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from datetime import datetime
 from typing import Any
 
 from stackcube import _sync
@@ -12,12 +14,15 @@ from stackcube.tiff._model import TiffManifest, is_weak
 from stackcube.tiff._parse import NeedBytes, SparseFile, parse_manifest
 from stackcube.tiff._source import ObjectInfo, get_range, head, limit, range_refused, resolve
 
-__all__ = ["head_async", "read_tiff", "read_tiff_async"]
+__all__ = ["MERGE_GAP", "head_async", "read_segments", "read_tiff", "read_tiff_async"]
 
 MAX_HEADER_REQUESTS = 64
 """Ranged GETs one header may cost before stackcube gives up (with doubling reads, about 2**64 bytes)."""
 MAX_READ = 16 * 1024 * 1024
 """Largest single follow-up read; reads double from ``settings.header_bytes`` up to this."""
+MERGE_GAP = 16 * 1024
+"""Segments of one file at most this many bytes apart are fetched with one ranged GET (the bytes between are read
+and dropped: a round trip costs more than 16 KiB at any bandwidth where latency matters)."""
 
 
 async def read_tiff_async(
@@ -70,6 +75,56 @@ async def read_tiff_async(
                 raise CorruptTiffError(msg) from None
             fh.add(need.start, more)
             requests += 1
+
+
+async def read_segments(
+    href: str,
+    segments: list[tuple[int, int]],
+    *,
+    validator: str | None,
+    etag: str | None = None,
+    last_modified: datetime | None = None,
+    account: str | None = None,
+    settings: Settings | None = None,
+) -> list[bytes]:
+    """The bytes of ``segments`` ((offset, length) of tiles or strips of one file, in any order), those at most
+    :data:`MERGE_GAP` apart fetched with one ranged GET (at most :data:`MAX_READ` each), concurrently.
+
+    Every GET is checked against the version indexed, as GDAL's merged reads are not: with ``validator``
+    ``"etag"`` If-Match ``etag``, with ``"last-modified"`` If-Unmodified-Since ``last_modified``; a host that
+    answers 412 raises :class:`SourceChangedError`. None: the source is unprotected (as its chunk references are).
+    """
+    settings = settings or current()
+    location = resolve(href, settings=settings, account=account)
+    if_match = etag if validator == "etag" else None
+    since = last_modified if validator == "last-modified" else None
+    order = sorted(range(len(segments)), key=lambda i: segments[i][0])
+    spans: list[tuple[int, int, list[int]]] = []  # (start, stop, segments in it)
+    for i in order:
+        offset, length = segments[i]
+        if spans and offset - spans[-1][1] <= MERGE_GAP and offset + length - spans[-1][0] <= MAX_READ:
+            start, stop, members = spans[-1]
+            spans[-1] = (start, max(stop, offset + length), [*members, i])
+        else:
+            spans.append((offset, offset + length, [i]))
+
+    async def one(start: int, stop: int) -> bytes:
+        async with limit(settings):
+            data, _ = await get_range(
+                location, start, stop, settings=settings, if_match=if_match, if_unmodified_since=since
+            )
+        if len(data) != stop - start:
+            msg = f"{href}: asked for bytes {start}-{stop}, got {len(data)} (the file is shorter than it was indexed)"
+            raise SourceChangedError(msg)
+        return data
+
+    fetched = await asyncio.gather(*(one(start, stop) for start, stop, _ in spans))
+    out: list[bytes] = [b""] * len(segments)
+    for (start, _, members), data in zip(spans, fetched, strict=True):
+        for i in members:
+            offset, length = segments[i]
+            out[i] = data[offset - start : offset - start + length]
+    return out
 
 
 async def head_async(

@@ -10,9 +10,18 @@ Modules, each importing only the ones before it: ``_plan`` (:class:`UnionPlan` a
 ``_array`` (the union read back as an xarray Dataset, with dask or NumPy-backed).
 """
 
-from stackcube.union._array import union_dataset
+from stackcube.union._array import SourceRef, TileRefs, union_dataset
 from stackcube.union._lay import block_size
 from stackcube.union._order import order_steps
 from stackcube.union._plan import UnionLevel, UnionPlan, build_unions
 
-__all__ = ["UnionLevel", "UnionPlan", "block_size", "build_unions", "order_steps", "union_dataset"]
+__all__ = [
+    "SourceRef",
+    "TileRefs",
+    "UnionLevel",
+    "UnionPlan",
+    "block_size",
+    "build_unions",
+    "order_steps",
+    "union_dataset",
+]

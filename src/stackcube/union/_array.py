@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
-from typing import Any
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
 
 import dask.base
 import numpy as np
@@ -24,14 +28,69 @@ from xarray.core import indexing
 from stackcube import _sync
 from stackcube._georef import spatial_coords
 from stackcube._physical import physical
+from stackcube.errors import SourceChangedError, SourceNotFoundError
 from stackcube.options import BLOCK, Chunks
 from stackcube.plan import DIMS, band_coords
 from stackcube.settings import Settings, current
+from stackcube.tiff import decode_segment, read_segments
 from stackcube.union._lay import block_size, lay
 from stackcube.union._order import order_steps
 from stackcube.union._plan import Piece, UnionPlan
 
-__all__ = ["union_dataset"]
+__all__ = ["SourceRef", "TileRefs", "union_dataset"]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """One source of a union's member tiles, and what a read of it is checked against."""
+
+    href: str
+    """Where it is."""
+    validator: str | None
+    """``"etag"``, ``"last-modified"``, or None (unprotected)."""
+    etag: str | None = None
+    """The ETag it had when indexed."""
+    last_modified: datetime | None = None
+    """Its Last-Modified when indexed."""
+    account: str | None = None
+    """The Azure storage account of an ``az://`` href."""
+
+
+class _Shared:
+    """A tile's bytes fetched once however many reads ask for them at once or soon after (a union block's read and
+    its neighbour's both need the member tiles on their border). Bytes are the version indexed (every GET was
+    checked against it), so serving them again is exact. All fetches run on stackcube's one I/O loop."""
+
+    RECENT_BYTES = 64 << 20
+    """Bytes of tiles kept after their read."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, asyncio.Future[bytes]] = {}
+        self.recent: OrderedDict[int, bytes] = OrderedDict()
+        self.size = 0
+
+    def remember(self, row: int, data: bytes) -> None:
+        self.recent[row] = data
+        self.size += len(data)
+        while self.size > self.RECENT_BYTES and len(self.recent) > 1:
+            _, dropped = self.recent.popitem(last=False)
+            self.size -= len(dropped)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TileRefs:
+    """Where a union level's member tiles lie (the cube's union tile table), for reads by merged ranged GETs."""
+
+    tiles: np.ndarray
+    """Per member chunk (the members' chunk grids in C order, one member after another): source row (-1: none),
+    offset, length."""
+    sources: tuple[SourceRef, ...]
+    """The sources the rows name."""
+    settings: Settings
+    """How to read them (the credentials given at open included)."""
+    shared: _Shared = field(default_factory=_Shared)
+    """Tiles being fetched or fetched lately, shared by every read of this union level."""
+
 
 # attributes of a member's data array that describe the member, not the union
 _MEMBER_ONLY = {"coordinates", "spatial:dimensions"}
@@ -46,19 +105,22 @@ def union_dataset(
     mask_and_scale: bool = True,
     settings: Settings | None = None,
     token: Any = None,
+    refs: Callable[[], TileRefs | None] | None = None,
 ) -> xr.Dataset:
     """The union at ``level`` as a Dataset with one variable ``data`` (time, band, y, x).
 
     ``members`` are the member arrays' level-``level`` data arrays, in the union's member order. Every pixel
     takes the first valid value of the pieces of its time step in priority order
     (:func:`~stackcube.union._order.order_steps`); pixels no member covers hold the fill value. ``token`` names
-    what is read (the snapshot), for dask's names.
+    what is read (the snapshot), for dask's names. ``refs`` gives, when first needed, where the member tiles lie:
+    adjacent tiles of one file are then fetched with one ranged GET, checked against the version indexed (None,
+    or a cube without the table: each tile through Icechunk, one GET each).
     """
     view = union.at_level(level)
     steps, step_ids = order_steps(union)
     attrs = {k: v for k, v in members[0].attrs.items() if k not in _MEMBER_ONLY}
     data = xr.Variable(
-        DIMS, indexing.LazilyIndexedArray(_UnionWindows(view, members, steps, settings or current())), attrs
+        DIMS, indexing.LazilyIndexedArray(_UnionWindows(view, members, steps, settings or current(), refs)), attrs
     )
     if chunks is not False:
         # dask chunks of whole member tiles, one date and band each: a task is one concurrent read of its tiles
@@ -105,11 +167,42 @@ class _UnionWindows(BackendArray):
     """The union as a lazily indexed NumPy array: each read assembles exactly the window asked for."""
 
     def __init__(
-        self, view: UnionPlan, members: Sequence[zarr.Array[Any]], steps: Sequence[Sequence[Piece]], settings: Settings
+        self,
+        view: UnionPlan,
+        members: Sequence[zarr.Array[Any]],
+        steps: Sequence[Sequence[Piece]],
+        settings: Settings,
+        refs: Callable[[], TileRefs | None] | None = None,
     ) -> None:
         self.view, self.members, self.steps, self.settings = view, members, steps, settings
         self.shape = view.shape
         self.dtype = np.dtype(members[0].dtype)
+        self._load = refs
+        # each member's chunk grid (time, band chunks, rows, columns) and its first row in the tile table
+        self._grids = [_grid(m) for m in members]
+        self._starts = np.cumsum([0] + [int(np.prod(g)) for g in self._grids])
+        self._refs: TileRefs | bool | None = None  # False: looked, none to use
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        names = ("view", "members", "steps", "settings", "shape", "dtype", "_load", "_grids", "_starts")
+        return {k: getattr(self, k) for k in names}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+        self._refs, self._lock = None, threading.Lock()
+
+    def _tile_refs(self) -> TileRefs | None:
+        """The union's tile table, read once (by the first read that needs it)."""
+        if self._load is None:
+            return None
+        with self._lock:
+            if self._refs is None:
+                refs = self._load()
+                usable = refs is not None and refs.tiles.shape == (int(self._starts[-1]), 3)
+                self._refs = refs if usable else False
+        return self._refs if isinstance(self._refs, TileRefs) else None
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
         return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.BASIC, self._read)  # type: ignore[no-any-return]
@@ -123,7 +216,8 @@ class _UnionWindows(BackendArray):
             y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
             out = np.full((times.size, bands.size, y1 - y0, x1 - x0), fill, self.dtype)
             reads = self._pieces(times, bands, (y0, y1, x0, x1))
-            values = _sync.run(self._fetch(reads))
+            refs = self._tile_refs()
+            values = self._merged(reads, refs) if refs is not None else _sync.run(self._fetch(reads))
             # the first piece of a date and band lands on fill alone: a copy is the same as laying it (its invalid
             # pixels are the fill value); what the pieces cover is tracked only where a second one comes
             first: dict[tuple[int, int], tuple[tuple[int, int, int, int], np.ndarray]] = {}
@@ -169,6 +263,45 @@ class _UnionWindows(BackendArray):
                     reads.append((ti, bi, (oy0 - y0, oy1 - y0, ox0 - x0, ox1 - x0), m, selection))
         return reads
 
+    def _merged(self, reads: Sequence[tuple[Any, ...]], refs: TileRefs) -> list[np.ndarray]:
+        """Every piece, its member tiles fetched by merged ranged GETs (one per run of adjacent tiles of a file,
+        all files concurrently), each tile decoded once however many pieces it feeds."""
+        parts: list[list[tuple[int, int, tuple[int, int, int, int], tuple[int, int, int, int]]]] = []
+        needed: dict[int, None] = {}
+        for *_, m, (tm, mb, ys, xs) in reads:
+            _, kb, th, tw = self.members[m].chunks
+            _, grid_b, grid_y, grid_x = self._grids[m]
+            base = int(self._starts[m]) + (tm * grid_b + mb // kb) * grid_y * grid_x
+            mine = []
+            for ty in range(ys.start // th, (ys.stop - 1) // th + 1):
+                y0, y1 = max(ys.start, ty * th), min(ys.stop, (ty + 1) * th)
+                for tx in range(xs.start // tw, (xs.stop - 1) // tw + 1):
+                    x0, x1 = max(xs.start, tx * tw), min(xs.stop, (tx + 1) * tw)
+                    row = base + ty * grid_x + tx
+                    dest = (y0 - ys.start, y1 - ys.start, x0 - xs.start, x1 - xs.start)
+                    mine.append((row, mb % kb, dest, (y0 - ty * th, y1 - ty * th, x0 - tx * tw, x1 - tx * tw)))
+                    needed[row] = None
+            parts.append(mine)
+        by_source: dict[int, list[int]] = {}
+        for row in needed:
+            source = int(refs.tiles[row, 0])
+            if source >= 0:
+                by_source.setdefault(source, []).append(row)
+        fetched = _sync.run(_fetch_tiles(refs, by_source))
+        decoded: dict[int, np.ndarray] = {}
+        out = []
+        for (*_, m, (_, _, ys, xs)), mine in zip(reads, parts, strict=True):
+            member = self.members[m]
+            piece = np.full((ys.stop - ys.start, xs.stop - xs.start), member.fill_value, member.dtype)
+            for row, sample, (dy0, dy1, dx0, dx1), (sy0, sy1, sx0, sx1) in mine:
+                if row not in fetched:
+                    continue  # no tile there: the member's fill value
+                if row not in decoded:
+                    decoded[row] = _decode(fetched[row], member)
+                piece[dy0:dy1, dx0:dx1] = decoded[row][sample, sy0:sy1, sx0:sx1]
+            out.append(piece)
+        return out
+
     async def _fetch(self, reads: Sequence[tuple[Any, ...]]) -> list[np.ndarray]:
         """Every piece, read concurrently within the settings' cap (a piece is one member tile or a few)."""
         gate = asyncio.Semaphore(self.settings.max_concurrency)
@@ -178,3 +311,84 @@ class _UnionWindows(BackendArray):
                 return np.asarray(await self.members[m].async_array.getitem(selection))
 
         return list(await asyncio.gather(*(one(m, selection) for *_, m, selection in reads)))
+
+
+async def _fetch_tiles(refs: TileRefs, by_source: Mapping[int, Sequence[int]]) -> dict[int, bytes]:
+    """The bytes of the tile rows of each source, by merged ranged GETs, all sources concurrently; rows another
+    read is fetching or fetched lately come from it."""
+
+    async def one(source: int, rows: Sequence[int]) -> list[bytes]:
+        ref = refs.sources[source]
+        segments = [(int(refs.tiles[row, 1]), int(refs.tiles[row, 2])) for row in rows]
+        try:
+            return await read_segments(
+                ref.href,
+                segments,
+                validator=ref.validator,
+                etag=ref.etag,
+                last_modified=ref.last_modified,
+                account=ref.account,
+                settings=refs.settings,
+            )
+        except SourceNotFoundError:
+            msg = (
+                f"{ref.href} no longer exists (deleted or moved since the cube was built); refresh the cube "
+                "(stackcube refresh) to drop it or index where it went"
+            )
+            raise SourceChangedError(msg) from None
+        except SourceChangedError:
+            msg = (
+                f"{ref.href} changed since the cube was built (it is no longer the version indexed); refresh the cube "
+                "(stackcube refresh) to index the new version"
+            )
+            raise SourceChangedError(msg) from None
+
+    shared, loop = refs.shared, asyncio.get_running_loop()
+    found: dict[int, bytes] = {}
+    waiting: dict[int, asyncio.Future[bytes]] = {}
+    mine: dict[int, list[int]] = {}
+    for source, rows in by_source.items():
+        for row in rows:
+            if row in shared.recent:
+                shared.recent.move_to_end(row)
+                found[row] = shared.recent[row]
+            elif row in shared.pending:
+                waiting[row] = shared.pending[row]
+            else:
+                future: asyncio.Future[bytes] = loop.create_future()
+                future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved by whoever awaits
+                shared.pending[row] = future
+                mine.setdefault(source, []).append(row)
+    sources = list(mine.items())
+    try:
+        fetched = await asyncio.gather(*(one(source, rows) for source, rows in sources))
+    except BaseException as exc:
+        for _, rows in sources:
+            for row in rows:
+                future = shared.pending.pop(row)
+                if not future.done():
+                    future.set_exception(exc)
+        raise
+    for (_, rows), datas in zip(sources, fetched, strict=True):
+        for row, data in zip(rows, datas, strict=True):
+            shared.pending.pop(row).set_result(data)
+            shared.remember(row, data)
+            found[row] = data
+    for row, future in waiting.items():
+        found[row] = await asyncio.shield(future)
+    return found
+
+
+def _grid(member: zarr.Array[Any]) -> tuple[int, int, int, int]:
+    """A member's chunk grid: how many chunks along time, band, y and x."""
+    return cast(
+        "tuple[int, int, int, int]", tuple(-(-n // c) for n, c in zip(member.shape, member.chunks, strict=True))
+    )
+
+
+def _decode(data: bytes, member: zarr.Array[Any]) -> np.ndarray:
+    """A member tile's bytes as its (samples, rows, columns) values, with the member's own codec recipe."""
+    recipe = cast("Any", member.serializer).recipe
+    fill = member.fill_value
+    block = decode_segment(memoryview(data), recipe, fill.item() if hasattr(fill, "item") else fill)
+    return block.astype(member.dtype, copy=False)
