@@ -29,6 +29,7 @@ from xarray.backends.zarr import ZarrBackendEntrypoint
 from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import WrapperStore
 
+from stackcube import _sync
 from stackcube._band_index import with_band_aliases
 from stackcube._hrefs import credential_for
 from stackcube._keywords import check_keywords, keywords_of
@@ -442,7 +443,7 @@ def _union_level(
     snapshot: str,
     metadata: CubeMetadata,
 ) -> xr.Dataset:
-    members = [zarr.open_array(store, path=data_path(m, level), mode="r") for m in union.members]
+    members = _sync.run(_open_arrays(store, [data_path(m, level) for m in union.members]))
     return with_band_aliases(
         union_dataset(
             union,
@@ -455,6 +456,14 @@ def _union_level(
             refs=lambda: _tile_refs(store, level_path(union.name, level), metadata, options, settings or current()),
         )
     )
+
+
+async def _open_arrays(store: Any, paths: Sequence[str]) -> list[zarr.Array[Any]]:
+    """The arrays at ``paths``, their metadata read concurrently (a union has hundreds of members)."""
+    opened = await asyncio.gather(
+        *(zarr.api.asynchronous.open_array(store=store, path=path, mode="r", zarr_format=3) for path in paths)
+    )
+    return [zarr.Array(cast("Any", array)) for array in opened]
 
 
 def _tile_refs(

@@ -10,7 +10,10 @@ part a selection touches. Either way nodata masking and the scale and offset of 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -288,16 +291,17 @@ class _UnionWindows(BackendArray):
             if source >= 0:
                 by_source.setdefault(source, []).append(row)
         fetched = _sync.run(_fetch_tiles(refs, by_source))
-        decoded: dict[int, np.ndarray] = {}
+        owner = {row: self.members[m] for (*_, m, _), mine in zip(reads, parts, strict=True) for row, *_ in mine}
+        rows = [row for row in fetched if row in owner]
+        # decoded on every core (the codecs release the GIL), as Zarr's codec pipeline does
+        decoded = dict(zip(rows, _decoder().map(lambda row: _decode(fetched[row], owner[row]), rows), strict=True))
         out = []
         for (*_, m, (_, _, ys, xs)), mine in zip(reads, parts, strict=True):
             member = self.members[m]
             piece = np.full((ys.stop - ys.start, xs.stop - xs.start), member.fill_value, member.dtype)
             for row, sample, (dy0, dy1, dx0, dx1), (sy0, sy1, sx0, sx1) in mine:
-                if row not in fetched:
-                    continue  # no tile there: the member's fill value
                 if row not in decoded:
-                    decoded[row] = _decode(fetched[row], member)
+                    continue  # no tile there: the member's fill value
                 piece[dy0:dy1, dx0:dx1] = decoded[row][sample, sy0:sy1, sx0:sx1]
             out.append(piece)
         return out
@@ -377,6 +381,12 @@ async def _fetch_tiles(refs: TileRefs, by_source: Mapping[int, Sequence[int]]) -
     for row, future in waiting.items():
         found[row] = await asyncio.shield(future)
     return found
+
+
+@functools.cache
+def _decoder() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads that decode tiles, one per core (shared by every read of the process)."""
+    return concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="stackcube-decode")
 
 
 def _grid(member: zarr.Array[Any]) -> tuple[int, int, int, int]:
