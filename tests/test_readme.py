@@ -49,6 +49,8 @@ def test_readme_example_runs(corpus, index, monkeypatch, tmp_path) -> None:
         data = namespace["data"]
         assert data.dims == ("time", "band", "y", "x")  # type: ignore[attr-defined]
         assert data.shape == (4, 4, 512, 512)  # type: ignore[attr-defined]
+    if "clustered" in namespace:  # headers read on a LocalCluster: every source of the demo catalog
+        assert len(namespace["clustered"].plan.sources) == 24  # type: ignore[attr-defined]
     if "plan" in namespace:
         plan = namespace["plan"]
         ten = plan.arrays[0]  # type: ignore[attr-defined]

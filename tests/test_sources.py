@@ -89,3 +89,89 @@ def test_no_usable_asset_is_explained(tmp_path) -> None:
     query, items = search_items(write_demo_catalog(tmp_path / "demo", dates=1, size=256))
     with pytest.raises(NothingFoundError, match="none of the 1 items found has a usable asset"):
         choose_assets(items, query, ["swir22"])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real Dask cluster on this machine: two worker processes."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None) as local,
+        Client(local) as client,
+    ):
+        yield client
+
+
+@pytest.mark.network
+def test_headers_read_on_a_cluster_make_the_same_cube(cluster, nginx, tmp_path) -> None:
+    """build_cube(client=...) reads the headers on the workers (the tasks ran there, the host saw the same GETs)
+    and commits the same cube: every source's manifest, every value."""
+    import numpy as np
+    from distributed import get_task_stream
+
+    import stackcube
+    from stackcube.store import read_stored
+    from stackcube.tiff import clear_stores
+    from tests.services.proxy import run_proxy
+    from tests.twins import series
+
+    with run_proxy(nginx.url) as proxy:
+        items = series(nginx.root / "clustered", f"{proxy.url}/clustered", 6, size=256, blocksize=64)
+        proxy.reset()
+        here = stackcube.build_cube(items, repo=tmp_path / "here.icechunk", progress=False)
+        gets_here = proxy.stats["GET"]
+        clear_stores()  # this process probes the host again, as the first build did
+        proxy.reset()
+        with get_task_stream(cluster) as tasks:
+            there = stackcube.build_cube(items, repo=tmp_path / "there.icechunk", progress=False, client=cluster)
+        assert proxy.stats["GET"] == gets_here
+        assert any(str(t["key"]).startswith(("_read_batch", "('_read_batch")) for t in tasks.data)
+        assert [s.manifest.to_dict() for s in there.plan.sources] == [s.manifest.to_dict() for s in here.plan.sources]
+        stored = [read_stored(c.repository.readonly_session(branch="main")).sources for c in (here, there)]
+        assert [s.manifest.to_dict() for s in stored[0]] == [s.manifest.to_dict() for s in stored[1]]
+        np.testing.assert_array_equal(
+            stackcube.open_dataarray(tmp_path / "there.icechunk").values,
+            stackcube.open_dataarray(tmp_path / "here.icechunk").values,
+        )
+
+
+@pytest.mark.network
+def test_a_failure_on_a_worker_follows_on_error_as_locally(cluster, nginx, tmp_path) -> None:
+    import stackcube
+    from stackcube._retry import without_timings
+    from stackcube.errors import SourceNotFoundError
+    from tests.twins import series
+
+    items = series(nginx.root / "clustered-missing", f"{nginx.url}/clustered-missing", 3, size=256, blocksize=128)
+    (nginx.root / "clustered-missing" / "s1.tif").unlink()
+    with pytest.raises(SourceNotFoundError, match=r"s1\.tif"):
+        stackcube.plan_cube(items, progress=False, client=cluster)
+    here = stackcube.plan_cube(items, progress=False, on_error="skip")
+    there = stackcube.plan_cube(items, progress=False, on_error="skip", client=cluster)
+    assert [without_timings(f) for f in there.failed] == [without_timings(f) for f in here.failed]
+    assert there.failed[0].startswith("scene-1/B04: ")
+    assert "does not exist" in there.failed[0]
+    assert [s.item_id for s in there.sources] == [s.item_id for s in here.sources] == ["scene-0", "scene-2"]
+
+
+@pytest.mark.network
+def test_a_refresh_reads_new_headers_on_a_cluster(cluster, nginx, tmp_path) -> None:
+    import json
+
+    import stackcube
+    from tests.twins import series
+
+    items = series(nginx.root / "clustered-refresh", f"{nginx.url}/clustered-refresh", 4, size=256, blocksize=128)
+    catalog = tmp_path / "items.json"
+    catalog.write_text(json.dumps({"type": "FeatureCollection", "features": items[:2]}))
+    repo = tmp_path / "cube.icechunk"
+    stackcube.build_cube(str(catalog), repo=repo, progress=False, client=cluster)
+    catalog.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    report = stackcube.refresh_cube(repo, progress=False, client=cluster)
+    assert report.added == ("scene-2", "scene-3")
+    fresh = stackcube.build_cube(str(catalog), repo=tmp_path / "fresh.icechunk", progress=False)
+    refreshed = stackcube.open_dataarray(repo)
+    assert refreshed.id.values.tolist() == [f"scene-{n}" for n in range(4)]
+    assert (refreshed.values == stackcube.open_dataarray(tmp_path / "fresh.icechunk").values).all()
+    assert fresh.plan.arrays[0].shape == refreshed.shape

@@ -78,6 +78,8 @@ class PlanArgs(SearchArgs, SourceArgs, total=False):
     credentials: Credentials | None
     """What the sources' hosts want, per URL prefix, for this call (:attr:`stackcube.settings.Settings.credentials`):
     request headers for an http(s) prefix (a bearer token). Never stored in the cube."""
+    client: Any
+    """A ``dask.distributed.Client``: the headers are read on its workers (planning and the commit stay here)."""
 
 
 PLAN_KEYWORDS = keywords_of(PlanArgs)
@@ -89,7 +91,9 @@ def _plan_args(kwargs: Mapping[str, Any], where: str) -> tuple[CubeOptions, Sear
     """Split a call's keywords into the options, the search and ``progress``; refuse unknown ones."""
     check_keywords(kwargs, PLAN_KEYWORDS, where)
     options = CubeOptions(**{k: kwargs[k] for k in _OPTIONS if k in kwargs})
-    search: Any = {k: v for k, v in kwargs.items() if k not in _OPTIONS and k not in {"progress", "credentials"}}
+    search: Any = {
+        k: v for k, v in kwargs.items() if k not in _OPTIONS and k not in {"progress", "credentials", "client"}
+    }
     return options, search, bool(kwargs.get("progress", True))
 
 
@@ -101,7 +105,9 @@ async def plan_cube_async(
     settings = with_credentials(current(), kwargs.get("credentials"))
     q, items = await asyncio.to_thread(search_items, catalog, bbox=bbox, datetime=datetime, settings=settings, **search)
     chosen, skipped = choose_assets(items, q, options.assets)
-    sources, failed = await read_sources(chosen, options, progress=progress, settings=settings)
+    sources, failed = await read_sources(
+        chosen, options, progress=progress, settings=settings, client=kwargs.get("client")
+    )
     return plan_sources(q, sources, options, skipped=skipped, failed=failed)
 
 
@@ -124,7 +130,8 @@ def plan_cube(catalog: CatalogLike, bbox: Any = None, datetime: Any = None, **kw
         ("datetime", "solar_day", or None: one step per item); ``stac_metadata`` (True: STAC's nodata, scale,
         offset and unit win over the file's; see :mod:`stackcube.bands`) and ``harmonize`` ("sentinel-2": ESA's
         baseline offset where the catalog states none); ``on_error`` ("raise", or "skip" to list unreadable
-        sources in the report); ``progress``.
+        sources in the report); ``progress``; ``client`` (a ``dask.distributed.Client``: the headers are read on
+        its workers, the result is the same).
 
     Returns
     -------

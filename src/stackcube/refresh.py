@@ -139,6 +139,7 @@ class _Refresh:
     allow: Iterable[str] | None
     settings: Settings
     modifier: Callable[[Any], Any] | None = None
+    client: Any = None
 
 
 async def _refresh_once(
@@ -191,7 +192,7 @@ async def _refresh_once(
             fresh.append(Source.of(asset, hit.manifest, options))
         else:
             unread.append(asset)
-    read, failed = await read_sources(unread, options, progress=job.progress, settings=job.settings)
+    read, failed = await read_sources(unread, options, progress=job.progress, settings=job.settings, client=job.client)
     for source in read:
         cache[(source.item_id, source.asset, source.properties.get("updated"))] = source
     force.difference_update(s.manifest.href for s in read)
@@ -236,6 +237,7 @@ def refresh_cube(
     check_etags: bool = False,
     credentials: Credentials | None = None,
     modifier: Callable[[Any], Any] | None = None,
+    client: Any = None,
 ) -> RefreshReport:
     """Bring a cube up to date with its catalog in one commit, or none when nothing changed.
 
@@ -267,6 +269,8 @@ def refresh_cube(
     modifier
         Called on every item the search finds, as the build's ``modifier`` was (it is not stored in the cube):
         ``planetary_computer.sign_inplace`` to read the new items' headers through signed hrefs.
+    client
+        A ``dask.distributed.Client``: the new items' headers are read on its workers (the commit stays here).
 
     Returns
     -------
@@ -274,7 +278,7 @@ def refresh_cube(
         What was added, changed, removed and failed, and the new snapshot id (None when nothing changed).
     """
     settings = with_credentials(current(), credentials)
-    job = _Refresh(branch, tag, dry_run, remove, on_error, progress, allow, settings, modifier)
+    job = _Refresh(branch, tag, dry_run, remove, on_error, progress, allow, settings, modifier, client)
     cache: dict[tuple[str, str, Any], Source] = {}
     forced = set(force)
     if check_etags:

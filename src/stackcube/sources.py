@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self
 
 import pystac
 
+from stackcube import _sync
 from stackcube._georef import Affine, to_affine
 from stackcube._hrefs import stored_href
 from stackcube._progress import progress_bar
@@ -190,30 +191,40 @@ class Source:
         return Affine(base.a * sx, base.b * sy, base.c, base.d * sx, base.e * sy, base.f)
 
 
+BATCH = 256
+"""Header reads per task on a cluster: enough to keep a worker's requests in flight, few enough to spread them."""
+
+
 async def read_sources(
     chosen: Sequence[SelectedAsset],
     options: CubeOptions | None = None,
     *,
     progress: bool = True,
     settings: Settings | None = None,
+    client: Any = None,
 ) -> tuple[list[Source], list[str]]:
     """Read the header of every chosen asset concurrently; return the sources and, with ``options.on_error="skip"``,
     the ones that could not be read or described as ``item/asset: reason`` (with ``"raise"``, the first failure is
-    raised)."""
+    raised). With ``client`` (a ``dask.distributed.Client``), the headers are read on its workers."""
     options = options or CubeOptions()
     settings = settings or current()
     with progress_bar(len(chosen), "reading TIFF headers", "header", enabled=progress) as advance:
-
-        async def one(asset: SelectedAsset) -> TiffManifest | StackcubeError:
+        manifests: list[TiffManifest | StackcubeError] = [StackcubeError("not read")] * len(chosen)
+        readable = []
+        for n, asset in enumerate(chosen):
             try:
                 _storable(asset, settings)  # refused before any request
-                return await read_tiff_async(asset.href, settings=settings)
+                readable.append(n)
             except StackcubeError as exc:
-                return exc
-            finally:
+                manifests[n] = exc
                 advance(1)
-
-        manifests = await asyncio.gather(*(one(a) for a in chosen))
+        hrefs = [chosen[n].href for n in readable]
+        if client is None:
+            read = await read_headers(hrefs, settings, advance)
+        else:
+            read = await asyncio.to_thread(_read_on_cluster, client, hrefs, settings, advance)
+        for n, manifest in zip(readable, read, strict=True):
+            manifests[n] = manifest
     manifests = [
         _stored(m, a, settings) if isinstance(m, TiffManifest) else m
         for a, m in zip(chosen, await probe_hosts(manifests, settings), strict=True)
@@ -236,6 +247,46 @@ async def read_sources(
         where = f"{asset.item.id}/{asset.key}"
         failed.append(f"{where}: {str(error).removeprefix(f'{where}: ')}")
     return sources, failed
+
+
+async def read_headers(
+    hrefs: Sequence[str], settings: Settings, advance: Callable[[int], Any] | None = None
+) -> list[TiffManifest | StackcubeError]:
+    """The manifest of each href, read concurrently (within ``settings.max_concurrency``), or the error it gave."""
+
+    async def one(href: str) -> TiffManifest | StackcubeError:
+        try:
+            return await read_tiff_async(href, settings=settings)
+        except StackcubeError as exc:
+            return exc
+        finally:
+            if advance is not None:
+                advance(1)
+
+    return list(await asyncio.gather(*(one(h) for h in hrefs)))
+
+
+def _read_batch(hrefs: Sequence[str], settings: Settings) -> list[TiffManifest | StackcubeError]:
+    """A worker's share of the header reads (run on a Dask worker: manifests and errors are plain data)."""
+    return _sync.run(read_headers(hrefs, settings))
+
+
+def _read_on_cluster(
+    client: Any, hrefs: Sequence[str], settings: Settings, advance: Callable[[int], Any]
+) -> list[TiffManifest | StackcubeError]:
+    """The headers read on ``client``'s workers, in batches of about :data:`BATCH` (each worker reads its batches
+    with the same retries and concurrency cap as one process); a worker that dies has its batches read again by
+    another (Dask reschedules them). Progress advances as batches finish."""
+    from distributed import as_completed  # the optional dependency, only for builds on a cluster
+
+    batches = [list(hrefs[i : i + BATCH]) for i in range(0, len(hrefs), BATCH)]
+    futures = client.map(_read_batch, batches, settings=settings, pure=False)
+    position = {future.key: n for n, future in enumerate(futures)}
+    read: list[list[TiffManifest | StackcubeError]] = [[] for _ in batches]
+    for future in as_completed(futures):  # type: ignore[no-untyped-call]
+        read[position[future.key]] = future.result()
+        advance(len(read[position[future.key]]))
+    return [manifest for batch in read for manifest in batch]
 
 
 def _storable(asset: SelectedAsset, settings: Settings) -> tuple[str, str | None]:
