@@ -97,7 +97,7 @@ def cluster():
     from distributed import Client, LocalCluster
 
     with (
-        LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None) as local,
+        LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0") as local,
         Client(local) as client,
     ):
         yield client
