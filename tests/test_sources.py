@@ -175,3 +175,59 @@ def test_a_refresh_reads_new_headers_on_a_cluster(cluster, nginx, tmp_path) -> N
     assert refreshed.id.values.tolist() == [f"scene-{n}" for n in range(4)]
     assert (refreshed.values == stackcube.open_dataarray(tmp_path / "fresh.icechunk").values).all()
     assert fresh.plan.arrays[0].shape == refreshed.shape
+
+
+async def _die() -> None:
+    """Run on a worker: end its process at once (distributed runs only coroutines without waiting)."""
+    os._exit(1)
+
+
+@pytest.mark.network
+def test_a_worker_killed_mid_build_has_its_headers_read_again(nginx, tmp_path) -> None:
+    """A worker process dies while its batches are in flight: Dask reads them again on another worker, and the
+    build commits once, with every source."""
+    import threading
+    import time
+
+    from distributed import Client, LocalCluster
+
+    import stackcube
+    from stackcube import sources
+    from tests.services.proxy import run_proxy
+    from tests.twins import series
+
+    with (
+        run_proxy(nginx.url, latency=0.3) as proxy,
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as local,
+        Client(local) as client,
+    ):
+        items = series(nginx.root / "clustered-killed", f"{proxy.url}/clustered-killed", 8, size=256, blocksize=128)
+        done: dict[str, object] = {}
+        original = sources.BATCH
+        sources.BATCH = 2  # four batches, so both workers hold some when one dies
+        try:
+
+            def build() -> None:
+                try:
+                    done["cube"] = stackcube.build_cube(
+                        items, repo=tmp_path / "cube.icechunk", progress=False, client=client
+                    )
+                except Exception as exc:  # reported below
+                    done["error"] = exc
+
+            thread = threading.Thread(target=build)
+            thread.start()
+            deadline = time.monotonic() + 30
+            while not any(client.processing().values()):
+                assert time.monotonic() < deadline, "no batch started"
+                time.sleep(0.05)
+            busy = next(worker for worker, tasks in client.processing().items() if tasks)
+            client.run(_die, workers=[busy], wait=False)  # the process dies with its batch in flight
+            thread.join(timeout=120)
+            assert busy not in client.scheduler_info()["workers"]  # that worker is gone (its nanny started another)
+        finally:
+            sources.BATCH = original
+    assert "error" not in done, done.get("error")
+    cube = done["cube"]
+    assert len(cube.plan.sources) == 8  # type: ignore[attr-defined]
+    assert len(list(cube.repository.ancestry(branch="main"))) == 2  # type: ignore[attr-defined]  # created, one commit
