@@ -183,7 +183,7 @@ async def _die() -> None:
 
 
 @pytest.mark.network
-def test_a_worker_killed_mid_build_has_its_headers_read_again(nginx, tmp_path) -> None:
+def test_a_worker_killed_mid_build_has_its_headers_read_again(nginx, tmp_path, monkeypatch) -> None:
     """A worker process dies while its batches are in flight: Dask reads them again on another worker, and the
     build commits once, with every source."""
     import threading
@@ -203,30 +203,26 @@ def test_a_worker_killed_mid_build_has_its_headers_read_again(nginx, tmp_path) -
     ):
         items = series(nginx.root / "clustered-killed", f"{proxy.url}/clustered-killed", 8, size=256, blocksize=128)
         done: dict[str, object] = {}
-        original = sources.BATCH
-        sources.BATCH = 2  # four batches, so both workers hold some when one dies
-        try:
+        monkeypatch.setattr(sources, "BATCH", 2)  # four batches, so both workers hold some when one dies
 
-            def build() -> None:
-                try:
-                    done["cube"] = stackcube.build_cube(
-                        items, repo=tmp_path / "cube.icechunk", progress=False, client=client
-                    )
-                except Exception as exc:  # reported below
-                    done["error"] = exc
+        def build() -> None:
+            try:
+                done["cube"] = stackcube.build_cube(
+                    items, repo=tmp_path / "cube.icechunk", progress=False, client=client
+                )
+            except Exception as exc:  # reported below
+                done["error"] = exc
 
-            thread = threading.Thread(target=build)
-            thread.start()
-            deadline = time.monotonic() + 30
-            while not any(client.processing().values()):
-                assert time.monotonic() < deadline, "no batch started"
-                time.sleep(0.05)
-            busy = next(worker for worker, tasks in client.processing().items() if tasks)
-            client.run(_die, workers=[busy], wait=False)  # the process dies with its batch in flight
-            thread.join(timeout=120)
-            assert busy not in client.scheduler_info()["workers"]  # that worker is gone (its nanny started another)
-        finally:
-            sources.BATCH = original
+        thread = threading.Thread(target=build)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not any(client.processing().values()):
+            assert time.monotonic() < deadline, "no batch started"
+            time.sleep(0.05)
+        busy = next(worker for worker, tasks in client.processing().items() if tasks)
+        client.run(_die, workers=[busy], wait=False)  # the process dies with its batch in flight
+        thread.join(timeout=120)
+        assert busy not in client.scheduler_info()["workers"]  # that worker is gone (its nanny started another)
     assert "error" not in done, done.get("error")
     cube = done["cube"]
     assert len(cube.plan.sources) == 8  # type: ignore[attr-defined]

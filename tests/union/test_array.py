@@ -245,24 +245,32 @@ def test_a_source_changed_between_two_merged_reads_fails_loudly(nginx, tmp_path)
                 _ = again.isel(time=1).values
 
 
-def test_a_union_written_before_its_tile_table_reads_through_icechunk(tmp_path) -> None:
-    """A cube written before the union tile table (or one that lost it) reads each member tile through Icechunk."""
-    items = make_items(tmp_path, tmp_path.as_posix())
-    repo = tmp_path / "cube.icechunk"
-    cube = stackcube.build_cube(items, repo=repo, progress=False)
-    (union,) = cube.plan.unions
-    merged = stackcube.open_dataarray(repo, union.name, mask_and_scale=False).values
-    session = cube.repository.writable_session("main")
-    root = zarr.open_group(session.store, mode="r+")
-    assert set(root[union.name]["0"].array_keys()) == {"tiles", "sources"}
-    del root[union.name]
-    session.commit("a union without its tile table")
-    expected, _ = expected_union(tmp_path)
-    for chunks in (None, False):
-        np.testing.assert_array_equal(
-            stackcube.open_dataarray(repo, union.name, mask_and_scale=False, chunks=chunks).values, expected
-        )
-    np.testing.assert_array_equal(merged, expected)
+@pytest.mark.network
+def test_a_union_written_before_its_tile_table_reads_through_icechunk(nginx, tmp_path) -> None:
+    """A cube written before the union tile table (or one that lost it) reads each member tile through Icechunk,
+    one GET each, and a tile on the border of two dask blocks once."""
+    from tests.services.proxy import run_proxy
+
+    directory = nginx.root / "union-untabled"
+    directory.mkdir(exist_ok=True)
+    with run_proxy(nginx.url) as proxy:
+        items = make_items(directory, f"{proxy.url}/union-untabled")
+        repo = tmp_path / "cube.icechunk"
+        cube = stackcube.build_cube(items, repo=repo, progress=False)
+        (union,) = cube.plan.unions
+        session = cube.repository.writable_session("main")
+        root = zarr.open_group(session.store, mode="r+")
+        assert set(root[union.name]["0"].array_keys()) == {"tiles", "sources"}
+        del root[union.name]
+        session.commit("a union without its tile table")
+        members = {a.name: a for a in cube.plan.arrays}
+        stored_tiles = sum(len(s) for m in union.members for s in tiles_of(members[m]).values())
+        expected, _ = expected_union(directory)
+        for chunks in (None, False, {"y": 100, "x": 100}):
+            data = stackcube.open_dataarray(repo, union.name, mask_and_scale=False, chunks=chunks)
+            proxy.reset()
+            np.testing.assert_array_equal(data.values, expected)
+            assert proxy.stats["GET"] == stored_tiles, chunks  # blocks of 100 px cut through 64-px tiles: each once
 
 
 def test_a_union_on_s3_reads_merged_ranges_checked_against_the_etag(s3, tmp_path, use_settings) -> None:

@@ -90,17 +90,14 @@ class LevelToOpen:
 class _Overlay(AbstractDataStore):
     """A level's Zarr group as xarray's backend sees it, with some stored arrays' values given rather than read.
 
-    Everything else (attributes, encodings, the lazy data array) is the :class:`ZarrStore`'s."""
+    ``variables`` are the group's (as :meth:`ZarrStore.get_variables` gives them, lazy), some with their values in
+    place; attributes and dimensions are the :class:`ZarrStore`'s."""
 
-    def __init__(self, store: ZarrStore, values: Mapping[str, np.ndarray], token: tuple[Any, ...]) -> None:
-        self.store, self.values, self.token = store, values, token
+    def __init__(self, store: ZarrStore, variables: Mapping[str, xr.Variable]) -> None:
+        self.store, self.variables = store, variables
 
-    def get_variables(self) -> dict[str, xr.Variable]:
-        variables = dict(self.store.get_variables())  # type: ignore[no-untyped-call]
-        for name, values in self.values.items():
-            var = variables[name]
-            variables[name] = xr.Variable(var.dims, values.reshape(var.shape), var.attrs, var.encoding)
-        return variables
+    def get_variables(self) -> Mapping[str, xr.Variable]:
+        return self.variables
 
     def get_attrs(self) -> dict[str, Any]:
         return dict(self.store.get_attrs())  # type: ignore[no-untyped-call]
@@ -111,15 +108,10 @@ class _Overlay(AbstractDataStore):
     def close(self) -> None:
         self.store.close()
 
-    def __dask_tokenize__(self) -> tuple[Any, ...]:
-        # what the level is (its snapshot and path), not the store object, names its dask arrays
-        return self.token
 
-
-def _given(level: LevelToOpen, store: ZarrStore, names: Sequence[str]) -> dict[str, np.ndarray]:
+def _given(level: LevelToOpen, variables: Mapping[str, xr.Variable], names: Sequence[str]) -> dict[str, np.ndarray]:
     """The values of ``names`` that need no read: kept inline (in the encoding the stored array has) or, for x/y,
     from the level's transform."""
-    variables = store.get_variables()  # type: ignore[no-untyped-call]
     values: dict[str, np.ndarray] = {}
     inline = level.layout.coordinates
     kept = inline.get("values") or {}
@@ -146,30 +138,32 @@ async def _read(store: Any, paths: Sequence[str]) -> list[np.ndarray]:
     return list(await asyncio.gather(*(one(path) for path in paths)))
 
 
-def open_levels(
-    store: Any, levels: Sequence[LevelToOpen], token: Any, *, mask_and_scale: Any, physical: bool
-) -> list[xr.Dataset]:
+def open_levels(store: Any, levels: Sequence[LevelToOpen], *, mask_and_scale: Any, physical: bool) -> list[xr.Dataset]:
     """Open ``levels`` of ``store`` as xarray would, lazily and without dask (``mask_and_scale`` as
     :func:`xr.open_dataset` takes it), the coordinates read at open taken from the array nodes or, where not kept,
-    read concurrently in one go; ``physical``: the reader also needs ``scale`` and ``offset``; ``token`` names the
-    version read."""
+    read concurrently in one go; ``physical``: the reader also needs ``scale`` and ``offset``."""
     groups = [ZarrStore.open_group(store, group=level.path, mode="r", zarr_format=3) for level in levels]
-    given: list[dict[str, np.ndarray]] = []
+    variables = [dict(group.get_variables()) for group in groups]
     missing: list[tuple[int, str]] = []
-    for level, group in zip(levels, groups, strict=True):
-        names = _read_at_open(group.get_variables(), physical)
-        known = _given(level, group, names)
-        given.append(known)
-        missing += [(len(given) - 1, name) for name in names if name not in known]
+    for n, (level, found) in enumerate(zip(levels, variables, strict=True)):
+        names = _read_at_open(found, physical)
+        known = _given(level, found, names)
+        found.update({name: _with_values(found[name], values) for name, values in known.items()})
+        missing += [(n, name) for name in names if name not in known]
     read = run(_read(store, [f"{levels[n].path}/{name}" for n, name in missing]))
     for (n, name), values in zip(missing, read, strict=True):
-        given[n][name] = values
+        variables[n][name] = _with_values(variables[n][name], values)
     return [
         xr.open_dataset(
-            _Overlay(group, values, (token, level.path)),
+            _Overlay(group, found),
             engine=StoreBackendEntrypoint,  # (a class: no scan of every installed backend, see read._OPEN)
             mask_and_scale=mask_and_scale,
             decode_coords="all",
         )
-        for level, group, values in zip(levels, groups, given, strict=True)
+        for group, found in zip(groups, variables, strict=True)
     ]
+
+
+def _with_values(var: xr.Variable, values: np.ndarray) -> xr.Variable:
+    """A stored (lazy) variable with its values in hand, the rest (attributes, encoding) as it was."""
+    return xr.Variable(var.dims, values.reshape(var.shape), var.attrs, var.encoding)

@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +33,7 @@ from stackcube._hrefs import credential_for
 from stackcube._keywords import check_keywords, keywords_of
 from stackcube._physical import physical
 from stackcube._retry import again, looks_throttled, retry_sync, wait, without_timings
+from stackcube._share import Shared
 from stackcube.errors import ArrayNotFoundError, RepositoryError, SourceChangedError, SourceError, StackcubeError
 from stackcube.options import BLOCK, Chunks
 from stackcube.settings import Credentials, Settings, current, with_credentials
@@ -143,6 +142,10 @@ class OpenOptions:
     credentials: Credentials | None = None
     """What reading the sources takes, per container prefix (:data:`stackcube.store.Credentials`)."""
 
+    def given_credentials(self, settings: Settings) -> Credentials | None:
+        """The credentials to read with: those given at open, else the settings' (process-wide) ones."""
+        return self.credentials if self.credentials is not None else settings.credentials
+
     @classmethod
     def from_args(cls, args: Mapping[str, Any], where: str) -> Self:
         """The options a public reader ``where`` was called with; an unknown keyword is a TypeError naming it."""
@@ -172,10 +175,7 @@ class _GuardedStore(WrapperStore[Any]):
     def _start(self) -> None:
         """What a process keeps while reading (made again where a copy is unpickled, on a dask worker)."""
         self._gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
-        self._pending: dict[asyncio.AbstractEventLoop, dict[str, asyncio.Future[bytes | None]]] = {}
-        self._recent: OrderedDict[str, bytes | None] = OrderedDict()
-        self._recent_bytes = 0
-        self._lock = threading.Lock()
+        self._tiles: Shared[str] = Shared()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"_store": self._store, "_settings": self._settings, "_prefixes": self._prefixes}
@@ -195,43 +195,15 @@ class _GuardedStore(WrapperStore[Any]):
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
         if byte_range is None and _TILE.search(key):
-            data = await self._tile(key)
+            # a source tile: read once however many readers ask for it at once or soon after (a union block's read
+            # and its neighbour's both need the member tiles on their border)
+            data = await self._tiles.one(key, lambda: self._bytes(key))
             return None if data is None else prototype.buffer.from_bytes(data)
         return await self._get(key, prototype, byte_range)
 
-    async def _tile(self, key: str) -> bytes | None:
-        """A source tile's bytes, fetched once however many readers ask for it at once or soon after: a union
-        block's read and its neighbour's both need the member tiles on their border. The bytes are the version the
-        cube indexed (Icechunk checked them against the source when they came), so serving them again is exact."""
-        with self._lock:
-            if key in self._recent:
-                self._recent.move_to_end(key)
-                return self._recent[key]
-        pending = self._pending.setdefault(asyncio.get_running_loop(), {})
-        if key in pending:
-            return await asyncio.shield(pending[key])
-        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved by whoever awaits
-        pending[key] = future
-        try:
-            buffer = await self._get(key, _BYTES, None)
-            data = None if buffer is None else buffer.to_bytes()
-        except BaseException as exc:
-            future.set_exception(exc)
-            raise
-        finally:
-            del pending[key]
-        future.set_result(data)
-        self._remember(key, data)
-        return data
-
-    def _remember(self, key: str, data: bytes | None) -> None:
-        with self._lock:
-            self._recent[key] = data
-            self._recent_bytes += len(data or b"")
-            while self._recent_bytes > _RECENT_BYTES and len(self._recent) > 1:
-                _, dropped = self._recent.popitem(last=False)
-                self._recent_bytes -= len(dropped or b"")
+    async def _bytes(self, key: str) -> bytes | None:
+        buffer = await self._get(key, _BYTES, None)
+        return None if buffer is None else buffer.to_bytes()
 
     async def _get(self, key: str, prototype: Any, byte_range: Any) -> Any:
         started, attempt = time.monotonic(), 0
@@ -300,8 +272,6 @@ class _GuardedStore(WrapperStore[Any]):
 
 _TILE = re.compile(rf"/{DATA}/c/\d+/\d+/\d+/\d+$")
 """A chunk key of a level's data: one source tile."""
-_RECENT_BYTES = 64 << 20
-"""Bytes of source tiles a reader keeps after reading them, for readers that ask for the same tile soon after."""
 _BYTES = default_buffer_prototype()
 
 # how object_store (local files, HTTP), S3 and Azure say an object is not there
@@ -330,7 +300,7 @@ def _session(
     """A read-only session on the version asked for, with a container for every prefix the cube lists (a
     concurrent writer's configuration cannot take one away), and those prefixes; transient failures are retried."""
     settings = settings or current()
-    credentials = options.credentials if options.credentials is not None else settings.credentials
+    credentials = options.given_credentials(settings)
 
     def attempt() -> tuple[icechunk.Session, tuple[str, ...]]:
         repository = open_repository(
@@ -479,7 +449,7 @@ def _tile_refs(
         tiles, sources = (np.asarray(cast("Any", group[name])[...]) for name in TILES)
     except (KeyError, FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
         return None
-    credentials = options.credentials if options.credentials is not None else settings.credentials
+    credentials = options.given_credentials(settings)
     refs = []
     for text in sources.tolist():
         source = json.loads(str(text))
@@ -507,13 +477,10 @@ def _tile_refs(
     return TileRefs(tiles, tuple(refs), with_credentials(settings, credentials))
 
 
-def _levels(
-    store: Any, paths: list[tuple[str, ArrayLayout, int]], snapshot: str, options: OpenOptions
-) -> list[xr.Dataset]:
-    """The levels at ``paths`` ((node, its array's layout, level)) opened as :meth:`stackcube.Cube.open` presents
-    them: chunked as asked, physical values (unless raw asked), bands selectable by common name."""
-    levels = [LevelToOpen(path, layout, n) for path, layout, n in paths]
-    opened = open_levels(store, levels, snapshot, mask_and_scale=_cf(options), physical=options.mask_and_scale)
+def _levels(store: Any, levels: list[LevelToOpen], snapshot: str, options: OpenOptions) -> list[xr.Dataset]:
+    """``levels`` opened as :meth:`stackcube.Cube.open` presents them: chunked as asked, physical values (unless
+    raw asked), bands selectable by common name."""
+    opened = open_levels(store, levels, mask_and_scale=_cf(options), physical=options.mask_and_scale)
     if options.chunks is not False:
         # only the data is dask: the coordinates stay lazy NumPy (item properties and provenance read when used,
         # and no dask graph per coordinate to slice with every selection)
@@ -556,9 +523,9 @@ def open_datatree(
         group = cast("zarr.Group", root[array])
         layout = ArrayLayout.from_attrs(group.attrs)
         nodes[array] = xr.Dataset(attrs={k: v for k, v in group.attrs.items() if k != INLINE})
-        levels += [(level_path(array, int(n)), layout, int(n)) for n in sorted(group.group_keys(), key=int)]
-    for (path, _, _), ds in zip(levels, _levels(store, levels, session.snapshot_id, options), strict=True):
-        nodes[path] = ds
+        levels += [LevelToOpen(level_path(array, int(n)), layout, int(n)) for n in sorted(group.group_keys(), key=int)]
+    for level, ds in zip(levels, _levels(store, levels, session.snapshot_id, options), strict=True):
+        nodes[level.path] = ds
     for union in metadata.unions:
         for n in range(union.n_levels):
             nodes[level_path(union.name, n)] = _union_level(
@@ -613,5 +580,5 @@ def open_level(
         ].rename(array)
     layout = ArrayLayout.from_attrs(zarr.open_group(session.store, path=array, mode="r").attrs)
     _check_level(array, level, len(layout.levels) or 1)
-    (ds,) = _levels(store, [(level_path(array, level), layout, level)], session.snapshot_id, options)
+    (ds,) = _levels(store, [LevelToOpen(level_path(array, level), layout, level)], session.snapshot_id, options)
     return ds[DATA].rename(array)

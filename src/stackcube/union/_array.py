@@ -15,7 +15,6 @@ import functools
 import math
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +30,7 @@ from xarray.core import indexing
 from stackcube import _sync
 from stackcube._georef import spatial_coords
 from stackcube._physical import physical
+from stackcube._share import Shared
 from stackcube.errors import SourceChangedError, SourceNotFoundError
 from stackcube.options import BLOCK, Chunks
 from stackcube.plan import DIMS, band_coords
@@ -59,27 +59,6 @@ class SourceRef:
     """The Azure storage account of an ``az://`` href."""
 
 
-class _Shared:
-    """A tile's bytes fetched once however many reads ask for them at once or soon after (a union block's read and
-    its neighbour's both need the member tiles on their border). Bytes are the version indexed (every GET was
-    checked against it), so serving them again is exact. All fetches run on stackcube's one I/O loop."""
-
-    RECENT_BYTES = 64 << 20
-    """Bytes of tiles kept after their read."""
-
-    def __init__(self) -> None:
-        self.pending: dict[int, asyncio.Future[bytes]] = {}
-        self.recent: OrderedDict[int, bytes] = OrderedDict()
-        self.size = 0
-
-    def remember(self, row: int, data: bytes) -> None:
-        self.recent[row] = data
-        self.size += len(data)
-        while self.size > self.RECENT_BYTES and len(self.recent) > 1:
-            _, dropped = self.recent.popitem(last=False)
-            self.size -= len(dropped)
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class TileRefs:
     """Where a union level's member tiles lie (the cube's union tile table), for reads by merged ranged GETs."""
@@ -91,8 +70,8 @@ class TileRefs:
     """The sources the rows name."""
     settings: Settings
     """How to read them (the credentials given at open included)."""
-    shared: _Shared = field(default_factory=_Shared)
-    """Tiles being fetched or fetched lately, shared by every read of this union level."""
+    shared: Shared[int] = field(default_factory=Shared)
+    """Tile rows being fetched or fetched lately, shared by every read of this union level."""
 
 
 # attributes of a member's data array that describe the member, not the union
@@ -347,40 +326,22 @@ async def _fetch_tiles(refs: TileRefs, by_source: Mapping[int, Sequence[int]]) -
             )
             raise SourceChangedError(msg) from None
 
-    shared, loop = refs.shared, asyncio.get_running_loop()
-    found: dict[int, bytes] = {}
-    waiting: dict[int, asyncio.Future[bytes]] = {}
-    mine: dict[int, list[int]] = {}
-    for source, rows in by_source.items():
-        for row in rows:
-            if row in shared.recent:
-                shared.recent.move_to_end(row)
-                found[row] = shared.recent[row]
-            elif row in shared.pending:
-                waiting[row] = shared.pending[row]
-            else:
-                future: asyncio.Future[bytes] = loop.create_future()
-                future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved by whoever awaits
-                shared.pending[row] = future
-                mine.setdefault(source, []).append(row)
-    sources = list(mine.items())
+    found, waiting, mine = refs.shared.claim(row for rows in by_source.values() for row in rows)
+    claimed = set(mine)
+    sources = [(source, [row for row in rows if row in claimed]) for source, rows in by_source.items()]
+    sources = [(source, rows) for source, rows in sources if rows]
     try:
         fetched = await asyncio.gather(*(one(source, rows) for source, rows in sources))
     except BaseException as exc:
-        for _, rows in sources:
-            for row in rows:
-                future = shared.pending.pop(row)
-                if not future.done():
-                    future.set_exception(exc)
+        refs.shared.fail(mine, exc)
         raise
     for (_, rows), datas in zip(sources, fetched, strict=True):
         for row, data in zip(rows, datas, strict=True):
-            shared.pending.pop(row).set_result(data)
-            shared.remember(row, data)
+            refs.shared.settle(row, data)
             found[row] = data
     for row, future in waiting.items():
         found[row] = await asyncio.shield(future)
-    return found
+    return {row: data for row, data in found.items() if data is not None}
 
 
 @functools.cache
