@@ -81,6 +81,26 @@ def test_build_command_commits_and_tags(tmp_path, capsys) -> None:
     assert "no Icechunk repository" in capsys.readouterr().err
 
 
+def test_build_from_stac_geoparquet(tmp_path, capsys) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from stac_geoparquet.arrow import parse_stac_items_to_arrow, to_parquet
+
+    from stackcube.demo import write_demo_catalog
+    from stackcube.search import search_items
+
+    _, items = search_items(write_demo_catalog(tmp_path / "demo", dates=2, size=256))
+    to_parquet(parse_stac_items_to_arrow(items), tmp_path / "items.parquet")
+    repo = tmp_path / "cube.icechunk"
+    assert main(["build", str(tmp_path / "items.parquet"), "--assets", "red", "--repo", str(repo), "--quiet"]) == 0
+    assert "2 dates" in capsys.readouterr().out
+    pq.write_table(pa.table({"name": ["a"]}), tmp_path / "table.parquet")
+    assert main(["plan", str(tmp_path / "table.parquet"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is Parquet but not stac-geoparquet" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_verify_names_a_changed_source_and_fix_reindexes_it(tmp_path, capsys) -> None:
     import os
 

@@ -227,3 +227,48 @@ def test_a_worker_killed_mid_build_has_its_headers_read_again(nginx, tmp_path, m
     cube = done["cube"]
     assert len(cube.plan.sources) == 8  # type: ignore[attr-defined]
     assert len(list(cube.repository.ancestry(branch="main"))) == 2  # type: ignore[attr-defined]  # created, one commit
+
+
+@pytest.mark.corpus
+@pytest.mark.network
+def test_a_cluster_build_from_the_stac_api_or_geoparquet_with_faults_equals_a_clean_local_build(
+    cluster, stac_api, nginx, tmp_path, use_settings
+) -> None:
+    """Sentinel-2 twins in the pgstac API and in a stac-geoparquet file; the workers' header reads go through a
+    proxy that fails one request in six (5xx, 429, resets, truncated bodies): both cluster builds equal a
+    fault-free single-process build, reference by reference and coordinate by coordinate."""
+    import numpy as np
+    from stac_geoparquet.arrow import parse_stac_items_to_arrow, to_parquet
+
+    import stackcube
+    from stackcube.store import read_stored
+    from stackcube.tiff import clear_stores
+    from tests.services.proxy import run_proxy
+    from tests.test_refresh import ASSETS, _collection, _twins
+
+    use_settings(request_timeout=2.0, retries=8)
+    name = "cluster-s2"
+    with run_proxy(nginx.url, faults=("500", "503", "429", "reset", "truncate")) as proxy:
+        twins = _twins(nginx, proxy.url, name)
+        stac_api.load([_collection(name)], twins)
+        to_parquet(parse_stac_items_to_arrow(twins), tmp_path / "twins.parquet")
+        args = {"collections": [name], "assets": ASSETS, "progress": False}
+        here = stackcube.build_cube(stac_api.url, repo=tmp_path / "here.icechunk", **args)
+        proxy.seed, proxy.fault_rate = 3, 1 / 6
+        built = {}
+        for kind, catalog in (("api", stac_api.url), ("geoparquet", str(tmp_path / "twins.parquet"))):
+            clear_stores()
+            proxy.reset()
+            built[kind] = stackcube.build_cube(catalog, repo=tmp_path / f"{kind}.icechunk", client=cluster, **args)
+            faults = sum(n for k, n in proxy.stats.items() if k.startswith("fault:"))
+            assert faults >= 3, f"the proxy should have failed some of the workers' requests: {proxy.stats}"
+        proxy.fault_rate = 0.0
+        expected = read_stored(here.repository.readonly_session(branch="main"))
+        want = stackcube.open_dataarray(tmp_path / "here.icechunk", mask_and_scale=False).load()
+        for kind, cube in built.items():
+            stored = read_stored(cube.repository.readonly_session(branch="main"))
+            assert [s.manifest.to_dict() for s in stored.sources] == [s.manifest.to_dict() for s in expected.sources]
+            got = stackcube.open_dataarray(tmp_path / f"{kind}.icechunk", mask_and_scale=False).load()
+            for coord in ("time", "band", "y", "x", "id"):
+                np.testing.assert_array_equal(got[coord].values, want[coord].values, err_msg=f"{kind}: {coord}")
+            np.testing.assert_array_equal(got.values, want.values, err_msg=kind)

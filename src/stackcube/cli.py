@@ -269,7 +269,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _add_search_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("catalog", help="STAC API URL, static catalog/collection, or ItemCollection file")
+    parser.add_argument(
+        "catalog",
+        help="STAC API URL, static catalog/collection, ItemCollection file, or stac-geoparquet file/directory",
+    )
     parser.add_argument("--bbox", nargs=4, type=float, metavar=("WEST", "SOUTH", "EAST", "NORTH"))
     parser.add_argument("--datetime", help="e.g. 2020-06 or 2020-06-01/2020-07-31")
     parser.add_argument("--collections", nargs="+")

@@ -1,4 +1,5 @@
-"""Search stage: a STAC API, a static catalog or collection, an ItemCollection file or item list -> pystac Items.
+"""Search stage: a STAC API, a static catalog or collection, an ItemCollection file, stac-geoparquet, or an item
+list -> pystac Items.
 
 The search arguments are normalised once by pystac-client's ``ItemSearch`` (without a request), so a static
 catalog is filtered exactly as a STAC API would filter it: the same bbox and datetime ranges ("2020-06" is the
@@ -6,7 +7,8 @@ whole month), CQL2 filters evaluated with the ``cql2`` library, the ``query`` ex
 
 Modules, each importing only the ones before it: ``_query`` (:class:`SearchArgs`, :class:`Query`), ``_fetch``
 (STAC documents and API searches over the network, retried), ``_static`` (static inputs filtered as an API would),
-``_search`` (:func:`search_items`: whichever kind of catalog it is).
+``_parquet`` (stac-geoparquet files and directories, filters pushed down to pyarrow), ``_search``
+(:func:`search_items`: whichever kind of catalog it is).
 """
 
 from stackcube.search._query import SEARCH_KEYWORDS, CatalogLike, Query, SearchArgs, make_query, require_items

@@ -92,6 +92,11 @@ def _search_api_once(
     from pystac_client.exceptions import APIError
     from pystac_client.stac_api_io import StacApiIO
 
+    flt, lang = q.filter, q.filter_lang
+    if isinstance(flt, str):  # searches are POSTed, and a STAC API takes only cql2-json in a POST body
+        import cql2
+
+        flt, lang = cql2.Expr(flt).to_json(), "cql2-json"
     try:
         stac_io = StacApiIO(headers=q.headers or None, timeout=settings.request_timeout, max_retries=0)
         client = Client.open(url, headers=q.headers or None, modifier=modifier, stac_io=stac_io)
@@ -102,8 +107,8 @@ def _search_api_once(
             collections=list(q.collections) if q.collections else None,
             ids=list(q.ids) if q.ids else None,
             query=q.query,
-            filter=q.filter,
-            filter_lang=q.filter_lang,
+            filter=flt,
+            filter_lang=lang,
             max_items=q.max_items,
             limit=q.limit,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Unpack
 
 import pystac
@@ -11,6 +11,7 @@ import pystac
 from stackcube._keywords import check_keywords
 from stackcube.errors import SearchError
 from stackcube.search._fetch import is_api, read_json, search_api
+from stackcube.search._parquet import is_parquet, parquet_items
 from stackcube.search._query import SEARCH_KEYWORDS, CatalogLike, Query, SearchArgs, make_query
 from stackcube.search._static import matches, static_items
 from stackcube.settings import Settings, current
@@ -53,18 +54,27 @@ def search_items(
     modifier = search.get("modifier")
     q = make_query(catalog, bbox=bbox, datetime=datetime, **search)
     href = os.fspath(catalog) if isinstance(catalog, str | os.PathLike) else None
+    if href is not None and is_parquet(href):
+        return q, _matching(parquet_items(href, q, settings), q, modifier)
     # read once, whatever kind it turns out to be
     doc = read_json(href, settings, q.headers) if href is not None else None
     if href is not None and doc is not None and is_api(href, doc):
-        items = search_api(href, q, modifier, settings)
-    else:
-        items = [i for i in static_items(catalog, doc, settings) if matches(i, q)]
-        if modifier is not None:
-            for item in items:
-                modifier(item)
-        if q.max_items is not None:
-            items = items[: q.max_items]
-    return q, items
+        return q, search_api(href, q, modifier, settings)
+    return q, _matching(static_items(catalog, doc, settings), q, modifier)
+
+
+def _matching(candidates: Iterable[pystac.Item], q: Query, modifier: Callable[[Any], Any] | None) -> list[pystac.Item]:
+    """The static items a STAC API would return for ``q``, in order, ``modifier`` applied."""
+    items = []
+    for item in candidates:
+        if matches(item, q):
+            items.append(item)
+            if q.max_items is not None and len(items) >= q.max_items:
+                break
+    if modifier is not None:
+        for item in items:
+            modifier(item)
+    return items
 
 
 def search_again(

@@ -15,7 +15,7 @@ from stackcube.search._fetch import read_json
 from stackcube.search._query import CatalogLike, Query
 from stackcube.settings import Settings
 
-__all__ = ["matches", "static_items"]
+__all__ = ["interval_of", "matches", "static_items"]
 
 
 def static_items(catalog: CatalogLike, doc: dict[str, Any] | None, settings: Settings) -> Iterable[pystac.Item]:
@@ -45,7 +45,7 @@ def static_items(catalog: CatalogLike, doc: dict[str, Any] | None, settings: Set
     raise SearchError(msg)
 
 
-def _interval(text: str) -> tuple[datetime | None, datetime | None]:
+def interval_of(text: str) -> tuple[datetime | None, datetime | None]:
     start, _, end = text.partition("/")
 
     def parse(value: str) -> datetime | None:
@@ -77,13 +77,22 @@ def matches(item: pystac.Item, q: Query) -> bool:
     if q.filter is not None:
         import cql2
 
-        if not cql2.Expr(q.filter).matches(item.to_dict(transform_hrefs=False)):
-            return False
+        expr = cql2.Expr(q.filter)
+        data = item.to_dict(transform_hrefs=False)
+        if data["properties"].get("datetime") is None and "start_datetime" in data["properties"]:
+            # as pgstac: an item of a start and end has the start as its ``datetime`` in a filter
+            data["properties"]["datetime"] = data["properties"]["start_datetime"]
+        try:
+            if not expr.matches(data):
+                return False
+        except Exception:  # cql2 raises a bare Exception for a property the item lacks
+            return False  # unknown, as SQL's NULL: a STAC API (pgstac) does not return the item either
+
     return True
 
 
 def _in_interval(item: pystac.Item, interval: str) -> bool:
-    lo, hi = _interval(interval)
+    lo, hi = interval_of(interval)
     props = item.properties
     start = props.get("start_datetime") or props.get("datetime")
     end = props.get("end_datetime") or props.get("datetime")

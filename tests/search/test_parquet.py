@@ -1,0 +1,192 @@
+"""stac-geoparquet inputs: filters pushed down to pyarrow, answers equal to the same items in an ItemCollection and
+in a STAC API (pgstac), read locally, from a directory, and from S3."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stackcube.errors import SearchError
+from stackcube.search import make_query, search_items
+from tests.conftest import CORPUS
+
+pytestmark = pytest.mark.corpus
+
+QUERIES = [
+    {},
+    {"bbox": (-120.0, 25.0, -60.0, 45.0)},  # Utah, California, Puerto Rico
+    {"bbox": (170.0, -5.0, 180.0, 60.0)},  # io-lulc zones at the antimeridian
+    {"intersects": {"type": "Polygon", "coordinates": [[[147, -44], [152, -44], [152, -38], [147, -38], [147, -44]]]}},
+    {"datetime": "2020-01-01/2021-12-31"},  # instants and start/end ranges
+    {"datetime": "2024-04"},
+    {"datetime": "../2014-01-01"},
+    {"collections": ["gp-landsat-c2-l2", "gp-naip"]},
+    {"ids": ["60N-2023", "LC09_L2SP_089088_20240417_02_T2", "nope"]},
+    {"filter": '"eo:cloud_cover" < 30'},
+    {"filter": "platform = 'landsat-9' OR \"eo:cloud_cover\" > 90"},
+    {"filter": 'NOT ("eo:cloud_cover" < 1)'},  # the items without cloud cover are not returned by pgstac either
+    {"filter": {"op": "in", "args": [{"property": "platform"}, ["landsat-5", "TanDEM-X"]]}},
+    {"filter": {"op": "between", "args": [{"property": "eo:cloud_cover"}, 0.1, 30]}},
+    {
+        "filter": {
+            "op": "s_intersects",
+            "args": [{"property": "geometry"}, {"type": "Point", "coordinates": [-65.6, 18.35]}],
+        }
+    },
+    {"filter": {"op": "t_intersects", "args": [{"property": "datetime"}, {"interval": ["2024-04-18", "2024-04-20"]}]}},
+    {"filter": {"op": ">=", "args": [{"property": "datetime"}, {"timestamp": "2022-06-01T00:00:00Z"}]}},
+    {"bbox": (-180.0, -90.0, 0.0, 90.0), "datetime": "2013/2022", "filter": '"eo:cloud_cover" <= 2'},
+]
+
+
+def _ids(items) -> list[str]:
+    return sorted(i.id for i in items)
+
+
+def _content(item) -> dict:
+    """An item's content as stac-geoparquet keeps it: no null fields (a table cannot tell them from absent ones,
+    ``datetime`` aside), instants as instants (rustac writes ``+00:00`` where the producer wrote ``Z``)."""
+    from datetime import datetime
+
+    def plain(value, key=""):
+        if isinstance(value, dict):
+            return {k: plain(v, k) for k, v in value.items() if v is not None or k == "datetime"}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, str) and key.endswith(("datetime", "created", "updated")):
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return value
+
+    return plain(item.to_dict(transform_hrefs=False))
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """The 48 real Planetary Computer items of the stac-geoparquet corpus (ten collections; instants and ranges;
+    2D and 3D bboxes; items across the antimeridian), renamed into ``gp-`` collections, as stac-geoparquet writes
+    them: a directory of one file per collection (as Planetary Computer publishes), and the 44 items with 2D bboxes
+    in one file of small row groups ordered by time (neither stac-geoparquet's nor rustac's writer mixes 2D and 3D
+    bboxes in one file); with the ItemCollections they came from."""
+    import pyarrow.parquet as pq
+    from stac_geoparquet.arrow import parse_stac_items_to_arrow, to_parquet
+
+    root = tmp_path_factory.mktemp("geoparquet")
+    items = []
+    for path in sorted((CORPUS / "stac" / "stac-geoparquet").glob("*-pc.json")):
+        for item in json.loads(path.read_text()):
+            item.pop("links", None)
+            item["collection"] = "gp-" + item["collection"]
+            items.append(item)
+    items.sort(key=lambda i: i["properties"].get("datetime") or i["properties"]["start_datetime"])
+    flat = [i for i in items if len(i["bbox"]) == 4]
+    (root / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": flat}))
+    (root / "all.json").write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    to_parquet(parse_stac_items_to_arrow(flat), root / "items.parquet")
+    pq.write_table(pq.read_table(root / "items.parquet"), root / "items.parquet", row_group_size=6)  # 8 groups
+    (root / "by-collection").mkdir()
+    for collection in sorted({i["collection"] for i in items}):
+        mine = [i for i in items if i["collection"] == collection]
+        to_parquet(parse_stac_items_to_arrow(mine), root / "by-collection" / f"{collection}.parquet")
+    return root, items
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=[json.dumps(q)[:60] for q in QUERIES])
+def test_filters_answer_as_the_item_collection_does(published, query) -> None:
+    root, _ = published
+    _, expected = search_items(str(root / "items.json"), **query)
+    _, from_file = search_items(str(root / "items.parquet"), **query)
+    _, from_directory = search_items(str(root / "by-collection"), **query)
+    _, all_expected = search_items(str(root / "all.json"), **query)
+    assert [i.id for i in from_file] == [i.id for i in expected]
+    assert _ids(from_directory) == _ids(all_expected)
+    assert [_content(i) for i in from_file] == [_content(i) for i in expected]
+
+
+@pytest.mark.network
+def test_filters_answer_as_the_stac_api_does(published, stac_api) -> None:
+    """pgstac, loaded with the same items, returns the same ids for every query."""
+    root, items = published
+    collection = json.loads((CORPUS / "stac" / "odc-stac" / "sentinel-2-l2a.collection.json").read_text())
+    names = sorted({i["collection"] for i in items})
+    stac_api.load([{**collection, "id": name, "links": []} for name in names], items)
+    answered = 0
+    for given in QUERIES:
+        query = {"collections": names, **given}  # the API holds other collections too
+        _, from_api = search_items(stac_api.url, **query)
+        _, from_directory = search_items(str(root / "by-collection"), **query)
+        assert _ids(from_directory) == _ids(from_api), query
+        answered += bool(from_api)
+    assert answered >= len(QUERIES) - 2  # the queries select something
+
+
+def test_only_rows_that_may_match_become_items(published) -> None:
+    """The pushdown: for selective searches, fewer rows become items than the file holds, and never fewer than
+    match; row groups whose statistics cannot match are not read."""
+    import pyarrow.dataset as ds
+
+    from stackcube.search._parquet import parquet_items, pushdown
+    from stackcube.settings import current
+
+    root, items = published
+    items = json.loads((root / "items.json").read_text())["features"]
+    for query in ({"bbox": (-120.0, 25.0, -60.0, 45.0)}, {"datetime": "2024-04"}, {"filter": '"eo:cloud_cover" < 30'}):
+        q = make_query(str(root / "items.parquet"), **query)
+        candidates = list(parquet_items(str(root / "items.parquet"), q, current()))
+        _, matching = search_items(str(root / "items.json"), **query)
+        assert {i.id for i in matching} <= {i.id for i in candidates}
+        assert len(candidates) < len(items) / 2, query
+    (fragment,) = ds.dataset(root / "items.parquet", format="parquet").get_fragments()
+    condition, columns = pushdown(make_query("x", datetime="2024-04"), fragment.physical_schema)
+    assert columns == {"datetime", "start_datetime", "end_datetime"}
+    groups = fragment.split_by_row_group(condition, schema=fragment.physical_schema)
+    assert 3 <= len(groups) < fragment.num_row_groups  # 3 groups hold April 2024; the statistics rule out others
+
+
+def test_a_cube_planned_from_geoparquet_equals_one_from_its_items(tmp_path, twins_35mnm) -> None:
+    from stac_geoparquet.arrow import parse_stac_items_to_arrow, to_parquet
+
+    import stackcube
+
+    to_parquet(parse_stac_items_to_arrow(twins_35mnm), tmp_path / "twins.parquet")
+    (tmp_path / "twins.json").write_text(json.dumps({"type": "FeatureCollection", "features": twins_35mnm}))
+    args = {"datetime": "2020-07", "assets": ["B04", "B08"], "progress": False, "filter": "eo:cloud_cover < 60"}
+    from_json = stackcube.plan_cube(str(tmp_path / "twins.json"), **args)
+    from_parquet = stackcube.plan_cube(str(tmp_path / "twins.parquet"), **args)
+    assert [a.items for a in from_parquet.arrays] == [a.items for a in from_json.arrays]
+    assert [s.manifest.to_dict() for s in from_parquet.sources] == [s.manifest.to_dict() for s in from_json.sources]
+    assert from_parquet.query.catalog == str((tmp_path / "twins.parquet").resolve())  # what a refresh searches
+
+
+@pytest.mark.network
+def test_geoparquet_on_s3_is_read_in_place(published, s3) -> None:
+    root, _ = published
+    s3.client().upload_file(str(root / "items.parquet"), s3.repos_bucket, "catalogs/items.parquet")
+    query = {"bbox": (-120.0, 25.0, -60.0, 45.0), "datetime": "2013/2023"}
+    _, expected = search_items(str(root / "items.json"), **query)
+    _, found = search_items(f"s3://{s3.repos_bucket}/catalogs/items.parquet", **query)
+    assert found
+    assert [i.id for i in found] == [i.id for i in expected]
+
+
+def test_what_is_not_stac_geoparquet_is_explained(tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"name": ["a"], "value": [1]}), tmp_path / "table.parquet")
+    with pytest.raises(SearchError, match=r"table\.parquet is Parquet but not stac-geoparquet"):
+        search_items(str(tmp_path / "table.parquet"))
+    with pytest.raises(SearchError, match=r"missing\.parquet: no such stac-geoparquet file"):
+        search_items(str(tmp_path / "missing.parquet"))
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(SearchError, match=r"broken\.parquet"):
+        search_items(str(tmp_path / "broken.parquet"))
+
+
+def test_a_cql2_filter_on_a_property_some_items_lack_leaves_them_out(published) -> None:
+    """As pgstac (SQL NULL): ``NOT (cloud < 1)`` does not return items without a cloud cover."""
+    root, items = published
+    _, found = search_items(str(root / "all.json"), filter='NOT ("eo:cloud_cover" < 1)')
+    assert {i.id for i in found} == {
+        i["id"] for i in items if "eo:cloud_cover" in i["properties"] and not i["properties"]["eo:cloud_cover"] < 1
+    }
