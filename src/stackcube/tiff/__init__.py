@@ -8,7 +8,8 @@
   the ``zarr.codecs`` entry point.
 
 Modules, each importing only the ones before it: ``_model`` (plain data), ``_geo`` and ``_decode`` (pure
-georeferencing and decoding), ``_parse`` (pure header parsing), ``_source``, ``_read`` (header reads, and tiles
+georeferencing and decoding), ``_ifd`` (IFDs read directly, the fast path) and ``_parse`` (pure header
+parsing: that path, or tifffile for unusual files), ``_source``, ``_read`` (header reads, and tiles
 by merged ranged GETs) and ``_probe`` (I/O; ``_probe`` asks each host whether it honours conditional requests),
 ``_codec`` and ``_zarr`` (Zarr).
 """

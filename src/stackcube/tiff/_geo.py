@@ -38,7 +38,7 @@ def parse_geo(geotiff_tags: dict[str, Any] | None) -> Geo | None:
     except (pyproj.exceptions.CRSError, KeyError, ValueError, TypeError) as exc:
         warnings.warn(f"GeoKeys do not describe a CRS that PROJ understands ({exc}); crs is None", stacklevel=2)
         crs = None
-    geokeys = {k: v for k, v in keys.items() if k.endswith("GeoKey")}
+    geokeys = {k: v for k, v in keys.items() if isinstance(k, str) and k.endswith("GeoKey")}  # not unknown ids
     return Geo(crs=crs, transform=transform, raster_type=raster_type, geokeys=geokeys)
 
 

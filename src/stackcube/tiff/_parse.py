@@ -23,6 +23,7 @@ import tifffile
 from stackcube.errors import CorruptTiffError, TiffError, UnsupportedTiffError
 from stackcube.tiff._decode import EER_COMPRESSIONS, JPEG_COMPRESSIONS, check_decodable
 from stackcube.tiff._geo import parse_gdal_metadata, parse_geo, parse_nodata
+from stackcube.tiff._ifd import Unusual, read_ifds
 from stackcube.tiff._model import IfdManifest, Recipe, Role, TiffManifest, validator_of
 
 __all__ = ["NeedBytes", "SparseFile", "parse_manifest"]
@@ -157,6 +158,22 @@ def parse_manifest(
     header_requests: int = 1,
 ) -> TiffManifest:
     """Parse every IFD of the TIFF in ``fh`` into a manifest; raises NeedBytes for bytes it does not hold yet."""
+    fh.reads = 0
+    try:
+        with _tifffile_errors() as log:  # tifffile's code decodes the GeoKeys on this path too
+            pages, byteorder, bigtiff = read_ifds(fh)
+            ifds: list[IfdManifest] = []
+            _walk(pages, (), ifds, fh)
+        if log.messages:
+            raise Unusual(log.messages[0])
+    except (Unusual, TiffError, ValueError, struct.error, IndexError, KeyError, TypeError, OverflowError):
+        # a file tifffile reads differently, or one whose problems are best told in tifffile's words
+        ifds, byteorder, bigtiff = _parse_with_tifffile(href, fh)
+    return _manifest(href, fh, ifds, byteorder, bigtiff, etag, last_modified, header_requests)
+
+
+def _parse_with_tifffile(href: str, fh: SparseFile) -> tuple[list[IfdManifest], str, bool]:
+    """Every IFD as tifffile reads it (the files :func:`read_ifds` leaves to it, and its errors)."""
     fh.seek(0)
     fh.reads = 0
     with _tifffile_errors() as log:
@@ -176,6 +193,19 @@ def parse_manifest(
         if log.messages:
             msg = f"{href} has a corrupt TIFF structure: {log.messages[0]}"
             raise CorruptTiffError(msg)
+    return ifds, byteorder, bigtiff
+
+
+def _manifest(  # noqa: PLR0917 - the parts of one manifest
+    href: str,
+    fh: SparseFile,
+    ifds: list[IfdManifest],
+    byteorder: str,
+    bigtiff: bool,
+    etag: str | None,
+    last_modified: Any,
+    header_requests: int,
+) -> TiffManifest:
     if not ifds:
         msg = f"{href} contains no images"
         raise CorruptTiffError(msg)
@@ -187,7 +217,7 @@ def parse_manifest(
         etag=etag,
         last_modified=last_modified,
         size=fh.size,
-        byteorder=byteorder,
+        byteorder=byteorder,  # type: ignore[arg-type]
         bigtiff=bigtiff,
         ifds=tuple(ifds),
         header_requests=header_requests,
@@ -213,7 +243,7 @@ def _walk(pages: Any, parent: tuple[int, ...], out: list[IfdManifest], fh: Spars
     counters = {"image": 0, "mask": 0}
     for i in range(len(pages)):
         page = pages[i]
-        if not isinstance(page, tifffile.TiffPage):
+        if isinstance(page, tifffile.TiffFrame):
             page = page.aspage()
         path = (*parent, i)
         kind = "mask" if int(page.subfiletype) & 4 else "image"
