@@ -99,6 +99,11 @@ class Server:
                     raise
                 time.sleep(0.1)
 
+    def cpu(self) -> float:
+        """CPU seconds the server process has used (user + system)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stats(self) -> dict[str, int]:
         with urllib.request.urlopen(f"{self.url}/_stats") as r:
             return json.loads(r.read())
@@ -206,6 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     rates: dict[str, list[float]] = {t: [] for t in TOOLS}
     gets: dict[str, list[float]] = {t: [] for t in TOOLS}
     kib: dict[str, list[float]] = {t: [] for t in TOOLS}
+    cpu: dict[str, list[float]] = {t: [] for t in TOOLS}
+    server_cpu: dict[str, list[float]] = {t: [] for t in TOOLS}
     try:
         for tool, run in TOOLS.items():  # warm-up, untimed: imports, connection pools
             run([f"{server.url}/{names[0]}/warmup-{hash(tool) & 0xFFFF}-{i}.tif" for i in range(16)], args.inflight)
@@ -217,9 +224,12 @@ def main(argv: list[str] | None = None) -> None:
                     for i in range(args.headers)
                 ]
                 server.reset()
+                served, used = server.cpu(), _cpu()
                 start = time.perf_counter()
                 TOOLS[tool](urls, args.inflight)
                 elapsed = time.perf_counter() - start
+                cpu[tool].append((_cpu() - used) / args.headers)
+                server_cpu[tool].append((server.cpu() - served) / args.headers)
                 stats = server.stats()
                 rates[tool].append(args.headers / elapsed)
                 gets[tool].append(stats.get("GET", 0) / args.headers)
@@ -240,14 +250,28 @@ def main(argv: list[str] | None = None) -> None:
     )
     if floor > 0:
         print(f"latency floor at one GET per header: {1 / floor:,.0f} headers/s\n")
-    print("| reader | GETs per header | KiB per header | headers/s (median) | spread (min-max) |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| reader | GETs per header | KiB per header | headers/s (median) | spread (min-max) "
+        "| reader CPU per header | headers/s per core | server CPU per header |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for tool in TOOLS:
         r = rates[tool]
+        used = statistics.median(cpu[tool])
         print(
             f"| {tool} | {statistics.median(gets[tool]):.2f} | {statistics.median(kib[tool]):.1f} | "
-            f"{statistics.median(r):,.0f} | {min(r):,.0f}-{max(r):,.0f} |"
+            f"{statistics.median(r):,.0f} | {min(r):,.0f}-{max(r):,.0f} | {used * 1e3:.2f} ms | "
+            f"{1 / used:,.0f} | {statistics.median(server_cpu[tool]) * 1e3:.2f} ms |"
         )
+    print(
+        "\nreader CPU: user + system time of this process (its HTTP threads included) per header; the server "
+        "(another process) shares the machine's cores"
+    )
+
+
+def _cpu() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 if __name__ == "__main__":

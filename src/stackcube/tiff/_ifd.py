@@ -16,7 +16,7 @@ check that both paths give the same manifest on every file of the corpus and on 
 from __future__ import annotations
 
 import struct
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import tifffile
@@ -34,6 +34,8 @@ KNOWN = frozenset(
 
 _SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
 _NUMPY = {1: "u1", 3: "u2", 4: "u4", 6: "i1", 8: "i2", 9: "i4", 11: "f4", 12: "f8", 13: "u4", 16: "u8", 17: "i8"}
+_UNSIGNED = {3, 4, 13, 16}  # SHORT, LONG, IFD, LONG8
+_TUPLES = tifffile.TIFF.TAG_TUPLE  # tags tifffile keeps as tuples even with one value
 _PHOTOMETRIC = {1, 2}  # MinIsBlack, RGB
 _BITS = {8, 16, 32, 64}
 _MAX_TAGS = 4096  # as tifffile
@@ -53,19 +55,15 @@ class _Tag:
 class _Tags:
     """The tags of one IFD, converted on first use; ``get``/``valueof``/``[]``/``in`` as ``tifffile.TiffTags``."""
 
-    def __init__(self, fh: Any, byteorder: str, entries: np.ndarray, data: bytes, slot: int) -> None:
+    def __init__(
+        self, fh: Any, byteorder: str, raw: dict[int, tuple[int, int, bytes]], values: dict[int, Any], slot: int
+    ) -> None:
         self._fh = fh
         self._byteorder = byteorder
+        self._order: Literal["little", "big"] = "little" if byteorder == "<" else "big"
         self._slot = slot
-        size = entries.dtype.itemsize
-        values = [data[i * size + size - slot : (i + 1) * size] for i in range(len(entries))]
-        kinds, counts = entries["type"].tolist(), entries["count"].tolist()
-        self._raw: dict[int, tuple[int, int, bytes]] = dict(
-            zip(entries["code"].tolist(), zip(kinds, counts, values, strict=True), strict=True)
-        )
-        if len(self._raw) != len(entries):
-            raise Unusual("a tag appears twice")
-        self._done: dict[int, _Tag] = {}
+        self._raw = raw
+        self._values = values  # the one-number tags, decoded while the entries were read; others on first use
 
     def __contains__(self, code: int) -> bool:
         return code in self._raw
@@ -78,7 +76,7 @@ class _Tags:
         size = _SIZES[kind] * count
         if size <= self._slot:
             return value[:size]
-        offset = int.from_bytes(value, "little" if self._byteorder == "<" else "big")
+        offset = int.from_bytes(value, self._order)
         if offset < 8 or offset + size > self._fh.size:
             raise Unusual(f"tag {code} lies beyond the file")
         self._fh.seek(offset)
@@ -91,36 +89,37 @@ class _Tags:
             raise Unusual(f"tag {code} is of type {kind}")
         return np.frombuffer(self._bytes(code), dtype=self._byteorder + _NUMPY[kind], count=count)
 
-    def get(self, code: int, default: Any = None) -> _Tag | Any:
-        tag = self._done.get(code)
-        if tag is not None:
-            return tag
+    def valueof(self, code: int, default: Any = None) -> Any:
+        value = self._values.get(code, _MISSING)
+        if value is not _MISSING:
+            return value
         if code not in self._raw:
             return default
         kind, count, _ = self._raw[code]
         data = self._bytes(code)
         if kind in {1, 7}:
-            value: Any = data
+            value = data
         elif kind == 2:
             value = tifffile.TiffTag._process_value(data, code, kind, 0)  # tifffile's decoding of text
         else:
             # as tifffile's _process_value, without its enums (the manifest takes int() of them)
             letter = tifffile.TIFF.DATA_FORMATS[kind]
             value = struct.unpack(f"{self._byteorder}{count * int(letter[0])}{letter[1]}", data)
-            if len(value) == 1 and code not in tifffile.TIFF.TAG_TUPLE:
+            if len(value) == 1 and code not in _TUPLES:
                 value = value[0]
-        tag = self._done[code] = _Tag(value)
-        return tag
+        self._values[code] = value
+        return value
+
+    def get(self, code: int, default: Any = None) -> _Tag | Any:
+        return _Tag(self.valueof(code)) if code in self._raw else default
 
     def __getitem__(self, code: int) -> _Tag:
-        tag = self.get(code)
-        if tag is None:
+        if code not in self._raw:
             raise KeyError(code)
-        return tag
+        return _Tag(self.valueof(code))
 
-    def valueof(self, code: int, default: Any = None) -> Any:
-        tag = self.get(code)
-        return default if tag is None else tag.value
+
+_MISSING = object()
 
 
 class _File:
@@ -208,47 +207,43 @@ def read_ifds(fh: Any) -> tuple[list[_Page], str, bool]:
     else:
         raise Unusual("not a classic TIFF or BigTIFF header")
     byteorder = "<" if head[:2] == b"II" else ">"
-    count_format, entry_size, slot = ("Q", 20, 8) if bigtiff else ("H", 12, 4)
-    offset_format = "Q" if bigtiff else "I"
-    entry = np.dtype(
-        [
-            ("code", byteorder + "u2"),
-            ("type", byteorder + "u2"),
-            ("count", byteorder + ("u8" if bigtiff else "u4")),
-            ("value", f"V{slot}"),
-        ]
-    )
-    offset = struct.unpack_from(byteorder + offset_format, head, 8 if bigtiff else 4)[0]
+    order: Literal["little", "big"] = "little" if byteorder == "<" else "big"
+    number, entry, slot, pointer = ("Q", "HHQ8s", 8, "Q") if bigtiff else ("H", "HHI4s", 4, "I")
+    entry_size, number_size, pointer_size = struct.calcsize("<" + entry), (8 if bigtiff else 2), slot
+    offset = struct.unpack_from(byteorder + pointer, head, 8 if bigtiff else 4)[0]
     parent = _File(byteorder)
     pages: list[_Page] = []
     seen: set[int] = set()
+    size = fh.size
     while offset:
-        if offset in seen or offset < 8 or offset >= fh.size:
+        if offset in seen or offset < 8 or offset >= size:
             raise Unusual("an IFD offset loops or points outside the file")
         seen.add(offset)
         fh.seek(offset)
-        size = struct.calcsize(count_format)
-        (n,) = struct.unpack(byteorder + count_format, fh.read(size))
+        (n,) = struct.unpack(byteorder + number, fh.read(number_size))
         if not 0 < n <= _MAX_TAGS:
             raise Unusual(f"{n} tags")
-        data = fh.read(n * entry_size + struct.calcsize(offset_format))
-        entries = np.frombuffer(data, dtype=entry, count=n)
-        codes = set(entries["code"].tolist())
-        if not codes <= KNOWN:
-            raise Unusual(f"tags {sorted(codes - KNOWN)}")
-        kinds = entries["type"].tolist()
-        if not set(kinds) <= _SIZES.keys():
-            raise Unusual("a tag of unknown type")
-        sizes = entries["count"].astype(np.uint64) * np.array([_SIZES[k] for k in kinds], dtype=np.uint64)
-        where = entries["value"].view(byteorder + ("u8" if bigtiff else "u4")).astype(np.uint64)
-        away = sizes > slot
-        if np.any(away & ((where < 8) | (where + sizes > fh.size) | (where + sizes < where))):
-            raise Unusual("a tag's value lies outside the file")  # tifffile calls the file corrupt
+        data = fh.read(n * entry_size + pointer_size)
+        fields = struct.unpack_from(byteorder + entry * n, data)
+        raw: dict[int, tuple[int, int, bytes]] = {}
+        values: dict[int, Any] = {}
+        for i in range(0, 4 * n, 4):
+            code, kind, count, value = fields[i : i + 4]
+            if code not in KNOWN or kind not in _SIZES or code in raw:
+                raise Unusual(f"tag {code} of type {kind}, not known here or repeated")
+            nbytes = count * _SIZES[kind]
+            if nbytes > slot:
+                where = int.from_bytes(value, order)
+                if where < 8 or where + nbytes > size:
+                    raise Unusual(f"tag {code}'s value lies outside the file")  # tifffile calls the file corrupt
+            elif count == 1 and kind in _UNSIGNED and code not in _TUPLES:  # most tags: one inline number
+                values[code] = int.from_bytes(value[:nbytes], order)
+            raw[code] = (kind, count, value)
         try:
-            pages.append(_Page(_Tags(fh, byteorder, entries, data, slot), parent))
+            pages.append(_Page(_Tags(fh, byteorder, raw, values, slot), parent))
         except (TypeError, ValueError, KeyError, struct.error, OverflowError) as exc:  # tag values of a wrong kind
             raise Unusual(str(exc)) from None
-        offset = struct.unpack_from(byteorder + offset_format, data, n * entry_size)[0]
+        offset = struct.unpack_from(byteorder + pointer, data, n * entry_size)[0]
     if not pages:
         raise Unusual("no IFD")
     return pages, byteorder, bigtiff

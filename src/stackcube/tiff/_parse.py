@@ -138,14 +138,17 @@ def _tifffile_errors() -> Iterator[_TiffFileLog]:
     handler = _TiffFileLog()
     with _log_lock:
         level, propagate = log.level, log.propagate
-        log.setLevel(logging.ERROR)
+        lower = log.getEffectiveLevel() > logging.ERROR  # setLevel clears every logger's cache: only if needed
+        if lower:
+            log.setLevel(logging.ERROR)
         log.propagate = False
         log.addHandler(handler)
         try:
             yield handler
         finally:
             log.removeHandler(handler)
-            log.setLevel(level)
+            if lower:
+                log.setLevel(level)
             log.propagate = propagate
 
 
