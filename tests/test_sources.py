@@ -272,3 +272,19 @@ def test_a_cluster_build_from_the_stac_api_or_geoparquet_with_faults_equals_a_cl
             for coord in ("time", "band", "y", "x", "id"):
                 np.testing.assert_array_equal(got[coord].values, want[coord].values, err_msg=f"{kind}: {coord}")
             np.testing.assert_array_equal(got.values, want.values, err_msg=kind)
+
+
+def test_a_build_shows_each_stage_locally_and_from_a_cluster(cluster, tmp_path, capsys) -> None:
+    """Progress per stage: the search counting items, the header reads (advancing as a cluster's batches
+    finish), the references written."""
+    import re
+
+    import stackcube
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    for name, client in (("here", None), ("there", cluster)):
+        stackcube.build_cube(catalog, repo=tmp_path / f"{name}.icechunk", progress=True, client=client)
+        shown = capsys.readouterr().err
+        stages = [m.group(0) for m in re.finditer(r"searching|reading TIFF headers|writing virtual references", shown)]
+        assert list(dict.fromkeys(stages)) == ["searching", "reading TIFF headers", "writing virtual references"]
+        assert "0/12 [" in shown  # the header and reference bars know their totals

@@ -15,10 +15,11 @@ __all__ = ["progress_bar"]
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, desc: str, unit: str, *, enabled: bool) -> Iterator[Callable[[int], object]]:
-    """Yield ``advance(n)``; the bar is shown only when ``enabled`` and there is something to count, and closed
-    (left off the screen) when the block ends."""
-    if not enabled or total <= 0:
+def progress_bar(total: int | None, desc: str, unit: str, *, enabled: bool) -> Iterator[Callable[[int], object]]:
+    """Yield ``advance(n)``; the bar is shown only when ``enabled`` and there is something to count (``total``
+    None: a count of unknown end, such as the items of a search), and closed (left off the screen) when the block
+    ends."""
+    if not enabled or (total is not None and total <= 0):
         yield lambda n: None
         return
     bar = _tqdm()(total=total, desc=desc, unit=unit, leave=False)

@@ -103,7 +103,9 @@ async def plan_cube_async(
     """Async twin of :func:`plan_cube`."""
     options, search, progress = _plan_args(kwargs, "plan_cube")
     settings = with_credentials(current(), kwargs.get("credentials"))
-    q, items = await asyncio.to_thread(search_items, catalog, bbox=bbox, datetime=datetime, settings=settings, **search)
+    q, items = await asyncio.to_thread(
+        search_items, catalog, bbox=bbox, datetime=datetime, settings=settings, progress=progress, **search
+    )
     chosen, skipped = choose_assets(items, q, options.assets)
     sources, failed = await read_sources(
         chosen, options, progress=progress, settings=settings, client=kwargs.get("client")

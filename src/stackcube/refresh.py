@@ -150,7 +150,7 @@ async def _refresh_once(
         msg = f"{repo} was built from items in memory, not a catalog: build it again to add items"
         raise RepositoryError(msg)
     options = dataclasses.replace(stored.metadata.options, on_error=job.on_error)
-    q, items = await asyncio.to_thread(search_again, stored.metadata.query, job.settings, job.modifier)
+    q, items = await asyncio.to_thread(search_again, stored.metadata.query, job.settings, job.modifier, job.progress)
     chosen, skipped = choose_assets(items, q, options.assets)
 
     previous = {(s.item_id, s.asset): s for s in stored.sources}

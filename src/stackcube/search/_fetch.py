@@ -77,15 +77,26 @@ def _transient(exc: BaseException) -> bool:
     return re.search(r"Connection (?:broken|aborted|reset)|IncompleteRead|Read timed out", str(exc)) is not None
 
 
-def search_api(url: str, q: Query, modifier: Callable[[Any], Any] | None, settings: Settings) -> list[pystac.Item]:
-    """Every item a STAC API search returns, all pages; the whole search is retried on a transient failure."""
+def search_api(
+    url: str,
+    q: Query,
+    modifier: Callable[[Any], Any] | None,
+    settings: Settings,
+    advance: Callable[[int], object] = lambda n: None,
+) -> list[pystac.Item]:
+    """Every item a STAC API search returns, all pages (``advance(1)`` for each as the pages arrive); the whole
+    search is retried on a transient failure."""
     # The whole paginated search is retried here, in one place (requests' own retries would not cover a body cut
     # off mid-page, and two layers would multiply the attempts)
-    return retry_sync(lambda: _search_api_once(url, q, modifier, settings), settings)
+    return retry_sync(lambda: _search_api_once(url, q, modifier, settings, advance), settings)
 
 
 def _search_api_once(
-    url: str, q: Query, modifier: Callable[[Any], Any] | None, settings: Settings
+    url: str,
+    q: Query,
+    modifier: Callable[[Any], Any] | None,
+    settings: Settings,
+    advance: Callable[[int], object],
 ) -> list[pystac.Item]:
     import requests
     from pystac_client import Client
@@ -112,7 +123,11 @@ def _search_api_once(
             max_items=q.max_items,
             limit=q.limit,
         )
-        return list(search.items())
+        items = []
+        for item in search.items():
+            items.append(item)
+            advance(1)
+        return items
     except (APIError, requests.RequestException, OSError, http.client.HTTPException, pystac.STACError) as exc:
         msg = f"{url}: the STAC API search failed ({str(exc).strip()[:300]})"
         error = SearchError(msg)

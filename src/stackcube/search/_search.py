@@ -9,6 +9,7 @@ from typing import Any, Unpack
 import pystac
 
 from stackcube._keywords import check_keywords
+from stackcube._progress import progress_bar
 from stackcube.errors import SearchError
 from stackcube.search._fetch import is_api, read_json, search_api
 from stackcube.search._parquet import is_parquet, parquet_items
@@ -25,6 +26,7 @@ def search_items(
     bbox: Any = None,
     datetime: Any = None,
     settings: Settings | None = None,
+    progress: bool = False,
     **search: Unpack[SearchArgs],
 ) -> tuple[Query, list[pystac.Item]]:
     """Run a search and return the normalised query and the matching items (in the catalog's order).
@@ -38,6 +40,8 @@ def search_items(
         As in ``pystac_client.Client.search``; static inputs are filtered the same way.
     settings
         Timeouts and retries (default: :func:`stackcube.settings.current`).
+    progress
+        Count the items found as they arrive (a progress bar of unknown end).
     **search
         :class:`SearchArgs`: intersects, collections, ids, query, filter, filter_lang, max_items, limit (as
         pystac-client takes them), ``headers`` for a STAC API, and ``modifier``, called on every item (and result)
@@ -54,21 +58,29 @@ def search_items(
     modifier = search.get("modifier")
     q = make_query(catalog, bbox=bbox, datetime=datetime, **search)
     href = os.fspath(catalog) if isinstance(catalog, str | os.PathLike) else None
-    if href is not None and is_parquet(href):
-        return q, _matching(parquet_items(href, q, settings), q, modifier)
-    # read once, whatever kind it turns out to be
-    doc = read_json(href, settings, q.headers) if href is not None else None
-    if href is not None and doc is not None and is_api(href, doc):
-        return q, search_api(href, q, modifier, settings)
-    return q, _matching(static_items(catalog, doc, settings), q, modifier)
+    where = href or "the given items"
+    with progress_bar(None, f"searching {where}", "item", enabled=progress) as advance:
+        if href is not None and is_parquet(href):
+            return q, _matching(parquet_items(href, q, settings), q, modifier, advance)
+        # read once, whatever kind it turns out to be
+        doc = read_json(href, settings, q.headers) if href is not None else None
+        if href is not None and doc is not None and is_api(href, doc):
+            return q, search_api(href, q, modifier, settings, advance)
+        return q, _matching(static_items(catalog, doc, settings), q, modifier, advance)
 
 
-def _matching(candidates: Iterable[pystac.Item], q: Query, modifier: Callable[[Any], Any] | None) -> list[pystac.Item]:
+def _matching(
+    candidates: Iterable[pystac.Item],
+    q: Query,
+    modifier: Callable[[Any], Any] | None,
+    advance: Callable[[int], object],
+) -> list[pystac.Item]:
     """The static items a STAC API would return for ``q``, in order, ``modifier`` applied."""
     items = []
     for item in candidates:
         if matches(item, q):
             items.append(item)
+            advance(1)
             if q.max_items is not None and len(items) >= q.max_items:
                 break
     if modifier is not None:
@@ -78,7 +90,10 @@ def _matching(candidates: Iterable[pystac.Item], q: Query, modifier: Callable[[A
 
 
 def search_again(
-    query: Query, settings: Settings | None = None, modifier: Callable[[Any], Any] | None = None
+    query: Query,
+    settings: Settings | None = None,
+    modifier: Callable[[Any], Any] | None = None,
+    progress: bool = False,
 ) -> tuple[Query, list[pystac.Item]]:
     """Run a stored search again (a cube's refresh): the same catalog, filters and limits, without headers;
     ``modifier`` (not stored with the cube) is called on every item, as the build's was."""
@@ -90,6 +105,7 @@ def search_again(
         bbox=query.bbox,
         datetime=query.datetime,
         settings=settings,
+        progress=progress,
         intersects=query.intersects,
         collections=query.collections,
         ids=query.ids,
