@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyproj
+from affine import Affine
 
 from stackcube.errors import NotGriddableError
 from stackcube.sources import Source
+from stackcube.tiff import Recipe
 
 __all__ = ["GridKey", "describe_resolution", "grid_key", "group_by_grid", "normalize_crs", "tile_offset"]
 
@@ -95,9 +97,6 @@ def grid_key(source: Source) -> GridKey:
         round((t.c / t.a) % cols, PHASE_DECIMALS) % cols,
         round((t.f / t.e) % rows, PHASE_DECIMALS) % rows,
     )
-    recipe = image.recipe.to_config()
-    for size in ("image_length", "image_width"):
-        recipe.pop(size)
     fill = source.nodata
     return GridKey(
         crs=normalize_crs(source.crs),
@@ -106,10 +105,19 @@ def grid_key(source: Source) -> GridKey:
         chunk=image.chunk_shape,
         dtype=image.dtype.name,
         fill_value="none" if fill is None else ("nan" if isinstance(fill, float) and math.isnan(fill) else repr(fill)),
-        encoding=json.dumps(recipe, sort_keys=True),
+        encoding=_encoding(image.recipe),
         samples=image.shape[0],
         strip_rows=0 if image.recipe.tiled else image.shape[1],
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _encoding(recipe: Recipe) -> str:
+    """How segments are encoded, whatever the image size (recipes are equal values: sources share the entry)."""
+    config = recipe.to_config()
+    for size in ("image_length", "image_width"):
+        config.pop(size)
+    return json.dumps(config, sort_keys=True)
 
 
 def group_by_grid(sources: Iterable[Source]) -> tuple[dict[GridKey, list[Source]], list[tuple[Source, str]]]:
@@ -124,9 +132,9 @@ def group_by_grid(sources: Iterable[Source]) -> tuple[dict[GridKey, list[Source]
     return dict(by_key), rejected
 
 
-def tile_offset(source: Source, origin: tuple[float, float], key: GridKey) -> tuple[int, int]:
-    """(row, column) of the source's first tile in the tile grid whose corner is ``origin`` (x, y)."""
-    t = source.transform
+def tile_offset(t: Affine, origin: tuple[float, float], key: GridKey) -> tuple[int, int]:
+    """(row, column) of the first tile of a source whose transform is ``t`` in the tile grid whose corner is
+    ``origin`` (x, y)."""
     _, rows, cols = key.chunk
     col = (t.c - origin[0]) / (t.a * cols)
     row = (t.f - origin[1]) / (t.e * rows)

@@ -126,7 +126,7 @@ class ArrayPlan:
     offsets: np.ndarray
     """uint64, same shape: byte offset of each chunk in its source."""
     lengths: np.ndarray
-    """uint64, same shape: byte length of each chunk (0 for none)."""
+    """uint32 (uint64 if a segment is 4 GiB or more), same shape: byte length of each chunk (0 for none)."""
     scale: np.ndarray
     """float64 (time, band): the multiplier from stored to physical values of each band at each time step."""
     offset: np.ndarray
@@ -263,23 +263,29 @@ def build_array(
     present = list(dict.fromkeys(s.band for s in sources))
     bands = [b for b in asked if b in present] + [b for b in present if b not in asked]
     band_slot = {b: i * per_asset for i, b in enumerate(bands)}
-    times = sorted({_time_of(s) for s in sources})
+    # what each source is asked for below, worked out once (sources are many; these are not free)
+    stamps = [_time_of(s) for s in sources]
+    images = [s.image for s in sources]
+    transforms = [s.transform for s in sources]
+    times = sorted(set(stamps))
     time_slot = {t: i for i, t in enumerate(times)}
 
-    base = sources[0].transform
+    base = transforms[0]
     _, rows, cols = key.chunk
-    tops = [s.transform.f for s in sources]
-    origin = (min(s.transform.c for s in sources), max(tops) if base.e < 0 else min(tops))
-    offsets_px = [tile_offset(s, origin, key) for s in sources]
-    ny = max(r + s.image.offsets.shape[1] for s, (r, _) in zip(sources, offsets_px, strict=True))
-    nx = max(c + s.image.offsets.shape[2] for s, (_, c) in zip(sources, offsets_px, strict=True))
-    height = max(r * rows + s.image.shape[1] for s, (r, _) in zip(sources, offsets_px, strict=True))
-    width = max(c * cols + s.image.shape[2] for s, (_, c) in zip(sources, offsets_px, strict=True))
+    tops = [t.f for t in transforms]
+    origin = (min(t.c for t in transforms), max(tops) if base.e < 0 else min(tops))
+    offsets_px = [tile_offset(t, origin, key) for t in transforms]
+    ny = max(r + image.offsets.shape[1] for image, (r, _) in zip(images, offsets_px, strict=True))
+    nx = max(c + image.offsets.shape[2] for image, (_, c) in zip(images, offsets_px, strict=True))
+    height = max(r * rows + image.shape[1] for image, (r, _) in zip(images, offsets_px, strict=True))
+    width = max(c * cols + image.shape[2] for image, (_, c) in zip(images, offsets_px, strict=True))
 
     grid_shape = (len(times), len(bands) * per_asset, ny, nx)
     source_index = np.full(grid_shape, -1, np.int32)
     offsets = np.zeros(grid_shape, np.uint64)
-    lengths = np.zeros(grid_shape, np.uint64)
+    # byte counts fit 32 bits (a 4 GiB tile would be absurd, but is kept exact): a fifth less memory per reference
+    longest = max(int(image.lengths.max(initial=0)) for image in images)
+    lengths = np.zeros(grid_shape, np.uint32 if longest < 2**32 else np.uint64)
     position = {id(s): i for i, s in enumerate(sources)}
     sort_by = options.sort_by
     ordered = sources if sort_by is None else sorted(sources, key=lambda s: sort_rank(s.properties.get(sort_by)))
@@ -288,26 +294,33 @@ def build_array(
         i = position[id(s)]
         row, col = offsets_px[i]
         b0 = band_slot[s.band]
-        src_off, src_len = s.image.offsets, s.image.lengths
+        src_off, src_len = images[i].offsets, images[i].lengths
         nb, sy, sx = src_off.shape
-        window = (time_slot[_time_of(s)], slice(b0, b0 + nb), slice(row, row + sy), slice(col, col + sx))
+        window = (time_slot[stamps[i]], slice(b0, b0 + nb), slice(row, row + sy), slice(col, col + sx))
         stored = src_len > 0
-        taken = source_index[window] >= 0
-        mosaic = mosaic or (row, col) != offsets_px[0] or s.image.shape != first.shape
+        held = source_index[window]
+        taken = held >= 0
+        mosaic = mosaic or (row, col) != offsets_px[0] or images[i].shape != first.shape
+        if stored.all() and (options.overlap == "last" or not taken.any()):  # the usual case: the whole window
+            held[...] = i
+            offsets[window] = src_off
+            lengths[window] = src_len
+            continue
         claim = stored & (~taken if options.overlap == "first" else np.ones_like(taken))
-        source_index[window] = np.where(claim, i, source_index[window])
+        source_index[window] = np.where(claim, i, held)
         offsets[window] = np.where(claim, src_off, offsets[window])
         lengths[window] = np.where(claim, src_len, lengths[window])
 
     recipe = first.recipe
-    if len({s.image.shape for s in sources}) > 1:
+    if len({image.shape for image in images}) > 1:
         # edge segments of different images differ; a full-tile image size makes a short segment fail loudly
         recipe = Recipe.from_config({**recipe.to_config(), "image_length": ny * rows, "image_width": nx * cols})
     items_per_step: list[list[Source]] = [[] for _ in times]
-    for s in sources:
-        items_per_step[time_slot[_time_of(s)]].append(s)
+    steps = [time_slot[stamp] for stamp in stamps]
+    for s, step in zip(sources, steps, strict=True):
+        items_per_step[step].append(s)
     step_ids = tuple(tuple(dict.fromkeys(s.item_id for s in step)) for step in items_per_step)
-    scale, offset, unit = _meanings(sources, [time_slot[_time_of(s)] for s in sources], bands, samples)
+    scale, offset, unit = _meanings(sources, steps, bands, samples)
     prop_names = sorted({k for s in sources for k, v in s.properties.items() if isinstance(v, str | int | float)})
     properties = {k: [step[0].properties.get(k) for step in items_per_step] for k in prop_names}
     band_names = [n for b in bands for n in _band_names(b, samples)]

@@ -292,6 +292,11 @@ class TiffManifest:
     (:func:`stackcube.tiff.probe_hosts`) can only make it weaker."""
     account: str | None = None
     """The Azure storage account of an ``az://CONTAINER/BLOB`` href (which names only the container)."""
+    _images: tuple[IfdManifest, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # planning asks for the images of every source many times
+        object.__setattr__(self, "_images", tuple(e for e in self.ifds if e.role == "image"))
 
     def __repr__(self) -> str:
         image = self.images[0] if self.images else None
@@ -347,4 +352,4 @@ class TiffManifest:
     @property
     def images(self) -> tuple[IfdManifest, ...]:
         """Full-resolution images (not overviews or masks)."""
-        return tuple(e for e in self.ifds if e.role == "image")
+        return self._images
