@@ -132,3 +132,15 @@ def stac_api(tmp_path_factory: pytest.TempPathFactory, twins_35mnm):
     with run_stac_api(tmp_path_factory.mktemp("stac-api")) as api:
         api.load([collection], twins_35mnm)
         yield api
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """A real Dask cluster on this machine: two worker processes."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0") as local,
+        Client(local) as client,
+    ):
+        yield client

@@ -91,18 +91,6 @@ def test_no_usable_asset_is_explained(tmp_path) -> None:
         choose_assets(items, query, ["swir22"])
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A real Dask cluster on this machine: two worker processes."""
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0") as local,
-        Client(local) as client,
-    ):
-        yield client
-
-
 @pytest.mark.network
 def test_headers_read_on_a_cluster_make_the_same_cube(cluster, nginx, tmp_path) -> None:
     """build_cube(client=...) reads the headers on the workers (the tasks ran there, the host saw the same GETs)

@@ -241,6 +241,7 @@ def build_cube(
         tag=tag,
         progress=kwargs.get("progress", True),
         metadata={"stackcube": "build", "failed": list(plan.failed)},
+        client=kwargs.get("client"),
     )
     return Cube(repository=repository, snapshot_id=snapshot, branch=branch, plan=plan)
 

@@ -218,6 +218,7 @@ async def _refresh_once(
         metadata=metadata,
         parent=stored.snapshot_id,
         settings=job.settings,
+        client=job.client,
     )
     return dataclasses.replace(report, snapshot_id=snapshot)
 

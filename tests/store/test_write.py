@@ -9,9 +9,11 @@ import sys
 import numpy as np
 import pytest
 import rasterio
+import xarray as xr
+import zarr
 
 import stackcube
-from stackcube.store import CubeMetadata
+from stackcube.store import CubeMetadata, write_plan
 from tests.conftest import ROOT
 from tests.store.conftest import ASSETS
 from tests.twins import read_served
@@ -225,7 +227,7 @@ def test_two_processes_building_at_once_leave_readable_cubes(storage, nginx, s3,
 
 KILL_AT = {
     "after the repository is created": "stackcube.store.write._start_branch",
-    "while writing references": "stackcube.store.write._write_level",
+    "while writing references": "stackcube.store.write._set_refs",
     "at the commit": "icechunk.session.Session.commit",
     "after the commit": "stackcube.store.write.save_containers",
 }
@@ -300,3 +302,55 @@ def test_a_first_build_killed_at_any_stage_is_reported_and_rebuilt(stage, nginx,
     assert data.shape == (2, 1, 256, 256)
     with rasterio.open(nginx.root / "killed" / "s1.tif") as ds:
         np.testing.assert_array_equal(data.isel(time=1, band=0).values, ds.read(1))
+
+
+def test_references_written_on_a_cluster_make_the_cube_of_one_process(cluster, tmp_path, monkeypatch) -> None:
+    """The workers write the references into forks of one session, merged and committed once: the same values,
+    coordinates and sources as a write in this process, one commit on the branch, no scratch branch left."""
+    from distributed import get_task_stream
+
+    import stackcube
+    from stackcube.demo import write_demo_catalog
+    from stackcube.store import read_stored, write
+
+    monkeypatch.setattr(write, "BLOCK_REFS", 16)  # many blocks: one or two time steps of a level each
+    plan = stackcube.plan_cube(write_demo_catalog(tmp_path / "demo", dates=4, size=512), progress=False)
+    here, _ = write_plan(plan, tmp_path / "here.icechunk")
+    with get_task_stream(cluster) as tasks:
+        there, snapshot = write_plan(plan, tmp_path / "there.icechunk", client=cluster)
+    blocks = [t for t in tasks.data if "_write_block" in str(t["key"])]
+    assert len(blocks) > 8
+    assert [s.message for s in there.ancestry(branch="main")][1:] == ["Repository initialized"]
+    assert there.list_branches() == {"main"}
+    assert there.lookup_branch("main") == snapshot
+    mine = stackcube.open_cube(tmp_path / "here.icechunk", mask_and_scale=False)
+    theirs = stackcube.open_cube(tmp_path / "there.icechunk", mask_and_scale=False)
+    for path in mine.subtree:
+        if path.has_data:
+            xr.testing.assert_identical(theirs[path.path].to_dataset().load(), path.to_dataset().load())
+    stored = [read_stored(r.readonly_session(branch="main")).sources for r in (here, there)]
+    assert [s.manifest.to_dict() for s in stored[0]] == [s.manifest.to_dict() for s in stored[1]]
+
+
+def test_a_commit_by_another_writer_during_a_cluster_write_leaves_nothing_of_it(cluster, tmp_path, monkeypatch) -> None:
+    import stackcube
+    from stackcube.demo import write_demo_catalog
+    from stackcube.errors import ConcurrentUpdateError
+    from stackcube.store import write
+
+    plan = stackcube.plan_cube(write_demo_catalog(tmp_path / "demo", dates=2, size=256), progress=False)
+    repository, _ = write_plan(plan, tmp_path / "cube.icechunk")
+    merged = write._write_on_cluster
+
+    def meanwhile(*args, **kwargs):
+        session = merged(*args, **kwargs)
+        other = repository.writable_session("main")
+        zarr.open_group(other.store, mode="a").attrs["meanwhile"] = True
+        other.commit("another writer")
+        return session
+
+    monkeypatch.setattr(write, "_write_on_cluster", meanwhile)
+    with pytest.raises(ConcurrentUpdateError, match="another writer committed to branch main first"):
+        write_plan(plan, tmp_path / "cube.icechunk", client=cluster)
+    assert next(s.message for s in repository.ancestry(branch="main")) == "another writer"
+    assert repository.list_branches() == {"main"}

@@ -8,9 +8,12 @@ leaves the branch where it was.
 
 from __future__ import annotations
 
+import math
+import uuid
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -64,8 +67,12 @@ def write_plan(
     metadata: dict[str, Any] | None = None,
     parent: str | None = None,
     settings: Settings | None = None,
+    client: Any = None,
 ) -> tuple[icechunk.Repository, str]:
     """Commit the plan on ``branch`` in one commit; return the repository and the snapshot id.
+
+    With ``client`` (a ``dask.distributed.Client``), the references are written by its workers, each into a fork
+    of one session (:func:`_write_on_cluster`); the commit is still one, made here.
 
     The commit replaces every array of the cube (arrays no longer planned are deleted) and the source table.
     With ``parent``, the commit happens only if the branch is still at that snapshot, else
@@ -94,6 +101,7 @@ def write_plan(
             metadata=metadata,
             parent=parent,
             lock=lambda: exclusive(repo),
+            client=client,
         )
     except BaseException as exc:
         if created:  # a branch this write started, with nothing of this write on it
@@ -172,6 +180,7 @@ def _write(
     metadata: dict[str, Any] | None,
     parent: str | None,
     lock: Callable[[], AbstractContextManager[None]],
+    client: Any = None,
 ) -> str:
     session = repository.writable_session(branch)
     base = session.snapshot_id
@@ -186,22 +195,36 @@ def _write(
     root.attrs.update(CubeMetadata.of(plan, prefixes, accounts).to_attrs())
     sources_table(plan.sources).to_zarr(session.store, group=SOURCES, **_TO_ZARR)
     total = sum(level.n_chunks for a in plan.arrays for level in a.levels)
+    blocks: list[_Refs] = []
     with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
         for array in plan.arrays:
             datasets = [level_dataset(level) for level in array.levels]
             layout = ArrayLayout.of(array, inline_coordinates(datasets))
             xr.Dataset(attrs=layout.to_attrs()).to_zarr(session.store, group=array.name, **_TO_ZARR)
             for n, (level, coords) in enumerate(zip(array.levels, datasets, strict=True)):
-                _write_level(session, level, coords, level_path(array.name, n), advance)
-    arrays = {a.name: a for a in plan.arrays}
-    for union in plan.unions:
-        for n in range(union.n_levels):
-            members = [arrays[m].levels[n] for m in union.members]
-            union_tiles(members).to_zarr(session.store, group=level_path(union.name, n), **_TO_ZARR)
+                path = level_path(array.name, n)
+                _create_level(session, level, coords, path)
+                if client is None:
+                    for refs in _refs(level, path, steps=level.shape[0]):
+                        _set_refs(session.store, refs, advance)
+                else:
+                    blocks += _refs(level, path, steps=max(1, BLOCK_REFS // max(1, math.prod(level.shape[1:]))))
+        arrays = {a.name: a for a in plan.arrays}
+        for union in plan.unions:
+            for n in range(union.n_levels):
+                members = [arrays[m].levels[n] for m in union.members]
+                union_tiles(members).to_zarr(session.store, group=level_path(union.name, n), **_TO_ZARR)
+        if client is not None:
+            session = _write_on_cluster(repository, session, blocks, client, advance)
     counts = ", ".join(f"{a.name} {a.shape[0]} dates x {a.shape[1]} bands" for a in plan.arrays)
+    message = message or f"stackcube build: {counts}"
+    if client is not None:
+        return _commit_forked(
+            repository, session, branch=branch, base=base, message=message, metadata=metadata, tag=tag, lock=lock
+        )
     try:
         with lock():
-            snapshot = session.commit(message or f"stackcube build: {counts}", metadata=metadata or None)
+            snapshot = session.commit(message, metadata=metadata or None)
             if tag is not None:
                 _tag_or_undo(repository, tag, snapshot, branch, base)
     except icechunk.ConflictError as exc:
@@ -235,7 +258,8 @@ def _tag_or_undo(repository: icechunk.Repository, tag: str, snapshot: str, branc
         raise RepositoryError(msg) from None
 
 
-def _write_level(session: icechunk.Session, level: ArrayPlan, coords: xr.Dataset, path: str, advance: Any) -> None:
+def _create_level(session: icechunk.Session, level: ArrayPlan, coords: xr.Dataset, path: str) -> None:
+    """A level's coordinates and its data array, without references yet."""
     coords.to_zarr(session.store, group=path, **_TO_ZARR)
     node = zarr.open_group(session.store, path=path, mode="r+")
     node.create_array(
@@ -249,30 +273,142 @@ def _write_level(session: icechunk.Session, level: ArrayPlan, coords: xr.Dataset
         dimension_names=DIMS,
         attributes=data_attrs(level, [str(n) for n in coords.coords]),
     )
-    nt, nb, ny, nx = level.source_index.shape
-    sources = level.sources
+
+
+BLOCK_REFS = 250_000
+"""References per task when workers write them (about 10 MB of plan arrays shipped per task)."""
+
+
+@dataclass(frozen=True)
+class _Refs:
+    """The references of some time steps of one level: plain data, shipped to a worker when a cluster writes."""
+
+    path: str
+    start: int
+    """The first time step."""
+    index: np.ndarray
+    """int32 (time, band, y, x): which source each chunk reads, -1 for none."""
+    offsets: np.ndarray
+    lengths: np.ndarray
+    sources: dict[int, tuple[str, Any]]
+    """Source number -> (href, what its reads are checked against)."""
+
+    @property
+    def count(self) -> int:
+        return int(np.count_nonzero(self.index >= 0))
+
+
+def _refs(level: ArrayPlan, path: str, *, steps: int) -> list[_Refs]:
+    """A level's references in blocks of ``steps`` time steps."""
+    table = level.sources
+    out = []
+    for start in range(0, level.shape[0], steps):
+        index = level.source_index[start : start + steps]
+        used = np.unique(index[index >= 0]).tolist()
+        checks = {
+            i: (table.href[i], _checksum(table.href[i], table.validator[i], table.etag[i], table.last_modified[i]))
+            for i in used
+        }
+        out.append(
+            _Refs(
+                path, start, index, level.offsets[start : start + steps], level.lengths[start : start + steps], checks
+            )
+        )
+    return out
+
+
+def _set_refs(store: Any, refs: _Refs, advance: Callable[[int], object] = lambda n: None) -> None:
+    """Write one block's references into ``store`` (a session's, or a fork's on a worker), a source at a time."""
+    nt, nb, ny, nx = refs.index.shape
     for t in range(nt):
         for b in range(nb):
-            index = level.source_index[t, b]
+            index = refs.index[t, b]
             for i in np.unique(index[index >= 0]).tolist():
                 mine = index == i
-                locations = np.where(mine, sources.href[i], "").ravel().tolist()
-                offsets = np.where(mine, level.offsets[t, b], 0).astype(np.uint64).ravel()
-                lengths = np.where(mine, level.lengths[t, b], 0).astype(np.uint64).ravel()
-                checksum = _checksum(sources.href[i], sources.validator[i], sources.etag[i], sources.last_modified[i])
-                failed = session.store.set_virtual_refs_arr(
-                    f"{path}/{DATA}",
+                href, checksum = refs.sources[i]
+                failed = store.set_virtual_refs_arr(
+                    f"{refs.path}/{DATA}",
                     (1, 1, ny, nx),
-                    locations,
-                    offsets,
-                    lengths,
-                    arr_offset=(t, b, 0, 0),
+                    np.where(mine, href, "").ravel().tolist(),
+                    np.where(mine, refs.offsets[t, b], 0).astype(np.uint64).ravel(),
+                    np.where(mine, refs.lengths[t, b], 0).astype(np.uint64).ravel(),
+                    arr_offset=(refs.start + t, b, 0, 0),
                     checksum=checksum,
                 )
                 if failed:
-                    msg = f"{sources.href[i]}: Icechunk refused {len(failed)} references (no container?)"
+                    msg = f"{href}: Icechunk refused {len(failed)} references (no container?)"
                     raise SourceError(msg)
                 advance(int(np.count_nonzero(mine)))
+
+
+def _write_block(fork: icechunk.ForkSession, refs: _Refs) -> icechunk.ForkSession:
+    """On a worker: one block's references into a fork of the build's session, which goes back to be merged."""
+    _set_refs(fork.store, refs)
+    return fork
+
+
+def _write_on_cluster(
+    repository: icechunk.Repository,
+    session: icechunk.Session,
+    blocks: list[_Refs],
+    client: Any,
+    advance: Callable[[int], object],
+) -> icechunk.Session:
+    """Have the workers write the references into forks of one session, merged here; return that session.
+
+    Icechunk forks only a session without changes, and the arrays must exist before references go in: the
+    metadata written so far becomes a snapshot off every branch (``flush``), a scratch branch points at it, the
+    forks are made from a session on that branch. :func:`_commit_forked` makes the one commit.
+    """
+    from distributed import as_completed  # the optional dependency, only for builds on a cluster
+
+    flushed = session.flush("stackcube build: arrays, references being written")
+    scratch = f"{SCRATCH}{uuid.uuid4().hex[:12]}"
+    repository.create_branch(scratch, flushed)
+    writer = repository.writable_session(scratch)
+    futures = [client.submit(_write_block, writer.fork(), refs, pure=False) for refs in blocks]
+    counts = {f.key: refs.count for f, refs in zip(futures, blocks, strict=True)}
+    forks = []
+    for future in as_completed(futures):  # type: ignore[no-untyped-call]
+        forks.append(future.result())
+        advance(counts[future.key])
+    writer.merge(*forks)
+    return writer
+
+
+SCRATCH = "stackcube-scratch-"
+"""Prefix of the branch a build on a cluster writes on before its one commit moves the real branch; removed after
+(one left by a killed build points at nothing anyone reads)."""
+
+
+def _commit_forked(
+    repository: icechunk.Repository,
+    writer: icechunk.Session,
+    *,
+    branch: str,
+    base: str,
+    message: str,
+    metadata: dict[str, Any] | None,
+    tag: str | None,
+    lock: Callable[[], AbstractContextManager[None]],
+) -> str:
+    """The one commit of a build on a cluster: the flushed metadata and the merged references become one snapshot
+    on the scratch branch (an amend, whose parent is ``base``), and ``branch`` moves to it only if it is still at
+    ``base`` (else nothing of this write is on it)."""
+    scratch = str(writer.branch)
+    try:
+        snapshot = writer.amend(message, metadata=metadata or None)
+        with lock():
+            try:
+                repository.reset_branch(branch, snapshot, from_snapshot_id=base)
+            except icechunk.IcechunkError as exc:
+                msg = f"another writer committed to branch {branch} first ({exc}); nothing of this write was committed"
+                raise ConcurrentUpdateError(msg) from None
+            if tag is not None:
+                _tag_or_undo(repository, tag, snapshot, branch, base)
+    finally:
+        repository.delete_branch(scratch)
+    return snapshot
 
 
 def _checksum(href: str, validator: str, etag: str, last_modified: str) -> Any:
