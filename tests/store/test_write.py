@@ -354,3 +354,21 @@ def test_a_commit_by_another_writer_during_a_cluster_write_leaves_nothing_of_it(
         write_plan(plan, tmp_path / "cube.icechunk", client=cluster)
     assert next(s.message for s in repository.ancestry(branch="main")) == "another writer"
     assert repository.list_branches() == {"main"}
+
+
+@pytest.mark.network
+def test_a_cluster_writes_the_references_of_a_cube_on_s3(cluster, s3, tmp_path) -> None:
+    """The forks travel to the workers and back with the repository's storage (moto's S3), and merge there."""
+    import stackcube
+    from stackcube.demo import write_demo_catalog
+
+    plan = stackcube.plan_cube(write_demo_catalog(tmp_path / "demo", dates=2, size=256), progress=False)
+    repo = f"s3://{s3.repos_bucket}/cluster-written"
+    repository, _ = write_plan(plan, repo, client=cluster)
+    assert len(list(repository.ancestry(branch="main"))) == 2
+    write_plan(plan, tmp_path / "local.icechunk")
+    for array in plan.arrays:
+        xr.testing.assert_identical(
+            stackcube.open_dataarray(repo, array=array.name, mask_and_scale=False).load(),
+            stackcube.open_dataarray(tmp_path / "local.icechunk", array=array.name, mask_and_scale=False).load(),
+        )
