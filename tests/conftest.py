@@ -136,11 +136,12 @@ def stac_api(tmp_path_factory: pytest.TempPathFactory, twins_35mnm):
 
 @pytest.fixture(scope="session")
 def cluster():
-    """A real Dask cluster on this machine: two worker processes."""
+    """A real Dask cluster on this machine: two worker processes. Not the default scheduler: the rest of the
+    session's dask work (reading cubes) stays in the test's own process."""
     from distributed import Client, LocalCluster
 
     with (
         LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0") as local,
-        Client(local) as client,
+        Client(local, set_as_default=False) as client,
     ):
         yield client

@@ -283,7 +283,7 @@ def _read_on_cluster(
     futures = client.map(_read_batch, batches, settings=settings, pure=False)
     position = {future.key: n for n, future in enumerate(futures)}
     read: list[list[TiffManifest | StackcubeError]] = [[] for _ in batches]
-    for future in as_completed(futures):  # type: ignore[no-untyped-call]
+    for future in as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]  # not the default client
         read[position[future.key]] = future.result()
         advance(len(read[position[future.key]]))
     return [manifest for batch in read for manifest in batch]

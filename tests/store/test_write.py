@@ -357,14 +357,22 @@ def test_a_commit_by_another_writer_during_a_cluster_write_leaves_nothing_of_it(
 
 
 @pytest.mark.network
-def test_a_cluster_writes_the_references_of_a_cube_on_s3(cluster, s3, tmp_path) -> None:
-    """The forks travel to the workers and back with the repository's storage (moto's S3), and merge there."""
+def test_a_cluster_writes_the_references_of_a_cube_on_s3(s3, tmp_path) -> None:
+    """The forks travel to the workers and back with the repository's storage (moto's S3), and merge there. The
+    workers read the repository with their own environment's credentials (the cluster starts with the S3
+    environment set, as a real one is deployed with it)."""
+    from distributed import Client, LocalCluster
+
     import stackcube
     from stackcube.demo import write_demo_catalog
 
     plan = stackcube.plan_cube(write_demo_catalog(tmp_path / "demo", dates=2, size=256), progress=False)
     repo = f"s3://{s3.repos_bucket}/cluster-written"
-    repository, _ = write_plan(plan, repo, client=cluster)
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as local,
+        Client(local, set_as_default=False) as client,
+    ):
+        repository, _ = write_plan(plan, repo, client=client)
     assert len(list(repository.ancestry(branch="main"))) == 2
     write_plan(plan, tmp_path / "local.icechunk")
     for array in plan.arrays:

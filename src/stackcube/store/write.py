@@ -369,7 +369,7 @@ def _write_on_cluster(
     futures = [client.submit(_write_block, writer.fork(), refs, pure=False) for refs in blocks]
     counts = {f.key: refs.count for f, refs in zip(futures, blocks, strict=True)}
     forks = []
-    for future in as_completed(futures):  # type: ignore[no-untyped-call]
+    for future in as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]  # not the default client
         forks.append(future.result())
         advance(counts[future.key])
     writer.merge(*forks)
