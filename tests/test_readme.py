@@ -51,6 +51,10 @@ def test_readme_example_runs(corpus, index, monkeypatch, tmp_path) -> None:
         assert data.shape == (4, 4, 512, 512)  # type: ignore[attr-defined]
     if "clustered" in namespace:  # headers read on a LocalCluster: every source of the demo catalog
         assert len(namespace["clustered"].plan.sources) == 24  # type: ignore[attr-defined]
+    if "pooled" in namespace:  # the same on a process pool, with one commit
+        pooled = namespace["pooled"]
+        assert len(pooled.plan.sources) == 24  # type: ignore[attr-defined]
+        assert len(list(pooled.repository.ancestry(branch="main"))) == 2  # type: ignore[attr-defined]
     if "from_parquet" in namespace:  # the stac-geoparquet search kept the scenes the filter keeps
         array = namespace["from_parquet"].plan.arrays[0]  # type: ignore[attr-defined]
         assert len(array.items) == 3

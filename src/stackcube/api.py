@@ -16,6 +16,7 @@ import xarray as xr
 
 from stackcube import _sync
 from stackcube._keywords import check_keywords, keywords_of
+from stackcube._workers import Workers, resolve_workers
 from stackcube.assets import choose_assets
 from stackcube.cube import CubePlan, plan_sources
 from stackcube.options import CubeOptions, GroupBy, Harmonize, OnError, Overlap
@@ -79,7 +80,10 @@ class PlanArgs(SearchArgs, SourceArgs, total=False):
     """What the sources' hosts want, per URL prefix, for this call (:attr:`stackcube.settings.Settings.credentials`):
     request headers for an http(s) prefix (a bearer token). Never stored in the cube."""
     client: Any
-    """A ``dask.distributed.Client``: the headers are read on its workers (planning and the commit stay here)."""
+    """A ``dask.distributed.Client``: headers are read and references written on its workers (planning and the one
+    commit stay here)."""
+    executor: Any
+    """A ``concurrent.futures.Executor`` (a process or thread pool) doing the same work as ``client`` would."""
 
 
 PLAN_KEYWORDS = keywords_of(PlanArgs)
@@ -92,9 +96,15 @@ def _plan_args(kwargs: Mapping[str, Any], where: str) -> tuple[CubeOptions, Sear
     check_keywords(kwargs, PLAN_KEYWORDS, where)
     options = CubeOptions(**{k: kwargs[k] for k in _OPTIONS if k in kwargs})
     search: Any = {
-        k: v for k, v in kwargs.items() if k not in _OPTIONS and k not in {"progress", "credentials", "client"}
+        k: v
+        for k, v in kwargs.items()
+        if k not in _OPTIONS and k not in {"progress", "credentials", "client", "executor"}
     }
     return options, search, bool(kwargs.get("progress", True))
+
+
+def _workers_of(kwargs: Mapping[str, Any]) -> Workers | None:
+    return resolve_workers(kwargs.get("client"), kwargs.get("executor"))
 
 
 async def plan_cube_async(
@@ -108,7 +118,7 @@ async def plan_cube_async(
     )
     chosen, skipped = choose_assets(items, q, options.assets)
     sources, failed = await read_sources(
-        chosen, options, progress=progress, settings=settings, client=kwargs.get("client")
+        chosen, options, progress=progress, settings=settings, workers=_workers_of(kwargs)
     )
     return plan_sources(q, sources, options, skipped=skipped, failed=failed)
 
@@ -133,7 +143,7 @@ def plan_cube(catalog: CatalogLike, bbox: Any = None, datetime: Any = None, **kw
         offset and unit win over the file's; see :mod:`stackcube.bands`) and ``harmonize`` ("sentinel-2": ESA's
         baseline offset where the catalog states none); ``on_error`` ("raise", or "skip" to list unreadable
         sources in the report); ``progress``; ``client`` (a ``dask.distributed.Client``: the headers are read on
-        its workers, the result is the same).
+        its workers, the result is the same) or ``executor`` (a ``concurrent.futures.Executor``, the same way).
 
     Returns
     -------
@@ -241,7 +251,7 @@ def build_cube(
         tag=tag,
         progress=kwargs.get("progress", True),
         metadata={"stackcube": "build", "failed": list(plan.failed)},
-        client=kwargs.get("client"),
+        workers=_workers_of(kwargs),
     )
     return Cube(repository=repository, snapshot_id=snapshot, branch=branch, plan=plan)
 

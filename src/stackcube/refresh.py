@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stackcube import _sync
+from stackcube._workers import Workers, resolve_workers
 from stackcube.assets import SelectedAsset, choose_assets
 from stackcube.cube import plan_sources
 from stackcube.errors import ConcurrentUpdateError, RepositoryError
@@ -139,7 +140,7 @@ class _Refresh:
     allow: Iterable[str] | None
     settings: Settings
     modifier: Callable[[Any], Any] | None = None
-    client: Any = None
+    workers: Workers | None = None
 
 
 async def _refresh_once(
@@ -192,7 +193,9 @@ async def _refresh_once(
             fresh.append(Source.of(asset, hit.manifest, options))
         else:
             unread.append(asset)
-    read, failed = await read_sources(unread, options, progress=job.progress, settings=job.settings, client=job.client)
+    read, failed = await read_sources(
+        unread, options, progress=job.progress, settings=job.settings, workers=job.workers
+    )
     for source in read:
         cache[(source.item_id, source.asset, source.properties.get("updated"))] = source
     force.difference_update(s.manifest.href for s in read)
@@ -218,7 +221,7 @@ async def _refresh_once(
         metadata=metadata,
         parent=stored.snapshot_id,
         settings=job.settings,
-        client=job.client,
+        workers=job.workers,
     )
     return dataclasses.replace(report, snapshot_id=snapshot)
 
@@ -239,6 +242,7 @@ def refresh_cube(
     credentials: Credentials | None = None,
     modifier: Callable[[Any], Any] | None = None,
     client: Any = None,
+    executor: Any = None,
 ) -> RefreshReport:
     """Bring a cube up to date with its catalog in one commit, or none when nothing changed.
 
@@ -270,8 +274,9 @@ def refresh_cube(
     modifier
         Called on every item the search finds, as the build's ``modifier`` was (it is not stored in the cube):
         ``planetary_computer.sign_inplace`` to read the new items' headers through signed hrefs.
-    client
-        A ``dask.distributed.Client``: the new items' headers are read on its workers (the commit stays here).
+    client, executor
+        A ``dask.distributed.Client``, or a ``concurrent.futures.Executor``: the new items' headers are read and the
+        references written there (the one commit stays here).
 
     Returns
     -------
@@ -279,7 +284,8 @@ def refresh_cube(
         What was added, changed, removed and failed, and the new snapshot id (None when nothing changed).
     """
     settings = with_credentials(current(), credentials)
-    job = _Refresh(branch, tag, dry_run, remove, on_error, progress, allow, settings, modifier, client)
+    workers = resolve_workers(client, executor)
+    job = _Refresh(branch, tag, dry_run, remove, on_error, progress, allow, settings, modifier, workers)
     cache: dict[tuple[str, str, Any], Source] = {}
     forced = set(force)
     if check_etags:

@@ -25,6 +25,7 @@ from stackcube import _sync
 from stackcube._georef import Affine, to_affine
 from stackcube._hrefs import stored_href
 from stackcube._progress import progress_bar
+from stackcube._workers import Workers, run_each
 from stackcube.assets import SelectedAsset, band_fields
 from stackcube.bands import BandMetadata, Conflict, band_metadata
 from stackcube.errors import (
@@ -201,11 +202,12 @@ async def read_sources(
     *,
     progress: bool = True,
     settings: Settings | None = None,
-    client: Any = None,
+    workers: Workers | None = None,
 ) -> tuple[list[Source], list[str]]:
     """Read the header of every chosen asset concurrently; return the sources and, with ``options.on_error="skip"``,
     the ones that could not be read or described as ``item/asset: reason`` (with ``"raise"``, the first failure is
-    raised). With ``client`` (a ``dask.distributed.Client``), the headers are read on its workers."""
+    raised). With ``workers`` (a ``dask.distributed.Client`` or a ``concurrent.futures.Executor``), the headers
+    are read there."""
     options = options or CubeOptions()
     settings = settings or current()
     with progress_bar(len(chosen), "reading TIFF headers", "header", enabled=progress) as advance:
@@ -219,10 +221,10 @@ async def read_sources(
                 manifests[n] = exc
                 advance(1)
         hrefs = [chosen[n].href for n in readable]
-        if client is None:
+        if workers is None:
             read = await read_headers(hrefs, settings, advance)
         else:
-            read = await asyncio.to_thread(_read_on_cluster, client, hrefs, settings, advance)
+            read = await asyncio.to_thread(_read_on_workers, workers, hrefs, settings, advance)
         for n, manifest in zip(readable, read, strict=True):
             manifests[n] = manifest
     manifests = [
@@ -271,21 +273,20 @@ def _read_batch(hrefs: Sequence[str], settings: Settings) -> list[TiffManifest |
     return _sync.run(read_headers(hrefs, settings))
 
 
-def _read_on_cluster(
-    client: Any, hrefs: Sequence[str], settings: Settings, advance: Callable[[int], Any]
+def _read_on_workers(
+    workers: Workers, hrefs: Sequence[str], settings: Settings, advance: Callable[[int], Any]
 ) -> list[TiffManifest | StackcubeError]:
-    """The headers read on ``client``'s workers, in batches of about :data:`BATCH` (each worker reads its batches
-    with the same retries and concurrency cap as one process); a worker that dies has its batches read again by
-    another (Dask reschedules them). Progress advances as batches finish."""
-    from distributed import as_completed  # the optional dependency, only for builds on a cluster
-
+    """The headers read on ``workers``, in batches of about :data:`BATCH` (each worker reads its batches with the
+    same retries and concurrency cap as one process); a Dask worker that dies has its batches read again by
+    another. Progress advances as batches finish."""
     batches = [list(hrefs[i : i + BATCH]) for i in range(0, len(hrefs), BATCH)]
-    futures = client.map(_read_batch, batches, settings=settings, pure=False)
-    position = {future.key: n for n, future in enumerate(futures)}
     read: list[list[TiffManifest | StackcubeError]] = [[] for _ in batches]
-    for future in as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]  # not the default client
-        read[position[future.key]] = future.result()
-        advance(len(read[position[future.key]]))
+
+    def done(n: int, manifests: list[TiffManifest | StackcubeError]) -> None:
+        read[n] = manifests
+        advance(len(manifests))
+
+    run_each(workers, _read_batch, [(batch, settings) for batch in batches], done)
     return [manifest for batch in read for manifest in batch]
 
 

@@ -317,7 +317,7 @@ def test_references_written_on_a_cluster_make_the_cube_of_one_process(cluster, t
     plan = stackcube.plan_cube(write_demo_catalog(tmp_path / "demo", dates=4, size=512), progress=False)
     here, _ = write_plan(plan, tmp_path / "here.icechunk")
     with get_task_stream(cluster) as tasks:
-        there, snapshot = write_plan(plan, tmp_path / "there.icechunk", client=cluster)
+        there, snapshot = write_plan(plan, tmp_path / "there.icechunk", workers=cluster)
     blocks = [t for t in tasks.data if "_write_block" in str(t["key"])]
     assert len(blocks) > 8
     assert [s.message for s in there.ancestry(branch="main")][1:] == ["Repository initialized"]
@@ -340,7 +340,7 @@ def test_a_commit_by_another_writer_during_a_cluster_write_leaves_nothing_of_it(
 
     plan = stackcube.plan_cube(write_demo_catalog(tmp_path / "demo", dates=2, size=256), progress=False)
     repository, _ = write_plan(plan, tmp_path / "cube.icechunk")
-    merged = write._write_on_cluster
+    merged = write._write_on_workers
 
     def meanwhile(*args, **kwargs):
         session = merged(*args, **kwargs)
@@ -349,9 +349,9 @@ def test_a_commit_by_another_writer_during_a_cluster_write_leaves_nothing_of_it(
         other.commit("another writer")
         return session
 
-    monkeypatch.setattr(write, "_write_on_cluster", meanwhile)
+    monkeypatch.setattr(write, "_write_on_workers", meanwhile)
     with pytest.raises(ConcurrentUpdateError, match="another writer committed to branch main first"):
-        write_plan(plan, tmp_path / "cube.icechunk", client=cluster)
+        write_plan(plan, tmp_path / "cube.icechunk", workers=cluster)
     assert next(s.message for s in repository.ancestry(branch="main")) == "another writer"
     assert repository.list_branches() == {"main"}
 
@@ -372,7 +372,7 @@ def test_a_cluster_writes_the_references_of_a_cube_on_s3(s3, tmp_path) -> None:
         LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as local,
         Client(local, set_as_default=False) as client,
     ):
-        repository, _ = write_plan(plan, repo, client=client)
+        repository, _ = write_plan(plan, repo, workers=client)
     assert len(list(repository.ancestry(branch="main"))) == 2
     write_plan(plan, tmp_path / "local.icechunk")
     for array in plan.arrays:

@@ -23,6 +23,7 @@ import xarray as xr
 import zarr
 
 from stackcube._progress import progress_bar
+from stackcube._workers import Workers, run_each
 from stackcube.cube import CubePlan
 from stackcube.errors import ConcurrentUpdateError, RepositoryError, SourceError, StackcubeWarning
 from stackcube.plan import DIMS, ArrayPlan
@@ -67,12 +68,13 @@ def write_plan(
     metadata: dict[str, Any] | None = None,
     parent: str | None = None,
     settings: Settings | None = None,
-    client: Any = None,
+    workers: Workers | None = None,
 ) -> tuple[icechunk.Repository, str]:
     """Commit the plan on ``branch`` in one commit; return the repository and the snapshot id.
 
-    With ``client`` (a ``dask.distributed.Client``), the references are written by its workers, each into a fork
-    of one session (:func:`_write_on_cluster`); the commit is still one, made here.
+    With ``workers`` (a ``dask.distributed.Client`` or a ``concurrent.futures.Executor``), the references are
+    written there, each task into a fork of one session (:func:`_write_on_workers`); the commit is still one,
+    made here.
 
     The commit replaces every array of the cube (arrays no longer planned are deleted) and the source table.
     With ``parent``, the commit happens only if the branch is still at that snapshot, else
@@ -101,7 +103,7 @@ def write_plan(
             metadata=metadata,
             parent=parent,
             lock=lambda: exclusive(repo),
-            client=client,
+            workers=workers,
         )
     except BaseException as exc:
         if created:  # a branch this write started, with nothing of this write on it
@@ -180,7 +182,7 @@ def _write(
     metadata: dict[str, Any] | None,
     parent: str | None,
     lock: Callable[[], AbstractContextManager[None]],
-    client: Any = None,
+    workers: Workers | None = None,
 ) -> str:
     session = repository.writable_session(branch)
     base = session.snapshot_id
@@ -204,7 +206,7 @@ def _write(
             for n, (level, coords) in enumerate(zip(array.levels, datasets, strict=True)):
                 path = level_path(array.name, n)
                 _create_level(session, level, coords, path)
-                if client is None:
+                if workers is None:
                     for refs in _refs(level, path, steps=level.shape[0]):
                         _set_refs(session.store, refs, advance)
                 else:
@@ -214,11 +216,11 @@ def _write(
             for n in range(union.n_levels):
                 members = [arrays[m].levels[n] for m in union.members]
                 union_tiles(members).to_zarr(session.store, group=level_path(union.name, n), **_TO_ZARR)
-        if client is not None:
-            session = _write_on_cluster(repository, session, blocks, client, advance)
+        if workers is not None:
+            session = _write_on_workers(repository, session, blocks, workers, advance)
     counts = ", ".join(f"{a.name} {a.shape[0]} dates x {a.shape[1]} bands" for a in plan.arrays)
     message = message or f"stackcube build: {counts}"
-    if client is not None:
+    if workers is not None:
         return _commit_forked(
             repository, session, branch=branch, base=base, message=message, metadata=metadata, tag=tag, lock=lock
         )
@@ -281,7 +283,7 @@ BLOCK_REFS = 250_000
 
 @dataclass(frozen=True)
 class _Refs:
-    """The references of some time steps of one level: plain data, shipped to a worker when a cluster writes."""
+    """The references of some time steps of one level: plain data, shipped to a worker when workers write."""
 
     path: str
     start: int
@@ -347,37 +349,40 @@ def _write_block(fork: icechunk.ForkSession, refs: _Refs) -> icechunk.ForkSessio
     return fork
 
 
-def _write_on_cluster(
+def _write_on_workers(
     repository: icechunk.Repository,
     session: icechunk.Session,
     blocks: list[_Refs],
-    client: Any,
+    workers: Workers,
     advance: Callable[[int], object],
 ) -> icechunk.Session:
-    """Have the workers write the references into forks of one session, merged here; return that session.
+    """Have ``workers`` write the references into forks of one session, merged here; return that session.
 
     Icechunk forks only a session without changes, and the arrays must exist before references go in: the
     metadata written so far becomes a snapshot off every branch (``flush``), a scratch branch points at it, the
     forks are made from a session on that branch. :func:`_commit_forked` makes the one commit.
     """
-    from distributed import as_completed  # the optional dependency, only for builds on a cluster
-
     flushed = session.flush("stackcube build: arrays, references being written")
     scratch = f"{SCRATCH}{uuid.uuid4().hex[:12]}"
     repository.create_branch(scratch, flushed)
-    writer = repository.writable_session(scratch)
-    futures = [client.submit(_write_block, writer.fork(), refs, pure=False) for refs in blocks]
-    counts = {f.key: refs.count for f, refs in zip(futures, blocks, strict=True)}
-    forks = []
-    for future in as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]  # not the default client
-        forks.append(future.result())
-        advance(counts[future.key])
-    writer.merge(*forks)
+    try:
+        writer = repository.writable_session(scratch)
+        forks = []
+
+        def done(n: int, fork: icechunk.ForkSession) -> None:
+            forks.append(fork)
+            advance(blocks[n].count)
+
+        run_each(workers, _write_block, [(writer.fork(), refs) for refs in blocks], done)
+        writer.merge(*forks)
+    except BaseException:
+        repository.delete_branch(scratch)  # nothing of this write is on any other branch
+        raise
     return writer
 
 
 SCRATCH = "stackcube-scratch-"
-"""Prefix of the branch a build on a cluster writes on before its one commit moves the real branch; removed after
+"""Prefix of the branch a build on workers writes on before its one commit moves the real branch; removed after
 (one left by a killed build points at nothing anyone reads)."""
 
 
@@ -392,7 +397,7 @@ def _commit_forked(
     tag: str | None,
     lock: Callable[[], AbstractContextManager[None]],
 ) -> str:
-    """The one commit of a build on a cluster: the flushed metadata and the merged references become one snapshot
+    """The one commit of a build on workers: the flushed metadata and the merged references become one snapshot
     on the scratch branch (an amend, whose parent is ``base``), and ``branch`` moves to it only if it is still at
     ``base`` (else nothing of this write is on it)."""
     scratch = str(writer.branch)

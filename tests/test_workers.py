@@ -1,0 +1,51 @@
+"""Work on workers: a build with a concurrent.futures process pool equals one in this process, as a cluster's
+does; the two ways of naming workers cannot be mixed."""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import stackcube
+from stackcube._workers import resolve_workers, run_each
+from stackcube.demo import write_demo_catalog
+from stackcube.store import read_stored
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_each_task_is_reported_once_with_its_position() -> None:
+    seen: dict[int, int] = {}
+    with ThreadPoolExecutor(3) as pool:
+        run_each(pool, _square, [(n,) for n in range(20)], seen.__setitem__)
+    assert seen == {n: n * n for n in range(20)}
+
+
+def test_a_build_on_a_process_pool_is_the_build_of_this_process(tmp_path) -> None:
+    """Header reads and reference writes (forks of one session, pickled to the pool's processes and back) in a
+    pool of two processes started with forkserver; the same sources, values and one commit."""
+    catalog = write_demo_catalog(tmp_path / "demo", dates=3, size=256)
+    here = stackcube.build_cube(catalog, repo=tmp_path / "here.icechunk", progress=False)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        there = stackcube.build_cube(catalog, repo=tmp_path / "there.icechunk", progress=False, executor=pool)
+    assert len(list(there.repository.ancestry(branch="main"))) == 2
+    assert there.repository.list_branches() == {"main"}
+    stored = [read_stored(c.repository.readonly_session(branch="main")).sources for c in (here, there)]
+    assert [s.manifest.to_dict() for s in stored[0]] == [s.manifest.to_dict() for s in stored[1]]
+    for array in here.plan.arrays:
+        np.testing.assert_array_equal(
+            stackcube.open_dataarray(tmp_path / "there.icechunk", array=array.name).values,
+            stackcube.open_dataarray(tmp_path / "here.icechunk", array=array.name).values,
+        )
+
+
+def test_client_and_executor_are_one_or_the_other() -> None:
+    with ThreadPoolExecutor(1) as pool, pytest.raises(TypeError, match="not both"):
+        resolve_workers(object(), pool)
+    with pytest.raises(TypeError, match=r"takes a concurrent\.futures\.Executor, not str"):
+        resolve_workers(None, "4 processes")
