@@ -64,6 +64,20 @@ class S3Settings:
         """A custom endpoint on plain HTTP (a local test server)."""
         return bool(self.endpoint and self.endpoint.startswith("http://"))
 
+    def obstore_options(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The configuration of an obstore ``S3Store`` these settings describe, and what its client options need
+        besides (obstore reads the credentials from the environment itself)."""
+        config: dict[str, Any] = {"region": self.region}
+        client: dict[str, Any] = {}
+        if self.endpoint:
+            config["endpoint"] = self.endpoint
+            client["allow_http"] = self.allow_http
+        if not self.signed:
+            config["skip_signature"] = True
+        if self.requester_pays:
+            config["request_payer"] = True
+        return config, client
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Self:
         """The S3 settings the usual ``AWS_*`` variables describe."""

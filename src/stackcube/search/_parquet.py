@@ -114,15 +114,8 @@ def _filesystem(scheme: str, settings: Settings) -> Any:
     adapter: Any = FsspecStore  # typed per literal protocol; the protocol here is a variable
     client: dict[str, Any] = {"timeout": f"{settings.request_timeout}s"}
     if scheme == "s3":
-        config: dict[str, Any] = {"region": settings.s3.region}
-        if settings.s3.endpoint:
-            config["endpoint"] = settings.s3.endpoint
-            client["allow_http"] = settings.s3.allow_http
-        if not settings.s3.signed:
-            config["skip_signature"] = True
-        if settings.s3.requester_pays:
-            config["request_payer"] = True
-        return adapter("s3", client_options=client, **config)
+        config, more = settings.s3.obstore_options()
+        return adapter("s3", client_options={**client, **more}, **config)
     if scheme == "http":
         client["allow_http"] = True
     return adapter(scheme, client_options=client)

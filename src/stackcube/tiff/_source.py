@@ -140,16 +140,8 @@ def _make_store(scheme: str, netloc: str, settings: Settings, headers: dict[str,
             retry_config=retry,  # type: ignore[arg-type]
         )
     if scheme == "s3":
-        # obstore reads the credentials from the environment itself; stackcube only knows whether there are any
-        config: dict[str, Any] = {"region": settings.s3.region}
-        if settings.s3.endpoint:
-            config["endpoint"] = settings.s3.endpoint
-            client["allow_http"] = settings.s3.allow_http
-        if not settings.s3.signed:
-            config["skip_signature"] = True
-        if settings.s3.requester_pays:
-            config["request_payer"] = True
-        return S3Store(netloc, client_options=client, retry_config=retry, **config)  # type: ignore[arg-type]
+        config, more = settings.s3.obstore_options()
+        return S3Store(netloc, client_options={**client, **more}, retry_config=retry, **config)  # type: ignore[arg-type]
     msg = f"unsupported URL scheme {scheme!r}"
     raise SourceError(msg)
 
