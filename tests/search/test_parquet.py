@@ -183,3 +183,15 @@ def test_a_cql2_filter_on_a_property_some_items_lack_leaves_them_out(published) 
     assert {i.id for i in found} == {
         i["id"] for i in items if "eo:cloud_cover" in i["properties"] and not i["properties"]["eo:cloud_cover"] < 1
     }
+
+
+@pytest.mark.network
+def test_a_missing_file_on_s3_is_named_at_once(s3) -> None:
+    """Not found is an answer, not a transient failure: no retries."""
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(SearchError, match=r"missing\.parquet: could not read stac-geoparquet") as raised:
+        search_items(f"s3://{s3.repos_bucket}/catalogs/missing.parquet")
+    assert not raised.value.transient
+    assert time.monotonic() - start < 5

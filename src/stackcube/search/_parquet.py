@@ -60,7 +60,7 @@ def parquet_items(href: str, q: Query, settings: Settings) -> Iterator[pystac.It
     except ImportError:
         msg = f"{href}: reading stac-geoparquet needs duckdb and rustac (pip install 'stackcube[geoparquet]')"
         raise SearchError(msg) from None
-    con = duckdb.connect(config={"threads": 2})
+    con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # timestamps out as tz=UTC, as stac-geoparquet writes them
     try:
         source = _source(con, href, settings)
@@ -85,7 +85,7 @@ def parquet_items(href: str, q: Query, settings: Settings) -> Iterator[pystac.It
                 table = pa.Table.from_arrays(batch.columns, schema=plain)
                 for data in rustac.from_arrow(table)["features"]:
                     yield pystac.Item.from_dict(_present(data), preserve_dict=False)
-        except duckdb.Error as exc:
+        except (duckdb.Error, rustac.RustacError) as exc:
             raise _unreadable(href, exc) from None
     finally:
         con.close()
@@ -122,8 +122,12 @@ def _filesystem(scheme: str, settings: Settings) -> Any:
 
 
 def _unreadable(href: str, exc: BaseException) -> SearchError:
+    """The error a failed read becomes; transient for a remote file (the search is tried again, from the start)."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return SearchError(f"{href}: could not read stac-geoparquet ({first}); check the path or URL and its credentials")
+    error = SearchError(f"{href}: could not read stac-geoparquet ({first}); check the path or URL and its credentials")
+    refused = any(word in str(exc).lower() for word in ("not found", "no files found", "404", "403", "denied"))
+    error.transient = "://" in href and urlparse(href).scheme in _REMOTE and not refused
+    return error
 
 
 def _present(item: dict[str, Any]) -> dict[str, Any]:

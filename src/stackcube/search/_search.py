@@ -10,6 +10,7 @@ import pystac
 
 from stackcube._keywords import check_keywords
 from stackcube._progress import progress_bar
+from stackcube._retry import retry_sync
 from stackcube.errors import SearchError
 from stackcube.search._fetch import is_api, read_json, search_api
 from stackcube.search._parquet import is_parquet, parquet_items
@@ -60,8 +61,8 @@ def search_items(
     href = os.fspath(catalog) if isinstance(catalog, str | os.PathLike) else None
     where = href or "the given items"
     with progress_bar(None, f"searching {where}", "item", enabled=progress) as advance:
-        if href is not None and is_parquet(href):
-            return q, _matching(parquet_items(href, q, settings), q, modifier, advance)
+        if href is not None and is_parquet(href):  # a remote file's transient failure: the search again
+            return q, retry_sync(lambda: _matching(parquet_items(href, q, settings), q, modifier, advance), settings)
         # read once, whatever kind it turns out to be
         doc = read_json(href, settings, q.headers) if href is not None else None
         if href is not None and doc is not None and is_api(href, doc):

@@ -2,9 +2,10 @@
 
 tifffile builds a full ``TiffPage`` for every IFD (every tag read and converted, 30 attributes derived), about
 0.15 ms each, which made header parsing CPU-bound at 900 headers per second. A manifest needs a dozen tags, so
-this reads the IFD entries in one ``numpy.frombuffer``, converts only the tags asked for (with tifffile's own
-conversion, ``TiffTag._process_value``), and exposes them under ``TiffPage``'s attribute names, so the one
-IFD-to-manifest function (:func:`stackcube.tiff._parse._parse_page`) serves both paths.
+this reads an IFD's entries with one ``struct`` call, decodes the one-number tags as it goes and the others when
+asked (text with tifffile's own conversion, ``TiffTag._process_value``; GeoKeys with ``TiffPage.geotiff_tags``),
+and exposes them under ``TiffPage``'s attribute names, so the one IFD-to-manifest function
+(:func:`stackcube.tiff._parse._parse_page`) serves both paths.
 
 Only files made of what tifffile would read the same way take this path: classic or BigTIFF, a plain IFD chain
 (no SubIFDs), tags from :data:`KNOWN` only (baseline, GeoTIFF, GDAL), MinIsBlack or RGB samples of 8 to 64 bits,
