@@ -380,3 +380,51 @@ def test_a_cluster_writes_the_references_of_a_cube_on_s3(s3, tmp_path) -> None:
             stackcube.open_dataarray(repo, array=array.name, mask_and_scale=False).load(),
             stackcube.open_dataarray(tmp_path / "local.icechunk", array=array.name, mask_and_scale=False).load(),
         )
+
+
+def test_a_worker_killed_while_writing_references_has_its_blocks_written_again(tmp_path, monkeypatch) -> None:
+    """One of two workers dies with reference blocks in flight: Dask runs them again from the same forks on the
+    other, and the one commit holds every reference (the cube equals one written in this process)."""
+    import threading
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from stackcube.store import write
+    from tests.test_sources import _die
+    from tests.twins import series
+
+    items = series(tmp_path / "series", str(tmp_path / "series"), 60, size=256, blocksize=16)
+    plan = stackcube.plan_cube(items, progress=False)
+    write_plan(plan, tmp_path / "here.icechunk")
+    monkeypatch.setattr(write, "BLOCK_REFS", 256)  # a date of 16 x 16 tiles a block: many small tasks
+    done: dict[str, object] = {}
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as local,
+        Client(local, set_as_default=False) as client,
+    ):
+
+        def build() -> None:
+            try:
+                done["written"] = write_plan(plan, tmp_path / "there.icechunk", workers=client)
+            except Exception as exc:  # reported below
+                done["error"] = exc
+
+        thread = threading.Thread(target=build)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not any("_write_block" in str(k) for keys in client.processing().values() for k in keys):
+            assert time.monotonic() < deadline, "no block started"
+            time.sleep(0.01)
+        busy = next(w for w, keys in client.processing().items() if any("_write_block" in str(k) for k in keys))
+        client.run(_die, workers=[busy], wait=False)
+        thread.join(timeout=180)
+        assert busy not in client.scheduler_info()["workers"]
+    assert "error" not in done, done.get("error")
+    repository, _ = done["written"]  # type: ignore[misc]
+    assert len(list(repository.ancestry(branch="main"))) == 2
+    for array in plan.arrays:
+        xr.testing.assert_identical(
+            stackcube.open_dataarray(tmp_path / "there.icechunk", array=array.name, mask_and_scale=False).load(),
+            stackcube.open_dataarray(tmp_path / "here.icechunk", array=array.name, mask_and_scale=False).load(),
+        )
