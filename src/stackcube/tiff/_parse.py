@@ -280,8 +280,9 @@ def _parse_page(page: tifffile.TiffPage, path: tuple[int, ...], role: Role, leve
         # as tifffile: unpredicting complex integers is not defined
         msg = f"{where}: Predictor={int(page.predictor)} with complex integer samples is not supported"
         raise UnsupportedTiffError(msg)
-    if page.tags.get(339) is not None and len(set(np.atleast_1d(page.tags[339].value))) > 1:
-        raise UnsupportedTiffError(f"{where}: SampleFormat={page.tags[339].value} differs between samples")
+    formats = page.tags.valueof(339)
+    if isinstance(formats, tuple | list | np.ndarray) and len(set(np.ravel(formats).tolist())) > 1:
+        raise UnsupportedTiffError(f"{where}: SampleFormat={formats} differs between samples")
     if page.imagelength == 0 or page.imagewidth == 0 or page.samplesperpixel == 0:
         raise CorruptTiffError(f"{where}: empty image ({page.imagelength} x {page.imagewidth})")
 
@@ -328,7 +329,7 @@ def _parse_page(page: tifffile.TiffPage, path: tuple[int, ...], role: Role, leve
         separate=separate,
         where=where,
     )
-    dtype = np.dtype(np.dtype(page.dtype).str)  # tifffile may say 'L' where zarr knows 'Q'
+    dtype, _ = _native(page.dtype)
     nodata_tag = page.tags.get(42113)
     fill_value = parse_nodata(nodata_tag.value if nodata_tag is not None else None, dtype)
     attrs = _attrs(page, samples)
@@ -350,6 +351,18 @@ def _parse_page(page: tifffile.TiffPage, path: tuple[int, ...], role: Role, leve
     )
 
 
+def _native(dtype: Any) -> tuple[np.dtype[Any], str]:
+    """The dtype as zarr knows it (tifffile may say 'L' where zarr knows 'Q'), and its name; every IFD asks."""
+    known = _NATIVE.get(dtype)
+    if known is None:
+        native = np.dtype(np.dtype(dtype).str)
+        known = _NATIVE[dtype] = (native, native.name)
+    return known
+
+
+_NATIVE: dict[Any, tuple[np.dtype[Any], str]] = {}
+
+
 def _recipe(page: tifffile.TiffPage, *, samples: int, seg_len: int, seg_w: int, separate: bool, where: str) -> Recipe:
     compression = int(page.compression)
     jpegtables = page.jpegtables if compression in JPEG_COMPRESSIONS else None
@@ -369,7 +382,7 @@ def _recipe(page: tifffile.TiffPage, *, samples: int, seg_len: int, seg_w: int, 
         compression=compression,
         predictor=int(page.predictor),
         byteorder=page.parent.byteorder,
-        dtype=np.dtype(np.dtype(page.dtype).str).name,
+        dtype=_native(page.dtype)[1],
         bitspersample=int(page.bitspersample),
         samples=1 if separate else samples,
         segment_length=seg_len,
