@@ -428,3 +428,17 @@ def test_a_worker_killed_while_writing_references_has_its_blocks_written_again(t
             stackcube.open_dataarray(tmp_path / "there.icechunk", array=array.name, mask_and_scale=False).load(),
             stackcube.open_dataarray(tmp_path / "here.icechunk", array=array.name, mask_and_scale=False).load(),
         )
+
+
+def test_scratch_branches_a_killed_build_left_are_removed_by_the_next_after_a_day(cluster, tmp_path) -> None:
+    import stackcube
+    from stackcube.demo import write_demo_catalog
+    from stackcube.store.write import SCRATCH
+
+    plan = stackcube.plan_cube(write_demo_catalog(tmp_path / "demo", dates=2, size=256), progress=False)
+    repository, first = write_plan(plan, tmp_path / "cube.icechunk")
+    stale, recent = f"{SCRATCH}20200101T000000-dead0000", f"{SCRATCH}29990101T000000-busy0000"
+    for name in (stale, recent):
+        repository.create_branch(name, first)
+    write_plan(plan, tmp_path / "cube.icechunk", workers=cluster)
+    assert repository.list_branches() == {"main", recent}  # a day old: gone; another build's (any younger): kept

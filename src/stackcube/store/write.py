@@ -8,13 +8,14 @@ leaves the branch where it was.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import uuid
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import icechunk
@@ -363,7 +364,8 @@ def _write_on_workers(
     forks are made from a session on that branch. :func:`_commit_forked` makes the one commit.
     """
     flushed = session.flush("stackcube build: arrays, references being written")
-    scratch = f"{SCRATCH}{uuid.uuid4().hex[:12]}"
+    _drop_stale_scratch(repository)
+    scratch = f"{SCRATCH}{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     repository.create_branch(scratch, flushed)
     try:
         writer = repository.writable_session(scratch)
@@ -382,8 +384,24 @@ def _write_on_workers(
 
 
 SCRATCH = "stackcube-scratch-"
-"""Prefix of the branch a build on workers writes on before its one commit moves the real branch; removed after
-(one left by a killed build points at nothing anyone reads)."""
+"""Prefix of the branch a build on workers writes on before its one commit moves the real branch (then the UTC time
+it was made, ``20261126T154500``); removed after. One left by a killed build points at nothing anyone reads; the
+next build on workers removes those more than :data:`SCRATCH_AGE` old (younger ones may be another build's)."""
+SCRATCH_AGE = timedelta(days=1)
+
+
+def _drop_stale_scratch(repository: icechunk.Repository) -> None:
+    now = datetime.now(UTC)
+    for name in repository.list_branches():
+        if not name.startswith(SCRATCH):
+            continue
+        try:
+            made = datetime.strptime(name[len(SCRATCH) :].split("-")[0], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+        except ValueError:
+            continue  # not a name this writer makes
+        if now - made > SCRATCH_AGE:
+            with contextlib.suppress(icechunk.IcechunkError):  # another build removed it first
+                repository.delete_branch(name)
 
 
 def _commit_forked(
