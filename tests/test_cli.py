@@ -196,3 +196,21 @@ def test_modifier_names_an_importable_function(tmp_path, capsys) -> None:
     assert "cannot import no_such_package" in capsys.readouterr().err
     assert main(["plan", catalog, "--modifier", "json.no_such_function"]) == 2
     assert "no function 'no_such_function' in json" in capsys.readouterr().err
+
+
+def test_build_and_refresh_on_a_process_pool_or_a_dask_scheduler(cluster, tmp_path, capsys, use_settings) -> None:
+    from stackcube.demo import write_demo_catalog
+
+    use_settings(request_timeout=2.0)  # how long an unreachable scheduler is waited for
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    repo = str(tmp_path / "cube.icechunk")
+    assert main(["build", catalog, "--repo", repo, "--processes", "2", "--quiet"]) == 0
+    assert "EPSG32735_10m" in capsys.readouterr().out
+    assert main(["refresh", repo, "--scheduler", cluster.scheduler.address, "--quiet"]) == 3  # nothing new
+    assert main(["build", catalog, "--repo", repo, "--processes", "0", "--quiet"]) == 2
+    assert "--processes 0: give 1 or more" in capsys.readouterr().err
+    assert main(["build", catalog, "--repo", repo, "--scheduler", "tcp://127.0.0.1:9", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler tcp://127.0.0.1:9: cannot reach it" in err
+    assert len(err.strip().splitlines()) == 1

@@ -5,6 +5,9 @@ sources, ``info REPO`` and ``log REPO`` describe one; ``inspect HREF`` prints wh
 and ``plan CATALOG`` how a search would be gridded; ``demo`` writes GeoTIFFs and a STAC catalog of its own and
 builds a cube of them (no network, no services).
 
+``build`` and ``refresh`` take ``--scheduler tcp://HOST:8786`` (a Dask cluster) or ``--processes N`` (a local
+process pool) to read headers and write references there; the one commit stays in the command.
+
 Exit codes: 0 done; 2 any error (one line on stderr, nothing committed; ``--debug`` adds the traceback); 3 nothing
 to do (``refresh`` found nothing new or changed, ``verify`` found changed or vanished sources and was not asked to
 ``--fix`` them).
@@ -13,10 +16,12 @@ to do (``refresh`` found nothing new or changed, ``verify`` found changed or van
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -133,14 +138,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     from stackcube.api import build_cube
 
-    cube = build_cube(
-        **_search_args(args),
-        repo=args.repo,
-        branch=args.branch,
-        message=args.message,
-        tag=args.tag,
-        on_error="skip" if args.skip_failed else "raise",
-    )
+    with _workers(args) as workers:
+        cube = build_cube(
+            **_search_args(args),
+            repo=args.repo,
+            branch=args.branch,
+            message=args.message,
+            tag=args.tag,
+            on_error="skip" if args.skip_failed else "raise",
+            **workers,
+        )
     print(cube.summary())
     return 0
 
@@ -148,19 +155,21 @@ def _cmd_build(args: argparse.Namespace) -> int:
 def _cmd_refresh(args: argparse.Namespace) -> int:
     from stackcube.refresh import refresh_cube
 
-    report = refresh_cube(
-        args.repo,
-        branch=args.branch,
-        tag=args.tag,
-        dry_run=args.dry_run,
-        remove=args.remove,
-        on_error="skip" if args.skip_failed else "raise",
-        progress=not args.quiet,
-        allow=args.allow,
-        check_etags=args.check_etags,
-        modifier=_modifier(args),
-        credentials=_credentials(args),
-    )
+    with _workers(args) as workers:
+        report = refresh_cube(
+            args.repo,
+            branch=args.branch,
+            tag=args.tag,
+            dry_run=args.dry_run,
+            remove=args.remove,
+            on_error="skip" if args.skip_failed else "raise",
+            progress=not args.quiet,
+            allow=args.allow,
+            check_etags=args.check_etags,
+            modifier=_modifier(args),
+            credentials=_credentials(args),
+            **workers,
+        )
     print(report)
     return 0 if report.committed or (args.dry_run and (report.added or report.changed)) else EXIT_UNCHANGED
 
@@ -314,6 +323,50 @@ def _add_credentials_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_workers_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="a Dask scheduler (tcp://host:8786): headers are read and references written on its workers",
+    )
+    where.add_argument(
+        "--processes", type=int, metavar="N", help="do that work in N local processes instead (a process pool)"
+    )
+
+
+@contextlib.contextmanager
+def _workers(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """The ``client=`` or ``executor=`` that --scheduler or --processes ask for, closed after the command."""
+    if getattr(args, "scheduler", None):
+        try:
+            from distributed import Client
+        except ImportError:
+            msg = "--scheduler needs dask.distributed: pip install 'stackcube[distributed]'"
+            raise ValueError(msg) from None
+        try:
+            from stackcube.settings import current
+
+            wait = current().request_timeout
+            client = Client(args.scheduler, set_as_default=False, timeout=wait)  # type: ignore[no-untyped-call]
+        except (OSError, TimeoutError) as exc:
+            msg = f"--scheduler {args.scheduler}: cannot reach it ({exc}); check the address and that it runs"
+            raise ValueError(msg) from None
+        with client:
+            yield {"client": client}
+    elif getattr(args, "processes", None) is not None:
+        if args.processes < 1:
+            msg = f"--processes {args.processes}: give 1 or more"
+            raise ValueError(msg)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.processes, mp_context=multiprocessing.get_context("forkserver")) as pool:
+            yield {"executor": pool}
+    else:
+        yield {}
+
+
 def _credentials(args: argparse.Namespace) -> Any:
     if getattr(args, "credentials", None) == "planetary-computer":
         from stackcube.credentials import planetary_computer
@@ -386,6 +439,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--message")
     build.add_argument("--tag")
     build.add_argument("--skip-failed", action="store_true", help="commit without sources that cannot be read")
+    _add_workers_arguments(build)
     build.set_defaults(func=_cmd_build)
     refresh = sub.add_parser("refresh", help="search again; index new and changed items; commit once (or not)")
     _add_repo_arguments(refresh, sources=True)
@@ -398,6 +452,7 @@ def _parser() -> argparse.ArgumentParser:
     refresh.add_argument("--skip-failed", action="store_true", help="commit without sources that cannot be read")
     _add_modifier_argument(refresh)
     _add_credentials_argument(refresh)
+    _add_workers_arguments(refresh)
     refresh.set_defaults(func=_cmd_refresh)
     verify = sub.add_parser("verify", help="HEAD every source; report what changed or vanished since indexing")
     _add_repo_arguments(verify, sources=True)
