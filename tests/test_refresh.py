@@ -368,3 +368,22 @@ def test_every_refresh_path_keeps_band_order_and_values(demo_cube, path) -> None
     for item_id in set(old) & set(new):
         np.testing.assert_array_equal(new[item_id], old[item_id], err_msg=f"{path}: {item_id}")
     assert (set(old) - set(new)) == ({first.id} if path == "remove" else set())
+
+
+def test_a_cube_built_from_stac_geoparquet_refreshes_from_the_file(tmp_path) -> None:
+    """The stored search names the file: when its producer publishes a new snapshot with more items, a refresh
+    reads only those."""
+    from stac_geoparquet.arrow import parse_stac_items_to_arrow, to_parquet
+
+    from stackcube.demo import write_demo_catalog
+    from stackcube.search import search_items
+
+    _, items = search_items(write_demo_catalog(tmp_path / "demo", dates=4, size=256))
+    snapshot = tmp_path / "items.parquet"
+    to_parquet(parse_stac_items_to_arrow(items[:2]), snapshot)
+    repo = tmp_path / "cube.icechunk"
+    stackcube.build_cube(str(snapshot), assets=["red"], repo=repo, progress=False)
+    to_parquet(parse_stac_items_to_arrow(items), snapshot)  # the next snapshot of the collection
+    report = stackcube.refresh_cube(repo, progress=False)
+    assert sorted(report.added) == sorted(i.id for i in items[2:])
+    assert stackcube.open_dataarray(repo).sizes["time"] == 4
