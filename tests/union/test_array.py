@@ -220,6 +220,14 @@ def test_landsat_rows_of_one_path_are_one_array_and_the_other_zone_its_own(tmp_p
         np.testing.assert_array_equal(ours.isel(time=t).values, theirs.sel(time=theirs.id == item_id).values[0])
 
 
+def _served_union(directory, base_url: str, repo):
+    """The scenes written into ``directory`` (served at ``base_url``) built into a cube of one union."""
+    directory.mkdir(exist_ok=True)
+    cube = stackcube.build_cube(make_items(directory, base_url), repo=repo, progress=False)
+    (union,) = cube.plan.unions
+    return cube, union
+
+
 @pytest.mark.network
 def test_a_source_changed_between_two_merged_reads_fails_loudly(nginx, tmp_path) -> None:
     from stackcube.errors import SourceChangedError
@@ -227,12 +235,9 @@ def test_a_source_changed_between_two_merged_reads_fails_loudly(nginx, tmp_path)
     from tests.twins import change_in_place
 
     directory = nginx.root / "union-changing"
-    directory.mkdir(exist_ok=True)
     with run_proxy(nginx.url) as proxy:
-        items = make_items(directory, f"{proxy.url}/union-changing")
         repo = tmp_path / "cube.icechunk"
-        cube = stackcube.build_cube(items, repo=repo, progress=False)
-        (union,) = cube.plan.unions
+        _, union = _served_union(directory, f"{proxy.url}/union-changing", repo)
         first = stackcube.open_dataarray(repo, union.name, mask_and_scale=False).isel(time=1).values
         expected, _ = expected_union(directory)
         np.testing.assert_array_equal(first, expected[1])
@@ -252,12 +257,9 @@ def test_a_union_written_before_its_tile_table_reads_through_icechunk(nginx, tmp
     from tests.services.proxy import run_proxy
 
     directory = nginx.root / "union-untabled"
-    directory.mkdir(exist_ok=True)
     with run_proxy(nginx.url) as proxy:
-        items = make_items(directory, f"{proxy.url}/union-untabled")
         repo = tmp_path / "cube.icechunk"
-        cube = stackcube.build_cube(items, repo=repo, progress=False)
-        (union,) = cube.plan.unions
+        cube, union = _served_union(directory, f"{proxy.url}/union-untabled", repo)
         session = cube.repository.writable_session("main")
         root = zarr.open_group(session.store, mode="r+")
         assert set(root[union.name]["0"].array_keys()) == {"tiles", "sources"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -75,9 +77,7 @@ def matches(item: pystac.Item, q: Query) -> bool:
     if q.query is not None and not _matches_query(item.properties, q.query):
         return False
     if q.filter is not None:
-        import cql2
-
-        expr = cql2.Expr(q.filter)
+        expr = _expression(json.dumps(q.filter, sort_keys=True))
         data = item.to_dict(transform_hrefs=False)
         if data["properties"].get("datetime") is None and "start_datetime" in data["properties"]:
             # as pgstac: an item of a start and end has the start as its ``datetime`` in a filter
@@ -87,8 +87,15 @@ def matches(item: pystac.Item, q: Query) -> bool:
                 return False
         except Exception:  # cql2 raises a bare Exception for a property the item lacks
             return False  # unknown, as SQL's NULL: a STAC API (pgstac) does not return the item either
-
     return True
+
+
+@functools.lru_cache(maxsize=16)
+def _expression(given: str) -> Any:
+    """A CQL2 filter (given as JSON: its text, or its JSON object) parsed once, not once per item matched."""
+    import cql2
+
+    return cql2.Expr(json.loads(given))
 
 
 def _in_interval(item: pystac.Item, interval: str) -> bool:

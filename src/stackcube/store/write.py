@@ -425,6 +425,8 @@ def _commit_forked(
             try:
                 repository.reset_branch(branch, snapshot, from_snapshot_id=base)
             except icechunk.IcechunkError as exc:
+                if repository.lookup_branch(branch) == base:
+                    raise  # not a race: the repository's own failure (write_plan says nothing was committed)
                 msg = f"another writer committed to branch {branch} first ({exc}); nothing of this write was committed"
                 raise ConcurrentUpdateError(msg) from None
             if tag is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import io
 import logging
 import struct
@@ -351,16 +352,11 @@ def _parse_page(page: tifffile.TiffPage, path: tuple[int, ...], role: Role, leve
     )
 
 
+@functools.lru_cache(maxsize=64)
 def _native(dtype: Any) -> tuple[np.dtype[Any], str]:
     """The dtype as zarr knows it (tifffile may say 'L' where zarr knows 'Q'), and its name; every IFD asks."""
-    known = _NATIVE.get(dtype)
-    if known is None:
-        native = np.dtype(np.dtype(dtype).str)
-        known = _NATIVE[dtype] = (native, native.name)
-    return known
-
-
-_NATIVE: dict[Any, tuple[np.dtype[Any], str]] = {}
+    native = np.dtype(np.dtype(dtype).str)
+    return native, native.name
 
 
 def _recipe(page: tifffile.TiffPage, *, samples: int, seg_len: int, seg_w: int, separate: bool, where: str) -> Recipe:
