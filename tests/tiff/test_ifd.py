@@ -51,9 +51,11 @@ def _ifds(manifest_ifds) -> list[dict]:
 
 
 def _direct(data: bytes) -> bool:
-    """Whether the fast path takes this file."""
+    """Whether the fast path takes this file (its pages' structure is derived when first used: derive it here)."""
     try:
-        read_ifds(_sparse(data))
+        pages, _, _ = read_ifds(_sparse(data))
+        for page in pages:
+            page.derive()
     except Unusual:
         return False
     return True
@@ -98,6 +100,90 @@ def test_a_gdal_cog_takes_the_fast_path_and_gives_tifffiles_manifest(tmp_path) -
     manifest = parse_manifest(str(path), _sparse(raw))
     assert len(manifest.ifds) >= 2
     assert _ifds(manifest.ifds) == _ifds(_parse_with_tifffile(str(path), _sparse(raw))[0])
+
+
+def _cog(path: Path, **change) -> bytes:
+    """A GDAL COG with overviews, ``change`` applied to its profile; or, with ``scales`` (GDAL metadata, which the
+    COG driver does not keep), a tiled GeoTIFF with overviews."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.transform import from_origin
+
+    scales = change.pop("scales", None)
+    profile = {"driver": "COG", "width": 600, "height": 700, "count": 1, "dtype": "uint16", "crs": "EPSG:32631"}
+    profile |= {"transform": from_origin(500000, 4500000, 10, 10), "blocksize": 256, "compress": "DEFLATE"}
+    profile |= {"nodata": 0, "overview_resampling": "nearest"} | change
+    if scales:
+        del profile["blocksize"], profile["overview_resampling"]
+        profile |= {"driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write((np.arange(700 * 600, dtype=np.uint32).reshape(1, 700, 600) % 4093).astype(profile["dtype"]))
+        if scales:
+            dst.scales = scales
+            dst.build_overviews([2, 4], Resampling.nearest)
+    return path.read_bytes()
+
+
+def test_files_that_share_a_structure_or_crs_each_get_their_own_manifest(tmp_path) -> None:
+    """The fast path keeps what it derived from one file's structure and GeoKeys for the next file that has the same:
+    files differing in tie point, nodata, GDAL metadata, CRS, size, type or compression, parsed one after the other
+    (and again), give tifffile's manifest each."""
+    from rasterio.transform import from_origin
+
+    changes = [
+        {},
+        {"transform": from_origin(600000, 4400000, 10, 10)},
+        {"transform": from_origin(500000, 4500000, 20, 20)},
+        {"nodata": 7},
+        {"nodata": None},
+        {"scales": (0.0001,)},
+        {"scales": (0.0002,)},
+        {"crs": "EPSG:32632"},
+        {"width": 500},
+        {"dtype": "int16", "nodata": -1},
+        {"compress": "LZW", "predictor": 2},
+    ]
+    headers = [_cog(tmp_path / f"{i}.tif", **change) for i, change in enumerate(changes)]
+    expected = [_ifds(_parse_with_tifffile("x.tif", _sparse(raw))[0]) for raw in headers]
+    assert all(_direct(raw) for raw in headers)
+    assert len({repr(e) for e in expected}) == len(changes)  # every change shows in the manifest
+    for _ in range(2):
+        for raw, want in zip(headers, expected, strict=True):
+            assert _ifds(parse_manifest("x.tif", _sparse(raw)).ifds) == want
+
+
+def test_a_pages_structure_is_derived_from_the_tags_its_key_holds(tmp_path, monkeypatch) -> None:
+    """The structure kept for equal keys is only right if the key holds every tag it is derived from: record the
+    tags read while deriving it, on every corpus file the fast path takes and on a GDAL COG."""
+    from stackcube.tiff import _ifd
+    from stackcube.tiff._parse import _layout
+
+    read: set[int] = set()
+    for name in ("valueof", "get", "count", "__getitem__", "__contains__", "array"):
+        original = getattr(_ifd._Tags, name)
+
+        def record(self, code, *args, _original=original):
+            read.add(code)
+            return _original(self, code, *args)
+
+        monkeypatch.setattr(_ifd._Tags, name, record)
+    files = [p.read_bytes() for p in FILES] + [_cog(tmp_path / "cog.tif", scales=(0.5,))]
+    derived = 0
+    for data in files:
+        try:
+            pages, _, _ = read_ifds(_sparse(data))
+        except Unusual:
+            continue
+        for page in pages:
+            read.clear()
+            try:
+                _layout(page, "IFD 0")
+            except (Unusual, StackcubeError):
+                continue
+            derived += 1
+            assert read <= _ifd.STRUCTURE, sorted(read - _ifd.STRUCTURE)
+            assert {code for code, *_ in page.key[1:]} == _ifd.STRUCTURE & set(page.tags._raw)
+    assert derived >= 40
 
 
 @functools.cache

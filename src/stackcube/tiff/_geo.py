@@ -21,7 +21,7 @@ from pyproj.crs.datum import CustomDatum, CustomEllipsoid, CustomPrimeMeridian
 
 from stackcube.tiff._model import Geo
 
-__all__ = ["parse_gdal_metadata", "parse_geo", "parse_nodata"]
+__all__ = ["parse_gdal_metadata", "parse_geo", "parse_nodata", "transform_of"]
 
 USER_DEFINED = 32767
 
@@ -32,7 +32,7 @@ def parse_geo(geotiff_tags: dict[str, Any] | None) -> Geo | None:
         return None
     keys = {k: _plain(v) for k, v in geotiff_tags.items()}
     raster_type: Literal["area", "point"] = "point" if keys.get("GTRasterTypeGeoKey") == 2 else "area"
-    transform = _transform(keys, raster_type)
+    transform = transform_of(keys, raster_type)
     try:
         crs = _crs(keys)
     except (pyproj.exceptions.CRSError, KeyError, ValueError, TypeError) as exc:
@@ -50,7 +50,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _transform(keys: dict[str, Any], raster_type: str) -> tuple[float, float, float, float, float, float] | None:
+def transform_of(keys: dict[str, Any], raster_type: str) -> tuple[float, float, float, float, float, float] | None:
+    """The affine transform of pixel corners from the model tags in ``keys`` (as ``geotiff_tags`` names them)."""
     if "ModelTransformation" in keys:
         m = np.asarray(keys["ModelTransformation"], dtype=float).reshape(4, 4)
         a, b, c, d, e, f = m[0, 0], m[0, 1], m[0, 3], m[1, 0], m[1, 1], m[1, 3]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import copy
+import dataclasses
 import functools
 import io
 import logging
@@ -23,9 +25,9 @@ import tifffile
 
 from stackcube.errors import CorruptTiffError, TiffError, UnsupportedTiffError
 from stackcube.tiff._decode import EER_COMPRESSIONS, JPEG_COMPRESSIONS, check_decodable
-from stackcube.tiff._geo import parse_gdal_metadata, parse_geo, parse_nodata
+from stackcube.tiff._geo import parse_gdal_metadata, parse_geo, parse_nodata, transform_of
 from stackcube.tiff._ifd import Unusual, read_ifds
-from stackcube.tiff._model import IfdManifest, Recipe, Role, TiffManifest, validator_of
+from stackcube.tiff._model import Geo, IfdManifest, Recipe, Role, TiffManifest, validator_of
 
 __all__ = ["NeedBytes", "SparseFile", "parse_manifest"]
 
@@ -79,6 +81,13 @@ class SparseFile(io.RawIOBase):
         self._starts[lo:hi] = [start]
         self._blocks[lo:hi] = [bytes(merged)]
         self.fetched += len(data)
+
+    def block_at(self, offset: int) -> tuple[int, bytes] | None:
+        """The fetched block holding byte ``offset`` and where it starts, or None."""
+        index = bisect.bisect_right(self._starts, offset) - 1
+        if index >= 0 and offset < self._starts[index] + len(self._blocks[index]):
+            return self._starts[index], self._blocks[index]
+        return None
 
     def readable(self) -> bool:
         return True
@@ -268,8 +277,100 @@ def _walk(pages: Any, parent: tuple[int, ...], out: list[IfdManifest], fh: Spars
             _walk(sub, path, out, fh)
 
 
-def _parse_page(page: tifffile.TiffPage, path: tuple[int, ...], role: Role, level: int, fh: SparseFile) -> IfdManifest:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Layout:
+    """What an IFD's structure says about its image: its manifest but for where its segments lie and its geo."""
+
+    shape: tuple[int, int, int]
+    dtype: np.dtype[Any]
+    chunk_shape: tuple[int, int, int]
+    grid: tuple[int, int, int]
+    recipe: Recipe
+    fill_value: int | float | None
+    attrs: dict[str, Any]
+
+
+_LAYOUTS: dict[tuple[Any, ...], _Layout] = {}
+"""Layouts by the structure key of the fast path's pages (:attr:`stackcube.tiff._ifd._Page.key`): the IFDs of a
+collection's files share a handful of structures (a band's full resolution and each overview), so most IFDs skip
+deriving theirs. Emptied when it holds :data:`MAX_LAYOUTS`."""
+MAX_LAYOUTS = 4096
+
+
+def _parse_page(page: Any, path: tuple[int, ...], role: Role, level: int, fh: SparseFile) -> IfdManifest:
     where = f"IFD {'/'.join(map(str, path))}"
+    key = getattr(page, "key", None)  # a tifffile page has none
+    layout = _LAYOUTS.get(key) if key is not None else None
+    if layout is None:
+        layout = _layout(page, where)
+        if key is not None:
+            if len(_LAYOUTS) >= MAX_LAYOUTS:
+                _LAYOUTS.clear()
+            _LAYOUTS[key] = layout
+    nseg = layout.grid[0] * layout.grid[1] * layout.grid[2]
+    offsets = np.asarray(page.dataoffsets, dtype=np.uint64).reshape(-1)
+    lengths = np.asarray(page.databytecounts, dtype=np.uint64).reshape(-1)
+    if offsets.size != nseg or lengths.size != nseg:
+        samples, height, width = layout.shape
+        msg = (
+            f"{where}: expected {nseg} segment offsets and byte counts for {height} x {width} x {samples} in "
+            f"segments of {layout.chunk_shape[1]} x {layout.chunk_shape[2]}, found {offsets.size} offsets and "
+            f"{lengths.size} byte counts"
+        )
+        raise CorruptTiffError(msg)
+    damage = None
+    ends = offsets + lengths
+    if ends.max(initial=0) > fh.size or (ends < offsets).any():  # a segment may lie beyond the end of the file
+        missing = (offsets == 0) | (lengths == 0)
+        beyond = ~missing & ((ends > fh.size) | (ends < offsets))
+        if beyond.any():  # this IFD cannot be read, the others may well be (a COG cut short loses its full resolution)
+            first = int(np.flatnonzero(beyond)[0])
+            damage = (
+                f"{where}: segment {first} at offset {int(offsets[first])} with {int(lengths[first])} bytes ends "
+                f"beyond the end of the file ({fh.size} bytes); the file is truncated or corrupt"
+            )
+    if not (offsets.all() and lengths.all()):  # a missing segment is 0 and 0
+        missing = (offsets == 0) | (lengths == 0)
+        offsets[missing] = 0
+        lengths[missing] = 0
+    return IfdManifest(
+        path=path,
+        role=role,
+        level=level,
+        shape=layout.shape,
+        dtype=layout.dtype,
+        chunk_shape=layout.chunk_shape,
+        offsets=offsets.reshape(layout.grid),
+        lengths=lengths.reshape(layout.grid),
+        recipe=layout.recipe,
+        fill_value=layout.fill_value,
+        geo=_geo(page) if page.is_geotiff else None,
+        attrs=copy.deepcopy(layout.attrs),  # each manifest its own (a colormap is a list)
+        damage=damage,
+    )
+
+
+_GEOS: dict[tuple[Any, ...], Geo] = {}
+"""Georeferencing by the GeoKeys of the fast path's pages (:attr:`stackcube.tiff._ifd._Page.geokey`): a
+collection's files share a few CRSs; only the transform is each file's. Emptied when it holds :data:`MAX_LAYOUTS`."""
+
+
+def _geo(page: Any) -> Geo | None:
+    key = page.geokey if hasattr(page, "geokey") else None  # a tifffile page has none
+    known = _GEOS.get(key) if key is not None else None
+    if known is None:
+        geo = parse_geo(page.geotiff_tags)
+        if key is not None and geo is not None and geo.crs is not None:  # (a CRS that is None warns each time)
+            if len(_GEOS) >= MAX_LAYOUTS:
+                _GEOS.clear()
+            _GEOS[key] = geo
+        return geo
+    return dataclasses.replace(
+        known, transform=transform_of(page.model(), known.raster_type), geokeys=dict(known.geokeys)
+    )
+
+
+def _layout(page: Any, where: str) -> _Layout:
     if page.imagedepth != 1 or page.tiledepth != 1:
         raise UnsupportedTiffError(f"{where}: volumetric images (ImageDepth={page.imagedepth}) are not supported")
     if isinstance(page.bitspersample, tuple):
@@ -301,27 +402,6 @@ def _parse_page(page: tifffile.TiffPage, path: tuple[int, ...], role: Role, leve
     nseg = grid[0] * grid[1] * grid[2]
     if nseg > MAX_SEGMENTS:
         raise CorruptTiffError(f"{where}: {nseg} segments is more than the {MAX_SEGMENTS} stackcube accepts")
-    offsets = np.asarray(page.dataoffsets, dtype=np.uint64).reshape(-1)
-    lengths = np.asarray(page.databytecounts, dtype=np.uint64).reshape(-1)
-    if offsets.size != nseg or lengths.size != nseg:
-        msg = (
-            f"{where}: expected {nseg} segment offsets and byte counts for {height} x {width} x {samples} in "
-            f"segments of {chunk_shape[1]} x {seg_w}, found {offsets.size} offsets and {lengths.size} byte counts"
-        )
-        raise CorruptTiffError(msg)
-    missing = (offsets == 0) | (lengths == 0)
-    ends = offsets + lengths
-    beyond = ~missing & ((ends > fh.size) | (ends < offsets))
-    damage = None
-    if beyond.any():  # this IFD cannot be read, the others may well be (a COG cut short loses its full resolution)
-        first = int(np.flatnonzero(beyond)[0])
-        damage = (
-            f"{where}: segment {first} at offset {int(offsets[first])} with {int(lengths[first])} bytes ends beyond "
-            f"the end of the file ({fh.size} bytes); the file is truncated or corrupt"
-        )
-    offsets[missing] = 0
-    lengths[missing] = 0
-
     recipe = _recipe(
         page,
         samples=samples,
@@ -332,23 +412,14 @@ def _parse_page(page: tifffile.TiffPage, path: tuple[int, ...], role: Role, leve
     )
     dtype, _ = _native(page.dtype)
     nodata_tag = page.tags.get(42113)
-    fill_value = parse_nodata(nodata_tag.value if nodata_tag is not None else None, dtype)
-    attrs = _attrs(page, samples)
-    geo = parse_geo(page.geotiff_tags) if page.is_geotiff else None
-    return IfdManifest(
-        path=path,
-        role=role,
-        level=level,
+    return _Layout(
         shape=(samples, height, width),
         dtype=dtype,
         chunk_shape=chunk_shape,
-        offsets=offsets.reshape(grid),
-        lengths=lengths.reshape(grid),
+        grid=grid,
         recipe=recipe,
-        fill_value=fill_value,
-        geo=geo,
-        attrs=attrs,
-        damage=damage,
+        fill_value=parse_nodata(nodata_tag.value if nodata_tag is not None else None, dtype),
+        attrs=_attrs(page, samples),
     )
 
 
