@@ -7,7 +7,7 @@ Every URL is distinct (``benchmarks.latency_server`` serves one of header_bench'
 10 m band or a Landsat band with overviews, under many names, in its own process, counting requests). Side by
 side in one run: this process reading every header (stackcube's ``read_headers``, 64 in flight), and a
 ``dask.distributed`` LocalCluster of 1 and of 2 worker processes (two threads each) reading them in stackcube's
-batches (``sources._read_on_cluster``, each worker 64 in flight), the cluster started before the clock. The
+batches (``sources._read_on_workers``, each worker 64 in flight), the cluster started before the clock. The
 manifests must be the same. Reported: wall time (median, spread), headers per second, GETs at the server.
 """
 
@@ -33,7 +33,7 @@ def main() -> None:
     from benchmarks.header_bench import FILES, Server, make_cogs
     from stackcube import _sync
     from stackcube.settings import Settings
-    from stackcube.sources import _read_on_cluster, read_headers
+    from stackcube.sources import _read_on_workers, read_headers
 
     cache = Path(tempfile.gettempdir()) / "stackcube-header-bench"
     cache.mkdir(exist_ok=True)
@@ -70,7 +70,7 @@ def main() -> None:
                     record(name, lambda: _sync.run(read_headers(urls, settings)))
                 else:
                     client = clients[1 if "1 worker" in name else 2]
-                    record(name, lambda c=client: _read_on_cluster(c, urls, settings, lambda _: None))
+                    record(name, lambda c=client: _read_on_workers(c, urls, settings, lambda _: None))
         for client in clients.values():
             client.close()
         for cluster in clusters.values():
