@@ -28,7 +28,17 @@ from stackcube.options import OnError
 from stackcube.search import search_again
 from stackcube.settings import Credentials, Settings, current, with_credentials
 from stackcube.sources import Source, check_sources, read_sources
-from stackcube.store import RepoLike, StoredCube, open_repository, read_stored, readonly_session, write_plan
+from stackcube.store import (
+    Appended,
+    RepoLike,
+    StoredCube,
+    append_to,
+    open_repository,
+    read_stored,
+    readonly_session,
+    source_row,
+    write_plan,
+)
 from stackcube.tiff import normalize_href
 
 if TYPE_CHECKING:
@@ -63,6 +73,11 @@ class RefreshReport:
     """1, or more when another writer committed first and the refresh started over."""
     headers_read: int = 0
     """TIFF headers read (only new, changed and forced sources; unchanged ones come from the stored manifests)."""
+    appended: bool = False
+    """True when the commit only appended the new items' time steps (they all came after the cube's last one)."""
+    rewritten: str | None = None
+    """Why the commit rewrote the whole cube instead (a late, changed or removed item, a new band, a grid that
+    grew, ...); None when it appended or committed nothing."""
     notes: tuple[str, ...] = field(default_factory=tuple)
     """The planner's notes."""
 
@@ -88,6 +103,11 @@ class RefreshReport:
         lines = [head_line]
         if not self.dry_run:
             lines.append(f"  headers read: {self.headers_read}")
+        if self.committed:
+            lines.append(
+                "  written: "
+                + ("the new time steps, appended" if self.appended else f"the whole cube ({self.rewritten})")
+            )
         if self.attempts > 1:
             lines.append(f"  another writer committed first; started over {self.attempts - 1} time(s)")
         for label, values in (("added", self.added), ("changed", self.changed), ("removed", self.removed)):
@@ -210,6 +230,25 @@ async def _refresh_once(
         "removed": list(report.removed),
         "failed": list(report.failed),
     }
+    why = _why_not_append(stored.sources, sources, changed, removing=job.remove and bool(gone))
+    if why is None:
+        appended = await asyncio.to_thread(
+            append_to,
+            plan,
+            repository,
+            repo,
+            new=len(sources) - len(stored.sources),
+            branch=job.branch,
+            parent=stored.snapshot_id,
+            message=report.message,
+            tag=job.tag,
+            progress=job.progress,
+            metadata=metadata,
+        )
+        if isinstance(appended, Appended):
+            return dataclasses.replace(report, snapshot_id=str(appended), appended=True)
+        why = appended
+    report = dataclasses.replace(report, rewritten=why)
     _, snapshot = await asyncio.to_thread(
         write_plan,
         plan,
@@ -224,6 +263,22 @@ async def _refresh_once(
         workers=job.workers,
     )
     return dataclasses.replace(report, snapshot_id=snapshot)
+
+
+def _why_not_append(
+    stored: Sequence[Source], sources: Sequence[Source], changed: Sequence[str], *, removing: bool
+) -> str | None:
+    """None when the refresh only adds sources after the stored ones, each stored one as it was (a kept item whose
+    properties or band metadata changed without a new ``updated`` is not: the cube is rewritten with them)."""
+    if changed:
+        return "changed items"
+    if removing:
+        return "removed items"
+    if len(sources) <= len(stored):
+        return "no new source"
+    if any(source_row(a) != source_row(b) for a, b in zip(stored, sources, strict=False)):
+        return "stored items' properties or band metadata changed"
+    return None
 
 
 def refresh_cube(

@@ -227,7 +227,7 @@ def test_two_processes_building_at_once_leave_readable_cubes(storage, nginx, s3,
 
 KILL_AT = {
     "after the repository is created": "stackcube.store.write._start_branch",
-    "while writing references": "stackcube.store.write._set_refs",
+    "while writing references": "stackcube.store.write.set_refs",
     "at the commit": "icechunk.session.Session.commit",
     "after the commit": "stackcube.store.write.save_containers",
 }

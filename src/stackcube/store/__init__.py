@@ -5,11 +5,13 @@ Modules, each importing only the ones before it: ``repo`` (opening or creating a
 containers for exactly the sources' prefixes, credentials, the ``allow`` check), ``layout`` (what a cube stores,
 described once: :class:`CubeMetadata`, :class:`ArrayLayout`, the coordinates of a level, the source table),
 ``coords`` (the coordinates read at open, kept in the array node and opened without reading them), ``write`` (one
-commit per build or refresh) and ``read`` (:class:`Version`, :class:`OpenOptions`, the guarded
+commit per build or refresh), ``append`` (a refresh whose new items come after the cube's last time step: only
+they are written) and ``read`` (:class:`Version`, :class:`OpenOptions`, the guarded
 store, opening a cube, an array or one of its levels, unions included).
 """
 
-from stackcube.store.layout import ArrayLayout, CubeMetadata, Level
+from stackcube.store.append import Appended, append_to
+from stackcube.store.layout import ArrayLayout, CubeMetadata, Level, source_row
 from stackcube.store.read import (
     OpenArgs,
     OpenOptions,
@@ -37,6 +39,7 @@ from stackcube.store.write import check_target, write_plan
 
 __all__ = [
     "ONE_REQUEST",
+    "Appended",
     "ArrayLayout",
     "CubeMetadata",
     "Level",
@@ -46,6 +49,7 @@ __all__ = [
     "RepoLike",
     "StoredCube",
     "Version",
+    "append_to",
     "check_allowed",
     "check_target",
     "container_prefixes",
@@ -58,6 +62,7 @@ __all__ = [
     "read_metadata",
     "read_stored",
     "readonly_session",
+    "source_row",
     "version_not_found",
     "write_plan",
 ]

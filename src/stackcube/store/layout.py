@@ -50,14 +50,20 @@ __all__ = [
     "ROOT",
     "SOURCES",
     "TILES",
+    "TIME_CHUNK",
     "ArrayLayout",
     "CubeMetadata",
     "Level",
+    "coordinate_encoding",
     "data_attrs",
     "data_path",
     "level_dataset",
     "level_path",
+    "SOURCE_CHUNK",
+    "SOURCE_COLUMNS",
+    "TABLE_ENCODING",
     "read_sources_table",
+    "source_row",
     "sources_table",
     "union_tiles",
 ]
@@ -301,6 +307,20 @@ def level_dataset(plan: ArrayPlan) -> xr.Dataset:
     return xr.Dataset(coords=coords)
 
 
+TIME_CHUNK = 1024
+"""Time steps per chunk of a level's coordinates along time (ids, properties, provenance): an append rewrites the
+last chunk of each, not the whole coordinate, and a cube's coordinates are chunked the same however it grew."""
+
+
+def coordinate_encoding(coords: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """How a level's coordinates are chunked: :data:`TIME_CHUNK` steps along time, whole along other dimensions."""
+    return {
+        str(name): {"chunks": tuple(TIME_CHUNK if d == "time" else n for d, n in zip(var.dims, var.shape, strict=True))}
+        for name, var in coords.variables.items()
+        if "time" in var.dims
+    }
+
+
 def data_attrs(plan: ArrayPlan, coord_names: Iterable[str]) -> dict[str, Any]:
     """Attributes of a level's virtual array: CF grid mapping, its coordinates, nodata and scale/offset."""
     attrs: dict[str, Any] = {
@@ -317,25 +337,37 @@ def data_attrs(plan: ArrayPlan, coord_names: Iterable[str]) -> dict[str, Any]:
     return attrs
 
 
+SOURCE_COLUMNS = ("item_id", "asset", "band", "datetime", "href", "etag", "properties", "bands", "fields", "manifest")
+"""The columns of the source table, in order."""
+
+
+def source_row(s: Source) -> tuple[str, ...]:
+    """One source as a row of the source table (:data:`SOURCE_COLUMNS`)."""
+    return (
+        s.item_id,
+        s.asset,
+        s.band,
+        s.datetime.isoformat(),
+        s.manifest.href,
+        s.manifest.etag or "",
+        json.dumps(s.properties, sort_keys=True, default=str),
+        json.dumps([b.to_dict() for b in s.bands]),
+        json.dumps(list(s.fields), default=str),
+        json.dumps(s.manifest.to_dict(), separators=(",", ":")),
+    )
+
+
+SOURCE_CHUNK = 4096
+"""Rows per chunk of the source table: a refresh that appends rows rewrites the last chunk of each column."""
+TABLE_ENCODING = {name: {"chunks": (SOURCE_CHUNK,)} for name in SOURCE_COLUMNS}
+"""How the source table is chunked (the same however many rows it has)."""
+
+
 def sources_table(sources: Sequence[Source]) -> xr.Dataset:
     """The source table: one row per indexed (item, asset), with its TIFF manifest as JSON."""
-
-    def column(values: Iterable[str]) -> tuple[str, np.ndarray]:
-        return ("source", np.array(list(values), dtype=object))
-
+    rows = [source_row(s) for s in sources]
     return xr.Dataset(
-        {
-            "item_id": column(s.item_id for s in sources),
-            "asset": column(s.asset for s in sources),
-            "band": column(s.band for s in sources),
-            "datetime": column(s.datetime.isoformat() for s in sources),
-            "href": column(s.manifest.href for s in sources),
-            "etag": column(s.manifest.etag or "" for s in sources),
-            "properties": column(json.dumps(s.properties, sort_keys=True, default=str) for s in sources),
-            "bands": column(json.dumps([b.to_dict() for b in s.bands]) for s in sources),
-            "fields": column(json.dumps(list(s.fields), default=str) for s in sources),
-            "manifest": column(json.dumps(s.manifest.to_dict(), separators=(",", ":")) for s in sources),
-        },
+        {name: ("source", np.array([row[i] for row in rows], dtype=object)) for i, name in enumerate(SOURCE_COLUMNS)},
         attrs={"description": "every indexed source and its TIFF manifest, so a refresh rereads no unchanged header"},
     )
 

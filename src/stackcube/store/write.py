@@ -33,8 +33,10 @@ from stackcube.store.coords import inline_coordinates
 from stackcube.store.layout import (
     DATA,
     SOURCES,
+    TABLE_ENCODING,
     ArrayLayout,
     CubeMetadata,
+    coordinate_encoding,
     data_attrs,
     level_dataset,
     level_path,
@@ -85,11 +87,11 @@ def write_plan(
     """
     hrefs = {h for a in plan.arrays for h in a.sources.href}  # overview levels read the same sources
     prefixes = container_prefixes(hrefs)
-    accounts = _accounts(plan, prefixes)
+    accounts = accounts_of(plan, prefixes)
     with exclusive(repo):
         repository = open_repository(repo, prefixes=prefixes, create=True, accounts=accounts, settings=settings)
     if tag is not None:
-        _check_tag_is_free(repository, tag, repo)
+        check_tag_is_free(repository, tag, repo)
     created = _start_branch(repository, branch, parent, repo)
     try:
         snapshot = _write(
@@ -129,7 +131,7 @@ def write_plan(
     return repository, snapshot
 
 
-def _accounts(plan: CubePlan, prefixes: list[str]) -> dict[str, str]:
+def accounts_of(plan: CubePlan, prefixes: list[str]) -> dict[str, str]:
     """The Azure storage account of each ``az://`` container prefix, from the sources' manifests; one container
     name on two accounts cannot be told apart by Icechunk, and is refused."""
     accounts: dict[str, str] = {}
@@ -152,7 +154,7 @@ def check_target(repo: RepoLike, *, tag: str | None = None, settings: Settings |
     other things) and a tag it already has, so a build fails in a second instead of after its plan."""
     found = isinstance(repo, icechunk.Repository) or exists(repo, settings)  # refuses what cannot be one
     if found and tag is not None:
-        _check_tag_is_free(open_repository(repo, settings=settings), tag, repo)
+        check_tag_is_free(open_repository(repo, settings=settings), tag, repo)
 
 
 def _start_branch(repository: icechunk.Repository, branch: str, parent: str | None, repo: RepoLike) -> bool:
@@ -196,9 +198,9 @@ def _write(
         if name not in keep:
             del root[name]
     root.attrs.update(CubeMetadata.of(plan, prefixes, accounts).to_attrs())
-    sources_table(plan.sources).to_zarr(session.store, group=SOURCES, **_TO_ZARR)
+    sources_table(plan.sources).to_zarr(session.store, group=SOURCES, encoding=TABLE_ENCODING, **_TO_ZARR)
     total = sum(level.n_chunks for a in plan.arrays for level in a.levels)
-    blocks: list[_Refs] = []
+    blocks: list[Refs] = []
     with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
         for array in plan.arrays:
             datasets = [level_dataset(level) for level in array.levels]
@@ -206,12 +208,12 @@ def _write(
             xr.Dataset(attrs=layout.to_attrs()).to_zarr(session.store, group=array.name, **_TO_ZARR)
             for n, (level, coords) in enumerate(zip(array.levels, datasets, strict=True)):
                 path = level_path(array.name, n)
-                _create_level(session, level, coords, path)
+                create_level(session, level, coords, path)
                 if workers is None:
-                    for refs in _refs(level, path, steps=level.shape[0]):
-                        _set_refs(session.store, refs, advance)
+                    for refs in refs_of(level, path, steps=level.shape[0]):
+                        set_refs(session.store, refs, advance)
                 else:
-                    blocks += _refs(level, path, steps=max(1, BLOCK_REFS // max(1, math.prod(level.shape[1:]))))
+                    blocks += refs_of(level, path, steps=max(1, BLOCK_REFS // max(1, math.prod(level.shape[1:]))))
         arrays = {a.name: a for a in plan.arrays}
         for union in plan.unions:
             for n in range(union.n_levels):
@@ -225,6 +227,22 @@ def _write(
         return _commit_forked(
             repository, session, branch=branch, base=base, message=message, metadata=metadata, tag=tag, lock=lock
         )
+    return commit(repository, session, branch=branch, base=base, message=message, metadata=metadata, tag=tag, lock=lock)
+
+
+def commit(
+    repository: icechunk.Repository,
+    session: icechunk.Session,
+    *,
+    branch: str,
+    base: str,
+    message: str,
+    metadata: dict[str, Any] | None,
+    tag: str | None,
+    lock: Callable[[], AbstractContextManager[None]],
+) -> str:
+    """Commit ``session`` (started at ``base``) on ``branch``, and tag it; a writer that committed first is a
+    :class:`~stackcube.errors.ConcurrentUpdateError`, and nothing of this write is on the branch."""
     try:
         with lock():
             snapshot = session.commit(message, metadata=metadata or None)
@@ -236,7 +254,7 @@ def _write(
     return snapshot
 
 
-def _check_tag_is_free(repository: icechunk.Repository, tag: str, repo: RepoLike) -> None:
+def check_tag_is_free(repository: icechunk.Repository, tag: str, repo: RepoLike) -> None:
     """Refuse, before anything is written, a tag that exists: tags do not move."""
     if tag in repository.list_tags():
         msg = (
@@ -261,9 +279,9 @@ def _tag_or_undo(repository: icechunk.Repository, tag: str, snapshot: str, branc
         raise RepositoryError(msg) from None
 
 
-def _create_level(session: icechunk.Session, level: ArrayPlan, coords: xr.Dataset, path: str) -> None:
+def create_level(session: icechunk.Session, level: ArrayPlan, coords: xr.Dataset, path: str) -> None:
     """A level's coordinates and its data array, without references yet."""
-    coords.to_zarr(session.store, group=path, **_TO_ZARR)
+    coords.to_zarr(session.store, group=path, encoding=coordinate_encoding(coords), **_TO_ZARR)
     node = zarr.open_group(session.store, path=path, mode="r+")
     node.create_array(
         DATA,
@@ -283,7 +301,7 @@ BLOCK_REFS = 250_000
 
 
 @dataclass(frozen=True)
-class _Refs:
+class Refs:
     """The references of some time steps of one level: plain data, shipped to a worker when workers write."""
 
     path: str
@@ -301,11 +319,11 @@ class _Refs:
         return int(np.count_nonzero(self.index >= 0))
 
 
-def _refs(level: ArrayPlan, path: str, *, steps: int) -> list[_Refs]:
-    """A level's references in blocks of ``steps`` time steps."""
+def refs_of(level: ArrayPlan, path: str, *, steps: int, first: int = 0) -> list[Refs]:
+    """A level's references in blocks of ``steps`` time steps, from time step ``first`` on."""
     table = level.sources
     out = []
-    for start in range(0, level.shape[0], steps):
+    for start in range(first, level.shape[0], steps):
         index = level.source_index[start : start + steps]
         used = np.unique(index[index >= 0]).tolist()
         checks = {
@@ -313,14 +331,12 @@ def _refs(level: ArrayPlan, path: str, *, steps: int) -> list[_Refs]:
             for i in used
         }
         out.append(
-            _Refs(
-                path, start, index, level.offsets[start : start + steps], level.lengths[start : start + steps], checks
-            )
+            Refs(path, start, index, level.offsets[start : start + steps], level.lengths[start : start + steps], checks)
         )
     return out
 
 
-def _set_refs(store: Any, refs: _Refs, advance: Callable[[int], object] = lambda n: None) -> None:
+def set_refs(store: Any, refs: Refs, advance: Callable[[int], object] = lambda n: None) -> None:
     """Write one block's references into ``store`` (a session's, or a fork's on a worker), a source at a time."""
     nt, nb, ny, nx = refs.index.shape
     for t in range(nt):
@@ -344,16 +360,16 @@ def _set_refs(store: Any, refs: _Refs, advance: Callable[[int], object] = lambda
                 advance(int(np.count_nonzero(mine)))
 
 
-def _write_block(fork: icechunk.ForkSession, refs: _Refs) -> icechunk.ForkSession:
+def _write_block(fork: icechunk.ForkSession, refs: Refs) -> icechunk.ForkSession:
     """On a worker: one block's references into a fork of the build's session, which goes back to be merged."""
-    _set_refs(fork.store, refs)
+    set_refs(fork.store, refs)
     return fork
 
 
 def _write_on_workers(
     repository: icechunk.Repository,
     session: icechunk.Session,
-    blocks: list[_Refs],
+    blocks: list[Refs],
     workers: Workers,
     advance: Callable[[int], object],
 ) -> icechunk.Session:

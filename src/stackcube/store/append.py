@@ -1,0 +1,231 @@
+"""Appending to a cube: a refresh whose new items all come after the cube's last time step writes only them.
+
+A refresh plans the whole cube again (so what it plans is what a rebuild would); :func:`append_plan` then compares
+that plan with what the branch holds. When every array is the stored one grown along ``time`` - the same levels,
+grid, bands, encoding and attributes, the stored time steps first and unchanged, the same coordinates of the same
+types - it resizes each level's ``data`` and time coordinates, writes the new steps' references and coordinate
+values, appends the new sources' rows to the source table, and commits: what it writes is proportional to the new
+items, not to the cube. Anything else (a late item, a new band, a grid that grew, a union, a new source location)
+returns None before anything is written, and the refresh rewrites the cube as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, cast
+
+import icechunk
+import numpy as np
+import xarray as xr
+import zarr
+
+from stackcube._progress import progress_bar
+from stackcube.cube import CubePlan
+from stackcube.errors import ConcurrentUpdateError, RepositoryError
+from stackcube.plan import DIMS, ArrayPlan
+from stackcube.store.coords import inline_coordinates
+from stackcube.store.layout import (
+    DATA,
+    SOURCES,
+    ArrayLayout,
+    CubeMetadata,
+    data_attrs,
+    level_dataset,
+    level_path,
+    sources_table,
+)
+from stackcube.store.repo import RepoLike, container_prefixes, exclusive, transient
+from stackcube.store.write import accounts_of, check_tag_is_free, commit, refs_of, set_refs
+from stackcube.tiff import TiffSegmentCodec
+
+__all__ = ["Appended", "append_plan", "append_to"]
+
+_APPEND: dict[str, Any] = {"zarr_format": 3, "consolidated": False, "append_dim": "time"}
+
+
+def append_to(
+    plan: CubePlan,
+    repository: icechunk.Repository,
+    repo: RepoLike,
+    *,
+    new: int,
+    branch: str,
+    parent: str,
+    message: str,
+    tag: str | None,
+    progress: bool,
+    metadata: dict[str, Any] | None,
+) -> Appended | str:
+    """:func:`append_plan` on the repository at ``repo`` (which its errors name)."""
+    try:
+        return append_plan(
+            plan,
+            repository,
+            new=new,
+            branch=branch,
+            parent=parent,
+            message=message,
+            tag=tag,
+            progress=progress,
+            metadata=metadata,
+            lock=lambda: exclusive(repo),
+        )
+    except icechunk.IcechunkError as exc:
+        error = RepositoryError(f"appending to the cube in {repo} failed, nothing was committed: {exc.message[:300]}")
+        error.transient = transient(exc)
+        raise error from exc
+
+
+def append_plan(
+    plan: CubePlan,
+    repository: icechunk.Repository,
+    *,
+    new: int,
+    branch: str,
+    parent: str,
+    message: str,
+    tag: str | None,
+    progress: bool,
+    metadata: dict[str, Any] | None,
+    lock: Callable[[], AbstractContextManager[None]],
+) -> Appended | str:
+    """Commit ``plan`` on ``branch`` by appending to the cube at ``parent``; return the snapshot id (an
+    :class:`Appended`), or why the plan is not the stored cube grown along time (a ``str``: nothing was written).
+
+    The last ``new`` of ``plan.sources`` are the sources the cube does not hold yet; the others must be its source
+    table's rows, in its order (as a refresh orders them, :func:`stackcube.refresh._in_stored_order`).
+    """
+    session = repository.writable_session(branch)
+    if session.snapshot_id != parent:
+        msg = f"branch {branch} moved from {parent} to {session.snapshot_id} while this refresh was prepared"
+        raise ConcurrentUpdateError(msg)
+    root = zarr.open_group(session.store, mode="r+")
+    if tag is not None:
+        check_tag_is_free(repository, tag, repository)
+    grown = _grown(plan, root, new)
+    if isinstance(grown, str):
+        return grown
+    total = sum(int(np.count_nonzero(g.level.source_index[g.steps :] >= 0)) for g in grown)
+    with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
+        for g in grown:
+            _append_level(session, root, g, advance)
+    for array in plan.arrays:
+        datasets = [g.coords for g in grown if g.level.name == array.name]
+        cast("zarr.Group", root[array.name]).attrs.put(ArrayLayout.of(array, inline_coordinates(datasets)).to_attrs())
+    sources_table(plan.sources[-new:]).to_zarr(
+        session.store, group=SOURCES, zarr_format=3, consolidated=False, append_dim="source"
+    )
+    return Appended(
+        commit(repository, session, branch=branch, base=parent, message=message, metadata=metadata, tag=tag, lock=lock)
+    )
+
+
+class Appended(str):
+    """The snapshot id of a commit that appended (what :func:`append_plan` returns when it could)."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Grown:
+    """One level of the plan, the time steps the cube holds of it, and its coordinates as a rebuild writes them."""
+
+    level: ArrayPlan
+    path: str
+    steps: int
+    coords: xr.Dataset
+
+
+def _grown(plan: CubePlan, root: zarr.Group, new: int) -> list[_Grown] | str:
+    """Each level of ``plan`` with what the stored cube holds of it, when the plan is the stored cube grown along
+    time (new sources at the end of the table, new time steps after the stored ones); None when it is not."""
+    stored = CubeMetadata.from_attrs(root.attrs)
+    if plan.unions or stored.unions:
+        return "the cube has a union"
+    if not 0 < new <= len(plan.sources):
+        return "no new source"
+    hrefs = {h for a in plan.arrays for h in a.sources.href}
+    prefixes = container_prefixes(hrefs)
+    if CubeMetadata.of(plan, prefixes, accounts_of(plan, prefixes)).to_attrs() != stored.to_attrs():
+        return "other arrays, or sources in a new location"
+    table = cast("zarr.Group", root[SOURCES])
+    if int(cast("zarr.Array[Any]", table["item_id"]).shape[0]) != len(plan.sources) - new:
+        return "the source table is not the plan's"
+    out: list[_Grown] = []
+    for array in plan.arrays:
+        node = cast("zarr.Group", root[array.name])
+        layout = ArrayLayout.from_attrs(node.attrs)
+        if ArrayLayout.of(array).to_attrs() != ArrayLayout(layout.crs, layout.levels).to_attrs():
+            return f"{array.name} has another grid or other levels"
+        for n, level in enumerate(array.levels):
+            path = level_path(array.name, n)
+            coords = level_dataset(level)
+            steps = _stored_steps(cast("zarr.Group", root[path]), level, coords)
+            if isinstance(steps, str):
+                return f"{path}: {steps}"
+            out.append(_Grown(level, path, steps, coords))
+    if not any(g.level.shape[0] > g.steps for g in out):
+        return "no new time step"
+    return out
+
+
+def _stored_steps(group: zarr.Group, level: ArrayPlan, coords: xr.Dataset) -> int | str:
+    """How many time steps the stored level (``group``) has, when ``level`` is it grown along time; else why not."""
+    data = cast("zarr.Array[Any]", group[DATA])
+    steps = int(data.shape[0])
+    if steps > level.shape[0] or tuple(data.shape[1:]) != level.shape[1:]:
+        return "other bands or another extent"
+    if data.metadata.to_dict() != _created(level, data.shape, coords):
+        return "another encoding, chunking, fill value or attributes"
+    if {str(k) for k in group.array_keys()} - {DATA} != {str(k) for k in coords.variables}:
+        return "a coordinate more or less (an item property that appeared, or changed type)"
+    stored = xr.open_zarr(group.store, group=group.path, consolidated=False, zarr_format=3, chunks=None)
+    for name, var in coords.variables.items():
+        have = stored[name].variable
+        if have.dims != var.dims or _kind(have.dtype) != _kind(var.dtype):
+            return f"coordinate {name} changed type or dimensions"
+        if "time" not in var.dims:
+            if not have.equals(var):
+                return f"coordinate {name} changed"
+        elif name == "time" and not np.array_equal(have.values, var.values[:steps]):
+            return "a time step between the stored ones (a late item), or a stored one gone"
+    return steps
+
+
+def _kind(dtype: np.dtype[Any]) -> str:
+    """A dtype's kind, text of any representation (objects, fixed-width, variable-width) one kind."""
+    return "text" if dtype.kind in "OUST" else dtype.kind
+
+
+def _created(level: ArrayPlan, shape: tuple[int, ...], coords: xr.Dataset) -> dict[str, Any]:
+    """The metadata :func:`stackcube.store.write.create_level` gives a level's data array, at ``shape``."""
+    created = zarr.create_array(
+        store=zarr.storage.MemoryStore(),
+        shape=shape,
+        chunks=level.chunks,
+        dtype=level.dtype,
+        fill_value=level.fill_value if level.fill_value is not None else 0,
+        serializer=TiffSegmentCodec(recipe=level.recipe),
+        compressors=None,
+        dimension_names=DIMS,
+        attributes=data_attrs(level, [str(n) for n in coords.coords]),
+    )
+    return cast("dict[str, Any]", created.metadata.to_dict())
+
+
+def _append_level(session: icechunk.Session, root: zarr.Group, grown: _Grown, advance: Callable[[int], object]) -> None:
+    """Grow one level to the plan's time steps: its data array, its references and its time coordinates."""
+    level, path, steps = grown.level, grown.path, grown.steps
+    if level.shape[0] == steps:  # an array the new items do not add to
+        return
+    cast("zarr.Array[Any]", root[f"{path}/{DATA}"]).resize(level.shape)
+    for refs in refs_of(level, path, steps=level.shape[0] - steps, first=steps):
+        set_refs(session.store, refs, advance)
+    along = grown.coords.isel(time=slice(steps, None))
+    along = along.drop_vars([name for name, var in along.variables.items() if "time" not in var.dims])
+    group = cast("zarr.Group", root[path])
+    attrs = dict(group.attrs)  # xarray's append lists only the appended coordinates there: keep them all
+    along.to_zarr(session.store, group=path, **_APPEND)
+    group.attrs.put(attrs)

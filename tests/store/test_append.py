@@ -1,0 +1,147 @@
+"""A refresh whose new items come after the cube's last time step appends them: the same cube as a rebuild from
+scratch (every array's metadata, every coordinate, every reference, the source table), written in proportion to
+the new items; anything else is rewritten as before."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+import pytest
+import zarr
+
+import stackcube
+from stackcube.demo import write_demo_catalog
+from stackcube.store import OpenOptions
+from stackcube.store.read import _session
+
+
+def _items(catalog: str) -> list[pystac.Item]:
+    return sorted(pystac.Catalog.from_file(catalog).get_items(recursive=True), key=lambda i: i.datetime)
+
+
+def _remove(catalog: str, items: list[pystac.Item]) -> None:
+    root = pystac.Catalog.from_file(catalog)
+    for item in items:
+        root.remove_item(item.id)
+    root.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+
+
+def _add(catalog: str, items: list[pystac.Item]) -> None:
+    root = pystac.Catalog.from_file(catalog)
+    for item in items:
+        root.add_item(item.clone())
+    root.normalize_hrefs(str(Path(catalog).parent))
+    root.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+
+
+def _copy_of(item: pystac.Item, item_id: str, when, out: Path, **properties: Any) -> pystac.Item:
+    """Another acquisition of ``item``'s scene: its own copies of the files, at ``when``."""
+    new = item.clone()
+    new.id = item_id
+    new.datetime = when
+    new.properties.update(properties)
+    for asset in new.assets.values():
+        source = Path(asset.get_absolute_href())
+        copy = out / item_id / source.name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, copy)
+        asset.href = str(copy)
+    return new
+
+
+def _tree(repo: Path) -> dict[str, Any]:
+    """Everything a cube holds, as comparable values: every group's attributes, every array's metadata and values
+    (decoded through the virtual references for the data arrays), and where its virtual chunks point."""
+    session, _ = _session(repo, OpenOptions(), None)  # the containers the cube lists, authorized
+    out: dict[str, Any] = {"locations": sorted(session.all_virtual_chunk_locations())}
+    for path, node in zarr.open_group(session.store, mode="r").members(max_depth=None):
+        if isinstance(node, zarr.Group):
+            out[path] = dict(node.attrs)
+            continue
+        out[path] = node.metadata.to_dict()
+        values = np.asarray(node[...])
+        if values.dtype.kind == "M":
+            values = values.astype("int64")
+        out[f"{path}[...]"] = values.astype(object).tolist() if values.dtype.kind in "OTUS" else values.tolist()
+    return out
+
+
+def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
+    assert sorted(got) == sorted(want)
+    for key in want:
+        if isinstance(want[key], list) and want[key] and isinstance(want[key][0], float | list):
+            np.testing.assert_array_equal(np.asarray(got[key], dtype=object), np.asarray(want[key], dtype=object), key)
+        else:
+            assert got[key] == want[key], key
+
+
+@pytest.fixture
+def scenes(tmp_path):
+    """A demo catalog of five dates; the cube is built from the first three."""
+    catalog = write_demo_catalog(tmp_path / "demo", dates=5, size=512)
+    items = _items(catalog)
+    _remove(catalog, items[3:])
+    repo = tmp_path / "cube.icechunk"
+    stackcube.build_cube(catalog, repo=repo, progress=False)
+    return catalog, repo, items
+
+
+def _rebuild(catalog: str, tmp_path: Path) -> dict[str, Any]:
+    repo = tmp_path / "rebuilt.icechunk"
+    stackcube.build_cube(catalog, repo=repo, progress=False)
+    return _tree(repo)
+
+
+def test_new_items_after_the_last_date_are_appended_and_make_the_cube_of_a_rebuild(scenes, tmp_path) -> None:
+    catalog, repo, items = scenes
+    _add(catalog, items[3:])
+    report = stackcube.refresh_cube(repo, progress=False)
+    assert report.committed and report.appended
+    assert report.added == tuple(sorted(i.id for i in items[3:]))
+    assert "written: the new time steps, appended" in str(report)
+    _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
+    again = stackcube.refresh_cube(repo, progress=False)
+    assert not again.committed
+
+
+def test_appends_one_after_another_make_the_cube_of_a_rebuild(scenes, tmp_path) -> None:
+    catalog, repo, items = scenes
+    for item in items[3:]:
+        _add(catalog, [item])
+        assert stackcube.refresh_cube(repo, progress=False).appended
+    _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
+
+
+def test_a_new_item_with_a_new_property_rewrites_the_cube(scenes, tmp_path) -> None:
+    """A property no stored item has becomes a coordinate: the cube is rewritten, and equals a rebuild."""
+    catalog, repo, items = scenes
+    _add(catalog, [_copy_of(items[4], "NEWPROP", items[4].datetime, tmp_path / "copies", **{"s2:tile": "35MNM"})])
+    report = stackcube.refresh_cube(repo, progress=False)
+    assert report.committed and not report.appended
+    _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
+
+
+def test_a_late_item_rewrites_the_cube(scenes, tmp_path) -> None:
+    catalog, repo, items = scenes
+    _add(catalog, [_copy_of(items[1], "LATE", items[1].datetime + timedelta(days=1), tmp_path / "copies")])
+    report = stackcube.refresh_cube(repo, progress=False)
+    assert report.committed and not report.appended
+    _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
+
+
+def test_a_kept_item_whose_properties_changed_rewrites_the_cube(scenes, tmp_path) -> None:
+    """A stored item's cloud cover corrected without a new ``updated``, and a new item: rewritten with both."""
+    catalog, repo, items = scenes
+    root = pystac.Catalog.from_file(catalog)
+    first = next(i for i in root.get_items(recursive=True) if i.id == items[0].id)
+    first.properties["eo:cloud_cover"] = 99.0
+    first.save_object()
+    _add(catalog, items[3:4])
+    report = stackcube.refresh_cube(repo, progress=False)
+    assert report.committed and not report.appended
+    _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
