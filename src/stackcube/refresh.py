@@ -80,6 +80,9 @@ class RefreshReport:
     grew, ...); None when it appended or committed nothing."""
     notes: tuple[str, ...] = field(default_factory=tuple)
     """The planner's notes."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage: reading the cube's description and source table, the search, comparing, reading new
+    headers, planning, writing and committing."""
 
     @property
     def committed(self) -> bool:
@@ -110,6 +113,8 @@ class RefreshReport:
             )
         if self.attempts > 1:
             lines.append(f"  another writer committed first; started over {self.attempts - 1} time(s)")
+        if self.timings:
+            lines.append("  took: " + ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in self.timings.items()))
         for label, values in (("added", self.added), ("changed", self.changed), ("removed", self.removed)):
             lines.extend(f"  {label}: {v}" for v in values)
         lines.extend(f"  failed: {v}" for v in self.failed)
@@ -166,12 +171,15 @@ class _Refresh:
 async def _refresh_once(
     repo: RepoLike, job: _Refresh, force: set[str], cache: dict[tuple[str, str, Any], Source]
 ) -> RefreshReport:
+    clock = _Clock()
     repository, stored = await asyncio.to_thread(_stored, repo, job.branch, job.allow, job.settings)
+    clock.lap("read cube")
     if not stored.metadata.query.catalog:
         msg = f"{repo} was built from items in memory, not a catalog: build it again to add items"
         raise RepositoryError(msg)
     options = dataclasses.replace(stored.metadata.options, on_error=job.on_error)
     q, items = await asyncio.to_thread(search_again, stored.metadata.query, job.settings, job.modifier, job.progress)
+    clock.lap("search")
     chosen, skipped = choose_assets(items, q, options.assets)
 
     previous = {(s.item_id, s.asset): s for s in stored.sources}
@@ -202,8 +210,9 @@ async def _refresh_once(
         kept_removed=not job.remove,
         dry_run=job.dry_run,
     )
+    clock.lap("compare")
     if job.dry_run or not (to_read or (job.remove and gone)):
-        return report
+        return dataclasses.replace(report, timings=clock.laps)
 
     fresh: list[Source] = []
     unread: list[SelectedAsset] = []
@@ -219,8 +228,10 @@ async def _refresh_once(
     for source in read:
         cache[(source.item_id, source.asset, source.properties.get("updated"))] = source
     force.difference_update(s.manifest.href for s in read)
+    clock.lap("headers")
     sources = _in_stored_order([*kept, *fresh, *read, *([] if job.remove else gone)], stored.sources)
     plan = plan_sources(q, sources, options, skipped=skipped, failed=failed)
+    clock.lap("plan")
     notes = plan.notes + _new_bands(stored.sources, sources)
     report = dataclasses.replace(report, failed=plan.failed, notes=notes, headers_read=len(unread))
     metadata = {
@@ -246,7 +257,8 @@ async def _refresh_once(
             metadata=metadata,
         )
         if isinstance(appended, Appended):
-            return dataclasses.replace(report, snapshot_id=str(appended), appended=True)
+            clock.lap("write")
+            return dataclasses.replace(report, snapshot_id=str(appended), appended=True, timings=clock.laps)
         why = appended
     report = dataclasses.replace(report, rewritten=why)
     _, snapshot = await asyncio.to_thread(
@@ -262,7 +274,28 @@ async def _refresh_once(
         settings=job.settings,
         workers=job.workers,
     )
-    return dataclasses.replace(report, snapshot_id=snapshot)
+    clock.lap("write")
+    return dataclasses.replace(report, snapshot_id=snapshot, timings=clock.laps)
+
+
+def _differ(stored: Source, source: Source) -> bool:
+    """Whether ``source`` would be another row of the source table than ``stored`` (a kept source shares the stored
+    one's manifest)."""
+    same_manifest = stored.manifest is source.manifest or stored.manifest.to_dict() == source.manifest.to_dict()
+    return not same_manifest or source_row(stored, manifest=False) != source_row(source, manifest=False)
+
+
+class _Clock:
+    """Wall time per stage of a refresh."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = self.laps.get(stage, 0.0) + now - self._last
+        self._last = now
 
 
 def _why_not_append(
@@ -276,7 +309,7 @@ def _why_not_append(
         return "removed items"
     if len(sources) <= len(stored):
         return "no new source"
-    if any(source_row(a) != source_row(b) for a, b in zip(stored, sources, strict=False)):
+    if any(_differ(a, b) for a, b in zip(stored, sources, strict=False)):
         return "stored items' properties or band metadata changed"
     return None
 

@@ -16,7 +16,7 @@ import zarr
 
 import stackcube
 from stackcube.demo import write_demo_catalog
-from stackcube.store import OpenOptions
+from stackcube.store import OpenOptions, open_repository
 from stackcube.store.read import _session
 
 
@@ -73,15 +73,19 @@ def _tree(repo: Path) -> dict[str, Any]:
 
 def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
     assert sorted(got) == sorted(want)
-    for key in want:
-        if isinstance(want[key], list) and want[key] and isinstance(want[key][0], float | list):
-            np.testing.assert_array_equal(np.asarray(got[key], dtype=object), np.asarray(want[key], dtype=object), key)
+    for key, value in want.items():
+        if isinstance(value, list) and value and isinstance(value[0], float | list):
+            np.testing.assert_array_equal(np.asarray(got[key], dtype=object), np.asarray(value, dtype=object), key)
         else:
-            assert got[key] == want[key], key
+            assert got[key] == value, key
 
 
 @pytest.fixture
 def scenes(tmp_path):
+    return _scenes(tmp_path)
+
+
+def _scenes(tmp_path: Path) -> tuple[str, Path, list[pystac.Item]]:
     """A demo catalog of five dates; the cube is built from the first three."""
     catalog = write_demo_catalog(tmp_path / "demo", dates=5, size=512)
     items = _items(catalog)
@@ -101,7 +105,8 @@ def test_new_items_after_the_last_date_are_appended_and_make_the_cube_of_a_rebui
     catalog, repo, items = scenes
     _add(catalog, items[3:])
     report = stackcube.refresh_cube(repo, progress=False)
-    assert report.committed and report.appended
+    assert report.committed
+    assert report.appended
     assert report.added == tuple(sorted(i.id for i in items[3:]))
     assert "written: the new time steps, appended" in str(report)
     _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
@@ -122,7 +127,8 @@ def test_a_new_item_with_a_new_property_rewrites_the_cube(scenes, tmp_path) -> N
     catalog, repo, items = scenes
     _add(catalog, [_copy_of(items[4], "NEWPROP", items[4].datetime, tmp_path / "copies", **{"s2:tile": "35MNM"})])
     report = stackcube.refresh_cube(repo, progress=False)
-    assert report.committed and not report.appended
+    assert report.committed
+    assert not report.appended
     _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
 
 
@@ -130,7 +136,8 @@ def test_a_late_item_rewrites_the_cube(scenes, tmp_path) -> None:
     catalog, repo, items = scenes
     _add(catalog, [_copy_of(items[1], "LATE", items[1].datetime + timedelta(days=1), tmp_path / "copies")])
     report = stackcube.refresh_cube(repo, progress=False)
-    assert report.committed and not report.appended
+    assert report.committed
+    assert not report.appended
     _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
 
 
@@ -143,5 +150,71 @@ def test_a_kept_item_whose_properties_changed_rewrites_the_cube(scenes, tmp_path
     first.save_object()
     _add(catalog, items[3:4])
     report = stackcube.refresh_cube(repo, progress=False)
-    assert report.committed and not report.appended
+    assert report.committed
+    assert not report.appended
+    _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_an_append_writes_one_manifest_per_array_it_touches_and_split_ones_only_their_last_piece(
+    tmp_path, monkeypatch, split
+) -> None:
+    """Icechunk's manifests, counted: an append writes one per array it adds chunks to (the new steps' data and
+    coordinates, the source table's columns); with the data split along time (one date a piece here) the new
+    level-0 manifest holds only the new date's references, without it the whole array's."""
+    from stackcube.store import layout
+
+    if split:
+        monkeypatch.setattr(layout, "MANIFEST_REFS", 16)  # level 0 of the 10 m array: 16 references a date
+    catalog, repo, items = _scenes(tmp_path)
+    _add(catalog, items[3:4])
+    report = stackcube.refresh_cube(repo, progress=False)
+    assert report.appended
+    repository = open_repository(repo)
+    before = {m.id for m in repository.list_manifest_files(report.previous)}
+    written = [m for m in repository.list_manifest_files(report.snapshot_id) if m.id not in before]
+    touched = repository.diff(from_snapshot_id=report.previous, to_snapshot_id=report.snapshot_id).updated_chunks
+    assert len(written) == len(touched)
+    assert "/EPSG32735_10m/0/data" in touched
+    assert "/sources/manifest" in touched
+    assert len(touched["/EPSG32735_10m/0/data"]) == 16  # the new date: 4 bands x 2 x 2 tiles
+    assert max(m.num_chunk_refs for m in written) == (16 if split else 4 * 16)
+
+
+_KILLED_REFRESH = """
+import os, signal, sys
+import stackcube.store.append as append
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+setattr(append, {"level": "_append_level", "table": "sources_table", "commit": "commit"}[sys.argv[1]], die)
+import stackcube
+stackcube.refresh_cube(sys.argv[2], progress=False)
+"""
+
+
+@pytest.mark.parametrize("stage", ["level", "table", "commit"])
+def test_an_append_killed_leaves_the_branch_where_it_was(scenes, tmp_path, stage) -> None:
+    """SIGKILL while appending (growing a level, appending source rows, at the commit): the branch stays at the
+    snapshot it was, the cube reads as before, and the next refresh appends."""
+    import subprocess
+    import sys
+
+    catalog, repo, items = scenes
+    tip = open_repository(repo).lookup_branch("main")
+    before = stackcube.open_dataarray(repo, "EPSG32735_10m", mask_and_scale=False).load()
+    _add(catalog, items[3:])
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_REFRESH, stage, str(repo)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert open_repository(repo).lookup_branch("main") == tip
+    after = stackcube.open_dataarray(repo, "EPSG32735_10m", mask_and_scale=False).load()
+    assert after.identical(before)
+    report = stackcube.refresh_cube(repo, progress=False)
+    assert report.appended
     _assert_same(_tree(repo), _rebuild(catalog, tmp_path))

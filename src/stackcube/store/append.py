@@ -34,9 +34,10 @@ from stackcube.store.layout import (
     data_attrs,
     level_dataset,
     level_path,
+    manifest_splits,
     sources_table,
 )
-from stackcube.store.repo import RepoLike, container_prefixes, exclusive, transient
+from stackcube.store.repo import RepoLike, container_prefixes, exclusive, transient, with_splits
 from stackcube.store.write import accounts_of, check_tag_is_free, commit, refs_of, set_refs
 from stackcube.tiff import TiffSegmentCodec
 
@@ -97,6 +98,8 @@ def append_plan(
     The last ``new`` of ``plan.sources`` are the sources the cube does not hold yet; the others must be its source
     table's rows, in its order (as a refresh orders them, :func:`stackcube.refresh._in_stored_order`).
     """
+    prefixes = container_prefixes({h for a in plan.arrays for h in a.sources.href})
+    repository = with_splits(repository, manifest_splits(plan), accounts=accounts_of(plan, prefixes))
     session = repository.writable_session(branch)
     if session.snapshot_id != parent:
         msg = f"branch {branch} moved from {parent} to {session.snapshot_id} while this refresh was prepared"
@@ -162,7 +165,8 @@ def _grown(plan: CubePlan, root: zarr.Group, new: int) -> list[_Grown] | str:
         for n, level in enumerate(array.levels):
             path = level_path(array.name, n)
             coords = level_dataset(level)
-            steps = _stored_steps(cast("zarr.Group", root[path]), level, coords)
+            # the levels of an array share its time steps, bands and their fields: their values are checked once
+            steps = _stored_steps(cast("zarr.Group", root[path]), level, coords, values=n == 0)
             if isinstance(steps, str):
                 return f"{path}: {steps}"
             out.append(_Grown(level, path, steps, coords))
@@ -171,8 +175,9 @@ def _grown(plan: CubePlan, root: zarr.Group, new: int) -> list[_Grown] | str:
     return out
 
 
-def _stored_steps(group: zarr.Group, level: ArrayPlan, coords: xr.Dataset) -> int | str:
-    """How many time steps the stored level (``group``) has, when ``level`` is it grown along time; else why not."""
+def _stored_steps(group: zarr.Group, level: ArrayPlan, coords: xr.Dataset, *, values: bool) -> int | str:
+    """How many time steps the stored level (``group``) has, when ``level`` is it grown along time; else why not.
+    With ``values``, also the values of the coordinates that do not grow, and the stored time steps."""
     data = cast("zarr.Array[Any]", group[DATA])
     steps = int(data.shape[0])
     if steps > level.shape[0] or tuple(data.shape[1:]) != level.shape[1:]:
@@ -181,6 +186,8 @@ def _stored_steps(group: zarr.Group, level: ArrayPlan, coords: xr.Dataset) -> in
         return "another encoding, chunking, fill value or attributes"
     if {str(k) for k in group.array_keys()} - {DATA} != {str(k) for k in coords.variables}:
         return "a coordinate more or less (an item property that appeared, or changed type)"
+    if not values:
+        return steps
     stored = xr.open_zarr(group.store, group=group.path, consolidated=False, zarr_format=3, chunks=None)
     for name, var in coords.variables.items():
         have = stored[name].variable

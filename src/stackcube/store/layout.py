@@ -47,6 +47,7 @@ from stackcube.union import UnionPlan
 __all__ = [
     "DATA",
     "INLINE",
+    "MANIFEST_REFS",
     "ROOT",
     "SOURCES",
     "TILES",
@@ -59,6 +60,7 @@ __all__ = [
     "data_path",
     "level_dataset",
     "level_path",
+    "manifest_splits",
     "SOURCE_CHUNK",
     "SOURCE_COLUMNS",
     "TABLE_ENCODING",
@@ -307,6 +309,21 @@ def level_dataset(plan: ArrayPlan) -> xr.Dataset:
     return xr.Dataset(coords=coords)
 
 
+MANIFEST_REFS = 50_000
+"""About how many references one piece of a level's manifest holds (:func:`manifest_splits`)."""
+
+
+def manifest_splits(plan: CubePlan) -> dict[str, int]:
+    """Per level's data array (``/A/0/data``), how many time steps one piece of its manifest holds: about
+    :data:`MANIFEST_REFS` references, whole time steps (a read of one date opens one piece; an append of a few
+    dates rewrites the last piece)."""
+    return {
+        f"/{data_path(array.name, n)}": max(1, MANIFEST_REFS // max(1, math.prod(level.source_index.shape[1:])))
+        for array in plan.arrays
+        for n, level in enumerate(array.levels)
+    }
+
+
 TIME_CHUNK = 1024
 """Time steps per chunk of a level's coordinates along time (ids, properties, provenance): an append rewrites the
 last chunk of each, not the whole coordinate, and a cube's coordinates are chunked the same however it grew."""
@@ -341,9 +358,10 @@ SOURCE_COLUMNS = ("item_id", "asset", "band", "datetime", "href", "etag", "prope
 """The columns of the source table, in order."""
 
 
-def source_row(s: Source) -> tuple[str, ...]:
-    """One source as a row of the source table (:data:`SOURCE_COLUMNS`)."""
-    return (
+def source_row(s: Source, *, manifest: bool = True) -> tuple[str, ...]:
+    """One source as a row of the source table (:data:`SOURCE_COLUMNS`); without ``manifest``, all but the last
+    column (the manifest as JSON, most of a row's cost)."""
+    row = (
         s.item_id,
         s.asset,
         s.band,
@@ -353,8 +371,8 @@ def source_row(s: Source) -> tuple[str, ...]:
         json.dumps(s.properties, sort_keys=True, default=str),
         json.dumps([b.to_dict() for b in s.bands]),
         json.dumps(list(s.fields), default=str),
-        json.dumps(s.manifest.to_dict(), separators=(",", ":")),
     )
+    return (*row, json.dumps(s.manifest.to_dict(), separators=(",", ":"))) if manifest else row
 
 
 SOURCE_CHUNK = 4096

@@ -43,6 +43,7 @@ __all__ = [
     "transient",
     "version_not_found",
     "with_containers",
+    "with_splits",
 ]
 
 type RepoLike = str | os.PathLike[str] | icechunk.Storage | icechunk.Repository
@@ -394,6 +395,30 @@ def save_containers(
         access = _declare(config, missing, known, settings, accounts=accounts or {})  # no caller credential
         _whole_chunk_requests(config)
         repository.reopen(config=config, authorize_virtual_chunk_access=access).save_config()
+
+
+def with_splits(
+    repository: icechunk.Repository,
+    splits: Mapping[str, int],
+    settings: Settings | None = None,
+    accounts: Mapping[str, str] | None = None,
+) -> icechunk.Repository:
+    """``repository`` (reopened in memory, nothing saved) writing the manifest of each array ``splits`` names
+    (``/A/0/data``) in pieces of that many time steps: a commit that appends steps rewrites the last piece, not the
+    array's every reference, and a read of one date opens one piece. Icechunk applies it to what is written next;
+    what a commit does not touch keeps the manifests it has."""
+    if not splits:
+        return repository
+    config = repository.config
+    manifest = config.manifest or icechunk.ManifestConfig()
+    along: Any = icechunk.ManifestSplitDimCondition.DimensionName("^time$")
+    match = icechunk.ManifestSplitCondition.path_matches
+    by_path = {match(f"^{re.escape(path)}$"): {along: steps} for path, steps in splits.items()}
+    manifest.splitting = icechunk.ManifestSplittingConfig.from_dict(by_path)
+    config.manifest = manifest
+    known = list((config.virtual_chunk_containers or {}).keys())
+    access = _declare(config, [], known, settings or current(), accounts=accounts or {})
+    return repository.reopen(config=config, authorize_virtual_chunk_access=access)
 
 
 def with_containers(

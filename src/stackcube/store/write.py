@@ -40,6 +40,7 @@ from stackcube.store.layout import (
     data_attrs,
     level_dataset,
     level_path,
+    manifest_splits,
     sources_table,
     union_tiles,
 )
@@ -52,6 +53,7 @@ from stackcube.store.repo import (
     save_containers,
     transient,
     version_not_found,
+    with_splits,
 )
 from stackcube.tiff import TiffSegmentCodec
 
@@ -90,6 +92,7 @@ def write_plan(
     accounts = accounts_of(plan, prefixes)
     with exclusive(repo):
         repository = open_repository(repo, prefixes=prefixes, create=True, accounts=accounts, settings=settings)
+    repository = with_splits(repository, manifest_splits(plan), settings, accounts)
     if tag is not None:
         check_tag_is_free(repository, tag, repo)
     created = _start_branch(repository, branch, parent, repo)
