@@ -39,8 +39,9 @@ def _add(catalog: str, items: list[pystac.Item]) -> None:
     root.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
 
 
-def _copy_of(item: pystac.Item, item_id: str, when, out: Path, **properties: Any) -> pystac.Item:
-    """Another acquisition of ``item``'s scene: its own copies of the files, at ``when``."""
+def _copy_of(item: pystac.Item, item_id: str, when, catalog: str, **properties: Any) -> pystac.Item:
+    """Another acquisition of ``item``'s scene: its own copies of the files (beside the catalog's), at ``when``."""
+    out = Path(catalog).parent.parent / "data"
     new = item.clone()
     new.id = item_id
     new.datetime = when
@@ -125,19 +126,34 @@ def test_appends_one_after_another_make_the_cube_of_a_rebuild(scenes, tmp_path) 
 def test_a_new_item_with_a_new_property_rewrites_the_cube(scenes, tmp_path) -> None:
     """A property no stored item has becomes a coordinate: the cube is rewritten, and equals a rebuild."""
     catalog, repo, items = scenes
-    _add(catalog, [_copy_of(items[4], "NEWPROP", items[4].datetime, tmp_path / "copies", **{"s2:tile": "35MNM"})])
+    _add(catalog, [_copy_of(items[4], "NEWPROP", items[4].datetime, catalog, **{"s2:tile": "35MNM"})])
     report = stackcube.refresh_cube(repo, progress=False)
     assert report.committed
     assert not report.appended
+    assert str(report.rewritten).startswith("EPSG32735_10m/0: ")  # its coordinates (attributes list them)
     _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
 
 
 def test_a_late_item_rewrites_the_cube(scenes, tmp_path) -> None:
     catalog, repo, items = scenes
-    _add(catalog, [_copy_of(items[1], "LATE", items[1].datetime + timedelta(days=1), tmp_path / "copies")])
+    _add(catalog, [_copy_of(items[1], "LATE", items[1].datetime + timedelta(days=1), catalog)])
     report = stackcube.refresh_cube(repo, progress=False)
     assert report.committed
     assert not report.appended
+    assert "a time step between the stored ones" in str(report.rewritten)
+    _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
+
+
+def test_a_new_time_finer_than_the_stored_time_units_rewrites_the_cube(scenes, tmp_path) -> None:
+    """xarray keeps the demo's times in whole seconds; a new item at half a second past cannot be appended in them
+    (it would be rounded, or written in other units than the array says): the cube is rewritten."""
+    catalog, repo, items = scenes
+    when = items[2].datetime + timedelta(days=30, milliseconds=500)
+    _add(catalog, [_copy_of(items[2], "FINER", when, catalog)])
+    report = stackcube.refresh_cube(repo, progress=False)
+    assert report.committed
+    assert not report.appended
+    assert "finer than the stored time units" in str(report.rewritten)
     _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
 
 

@@ -11,6 +11,7 @@ returns None before anything is written, and the refresh rewrites the cube as be
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import icechunk
 import numpy as np
 import xarray as xr
 import zarr
+from xarray.coding.times import encode_cf_datetime
 
 from stackcube._progress import progress_bar
 from stackcube.cube import CubePlan
@@ -198,7 +200,22 @@ def _stored_steps(group: zarr.Group, level: ArrayPlan, coords: xr.Dataset, *, va
                 return f"coordinate {name} changed"
         elif name == "time" and not np.array_equal(have.values, var.values[:steps]):
             return "a time step between the stored ones (a late item), or a stored one gone"
+    new_times = coords["time"].values[steps:]
+    if not _encodable(new_times, cast("zarr.Array[Any]", group["time"]).attrs):
+        return f"a new time step ({new_times[0]}) is finer than the stored time units"
     return steps
+
+
+def _encodable(times: np.ndarray, attrs: Any) -> bool:
+    """Whether ``times`` are whole numbers of the stored time coordinate's units (xarray chose them from the first
+    dates written: a cube of whole days keeps days, and a new time of 10:30 would need other units)."""
+    units, calendar = str(attrs.get("units", "")), attrs.get("calendar")
+    if not len(times) or " since " not in units:
+        return True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # xarray warns when it must change the units: the answer here
+        _, used, _ = encode_cf_datetime(times, units, calendar, dtype=np.dtype("int64"))
+    return str(used).split(maxsplit=1)[0] == units.split(maxsplit=1)[0]
 
 
 def _kind(dtype: np.dtype[Any]) -> str:
