@@ -26,7 +26,7 @@ STAGES = (
     ("grid",),
     ("plan",),
     ("union",),
-    ("cube",),
+    ("cube", "extend"),
     ("store",),
     ("quicklook",),
     ("api",),

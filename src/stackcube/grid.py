@@ -12,8 +12,9 @@ import functools
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import pyproj
@@ -51,6 +52,16 @@ class GridKey:
     """Samples (bands) per image: one asset contributes this many bands."""
     strip_rows: int = 0
     """For stripped images, the image height (the last strip's size depends on it); 0 for tiles."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form (a cube keeps each array's, so a refresh can place new sources without the old)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GridKey:
+        """Inverse of :meth:`to_dict`."""
+        values: dict[str, Any] = {f.name: tuple(v) if isinstance(v := d[f.name], list) else v for f in fields(cls)}
+        return cls(**values)
 
     def describe(self) -> str:
         """A short human description: ``EPSG:32635 10 m, 1024x1024 tiles, uint16``."""

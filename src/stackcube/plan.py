@@ -35,6 +35,7 @@ from stackcube.tiff import Recipe
 __all__ = [
     "DIMS",
     "ArrayPlan",
+    "Misfit",
     "SourceTable",
     "agreed",
     "band_coords",
@@ -133,6 +134,10 @@ class ArrayPlan:
     """float64 (time, band): added after scaling."""
     unit: str | None = None
     """Unit of the physical values, when every band of every source states the same one."""
+    extent: tuple[float, float, int, int] | None = None
+    """(x, y) of the corner of the sources' tile grid and its (height, width) in pixels, before any bbox clipping:
+    what the next sources placed on this grid must fit in for the array to stay as it is
+    (:func:`build_array`'s ``extent``)."""
     window: tuple[int, int, int, int] | None = None
     """(row start, row stop, column start, column stop) of the exact bbox inside the array, for lazy trimming."""
     mosaic: bool = False
@@ -235,6 +240,10 @@ def band_coords(band_fields: dict[str, tuple[Any, ...]]) -> dict[str, tuple[str,
     return coords
 
 
+class Misfit(Exception):  # noqa: N818 - not an error: a reason to plan the whole cube again
+    """New sources that do not fit a stored array as it is (:func:`build_array` with ``extent``)."""
+
+
 def _time_of(source: Source) -> np.datetime64:
     return np.datetime64(source.datetime.replace(tzinfo=None), "ns")
 
@@ -247,12 +256,18 @@ def build_array(
     *,
     bbox: tuple[float, float, float, float] | None = None,
     overviews: bool = True,
+    extent: tuple[float, float, int, int] | None = None,
+    bands: Sequence[str] | None = None,
 ) -> ArrayPlan | None:
     """Place every source's tiles in one array; None when the bbox misses it entirely.
 
     ``options`` gives the band order (``assets``) and the overlap rule (``overlap``, ``sort_by``). With
     ``overviews``, the sources' internal overviews become the plan's ``overviews`` for as many levels as every
     source has one and they share one tile grid (see :func:`build_overviews`).
+
+    ``extent`` and ``bands`` (an array's :attr:`ArrayPlan.extent` and asset bands) place the sources in that
+    array's grid instead of the one they span: the new time steps of a stored array. Raises :class:`Misfit` when a
+    source lies outside it or brings another band (the array would not stay as it is).
     """
     options = options or CubeOptions()
     first = sources[0].image
@@ -261,7 +276,10 @@ def build_array(
     per_asset = samples // band_chunk
     asked = list(dict.fromkeys(options.assets or []))
     present = list(dict.fromkeys(s.band for s in sources))
-    bands = [b for b in asked if b in present] + [b for b in present if b not in asked]
+    if bands is None:
+        bands = [b for b in asked if b in present] + [b for b in present if b not in asked]
+    elif not set(present) <= set(bands):
+        raise Misfit(f"new bands {sorted(set(present) - set(bands))}")
     band_slot = {b: i * per_asset for i, b in enumerate(bands)}
     # what each source is asked for below, worked out once (sources are many; these are not free)
     stamps = [_time_of(s) for s in sources]
@@ -273,12 +291,15 @@ def build_array(
     base = transforms[0]
     _, rows, cols = key.chunk
     tops = [t.f for t in transforms]
-    origin = (min(t.c for t in transforms), max(tops) if base.e < 0 else min(tops))
+    origin = (min(t.c for t in transforms), max(tops) if base.e < 0 else min(tops)) if extent is None else extent[:2]
     offsets_px = [tile_offset(t, origin, key) for t in transforms]
-    ny = max(r + image.offsets.shape[1] for image, (r, _) in zip(images, offsets_px, strict=True))
-    nx = max(c + image.offsets.shape[2] for image, (_, c) in zip(images, offsets_px, strict=True))
     height = max(r * rows + image.shape[1] for image, (r, _) in zip(images, offsets_px, strict=True))
     width = max(c * cols + image.shape[2] for image, (_, c) in zip(images, offsets_px, strict=True))
+    if extent is not None:
+        if min(min(offset) for offset in offsets_px) < 0 or height > extent[2] or width > extent[3]:
+            raise Misfit("sources beyond the array's grid")
+        height, width = extent[2], extent[3]
+    ny, nx = -(-height // rows), -(-width // cols)  # whole tiles covering every source
 
     grid_shape = (len(times), len(bands) * per_asset, ny, nx)
     source_index = np.full(grid_shape, -1, np.int32)
@@ -330,6 +351,7 @@ def build_array(
         name=name,
         key=key,
         transform=Affine(base.a, 0.0, origin[0], 0.0, base.e, origin[1]),
+        extent=(origin[0], origin[1], height, width),
         shape=(len(times), len(band_names), height, width),
         chunks=(1, band_chunk, rows, cols),
         dtype=first.dtype,

@@ -24,7 +24,9 @@ from stackcube._workers import Workers, resolve_workers
 from stackcube.assets import SelectedAsset, choose_assets
 from stackcube.cube import plan_sources
 from stackcube.errors import ConcurrentUpdateError, RepositoryError
+from stackcube.extend import StoredArray, extend_arrays
 from stackcube.options import OnError
+from stackcube.plan import Misfit
 from stackcube.search import search_again
 from stackcube.settings import Credentials, Settings, current, with_credentials
 from stackcube.sources import Source, check_sources, read_sources
@@ -32,6 +34,7 @@ from stackcube.store import (
     Appended,
     RepoLike,
     StoredCube,
+    append_steps,
     append_to,
     open_repository,
     read_stored,
@@ -230,19 +233,47 @@ async def _refresh_once(
     force.difference_update(s.manifest.href for s in read)
     clock.lap("headers")
     sources = _in_stored_order([*kept, *fresh, *read, *([] if job.remove else gone)], stored.sources)
-    plan = plan_sources(q, sources, options, skipped=skipped, failed=failed)
-    clock.lap("plan")
-    notes = plan.notes + _new_bands(stored.sources, sources)
-    report = dataclasses.replace(report, failed=plan.failed, notes=notes, headers_read=len(unread))
     metadata = {
         "stackcube": "refresh",
         "added": list(report.added),
         "changed": list(report.changed),
         "removed": list(report.removed),
-        "failed": list(report.failed),
+        "failed": list(failed),
     }
+    report = dataclasses.replace(report, failed=tuple(failed), headers_read=len(unread))
     why = _why_not_append(stored.sources, sources, changed, removing=job.remove and bool(gone))
     if why is None:
+        # the usual daily refresh: plan only the new sources, in the arrays as they are, and append them
+        new = sources[len(stored.sources) :]
+        try:
+            arrays = extend_arrays(q, new, options, _stored_arrays(stored))
+        except Misfit as exc:
+            why = str(exc)
+        else:
+            clock.lap("plan")
+            appended = await asyncio.to_thread(
+                append_steps,
+                arrays,
+                new,
+                repository,
+                repo,
+                branch=job.branch,
+                parent=stored.snapshot_id,
+                message=report.message,
+                tag=job.tag,
+                progress=job.progress,
+                metadata=metadata,
+            )
+            if isinstance(appended, Appended):
+                clock.lap("write")
+                return dataclasses.replace(report, snapshot_id=str(appended), appended=True, timings=clock.laps)
+            why = appended
+    plan = plan_sources(q, sources, options, skipped=skipped, failed=failed)
+    clock.lap("plan")
+    report = dataclasses.replace(report, failed=plan.failed, notes=plan.notes + _new_bands(stored.sources, sources))
+    if _why_not_append(stored.sources, sources, changed, removing=job.remove and bool(gone)) is None:
+        # a cube written before arrays kept their grids (the append upgrades it), or new sources the stored arrays
+        # do not hold as they are: the whole plan, appended if it is the stored cube grown along time
         appended = await asyncio.to_thread(
             append_to,
             plan,
@@ -276,6 +307,22 @@ async def _refresh_once(
     )
     clock.lap("write")
     return dataclasses.replace(report, snapshot_id=snapshot, timings=clock.laps)
+
+
+def _stored_arrays(stored: StoredCube) -> dict[str, StoredArray]:
+    """What each stored array keeps of its plan (its bands from the coordinates its node keeps)."""
+    out = {}
+    for name, layout in stored.layouts.items():
+        kept = (layout.coordinates.get("values") or {}).get("band")
+        if not layout.grids or kept is None:
+            continue  # written before arrays kept their grids, or too many bands to keep: a Misfit
+        samples = layout.grids[0][0].samples
+        names = [str(b) for b in kept["values"]]
+        bands = names if samples == 1 else [b.removesuffix("_1") for b in names[::samples]]
+        out[name] = StoredArray(name, layout.grids, tuple(bands))
+    if len(out) != len(stored.layouts):
+        return {}
+    return out
 
 
 def _differ(stored: Source, source: Source) -> bool:

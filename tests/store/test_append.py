@@ -15,6 +15,7 @@ import pytest
 import zarr
 
 import stackcube
+from stackcube import refresh
 from stackcube.demo import write_demo_catalog
 from stackcube.store import OpenOptions, open_repository
 from stackcube.store.read import _session
@@ -102,10 +103,19 @@ def _rebuild(catalog: str, tmp_path: Path) -> dict[str, Any]:
     return _tree(repo)
 
 
-def test_new_items_after_the_last_date_are_appended_and_make_the_cube_of_a_rebuild(scenes, tmp_path) -> None:
+def test_new_items_after_the_last_date_are_appended_and_make_the_cube_of_a_rebuild(
+    scenes, tmp_path, monkeypatch
+) -> None:
+    """The new items are planned alone, in the stored arrays' grids (the cube is not planned again)."""
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the whole cube was planned")
+
     catalog, repo, items = scenes
     _add(catalog, items[3:])
+    monkeypatch.setattr(refresh, "plan_sources", refused)
     report = stackcube.refresh_cube(repo, progress=False)
+    monkeypatch.undo()
     assert report.committed
     assert report.appended
     assert report.added == tuple(sorted(i.id for i in items[3:]))
@@ -233,4 +243,50 @@ def test_an_append_killed_leaves_the_branch_where_it_was(scenes, tmp_path, stage
     assert after.identical(before)
     report = stackcube.refresh_cube(repo, progress=False)
     assert report.appended
+    _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
+
+
+def test_a_scene_beyond_the_arrays_grid_rewrites_the_cube(scenes, tmp_path) -> None:
+    """A new item over the next tiles east: the arrays grow, so the refresh cannot append; the rewrite equals a
+    rebuild (the new dates hold the scene at its place in the wider arrays)."""
+    from stackcube.demo import ORIGIN, _pixels, _write
+
+    catalog, repo, items = scenes
+    moved = _copy_of(items[2], "EAST", items[2].datetime + timedelta(days=30), catalog)
+    for key, asset in moved.assets.items():
+        resolution = 10.0 if key in {"B02", "B03", "B04", "B08"} else 20.0
+        size = int(5120 / resolution)
+        _write(Path(asset.href), _pixels(7, size), resolution, (ORIGIN[0] + 5120.0, ORIGIN[1]), tile=min(256, size))
+        asset.extra_fields["proj:transform"] = [resolution, 0.0, ORIGIN[0] + 5120.0, 0.0, -resolution, ORIGIN[1]]
+    _add(catalog, [moved])
+    report = stackcube.refresh_cube(repo, progress=False)
+    assert report.committed
+    assert not report.appended
+    assert "beyond the array's grid" in str(report.rewritten) or "another grid" in str(report.rewritten)
+    _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
+
+
+def test_a_cube_written_before_arrays_kept_their_grids_is_appended_and_then_keeps_them(scenes, tmp_path) -> None:
+    """A cube whose arrays do not keep their grids (written by an earlier stackcube) is appended from the whole
+    plan, which writes them; the next refresh plans only its new items."""
+    from stackcube.store.layout import GRIDS
+
+    catalog, repo, items = scenes
+    repository = open_repository(repo)
+    session = repository.writable_session("main")
+    root = zarr.open_group(session.store, mode="r+")
+    for name in ("EPSG32735_10m", "EPSG32735_20m"):
+        attrs = dict(root[name].attrs)
+        del attrs[GRIDS]
+        root[name].attrs.put(attrs)
+    session.commit("as an earlier stackcube wrote it")
+    _add(catalog, items[3:4])
+    first = stackcube.refresh_cube(repo, progress=False)
+    assert first.appended
+    upgraded = zarr.open_group(_session(repo, OpenOptions(), None)[0].store, mode="r")
+    assert all(GRIDS in upgraded[name].attrs for name in ("EPSG32735_10m", "EPSG32735_20m"))
+    _add(catalog, items[4:])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(refresh, "plan_sources", lambda *a, **k: pytest.fail("the whole cube was planned"))
+        assert stackcube.refresh_cube(repo, progress=False).appended
     _assert_same(_tree(repo), _rebuild(catalog, tmp_path))

@@ -10,7 +10,7 @@ they are written) and ``read`` (:class:`Version`, :class:`OpenOptions`, the guar
 store, opening a cube, an array or one of its levels, unions included).
 """
 
-from stackcube.store.append import Appended, append_to
+from stackcube.store.append import Appended, append_steps, append_to
 from stackcube.store.layout import ArrayLayout, CubeMetadata, Level, source_row
 from stackcube.store.read import (
     OpenArgs,
@@ -49,6 +49,7 @@ __all__ = [
     "RepoLike",
     "StoredCube",
     "Version",
+    "append_steps",
     "append_to",
     "check_allowed",
     "check_target",

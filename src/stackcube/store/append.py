@@ -11,8 +11,9 @@ returns None before anything is written, and the refresh rewrites the cube as be
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -27,7 +28,8 @@ from stackcube._progress import progress_bar
 from stackcube.cube import CubePlan
 from stackcube.errors import ConcurrentUpdateError, RepositoryError
 from stackcube.plan import DIMS, ArrayPlan
-from stackcube.store.coords import inline_coordinates
+from stackcube.sources import Source
+from stackcube.store.coords import INLINE_MAX, inline_coordinates, jsonable
 from stackcube.store.layout import (
     DATA,
     SOURCES,
@@ -43,7 +45,7 @@ from stackcube.store.repo import RepoLike, container_prefixes, exclusive, transi
 from stackcube.store.write import accounts_of, check_tag_is_free, commit, refs_of, set_refs
 from stackcube.tiff import TiffSegmentCodec
 
-__all__ = ["Appended", "append_plan", "append_to"]
+__all__ = ["Appended", "append_plan", "append_steps", "append_to"]
 
 _APPEND: dict[str, Any] = {"zarr_format": 3, "consolidated": False, "append_dim": "time"}
 
@@ -101,7 +103,7 @@ def append_plan(
     table's rows, in its order (as a refresh orders them, :func:`stackcube.refresh._in_stored_order`).
     """
     prefixes = container_prefixes({h for a in plan.arrays for h in a.sources.href})
-    repository = with_splits(repository, manifest_splits(plan), accounts=accounts_of(plan, prefixes))
+    repository = with_splits(repository, manifest_splits(plan.arrays), accounts=accounts_of(plan, prefixes))
     session = repository.writable_session(branch)
     if session.snapshot_id != parent:
         msg = f"branch {branch} moved from {parent} to {session.snapshot_id} while this refresh was prepared"
@@ -127,6 +129,132 @@ def append_plan(
     )
 
 
+def append_steps(
+    arrays: Sequence[ArrayPlan],
+    new: Sequence[Source],
+    repository: icechunk.Repository,
+    repo: RepoLike,
+    *,
+    branch: str,
+    parent: str,
+    message: str,
+    tag: str | None,
+    progress: bool,
+    metadata: dict[str, Any] | None,
+) -> Appended | str:
+    """Append ``arrays`` - each a stored array's new time steps only (:func:`stackcube.extend.extend_arrays`) -
+    and the ``new`` sources' rows to the cube at ``parent``: the commit's id, or why they cannot be appended (a
+    ``str``: nothing was written). Unlike :func:`append_plan`, nothing here grows with the cube."""
+    try:
+        return _append_steps(
+            arrays,
+            new,
+            repository,
+            branch=branch,
+            parent=parent,
+            message=message,
+            tag=tag,
+            progress=progress,
+            metadata=metadata,
+            lock=lambda: exclusive(repo),
+        )
+    except icechunk.IcechunkError as exc:
+        error = RepositoryError(f"appending to the cube in {repo} failed, nothing was committed: {exc.message[:300]}")
+        error.transient = transient(exc)
+        raise error from exc
+
+
+def _append_steps(
+    arrays: Sequence[ArrayPlan],
+    new: Sequence[Source],
+    repository: icechunk.Repository,
+    *,
+    branch: str,
+    parent: str,
+    message: str,
+    tag: str | None,
+    progress: bool,
+    metadata: dict[str, Any] | None,
+    lock: Callable[[], AbstractContextManager[None]],
+) -> Appended | str:
+    session = repository.writable_session(branch)
+    if session.snapshot_id != parent:
+        msg = f"branch {branch} moved from {parent} to {session.snapshot_id} while this refresh was prepared"
+        raise ConcurrentUpdateError(msg)
+    root = zarr.open_group(session.store, mode="r+")
+    stored = CubeMetadata.from_attrs(root.attrs)
+    if stored.unions:
+        return "the cube has a union"
+    if not all(any(s.manifest.href.startswith(c) for c in stored.containers) for s in new):
+        return "sources in a new location"
+    if tag is not None:
+        check_tag_is_free(repository, tag, repository)
+    grown: list[_Grown] = []
+    for array in arrays:
+        node = cast("zarr.Group", root[array.name])
+        layout = ArrayLayout.from_attrs(node.attrs)
+        planned = ArrayLayout.of(array)
+        if (planned.crs, planned.levels, planned.grids) != (layout.crs, layout.levels, layout.grids):
+            return f"{array.name} has another grid or other levels"
+        for n, level in enumerate(array.levels):
+            path = level_path(array.name, n)
+            coords = level_dataset(level)
+            steps = _stored_steps(cast("zarr.Group", root[path]), level, coords, values=n == 0, delta=True)
+            if isinstance(steps, str):
+                return f"{path}: {steps}"
+            grown.append(_Grown(level, path, steps, coords, delta=True))
+    splits = manifest_splits(arrays)
+    session_repository = with_splits(repository, splits, accounts=stored.accounts)
+    if session_repository is not repository:  # the splits apply to this commit: a session of that repository
+        session = session_repository.writable_session(branch)
+        if session.snapshot_id != parent:
+            msg = f"branch {branch} moved from {parent} to {session.snapshot_id} while this refresh was prepared"
+            raise ConcurrentUpdateError(msg)
+        root = zarr.open_group(session.store, mode="r+")
+    total = sum(level.n_chunks for array in arrays for level in array.levels)
+    with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
+        for g in grown:
+            _append_level(session, root, g, advance)
+    for array in arrays:
+        node = cast("zarr.Group", root[array.name])
+        layout = ArrayLayout.from_attrs(node.attrs)
+        kept = _grow_inline(layout.coordinates, level_dataset(array))
+        node.attrs.put(dataclasses.replace(layout, coordinates=kept).to_attrs())
+    sources_table(new).to_zarr(session.store, group=SOURCES, zarr_format=3, consolidated=False, append_dim="source")
+    return Appended(
+        commit(
+            session_repository,
+            session,
+            branch=branch,
+            base=parent,
+            message=message,
+            metadata=metadata,
+            tag=tag,
+            lock=lock,
+        )
+    )
+
+
+def _grow_inline(kept: Mapping[str, Any], coords: xr.Dataset) -> dict[str, Any]:
+    """The coordinates an array node keeps (:func:`~stackcube.store.coords.inline_coordinates`) with the new time
+    steps' values (``coords``: the new steps of level 0), encoded in the kept units; one that grows beyond
+    :data:`~stackcube.store.coords.INLINE_MAX` values is no longer kept (as a rebuild would not keep it)."""
+    values = dict(kept.get("values") or {})
+    for name, entry in list(values.items()):
+        var = coords.variables.get(name)
+        if var is None or "time" not in var.dims:
+            continue
+        var = var.copy(deep=False)
+        var.encoding = {"units": entry["units"]} if entry.get("units") else {}
+        encoded = xr.conventions.encode_cf_variable(var, name=name)
+        joined = [*entry["values"], *jsonable(np.asarray(encoded.values))]
+        if len(joined) > INLINE_MAX:
+            del values[name]
+        else:
+            values[name] = {"values": joined, "units": entry.get("units")}
+    return {**kept, "values": values}
+
+
 class Appended(str):
     """The snapshot id of a commit that appended (what :func:`append_plan` returns when it could)."""
 
@@ -141,6 +269,8 @@ class _Grown:
     path: str
     steps: int
     coords: xr.Dataset
+    delta: bool = False
+    """Whether ``level`` holds only the new steps (else all of them, the stored first)."""
 
 
 def _grown(plan: CubePlan, root: zarr.Group, new: int) -> list[_Grown] | str:
@@ -162,7 +292,8 @@ def _grown(plan: CubePlan, root: zarr.Group, new: int) -> list[_Grown] | str:
     for array in plan.arrays:
         node = cast("zarr.Group", root[array.name])
         layout = ArrayLayout.from_attrs(node.attrs)
-        if ArrayLayout.of(array).to_attrs() != ArrayLayout(layout.crs, layout.levels).to_attrs():
+        planned = ArrayLayout.of(array)
+        if (planned.crs, planned.levels) != (layout.crs, layout.levels):
             return f"{array.name} has another grid or other levels"
         for n, level in enumerate(array.levels):
             path = level_path(array.name, n)
@@ -177,12 +308,15 @@ def _grown(plan: CubePlan, root: zarr.Group, new: int) -> list[_Grown] | str:
     return out
 
 
-def _stored_steps(group: zarr.Group, level: ArrayPlan, coords: xr.Dataset, *, values: bool) -> int | str:
-    """How many time steps the stored level (``group``) has, when ``level`` is it grown along time; else why not.
-    With ``values``, also the values of the coordinates that do not grow, and the stored time steps."""
+def _stored_steps(
+    group: zarr.Group, level: ArrayPlan, coords: xr.Dataset, *, values: bool, delta: bool = False
+) -> int | str:
+    """How many time steps the stored level (``group``) has, when ``level`` is it grown along time (``delta``:
+    when ``level``'s steps follow the stored ones); else why not. With ``values``, also the values of the
+    coordinates that do not grow, and the stored time steps."""
     data = cast("zarr.Array[Any]", group[DATA])
     steps = int(data.shape[0])
-    if steps > level.shape[0] or tuple(data.shape[1:]) != level.shape[1:]:
+    if (not delta and steps > level.shape[0]) or tuple(data.shape[1:]) != level.shape[1:]:
         return "other bands or another extent"
     if data.metadata.to_dict() != _created(level, data.shape, coords):
         return "another encoding, chunking, fill value or attributes"
@@ -198,9 +332,11 @@ def _stored_steps(group: zarr.Group, level: ArrayPlan, coords: xr.Dataset, *, va
         if "time" not in var.dims:
             if not have.equals(var):
                 return f"coordinate {name} changed"
-        elif name == "time" and not np.array_equal(have.values, var.values[:steps]):
+        elif name == "time" and delta and steps and not have.values[-1] < var.values[0]:
+            return "a time step between the stored ones (a late item)"
+        elif name == "time" and not delta and not np.array_equal(have.values, var.values[:steps]):
             return "a time step between the stored ones (a late item), or a stored one gone"
-    new_times = coords["time"].values[steps:]
+    new_times = coords["time"].values[0 if delta else steps :]
     if not _encodable(new_times, cast("zarr.Array[Any]", group["time"]).attrs):
         return f"a new time step ({new_times[0]}) is finer than the stored time units"
     return steps
@@ -242,12 +378,14 @@ def _created(level: ArrayPlan, shape: tuple[int, ...], coords: xr.Dataset) -> di
 def _append_level(session: icechunk.Session, root: zarr.Group, grown: _Grown, advance: Callable[[int], object]) -> None:
     """Grow one level to the plan's time steps: its data array, its references and its time coordinates."""
     level, path, steps = grown.level, grown.path, grown.steps
-    if level.shape[0] == steps:  # an array the new items do not add to
+    new = level.shape[0] if grown.delta else level.shape[0] - steps
+    if not new:  # an array the new items do not add to
         return
-    cast("zarr.Array[Any]", root[f"{path}/{DATA}"]).resize(level.shape)
-    for refs in refs_of(level, path, steps=level.shape[0] - steps, first=steps):
+    cast("zarr.Array[Any]", root[f"{path}/{DATA}"]).resize((steps + new, *level.shape[1:]))
+    first, at = (0, steps) if grown.delta else (steps, 0)
+    for refs in refs_of(level, path, steps=new, first=first, at=at):
         set_refs(session.store, refs, advance)
-    along = grown.coords.isel(time=slice(steps, None))
+    along = grown.coords if grown.delta else grown.coords.isel(time=slice(steps, None))
     along = along.drop_vars([name for name, var in along.variables.items() if "time" not in var.dims])
     group = cast("zarr.Group", root[path])
     attrs = dict(group.attrs)  # xarray's append lists only the appended coordinates there: keep them all

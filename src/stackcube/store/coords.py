@@ -33,7 +33,7 @@ from stackcube._georef import spatial_coords
 from stackcube._sync import run
 from stackcube.store.layout import DATA, ArrayLayout
 
-__all__ = ["INLINE_MAX", "LevelToOpen", "inline_coordinates", "open_levels"]
+__all__ = ["INLINE_MAX", "LevelToOpen", "inline_coordinates", "jsonable", "open_levels"]
 
 INLINE_MAX = 65_536
 """Most values of one coordinate kept inline (a 4,096-date x 16-band scale table); longer ones are read from their
@@ -53,7 +53,7 @@ def _read_at_open(ds: xr.Dataset | Mapping[str, Any], mask_and_scale: bool = Tru
     return names
 
 
-def _jsonable(values: np.ndarray) -> list[Any]:
+def jsonable(values: np.ndarray) -> list[Any]:
     """Values as JSON (NaN as null: attributes are strict JSON)."""
     return [None if isinstance(v, float) and math.isnan(v) else v for v in values.ravel().tolist()]
 
@@ -71,7 +71,7 @@ def inline_coordinates(levels: Sequence[xr.Dataset]) -> dict[str, Any]:
         first = encoded[0]
         if first.size > INLINE_MAX or any(not e.equals(first) for e in encoded[1:]):  # type: ignore[no-untyped-call]
             continue
-        kept[name] = {"values": _jsonable(np.asarray(first.values)), "units": first.attrs.get("units")}
+        kept[name] = {"values": jsonable(np.asarray(first.values)), "units": first.attrs.get("units")}
     return {"values": kept, "x_y": "spatial:transform"}
 
 

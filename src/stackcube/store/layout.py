@@ -37,6 +37,7 @@ from stackcube._version import __version__
 from stackcube.bands import BandMetadata
 from stackcube.cube import CubePlan
 from stackcube.errors import RepositoryError
+from stackcube.grid import GridKey
 from stackcube.options import CubeOptions
 from stackcube.plan import DIMS, ArrayPlan, band_coords
 from stackcube.search import Query
@@ -46,6 +47,7 @@ from stackcube.union import UnionPlan
 
 __all__ = [
     "DATA",
+    "GRIDS",
     "INLINE",
     "MANIFEST_REFS",
     "ROOT",
@@ -80,6 +82,8 @@ TILES = ("tiles", "sources")
 """The arrays of a union level's node (:func:`union_tiles`)."""
 INLINE = "stackcube:coordinates"
 """Key of the array node's attribute that keeps the coordinates read at open (:mod:`stackcube.store.coords`)."""
+GRIDS = "stackcube:grids"
+"""Key of the array node's attribute that keeps each level's GridKey and extent (:attr:`ArrayLayout.grids`)."""
 
 
 def level_path(array: str, level: int) -> str:
@@ -218,6 +222,9 @@ class ArrayLayout:
     coordinates: Mapping[str, Any] = field(default_factory=dict)
     """The coordinates its levels share that a reader decodes at open, kept here so that opening reads none
     (:func:`stackcube.store.coords.inline_coordinates`; {} for a cube written before)."""
+    grids: tuple[tuple[GridKey, tuple[float, float, int, int]], ...] = ()
+    """Per level, the GridKey its sources share and its :attr:`~stackcube.plan.ArrayPlan.extent`: what a refresh
+    needs to place new sources in it without the stored ones (empty for a cube written before)."""
 
     @classmethod
     def of(cls, plan: ArrayPlan, coordinates: Mapping[str, Any] | None = None) -> Self:
@@ -226,6 +233,7 @@ class ArrayLayout:
             crs=plan.crs,
             levels=tuple(Level(p.transform, (p.shape[2], p.shape[3])) for p in plan.levels),
             coordinates=dict(coordinates or {}),
+            grids=tuple((p.key, p.extent) for p in plan.levels if p.extent is not None),
         )
 
     def to_attrs(self) -> dict[str, Any]:
@@ -252,6 +260,7 @@ class ArrayLayout:
             "spatial:dimensions": ["y", "x"],
             **crs,
             **({INLINE: dict(self.coordinates)} if self.coordinates else {}),
+            **({GRIDS: [{"key": k.to_dict(), "extent": list(e)} for k, e in self.grids]} if self.grids else {}),
         }
 
     @classmethod
@@ -268,7 +277,13 @@ class ArrayLayout:
             crs=str(attrs.get("proj:code") or attrs.get("proj:wkt2") or ""),
             levels=levels,
             coordinates=dict(attrs.get(INLINE) or {}),
+            grids=tuple((GridKey.from_dict(g["key"]), _extent(g["extent"])) for g in attrs.get(GRIDS) or ()),
         )
+
+
+def _extent(values: Sequence[Any]) -> tuple[float, float, int, int]:
+    x, y, height, width = values
+    return float(x), float(y), int(height), int(width)
 
 
 def level_dataset(plan: ArrayPlan) -> xr.Dataset:
@@ -313,13 +328,13 @@ MANIFEST_REFS = 50_000
 """About how many references one piece of a level's manifest holds (:func:`manifest_splits`)."""
 
 
-def manifest_splits(plan: CubePlan) -> dict[str, int]:
+def manifest_splits(arrays: Sequence[ArrayPlan]) -> dict[str, int]:
     """Per level's data array (``/A/0/data``), how many time steps one piece of its manifest holds: about
     :data:`MANIFEST_REFS` references, whole time steps (a read of one date opens one piece; an append of a few
     dates rewrites the last piece)."""
     return {
         f"/{data_path(array.name, n)}": max(1, MANIFEST_REFS // max(1, math.prod(level.source_index.shape[1:])))
-        for array in plan.arrays
+        for array in arrays
         for n, level in enumerate(array.levels)
     }
 

@@ -11,7 +11,7 @@ import json
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Self, TypedDict, cast
 from urllib.parse import urlparse
@@ -355,16 +355,20 @@ class StoredCube:
     """The search, options, arrays and unions."""
     sources: tuple[Source, ...]
     """Every indexed source with its manifest."""
+    layouts: dict[str, ArrayLayout] = field(default_factory=dict)
+    """What each array's node says (its levels, grids and kept coordinates)."""
 
 
 def read_stored(session: icechunk.Session, repo: RepoLike | None = None) -> StoredCube:
-    """Read a cube's description and source table from a session (no source is touched); ``repo`` names the
-    repository in errors."""
+    """Read a cube's description, its arrays' layouts and its source table from a session (no source is touched);
+    ``repo`` names the repository in errors."""
     root = _root(session, repo if repo is not None else "this repository")
+    metadata = CubeMetadata.from_attrs(root.attrs)
     return StoredCube(
         snapshot_id=session.snapshot_id,
-        metadata=CubeMetadata.from_attrs(root.attrs),
+        metadata=metadata,
         sources=read_sources_table(root),
+        layouts={name: ArrayLayout.from_attrs(cast("zarr.Group", root[name]).attrs) for name in metadata.arrays},
     )
 
 

@@ -92,7 +92,7 @@ def write_plan(
     accounts = accounts_of(plan, prefixes)
     with exclusive(repo):
         repository = open_repository(repo, prefixes=prefixes, create=True, accounts=accounts, settings=settings)
-    repository = with_splits(repository, manifest_splits(plan), settings, accounts)
+    repository = with_splits(repository, manifest_splits(plan.arrays), settings, accounts)
     if tag is not None:
         check_tag_is_free(repository, tag, repo)
     created = _start_branch(repository, branch, parent, repo)
@@ -322,8 +322,9 @@ class Refs:
         return int(np.count_nonzero(self.index >= 0))
 
 
-def refs_of(level: ArrayPlan, path: str, *, steps: int, first: int = 0) -> list[Refs]:
-    """A level's references in blocks of ``steps`` time steps, from time step ``first`` on."""
+def refs_of(level: ArrayPlan, path: str, *, steps: int, first: int = 0, at: int = 0) -> list[Refs]:
+    """A level's references in blocks of ``steps`` time steps, from time step ``first`` on, written ``at`` steps
+    further along the stored array (after its stored steps, when ``level`` holds only new ones)."""
     table = level.sources
     out = []
     for start in range(first, level.shape[0], steps):
@@ -334,7 +335,14 @@ def refs_of(level: ArrayPlan, path: str, *, steps: int, first: int = 0) -> list[
             for i in used
         }
         out.append(
-            Refs(path, start, index, level.offsets[start : start + steps], level.lengths[start : start + steps], checks)
+            Refs(
+                path,
+                at + start,
+                index,
+                level.offsets[start : start + steps],
+                level.lengths[start : start + steps],
+                checks,
+            )
         )
     return out
 
