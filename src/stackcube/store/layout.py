@@ -324,7 +324,7 @@ def level_dataset(plan: ArrayPlan) -> xr.Dataset:
     return xr.Dataset(coords=coords)
 
 
-MANIFEST_REFS = 50_000
+MANIFEST_REFS = 20_000
 """About how many references one piece of a level's manifest holds (:func:`manifest_splits`)."""
 
 
