@@ -285,7 +285,8 @@ def test_two_refreshes_at_once_both_finish_and_every_item_lands_once(nginx, s3, 
     name = "concurrent-s2"
     repo = f"s3://{s3.repos_bucket}/cubes/concurrent"
     with run_proxy(nginx.url) as sources:
-        twins = _twins(nginx, sources.url, name)
+        # the new items come after the cube's last date: the refresh that wins appends them
+        twins = sorted(_twins(nginx, sources.url, name), key=lambda t: t["properties"]["datetime"])
         catalog = tmp_path / "items.json"  # a static ItemCollection file the refreshes search again
         catalog.write_text(json.dumps({"type": "FeatureCollection", "features": twins[:9]}))
         stackcube.build_cube(str(catalog), assets=ASSETS, repo=repo, progress=False)
@@ -309,6 +310,7 @@ def test_two_refreshes_at_once_both_finish_and_every_item_lands_once(nginx, s3, 
     loser = next(r for r in reports.values() if not r.committed)
     assert loser.attempts == 2
     assert committed[0].added == tuple(sorted(t["id"] for t in twins[9:]))
+    assert committed[0].appended
     data = stackcube.open_dataarray(repo, mask_and_scale=False)
     ids = data.id.values.tolist()
     assert sorted(ids) == sorted(t["id"] for t in twins)  # every item, once
