@@ -29,17 +29,19 @@ from stackcube.options import OnError
 from stackcube.plan import Misfit
 from stackcube.search import search_again
 from stackcube.settings import Credentials, Settings, current, with_credentials
-from stackcube.sources import Source, check_sources, read_sources
+from stackcube.sources import Source, check_sources, read_sources, stac_digest
 from stackcube.store import (
     Appended,
     RepoLike,
     StoredCube,
+    StoredRow,
     append_steps,
     append_to,
     open_repository,
     read_stored,
     readonly_session,
     source_row,
+    updated_of,
     write_plan,
 )
 from stackcube.tiff import normalize_href
@@ -125,11 +127,11 @@ class RefreshReport:
         return "\n".join(lines)
 
 
-def _unchanged(previous: Source, asset: SelectedAsset, force: set[str]) -> bool:
+def _unchanged(previous: StoredRow, asset: SelectedAsset, force: set[str]) -> bool:
     return (
-        previous.manifest.href == normalize_href(asset.href)
-        and previous.manifest.href not in force
-        and previous.properties.get("updated") == asset.item.properties.get("updated")
+        previous.href == normalize_href(asset.href)
+        and previous.href not in force
+        and previous.updated == updated_of(asset.item.properties)
     )
 
 
@@ -140,7 +142,7 @@ def _in_stored_order(sources: Sequence[Source], stored: Sequence[Source]) -> lis
     return sorted(sources, key=lambda s: position.get((s.item_id, s.asset), len(position)))
 
 
-def _new_bands(stored: Sequence[Source], sources: Sequence[Source]) -> tuple[str, ...]:
+def _new_bands(stored: Sequence[StoredRow], sources: Sequence[Source]) -> tuple[str, ...]:
     """A note naming the bands a refresh adds (after the cube's own)."""
     known = {s.band for s in stored}
     new = list(dict.fromkeys(s.band for s in sources if s.band not in known))
@@ -185,15 +187,15 @@ async def _refresh_once(
     clock.lap("search")
     chosen, skipped = choose_assets(items, q, options.assets)
 
-    previous = {(s.item_id, s.asset): s for s in stored.sources}
-    kept: list[Source] = []
+    previous = {(r.item_id, r.asset): r for r in stored.rows}
+    same: list[tuple[StoredRow, SelectedAsset]] = []  # stored sources the search found unchanged
     to_read: list[SelectedAsset] = []
     added: set[str] = set()
     changed: list[str] = []
     for asset in chosen:
         before = previous.get((asset.item.id, asset.key))
         if before is not None and _unchanged(before, asset, force):
-            kept.append(Source.of(asset, before.manifest, options))
+            same.append((before, asset))
             continue
         if before is None:
             added.add(asset.item.id)
@@ -201,8 +203,8 @@ async def _refresh_once(
             changed.append(f"{asset.item.id}/{asset.key}")
         to_read.append(asset)
     found = {(a.item.id, a.key) for a in chosen}
-    gone = [s for key, s in previous.items() if key not in found]
-    removed = sorted({s.item_id for s in gone} - {a.item.id for a in chosen})
+    gone_rows = [r for key, r in previous.items() if key not in found]
+    removed = sorted({r.item_id for r in gone_rows} - {a.item.id for a in chosen})
     report = RefreshReport(
         branch=job.branch,
         previous=stored.snapshot_id,
@@ -214,7 +216,8 @@ async def _refresh_once(
         dry_run=job.dry_run,
     )
     clock.lap("compare")
-    if job.dry_run or not (to_read or (job.remove and gone)):
+    removing = job.remove and bool(gone_rows)
+    if job.dry_run or not (to_read or removing):
         return dataclasses.replace(report, timings=clock.laps)
 
     fresh: list[Source] = []
@@ -232,7 +235,6 @@ async def _refresh_once(
         cache[(source.item_id, source.asset, source.properties.get("updated"))] = source
     force.difference_update(s.manifest.href for s in read)
     clock.lap("headers")
-    sources = _in_stored_order([*kept, *fresh, *read, *([] if job.remove else gone)], stored.sources)
     metadata = {
         "stackcube": "refresh",
         "added": list(report.added),
@@ -241,10 +243,11 @@ async def _refresh_once(
         "failed": list(failed),
     }
     report = dataclasses.replace(report, failed=tuple(failed), headers_read=len(unread))
-    why = _why_not_append(stored.sources, sources, changed, removing=job.remove and bool(gone))
+    new = [*fresh, *read]  # after the stored sources, in this order (as _in_stored_order places them)
+    why = _why_not_extend(same, new, changed, removing=removing)
     if why is None:
-        # the usual daily refresh: plan only the new sources, in the arrays as they are, and append them
-        new = sources[len(stored.sources) :]
+        # the usual daily refresh: plan only the new sources, in the arrays as they are, and append them; the
+        # stored sources' manifests are not even read
         try:
             arrays = extend_arrays(q, new, options, _stored_arrays(stored))
         except Misfit as exc:
@@ -268,10 +271,15 @@ async def _refresh_once(
                 clock.lap("write")
                 return dataclasses.replace(report, snapshot_id=str(appended), appended=True, timings=clock.laps)
             why = appended
+    # the whole cube: the stored sources made again from their manifests, planned with the new ones
+    by_key = {(s.item_id, s.asset): s for s in stored.sources}
+    kept = [Source.of(asset, by_key[(r.item_id, r.asset)].manifest, options) for r, asset in same]
+    gone = [by_key[(r.item_id, r.asset)] for r in gone_rows]
+    sources = _in_stored_order([*kept, *fresh, *read, *([] if job.remove else gone)], stored.sources)
     plan = plan_sources(q, sources, options, skipped=skipped, failed=failed)
     clock.lap("plan")
-    report = dataclasses.replace(report, failed=plan.failed, notes=plan.notes + _new_bands(stored.sources, sources))
-    if _why_not_append(stored.sources, sources, changed, removing=job.remove and bool(gone)) is None:
+    report = dataclasses.replace(report, failed=plan.failed, notes=plan.notes + _new_bands(stored.rows, sources))
+    if _why_not_append(stored.sources, sources, changed, removing=removing) is None:
         # a cube written before arrays kept their grids (the append upgrades it), or new sources the stored arrays
         # do not hold as they are: the whole plan, appended if it is the stored cube grown along time
         appended = await asyncio.to_thread(
@@ -323,6 +331,25 @@ def _stored_arrays(stored: StoredCube) -> dict[str, StoredArray]:
     if len(out) != len(stored.layouts):
         return {}
     return out
+
+
+def _why_not_extend(
+    same: Sequence[tuple[StoredRow, SelectedAsset]], new: Sequence[Source], changed: Sequence[str], *, removing: bool
+) -> str | None:
+    """None when the refresh only adds sources and every stored one the search found is as it was: the same STAC
+    item and asset (:func:`~stackcube.sources.stac_digest`; a kept item whose properties or band metadata changed
+    without a new ``updated`` is not, and the cube is rewritten with them)."""
+    if changed:
+        return "changed items"
+    if removing:
+        return "removed items"
+    if not new:
+        return "no new source"
+    if any(not row.digest for row, _ in same):
+        return "a source table written before stackcube kept digests"
+    if any(row.digest != stac_digest(asset) for row, asset in same):
+        return "stored items' properties or band metadata changed"
+    return None
 
 
 def _differ(stored: Source, source: Source) -> bool:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,7 +49,7 @@ from stackcube.tiff import (
     same_etag,
 )
 
-__all__ = ["Source", "SourceCheck", "check_sources", "compare", "item_datetime", "read_sources"]
+__all__ = ["Source", "SourceCheck", "check_sources", "compare", "item_datetime", "read_sources", "stac_digest"]
 
 
 def item_datetime(item: pystac.Item) -> datetime:
@@ -59,6 +61,15 @@ def item_datetime(item: pystac.Item) -> datetime:
         msg = f"item {item.id} has neither datetime nor start_datetime"
         raise NothingFoundError(msg)
     return start
+
+
+def stac_digest(asset: SelectedAsset) -> str:
+    """A digest of what STAC says of an (item, asset) that a source is made of - the item's properties and the
+    asset's fields, not its href (which a signing modifier changes on every search): equal digests and equal
+    files make equal sources, so a refresh can keep a stored source without making it again."""
+    fields = {k: v for k, v in asset.item.assets[asset.key].to_dict().items() if k != "href"}
+    text = json.dumps([asset.item.properties, fields, asset.band], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +96,8 @@ class Source:
     """0 for the full-resolution image, n for its n-th internal overview."""
     fields: tuple[dict[str, Any], ...] = ()
     """What the asset says about each band (title, gsd, common name, wavelengths, proj:*), per sample."""
+    digest: str = ""
+    """:func:`stac_digest` of the item and asset it was made from ("" when not known: read from an older cube)."""
 
     def __repr__(self) -> str:
         at = f", level {self.level}" if self.level else ""
@@ -119,6 +132,7 @@ class Source:
             bands=bands,
             conflicts=conflicts,
             fields=band_fields(asset.item.assets[asset.key]),
+            digest=stac_digest(asset),
         )
 
     @property

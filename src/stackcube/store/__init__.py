@@ -11,7 +11,7 @@ store, opening a cube, an array or one of its levels, unions included).
 """
 
 from stackcube.store.append import Appended, append_steps, append_to
-from stackcube.store.layout import ArrayLayout, CubeMetadata, Level, source_row
+from stackcube.store.layout import ArrayLayout, CubeMetadata, Level, StoredRow, source_row, updated_of
 from stackcube.store.read import (
     OpenArgs,
     OpenOptions,
@@ -48,6 +48,7 @@ __all__ = [
     "ReadArgs",
     "RepoLike",
     "StoredCube",
+    "StoredRow",
     "Version",
     "append_steps",
     "append_to",
@@ -64,6 +65,7 @@ __all__ = [
     "read_stored",
     "readonly_session",
     "source_row",
+    "updated_of",
     "version_not_found",
     "write_plan",
 ]

@@ -64,10 +64,14 @@ __all__ = [
     "level_path",
     "manifest_splits",
     "SOURCE_CHUNK",
+    "ROW_COLUMNS",
     "SOURCE_COLUMNS",
+    "StoredRow",
     "TABLE_ENCODING",
+    "read_source_rows",
     "read_sources_table",
     "source_row",
+    "updated_of",
     "sources_table",
     "union_tiles",
 ]
@@ -369,7 +373,10 @@ def data_attrs(plan: ArrayPlan, coord_names: Iterable[str]) -> dict[str, Any]:
     return attrs
 
 
-SOURCE_COLUMNS = ("item_id", "asset", "band", "datetime", "href", "etag", "properties", "bands", "fields", "manifest")
+SOURCE_COLUMNS = (
+    *("item_id", "asset", "band", "datetime", "href", "etag", "properties", "bands", "fields", "updated", "digest"),
+    "manifest",
+)
 """The columns of the source table, in order."""
 
 
@@ -386,8 +393,51 @@ def source_row(s: Source, *, manifest: bool = True) -> tuple[str, ...]:
         json.dumps(s.properties, sort_keys=True, default=str),
         json.dumps([b.to_dict() for b in s.bands]),
         json.dumps(list(s.fields), default=str),
+        updated_of(s.properties),
+        s.digest,
     )
     return (*row, json.dumps(s.manifest.to_dict(), separators=(",", ":"))) if manifest else row
+
+
+def updated_of(properties: Mapping[str, Any]) -> str:
+    """An item's STAC ``updated`` as the source table keeps it ("" when it has none)."""
+    value = properties.get("updated")
+    return "" if value is None else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """What a refresh compares of a stored source, read without its manifest and properties."""
+
+    item_id: str
+    asset: str
+    band: str
+    href: str
+    updated: str
+    """The item's STAC ``updated`` ("" when none)."""
+    digest: str
+    """:func:`stackcube.sources.stac_digest` of what it was made from ("" in a cube written before)."""
+
+
+ROW_COLUMNS = ("item_id", "asset", "band", "href", "updated", "digest")
+"""The source table's columns a :class:`StoredRow` holds."""
+
+
+def read_source_rows(root: zarr.Group) -> tuple[StoredRow, ...]:
+    """The source table's rows without manifests and properties (what a refresh compares), in order; a cube
+    written before the ``updated`` and ``digest`` columns has theirs from the properties, and no digest."""
+    if SOURCES not in root.group_keys():
+        return ()
+    node = cast("zarr.Group", root[SOURCES])
+    present = set(node.array_keys())
+    columns = {name: np.asarray(cast("Any", node[name])[...]) for name in ROW_COLUMNS if name in present}
+    count = len(columns.get("item_id", []))
+    if "updated" not in columns:
+        properties = np.asarray(cast("Any", node["properties"])[...])
+        columns["updated"] = np.array([updated_of(json.loads(str(p))) for p in properties], dtype=object)
+    if "digest" not in columns:
+        columns["digest"] = np.full(count, "", dtype=object)
+    return tuple(StoredRow(*(str(columns[name][i]) for name in ROW_COLUMNS)) for i in range(count))
 
 
 SOURCE_CHUNK = 4096
@@ -423,6 +473,7 @@ def read_sources_table(root: zarr.Group) -> tuple[Source, ...]:
             if "bands" in columns
             else (),
             fields=tuple(json.loads(str(columns["fields"][i]))) if "fields" in columns else (),
+            digest=str(columns["digest"][i]) if "digest" in columns else "",
         )
         for i in range(len(columns.get("item_id", [])))
     )

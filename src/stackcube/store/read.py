@@ -7,6 +7,7 @@ source (matched by its error kind) into :class:`~stackcube.errors.SourceChangedE
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import time
@@ -46,8 +47,10 @@ from stackcube.store.layout import (
     TILES,
     ArrayLayout,
     CubeMetadata,
+    StoredRow,
     data_path,
     level_path,
+    read_source_rows,
     read_sources_table,
 )
 from stackcube.store.repo import (
@@ -345,7 +348,7 @@ def read_metadata(repo: RepoLike, version: Version = Version(), *, settings: Set
     return CubeMetadata.from_attrs(_root(session, repo).attrs)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class StoredCube:
     """What a committed cube says about how it was made: enough to refresh it without restating anything."""
 
@@ -353,22 +356,32 @@ class StoredCube:
     """The snapshot this was read from."""
     metadata: CubeMetadata
     """The search, options, arrays and unions."""
-    sources: tuple[Source, ...]
-    """Every indexed source with its manifest."""
+    rows: tuple[StoredRow, ...] = ()
+    """Every indexed source as a refresh compares it (without its manifest), in the table's order."""
     layouts: dict[str, ArrayLayout] = field(default_factory=dict)
     """What each array's node says (its levels, grids and kept coordinates)."""
+    root: zarr.Group | None = field(default=None, repr=False, compare=False)
+    """The cube's root group, from which :attr:`sources` are read when first asked for."""
+
+    @functools.cached_property
+    def sources(self) -> tuple[Source, ...]:
+        """Every indexed source with its manifest, read on first use (the manifests are most of the table: a refresh
+        that only appends never reads them)."""
+        return read_sources_table(self.root) if self.root is not None else ()
 
 
 def read_stored(session: icechunk.Session, repo: RepoLike | None = None) -> StoredCube:
-    """Read a cube's description, its arrays' layouts and its source table from a session (no source is touched);
-    ``repo`` names the repository in errors."""
+    """Read a cube's description, its arrays' layouts and its source table's rows from a session (no source is
+    touched; the sources' manifests when :attr:`StoredCube.sources` is first used); ``repo`` names the repository
+    in errors."""
     root = _root(session, repo if repo is not None else "this repository")
     metadata = CubeMetadata.from_attrs(root.attrs)
     return StoredCube(
         snapshot_id=session.snapshot_id,
         metadata=metadata,
-        sources=read_sources_table(root),
+        rows=read_source_rows(root),
         layouts={name: ArrayLayout.from_attrs(cast("zarr.Group", root[name]).attrs) for name in metadata.arrays},
+        root=root,
     )
 
 
