@@ -2,6 +2,9 @@
 
     python -m benchmarks.cube_bench                   # 10,000 dates x 4 bands x 5 x 5 tiles = 1,000,000 references
     python -m benchmarks.cube_bench --dates 1000      # smaller
+    python -m benchmarks.cube_bench --tiles 16 --repeat 1   # 10,240,000 references
+
+Peak RSS (the process's, so planning's too) is reported after planning and after the commits.
 
 The plan is synthetic (sources are never read: committing and opening metadata touch no source), on a local
 Icechunk repository. Each figure is the median of ``--repeat`` runs with its spread.
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     plan = CubePlan(query=Query(catalog="synthetic"), arrays=(array,), sources=tuple(sources))
     planning = time.perf_counter() - start
     refs = array.n_chunks
+    planned_rss = _peak_rss()
 
     commits, opens = [], []
     for _ in range(args.repeat):
@@ -132,6 +136,14 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---:|---:|")
     print(f"| commit the plan to a local Icechunk repository | {fmt(commits)} | 10 s |")
     print(f"| open the cube's metadata (open_cube, lazy) | {fmt(opens)} | 1 s |")
+    print(f"\npeak RSS: {planned_rss:.2f} GB after planning, {_peak_rss():.2f} GB after the commits")
+
+
+def _peak_rss() -> float:
+    """This process's peak resident set size so far, in GB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
 if __name__ == "__main__":
