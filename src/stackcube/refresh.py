@@ -32,6 +32,7 @@ from stackcube.settings import Credentials, Settings, current, with_credentials
 from stackcube.sources import Source, check_sources, read_sources, stac_digest
 from stackcube.store import (
     Appended,
+    Commit,
     RepoLike,
     StoredCube,
     StoredRow,
@@ -244,6 +245,7 @@ async def _refresh_once(
     }
     report = dataclasses.replace(report, failed=tuple(failed), headers_read=len(unread))
     new = [*fresh, *read]  # after the stored sources, in this order (as _in_stored_order places them)
+    to = Commit(job.branch, stored.snapshot_id, report.message, job.tag, job.progress, metadata)
     why = _why_not_extend(same, new, changed, removing=removing)
     if why is None:
         # the usual daily refresh: plan only the new sources, in the arrays as they are, and append them; the
@@ -254,19 +256,7 @@ async def _refresh_once(
             why = str(exc)
         else:
             clock.lap("plan")
-            appended = await asyncio.to_thread(
-                append_steps,
-                arrays,
-                new,
-                repository,
-                repo,
-                branch=job.branch,
-                parent=stored.snapshot_id,
-                message=report.message,
-                tag=job.tag,
-                progress=job.progress,
-                metadata=metadata,
-            )
+            appended = await asyncio.to_thread(append_steps, arrays, new, repository, repo, to=to)
             if isinstance(appended, Appended):
                 clock.lap("write")
                 return dataclasses.replace(report, snapshot_id=str(appended), appended=True, timings=clock.laps)
@@ -282,19 +272,8 @@ async def _refresh_once(
     if _why_not_append(stored.sources, sources, changed, removing=removing) is None:
         # a cube written before arrays kept their grids (the append upgrades it), or new sources the stored arrays
         # do not hold as they are: the whole plan, appended if it is the stored cube grown along time
-        appended = await asyncio.to_thread(
-            append_to,
-            plan,
-            repository,
-            repo,
-            new=len(sources) - len(stored.sources),
-            branch=job.branch,
-            parent=stored.snapshot_id,
-            message=report.message,
-            tag=job.tag,
-            progress=job.progress,
-            metadata=metadata,
-        )
+        new_count = len(sources) - len(stored.sources)
+        appended = await asyncio.to_thread(append_to, plan, repository, repo, new=new_count, to=to)
         if isinstance(appended, Appended):
             clock.lap("write")
             return dataclasses.replace(report, snapshot_id=str(appended), appended=True, timings=clock.laps)

@@ -10,7 +10,7 @@ they are written) and ``read`` (:class:`Version`, :class:`OpenOptions`, the guar
 store, opening a cube, an array or one of its levels, unions included).
 """
 
-from stackcube.store.append import Appended, append_steps, append_to
+from stackcube.store.append import Appended, Commit, append_steps, append_to
 from stackcube.store.layout import ArrayLayout, CubeMetadata, Level, StoredRow, source_row, updated_of
 from stackcube.store.read import (
     OpenArgs,
@@ -40,6 +40,7 @@ from stackcube.store.write import check_target, write_plan
 __all__ = [
     "ONE_REQUEST",
     "Appended",
+    "Commit",
     "ArrayLayout",
     "CubeMetadata",
     "Level",

@@ -26,8 +26,8 @@ from xarray.coding.times import encode_cf_datetime
 
 from stackcube._progress import progress_bar
 from stackcube.cube import CubePlan
-from stackcube.errors import ConcurrentUpdateError, RepositoryError
-from stackcube.plan import DIMS, ArrayPlan
+from stackcube.errors import ConcurrentUpdateError
+from stackcube.plan import ArrayPlan
 from stackcube.sources import Source
 from stackcube.store.coords import INLINE_MAX, inline_coordinates, jsonable
 from stackcube.store.layout import (
@@ -35,17 +35,23 @@ from stackcube.store.layout import (
     SOURCES,
     ArrayLayout,
     CubeMetadata,
-    data_attrs,
     level_dataset,
     level_path,
     manifest_splits,
     sources_table,
 )
-from stackcube.store.repo import RepoLike, container_prefixes, exclusive, transient, with_splits
-from stackcube.store.write import accounts_of, check_tag_is_free, commit, refs_of, set_refs
-from stackcube.tiff import TiffSegmentCodec
+from stackcube.store.repo import RepoLike, container_prefixes, exclusive, with_splits
+from stackcube.store.write import (
+    accounts_of,
+    check_tag_is_free,
+    commit,
+    data_array,
+    nothing_committed,
+    refs_of,
+    set_refs,
+)
 
-__all__ = ["Appended", "append_plan", "append_steps", "append_to"]
+__all__ = ["Appended", "Commit", "append_plan", "append_steps", "append_to"]
 
 _APPEND: dict[str, Any] = {"zarr_format": 3, "consolidated": False, "append_dim": "time"}
 
@@ -56,31 +62,17 @@ def append_to(
     repo: RepoLike,
     *,
     new: int,
-    branch: str,
-    parent: str,
-    message: str,
-    tag: str | None,
-    progress: bool,
-    metadata: dict[str, Any] | None,
+    to: Commit,
 ) -> Appended | str:
     """:func:`append_plan` on the repository at ``repo`` (which its errors name)."""
-    try:
+    with nothing_committed(repo, "appending to the cube in"):
         return append_plan(
             plan,
             repository,
             new=new,
-            branch=branch,
-            parent=parent,
-            message=message,
-            tag=tag,
-            progress=progress,
-            metadata=metadata,
+            to=to,
             lock=lambda: exclusive(repo),
         )
-    except icechunk.IcechunkError as exc:
-        error = RepositoryError(f"appending to the cube in {repo} failed, nothing was committed: {exc.message[:300]}")
-        error.transient = transient(exc)
-        raise error from exc
 
 
 def append_plan(
@@ -88,12 +80,7 @@ def append_plan(
     repository: icechunk.Repository,
     *,
     new: int,
-    branch: str,
-    parent: str,
-    message: str,
-    tag: str | None,
-    progress: bool,
-    metadata: dict[str, Any] | None,
+    to: Commit,
     lock: Callable[[], AbstractContextManager[None]],
 ) -> Appended | str:
     """Commit ``plan`` on ``branch`` by appending to the cube at ``parent``; return the snapshot id (an
@@ -104,18 +91,15 @@ def append_plan(
     """
     prefixes = container_prefixes({h for a in plan.arrays for h in a.sources.href})
     repository = with_splits(repository, manifest_splits(plan.arrays), accounts=accounts_of(plan, prefixes))
-    session = repository.writable_session(branch)
-    if session.snapshot_id != parent:
-        msg = f"branch {branch} moved from {parent} to {session.snapshot_id} while this refresh was prepared"
-        raise ConcurrentUpdateError(msg)
+    session = _session(repository, to)
     root = zarr.open_group(session.store, mode="r+")
-    if tag is not None:
-        check_tag_is_free(repository, tag, repository)
+    if to.tag is not None:
+        check_tag_is_free(repository, to.tag, repository)
     grown = _grown(plan, root, new)
     if isinstance(grown, str):
         return grown
     total = sum(int(np.count_nonzero(g.level.source_index[g.steps :] >= 0)) for g in grown)
-    with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
+    with progress_bar(total, "writing virtual references", "ref", enabled=to.progress) as advance:
         for g in grown:
             _append_level(session, root, g, advance)
     for array in plan.arrays:
@@ -125,7 +109,16 @@ def append_plan(
         session.store, group=SOURCES, zarr_format=3, consolidated=False, append_dim="source"
     )
     return Appended(
-        commit(repository, session, branch=branch, base=parent, message=message, metadata=metadata, tag=tag, lock=lock)
+        commit(
+            repository,
+            session,
+            branch=to.branch,
+            base=to.parent,
+            message=to.message,
+            metadata=to.metadata,
+            tag=to.tag,
+            lock=lock,
+        )
     )
 
 
@@ -135,33 +128,19 @@ def append_steps(
     repository: icechunk.Repository,
     repo: RepoLike,
     *,
-    branch: str,
-    parent: str,
-    message: str,
-    tag: str | None,
-    progress: bool,
-    metadata: dict[str, Any] | None,
+    to: Commit,
 ) -> Appended | str:
     """Append ``arrays`` - each a stored array's new time steps only (:func:`stackcube.extend.extend_arrays`) -
     and the ``new`` sources' rows to the cube at ``parent``: the commit's id, or why they cannot be appended (a
     ``str``: nothing was written). Unlike :func:`append_plan`, nothing here grows with the cube."""
-    try:
+    with nothing_committed(repo, "appending to the cube in"):
         return _append_steps(
             arrays,
             new,
             repository,
-            branch=branch,
-            parent=parent,
-            message=message,
-            tag=tag,
-            progress=progress,
-            metadata=metadata,
+            to=to,
             lock=lambda: exclusive(repo),
         )
-    except icechunk.IcechunkError as exc:
-        error = RepositoryError(f"appending to the cube in {repo} failed, nothing was committed: {exc.message[:300]}")
-        error.transient = transient(exc)
-        raise error from exc
 
 
 def _append_steps(
@@ -169,26 +148,18 @@ def _append_steps(
     new: Sequence[Source],
     repository: icechunk.Repository,
     *,
-    branch: str,
-    parent: str,
-    message: str,
-    tag: str | None,
-    progress: bool,
-    metadata: dict[str, Any] | None,
+    to: Commit,
     lock: Callable[[], AbstractContextManager[None]],
 ) -> Appended | str:
-    session = repository.writable_session(branch)
-    if session.snapshot_id != parent:
-        msg = f"branch {branch} moved from {parent} to {session.snapshot_id} while this refresh was prepared"
-        raise ConcurrentUpdateError(msg)
+    session = _session(repository, to)
     root = zarr.open_group(session.store, mode="r+")
     stored = CubeMetadata.from_attrs(root.attrs)
     if stored.unions:
         return "the cube has a union"
     if not all(any(s.manifest.href.startswith(c) for c in stored.containers) for s in new):
         return "sources in a new location"
-    if tag is not None:
-        check_tag_is_free(repository, tag, repository)
+    if to.tag is not None:
+        check_tag_is_free(repository, to.tag, repository)
     grown: list[_Grown] = []
     for array in arrays:
         node = cast("zarr.Group", root[array.name])
@@ -206,13 +177,10 @@ def _append_steps(
     splits = manifest_splits(arrays)
     session_repository = with_splits(repository, splits, accounts=stored.accounts)
     if session_repository is not repository:  # the splits apply to this commit: a session of that repository
-        session = session_repository.writable_session(branch)
-        if session.snapshot_id != parent:
-            msg = f"branch {branch} moved from {parent} to {session.snapshot_id} while this refresh was prepared"
-            raise ConcurrentUpdateError(msg)
+        session = _session(session_repository, to)
         root = zarr.open_group(session.store, mode="r+")
     total = sum(level.n_chunks for array in arrays for level in array.levels)
-    with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
+    with progress_bar(total, "writing virtual references", "ref", enabled=to.progress) as advance:
         for g in grown:
             _append_level(session, root, g, advance)
     for array in arrays:
@@ -225,14 +193,23 @@ def _append_steps(
         commit(
             session_repository,
             session,
-            branch=branch,
-            base=parent,
-            message=message,
-            metadata=metadata,
-            tag=tag,
+            branch=to.branch,
+            base=to.parent,
+            message=to.message,
+            metadata=to.metadata,
+            tag=to.tag,
             lock=lock,
         )
     )
+
+
+def _session(repository: icechunk.Repository, to: Commit) -> icechunk.Session:
+    """A writable session on the branch, which must still be at the snapshot the refresh started from."""
+    session = repository.writable_session(to.branch)
+    if session.snapshot_id != to.parent:
+        msg = f"branch {to.branch} moved from {to.parent} to {session.snapshot_id} while this refresh was prepared"
+        raise ConcurrentUpdateError(msg)
+    return session
 
 
 def _grow_inline(kept: Mapping[str, Any], coords: xr.Dataset) -> dict[str, Any]:
@@ -259,6 +236,18 @@ class Appended(str):
     """The snapshot id of a commit that appended (what :func:`append_plan` returns when it could)."""
 
     __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The commit an append makes: on ``branch``, only if it is still at ``parent``."""
+
+    branch: str
+    parent: str
+    message: str
+    tag: str | None = None
+    progress: bool = False
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,17 +350,7 @@ def _kind(dtype: np.dtype[Any]) -> str:
 
 def _created(level: ArrayPlan, shape: tuple[int, ...], coords: xr.Dataset) -> dict[str, Any]:
     """The metadata :func:`stackcube.store.write.create_level` gives a level's data array, at ``shape``."""
-    created = zarr.create_array(
-        store=zarr.storage.MemoryStore(),
-        shape=shape,
-        chunks=level.chunks,
-        dtype=level.dtype,
-        fill_value=level.fill_value if level.fill_value is not None else 0,
-        serializer=TiffSegmentCodec(recipe=level.recipe),
-        compressors=None,
-        dimension_names=DIMS,
-        attributes=data_attrs(level, [str(n) for n in coords.coords]),
-    )
+    created = zarr.create_array(store=zarr.storage.MemoryStore(), **data_array(level, coords, shape))
     return cast("dict[str, Any]", created.metadata.to_dict())
 
 

@@ -12,7 +12,7 @@ import contextlib
 import math
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -286,17 +286,33 @@ def create_level(session: icechunk.Session, level: ArrayPlan, coords: xr.Dataset
     """A level's coordinates and its data array, without references yet."""
     coords.to_zarr(session.store, group=path, encoding=coordinate_encoding(coords), **_TO_ZARR)
     node = zarr.open_group(session.store, path=path, mode="r+")
-    node.create_array(
-        DATA,
-        shape=level.shape,
-        chunks=level.chunks,
-        dtype=level.dtype,
-        fill_value=level.fill_value if level.fill_value is not None else 0,
-        serializer=TiffSegmentCodec(recipe=level.recipe),
-        compressors=None,
-        dimension_names=DIMS,
-        attributes=data_attrs(level, [str(n) for n in coords.coords]),
-    )
+    node.create_array(DATA, **data_array(level, coords, level.shape))
+
+
+def data_array(level: ArrayPlan, coords: xr.Dataset, shape: tuple[int, ...]) -> dict[str, Any]:
+    """How a level's data array is created (at ``shape``): its chunks, dtype, fill value, codec and attributes."""
+    return {
+        "shape": shape,
+        "chunks": level.chunks,
+        "dtype": level.dtype,
+        "fill_value": level.fill_value if level.fill_value is not None else 0,
+        "serializer": TiffSegmentCodec(recipe=level.recipe),
+        "compressors": None,
+        "dimension_names": DIMS,
+        "attributes": data_attrs(level, [str(n) for n in coords.coords]),
+    }
+
+
+@contextlib.contextmanager
+def nothing_committed(repo: RepoLike, doing: str) -> Iterator[None]:
+    """Icechunk's errors while ``doing`` a write to ``repo`` as a :class:`RepositoryError` saying nothing was
+    committed (transient when asking again may succeed)."""
+    try:
+        yield
+    except icechunk.IcechunkError as exc:
+        error = RepositoryError(f"{doing} {repo} failed, nothing was committed: {exc.message[:300]}")
+        error.transient = transient(exc)
+        raise error from exc
 
 
 BLOCK_REFS = 250_000
