@@ -11,6 +11,7 @@ returns None before anything is written, and the refresh rewrites the cube as be
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -22,8 +23,10 @@ import icechunk
 import numpy as np
 import xarray as xr
 import zarr
+import zarr.api.asynchronous
 from xarray.coding.times import encode_cf_datetime
 
+from stackcube import _sync
 from stackcube._progress import progress_bar
 from stackcube.cube import CubePlan
 from stackcube.errors import ConcurrentUpdateError
@@ -32,6 +35,7 @@ from stackcube.sources import Source
 from stackcube.store.coords import INLINE_MAX, inline_coordinates, jsonable
 from stackcube.store.layout import (
     DATA,
+    SOURCE_COLUMNS,
     SOURCES,
     ArrayLayout,
     CubeMetadata,
@@ -52,8 +56,6 @@ from stackcube.store.write import (
 )
 
 __all__ = ["Appended", "Commit", "append_plan", "append_steps", "append_to"]
-
-_APPEND: dict[str, Any] = {"zarr_format": 3, "consolidated": False, "append_dim": "time"}
 
 
 def append_to(
@@ -100,14 +102,11 @@ def append_plan(
         return grown
     total = sum(int(np.count_nonzero(g.level.source_index[g.steps :] >= 0)) for g in grown)
     with progress_bar(total, "writing virtual references", "ref", enabled=to.progress) as advance:
-        for g in grown:
-            _append_level(session, root, g, advance)
+        writes = [write for g in grown for write in _append_level(session, root, g, advance)]
+    _grow_coordinates(session.store, [*writes, *_table_rows(root, plan.sources[-new:])])
     for array in plan.arrays:
         datasets = [g.coords for g in grown if g.level.name == array.name]
         cast("zarr.Group", root[array.name]).attrs.put(ArrayLayout.of(array, inline_coordinates(datasets)).to_attrs())
-    sources_table(plan.sources[-new:]).to_zarr(
-        session.store, group=SOURCES, zarr_format=3, consolidated=False, append_dim="source"
-    )
     return Appended(
         commit(
             repository,
@@ -158,6 +157,8 @@ def _append_steps(
         return "the cube has a union"
     if not all(any(s.manifest.href.startswith(c) for c in stored.containers) for s in new):
         return "sources in a new location"
+    if not set(SOURCE_COLUMNS) <= {str(k) for k in cast("zarr.Group", root[SOURCES]).array_keys()}:
+        return "a source table written by an earlier stackcube"
     if to.tag is not None:
         check_tag_is_free(repository, to.tag, repository)
     grown: list[_Grown] = []
@@ -181,14 +182,13 @@ def _append_steps(
         root = zarr.open_group(session.store, mode="r+")
     total = sum(level.n_chunks for array in arrays for level in array.levels)
     with progress_bar(total, "writing virtual references", "ref", enabled=to.progress) as advance:
-        for g in grown:
-            _append_level(session, root, g, advance)
+        writes = [write for g in grown for write in _append_level(session, root, g, advance)]
+    _grow_coordinates(session.store, [*writes, *_table_rows(root, new)])
     for array in arrays:
         node = cast("zarr.Group", root[array.name])
         layout = ArrayLayout.from_attrs(node.attrs)
         kept = _grow_inline(layout.coordinates, level_dataset(array))
         node.attrs.put(dataclasses.replace(layout, coordinates=kept).to_attrs())
-    sources_table(new).to_zarr(session.store, group=SOURCES, zarr_format=3, consolidated=False, append_dim="source")
     return Appended(
         commit(
             session_repository,
@@ -275,6 +275,8 @@ def _grown(plan: CubePlan, root: zarr.Group, new: int) -> list[_Grown] | str:
     if CubeMetadata.of(plan, prefixes, accounts_of(plan, prefixes)).to_attrs() != stored.to_attrs():
         return "other arrays, or sources in a new location"
     table = cast("zarr.Group", root[SOURCES])
+    if not set(SOURCE_COLUMNS) <= {str(k) for k in table.array_keys()}:
+        return "a source table written by an earlier stackcube"
     if int(cast("zarr.Array[Any]", table["item_id"]).shape[0]) != len(plan.sources) - new:
         return "the source table is not the plan's"
     out: list[_Grown] = []
@@ -354,19 +356,63 @@ def _created(level: ArrayPlan, shape: tuple[int, ...], coords: xr.Dataset) -> di
     return cast("dict[str, Any]", created.metadata.to_dict())
 
 
-def _append_level(session: icechunk.Session, root: zarr.Group, grown: _Grown, advance: Callable[[int], object]) -> None:
-    """Grow one level to the plan's time steps: its data array, its references and its time coordinates."""
+def _append_level(
+    session: icechunk.Session, root: zarr.Group, grown: _Grown, advance: Callable[[int], object]
+) -> list[tuple[str, xr.Variable, int]]:
+    """Grow one level's data array to the plan's time steps and write its new references; return its time
+    coordinates' new values to write (:func:`_grow_coordinates`: path, values, the stored steps)."""
     level, path, steps = grown.level, grown.path, grown.steps
     new = level.shape[0] if grown.delta else level.shape[0] - steps
     if not new:  # an array the new items do not add to
-        return
+        return []
     cast("zarr.Array[Any]", root[f"{path}/{DATA}"]).resize((steps + new, *level.shape[1:]))
     first, at = (0, steps) if grown.delta else (steps, 0)
     for refs in refs_of(level, path, steps=new, first=first, at=at):
         set_refs(session.store, refs, advance)
     along = grown.coords if grown.delta else grown.coords.isel(time=slice(steps, None))
-    along = along.drop_vars([name for name, var in along.variables.items() if "time" not in var.dims])
-    group = cast("zarr.Group", root[path])
-    attrs = dict(group.attrs)  # xarray's append lists only the appended coordinates there: keep them all
-    along.to_zarr(session.store, group=path, **_APPEND)
-    group.attrs.put(attrs)
+    return [(f"{path}/{name}", var, steps) for name, var in along.variables.items() if "time" in var.dims]
+
+
+def _table_rows(root: zarr.Group, sources: Sequence[Source]) -> list[tuple[str, xr.Variable, int]]:
+    """The source table's new rows, as :func:`_grow_coordinates` writes them (after the stored rows)."""
+    table = sources_table(sources)
+    stored = int(cast("zarr.Array[Any]", cast("zarr.Group", root[SOURCES])["item_id"]).shape[0])
+    return [(f"{SOURCES}/{name}", var, stored) for name, var in table.variables.items()]
+
+
+def _grow_coordinates(store: Any, writes: Sequence[tuple[str, xr.Variable, int]]) -> None:
+    """Append new values to the arrays ``writes`` name (each level's time coordinates, the source table's
+    columns) after their stored ``steps``, all at once through zarr's async API (one array at a time through
+    xarray's append was most of an append's write), encoded as the stored arrays are."""
+
+    async def grow() -> None:
+        arrays = await asyncio.gather(
+            *(zarr.api.asynchronous.open_array(store=store, path=path, zarr_format=3) for path, _, _ in writes)
+        )
+        values = [_encoded(var, array) for (_, var, _), array in zip(writes, arrays, strict=True)]
+        await asyncio.gather(
+            *(
+                array.resize((steps + len(v), *array.shape[1:]))
+                for array, v, (_, _, steps) in zip(arrays, values, writes, strict=True)
+            )
+        )
+        await asyncio.gather(
+            *(
+                array.setitem((slice(steps, steps + len(v)), *(slice(None),) * (array.ndim - 1)), v)
+                for array, v, (_, _, steps) in zip(arrays, values, writes, strict=True)
+            )
+        )
+
+    _sync.run(grow())
+
+
+def _encoded(var: xr.Variable, stored: Any) -> np.ndarray:
+    """``var``'s values as xarray stores them in ``stored`` (an array it wrote): times in its units and calendar
+    (:func:`_encodable` checked they fit), numbers in its dtype, text as it is."""
+    attrs = dict(stored.attrs)
+    if np.issubdtype(var.dtype, np.datetime64):
+        numbers, _, _ = encode_cf_datetime(var.values, attrs["units"], attrs.get("calendar"), dtype=stored.dtype)
+        return np.asarray(numbers)
+    if var.dtype.kind in "OUST":
+        return np.asarray(var.values, dtype=object)
+    return np.asarray(var.values).astype(stored.dtype)
