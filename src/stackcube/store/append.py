@@ -1,12 +1,17 @@
 """Appending to a cube: a refresh whose new items all come after the cube's last time step writes only them.
 
-A refresh plans the whole cube again (so what it plans is what a rebuild would); :func:`append_plan` then compares
-that plan with what the branch holds. When every array is the stored one grown along ``time`` - the same levels,
-grid, bands, encoding and attributes, the stored time steps first and unchanged, the same coordinates of the same
-types - it resizes each level's ``data`` and time coordinates, writes the new steps' references and coordinate
-values, appends the new sources' rows to the source table, and commits: what it writes is proportional to the new
-items, not to the cube. Anything else (a late item, a new band, a grid that grew, a union, a new source location)
-returns None before anything is written, and the refresh rewrites the cube as before.
+Two ways in, both checked against what the branch holds before anything is written:
+
+- :func:`append_steps` takes the new time steps alone (planned in the stored arrays' grids by
+  :func:`stackcube.extend.extend_arrays`): the usual daily refresh, whose cost does not grow with the cube;
+- :func:`append_plan` takes a plan of the whole cube (a cube written before arrays kept their grids, or new sources
+  the stored grids do not hold as they are) and appends when it is the stored cube grown along ``time``.
+
+Either way every level must keep its grid, bands, encoding, attributes and coordinates (names, types, values that
+do not grow), and the new dates must come after the stored ones, in the stored time units. Then each level's
+``data`` grows along ``time``, only the new steps' references are written, the new time-coordinate values and
+source rows are appended (all at once), the kept inline coordinates grow, and one commit is made. Anything else
+returns why (a ``str``) before anything is written, and the refresh rewrites the cube as before.
 """
 
 from __future__ import annotations
