@@ -256,7 +256,9 @@ async def _refresh_once(
             why = str(exc)
         else:
             clock.lap("plan")
-            appended = await asyncio.to_thread(append_steps, arrays, new, repository, repo, to=to)
+            appended = await asyncio.to_thread(
+                append_steps, arrays, new, repository, repo, to=to, accounts=stored.metadata.accounts
+            )
             if isinstance(appended, Appended):
                 clock.lap("write")
                 return dataclasses.replace(report, snapshot_id=str(appended), appended=True, timings=clock.laps)

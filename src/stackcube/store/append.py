@@ -29,7 +29,7 @@ import numpy as np
 import xarray as xr
 import zarr
 import zarr.api.asynchronous
-from xarray.coding.times import encode_cf_datetime
+from xarray.coding.times import decode_cf_datetime, encode_cf_datetime
 
 from stackcube import _sync
 from stackcube._progress import progress_bar
@@ -105,25 +105,11 @@ def append_plan(
     grown = _grown(plan, root, new)
     if isinstance(grown, str):
         return grown
-    total = sum(int(np.count_nonzero(g.level.source_index[g.steps :] >= 0)) for g in grown)
-    with progress_bar(total, "writing virtual references", "ref", enabled=to.progress) as advance:
-        writes = [write for g in grown for write in _append_level(session, root, g, advance)]
-    _grow_coordinates(session.store, [*writes, *_table_rows(root, plan.sources[-new:])])
+    _write_new(session, root, grown, plan.sources[-new:], progress=to.progress)
     for array in plan.arrays:
         datasets = [g.coords for g in grown if g.level.name == array.name]
         cast("zarr.Group", root[array.name]).attrs.put(ArrayLayout.of(array, inline_coordinates(datasets)).to_attrs())
-    return Appended(
-        commit(
-            repository,
-            session,
-            branch=to.branch,
-            base=to.parent,
-            message=to.message,
-            metadata=to.metadata,
-            tag=to.tag,
-            lock=lock,
-        )
-    )
+    return _commit(repository, session, to, lock)
 
 
 def append_steps(
@@ -133,16 +119,19 @@ def append_steps(
     repo: RepoLike,
     *,
     to: Commit,
+    accounts: Mapping[str, str] | None = None,
 ) -> Appended | str:
     """Append ``arrays`` - each a stored array's new time steps only (:func:`stackcube.extend.extend_arrays`) -
     and the ``new`` sources' rows to the cube at ``parent``: the commit's id, or why they cannot be appended (a
-    ``str``: nothing was written). Unlike :func:`append_plan`, nothing here grows with the cube."""
+    ``str``: nothing was written). Unlike :func:`append_plan`, nothing here grows with the cube. ``accounts``: the
+    cube's Azure storage accounts (:attr:`~stackcube.store.CubeMetadata.accounts`)."""
     with nothing_committed(repo, "appending to the cube in"):
         return _append_steps(
             arrays,
             new,
             repository,
             to=to,
+            accounts=accounts,
             lock=lambda: exclusive(repo),
         )
 
@@ -154,7 +143,9 @@ def _append_steps(
     *,
     to: Commit,
     lock: Callable[[], AbstractContextManager[None]],
+    accounts: Mapping[str, str] | None,
 ) -> Appended | str:
+    repository = with_splits(repository, manifest_splits(arrays), accounts=accounts)  # for this commit
     session = _session(repository, to)
     root = zarr.open_group(session.store, mode="r+")
     stored = CubeMetadata.from_attrs(root.attrs)
@@ -180,32 +171,33 @@ def _append_steps(
             if isinstance(steps, str):
                 return f"{path}: {steps}"
             grown.append(_Grown(level, path, steps, coords, delta=True))
-    splits = manifest_splits(arrays)
-    session_repository = with_splits(repository, splits, accounts=stored.accounts)
-    if session_repository is not repository:  # the splits apply to this commit: a session of that repository
-        session = _session(session_repository, to)
-        root = zarr.open_group(session.store, mode="r+")
-    total = sum(level.n_chunks for array in arrays for level in array.levels)
-    with progress_bar(total, "writing virtual references", "ref", enabled=to.progress) as advance:
-        writes = [write for g in grown for write in _append_level(session, root, g, advance)]
-    _grow_coordinates(session.store, [*writes, *_table_rows(root, new)])
+    _write_new(session, root, grown, new, progress=to.progress)
     for array in arrays:
         node = cast("zarr.Group", root[array.name])
         layout = ArrayLayout.from_attrs(node.attrs)
         kept = _grow_inline(layout.coordinates, level_dataset(array))
         node.attrs.put(dataclasses.replace(layout, coordinates=kept).to_attrs())
-    return Appended(
-        commit(
-            session_repository,
-            session,
-            branch=to.branch,
-            base=to.parent,
-            message=to.message,
-            metadata=to.metadata,
-            tag=to.tag,
-            lock=lock,
-        )
-    )
+    return _commit(repository, session, to, lock)
+
+
+def _write_new(
+    session: icechunk.Session, root: zarr.Group, grown: Sequence[_Grown], sources: Sequence[Source], *, progress: bool
+) -> None:
+    """Grow every level and write the new references, then the new time coordinates and source rows."""
+    total = sum(int(np.count_nonzero(g.level.source_index[0 if g.delta else g.steps :] >= 0)) for g in grown)
+    with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
+        writes = [write for g in grown for write in _append_level(session, root, g, advance)]
+    _grow_coordinates(session.store, [*writes, *_table_rows(root, sources)])
+
+
+def _commit(
+    repository: icechunk.Repository, session: icechunk.Session, to: Commit, lock: Callable[[], Any]
+) -> Appended:
+    snapshot = commit(
+        repository, session, branch=to.branch, base=to.parent, message=to.message, metadata=to.metadata,
+        tag=to.tag, lock=lock,
+    )  # fmt: skip
+    return Appended(snapshot)
 
 
 def _session(repository: icechunk.Repository, to: Commit) -> icechunk.Session:
@@ -320,22 +312,39 @@ def _stored_steps(
         return "a coordinate more or less (an item property that appeared, or changed type)"
     if not values:
         return steps
-    stored = xr.open_zarr(group.store, group=group.path, consolidated=False, zarr_format=3, chunks=None)
+    growing = [str(name) for name, var in coords.variables.items() if "time" in var.dims]
+    # what does not grow is read and compared; what grows along time only by its metadata (a cube's time axis
+    # may be long: only its last stored value is read, or all of it when the whole plan is compared)
+    stored = xr.open_zarr(
+        group.store, group=group.path, consolidated=False, zarr_format=3, chunks=None, drop_variables=growing
+    )
     for name, var in coords.variables.items():
+        if name in growing:
+            array = cast("zarr.Array[Any]", group[name])
+            names = tuple(cast("list[str]", array.metadata.to_dict().get("dimension_names") or []))
+            kind = "M" if "units" in array.attrs and " since " in str(array.attrs["units"]) else _kind(array.dtype)
+            if names != var.dims or kind != _kind(var.dtype):
+                return f"coordinate {name} changed type or dimensions"
+            continue
         have = stored[name].variable
-        if have.dims != var.dims or _kind(have.dtype) != _kind(var.dtype):
-            return f"coordinate {name} changed type or dimensions"
-        if "time" not in var.dims:
-            if not have.equals(var):
-                return f"coordinate {name} changed"
-        elif name == "time" and delta and steps and not have.values[-1] < var.values[0]:
-            return "a time step between the stored ones (a late item)"
-        elif name == "time" and not delta and not np.array_equal(have.values, var.values[:steps]):
-            return "a time step between the stored ones (a late item), or a stored one gone"
+        if have.dims != var.dims or _kind(have.dtype) != _kind(var.dtype) or not have.equals(var):
+            return f"coordinate {name} changed"
+    times = cast("zarr.Array[Any]", group["time"])
+    if delta and steps and not _decoded(times, times[steps - 1 : steps])[0] < coords["time"].values[0]:
+        return "a time step between the stored ones (a late item)"
+    if not delta and not np.array_equal(_decoded(times, times[:steps]), coords["time"].values[:steps]):
+        return "a time step between the stored ones (a late item), or a stored one gone"
     new_times = coords["time"].values[0 if delta else steps :]
     if not _encodable(new_times, cast("zarr.Array[Any]", group["time"]).attrs):
         return f"a new time step ({new_times[0]}) is finer than the stored time units"
     return steps
+
+
+def _decoded(array: zarr.Array[Any], numbers: Any) -> np.ndarray:
+    """Stored times (``numbers`` read from ``array``) as datetime64, as xarray decodes them."""
+    calendar = array.attrs.get("calendar")
+    units = str(array.attrs["units"])
+    return np.asarray(decode_cf_datetime(np.asarray(numbers), units, None if calendar is None else str(calendar)))
 
 
 def _encodable(times: np.ndarray, attrs: Any) -> bool:
