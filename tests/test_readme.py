@@ -127,12 +127,15 @@ def test_the_scheduler_lines_count_only_0_and_3_as_success(code: int, ok: bool, 
 
     text = (ROOT / "README.md").read_text()
     cron = re.search(r"^15 6 \* \* \* (.*stackcube refresh .*)$", text, flags=re.MULTILINE)
+    weekly = re.search(r"^45 6 \* \* 0 (.*stackcube refresh .*--full-search.*)$", text, flags=re.MULTILINE)
     action = re.search(r"- run: (stackcube refresh .*)$", text, flags=re.MULTILINE)
     assert cron is not None
+    assert weekly is not None
     assert action is not None
     fake = f"sh -c 'exit {code}'"
-    for line in (cron[1], action[1]):
-        command = re.sub(r"(?:\.venv/bin/)?stackcube refresh \S+ --quiet", fake, line).replace("cd /srv/cubes && ", "")
+    for line in (cron[1], weekly[1], action[1]):
+        command = re.sub(r"(?:\.venv/bin/)?stackcube refresh \S+ (?:--full-search )?--quiet", fake, line)
+        command = command.replace("cd /srv/cubes && ", "")
         assert fake in command, line
         done = subprocess.run(["sh", "-c", command], cwd=tmp_path, check=False)
         assert (done.returncode == 0) is ok, (line, code, done.returncode)

@@ -135,7 +135,11 @@ def test_check_etags_reindexes_a_file_replaced_without_a_new_updated(demo_cube) 
 def test_cli_refresh_exit_codes_and_log(demo_cube, capsys) -> None:
     catalog, repo, _ = demo_cube
     assert main(["refresh", str(repo), "--quiet"]) == EXIT_UNCHANGED
-    assert "nothing changed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "nothing changed" in out
+    assert "searched: the whole search (a static catalog is read whole): 4 items found" in out
+    assert main(["refresh", str(repo), "--full-search", "--quiet"]) == EXIT_UNCHANGED
+    assert "searched: the whole search: 4 items found" in capsys.readouterr().out
     add_late_item(catalog)
     assert main(["refresh", str(repo), "--dry-run", "--quiet"]) == 0
     assert "would commit 'stackcube refresh: +1 items" in capsys.readouterr().out
@@ -169,6 +173,14 @@ def _collection(collection_id: str) -> dict:
     return collection
 
 
+def _ingested(items: list[dict], ago: timedelta = timedelta(0)) -> list[dict]:
+    """``items`` as a catalog like Earth Search v1 publishes them: STAC ``updated`` is when they were ingested."""
+    from datetime import UTC, datetime
+
+    stamp = (datetime.now(UTC) - ago).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return [{**item, "properties": {**item["properties"], "updated": stamp}} for item in items]
+
+
 def _twins(nginx, proxy_url: str, name: str) -> list[dict]:
     from tests.twins import corpus_items, twin_items
 
@@ -194,12 +206,12 @@ def test_refresh_reads_only_new_headers_and_verify_fixes_a_changed_source(stac_a
     name = "refresh-s2"
     with run_proxy(nginx.url) as proxy:
         twins = _twins(nginx, proxy.url, name)
-        stac_api.load([_collection(name)], twins[:8])
+        stac_api.load([_collection(name)], _ingested(twins[:8]))
         repo = tmp_path / "cube.icechunk"
         cube = stackcube.build_cube(stac_api.url, collections=[name], assets=ASSETS, repo=repo, progress=False)
         assert len(cube.plan.sources) == 8 * len(ASSETS)
 
-        stac_api.load(items=twins[8:])
+        stac_api.load(items=_ingested(twins[8:]))
         proxy.reset()
         report = stackcube.refresh_cube(repo, progress=False)
         new_ids = tuple(sorted(t["id"] for t in twins[8:]))
@@ -251,13 +263,13 @@ def test_with_ten_percent_faults_build_and_refresh_equal_a_fault_free_run(
     with run_proxy(nginx.url) as sources, run_proxy(stac_api.url) as api:
         for name, rate in (("clean-s2", 0.0), ("faulty-s2", 0.1)):
             twins = _twins(nginx, sources.url, name)  # same items, same pixels, own copies
-            stac_api.load([_collection(name)], twins[:9])
+            stac_api.load([_collection(name)], _ingested(twins[:9]))
             for proxy, seed in ((sources, 7), (api, 2)):  # seeds whose first draws hold faults early
                 proxy.seed, proxy.fault_rate, proxy.stall_seconds = seed, rate, 2.0
                 proxy.reset()
             repo = tmp_path / f"{name}.icechunk"
             stackcube.build_cube(api.url, collections=[name], assets=ASSETS, repo=repo, progress=False)
-            stac_api.load(items=twins[9:])
+            stac_api.load(items=_ingested(twins[9:]))
             report = stackcube.refresh_cube(repo, progress=False)
             faults = {k: n for k, n in (sources.stats + api.stats).items() if k.startswith("fault:")}
             for proxy in (sources, api):
@@ -272,6 +284,105 @@ def test_with_ten_percent_faults_build_and_refresh_equal_a_fault_free_run(
     np.testing.assert_array_equal(a.id.values, b.id.values)
     np.testing.assert_array_equal(a.time.values, b.time.values)
     np.testing.assert_array_equal(a.values, b.values)
+
+
+def _same_cube(repo, rebuilt) -> None:
+    """The refreshed cube reads as a cube built from scratch by the whole search: items, dates, properties, pixels."""
+    a = stackcube.open_dataarray(repo, mask_and_scale=False).load()
+    b = stackcube.open_dataarray(rebuilt, mask_and_scale=False).load()
+    for name in ("id", "time", "band", "eo:cloud_cover"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+    np.testing.assert_array_equal(a.values, b.values)
+
+
+def _delete(stac_api, item_id: str, collection: str) -> None:
+    import psycopg
+
+    with psycopg.connect(stac_api.dsn, autocommit=True) as conn:
+        conn.execute("SET search_path TO pgstac, public")
+        conn.execute("SELECT delete_item(%s, %s)", (item_id, collection))
+
+
+@pytest.mark.corpus
+@pytest.mark.network
+def test_a_refresh_asks_the_stac_api_only_for_items_updated_since_its_last_search(stac_api, nginx, tmp_path) -> None:
+    from tests.services.proxy import run_proxy
+
+    name = "since-s2"
+    with run_proxy(nginx.url) as sources, run_proxy(stac_api.url) as api:
+        twins = sorted(_twins(nginx, sources.url, name), key=lambda t: t["properties"]["datetime"])
+        stac_api.load([_collection(name)], _ingested(twins[:9], ago=timedelta(days=3)))  # ingested days ago
+        repo = tmp_path / "cube.icechunk"
+        stackcube.build_cube(api.url, collections=[name], assets=ASSETS, repo=repo, progress=False)
+
+        stac_api.load(items=_ingested(twins[9:]))  # four new scenes, ingested now
+        api.reset()
+        whole = stackcube.refresh_cube(repo, dry_run=True, full_search=True, progress=False)
+        whole_bytes = api.stats["bytes"]
+        api.reset()
+        report = stackcube.refresh_cube(repo, progress=False)
+        assert (whole.search, whole.found) == ("the whole search", 13)
+        assert report.search.startswith("items updated since ")
+        assert report.found == 4  # the stored nine were not sent again
+        assert api.stats["bytes"] < whole_bytes  # the landing page is most of what is left
+        assert report.added == tuple(sorted(t["id"] for t in twins[9:]))
+        assert report.appended
+        assert f"searched: {report.search}: 4 items found" in str(report)
+
+        # a stored item's metadata changes (a new cloud cover, a new ``updated``): found, and the cube rewritten
+        changed = {**twins[2], "properties": {**twins[2]["properties"], "eo:cloud_cover": 1.25}}
+        stac_api.load(items=_ingested([changed]))
+        report = stackcube.refresh_cube(repo, progress=False)
+        assert report.found == 5  # the four new ones are still inside the window: unchanged, not read again
+        assert report.changed == tuple(f"{twins[2]['id']}/{band}" for band in ASSETS)
+        assert report.headers_read == len(ASSETS)
+        assert report.rewritten == "changed items"
+        rebuilt = stackcube.build_cube(
+            stac_api.url, collections=[name], assets=ASSETS, repo=tmp_path / "rebuilt.icechunk", progress=False
+        )
+        data = stackcube.open_dataarray(repo)
+        assert data["eo:cloud_cover"].values[list(data.id.values).index(twins[2]["id"])] == 1.25
+        _same_cube(repo, rebuilt.repository)
+
+        # an item withdrawn from the catalog: only a whole search can tell, and remove=True runs one
+        _delete(stac_api, twins[0]["id"], name)
+        report = stackcube.refresh_cube(repo, progress=False)
+        assert (report.removed, report.committed) == ((), False)
+        report = stackcube.refresh_cube(repo, remove=True, progress=False)
+        assert (report.search, report.removed, report.kept_removed) == ("the whole search", (twins[0]["id"],), False)
+        assert twins[0]["id"] not in stackcube.open_dataarray(repo).id.values
+
+
+@pytest.mark.corpus
+@pytest.mark.network
+def test_items_without_updated_are_asked_for_by_date_within_a_window(stac_api, nginx, tmp_path) -> None:
+    from datetime import UTC, datetime
+
+    name = "dated-s2"  # as Planetary Computer publishes items: no STAC ``updated``
+    twins = sorted(_twins(nginx, nginx.url, name), key=lambda t: t["properties"]["datetime"])
+    assert not any("updated" in t["properties"] for t in twins)
+    stac_api.load([_collection(name)], twins[:9])
+    repo = tmp_path / "cube.icechunk"
+    stackcube.build_cube(stac_api.url, collections=[name], assets=ASSETS, repo=repo, progress=False)
+    stac_api.load(items=twins[9:])
+
+    # scenes of 2020 published today are older than the default window: a refresh does not see them (documented),
+    # a whole search does
+    report = stackcube.refresh_cube(repo, dry_run=True, progress=False)
+    assert report.search.startswith("items dated since ")
+    assert (report.found, report.added) == (0, ())
+
+    last = datetime.fromisoformat(twins[8]["properties"]["datetime"])
+    report = stackcube.refresh_cube(repo, window=datetime.now(UTC) - last + timedelta(hours=1), progress=False)
+    assert report.search.startswith("items dated since ")
+    assert report.found == 5  # the cube's last scene and the four after it
+    assert report.added == tuple(sorted(t["id"] for t in twins[9:]))
+    assert report.appended
+    rebuilt = stackcube.build_cube(
+        stac_api.url, collections=[name], assets=ASSETS, repo=tmp_path / "rebuilt.icechunk", progress=False
+    )
+    _same_cube(repo, rebuilt.repository)
+    assert not stackcube.refresh_cube(repo, full_search=True, progress=False).committed
 
 
 @pytest.mark.corpus

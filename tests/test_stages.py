@@ -37,7 +37,7 @@ STAGES = (
 """The stages in the order they run, then what presents their results."""
 INSIDE = {
     "tiff": ("_model", ("_geo", "_decode"), "_ifd", "_parse", "_source", "_read", "_probe", "_codec", "_zarr"),
-    "search": ("_query", "_fetch", "_static", "_parquet", "_search"),
+    "search": ("_query", "_fetch", "_static", "_parquet", "_since", "_search"),
     "union": ("_plan", "_order", "_lay", "_array"),
     "store": ("repo", "layout", "coords", ("write", "read"), "append"),
 }

@@ -31,6 +31,7 @@ from stackcube.store import (
     check_target,
     open_datatree,
     open_level,
+    searched_now,
     write_plan,
 )
 
@@ -242,6 +243,7 @@ def build_cube(
     >>> cube.open()["EPSG32735_10m/0"]["data"]  # doctest: +SKIP
     """
     check_target(repo, tag=tag)
+    searched = searched_now()  # a refresh asks a STAC API only for what can be new since then
     plan = plan_cube(catalog, bbox, datetime, **kwargs)
     repository, snapshot = write_plan(
         plan,
@@ -250,7 +252,7 @@ def build_cube(
         message=message,
         tag=tag,
         progress=kwargs.get("progress", True),
-        metadata={"stackcube": "build", "failed": list(plan.failed)},
+        metadata={"stackcube": "build", "failed": list(plan.failed), "searched": searched},
         workers=_workers_of(kwargs),
     )
     return Cube(repository=repository, snapshot_id=snapshot, branch=branch, plan=plan)

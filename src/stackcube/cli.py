@@ -162,6 +162,7 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
             tag=args.tag,
             dry_run=args.dry_run,
             remove=args.remove,
+            full_search=args.full_search,
             on_error="skip" if args.skip_failed else "raise",
             progress=not args.quiet,
             allow=args.allow,
@@ -446,6 +447,12 @@ def _parser() -> argparse.ArgumentParser:
     refresh.add_argument("--tag", help="tag the new snapshot")
     refresh.add_argument("--dry-run", action="store_true", help="say what would change; read and write nothing")
     refresh.add_argument("--remove", action="store_true", help="drop items the search no longer finds")
+    refresh.add_argument(
+        "--full-search",
+        action="store_true",
+        help="run the whole stored search (by default a STAC API is asked only for items new or changed since the "
+        "last refresh, less a window)",
+    )
     refresh.add_argument(
         "--check-etags", action="store_true", help="HEAD every source first; re-index those replaced in place"
     )

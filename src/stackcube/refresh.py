@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from stackcube import _sync
@@ -27,7 +28,7 @@ from stackcube.errors import ConcurrentUpdateError, RepositoryError
 from stackcube.extend import StoredArray, extend_arrays
 from stackcube.options import OnError
 from stackcube.plan import Misfit
-from stackcube.search import search_again
+from stackcube.search import Since, search_again
 from stackcube.settings import Credentials, Settings, current, with_credentials
 from stackcube.sources import Source, check_sources, read_sources, stac_digest
 from stackcube.store import (
@@ -41,6 +42,7 @@ from stackcube.store import (
     open_repository,
     read_stored,
     readonly_session,
+    searched_now,
     source_row,
     updated_of,
     write_plan,
@@ -50,7 +52,14 @@ from stackcube.tiff import normalize_href
 if TYPE_CHECKING:
     import icechunk
 
-__all__ = ["RefreshReport", "VerifyReport", "refresh_cube", "verify_cube"]
+__all__ = ["DATED_WINDOW", "UPDATED_WINDOW", "RefreshReport", "VerifyReport", "refresh_cube", "verify_cube"]
+
+UPDATED_WINDOW = timedelta(days=1)
+"""How far before the last search a refresh asks a STAC API for items ``updated`` since (clock skew, and the delay
+between a producer setting ``updated`` and the item appearing in the catalog)."""
+DATED_WINDOW = timedelta(days=30)
+"""How far before the last search a refresh asks a STAC API for items dated since, when the cube's items carry no
+``updated``: an item published later than this after its acquisition is found only by a full search."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +77,7 @@ class RefreshReport:
     changed: tuple[str, ...] = ()
     """``item/asset`` sources indexed again (STAC ``updated`` changed, or forced because the ETag changed)."""
     removed: tuple[str, ...] = ()
-    """Items the search no longer finds."""
+    """Items the search no longer finds (only a whole search can tell: ``remove=True`` or ``full_search=True``)."""
     kept_removed: bool = True
     """Whether removed items stay in the cube (the default) or were dropped."""
     failed: tuple[str, ...] = ()
@@ -84,6 +93,11 @@ class RefreshReport:
     rewritten: str | None = None
     """Why the commit rewrote the whole cube instead (a late, changed or removed item, a new band, a grid that
     grew, ...); None when it appended or committed nothing."""
+    search: str = "the whole search"
+    """What the search asked the catalog: the whole stored search, or only the items that can be new or changed
+    ("items updated since ...", "items dated since ...")."""
+    found: int = 0
+    """Items the search returned."""
     notes: tuple[str, ...] = field(default_factory=tuple)
     """The planner's notes."""
     timings: dict[str, float] = field(default_factory=dict)
@@ -110,6 +124,7 @@ class RefreshReport:
         else:
             head_line = f"{self.branch} at {self.previous}: nothing changed, nothing committed"
         lines = [head_line]
+        lines.append(f"  searched: {self.search}: {self.found} item{'s' * (self.found != 1)} found")
         if not self.dry_run:
             lines.append(f"  headers read: {self.headers_read}")
         if self.committed:
@@ -155,7 +170,7 @@ def _stored(
 ) -> tuple[icechunk.Repository, StoredCube]:
     """The repository and what its branch's cube says about itself."""
     repository = open_repository(repo, allow=allow, settings=settings)
-    return repository, read_stored(readonly_session(repository, branch=branch, repo=repo), repo)
+    return repository, read_stored(readonly_session(repository, branch=branch, repo=repo), repo, repository)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +187,19 @@ class _Refresh:
     settings: Settings
     modifier: Callable[[Any], Any] | None = None
     workers: Workers | None = None
+    full_search: bool = False
+    window: timedelta | None = None
+
+
+def _since(stored: StoredCube, job: _Refresh, force: set[str]) -> Since | None:
+    """What a STAC API is asked for instead of the whole search: the items ``updated`` (when every stored item
+    carries it), else dated, since the last search minus a window; None for the whole search (asked for, removing,
+    sources forced, or no earlier search known)."""
+    if job.full_search or job.remove or force or stored.searched is None:
+        return None
+    updated = bool(stored.rows) and all(row.updated for row in stored.rows)
+    window = job.window if job.window is not None else UPDATED_WINDOW if updated else DATED_WINDOW
+    return Since(stored.searched - window, updated=updated)
 
 
 async def _refresh_once(
@@ -184,9 +212,14 @@ async def _refresh_once(
         msg = f"{repo} was built from items in memory, not a catalog: build it again to add items"
         raise RepositoryError(msg)
     options = dataclasses.replace(stored.metadata.options, on_error=job.on_error)
-    q, items = await asyncio.to_thread(search_again, stored.metadata.query, job.settings, job.modifier, job.progress)
+    q, searched = stored.metadata.query, searched_now()
+    found = await asyncio.to_thread(
+        search_again, q, job.settings, job.modifier, job.progress, _since(stored, job, force)
+    )
     clock.lap("search")
-    chosen, skipped = choose_assets(items, q, options.assets)
+    # nothing new or changed since the last search is no error (a whole search that finds nothing is)
+    nothing = not found.items and not found.whole
+    chosen, skipped = ([], []) if nothing else choose_assets(found.items, q, options.assets)
 
     previous = {(r.item_id, r.asset): r for r in stored.rows}
     same: list[tuple[StoredRow, SelectedAsset]] = []  # stored sources the search found unchanged
@@ -203,9 +236,9 @@ async def _refresh_once(
         else:
             changed.append(f"{asset.item.id}/{asset.key}")
         to_read.append(asset)
-    found = {(a.item.id, a.key) for a in chosen}
-    gone_rows = [r for key, r in previous.items() if key not in found]
-    removed = sorted({r.item_id for r in gone_rows} - {a.item.id for a in chosen})
+    keys = {(a.item.id, a.key) for a in chosen}
+    gone_rows = [r for key, r in previous.items() if key not in keys]  # or not asked about: kept unless removing
+    removed = sorted({r.item_id for r in gone_rows} - {a.item.id for a in chosen}) if found.whole else []
     report = RefreshReport(
         branch=job.branch,
         previous=stored.snapshot_id,
@@ -215,6 +248,8 @@ async def _refresh_once(
         removed=tuple(removed),
         kept_removed=not job.remove,
         dry_run=job.dry_run,
+        search=found.asked,
+        found=len(found.items),
     )
     clock.lap("compare")
     removing = job.remove and bool(gone_rows)
@@ -242,6 +277,7 @@ async def _refresh_once(
         "changed": list(report.changed),
         "removed": list(report.removed),
         "failed": list(failed),
+        "searched": searched,
     }
     report = dataclasses.replace(report, failed=tuple(failed), headers_read=len(unread))
     new = [*fresh, *read]  # after the stored sources, in this order (as _in_stored_order places them)
@@ -386,8 +422,20 @@ def refresh_cube(
     modifier: Callable[[Any], Any] | None = None,
     client: Any = None,
     executor: Any = None,
+    full_search: bool = False,
+    window: timedelta | None = None,
 ) -> RefreshReport:
     """Bring a cube up to date with its catalog in one commit, or none when nothing changed.
+
+    A STAC API is asked only for the items that can be new or changed since the last build or refresh that
+    committed: those ``updated`` since its search started, less :data:`UPDATED_WINDOW` (one day), when every item
+    of the cube carries STAC ``updated`` and the API takes CQL2 filters; else those dated since then, less
+    :data:`DATED_WINDOW` (30 days): an item published later than that after its acquisition, or an old item
+    changed without ``updated``, is found only by a whole search. Items the narrower search does not return stay
+    as they are. The whole stored search runs with ``full_search``, ``remove``, ``force`` (or sources
+    ``check_etags`` found changed), for a static catalog or stac-geoparquet file (read whole in any case), and for a
+    cube committed by an earlier stackcube; ``RefreshReport.search`` says which ran. A scheduled job that refreshes
+    daily can run a whole search weekly (``full_search=True``) to catch what the window misses and list removals.
 
     Parameters
     ----------
@@ -420,6 +468,10 @@ def refresh_cube(
     client, executor
         A ``dask.distributed.Client``, or a ``concurrent.futures.Executor``: the new items' headers are read and the
         references written there (the one commit stays here).
+    full_search
+        Run the whole stored search, not only what can be new or changed (above).
+    window
+        How far before the last search to ask from (default :data:`UPDATED_WINDOW` or :data:`DATED_WINDOW`).
 
     Returns
     -------
@@ -428,7 +480,9 @@ def refresh_cube(
     """
     settings = with_credentials(current(), credentials)
     workers = resolve_workers(client, executor)
-    job = _Refresh(branch, tag, dry_run, remove, on_error, progress, allow, settings, modifier, workers)
+    job = _Refresh(
+        branch, tag, dry_run, remove, on_error, progress, allow, settings, modifier, workers, full_search, window
+    )
     cache: dict[tuple[str, str, Any], Source] = {}
     forced = set(force)
     if check_etags:

@@ -43,6 +43,5 @@ def test_a_stored_search_runs_again_only_on_a_catalog(tmp_path) -> None:
         search_again(Query(catalog=None))
     path = tmp_path / "items.json"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
-    q, items = search_again(Query(catalog=str(path), datetime="2020-06-01T00:00:00Z/2020-06-30T23:59:59Z"))
-    assert q.catalog == str(path)
-    assert items == []
+    found = search_again(Query(catalog=str(path), datetime="2020-06-01T00:00:00Z/2020-06-30T23:59:59Z"))
+    assert (found.items, found.asked, found.whole) == ([], "the whole search", True)

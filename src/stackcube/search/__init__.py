@@ -7,18 +7,21 @@ whole month), CQL2 filters evaluated with the ``cql2`` library, the ``query`` ex
 
 Modules, each importing only the ones before it: ``_query`` (:class:`SearchArgs`, :class:`Query`), ``_fetch``
 (STAC documents and API searches over the network, retried), ``_static`` (static inputs filtered as an API would),
-``_parquet`` (stac-geoparquet files and directories, filters pushed down to pyarrow), ``_search``
-(:func:`search_items`: whichever kind of catalog it is).
+``_parquet`` (stac-geoparquet files and directories, filters pushed down to pyarrow), ``_since`` (a stored search
+narrowed to what can be new: a refresh's), ``_search`` (:func:`search_items`: whichever kind of catalog it is).
 """
 
 from stackcube.search._query import SEARCH_KEYWORDS, CatalogLike, Query, SearchArgs, make_query, require_items
-from stackcube.search._search import search_again, search_items
+from stackcube.search._search import Found, search_again, search_items
+from stackcube.search._since import Since
 
 __all__ = [
     "SEARCH_KEYWORDS",
     "CatalogLike",
+    "Found",
     "Query",
     "SearchArgs",
+    "Since",
     "make_query",
     "require_items",
     "search_again",

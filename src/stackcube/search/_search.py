@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Unpack
 
 import pystac
@@ -15,10 +16,23 @@ from stackcube.errors import SearchError
 from stackcube.search._fetch import is_api, read_json, search_api
 from stackcube.search._parquet import is_parquet, parquet_items
 from stackcube.search._query import SEARCH_KEYWORDS, CatalogLike, Query, SearchArgs, make_query
+from stackcube.search._since import Since, narrow
 from stackcube.search._static import matches, static_items
 from stackcube.settings import Settings, current
 
-__all__ = ["search_again", "search_items"]
+__all__ = ["Found", "search_again", "search_items"]
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What a search found, and what it asked."""
+
+    items: list[pystac.Item]
+    """The items, in the catalog's order."""
+    asked: str
+    """What was asked, in words: "the whole search", "items updated since ...", ..."""
+    whole: bool = True
+    """False when only what can be new or changed was asked: the items it did not find were not asked about."""
 
 
 def search_items(
@@ -55,19 +69,35 @@ def search_items(
     ...                         bbox=[27.0, -8.0, 27.1, -7.9], datetime="2020-06")  # doctest: +SKIP
     """
     check_keywords(search, SEARCH_KEYWORDS, "search_items")
-    settings = settings or current()
-    modifier = search.get("modifier")
     q = make_query(catalog, bbox=bbox, datetime=datetime, **search)
+    return q, _search(catalog, q, settings or current(), search.get("modifier"), progress=progress).items
+
+
+def _search(
+    catalog: CatalogLike,
+    q: Query,
+    settings: Settings,
+    modifier: Callable[[Any], Any] | None,
+    *,
+    progress: bool,
+    since: Since | None = None,
+) -> Found:
+    """The items ``q`` finds in ``catalog``; a STAC API is asked only for what can be new or changed ``since`` (when
+    given and the API allows it)."""
     href = os.fspath(catalog) if isinstance(catalog, str | os.PathLike) else None
     where = href or "the given items"
     with progress_bar(None, f"searching {where}", "item", enabled=progress) as advance:
         if href is not None and is_parquet(href):  # a remote file's transient failure: the search again
-            return q, retry_sync(lambda: _matching(parquet_items(href, q, settings), q, modifier, advance), settings)
+            items = retry_sync(lambda: _matching(parquet_items(href, q, settings), q, modifier, advance), settings)
+            return Found(items, "the whole search" + " (a stac-geoparquet file is read whole)" * (since is not None))
         # read once, whatever kind it turns out to be
         doc = read_json(href, settings, q.headers) if href is not None else None
         if href is not None and doc is not None and is_api(href, doc):
-            return q, search_api(href, q, modifier, settings, advance)
-        return q, _matching(static_items(catalog, doc, settings), q, modifier, advance)
+            asked, words = narrow(q, since, doc) if since is not None else (q, "the whole search")
+            items = [] if asked is None else search_api(href, asked, modifier, settings, advance)
+            return Found(items, words, whole=asked is q)
+        items = _matching(static_items(catalog, doc, settings), q, modifier, advance)
+        return Found(items, "the whole search" + " (a static catalog is read whole)" * (since is not None))
 
 
 def _matching(
@@ -95,25 +125,12 @@ def search_again(
     settings: Settings | None = None,
     modifier: Callable[[Any], Any] | None = None,
     progress: bool = False,
-) -> tuple[Query, list[pystac.Item]]:
+    since: Since | None = None,
+) -> Found:
     """Run a stored search again (a cube's refresh): the same catalog, filters and limits, without headers;
-    ``modifier`` (not stored with the cube) is called on every item, as the build's was."""
+    ``modifier`` (not stored with the cube) is called on every item, as the build's was. With ``since``, a STAC API
+    is asked only for the items that can be new or changed since then (:func:`~stackcube.search._since.narrow`)."""
     if query.catalog is None:
         msg = "the search was of items in memory, not of a catalog: there is nothing to search again"
         raise SearchError(msg)
-    return search_items(
-        query.catalog,
-        bbox=query.bbox,
-        datetime=query.datetime,
-        settings=settings,
-        progress=progress,
-        intersects=query.intersects,
-        collections=query.collections,
-        ids=query.ids,
-        query=query.query,
-        filter=query.filter,
-        filter_lang=query.filter_lang,
-        max_items=query.max_items,
-        limit=query.limit,
-        modifier=modifier,
-    )
+    return _search(query.catalog, query, settings or current(), modifier, progress=progress, since=since)

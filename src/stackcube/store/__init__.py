@@ -11,7 +11,15 @@ store, opening a cube, an array or one of its levels, unions included).
 """
 
 from stackcube.store.append import Appended, Commit, append_steps, append_to
-from stackcube.store.layout import ArrayLayout, CubeMetadata, Level, StoredRow, source_row, updated_of
+from stackcube.store.layout import (
+    ArrayLayout,
+    CubeMetadata,
+    Level,
+    StoredRow,
+    searched_now,
+    source_row,
+    updated_of,
+)
 from stackcube.store.read import (
     OpenArgs,
     OpenOptions,
@@ -65,6 +73,7 @@ __all__ = [
     "read_metadata",
     "read_stored",
     "readonly_session",
+    "searched_now",
     "source_row",
     "updated_of",
     "version_not_found",

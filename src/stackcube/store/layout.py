@@ -25,7 +25,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Self, cast
 
 import numpy as np
@@ -70,6 +70,8 @@ __all__ = [
     "TABLE_ENCODING",
     "read_source_rows",
     "read_sources_table",
+    "searched_at",
+    "searched_now",
     "source_row",
     "updated_of",
     "sources_table",
@@ -399,6 +401,18 @@ def source_row(s: Source, *, manifest: bool = True) -> tuple[str, ...]:
         s.digest,
     )
     return (*row, json.dumps(s.manifest.to_dict(), separators=(",", ":"))) if manifest else row
+
+
+def searched_now() -> str:
+    """Now, as a commit's ``searched`` metadata keeps when its search started (UTC, ISO 8601): a refresh asks a STAC
+    API only for what can be new or changed since then."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def searched_at(metadata: Mapping[str, Any]) -> datetime | None:
+    """A commit's ``searched`` instant, None when it has none."""
+    value = metadata.get("searched")
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
 def updated_of(properties: Mapping[str, Any]) -> str:

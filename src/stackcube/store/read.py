@@ -52,6 +52,7 @@ from stackcube.store.layout import (
     level_path,
     read_source_rows,
     read_sources_table,
+    searched_at,
 )
 from stackcube.store.repo import (
     RepoLike,
@@ -362,6 +363,9 @@ class StoredCube:
     """What each array's node says (its levels, grids and kept coordinates)."""
     root: zarr.Group | None = field(default=None, repr=False, compare=False)
     """The cube's root group, from which :attr:`sources` are read when first asked for."""
+    searched: datetime | None = None
+    """When the search of the last build or refresh that committed started (its commit's ``searched``); None when
+    unknown (a commit by an earlier stackcube, or not asked)."""
 
     @functools.cached_property
     def sources(self) -> tuple[Source, ...]:
@@ -370,10 +374,12 @@ class StoredCube:
         return read_sources_table(self.root) if self.root is not None else ()
 
 
-def read_stored(session: icechunk.Session, repo: RepoLike | None = None) -> StoredCube:
+def read_stored(
+    session: icechunk.Session, repo: RepoLike | None = None, repository: icechunk.Repository | None = None
+) -> StoredCube:
     """Read a cube's description, its arrays' layouts and its source table's rows from a session (no source is
     touched; the sources' manifests when :attr:`StoredCube.sources` is first used); ``repo`` names the repository
-    in errors."""
+    in errors; with the ``repository``, when its last search ran (:attr:`StoredCube.searched`)."""
     root = _root(session, repo if repo is not None else "this repository")
     metadata = CubeMetadata.from_attrs(root.attrs)
     return StoredCube(
@@ -382,7 +388,17 @@ def read_stored(session: icechunk.Session, repo: RepoLike | None = None) -> Stor
         rows=read_source_rows(root),
         layouts={name: ArrayLayout.from_attrs(cast("zarr.Group", root[name]).attrs) for name in metadata.arrays},
         root=root,
+        searched=_last_search(repository, session.snapshot_id) if repository is not None else None,
     )
+
+
+def _last_search(repository: icechunk.Repository, snapshot_id: str) -> datetime | None:
+    """The ``searched`` instant of the newest stackcube commit at or before ``snapshot_id`` (commits by others are
+    passed over); None when that commit has none."""
+    for snapshot in repository.ancestry(snapshot_id=snapshot_id):
+        if "stackcube" in snapshot.metadata:
+            return searched_at(snapshot.metadata)
+    return None
 
 
 def _xarray_chunks(chunks: Chunks) -> Any:
