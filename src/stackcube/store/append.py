@@ -97,7 +97,7 @@ def append_plan(
     table's rows, in its order (as a refresh orders them, :func:`stackcube.refresh._in_stored_order`).
     """
     prefixes = container_prefixes({h for a in plan.arrays for h in a.sources.href})
-    repository = with_splits(repository, manifest_splits(plan.arrays), accounts=accounts_of(plan, prefixes))
+    repository = with_splits(repository, manifest_splits(plan.standalone), accounts=accounts_of(plan, prefixes))
     session = _session(repository, to)
     root = zarr.open_group(session.store, mode="r+")
     if to.tag is not None:

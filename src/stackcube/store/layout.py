@@ -339,7 +339,11 @@ references commit in 38 s in pieces of 100,000 and in 170 s in pieces of 20,000 
 def manifest_splits(arrays: Sequence[ArrayPlan]) -> dict[str, int]:
     """Per level's data array (``/A/0/data``), how many time steps one piece of its manifest holds: about
     :data:`MANIFEST_REFS` references, whole time steps (a read of one date opens one piece; an append of a few
-    dates rewrites the last piece)."""
+    dates rewrites the last piece). Every level is named, however few dates it has now: an append plans only its
+    new dates, and the pieces must be those of the whole array. Give it the arrays that are not members of a union
+    (:attr:`~stackcube.cube.CubePlan.standalone`): a member is one scene, never appended, and Icechunk matches
+    every array a commit writes against every array named here (a 250-scene union's commit took 77 s with its
+    members named, 0.6 s without)."""
     return {
         f"/{data_path(array.name, n)}": max(1, MANIFEST_REFS // max(1, math.prod(level.source_index.shape[1:])))
         for array in arrays

@@ -413,7 +413,11 @@ def with_splits(
     manifest = config.manifest or icechunk.ManifestConfig()
     along: Any = icechunk.ManifestSplitDimCondition.DimensionName("^time$")
     match = icechunk.ManifestSplitCondition.path_matches
-    by_path = {match(f"^{re.escape(path)}$"): {along: steps} for path, steps in splits.items()}
+    by_steps: dict[int, list[str]] = {}
+    for path, steps in splits.items():
+        by_steps.setdefault(steps, []).append(re.escape(path))
+    # one condition per piece size, not per array: Icechunk matches every array written against each
+    by_path = {match(f"^(?:{'|'.join(paths)})$"): {along: steps} for steps, paths in by_steps.items()}
     manifest.splitting = icechunk.ManifestSplittingConfig.from_dict(by_path)
     config.manifest = manifest
     known = list((config.virtual_chunk_containers or {}).keys())

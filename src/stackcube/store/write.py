@@ -44,6 +44,7 @@ from stackcube.store.layout import (
     sources_table,
     union_tiles,
 )
+from stackcube.store.nodes import Group, write_groups
 from stackcube.store.repo import (
     RepoLike,
     container_prefixes,
@@ -92,7 +93,7 @@ def write_plan(
     accounts = accounts_of(plan, prefixes)
     with exclusive(repo):
         repository = open_repository(repo, prefixes=prefixes, create=True, accounts=accounts, settings=settings)
-    repository = with_splits(repository, manifest_splits(plan.arrays), settings, accounts)
+    repository = with_splits(repository, manifest_splits(plan.standalone), settings, accounts)
     if tag is not None:
         check_tag_is_free(repository, tag, repo)
     created = _start_branch(repository, branch, parent, repo)
@@ -201,27 +202,18 @@ def _write(
         if name not in keep:
             del root[name]
     root.attrs.update(CubeMetadata.of(plan, prefixes, accounts).to_attrs())
-    sources_table(plan.sources).to_zarr(session.store, group=SOURCES, encoding=TABLE_ENCODING, **_TO_ZARR)
+    _create_nodes(session, plan)
     total = sum(level.n_chunks for a in plan.arrays for level in a.levels)
     blocks: list[Refs] = []
     with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
         for array in plan.arrays:
-            datasets = [level_dataset(level) for level in array.levels]
-            layout = ArrayLayout.of(array, inline_coordinates(datasets))
-            xr.Dataset(attrs=layout.to_attrs()).to_zarr(session.store, group=array.name, **_TO_ZARR)
-            for n, (level, coords) in enumerate(zip(array.levels, datasets, strict=True)):
+            for n, level in enumerate(array.levels):
                 path = level_path(array.name, n)
-                create_level(session, level, coords, path)
                 if workers is None:
                     for refs in refs_of(level, path, steps=level.shape[0]):
                         set_refs(session.store, refs, advance)
                 else:
                     blocks += refs_of(level, path, steps=max(1, BLOCK_REFS // max(1, math.prod(level.shape[1:]))))
-        arrays = {a.name: a for a in plan.arrays}
-        for union in plan.unions:
-            for n in range(union.n_levels):
-                members = [arrays[m].levels[n] for m in union.members]
-                union_tiles(members).to_zarr(session.store, group=level_path(union.name, n), **_TO_ZARR)
         if workers is not None:
             session = _write_on_workers(repository, session, blocks, workers, advance)
     counts = ", ".join(f"{a.name} {a.shape[0]} dates x {a.shape[1]} bands" for a in plan.arrays)
@@ -282,11 +274,25 @@ def _tag_or_undo(repository: icechunk.Repository, tag: str, snapshot: str, branc
         raise RepositoryError(msg) from None
 
 
-def create_level(session: icechunk.Session, level: ArrayPlan, coords: xr.Dataset, path: str) -> None:
-    """A level's coordinates and its data array, without references yet."""
-    coords.to_zarr(session.store, group=path, encoding=coordinate_encoding(coords), **_TO_ZARR)
-    node = zarr.open_group(session.store, path=path, mode="r+")
-    node.create_array(DATA, **data_array(level, coords, level.shape))
+def _create_nodes(session: icechunk.Session, plan: CubePlan) -> None:
+    """Every node of the cube but the root, without references yet: the source table, each array's node, its
+    levels' coordinates and data arrays, the unions' tile tables; written at once (:mod:`stackcube.store.nodes`:
+    a union of 250 scenes is 250 arrays of a dozen coordinates each)."""
+    tops: list[Group] = [(SOURCES, sources_table(plan.sources), TABLE_ENCODING)]
+    levels: list[Group] = []
+    data: list[tuple[str, str, dict[str, Any]]] = []
+    for array in plan.arrays:
+        datasets = [level_dataset(level) for level in array.levels]
+        tops.append((array.name, xr.Dataset(attrs=ArrayLayout.of(array, inline_coordinates(datasets)).to_attrs()), {}))
+        for n, (level, coords) in enumerate(zip(array.levels, datasets, strict=True)):
+            levels.append((level_path(array.name, n), coords, coordinate_encoding(coords)))
+            data.append((level_path(array.name, n), DATA, data_array(level, coords, level.shape)))
+    arrays = {a.name: a for a in plan.arrays}
+    for union in plan.unions:
+        for n in range(union.n_levels):
+            levels.append((level_path(union.name, n), union_tiles([arrays[m].levels[n] for m in union.members]), {}))
+    write_groups(session.store, tops)  # first: writing a group replaces what is under it
+    write_groups(session.store, levels, arrays=data)
 
 
 def data_array(level: ArrayPlan, coords: xr.Dataset, shape: tuple[int, ...]) -> dict[str, Any]:

@@ -1,0 +1,100 @@
+"""write_groups writes what ``Dataset.to_zarr`` writes, byte for byte, for every kind of group a cube holds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+import stackcube
+from stackcube.demo import write_demo_catalog
+from stackcube.store.coords import inline_coordinates
+from stackcube.store.layout import (
+    TABLE_ENCODING,
+    ArrayLayout,
+    coordinate_encoding,
+    level_dataset,
+    sources_table,
+    union_tiles,
+)
+from stackcube.store.nodes import write_groups
+
+
+def _groups(plan) -> list[tuple[str, xr.Dataset, dict]]:
+    groups = [("sources", sources_table(plan.sources), TABLE_ENCODING)]
+    for array in plan.arrays:
+        datasets = [level_dataset(level) for level in array.levels]
+        groups.append(
+            (array.name, xr.Dataset(attrs=ArrayLayout.of(array, inline_coordinates(datasets)).to_attrs()), {})
+        )
+        groups += [(f"{array.name}/{n}", ds, coordinate_encoding(ds)) for n, ds in enumerate(datasets)]
+    arrays = {a.name: a for a in plan.arrays}
+    for union in plan.unions:
+        for n in range(union.n_levels):
+            groups.append((f"{union.name}/{n}", union_tiles([arrays[m].levels[n] for m in union.members]), {}))
+    return groups
+
+
+def _written_by_xarray(groups) -> dict[str, bytes]:
+    store = zarr.storage.MemoryStore()
+    for path, ds, encoding in groups:
+        ds.to_zarr(store, group=path, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
+    return {k: v.to_bytes() for k, v in store._store_dict.items()}
+
+
+def _written_at_once(groups, **kw) -> dict[str, bytes]:
+    store = zarr.storage.MemoryStore()
+    by_depth = sorted(groups, key=lambda g: g[0].count("/"))
+    write_groups(store, by_depth, **kw)
+    return {k: v.to_bytes() for k, v in store._store_dict.items()}
+
+
+@pytest.fixture(scope="module")
+def demo_plan(tmp_path_factory):
+    # six bands in two grids, overviews, per-time properties, scale and offset in STAC
+    return stackcube.plan_cube(write_demo_catalog(tmp_path_factory.mktemp("demo")), progress=False)
+
+
+def test_every_node_of_the_demo_cube_is_what_to_zarr_writes(demo_plan) -> None:
+    groups = _groups(demo_plan)
+    expected = _written_by_xarray(groups)
+    assert len(expected) > 100
+    assert _written_at_once(groups) == expected
+
+
+def test_a_union_of_scenes_is_what_to_zarr_writes(tmp_path) -> None:
+    from benchmarks.union_bench import items_for, write_scenes
+
+    scenes = write_scenes(tmp_path, 6)
+    plan = stackcube.plan_cube(items_for(scenes, str(tmp_path)), progress=False)
+    assert plan.unions
+    groups = _groups(plan)
+    assert _written_at_once(groups) == _written_by_xarray(groups)
+
+
+def test_a_group_is_replaced_and_what_is_beside_it_kept() -> None:
+    store = zarr.storage.MemoryStore()
+    xr.Dataset({"old": ("x", np.arange(3))}).to_zarr(store, group="A/0", mode="w", zarr_format=3, consolidated=False)
+    xr.Dataset({"kept": ("x", np.arange(2))}).to_zarr(store, group="B", mode="w", zarr_format=3, consolidated=False)
+    root_before = store._store_dict["zarr.json"].to_bytes()
+    new = xr.Dataset({"new": ("t", np.array(["a", "bc"], dtype=object))}, attrs={"k": 1})
+    write_groups(store, [("A", xr.Dataset(attrs={"layout": [1, 2]}), {}), ("A/0", new, {})])
+    opened = xr.open_zarr(store, group="A/0", consolidated=False, zarr_format=3)
+    assert list(opened.variables) == ["new"]
+    assert opened.attrs == {"k": 1}
+    assert zarr.open_group(store, path="A", mode="r").attrs["layout"] == [1, 2]
+    assert "kept" in xr.open_zarr(store, group="B", consolidated=False, zarr_format=3)
+    assert store._store_dict["zarr.json"].to_bytes() == root_before  # a parent there already is left alone
+
+
+def test_arrays_are_created_in_the_groups_without_values() -> None:
+    store = zarr.storage.MemoryStore()
+    write_groups(
+        store,
+        [("A/0", xr.Dataset(coords={"x": np.arange(4.0)}), {})],
+        arrays=[("A/0", "data", {"shape": (4,), "chunks": (2,), "dtype": "uint16", "fill_value": 7})],
+    )
+    data = zarr.open_array(store, path="A/0/data", mode="r")
+    assert (data.shape, data.chunks, data.fill_value) == ((4,), (2,), 7)
+    assert not [k for k in store._store_dict if k.startswith("A/0/data/c")]
