@@ -4,7 +4,8 @@ references (:func:`write_plan`), and opens back as xarray objects (:func:`open_d
 Modules, each importing only the ones before it: ``repo`` (opening or creating a repository: storage, virtual chunk
 containers for exactly the sources' prefixes, credentials, the ``allow`` check), ``layout`` (what a cube stores,
 described once: :class:`CubeMetadata`, :class:`ArrayLayout`, the coordinates of a level, the source table),
-``coords`` (the coordinates read at open, kept in the array node and opened without reading them), ``write`` (one
+``coords`` (the coordinates read at open, kept in the array node and opened without reading them), ``nodes``
+(many small groups written at once, as ``to_zarr`` writes each), ``write`` (one
 commit per build or refresh), ``append`` (a refresh whose new items come after the cube's last time step: only
 they are written) and ``read`` (:class:`Version`, :class:`OpenOptions`, the guarded
 store, opening a cube, an array or one of its levels, unions included).
