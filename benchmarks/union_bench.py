@@ -2,6 +2,7 @@
 
     python -m benchmarks.union_bench                       # 250 scenes, 20 ms latency, 3 repetitions
     python -m benchmarks.union_bench --scenes 100 --latency-ms 50
+    python -m benchmarks.union_bench --scenes 5000 --build-only   # plan and commit only, files on local disk
 
 Scenes are 512 x 512 px tiled (256) uint16 GeoTIFFs with nodata (Landsat-like: a path/row's footprint moving by
 whole 30 m pixels between dates), one date each, served by nginx behind the test bed's latency proxy. stackcube
@@ -31,7 +32,7 @@ X0, Y0 = 300_000.0, 4_500_000.0
 SIZE, TILE = 512, 256
 
 
-def write_scenes(directory: Path, n: int) -> list[tuple[str, int, int]]:
+def write_scenes(directory: Path, n: int, *, constant: bool = False) -> list[tuple[str, int, int]]:
     import rasterio
     from affine import Affine
 
@@ -41,7 +42,11 @@ def write_scenes(directory: Path, n: int) -> list[tuple[str, int, int]]:
         row, col = (int(v) for v in rng.integers(0, 200, size=2))
         path = directory / f"scene_{i:03d}.tif"
         if not path.exists():
-            data = rng.integers(1, 60_000, size=(1, SIZE, SIZE), dtype=np.uint16)
+            data = (
+                np.full((1, SIZE, SIZE), i + 1, np.uint16)
+                if constant
+                else rng.integers(1, 60_000, (1, SIZE, SIZE), np.uint16)
+            )
             profile = {
                 "driver": "GTiff", "width": SIZE, "height": SIZE, "count": 1, "dtype": "uint16",
                 "crs": "EPSG:32633", "transform": Affine(RES, 0, X0 + col * RES, 0, -RES, Y0 - row * RES),
@@ -67,6 +72,38 @@ def items_for(scenes: list[tuple[str, int, int]], base: str) -> list:
     return items
 
 
+def build_only(n: int, repeat: int) -> None:
+    """Plan and commit a union of ``n`` scenes read from local disk (constant pixels: the build reads headers
+    only), to a repository on local disk; the medians and spreads of each, and the peak RSS."""
+    import resource
+
+    import stackcube
+    from stackcube.store import write_plan
+
+    directory = Path(tempfile.gettempdir()) / "stackcube-union-build" / "scenes"
+    directory.mkdir(parents=True, exist_ok=True)
+    items = items_for(write_scenes(directory, n, constant=True), str(directory))
+    plans, writes = [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        plan = stackcube.plan_cube(items, progress=False)
+        plans.append(time.perf_counter() - start)
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            write_plan(plan, str(Path(tmp) / "cube.icechunk"), progress=False)
+            writes.append(time.perf_counter() - start)
+    (union,) = plan.unions
+    total = [p + w for p, w in zip(plans, writes, strict=True)]
+
+    def fmt(v: list[float]) -> str:
+        return f"{statistics.median(v):.2f} s ({min(v):.2f}-{max(v):.2f})"
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"\n{n} scenes -> one union of {union.shape[2]} x {union.shape[3]} px x {union.shape[0]} dates; local disk")
+    print(f"| plan (headers from local files) | {fmt(plans)} |\n| write and commit | {fmt(writes)} |")
+    print(f"| total | {fmt(total)} |\n| peak RSS | {peak:.2f} GB |")
+
+
 def main(argv: list[str] | None = None) -> None:
     import stackstac
     from rasterio.enums import Resampling
@@ -80,7 +117,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenes", type=int, default=250)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--build-only", action="store_true", help="plan and commit from local files; no reads")
     args = parser.parse_args(argv)
+    if args.build_only:
+        build_only(args.scenes, args.repeat)
+        return
     warnings.simplefilter("ignore")  # stackstac 0.5's affine and pandas warnings
     import dask
 
