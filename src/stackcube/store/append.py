@@ -49,7 +49,7 @@ from stackcube.store.layout import (
     manifest_splits,
     sources_table,
 )
-from stackcube.store.repo import RepoLike, container_prefixes, exclusive, with_splits
+from stackcube.store.repo import RepoLike, container_prefixes, exclusive, for_writing
 from stackcube.store.write import (
     accounts_of,
     check_tag_is_free,
@@ -97,7 +97,7 @@ def append_plan(
     table's rows, in its order (as a refresh orders them, :func:`stackcube.refresh._in_stored_order`).
     """
     prefixes = container_prefixes({h for a in plan.arrays for h in a.sources.href})
-    repository = with_splits(repository, manifest_splits(plan.standalone), accounts=accounts_of(plan, prefixes))
+    repository = for_writing(repository, manifest_splits(plan.standalone), accounts=accounts_of(plan, prefixes))
     session = _session(repository, to)
     root = zarr.open_group(session.store, mode="r+")
     if to.tag is not None:
@@ -145,7 +145,7 @@ def _append_steps(
     lock: Callable[[], AbstractContextManager[None]],
     accounts: Mapping[str, str] | None,
 ) -> Appended | str:
-    repository = with_splits(repository, manifest_splits(arrays), accounts=accounts)  # for this commit
+    repository = for_writing(repository, manifest_splits(arrays), accounts=accounts)  # for this commit
     session = _session(repository, to)
     root = zarr.open_group(session.store, mode="r+")
     stored = CubeMetadata.from_attrs(root.attrs)

@@ -43,7 +43,7 @@ __all__ = [
     "transient",
     "version_not_found",
     "with_containers",
-    "with_splits",
+    "for_writing",
 ]
 
 type RepoLike = str | os.PathLike[str] | icechunk.Storage | icechunk.Repository
@@ -397,31 +397,34 @@ def save_containers(
         repository.reopen(config=config, authorize_virtual_chunk_access=access).save_config()
 
 
-def with_splits(
+def for_writing(
     repository: icechunk.Repository,
     splits: Mapping[str, int],
     settings: Settings | None = None,
     accounts: Mapping[str, str] | None = None,
 ) -> icechunk.Repository:
-    """``repository`` (reopened in memory, nothing saved) writing the manifest of each array ``splits`` names
-    (``/A/0/data``) in pieces of that many time steps: a commit that appends steps rewrites the last piece, not the
-    array's every reference, and a read of one date opens one piece. Icechunk applies it to what is written next;
-    what a commit does not touch keeps the manifests it has."""
-    if not splits:
-        return repository
+    """``repository`` (reopened in memory, nothing saved) as a write wants it: its commit writes up to
+    ``max_concurrency`` manifests at once (Icechunk writes one at a time by default, and a union has a dozen small
+    arrays per scene: 250 scenes were 3,539 requests one after another on S3), and writes the manifest of each
+    array ``splits`` names (``/A/0/data``) in pieces of that many time steps: a commit that appends steps rewrites
+    the last piece, not the array's every reference, and a read of one date opens one piece. Icechunk applies the
+    split to what is written next; what a commit does not touch keeps the manifests it has."""
+    settings = settings or current()
     config = repository.config
     manifest = config.manifest or icechunk.ManifestConfig()
-    along: Any = icechunk.ManifestSplitDimCondition.DimensionName("^time$")
-    match = icechunk.ManifestSplitCondition.path_matches
-    by_steps: dict[int, list[str]] = {}
-    for path, steps in splits.items():
-        by_steps.setdefault(steps, []).append(re.escape(path))
-    # one condition per piece size, not per array: Icechunk matches every array written against each
-    by_path = {match(f"^(?:{'|'.join(paths)})$"): {along: steps} for steps, paths in by_steps.items()}
-    manifest.splitting = icechunk.ManifestSplittingConfig.from_dict(by_path)
+    manifest.max_concurrent_manifest_fetches_during_commit = settings.max_concurrency
+    if splits:
+        along: Any = icechunk.ManifestSplitDimCondition.DimensionName("^time$")
+        match = icechunk.ManifestSplitCondition.path_matches
+        by_steps: dict[int, list[str]] = {}
+        for path, steps in splits.items():
+            by_steps.setdefault(steps, []).append(re.escape(path))
+        # one condition per piece size, not per array: Icechunk matches every array written against each
+        by_path = {match(f"^(?:{'|'.join(paths)})$"): {along: steps} for steps, paths in by_steps.items()}
+        manifest.splitting = icechunk.ManifestSplittingConfig.from_dict(by_path)
     config.manifest = manifest
     known = list((config.virtual_chunk_containers or {}).keys())
-    access = _declare(config, [], known, settings or current(), accounts=accounts or {})
+    access = _declare(config, [], known, settings, accounts=accounts or {})
     return repository.reopen(config=config, authorize_virtual_chunk_access=access)
 
 

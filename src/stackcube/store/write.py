@@ -50,11 +50,11 @@ from stackcube.store.repo import (
     container_prefixes,
     exclusive,
     exists,
+    for_writing,
     open_repository,
     save_containers,
     transient,
     version_not_found,
-    with_splits,
 )
 from stackcube.tiff import TiffSegmentCodec
 
@@ -93,7 +93,7 @@ def write_plan(
     accounts = accounts_of(plan, prefixes)
     with exclusive(repo):
         repository = open_repository(repo, prefixes=prefixes, create=True, accounts=accounts, settings=settings)
-    repository = with_splits(repository, manifest_splits(plan.standalone), settings, accounts)
+    repository = for_writing(repository, manifest_splits(plan.standalone), settings, accounts)
     if tag is not None:
         check_tag_is_free(repository, tag, repo)
     created = _start_branch(repository, branch, parent, repo)
