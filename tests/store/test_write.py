@@ -442,3 +442,37 @@ def test_scratch_branches_a_killed_build_left_are_removed_by_the_next_after_a_da
         repository.create_branch(name, first)
     write_plan(plan, tmp_path / "cube.icechunk", workers=cluster)
     assert repository.list_branches() == {"main", recent}  # a day old: gone; another build's (any younger): kept
+
+
+def test_a_build_committed_in_stages_is_the_cube_of_one_commit(tmp_path, monkeypatch) -> None:
+    """Above ``STAGE_REFS`` references a build commits in stages (amends of one snapshot on a scratch branch):
+    the same cube, one new snapshot whose parent is the branch's, no scratch branch left."""
+    from stackcube.demo import write_demo_catalog
+    from stackcube.store import open_repository
+    from stackcube.store import write as write_module
+    from tests.store.test_append import _assert_same, _tree
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=5, size=512)
+    whole = tmp_path / "whole.icechunk"
+    stackcube.build_cube(catalog, repo=whole, progress=False)
+    staged = tmp_path / "staged.icechunk"
+    stackcube.build_cube(catalog, repo=staged, progress=False)  # a first build: the staged one replaces it
+    amends = []
+    real_amend = write_module.icechunk.Session.amend
+
+    def counted(self, *args, **kwargs):
+        amends.append(args[0] if args else kwargs.get("message"))
+        return real_amend(self, *args, **kwargs)
+
+    monkeypatch.setattr(write_module.icechunk.Session, "amend", counted)
+    monkeypatch.setattr(write_module, "STAGE_REFS", 16)  # one date of the 10 m array a stage
+    monkeypatch.setattr(write_module, "MANIFEST_REFS", 16)
+    repository = open_repository(staged)
+    before = repository.lookup_branch("main")
+    cube = stackcube.build_cube(catalog, repo=staged, progress=False)
+    assert len(amends) >= 5  # a stage per date of the 10 m array at least, the last with the build's message
+    assert amends[-1].startswith("stackcube build: ")
+    ancestry = [s.id for s in open_repository(staged).ancestry(branch="main")]
+    assert ancestry[:2] == [cube.snapshot_id, before]
+    assert open_repository(staged).list_branches() == {"main"}
+    _assert_same(_tree(staged), _tree(whole))

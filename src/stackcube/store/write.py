@@ -32,6 +32,7 @@ from stackcube.settings import Settings
 from stackcube.store.coords import inline_coordinates
 from stackcube.store.layout import (
     DATA,
+    MANIFEST_REFS,
     SOURCES,
     TABLE_ENCODING,
     ArrayLayout,
@@ -205,20 +206,27 @@ def _write(
     _create_nodes(session, plan)
     total = sum(level.n_chunks for a in plan.arrays for level in a.levels)
     blocks: list[Refs] = []
+    staged = workers is None and total > STAGE_REFS
     with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
         for array in plan.arrays:
             for n, level in enumerate(array.levels):
                 path = level_path(array.name, n)
-                if workers is None:
+                if workers is None and not staged:
                     for refs in refs_of(level, path, steps=level.shape[0]):
                         set_refs(session.store, refs, advance)
+                elif staged:  # stages of whole manifest pieces, so that a stage does not rewrite the last one's
+                    per_step = max(1, math.prod(level.source_index.shape[1:]))
+                    piece = max(1, MANIFEST_REFS // per_step)
+                    blocks += refs_of(level, path, steps=piece * max(1, STAGE_REFS // (piece * per_step)))
                 else:
                     blocks += refs_of(level, path, steps=max(1, BLOCK_REFS // max(1, math.prod(level.shape[1:]))))
         if workers is not None:
             session = _write_on_workers(repository, session, blocks, workers, advance)
+        elif staged:
+            session = _write_staged(repository, session, blocks, advance)
     counts = ", ".join(f"{a.name} {a.shape[0]} dates x {a.shape[1]} bands" for a in plan.arrays)
     message = message or f"stackcube build: {counts}"
-    if workers is not None:
+    if workers is not None or staged:
         return _commit_forked(
             repository, session, branch=branch, base=base, message=message, metadata=metadata, tag=tag, lock=lock
         )
@@ -412,10 +420,7 @@ def _write_on_workers(
     metadata written so far becomes a snapshot off every branch (``flush``), a scratch branch points at it, the
     forks are made from a session on that branch. :func:`_commit_forked` makes the one commit.
     """
-    flushed = session.flush("stackcube build: arrays, references being written")
-    _drop_stale_scratch(repository)
-    scratch = f"{SCRATCH}{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    repository.create_branch(scratch, flushed)
+    scratch = _scratch_branch(repository, session.flush("stackcube build: arrays, references being written"))
     try:
         writer = repository.writable_session(scratch)
         forks = []
@@ -430,6 +435,39 @@ def _write_on_workers(
         repository.delete_branch(scratch)  # nothing of this write is on any other branch
         raise
     return writer
+
+
+STAGE_REFS = 2_000_000
+"""A build of more references than this, in one process, commits them in stages of about this many (amends of one
+snapshot on a scratch branch, which the branch then moves to, as a build on workers does): Icechunk keeps a
+session's every change in memory until its commit (10 million references peaked at 5 GB in one session)."""
+
+
+def _write_staged(
+    repository: icechunk.Repository, session: icechunk.Session, blocks: list[Refs], advance: Callable[[int], object]
+) -> icechunk.Session:
+    """Write ``blocks`` of references a stage at a time on a scratch branch (each stage amends its one snapshot,
+    whose parent is the branch's); return the session holding the last stage, for :func:`_commit_forked`."""
+    scratch = _scratch_branch(repository, session.flush("stackcube build: arrays, references being written"))
+    try:
+        writer = repository.writable_session(scratch)
+        for n, refs in enumerate(blocks):
+            set_refs(writer.store, refs, advance)
+            if n < len(blocks) - 1:
+                writer.amend("stackcube build: references being written")
+                writer = repository.writable_session(scratch)
+    except BaseException:
+        repository.delete_branch(scratch)  # nothing of this write is on any other branch
+        raise
+    return writer
+
+
+def _scratch_branch(repository: icechunk.Repository, snapshot: str) -> str:
+    """A new scratch branch at ``snapshot`` (stale ones of killed builds removed first)."""
+    _drop_stale_scratch(repository)
+    scratch = f"{SCRATCH}{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    repository.create_branch(scratch, snapshot)
+    return scratch
 
 
 SCRATCH = "stackcube-scratch-"
