@@ -437,10 +437,23 @@ def _write_on_workers(
     return writer
 
 
-STAGE_REFS = 2_000_000
+STAGE_REFS = 1_000_000
 """A build of more references than this, in one process, commits them in stages of about this many (amends of one
 snapshot on a scratch branch, which the branch then moves to, as a build on workers does): Icechunk keeps a
 session's every change in memory until its commit (10 million references peaked at 5 GB in one session)."""
+
+
+def _give_back_memory() -> None:
+    """Return the memory a stage's session freed to the system. glibc's allocator keeps what Icechunk frees (the
+    change set, the manifests built) for reuse, and a stage's pieces are rarely reused as they were: without this,
+    10 million references in stages grew as in one session. A no-op where the C library has no ``malloc_trim``."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if trim is not None:
+        trim(0)
 
 
 def _write_staged(
@@ -456,6 +469,7 @@ def _write_staged(
             if n < len(blocks) - 1:
                 writer.amend("stackcube build: references being written")
                 writer = repository.writable_session(scratch)
+                _give_back_memory()
     except BaseException:
         repository.delete_branch(scratch)  # nothing of this write is on any other branch
         raise
