@@ -132,3 +132,21 @@ def test_layout_keeps_the_coordinates_through_its_attributes(cube) -> None:
     layout = ArrayLayout.from_attrs(zarr.open_group(session.store, path=array, mode="r").attrs)
     assert layout.coordinates["values"]["band"]["values"] == list(cube.plan.arrays[0].bands)
     assert ArrayLayout.from_attrs(layout.to_attrs()) == layout
+
+
+def test_per_time_properties_are_read_when_used_not_at_open(cube) -> None:
+    """Item properties, ids and provenance stay in their arrays until asked for: a selection by date or a filter on
+    ``eo:cloud_cover`` reads that one property, and gives what the items say."""
+    data = stackcube.open_dataarray(cube.repository, "EPSG32735_10m", mask_and_scale=False)
+    per_time = [name for name, coord in data.coords.items() if coord.dims[:1] == ("time",) and name != "time"]
+    assert {"eo:cloud_cover", "id", "source_href"} <= set(per_time)
+    assert not [name for name in per_time if data[name].variable._in_memory]  # nothing read at open
+
+    planned = next(a for a in cube.plan.arrays if a.name == "EPSG32735_10m")
+    clouds = {",".join(ids): c for ids, c in zip(planned.items, planned.properties["eo:cloud_cover"], strict=True)}
+    second = data.sel(time=data.time[1])
+    assert float(second["eo:cloud_cover"]) == clouds[str(second["id"].values)]
+    clear = data.where(data["eo:cloud_cover"] < 50, drop=True)
+    assert sorted(clear.id.values.tolist()) == sorted(i for i, c in clouds.items() if c < 50)
+    assert data["eo:cloud_cover"].variable._in_memory
+    assert not data["source_href"].variable._in_memory  # the others still unread
