@@ -93,9 +93,10 @@ KILLED_WRITER = """
 import sys
 from benchmarks.cube_bench import synthetic_sources
 from stackcube.cube import plan_sources
-from stackcube.store import write_plan
+from stackcube.store import write, write_plan
 from stackcube.search import Query
 
+write.STAGE_REFS = int(sys.argv[3])
 plan = plan_sources(Query(catalog=None), synthetic_sources(int(sys.argv[2]), 4, 5))
 print("writing", flush=True)
 write_plan(plan, sys.argv[1], progress=True)
@@ -103,7 +104,10 @@ print("committed", flush=True)
 """
 
 
-def test_a_write_killed_mid_way_leaves_the_branch_where_it_was(tmp_path) -> None:
+@pytest.mark.parametrize("stages", [False, True])
+def test_a_write_killed_mid_way_leaves_the_branch_where_it_was(tmp_path, stages) -> None:
+    """Killed at different moments of one commit, or of a build committed in stages (amends on a scratch branch
+    that the branch moves to at the end): the branch is where it was, and the next write succeeds."""
     import signal
     import time
 
@@ -118,7 +122,7 @@ def test_a_write_killed_mid_way_leaves_the_branch_where_it_was(tmp_path) -> None
     _, first = write_plan(small, repo)
     for delay in (0.2, 0.8, 1.6):  # kill it at different moments of the write
         with subprocess.Popen(
-            [sys.executable, "-c", KILLED_WRITER, str(repo), "4000"],
+            [sys.executable, "-c", KILLED_WRITER, str(repo), "4000", "20000" if stages else "100000000"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -133,6 +137,8 @@ def test_a_write_killed_mid_way_leaves_the_branch_where_it_was(tmp_path) -> None
             assert "committed" not in child.stdout.read()
         assert open_repository(repo).lookup_branch("main") == first
         assert stackcube.open_dataarray(repo).sizes["time"] == 10
+    if stages:  # what the killed builds left: scratch branches only, at snapshots no other branch has
+        assert {b for b in open_repository(repo).list_branches() if b != "main"}
     _, second = write_plan(plan_sources(Query(catalog=None), synthetic_sources(20, 4, 5)), repo)
     assert open_repository(repo).lookup_branch("main") == second
     assert stackcube.open_dataarray(repo).sizes["time"] == 20
