@@ -450,9 +450,10 @@ def test_scratch_branches_a_killed_build_left_are_removed_by_the_next_after_a_da
     assert repository.list_branches() == {"main", recent}  # a day old: gone; another build's (any younger): kept
 
 
-def test_a_build_committed_in_stages_is_the_cube_of_one_commit(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("storage", ["local", "s3"])
+def test_a_build_committed_in_stages_is_the_cube_of_one_commit(tmp_path, monkeypatch, request, storage) -> None:
     """Above ``STAGE_REFS`` references a build commits in stages (amends of one snapshot on a scratch branch):
-    the same cube, one new snapshot whose parent is the branch's, no scratch branch left."""
+    the same cube, one new snapshot whose parent is the branch's, no scratch branch left; on local disk and S3."""
     from stackcube.demo import write_demo_catalog
     from stackcube.store import open_repository
     from stackcube.store import write as write_module
@@ -462,6 +463,8 @@ def test_a_build_committed_in_stages_is_the_cube_of_one_commit(tmp_path, monkeyp
     whole = tmp_path / "whole.icechunk"
     stackcube.build_cube(catalog, repo=whole, progress=False)
     staged = tmp_path / "staged.icechunk"
+    if storage == "s3":
+        staged = f"s3://{request.getfixturevalue('s3').repos_bucket}/staged"
     stackcube.build_cube(catalog, repo=staged, progress=False)  # a first build: the staged one replaces it
     amends = []
     real_amend = write_module.icechunk.Session.amend
