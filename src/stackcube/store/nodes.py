@@ -1,11 +1,13 @@
 """Many small groups written at once: what ``Dataset.to_zarr(store, group=path, mode="w", zarr_format=3)`` writes
-for each, in one batch of concurrent zarr writes.
+for each, made by zarr in memory and copied into the store together.
 
 xarray writes a dataset one array at a time, each a few synchronous zarr calls (is the node free, the metadata,
-the attributes again, the values): about 30 ms for a level's dozen coordinates, most of the build of a union of
-hundreds of scenes (one array each). Here the encoding is xarray's own (``encode_dataset_coordinates``,
-``encode_zarr_variable``, ``extract_zarr_variable_encoding``, its fill-value rule) and only the I/O is batched;
-``tests/store/test_nodes.py`` checks that every node's metadata and values equal what ``to_zarr`` writes.
+the attributes again, the values): 30-50 ms for a level's dozen coordinates in an Icechunk session, most of the
+build of a union of hundreds of scenes (one array each). Here the encoding is xarray's own
+(``encode_dataset_coordinates``, ``encode_zarr_variable``, ``extract_zarr_variable_encoding``, its fill-value
+rule), written by hand only in the order xarray's ``ZarrStore`` applies them, because xarray has no call that
+encodes a dataset for Zarr without writing it; ``tests/store/test_nodes.py`` checks that every node's metadata and
+values equal what ``to_zarr`` writes, byte for byte.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def write_groups(
     zarr writes them into memory (an Icechunk session's every call costs a round trip through its lock: 30 ms a
     level written in place, 16 in memory), and the keys are copied into ``store`` together.
     """
-    memory = zarr.storage.MemoryStore()
+    written: dict[str, Any] = {}  # what zarr writes into memory, key by key, to copy as it is
+    memory = zarr.storage.MemoryStore(written)
 
     async def write_all() -> None:
         for depth in sorted({path.count("/") for path, _, _ in groups}):  # a group before those inside it
@@ -55,7 +58,7 @@ def write_groups(
         )
         paths = [path for path, _, _ in groups]
         await asyncio.gather(*(store.delete_dir(path) for path in paths))
-        keys = memory._store_dict
+        keys = written
         inside = tuple(f"{path}/" for path in paths)
         # Icechunk wants a node's parent before it, and a chunk's array: metadata depth by depth, then the chunks
         metadata = [key for key in keys if key.rsplit("/", 1)[-1] == "zarr.json"]
