@@ -365,7 +365,7 @@ def _kind(dtype: np.dtype[Any]) -> str:
 
 
 def _created(level: ArrayPlan, shape: tuple[int, ...], coords: xr.Dataset) -> dict[str, Any]:
-    """The metadata :func:`stackcube.store.write.create_level` gives a level's data array, at ``shape``."""
+    """The metadata a build gives a level's data array (:func:`stackcube.store.write.data_array`), at ``shape``."""
     created = zarr.create_array(store=zarr.storage.MemoryStore(), **data_array(level, coords, shape))
     return cast("dict[str, Any]", created.metadata.to_dict())
 
