@@ -96,7 +96,7 @@ from stackcube.cube import plan_sources
 from stackcube.store import write, write_plan
 from stackcube.search import Query
 
-write.STAGE_REFS = int(sys.argv[3])
+write.STAGE_REFS = write.STAGE_ABOVE = int(sys.argv[3])
 plan = plan_sources(Query(catalog=None), synthetic_sources(int(sys.argv[2]), 4, 5))
 print("writing", flush=True)
 write_plan(plan, sys.argv[1], progress=True)
@@ -475,6 +475,8 @@ def test_a_build_committed_in_stages_is_the_cube_of_one_commit(tmp_path, monkeyp
 
     monkeypatch.setattr(write_module.icechunk.Session, "amend", counted)
     monkeypatch.setattr(write_module, "STAGE_REFS", 16)  # one date of the 10 m array a stage
+    monkeypatch.setattr(write_module, "STAGE_ABOVE", 16)
+    monkeypatch.setattr(write_module, "STAGES", 1000)
     monkeypatch.setattr(write_module, "MANIFEST_REFS", 16)
     repository = open_repository(staged)
     before = repository.lookup_branch("main")

@@ -206,7 +206,8 @@ def _write(
     _create_nodes(session, plan)
     total = sum(level.n_chunks for a in plan.arrays for level in a.levels)
     blocks: list[Refs] = []
-    staged = workers is None and total > STAGE_REFS
+    staged = workers is None and total > STAGE_ABOVE
+    stage = max(STAGE_REFS, total // STAGES)
     with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
         for array in plan.arrays:
             for n, level in enumerate(array.levels):
@@ -217,7 +218,7 @@ def _write(
                 elif staged:  # stages of whole manifest pieces, so that a stage does not rewrite the last one's
                     per_step = max(1, math.prod(level.source_index.shape[1:]))
                     piece = max(1, MANIFEST_REFS // per_step)
-                    blocks += refs_of(level, path, steps=piece * max(1, STAGE_REFS // (piece * per_step)))
+                    blocks += refs_of(level, path, steps=piece * max(1, stage // (piece * per_step)))
                 else:
                     blocks += refs_of(level, path, steps=max(1, BLOCK_REFS // max(1, math.prod(level.shape[1:]))))
         if workers is not None:
@@ -437,10 +438,16 @@ def _write_on_workers(
     return writer
 
 
+STAGE_ABOVE = 8_000_000
+"""A build of more references than this, in one process, commits them in stages (amends of one snapshot on a
+scratch branch, which the branch then moves to, as a build on workers does): Icechunk keeps a session's every
+change in memory until its commit (10 million references peaked at 5 GB in one session, 3.7 GB in stages). Not
+below: each amend costs more the more the snapshot holds (4.84 million references took 40 s in stages of a million,
+26 s in one commit)."""
 STAGE_REFS = 1_000_000
-"""A build of more references than this, in one process, commits them in stages of about this many (amends of one
-snapshot on a scratch branch, which the branch then moves to, as a build on workers does): Icechunk keeps a
-session's every change in memory until its commit (10 million references peaked at 5 GB in one session)."""
+"""References per stage, at least."""
+STAGES = 10
+"""Stages per build, at most (of more than :data:`STAGE_REFS` references each when the build is larger)."""
 
 
 def _give_back_memory() -> None:
