@@ -98,7 +98,7 @@ def build_only(n: int, repeat: int) -> None:
     def fmt(v: list[float]) -> str:
         return f"{statistics.median(v):.2f} s ({min(v):.2f}-{max(v):.2f})"
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kilobytes on Linux, as cube_bench reports
     print(f"\n{n} scenes -> one union of {union.shape[2]} x {union.shape[3]} px x {union.shape[0]} dates; local disk")
     print(f"| plan (headers from local files) | {fmt(plans)} |\n| write and commit | {fmt(writes)} |")
     print(f"| total | {fmt(total)} |\n| peak RSS | {peak:.2f} GB |")

@@ -45,8 +45,7 @@ def _written_by_xarray(groups) -> dict[str, bytes]:
 
 def _written_at_once(groups, **kw) -> dict[str, bytes]:
     store = zarr.storage.MemoryStore()
-    by_depth = sorted(groups, key=lambda g: g[0].count("/"))
-    write_groups(store, by_depth, **kw)
+    write_groups(store, groups, **kw)  # in the cube's order, nested groups after their parents or not
     return {k: v.to_bytes() for k, v in store._store_dict.items()}
 
 

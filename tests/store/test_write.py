@@ -455,7 +455,7 @@ def test_a_build_committed_in_stages_is_the_cube_of_one_commit(tmp_path, monkeyp
     """Above ``STAGE_REFS`` references a build commits in stages (amends of one snapshot on a scratch branch):
     the same cube, one new snapshot whose parent is the branch's, no scratch branch left; on local disk and S3."""
     from stackcube.demo import write_demo_catalog
-    from stackcube.store import open_repository
+    from stackcube.store import layout, open_repository
     from stackcube.store import write as write_module
     from tests.store.test_append import _assert_same, _tree
 
@@ -477,7 +477,7 @@ def test_a_build_committed_in_stages_is_the_cube_of_one_commit(tmp_path, monkeyp
     monkeypatch.setattr(write_module, "STAGE_REFS", 16)  # one date of the 10 m array a stage
     monkeypatch.setattr(write_module, "STAGE_ABOVE", 16)
     monkeypatch.setattr(write_module, "STAGES", 1000)
-    monkeypatch.setattr(write_module, "MANIFEST_REFS", 16)
+    monkeypatch.setattr(layout, "MANIFEST_REFS", 16)
     repository = open_repository(staged)
     before = repository.lookup_branch("main")
     cube = stackcube.build_cube(catalog, repo=staged, progress=False)

@@ -63,6 +63,7 @@ __all__ = [
     "level_dataset",
     "level_path",
     "manifest_splits",
+    "piece_steps",
     "SOURCE_CHUNK",
     "ROW_COLUMNS",
     "SOURCE_COLUMNS",
@@ -345,10 +346,13 @@ def manifest_splits(arrays: Sequence[ArrayPlan]) -> dict[str, int]:
     every array a commit writes against every array named here (a 250-scene union's commit took 77 s with its
     members named, 0.6 s without)."""
     return {
-        f"/{data_path(array.name, n)}": max(1, MANIFEST_REFS // max(1, math.prod(level.source_index.shape[1:])))
-        for array in arrays
-        for n, level in enumerate(array.levels)
+        f"/{data_path(array.name, n)}": piece_steps(level) for array in arrays for n, level in enumerate(array.levels)
     }
+
+
+def piece_steps(level: ArrayPlan) -> int:
+    """Time steps in one piece of a level's manifest: about :data:`MANIFEST_REFS` references, whole steps."""
+    return max(1, MANIFEST_REFS // max(1, math.prod(level.source_index.shape[1:])))
 
 
 TIME_CHUNK = 1024

@@ -32,7 +32,6 @@ from stackcube.settings import Settings
 from stackcube.store.coords import inline_coordinates
 from stackcube.store.layout import (
     DATA,
-    MANIFEST_REFS,
     SOURCES,
     TABLE_ENCODING,
     ArrayLayout,
@@ -42,6 +41,7 @@ from stackcube.store.layout import (
     level_dataset,
     level_path,
     manifest_splits,
+    piece_steps,
     sources_table,
     union_tiles,
 )
@@ -60,8 +60,6 @@ from stackcube.store.repo import (
 from stackcube.tiff import TiffSegmentCodec
 
 __all__ = ["check_target", "write_plan"]
-
-_TO_ZARR: dict[str, Any] = {"mode": "w", "zarr_format": 3, "consolidated": False}
 
 
 def write_plan(
@@ -216,9 +214,10 @@ def _write(
                     for refs in refs_of(level, path, steps=level.shape[0]):
                         set_refs(session.store, refs, advance)
                 elif staged:  # stages of whole manifest pieces, so that a stage does not rewrite the last one's
-                    per_step = max(1, math.prod(level.source_index.shape[1:]))
-                    piece = max(1, MANIFEST_REFS // per_step)
-                    blocks += refs_of(level, path, steps=piece * max(1, stage // (piece * per_step)))
+                    piece = piece_steps(level)
+                    blocks += refs_of(
+                        level, path, steps=piece * max(1, stage // (piece * math.prod(level.source_index.shape[1:])))
+                    )
                 else:
                     blocks += refs_of(level, path, steps=max(1, BLOCK_REFS // max(1, math.prod(level.shape[1:]))))
         if workers is not None:
