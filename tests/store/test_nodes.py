@@ -97,3 +97,66 @@ def test_arrays_are_created_in_the_groups_without_values() -> None:
     data = zarr.open_array(store, path="A/0/data", mode="r")
     assert (data.shape, data.chunks, data.fill_value) == ((4,), (2,), 7)
     assert not [k for k in store._store_dict if k.startswith("A/0/data/c")]
+
+
+def test_arrays_made_alike_are_made_once(tmp_path, monkeypatch) -> None:
+    # a union's members have a dozen coordinates each, alike but for their values: zarr makes each kind once and
+    # the others get its metadata document (their values are still their own: the test above compares them)
+    from benchmarks.union_bench import items_for, write_scenes
+
+    plan = stackcube.plan_cube(items_for(write_scenes(tmp_path, 6), str(tmp_path)), progress=False)
+    made = []
+    create_array = zarr.api.asynchronous.create_array
+
+    async def counted(at, **kw):
+        made.append(at.path)
+        return await create_array(at, **kw)
+
+    monkeypatch.setattr(zarr.api.asynchronous, "create_array", counted)
+    groups = _groups(plan)
+    written = _written_at_once(groups)
+    arrays = [k for k in written if k.endswith("/zarr.json") and b'"node_type": "array"' in written[k]]
+    members = [p for p, _, _ in groups if p.endswith("/0") and "union" not in p]
+    assert len(members) == 6
+    per_member = len([a for a in arrays if a.startswith(members[0] + "/")])
+    assert per_member > 10
+    # every member's own: spatial_ref (its GeoTransform) and time (its units start at its date)
+    assert len(made) < len(arrays) - 5 * (per_member - 2)
+
+
+def test_an_array_that_cannot_be_made_fails_every_array_made_like_it() -> None:
+    kw = {"shape": (4,), "chunks": (2, 2), "dtype": "uint16"}  # chunks of the wrong rank
+    with pytest.raises(ValueError, match="chunk"):
+        write_groups(
+            zarr.storage.MemoryStore(),
+            [("A/0", xr.Dataset(), {}), ("B/0", xr.Dataset(), {})],
+            arrays=[("A/0", "data", kw), ("B/0", "data", kw)],
+        )
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ({"fill_value": 0}, {"fill_value": 0.0}),
+        ({"fill_value": 0}, {"fill_value": False}),
+        ({"fill_value": 0.0}, {"fill_value": -0.0}),
+        ({"fill_value": np.float32(1)}, {"fill_value": 1.0}),
+        ({"dtype": np.dtype("<u2")}, {"dtype": np.dtype(">u2")}),
+        ({"attributes": {"a": 1, "b": 2}}, {"attributes": {"b": 2, "a": 1}}),  # another document
+        ({"compressors": [zarr.codecs.ZstdCodec(level=1)]}, {"compressors": [zarr.codecs.ZstdCodec(level=2)]}),
+        ({"chunks": (1, 2)}, {"chunks": [1, 2]}),
+    ],
+)
+def test_signatures_differ_where_the_keywords_do(a, b) -> None:
+    from stackcube.store.nodes import _signature
+
+    assert _signature(a) is not None
+    assert _signature(a) != _signature(b)
+    assert _signature(a) == _signature(dict(a))
+
+
+def test_nan_signatures_are_equal_and_unknown_objects_have_none() -> None:
+    from stackcube.store.nodes import _signature
+
+    assert _signature({"fill_value": float("nan")}) == _signature({"fill_value": float("nan")})
+    assert _signature({"serializer": object()}) is None
