@@ -3,11 +3,15 @@
     python -m benchmarks.cube_bench                   # 10,000 dates x 4 bands x 5 x 5 tiles = 1,000,000 references
     python -m benchmarks.cube_bench --dates 1000      # smaller
     python -m benchmarks.cube_bench --tiles 16 --repeat 1   # 10,240,000 references
+    python -m benchmarks.cube_bench --workers 2       # and the same commit by a LocalCluster of 2 workers
 
 Peak RSS (the process's, so planning's too) is reported after planning and after the commits.
 
 The plan is synthetic (sources are never read: committing and opening metadata touch no source), on a local
-Icechunk repository. Each figure is the median of ``--repeat`` runs with its spread.
+Icechunk repository. Each figure is the median of ``--repeat`` runs with its spread. With ``--workers``, a
+``dask.distributed`` LocalCluster of that many worker processes (one thread each, started before the clock) writes
+the references of the same plan (``write_plan(workers=...)``: blocks of ``BLOCK_REFS`` references into forks of
+one session, merged and committed here), alternating with the commit in this process.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bands", type=int, default=4)
     parser.add_argument("--tiles", type=int, default=5, help="tiles per side")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=0, help="also commit on a LocalCluster of this many workers")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -112,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     refs = array.n_chunks
     planned_rss = _peak_rss()
 
-    commits, opens = [], []
+    client = _cluster(args.workers) if args.workers else None
+    commits, opens, on_workers = [], [], []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
             repo = Path(tmp) / "cube.icechunk"
@@ -124,6 +131,12 @@ def main(argv: list[str] | None = None) -> None:
                 tree = open_cube(repo)
                 assert tree[f"{array.name}/0"]["data"].shape == array.shape
                 opens.append(time.perf_counter() - start)
+            if client is not None:
+                start = time.perf_counter()
+                write_plan(plan, Path(tmp) / "workers.icechunk", workers=client)
+                on_workers.append(time.perf_counter() - start)
+                there = open_cube(Path(tmp) / "workers.icechunk")[f"{array.name}/0"]["data"]
+                assert there.shape == array.shape
 
     def fmt(values: list[float]) -> str:
         return f"{statistics.median(values):.2f} s ({min(values):.2f}-{max(values):.2f})"
@@ -136,7 +149,20 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---:|---:|")
     print(f"| commit the plan to a local Icechunk repository | {fmt(commits)} | 10 s |")
     print(f"| open the cube's metadata (open_cube, lazy) | {fmt(opens)} | 1 s |")
+    if client is not None:
+        print(f"| commit the plan, references written by {args.workers} workers | {fmt(on_workers)} | |")
+        client.close()
     print(f"\npeak RSS: {planned_rss:.2f} GB after planning, {_peak_rss():.2f} GB after the commits")
+
+
+def _cluster(workers: int) -> Any:
+    """A client of a LocalCluster of ``workers`` processes, one thread each, its workers up."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+    client = Client(cluster, set_as_default=False)
+    client.wait_for_workers(workers)
+    return client
 
 
 def _peak_rss() -> float:

@@ -310,6 +310,24 @@ def test_a_first_build_killed_at_any_stage_is_reported_and_rebuilt(stage, nginx,
         np.testing.assert_array_equal(data.isel(time=1, band=0).values, ds.read(1))
 
 
+def test_a_task_of_the_workers_writes_a_block_of_references_not_of_pixels() -> None:
+    """Blocks for workers hold about BLOCK_REFS references: a Sentinel-2-like level (10 bands of 11 x 11 tiles a
+    date) gets 206 dates a task, not one (its 10 x 11,264 x 11,264 pixels a date are more than BLOCK_REFS)."""
+    from benchmarks.cube_bench import synthetic_sources
+
+    from stackcube.grid import grid_key
+    from stackcube.plan import build_array
+    from stackcube.store.write import BLOCK_REFS, block_steps, refs_of
+
+    sources = synthetic_sources(300, 10, 11)
+    level = build_array("A", grid_key(sources[0]), sources).levels[0]
+    per_step = 10 * 11 * 11
+    assert level.n_chunks == 300 * per_step
+    assert block_steps(level) == BLOCK_REFS // per_step == 206
+    blocks = refs_of(level, "A/0", steps=block_steps(level))
+    assert [b.count for b in blocks] == [206 * per_step, 94 * per_step]
+
+
 def test_references_written_on_a_cluster_make_the_cube_of_one_process(cluster, tmp_path, monkeypatch) -> None:
     """The workers write the references into forks of one session, merged and committed once: the same values,
     coordinates and sources as a write in this process, one commit on the branch, no scratch branch left."""
@@ -319,7 +337,7 @@ def test_references_written_on_a_cluster_make_the_cube_of_one_process(cluster, t
     from stackcube.demo import write_demo_catalog
     from stackcube.store import read_stored, write
 
-    monkeypatch.setattr(write, "BLOCK_REFS", 16)  # many blocks: one or two time steps of a level each
+    monkeypatch.setattr(write, "BLOCK_REFS", 1)  # many blocks: one time step of a level each
     plan = stackcube.plan_cube(write_demo_catalog(tmp_path / "demo", dates=4, size=512), progress=False)
     here, _ = write_plan(plan, tmp_path / "here.icechunk")
     with get_task_stream(cluster) as tasks:

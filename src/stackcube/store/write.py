@@ -219,7 +219,7 @@ def _write(
                         level, path, steps=piece * max(1, stage // (piece * math.prod(level.source_index.shape[1:])))
                     )
                 else:
-                    blocks += refs_of(level, path, steps=max(1, BLOCK_REFS // max(1, math.prod(level.shape[1:]))))
+                    blocks += refs_of(level, path, steps=block_steps(level))
         if workers is not None:
             session = _write_on_workers(repository, session, blocks, workers, advance)
         elif staged:
@@ -331,6 +331,12 @@ def nothing_committed(repo: RepoLike, doing: str) -> Iterator[None]:
 
 BLOCK_REFS = 250_000
 """References per task when workers write them (about 10 MB of plan arrays shipped per task)."""
+
+
+def block_steps(level: ArrayPlan) -> int:
+    """Time steps of ``level`` per task when workers write its references: :data:`BLOCK_REFS` references (a
+    step's chunks: every band's tiles), at least one step."""
+    return max(1, BLOCK_REFS // max(1, math.prod(level.source_index.shape[1:])))
 
 
 @dataclass(frozen=True)
