@@ -44,6 +44,7 @@ from stackcube.store.layout import (
     SOURCES,
     ArrayLayout,
     CubeMetadata,
+    child_names,
     level_dataset,
     level_path,
     manifest_splits,
@@ -153,7 +154,7 @@ def _append_steps(
         return "the cube has a union"
     if not all(any(s.manifest.href.startswith(c) for c in stored.containers) for s in new):
         return "sources in a new location"
-    if not set(SOURCE_COLUMNS) <= {str(k) for k in cast("zarr.Group", root[SOURCES]).array_keys()}:
+    if not set(SOURCE_COLUMNS) <= child_names(cast("zarr.Group", root[SOURCES])):
         return "a source table written by an earlier stackcube"
     if to.tag is not None:
         check_tag_is_free(repository, to.tag, repository)
@@ -272,7 +273,7 @@ def _grown(plan: CubePlan, root: zarr.Group, new: int) -> list[_Grown] | str:
     if CubeMetadata.of(plan, prefixes, accounts_of(plan, prefixes)).to_attrs() != stored.to_attrs():
         return "other arrays, or sources in a new location"
     table = cast("zarr.Group", root[SOURCES])
-    if not set(SOURCE_COLUMNS) <= {str(k) for k in table.array_keys()}:
+    if not set(SOURCE_COLUMNS) <= child_names(table):
         return "a source table written by an earlier stackcube"
     if int(cast("zarr.Array[Any]", table["item_id"]).shape[0]) != len(plan.sources) - new:
         return "the source table is not the plan's"
@@ -308,7 +309,7 @@ def _stored_steps(
         return "other bands or another extent"
     if data.metadata.to_dict() != _created(level, data.shape, coords):
         return "another encoding, chunking, fill value or attributes"
-    if {str(k) for k in group.array_keys()} - {DATA} != {str(k) for k in coords.variables}:
+    if child_names(group) - {DATA} != {str(k) for k in coords.variables}:
         return "a coordinate more or less (an item property that appeared, or changed type)"
     if not values:
         return steps
