@@ -37,6 +37,22 @@ def plans(tmp_path_factory):
     return arrays, unions
 
 
+def test_every_level_of_an_array_has_its_manifest_in_pieces_of_the_same_dates(plans, monkeypatch) -> None:
+    """Pieces of MANIFEST_REFS references of level 0, the same dates at every level: an append rewrites the last
+    piece of each level, and an overview's pieces hold a fraction of level 0's references, not as many."""
+    from stackcube.store import layout
+
+    monkeypatch.setattr(layout, "MANIFEST_REFS", 64)
+    arrays, _ = plans
+    splits = layout.manifest_splits(arrays.arrays)
+    assert any(len(array.levels) > 1 for array in arrays.arrays)
+    for array in arrays.arrays:
+        per_date = [math.prod(level.source_index.shape[1:]) for level in array.levels]
+        assert per_date == sorted(per_date, reverse=True)
+        steps = {splits[f"/{array.name}/{n}/data"] for n in range(len(array.levels))}
+        assert steps == {max(1, 64 // per_date[0])}
+
+
 def test_cube_metadata_round_trips(plans) -> None:
     for plan in plans:
         metadata = CubeMetadata.of(plan)

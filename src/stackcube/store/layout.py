@@ -340,21 +340,24 @@ references commit in 38 s in pieces of 100,000 and in 170 s in pieces of 20,000 
 
 
 def manifest_splits(arrays: Sequence[ArrayPlan]) -> dict[str, int]:
-    """Per level's data array (``/A/0/data``), how many time steps one piece of its manifest holds: about
-    :data:`MANIFEST_REFS` references, whole time steps (a read of one date opens one piece; an append of a few
-    dates rewrites the last piece). Every level is named, however few dates it has now: an append plans only its
-    new dates, and the pieces must be those of the whole array. Give it the arrays that are not members of a union
+    """Per level's data array (``/A/0/data``), how many time steps one piece of its manifest holds
+    (:func:`piece_steps`: a read of one date opens one piece; an append of a few dates rewrites the last piece).
+    Every level is named, however few dates it has now: an append plans only its new dates, and the pieces must be
+    those of the whole array (Icechunk re-splits every manifest of an array whose pieces change: 2.6 s for a
+    million references). Give it the arrays that are not members of a union
     (:attr:`~stackcube.cube.CubePlan.standalone`): a member is one scene, never appended, and Icechunk matches
     every array a commit writes against every array named here (a 250-scene union's commit took 77 s with its
     members named, 0.6 s without)."""
-    return {
-        f"/{data_path(array.name, n)}": piece_steps(level) for array in arrays for n, level in enumerate(array.levels)
-    }
+    return {f"/{data_path(array.name, n)}": piece_steps(array) for array in arrays for n in range(len(array.levels))}
 
 
-def piece_steps(level: ArrayPlan) -> int:
-    """Time steps in one piece of a level's manifest: about :data:`MANIFEST_REFS` references, whole steps."""
-    return max(1, MANIFEST_REFS // max(1, math.prod(level.source_index.shape[1:])))
+def piece_steps(array: ArrayPlan) -> int:
+    """Time steps in one piece of the manifest of each level of ``array``: about :data:`MANIFEST_REFS` references
+    of its full resolution, whole steps; its overviews' pieces hold the same steps (a quarter of the references,
+    a sixteenth, ...). An append rewrites the last piece of every level, about 1.2 us a reference: with pieces of
+    ``MANIFEST_REFS`` at every level, an overview of 9 references a date held 11,111 dates in its last one, and a
+    10,000-item cube's append rewrote about 300,000 references (0.35 s) where it now rewrites 135,000 at most."""
+    return max(1, MANIFEST_REFS // max(1, math.prod(array.levels[0].source_index.shape[1:])))
 
 
 TIME_CHUNK = 1024

@@ -214,7 +214,7 @@ def _write(
                     for refs in refs_of(level, path, steps=level.shape[0]):
                         set_refs(session.store, refs, advance)
                 elif staged:  # stages of whole manifest pieces, so that a stage does not rewrite the last one's
-                    piece = piece_steps(level)
+                    piece = piece_steps(array)
                     blocks += refs_of(
                         level, path, steps=piece * max(1, stage // (piece * math.prod(level.source_index.shape[1:])))
                     )
