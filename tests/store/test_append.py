@@ -311,3 +311,24 @@ def test_a_cube_written_before_arrays_kept_their_grids_is_appended_and_then_keep
         patch.setattr(refresh, "plan_sources", lambda *a, **k: pytest.fail("the whole cube was planned"))
         assert stackcube.refresh_cube(repo, progress=False).appended
     _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
+
+
+def test_a_cube_whose_source_table_has_other_chunks_is_appended_in_them(tmp_path) -> None:
+    """A source table written before its manifest column had chunks of its own (every column in chunks of
+    SOURCE_CHUNK rows) grows in the chunks it has: the append is the rebuild's cube but for those chunks."""
+    from stackcube.store import layout, write
+
+    def chunks(metadata: dict) -> list[int]:
+        return list(metadata["chunk_grid"]["configuration"]["chunk_shape"])
+
+    earlier = {name: {"chunks": (layout.SOURCE_CHUNK,)} for name in layout.SOURCE_COLUMNS}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(write, "TABLE_ENCODING", earlier)
+        catalog, repo, items = _scenes(tmp_path)
+    _add(catalog, items[3:])
+    assert stackcube.refresh_cube(repo, progress=False).appended
+    got, want = _tree(repo), _rebuild(catalog, tmp_path)
+    assert chunks(got["sources/manifest"]) == [layout.SOURCE_CHUNK]
+    assert chunks(want["sources/manifest"]) == [layout.MANIFEST_CHUNK]
+    got["sources/manifest"] = want["sources/manifest"]
+    _assert_same(got, want)
