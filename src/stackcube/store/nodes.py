@@ -163,9 +163,12 @@ class _Made:
         try:
             # a fresh store in memory: replacing would list every key each time
             array = await zarr.api.asynchronous.create_array(at, zarr_format=3, overwrite=False, **kwargs)
-        except BaseException as exc:
+        except Exception as exc:
             made.set_exception(exc)
             made.exception()  # raised here; those waiting get it too
+            raise
+        except BaseException:
+            made.cancel()  # cancelled: so are those waiting
             raise
         made.set_result((array.metadata, array.config, self.written[f"{at.path}/zarr.json"]))
         return array
