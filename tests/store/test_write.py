@@ -505,3 +505,45 @@ def test_a_build_committed_in_stages_is_the_cube_of_one_commit(tmp_path, monkeyp
     assert ancestry[:2] == [cube.snapshot_id, before]
     assert open_repository(staged).list_branches() == {"main"}
     _assert_same(_tree(staged), _tree(whole))
+
+
+@pytest.mark.parametrize("where", ["staged", "cluster"])
+def test_a_build_larger_than_a_snapshot_may_hold_is_several_and_the_cube_of_one_commit(
+    tmp_path, monkeypatch, request, where
+) -> None:
+    """Icechunk refuses a commit of more than 50 million changed chunks (its transaction log); a build of more than
+    COMMIT_REFS references writes a snapshot per COMMIT_REFS, each on the last, and the branch moves once, to the
+    last: the same cube as one commit, in stages and on workers."""
+    from stackcube.demo import write_demo_catalog
+    from stackcube.store import layout, open_repository
+    from stackcube.store import write as write_module
+    from tests.store.test_append import _assert_same, _tree
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=5, size=512)
+    whole = tmp_path / "whole.icechunk"
+    stackcube.build_cube(catalog, repo=whole, progress=False)
+    total = sum(level.n_chunks for a in stackcube.plan_cube(catalog, progress=False).arrays for level in a.levels)
+    monkeypatch.setattr(write_module, "COMMIT_REFS", 40)  # a few dates of the 10 m array a snapshot
+    monkeypatch.setattr(layout, "MANIFEST_REFS", 16)
+    kwargs: dict = {}
+    if where == "staged":
+        monkeypatch.setattr(write_module, "STAGE_REFS", 16)
+        monkeypatch.setattr(write_module, "STAGE_ABOVE", 16)
+        monkeypatch.setattr(write_module, "STAGES", 1000)
+    else:
+        monkeypatch.setattr(write_module, "BLOCK_REFS", 16)
+        kwargs["client"] = request.getfixturevalue("cluster")
+    repo = tmp_path / "several.icechunk"
+    cube = stackcube.build_cube(catalog, repo=repo, progress=False, **kwargs)
+    repository = open_repository(repo)
+    ancestry = list(repository.ancestry(branch="main"))
+    assert ancestry[0].id == cube.snapshot_id
+    assert ancestry[-1].message == "Repository initialized"
+    written = ancestry[:-1]  # the build's snapshots, newest first
+    assert len(written) >= total // 40
+    assert [s.message for s in written[1:]] == ["stackcube build: references being written"] * (len(written) - 1)
+    for newer, older in zip(written, written[1:], strict=False):  # none holds more than COMMIT_REFS new references
+        changed = repository.diff(from_snapshot_id=older.id, to_snapshot_id=newer.id).updated_chunks
+        assert sum(len(chunks) for path, chunks in changed.items() if path.endswith("/data")) <= 40
+    assert repository.list_branches() == {"main"}
+    _assert_same(_tree(repo), _tree(whole))

@@ -205,7 +205,7 @@ def _write(
     total = sum(level.n_chunks for a in plan.arrays for level in a.levels)
     blocks: list[Refs] = []
     staged = workers is None and total > STAGE_ABOVE
-    stage = max(STAGE_REFS, total // STAGES)
+    stage = min(COMMIT_REFS, max(STAGE_REFS, total // STAGES))
     with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
         for array in plan.arrays:
             for n, level in enumerate(array.levels):
@@ -424,23 +424,56 @@ def _write_on_workers(
 
     Icechunk forks only a session without changes, and the arrays must exist before references go in: the
     metadata written so far becomes a snapshot off every branch (``flush``), a scratch branch points at it, the
-    forks are made from a session on that branch. :func:`_commit_forked` makes the one commit.
+    forks are made from a session on that branch. :func:`_commit_forked` makes the one commit (one per
+    :data:`COMMIT_REFS` references of a larger build, :func:`_snapshots`).
     """
     scratch = _scratch_branch(repository, session.flush("stackcube build: arrays, references being written"))
     try:
         writer = repository.writable_session(scratch)
-        forks = []
-
-        def done(n: int, fork: icechunk.ForkSession) -> None:
-            forks.append(fork)
-            advance(blocks[n].count)
-
-        run_each(workers, _write_block, [(writer.fork(), refs) for refs in blocks], done)
-        writer.merge(*forks)
+        for r, run in enumerate(_snapshots(blocks)):
+            if r:  # the last run's references into their snapshot, and a new one on top for this run's
+                writer.amend(_WRITING)
+                repository.writable_session(scratch).commit(_WRITING, allow_empty=True)
+                writer = repository.writable_session(scratch)
+            _write_run(writer, run, workers, advance)
     except BaseException:
         repository.delete_branch(scratch)  # nothing of this write is on any other branch
         raise
     return writer
+
+
+def _write_run(writer: icechunk.Session, run: list[Refs], workers: Workers, advance: Callable[[int], object]) -> None:
+    """``run``'s blocks written by ``workers`` into forks of ``writer`` (which has no changes), merged into it."""
+    forks: list[icechunk.ForkSession] = []
+
+    def done(n: int, fork: icechunk.ForkSession) -> None:
+        forks.append(fork)
+        advance(run[n].count)
+
+    run_each(workers, _write_block, [(writer.fork(), refs) for refs in run], done)
+    writer.merge(*forks)
+
+
+_WRITING = "stackcube build: references being written"
+
+COMMIT_REFS = 40_000_000
+"""References one snapshot adds, at most. Icechunk's transaction log holds a table per chunk a commit changes and
+refuses more than 50 million (a 100,000-item Sentinel-2 cube, 65 million references, failed there in one snapshot
+of stages). A larger build writes a snapshot per this many on its scratch branch, one on top of the other; the
+branch still moves once, to the last, and its history shows them."""
+
+
+def _snapshots(blocks: list[Refs]) -> list[list[Refs]]:
+    """``blocks`` in runs of at most :data:`COMMIT_REFS` references, in order: a snapshot each."""
+    runs: list[list[Refs]] = [[]]
+    held = 0
+    for refs in blocks:
+        if runs[-1] and held + refs.count > COMMIT_REFS:
+            runs.append([])
+            held = 0
+        runs[-1].append(refs)
+        held += refs.count
+    return runs
 
 
 STAGE_ABOVE = 8_000_000
@@ -471,17 +504,23 @@ def _give_back_memory() -> None:
 def _write_staged(
     repository: icechunk.Repository, session: icechunk.Session, blocks: list[Refs], advance: Callable[[int], object]
 ) -> icechunk.Session:
-    """Write ``blocks`` of references a stage at a time on a scratch branch (each stage amends its one snapshot,
-    whose parent is the branch's); return the session holding the last stage, for :func:`_commit_forked`."""
+    """Write ``blocks`` of references a stage at a time on a scratch branch (each stage amends its snapshot, whose
+    parent is the branch's, or a snapshot per :data:`COMMIT_REFS` references, :func:`_snapshots`); return the
+    session holding the last stage, for :func:`_commit_forked`."""
     scratch = _scratch_branch(repository, session.flush("stackcube build: arrays, references being written"))
     try:
         writer = repository.writable_session(scratch)
-        for n, refs in enumerate(blocks):
-            set_refs(writer.store, refs, advance)
-            if n < len(blocks) - 1:
-                writer.amend("stackcube build: references being written")
+        runs = _snapshots(blocks)
+        for r, run in enumerate(runs):
+            if r:  # a new snapshot on top of the last, whose transaction log holds this run's references only
+                writer.commit(_WRITING, allow_empty=True)
                 writer = repository.writable_session(scratch)
-                _give_back_memory()
+            for n, refs in enumerate(run):
+                set_refs(writer.store, refs, advance)
+                if r < len(runs) - 1 or n < len(run) - 1:
+                    writer.amend(_WRITING)
+                    writer = repository.writable_session(scratch)
+                    _give_back_memory()
     except BaseException:
         repository.delete_branch(scratch)  # nothing of this write is on any other branch
         raise
