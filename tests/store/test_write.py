@@ -3,6 +3,7 @@ atomic commits."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
@@ -542,7 +543,7 @@ def test_a_build_larger_than_a_snapshot_may_hold_is_several_and_the_cube_of_one_
     written = ancestry[:-1]  # the build's snapshots, newest first
     assert len(written) >= total // 40
     assert [s.message for s in written[1:]] == ["stackcube build: references being written"] * (len(written) - 1)
-    for newer, older in zip(written, written[1:], strict=False):  # none holds more than COMMIT_REFS new references
+    for newer, older in itertools.pairwise(written):  # none holds more than COMMIT_REFS new references
         changed = repository.diff(from_snapshot_id=older.id, to_snapshot_id=newer.id).updated_chunks
         assert sum(len(chunks) for path, chunks in changed.items() if path.endswith("/data")) <= 40
     assert repository.list_branches() == {"main"}
