@@ -184,6 +184,11 @@ class ArrayPlan:
         """Chunks that reference a source."""
         return int((self.source_index >= 0).sum())
 
+    @property
+    def step_chunks(self) -> int:
+        """Chunks in one time step (every band's tiles), at least 1: what manifest pieces and write blocks count."""
+        return max(1, math.prod(self.source_index.shape[1:]))
+
     def __repr__(self) -> str:
         return f"<ArrayPlan {self.name}: {self.describe()}, {self.n_chunks} chunks from {len(self.sources)} sources>"
 

@@ -357,8 +357,9 @@ def piece_steps(array: ArrayPlan) -> int:
     of its full resolution, whole steps; its overviews' pieces hold the same steps (a quarter of the references,
     a sixteenth, ...). An append rewrites the last piece of every level, about 1.2 us a reference: with pieces of
     ``MANIFEST_REFS`` at every level, an overview of 9 references a date held 11,111 dates in its last one, and a
-    10,000-item cube's append rewrote about 300,000 references (0.35 s) where it now rewrites 135,000 at most."""
-    return max(1, MANIFEST_REFS // max(1, math.prod(array.levels[0].source_index.shape[1:])))
+    10,000-item cube's append rewrote about 300,000 references (counted from its levels' last pieces) where it
+    now rewrites 135,000 at most."""
+    return max(1, MANIFEST_REFS // array.levels[0].step_chunks)
 
 
 TIME_CHUNK = 1024

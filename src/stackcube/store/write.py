@@ -9,7 +9,6 @@ leaves the branch where it was.
 from __future__ import annotations
 
 import contextlib
-import math
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -215,9 +214,7 @@ def _write(
                         set_refs(session.store, refs, advance)
                 elif staged:  # stages of whole manifest pieces, so that a stage does not rewrite the last one's
                     piece = piece_steps(array)
-                    blocks += refs_of(
-                        level, path, steps=piece * max(1, stage // (piece * math.prod(level.source_index.shape[1:])))
-                    )
+                    blocks += refs_of(level, path, steps=piece * max(1, stage // (piece * level.step_chunks)))
                 else:
                     blocks += refs_of(level, path, steps=block_steps(level))
         if workers is not None:
@@ -336,7 +333,7 @@ BLOCK_REFS = 250_000
 def block_steps(level: ArrayPlan) -> int:
     """Time steps of ``level`` per task when workers write its references: :data:`BLOCK_REFS` references (a
     step's chunks: every band's tiles), at least one step."""
-    return max(1, BLOCK_REFS // max(1, math.prod(level.source_index.shape[1:])))
+    return max(1, BLOCK_REFS // level.step_chunks)
 
 
 @dataclass(frozen=True)
