@@ -61,15 +61,19 @@ class Shared[K: Hashable]:
                 _, dropped = self._recent.popitem(last=False)
                 self._size -= len(dropped or b"")
 
-    def fail(self, keys: Iterable[K], error: BaseException) -> None:
-        """The fetch of ``keys`` failed: those waiting for them get ``error``."""
+    def fail(self, keys: Iterable[K], error: BaseException, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """The fetch of ``keys`` (claimed on ``loop``, by default the running one) failed: those waiting for them
+        get ``error``."""
         with self._lock:
-            pending = self._pending[asyncio.get_running_loop()]
+            pending = self._pending[loop or asyncio.get_running_loop()]
             for key in keys:
-                pending.pop(key).set_exception(error)
+                future = pending.pop(key)
+                if not future.get_loop().is_closed():  # a fetch closed at exit, its loop with it: no one waits
+                    future.set_exception(error)
 
     async def one(self, key: K, fetch: Callable[[], Awaitable[bytes | None]]) -> bytes | None:
         """``key``'s bytes: at hand, awaited from another reader's fetch, or fetched with ``fetch()``."""
+        loop = asyncio.get_running_loop()
         found, waiting, mine = self.claim([key])
         if key in found:
             return found[key]
@@ -78,7 +82,7 @@ class Shared[K: Hashable]:
         try:
             data = await fetch()
         except BaseException as exc:
-            self.fail(mine, exc)
+            self.fail(mine, exc, loop)  # (a fetch closed unfinished at exit runs this with no loop running)
             raise
         self.settle(key, data)
         return data

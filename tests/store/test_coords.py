@@ -9,8 +9,8 @@ import zarr
 
 import stackcube
 from stackcube.store import ArrayLayout, open_repository
-from stackcube.store.coords import INLINE_MAX, inline_coordinates
-from stackcube.store.layout import DATA, INLINE, level_path
+from stackcube.store.coords import ARRAYS, INLINE_MAX, inline_coordinates, kept_arrays
+from stackcube.store.layout import DATA, INLINE, child_names, level_path
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +150,59 @@ def test_per_time_properties_are_read_when_used_not_at_open(cube) -> None:
     assert sorted(clear.id.values.tolist()) == sorted(i for i, c in clouds.items() if c < 50)
     assert data["eo:cloud_cover"].variable._in_memory
     assert not data["source_href"].variable._in_memory  # the others still unread
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    """The demo union's cube, and the same written as before members kept their coordinates in their node (every
+    level storing them all, as for any array)."""
+    from stackcube.demo import write_demo_offset_catalog
+    from stackcube.store import write
+
+    root = tmp_path_factory.mktemp("members")
+    catalog = write_demo_offset_catalog(root / "offsets")
+    kept = stackcube.build_cube(catalog, repo=root / "kept.icechunk", progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(write, "kept_arrays", lambda levels: None)
+        stored = stackcube.build_cube(catalog, repo=root / "stored.icechunk", progress=False)
+    return kept, stored
+
+
+def test_a_union_member_stores_its_data_only(members) -> None:
+    kept, stored = members
+    (union,) = kept.plan.unions
+    arrays = {a.name: a for a in kept.plan.arrays}
+    for repo, expected in ((kept, {DATA}), (stored, {DATA, "id", "source_href", "time", "x", "spatial_ref"})):
+        root = zarr.open_group(repo.repository.readonly_session(branch="main").store, mode="r")
+        for member in union.members:
+            for n in range(len(arrays[member].levels)):
+                names = child_names(root[level_path(member, n)])
+                assert names == expected if repo is kept else expected <= names
+        assert (ARRAYS in root[union.members[0]].attrs[INLINE]) is (repo is kept)
+
+
+@pytest.mark.parametrize("mask_and_scale", [True, False])
+def test_a_union_member_opens_as_one_that_stores_its_coordinates(members, mask_and_scale) -> None:
+    kept, stored = members
+    (union,) = kept.plan.unions
+    tree = stackcube.open_cube(kept.repository, mask_and_scale=mask_and_scale)
+    for array in kept.plan.arrays:
+        assert array.name in union.members
+        for n in range(len(array.levels)):
+            theirs = as_xarray_reads_them(stored.repository, level_path(array.name, n), mask_and_scale)
+            assert_same_coords(tree[level_path(array.name, n)].to_dataset(), theirs)
+            single = stackcube.open_dataarray(kept.repository, array.name, level=n, mask_and_scale=mask_and_scale)
+            assert_same_coords(single, theirs)
+            if not mask_and_scale:
+                np.testing.assert_array_equal(single.values, theirs[DATA].values)
+    xr.testing.assert_identical(
+        stackcube.open_dataarray(kept.repository, union.name).load(),
+        stackcube.open_dataarray(stored.repository, union.name).load(),
+    )
+
+
+def test_coordinates_that_differ_between_levels_are_stored() -> None:
+    one = xr.Dataset(coords={"time": [np.datetime64("2021-05-03", "ns")], "band": ["red"], "x": [1.0]})
+    assert set(kept_arrays([one, one.assign_coords(x=[2.0])]) or {}) == {"time", "band"}  # x: from the transform
+    assert kept_arrays([one, one.assign_coords(band=["nir"])]) is None
+    assert kept_arrays([one, one.drop_vars("band").assign_coords(band2=("band", ["red"]))]) is None

@@ -91,6 +91,32 @@ def test_a_deleted_source_on_http_or_s3_is_named(nginx, s3, tmp_path) -> None:
             data.values  # noqa: B018
 
 
+def test_a_deleted_source_of_a_union_member_on_s3_is_named(s3, tmp_path) -> None:
+    """A member opened alone reads through Icechunk, whose S3 error does not name the file; the member's level
+    stores no ``source_href`` (its node keeps it), and the error still names the file from there."""
+    import pystac
+
+    from stackcube.demo import write_demo_offset_catalog
+    from tests.twins import upload_dir
+
+    catalog = write_demo_offset_catalog(tmp_path / "offsets")
+    upload_dir(s3.client(), tmp_path / "offsets" / "data", s3.sources_bucket, "offsets")
+    items = []
+    for item in pystac.Catalog.from_file(catalog).get_items(recursive=True):
+        d = item.to_dict()
+        for asset in d["assets"].values():
+            asset["href"] = f"s3://{s3.sources_bucket}/offsets/{Path(asset['href']).name}"
+        items.append(d)
+    cube = stackcube.build_cube(items, repo=tmp_path / "cube.icechunk", progress=False)
+    (union,) = cube.plan.unions
+    member, (item_id,) = union.members[0], union.member_ids[0]
+    (href,) = (a["href"] for d in items if d["id"] == item_id for a in d["assets"].values())
+    s3.client().delete_object(Bucket=s3.sources_bucket, Key=href.removeprefix(f"s3://{s3.sources_bucket}/"))
+    data = cube.open(mask_and_scale=False)[f"{member}/0"]["data"]
+    with pytest.raises(SourceChangedError, match=rf"^{re.escape(href)} no longer exists.*refresh"):
+        data.values  # noqa: B018
+
+
 def test_a_fresh_process_reopens_by_tag_and_snapshot(served_twins, tmp_path) -> None:
     _, twins = served_twins
     repo = tmp_path / "cube.icechunk"

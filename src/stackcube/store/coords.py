@@ -12,6 +12,12 @@ coordinate arrays stay as they are for every other reader (``xr.open_zarr``, GDA
 ``xr.open_dataset`` would give after reading them. A cube written before this (or a coordinate too long to keep
 inline, or one whose stored encoding differs from the kept one) has the missing values read, all levels at once,
 concurrently. Written here because neither xarray nor Icechunk keeps small arrays in metadata.
+
+A union's member (one scene) goes further: its levels store their data array only, and its array node keeps every
+other coordinate as ``to_zarr`` would have stored it (:func:`kept_arrays`: dimensions, dtype, attributes,
+values), ``x``, ``y`` and ``spatial_ref`` following from each level's transform and the CRS. Writing a dozen
+arrays of one value for each of thousands of scenes was most of a union's build (20 ms a member); the reader
+puts them back where xarray would have found them, so a member opens as it did.
 """
 
 from __future__ import annotations
@@ -27,13 +33,23 @@ import xarray as xr
 import zarr.api.asynchronous
 from xarray.backends.common import AbstractDataStore
 from xarray.backends.store import StoreBackendEntrypoint
-from xarray.backends.zarr import ZarrStore
+from xarray.backends.zarr import FillValueCoder, ZarrStore
 
 from stackcube._georef import spatial_coords
 from stackcube._sync import run
 from stackcube.store.layout import DATA, ArrayLayout
+from stackcube.store.nodes import encoded_array
 
-__all__ = ["INLINE_MAX", "LevelToOpen", "inline_coordinates", "jsonable", "open_levels"]
+__all__ = [
+    "ARRAYS",
+    "INLINE_MAX",
+    "LevelToOpen",
+    "inline_coordinates",
+    "jsonable",
+    "kept_arrays",
+    "kept_values",
+    "open_levels",
+]
 
 INLINE_MAX = 65_536
 """Most values of one coordinate kept inline (a 4,096-date x 16-band scale table); longer ones are read from their
@@ -73,6 +89,84 @@ def inline_coordinates(levels: Sequence[xr.Dataset]) -> dict[str, Any]:
             continue
         kept[name] = {"values": jsonable(np.asarray(first.values)), "units": first.attrs.get("units")}
     return {"values": kept, "x_y": "spatial:transform"}
+
+
+_SPATIAL = frozenset({"x", "y", "spatial_ref"})
+"""Coordinates that follow from a level's transform and CRS (:func:`~stackcube._georef.spatial_coords`)."""
+
+ARRAYS = "arrays"
+"""The key of :func:`kept_arrays` in what an array node keeps (:attr:`ArrayLayout.coordinates`)."""
+
+
+def kept_arrays(levels: Sequence[xr.Dataset]) -> dict[str, Any] | None:
+    """Every coordinate of ``levels`` (each level's dataset as written) but x, y and ``spatial_ref``, as the writer
+    would store its array (:func:`~stackcube.store.nodes.encoded_array`): dimensions, shape, dtype, attributes and
+    values; None when the levels do not all hold the same (then they are stored)."""
+    kept: dict[str, Any] = {}
+    for name, var in levels[0].variables.items():
+        if name in _SPATIAL:
+            continue
+        if any(name not in level.variables or not _identical(level.variables[name], var) for level in levels[1:]):
+            return None
+        kwargs, values = encoded_array(str(name), var)
+        dtype = kwargs["dtype"]
+        kept[str(name)] = {
+            "dims": list(kwargs["dimension_names"]),
+            "shape": list(kwargs["shape"]),
+            "dtype": "str" if dtype is str else np.dtype(dtype).str,
+            "attrs": kwargs["attributes"],
+            "values": jsonable(values),
+        }
+    return kept
+
+
+def _identical(a: xr.Variable, b: xr.Variable) -> bool:
+    return bool(a.identical(b))  # type: ignore[no-untyped-call]
+
+
+def kept_values(layout: ArrayLayout, name: str) -> np.ndarray:
+    """The stored (encoded) values of the coordinate ``name`` a union member's node keeps (:func:`kept_arrays`);
+    a KeyError if it keeps none."""
+    entry = layout.coordinates[ARRAYS][name]
+    return np.asarray([np.nan if v is None else v for v in entry["values"]]).reshape(entry["shape"])
+
+
+def _kept_variables(level: LevelToOpen, stored: Mapping[str, xr.Variable]) -> dict[str, xr.Variable]:
+    """A union member's coordinates that its level does not store (none for any other level), as xarray's
+    ``ZarrStore`` would give them stored: encoded values and attributes, ``_FillValue`` decoded."""
+    kept = level.layout.coordinates.get(ARRAYS)
+    if not kept:
+        return {}
+    variables: dict[str, xr.Variable] = {}
+    for name, entry in kept.items():
+        if name not in stored:
+            dtype = str if entry["dtype"] == "str" else np.dtype(entry["dtype"])
+            values = kept_values(level.layout, name)
+            variables[name] = _as_stored(entry["dims"], entry["shape"], dtype, entry["attrs"], values)
+    grid = level.layout.levels[level.n]
+    for name, var in spatial_coords(level.layout.crs, grid.transform, *grid.shape).items():
+        if name not in stored:
+            kwargs, values = encoded_array(name, var)
+            variables[name] = _as_stored(
+                kwargs["dimension_names"], kwargs["shape"], kwargs["dtype"], kwargs["attributes"], values
+            )
+    return variables
+
+
+def _as_stored(
+    dims: Sequence[str], shape: Sequence[int], dtype: Any, attrs: Mapping[str, Any], values: np.ndarray
+) -> xr.Variable:
+    """An array the writer would store (:func:`~stackcube.store.nodes.encoded_array`) as xarray's ``ZarrStore``
+    reads it back: strings as NumPy's ``StringDType``, a ``_FillValue`` attribute decoded, its chunks whole."""
+    dtype = np.dtypes.StringDType() if dtype is str else np.dtype(dtype)
+    attrs = dict(attrs)
+    if "_FillValue" in attrs:
+        attrs["_FillValue"] = FillValueCoder.decode(attrs["_FillValue"], dtype)
+    shape = tuple(shape)
+    encoding: dict[str, Any] = {"chunks": shape, "preferred_chunks": dict(zip(dims, shape, strict=True))}
+    if dtype.kind == "T":
+        encoding["dtype"] = dtype  # as ZarrStore says it (an index then keeps the dtype)
+    return xr.Variable(tuple(dims), np.asarray(values, dtype).reshape(shape), attrs, encoding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +240,9 @@ def open_levels(store: Any, levels: Sequence[LevelToOpen], *, mask_and_scale: An
     variables = [dict(group.get_variables()) for group in groups]
     missing: list[tuple[int, str]] = []
     for n, (level, found) in enumerate(zip(levels, variables, strict=True)):
-        names = _read_at_open(found, physical)
+        kept = _kept_variables(level, found)
+        found.update(kept)
+        names = [name for name in _read_at_open(found, physical) if name not in kept]
         known = _given(level, found, names)
         found.update({name: _with_values(found[name], values) for name, values in known.items()})
         missing += [(n, name) for name in names if name not in known]

@@ -32,7 +32,7 @@ from zarr.storage import StorePath
 
 from stackcube import _sync
 
-__all__ = ["write_groups"]
+__all__ = ["encoded_array", "write_groups"]
 
 Group = tuple[str, xr.Dataset, Mapping[str, Mapping[str, Any]]]
 """A group to write: its path, its dataset, and ``to_zarr``'s ``encoding`` for it."""
@@ -108,6 +108,15 @@ async def _write_group(
 
 
 async def _write_array(group: AsyncGroup, name: str, var: xr.Variable, made: _Made, *, checked: bool) -> None:
+    kwargs, values = encoded_array(name, var, checked=checked)
+    array = await made.array(group.store_path / name, kwargs)
+    await array.setitem(tuple(slice(None) for _ in var.dims), values)
+
+
+def encoded_array(name: str, var: xr.Variable, *, checked: bool = False) -> tuple[dict[str, Any], np.ndarray]:
+    """How ``to_zarr`` stores the variable ``name``: zarr's ``create_array`` keywords (shape, dtype, fill value,
+    dimension names, attributes, chunks) and the values it writes. ``checked``: its encoding was given, so that
+    xarray checks it."""
     v = encode_zarr_variable(var, name=name, zarr_format=3)
     attrs = dict(v.attrs)
     fill_value = v.encoding.pop("fill_value", None)
@@ -133,8 +142,7 @@ async def _write_array(group: AsyncGroup, name: str, var: xr.Variable, made: _Ma
         "attributes": {k: encode_zarr_attr_value(a) for k, a in attrs.items()},  # type: ignore[no-untyped-call]
         **encoding,
     }
-    array = await made.array(group.store_path / name, kwargs)
-    await array.setitem(tuple(slice(None) for _ in v.dims), np.asarray(v.values))
+    return kwargs, np.asarray(v.values)
 
 
 class _Made:

@@ -39,7 +39,7 @@ from stackcube.errors import ArrayNotFoundError, RepositoryError, SourceChangedE
 from stackcube.options import BLOCK, Chunks
 from stackcube.settings import Credentials, Settings, current, with_credentials
 from stackcube.sources import Source
-from stackcube.store.coords import LevelToOpen, open_levels
+from stackcube.store.coords import LevelToOpen, kept_values, open_levels
 from stackcube.store.layout import (
     DATA,
     INLINE,
@@ -267,9 +267,15 @@ class _GuardedStore(WrapperStore[Any]):
         level, (t, b) = "/".join(parts[:-6]), (int(parts[-4]), int(parts[-3]))
         try:
             data = await zarr.api.asynchronous.open_array(store=self._store, path=f"{level}/{DATA}", mode="r")
-            hrefs = await zarr.api.asynchronous.open_array(store=self._store, path=f"{level}/source_href", mode="r")
-            found = await hrefs.getitem((t, b * data.chunks[1]))
-        except (KeyError, ValueError, IndexError, icechunk.IcechunkError):
+            where = (t, b * data.chunks[1])
+            try:
+                hrefs = await zarr.api.asynchronous.open_array(store=self._store, path=f"{level}/source_href", mode="r")
+            except zarr.errors.ArrayNotFoundError:  # a union member's level: kept in its array node
+                node = await zarr.api.asynchronous.open_group(store=self._store, path=level.rsplit("/", 1)[0], mode="r")
+                found = kept_values(ArrayLayout.from_attrs(node.attrs), "source_href")[where]
+            else:
+                found = await hrefs.getitem(where)
+        except (KeyError, ValueError, IndexError, TypeError, icechunk.IcechunkError):
             return key
         return str(found).replace(" ", ", ") or key
 

@@ -28,7 +28,7 @@ from stackcube.cube import CubePlan
 from stackcube.errors import ConcurrentUpdateError, RepositoryError, SourceError, StackcubeWarning
 from stackcube.plan import DIMS, ArrayPlan
 from stackcube.settings import Settings
-from stackcube.store.coords import inline_coordinates
+from stackcube.store.coords import ARRAYS, inline_coordinates, kept_arrays
 from stackcube.store.layout import (
     DATA,
     SOURCES,
@@ -281,16 +281,22 @@ def _tag_or_undo(repository: icechunk.Repository, tag: str, snapshot: str, branc
 
 def _create_nodes(session: icechunk.Session, plan: CubePlan) -> None:
     """Every node of the cube but the root, without references yet: the source table, each array's node, its
-    levels' coordinates and data arrays, the unions' tile tables; written at once (:mod:`stackcube.store.nodes`:
-    a union of 250 scenes is 250 arrays of a dozen coordinates each)."""
+    levels' coordinates and data arrays, the unions' tile tables; written at once (:mod:`stackcube.store.nodes`).
+    A union's members store their data arrays only, their node keeping the rest (:func:`kept_arrays`)."""
     tops: list[Group] = [(SOURCES, sources_table(plan.sources), TABLE_ENCODING)]
     levels: list[Group] = []
     data: list[tuple[str, str, dict[str, Any]]] = []
+    members = {m for u in plan.unions for m in u.members}
     for array in plan.arrays:
         datasets = [level_dataset(level) for level in array.levels]
-        tops.append((array.name, xr.Dataset(attrs=ArrayLayout.of(array, inline_coordinates(datasets)).to_attrs()), {}))
+        coordinates = inline_coordinates(datasets)
+        kept = kept_arrays(datasets) if array.name in members else None
+        if kept is not None:
+            coordinates[ARRAYS] = kept
+        tops.append((array.name, xr.Dataset(attrs=ArrayLayout.of(array, coordinates).to_attrs()), {}))
         for n, (level, coords) in enumerate(zip(array.levels, datasets, strict=True)):
-            levels.append((level_path(array.name, n), coords, coordinate_encoding(coords)))
+            stored = coords if kept is None else xr.Dataset()
+            levels.append((level_path(array.name, n), stored, coordinate_encoding(stored)))
             data.append((level_path(array.name, n), DATA, data_array(level, coords, level.shape)))
     arrays = {a.name: a for a in plan.arrays}
     for union in plan.unions:
