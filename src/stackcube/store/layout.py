@@ -148,7 +148,8 @@ class CubeMetadata:
     @property
     def array_names(self) -> list[str]:
         """The arrays a user opens first: unions, then the arrays on their own (a union's members open too)."""
-        return [u.name for u in self.unions] + [a for a in self.arrays if a not in self.members]
+        members = self.members  # once: a union of 5,000 members took 2.5 s asking for each
+        return [u.name for u in self.unions] + [a for a in self.arrays if a not in members]
 
     def union(self, name: str) -> UnionPlan | None:
         """The union called ``name``, if there is one."""
