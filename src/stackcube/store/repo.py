@@ -44,6 +44,7 @@ __all__ = [
     "version_not_found",
     "with_containers",
     "for_writing",
+    "URL_DICTIONARY_FROM",
 ]
 
 type RepoLike = str | os.PathLike[str] | icechunk.Storage | icechunk.Repository
@@ -397,6 +398,14 @@ def save_containers(
         repository.reopen(config=config, authorize_virtual_chunk_access=access).save_config()
 
 
+URL_DICTIONARY_FROM = 65_535
+"""Chunks a manifest holds from which a write has Icechunk compress its chunks' URLs with a dictionary trained for
+it (by default from 1,000; 65,535 is the most Icechunk takes). Measured on a piece of 58,080 references, each
+commit rewriting it: 0.058 s with the dictionary, 0.044 s without, and the manifest file 4% larger without
+(Icechunk compresses the whole file anyway, and a cube's URLs repeat): an append's commit is mostly rewriting
+the last piece of each level."""
+
+
 def for_writing(
     repository: icechunk.Repository,
     splits: Mapping[str, int],
@@ -408,11 +417,16 @@ def for_writing(
     arrays per scene: 250 scenes were 3,539 requests one after another on S3), and writes the manifest of each
     array ``splits`` names (``/A/0/data``) in pieces of that many time steps: a commit that appends steps rewrites
     the last piece, not the array's every reference, and a read of one date opens one piece. Icechunk applies the
-    split to what is written next; what a commit does not touch keeps the manifests it has."""
+    split to what is written next; what a commit does not touch keeps the manifests it has. Manifests of fewer
+    than :data:`URL_DICTIONARY_FROM` chunks are written without a dictionary for their URLs (all of a cube's
+    pieces: :data:`~stackcube.store.layout.MANIFEST_REFS`)."""
     settings = settings or current()
     config = repository.config
     manifest = config.manifest or icechunk.ManifestConfig()
     manifest.max_concurrent_manifest_fetches_during_commit = settings.max_concurrency
+    manifest.virtual_chunk_location_compression = icechunk.ManifestVirtualChunkLocationCompressionConfig(
+        min_num_chunks=URL_DICTIONARY_FROM
+    )
     if splits:
         along: Any = icechunk.ManifestSplitDimCondition.DimensionName("^time$")
         match = icechunk.ManifestSplitCondition.path_matches
