@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -164,3 +165,37 @@ def test_any_cube_metadata_round_trips(overlap, sort_by, groupby, assets, arrays
     query = Query(catalog="https://example.com/stac", bbox=(1.0, 2.0, 3.0, 4.0), collections=("c",), max_items=9)
     metadata = CubeMetadata(query=query, options=options, arrays=tuple(arrays))
     assert CubeMetadata.from_attrs(through_zarr(metadata.to_attrs())) == metadata
+
+
+@pytest.mark.parametrize("written_before", [False, True])
+def test_the_source_rows_a_refresh_compares(plans, written_before) -> None:
+    """Read in the table's order; a table written before the ``updated`` and ``digest`` columns gives the
+    ``updated`` its properties hold and no digest."""
+    import icechunk
+
+    from stackcube.store.layout import SOURCES, TABLE_ENCODING, StoredRow, read_source_rows, sources_table
+    from stackcube.store.nodes import write_groups
+
+    arrays, _ = plans
+    sources = [  # the demo's items carry no `updated`: some do here
+        dataclasses.replace(s, properties={**s.properties, "updated": f"2024-01-0{n % 9 + 1}T00:00:00Z"})
+        if n % 2
+        else s
+        for n, s in enumerate(arrays.sources)
+    ]
+    table = sources_table(sources)
+    if written_before:
+        table = table.drop_vars(["updated", "digest"])
+    session = icechunk.Repository.create(icechunk.in_memory_storage()).writable_session("main")
+    root = zarr.group(session.store)
+    write_groups(session.store, [(SOURCES, table, {k: v for k, v in TABLE_ENCODING.items() if k in table})])
+    rows = read_source_rows(root)
+    digests = [""] * len(sources) if written_before else [s.digest for s in sources]
+    expected = [
+        StoredRow(s.item_id, s.asset, s.band, s.manifest.href, s.properties.get("updated", ""), digest)
+        for s, digest in zip(sources, digests, strict=True)
+    ]
+    assert list(rows) == expected
+    assert any(row.updated for row in rows)
+    assert not all(row.updated for row in rows)
+    assert all(row.digest for row in rows) is not written_before

