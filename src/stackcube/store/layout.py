@@ -365,12 +365,12 @@ def manifest_splits(arrays: Sequence[ArrayPlan]) -> dict[str, int]:
 
 
 def piece_steps(array: ArrayPlan) -> int:
-    """Time steps in one piece of the manifest of each level of ``array``: about :data:`MANIFEST_REFS` references
-    of its full resolution, whole steps; its overviews' pieces hold the same steps (a quarter of the references,
-    a sixteenth, ...). An append rewrites the last piece of every level, about 1.2 us a reference: with pieces of
-    ``MANIFEST_REFS`` at every level, an overview of 9 references a date held 11,111 dates in its last one, and a
-    10,000-item cube's append rewrote about 300,000 references (counted from its levels' last pieces) where it
-    now rewrites 135,000 at most."""
+    """Time steps in one piece of the manifest of each level of ``array``: at most :data:`MANIFEST_REFS`
+    references of its full resolution (one step when a step has more), whole steps; its overviews' pieces hold the
+    same steps (a quarter of the references, a sixteenth, ...). An append rewrites the last piece of every level:
+    with pieces of ``MANIFEST_REFS`` (then 100,000) at every level, an overview of 9 references a date held 11,111
+    dates in its last one, and a 10,000-item cube's append rewrote about 300,000 references (counted from its
+    levels' last pieces) where it now rewrites about 85,000 at most."""
     return max(1, MANIFEST_REFS // array.levels[0].step_chunks)
 
 
