@@ -237,7 +237,8 @@ class ArrayLayout:
     """Full resolution first, then the overview levels 1, 2, ..."""
     coordinates: Mapping[str, Any] = field(default_factory=dict)
     """The coordinates its levels share that a reader decodes at open, kept here so that opening reads none
-    (:func:`stackcube.store.coords.inline_coordinates`; {} for a cube written before)."""
+    (:func:`stackcube.store.coords.inline_coordinates`; {} for a cube written before); for a union's member, also
+    every coordinate its levels do not store (:func:`stackcube.store.coords.kept_arrays`)."""
     grids: tuple[tuple[GridKey, tuple[float, float, int, int]], ...] = ()
     """Per level, the GridKey its sources share and its :attr:`~stackcube.plan.ArrayPlan.extent`: what a refresh
     needs to place new sources in it without the stored ones (empty for a cube written before)."""
