@@ -62,13 +62,19 @@ def test_every_level_opens_with_the_coordinates_xarray_reads(cube, mask_and_scal
     for array in cube.plan.arrays:
         assert INLINE not in tree[array.name].attrs
         assert tree[array.name].attrs["multiscales"]
-        for n in range(len(array.levels)):
-            theirs = as_xarray_reads_them(cube.repository, level_path(array.name, n), mask_and_scale)
-            assert_same_coords(tree[level_path(array.name, n)].to_dataset(), theirs)
-            single = stackcube.open_dataarray(cube.repository, array.name, level=n, mask_and_scale=mask_and_scale)
-            assert_same_coords(single, theirs)
-            if not mask_and_scale:
-                np.testing.assert_array_equal(single.isel(time=0, band=0).values, theirs[DATA].isel(time=0, band=0))
+        assert_levels_open_as_read(tree, cube.repository, cube.repository, array, mask_and_scale)
+
+
+def assert_levels_open_as_read(tree, ours, theirs_repo, array, mask_and_scale: bool) -> None:
+    """Every level of ``array`` opened from ``ours`` (and in ``tree``, its DataTree) has the coordinates and (raw)
+    values xarray reads from ``theirs_repo``."""
+    for n in range(len(array.levels)):
+        theirs = as_xarray_reads_them(theirs_repo, level_path(array.name, n), mask_and_scale)
+        assert_same_coords(tree[level_path(array.name, n)].to_dataset(), theirs)
+        single = stackcube.open_dataarray(ours, array.name, level=n, mask_and_scale=mask_and_scale)
+        assert_same_coords(single, theirs)
+        if not mask_and_scale:
+            np.testing.assert_array_equal(single.isel(time=0, band=0).values, theirs[DATA].isel(time=0, band=0))
 
 
 def _rewrite_array_node(repo, array: str, change) -> None:
@@ -188,13 +194,7 @@ def test_a_union_member_opens_as_one_that_stores_its_coordinates(members, mask_a
     tree = stackcube.open_cube(kept.repository, mask_and_scale=mask_and_scale)
     for array in kept.plan.arrays:
         assert array.name in union.members
-        for n in range(len(array.levels)):
-            theirs = as_xarray_reads_them(stored.repository, level_path(array.name, n), mask_and_scale)
-            assert_same_coords(tree[level_path(array.name, n)].to_dataset(), theirs)
-            single = stackcube.open_dataarray(kept.repository, array.name, level=n, mask_and_scale=mask_and_scale)
-            assert_same_coords(single, theirs)
-            if not mask_and_scale:
-                np.testing.assert_array_equal(single.values, theirs[DATA].values)
+        assert_levels_open_as_read(tree, kept.repository, stored.repository, array, mask_and_scale)
     xr.testing.assert_identical(
         stackcube.open_dataarray(kept.repository, union.name).load(),
         stackcube.open_dataarray(stored.repository, union.name).load(),
