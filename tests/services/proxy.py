@@ -261,10 +261,16 @@ def run_proxy(upstream_url: str, **settings: object) -> Iterator[Proxy]:
 
         async def shutdown() -> None:
             server_box[0].close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # until none is left: a connection accepted meanwhile (a restarted Dask worker's) starts a handler
+            # after the first round, and one left pending would be destroyed with its socket open
+            for _ in range(100):
+                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                if not tasks:
+                    break
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.sleep(0)
 
         asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
