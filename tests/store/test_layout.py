@@ -54,20 +54,17 @@ def test_every_level_of_an_array_has_its_manifest_in_pieces_of_the_same_dates(pl
         assert steps == {max(1, 64 // per_date[0])}
 
 
-def test_manifest_pieces_are_written_without_a_dictionary_of_their_urls(plans) -> None:
+def test_manifest_pieces_are_written_without_a_dictionary_of_their_urls() -> None:
     """Icechunk trains a dictionary for a manifest's URLs from a number of chunks a write sets (a quarter of an
-    append's commit): every piece holds fewer references than that."""
+    append's commit): a piece (at most MANIFEST_REFS references) holds fewer than that."""
     import icechunk
 
     from stackcube.store import layout
     from stackcube.store.repo import for_writing
 
-    arrays, _ = plans
     repository = for_writing(icechunk.Repository.create(icechunk.in_memory_storage()), {})
     from_chunks = repository.config.manifest.virtual_chunk_location_compression.min_num_chunks
     assert from_chunks > layout.MANIFEST_REFS
-    for array in arrays.arrays:
-        assert layout.piece_steps(array) * array.levels[0].step_chunks <= layout.MANIFEST_REFS
 
 
 def test_cube_metadata_round_trips(plans) -> None:
