@@ -1,39 +1,56 @@
 # The README's commands. `make demo` runs the main job on the embedded default; `make test` runs everything.
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+# Both install from uv.lock (the versions the tests passed with); `make upgrade` re-resolves on purpose.
+PYTHON     ?= python3
+UV_VERSION := 0.13.9
+TOOLS      := .venv-tools
+UV         := $(TOOLS)/bin/uv
+VENV       := .venv
+BIN        := $(VENV)/bin
+# uv takes the interpreter .python-version names from this machine (pyenv), never a downloaded one
+export UV_PYTHON_DOWNLOADS := never
+SYNC       := $(UV) sync --locked --python $(PYTHON)
 
-.PHONY: demo test lint bench bench-compare system-packages clean
+.PHONY: demo test lint bench bench-compare upgrade sync-demo sync-test system-packages clean
 
-$(STAMP): pyproject.toml
+# uv itself, pinned, in a small environment of its own (a fresh machine has only Python and pip)
+$(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "stackcube needs Python >= 3.12 (pyenv: .python-version selects 3.12)")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test,bench]"
-	@touch $@
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q uv==$(UV_VERSION)
 
-demo: $(STAMP)
+# the demo needs what `pip install stackcube` installs and nothing more (--inexact: keeps a test set-up's extras)
+sync-demo: $(UV)
+	@$(SYNC) --quiet --no-default-groups --inexact
+
+sync-test: $(UV)
+	@$(SYNC) --quiet --all-extras
+
+demo: sync-demo
 	$(BIN)/stackcube demo --out demo-output
 
 system-packages:
 	@./scripts/install-system-packages.sh
 
-test: $(STAMP) system-packages lint
+test: sync-test system-packages lint
 	$(BIN)/python -m pytest -n 2 --durations=15
 
-lint: $(STAMP)
+lint: sync-test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-bench: $(STAMP) system-packages
+bench: sync-test system-packages
 	$(BIN)/python -m benchmarks.header_bench
 	$(BIN)/python -m benchmarks.cube_bench
 
-clean:
-	rm -rf $(VENV) .venv-lazycogs .venv-rasteret demo-output .pytest_cache .hypothesis
-
-bench-compare: $(STAMP) system-packages
-	$(BIN)/python -m pip install -q -e ".[compare]"
+bench-compare: $(UV) system-packages
+	@$(SYNC) --quiet --all-extras --group compare
 	$(BIN)/python -m benchmarks.compare_bench
+
+# newest releases within pyproject.toml's ranges, then the whole test suite: commit uv.lock only if it passes
+upgrade: $(UV)
+	$(UV) lock --upgrade --python $(PYTHON)
+	$(MAKE) test
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .venv-lazycogs .venv-rasteret demo-output .pytest_cache .hypothesis

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Install what the test services need: the Debian packages nginx (object host) and PostgreSQL 15 + PostGIS
-# (pgstac), and the npm package azurite (Azure Blob emulator) into .azurite/. Runs apt only when something is
-# missing and we are root; otherwise says what to install. The fixtures name the missing package again when they
-# cannot start.
+# (pgstac), and the npm package azurite (Azure Blob emulator, locked in scripts/azurite/) into .azurite/. Runs apt
+# only when something is missing and we are root; otherwise says what to install. The fixtures name the missing
+# package again when they cannot start.
 set -euo pipefail
-azurite_runs() { .azurite/node_modules/.bin/azurite-blob --version >/dev/null 2>&1; }
+locked=$(sed -n 's/.*"azurite": "\([^"]*\)".*/\1/p' scripts/azurite/package.json)
+azurite_runs() { [ "$(.azurite/node_modules/.bin/azurite-blob --version 2>/dev/null)" = "$locked" ]; }
 if ! azurite_runs; then
   if command -v npm >/dev/null 2>&1; then
-    rm -rf .azurite  # whatever is there does not run
-    npm install --prefix .azurite --no-audit --no-fund --silent azurite@3 >/dev/null 2>&1 || true
+    rm -rf .azurite  # whatever is there does not run, or is not the locked version
+    mkdir -p .azurite
+    cp scripts/azurite/package.json scripts/azurite/package-lock.json .azurite/  # the locked version
+    (cd .azurite && npm ci --no-audit --no-fund --silent >/dev/null 2>&1) || true
     if azurite_runs; then
       echo "installed: azurite (npm, .azurite/)"
     else

@@ -9,6 +9,7 @@ writes it, and chroma-subsampled YCbCr without JPEG, which tifffile refuses.
 
 from __future__ import annotations
 
+from collections.abc import Buffer, Callable
 from typing import Any, cast
 
 import imagecodecs
@@ -27,7 +28,8 @@ JETRAW = 48124
 # compressions whose decoders return shaped images; predictors and fill order do not apply to them
 IMAGE_COMPRESSIONS = frozenset(tifffile.TIFF.IMAGE_COMPRESSIONS) - EER_COMPRESSIONS - {JETRAW}
 LERC = 34887
-_LERC_STAGE = {1: imagecodecs.deflate_decode, 2: imagecodecs.zstd_decode}
+# typed: the two decoders are overloaded differently, so mypy cannot join them into one callable on its own
+_LERC_STAGE: dict[int, Callable[[Buffer], Buffer]] = {1: imagecodecs.deflate_decode, 2: imagecodecs.zstd_decode}
 _JPEG_FALLBACK_ERRORS = ("Unsupported JPEG data precision", "Unsupported color conversion", "SOF type")
 
 
