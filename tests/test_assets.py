@@ -6,7 +6,7 @@ import pystac
 import pytest
 
 from stackcube.assets import choose_assets, select_assets, summarize_skipped
-from stackcube.errors import NothingFoundError
+from stackcube.errors import MissingAssetWarning, NothingFoundError
 from stackcube.search import Query
 from tests.twins import corpus_items
 
@@ -73,5 +73,52 @@ def test_a_name_no_item_has_is_reported_once_with_the_names_they_have(item) -> N
 
 
 def test_a_search_whose_items_lack_every_asset_asked_lists_what_they_have(item) -> None:
-    with pytest.raises(NothingFoundError, match=r"'B4' in 1 item \(.*\): no asset .* the items have .*B04 \(red\)"):
+    with pytest.raises(NothingFoundError) as raised:
         choose_assets([item], Query(catalog=None), ["B4"])
+    text = str(raised.value)
+    assert text.startswith(
+        "asset 'B4' not found in the one item the search found (neither an asset key nor an eo:bands common name); "
+        "it has: AOT, B01 (coastal), B02 (blue), B03 (green), B04 (red), "
+    )
+    assert text.endswith("; did you mean 'B04'?")
+
+
+def test_a_misspelt_asset_beside_one_that_matches_is_an_error_not_a_smaller_cube(item) -> None:
+    other = item.clone()
+    other.id = "other"
+    with pytest.raises(NothingFoundError) as raised:
+        choose_assets([item, other], Query(catalog=None), ["rde", "nir"])
+    text = str(raised.value)
+    assert text.startswith("asset 'rde' not found in any of the 2 items the search found")
+    assert "they have: AOT, B01 (coastal)" in text
+    assert text.endswith("; did you mean 'red'?")
+
+
+def test_a_common_name_of_several_assets_says_to_ask_by_key(item) -> None:
+    with pytest.raises(NothingFoundError) as raised:
+        choose_assets([item], Query(catalog=None), ["rededge"])
+    assert str(raised.value) == (
+        "'rededge' is the common name of several assets (B05, B06, B07, B8A); ask for them by key"
+    )
+
+
+def test_an_asset_only_some_items_have_is_a_warning_naming_them(item) -> None:
+    other = item.clone()
+    other.id = "other"
+    del other.assets["B04"]
+    with pytest.warns(MissingAssetWarning) as warned:
+        chosen, _ = choose_assets([item, other], Query(catalog=None), ["red", "nir"])
+    (warning,) = warned
+    text = str(warning.message)
+    assert text.startswith(
+        "asset 'red' is missing from 1 of the 2 items found (other): the cube's red is empty where only it covers; "
+        "the items have: AOT, B01 (coastal)"
+    )
+    assert [(c.item.id, c.band) for c in chosen] == [(item.id, "red"), (item.id, "nir"), ("other", "nir")]
+
+
+def test_a_refresh_does_not_check_names_again(item) -> None:
+    """A refresh's narrowed search may find only items without a band the cube has: they are listed as skipped."""
+    chosen, skipped = choose_assets([item], Query(catalog=None), ["B4", "B04"], check_names=False)
+    assert [c.key for c in chosen] == ["B04"]
+    assert [s.key for s in skipped] == ["B4"]

@@ -214,3 +214,176 @@ def test_build_and_refresh_on_a_process_pool_or_a_dask_scheduler(cluster, tmp_pa
     err = capsys.readouterr().err
     assert "--scheduler tcp://127.0.0.1:9: cannot reach it" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def _stackcube() -> str:
+    """The installed ``stackcube`` command (its entry point, ``run``, as users start it)."""
+    import sys
+    from pathlib import Path
+
+    return str(Path(sys.executable).with_name("stackcube"))
+
+
+def test_build_says_where_it_wrote(tmp_path, capsys, monkeypatch) -> None:
+    from stackcube.demo import write_demo_catalog
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    monkeypatch.chdir(tmp_path)
+    assert main(["build", catalog, "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {(tmp_path / 'cube.icechunk').resolve()}\nsnapshot ")
+
+
+def test_a_misspelt_asset_fails_the_build_instead_of_making_a_smaller_cube(tmp_path, capsys) -> None:
+    from stackcube.demo import write_demo_catalog
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    repo = tmp_path / "cube.icechunk"
+    assert main(["build", catalog, "--assets", "rde", "nir", "--repo", str(repo), "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        "stackcube: error: asset 'rde' not found in any of the 2 items the search found (neither an asset key nor "
+        "an eo:bands common name); they have: B02 (blue), B03 (green), B04 (red), B08 (nir), B05 (rededge), "
+        "B11 (swir16); did you mean 'red'?\n"
+    )
+    assert not repo.exists()
+
+
+def test_an_asset_some_items_lack_is_a_one_line_warning(tmp_path, capsys) -> None:
+    import pystac
+
+    from stackcube.demo import write_demo_catalog
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    root = pystac.Catalog.from_file(catalog)
+    item = sorted(root.get_items(recursive=True), key=lambda i: i.id)[1]
+    del item.assets["B04"]
+    item.save_object()
+    assert main(["plan", catalog, "--assets", "red", "nir", "--quiet"]) == 0
+    assert capsys.readouterr().err == (
+        f"stackcube: warning: asset 'red' is missing from 1 of the 2 items found ({item.id}): the cube's red is "
+        "empty where only it covers; the items have: B02 (blue), B03 (green), B04 (red), B08 (nir), B05 (rededge), "
+        "B11 (swir16)\n"
+    )
+
+
+def test_repository_errors_name_the_command_to_run(tmp_path, capsys) -> None:
+    missing = tmp_path / "nowhere.icechunk"
+    assert main(["info", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"stackcube: error: there is no Icechunk repository at {missing}; build one with: stackcube build CATALOG "
+        f"--repo {missing}\n"
+    )
+    import stackcube
+    from stackcube.errors import RepositoryError
+
+    with pytest.raises(RepositoryError) as raised:  # in Python, the Python call
+        stackcube.open_cube(missing)
+    assert str(raised.value).endswith(f"; build one with stackcube.build_cube(catalog, repo={str(missing)!r})")
+
+
+def test_info_and_log_take_a_tag(tmp_path, capsys) -> None:
+    from stackcube.demo import write_demo_catalog
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    repo = str(tmp_path / "cube.icechunk")
+    assert main(["build", catalog, "--repo", repo, "--tag", "first", "--message", "one", "--quiet"]) == 0
+    assert main(["build", catalog, "--repo", repo, "--assets", "red", "--message", "two", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["info", repo, "--tag", "first"]) == 0
+    info = capsys.readouterr().out
+    assert info.startswith(f"{repo}: tag first at snapshot ")
+    assert "4 bands (B02, B03, B04, B08)" in info  # the tagged build, not the branch's one-band cube
+    assert main(["log", repo, "--tag", "first"]) == 0
+    assert [line.split("  ")[-1] for line in capsys.readouterr().out.splitlines()][:1] == ["one"]
+    assert main(["log", repo]) == 0
+    assert [line.split("  ")[-1] for line in capsys.readouterr().out.splitlines()][:2] == ["two", "one"]
+    assert main(["log", repo, "--tag", "second"]) == 2
+    assert capsys.readouterr().err == (
+        f"stackcube: error: {repo} has no tag 'second' (its branches: main; its tags: first)\n"
+    )
+
+
+def test_a_host_without_byte_ranges_is_one_line_naming_it(tmp_path, capsys) -> None:
+    from stackcube.demo import write_demo_catalog
+    from tests.services.host import run_host
+
+    write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    with run_host(tmp_path / "demo", ranges=False) as host:  # as python -m http.server
+        catalog = f"{host.url}/catalog/catalog.json"
+        assert main(["build", catalog, "--repo", str(tmp_path / "cube.icechunk"), "--quiet"]) == 2
+        assert main(["inspect", f"{host.url}/data/DEMO_T35MNM_20200601/B04.tif"]) == 2
+    where = host.url.removeprefix("http://")
+    reason = (
+        f"the host {where} does not serve byte ranges (it answers a Range request with the whole file), and "
+        "stackcube reads a TIFF's header and tiles by ranged GETs; serve the files from a host that honours Range "
+        "requests (nginx, Apache, S3, Azure Blob; python -m http.server does not)"
+    )
+    assert capsys.readouterr().err.splitlines() == [
+        f"stackcube: error: all 12 sources failed: 12 x {reason}",
+        f"stackcube: error: {reason}",
+    ]
+
+
+def test_a_datetime_it_cannot_read_lists_the_forms_it_can(tmp_path, capsys) -> None:
+    from stackcube.demo import write_demo_catalog
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    assert main(["plan", catalog, "--datetime", "06/2020", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        "stackcube: error: datetime '06/2020' is not a date, time or interval stackcube can read (invalid datetime "
+        "component: 06); give a year (2020), a month (2020-06), a day (2020-06-01), a time (2020-06-01T10:30, "
+        "2020-06-01T10:30:00Z), or an interval of two of them joined by / (2020-06-01/2020-07-31; .. for an open "
+        "end: 2020-06-01/..)\n"
+    )
+    assert main(["plan", catalog, "--datetime", "2020-06-01T00:00/2020-06-10T00:00", "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("2 arrays: EPSG:32735 10 m x 2 dates x 4 bands")
+
+
+def test_a_closed_pipe_is_a_quiet_exit(tmp_path) -> None:
+    import subprocess
+
+    from stackcube.cli import EXIT_BROKEN_PIPE
+    from stackcube.demo import write_demo_catalog
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    repo = str(tmp_path / "cube.icechunk")
+    assert main(["build", catalog, "--repo", repo, "--quiet"]) == 0
+    # the reader goes away before the command writes a byte: every write fails
+    proc = subprocess.Popen([_stackcube(), "info", repo], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err) == (EXIT_BROKEN_PIPE, b"")
+    # as users write it: whether the pipe closed before or after the last write, nothing on stderr
+    done = subprocess.run(
+        ["sh", "-c", f"'{_stackcube()}' info '{repo}' | head -1"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.startswith(f"{repo}: branch main at snapshot ")
+    assert done.stderr == ""
+
+
+def test_ctrl_c_says_nothing_was_committed(tmp_path) -> None:
+    import signal
+    import subprocess
+
+    from stackcube.cli import EXIT_INTERRUPTED
+    from stackcube.demo import write_demo_catalog
+    from tests.services.host import run_host
+
+    write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    repo = tmp_path / "cube.icechunk"
+    with run_host(tmp_path / "demo", hold=".tif") as host:
+        catalog = f"{host.url}/catalog/catalog.json"
+        command = [_stackcube(), "build", catalog, "--repo", str(repo), "--quiet"]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert host.held.wait(120), "the build never asked for a TIFF"  # it is reading headers: no commit yet
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+    assert (proc.returncode, out) == (EXIT_INTERRUPTED, "")
+    assert err == "stackcube: interrupted; nothing was committed (the branch is where it was)\n"
+    if repo.exists():
+        from stackcube.store import open_repository
+
+        assert [s.message for s in open_repository(repo).ancestry(branch="main")] == ["Repository initialized"]

@@ -58,3 +58,23 @@ def test_a_quicklook_says_what_it_shows(tmp_path) -> None:
     with rasterio.open(look.save(tmp_path / "q.png")) as png:  # GDAL reads the caption from the PNG itself
         assert png.tags()["Description"] == caption
         assert png.read().shape == (3, 512, 512)
+
+
+def test_a_quicklook_of_a_repository_and_of_the_last_date(tmp_path) -> None:
+    from stackcube.demo import write_demo_catalog
+    from stackcube.errors import SelectionError
+    from stackcube.quicklook import quicklook
+
+    repo = tmp_path / "cube.icechunk"
+    cube = stackcube.build_cube(write_demo_catalog(tmp_path / "demo"), repo=repo, progress=False)
+    last = quicklook(str(repo), time=-1)  # a path, as users pass it to every other function
+    assert last.png == cube.quicklook(time=3).png
+    assert str(last.time).startswith("2020-06-16")
+    assert quicklook(cube).png == cube.quicklook().png
+    with pytest.raises(SelectionError) as raised:
+        cube.quicklook(time=10)
+    assert str(raised.value) == (
+        "time=10 is not a time step of EPSG32735_10m/0: it has 4 time steps (2020-06-01 to 2020-06-16): give 0 to "
+        "3, or -4 to -1 from the end"
+    )
+    assert isinstance(raised.value, IndexError)

@@ -65,7 +65,7 @@ def test_a_late_item_lands_in_time_order_and_only_its_headers_are_read(demo_cube
     assert report.committed
     assert report.added == ("LATE",)
     assert report.headers_read == len(late.assets)  # the late item's six assets, nothing else
-    assert report.message == "stackcube refresh: +1 items, 0 changed, 0 removed"
+    assert report.message == "stackcube refresh: +1 item, 0 changed, 0 removed"
 
     after = stackcube.open_dataarray(repo, "EPSG32735_10m", mask_and_scale=False)
     assert after.sizes["time"] == before.sizes["time"] + 1
@@ -97,10 +97,13 @@ def test_removed_items_are_kept_unless_asked(demo_cube) -> None:
     assert kept.removed == (gone.id,)
     assert not kept.committed  # nothing to write: the item stays
     assert gone.id in stackcube.open_dataarray(repo, "EPSG32735_10m").id.values
+    assert kept.message == "stackcube refresh: +0 items, 0 changed, 1 no longer in the catalog (kept)"
+    assert f"  no longer in the catalog (kept; remove=True, or --remove, drops them): {gone.id}" in str(kept)
+    assert "removed" not in str(kept)
 
     dropped = stackcube.refresh_cube(repo, remove=True, progress=False)
     assert dropped.committed
-    assert dropped.message == "stackcube refresh: +0 items, 0 changed, 1 removed (dropped)"
+    assert dropped.message == "stackcube refresh: +0 items, 0 changed, 1 removed"
     assert gone.id not in stackcube.open_dataarray(repo, "EPSG32735_10m").id.values
 
 
@@ -142,7 +145,7 @@ def test_cli_refresh_exit_codes_and_log(demo_cube, capsys) -> None:
     assert "searched: the whole search: 4 items found" in capsys.readouterr().out
     add_late_item(catalog)
     assert main(["refresh", str(repo), "--dry-run", "--quiet"]) == 0
-    assert "would commit 'stackcube refresh: +1 items" in capsys.readouterr().out
+    assert "would commit 'stackcube refresh: +1 item, 0 changed, 0 removed'" in capsys.readouterr().out
     assert main(["refresh", str(repo), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "added: LATE" in out
@@ -500,3 +503,56 @@ def test_a_cube_built_from_stac_geoparquet_refreshes_from_the_file(tmp_path) -> 
     report = stackcube.refresh_cube(repo, progress=False)
     assert sorted(report.added) == sorted(i.id for i in items[2:])
     assert stackcube.open_dataarray(repo).sizes["time"] == 4
+
+
+def test_a_replaced_source_fails_its_read_naming_the_refresh_that_reindexes_it(demo_cube, capsys) -> None:
+    """The read's advice is a call that works: a plain refresh asks the catalog, which did not change."""
+    import os
+
+    from stackcube.errors import SourceChangedError
+
+    catalog, repo, _ = demo_cube
+    replaced = next((Path(catalog).parent.parent / "data").glob("*/B03.tif"))
+    day = sorted(p.name for p in replaced.parent.parent.iterdir()).index(replaced.parent.name)
+    before = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False).sel(band="B03").isel(time=day).values
+    replaced.write_bytes(replaced.read_bytes())  # same bytes, new file identity: a provider re-uploading
+    stat = replaced.stat()
+    os.utime(replaced, (stat.st_atime + 5, stat.st_mtime + 5))
+    with pytest.raises(SourceChangedError) as raised:
+        _ = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False).sel(band="B03").isel(time=day).values
+    name = str(repo)
+    assert str(raised.value) == (
+        f"{replaced.resolve().as_uri()} changed since the cube was built (it is no longer the version indexed); "
+        f"re-index it with stackcube.refresh_cube({name!r}, check_etags=True) "
+        f"(or stackcube.verify_cube({name!r}, fix=True))"
+    )
+    assert raised.value.for_cli().endswith(
+        f"; re-index it with: stackcube refresh --check-etags {name} (or stackcube verify --fix {name})"
+    )
+    assert not stackcube.refresh_cube(repo, progress=False).committed  # the catalog says nothing changed
+    assert main(["refresh", "--check-etags", name, "--quiet"]) == 0  # what the message says to run
+    assert f"changed: {replaced.parent.name}/B03" in capsys.readouterr().out
+    after = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False).sel(band="B03").isel(time=day).values
+    np.testing.assert_array_equal(after, before)
+
+
+def test_a_deleted_source_fails_its_read_naming_what_drops_it(demo_cube) -> None:
+    from stackcube.errors import SourceChangedError
+
+    catalog, repo, _ = demo_cube
+    gone = next((Path(catalog).parent.parent / "data").glob("*/B04.tif"))
+    day = sorted(p.name for p in gone.parent.parent.iterdir()).index(gone.parent.name)
+    gone.unlink()
+    with pytest.raises(SourceChangedError) as raised:
+        _ = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False).sel(band="B04").isel(time=day).values
+    name = str(repo)
+    assert str(raised.value) == (
+        f"{gone.resolve().as_uri()} no longer exists (deleted or moved since the cube was built); "
+        f"stackcube.verify_cube({name!r}) lists the sources that vanished; "
+        f"stackcube.refresh_cube({name!r}, full_search=True, remove=True) indexes where the catalog now points "
+        "and drops the items it no longer lists"
+    )
+    assert raised.value.for_cli().endswith(
+        f"; stackcube verify {name} lists the sources that vanished; stackcube refresh --full-search --remove "
+        f"{name} indexes where the catalog now points and drops the items it no longer lists"
+    )

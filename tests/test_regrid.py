@@ -89,6 +89,28 @@ def test_every_kind_of_cube_gives_the_same_grid(demo_cube) -> None:
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # affine * in odc-geo
 @pytest.mark.filterwarnings("ignore:The 'shapely.ops.transform:DeprecationWarning")  # odc-geo 0.5 on shapely 2.2
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # GDAL's handler across threads
+def test_a_regridded_array_describes_its_new_grid(demo_cube) -> None:
+    """The projection coordinates along ``band`` say what the warped array is, not what the 10 m sources were."""
+    import json
+
+    native = stackcube.open_dataarray(demo_cube.repository, "EPSG32735_10m")
+    assert set(native["proj:shape"].values.tolist()) == {json.dumps([native.sizes["y"], native.sizes["x"]])}
+    warped = stackcube.to_grid(demo_cube, crs="EPSG:32735", resolution=20.0)
+    ny, nx = warped.sizes["y"], warped.sizes["x"]
+    assert (ny, nx) != (native.sizes["y"], native.sizes["x"])
+    assert set(warped["proj:shape"].values.tolist()) == {json.dumps([ny, nx])}
+    (transform,) = {tuple(json.loads(t)) for t in warped["proj:transform"].values.tolist()}
+    x0, y0 = float(warped.x[0]) - 10.0, float(warped.y[0]) + 10.0  # the first pixel's centre, less half a pixel
+    assert transform == (20.0, 0.0, x0, 0.0, -20.0, y0)
+    assert set(warped["proj:code"].values.tolist()) == {"EPSG:32735"}
+    geographic = stackcube.to_grid(demo_cube, crs="EPSG:4326", resolution=0.001)
+    assert set(geographic["proj:code"].values.tolist()) == {"EPSG:4326"}
+    assert json.loads(geographic["proj:transform"].values[0])[0] == 0.001
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # affine * in odc-geo
+@pytest.mark.filterwarnings("ignore:The 'shapely.ops.transform:DeprecationWarning")  # odc-geo 0.5 on shapely 2.2
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # GDAL's handler across threads
 def test_geographic_grids_and_bboxes_in_any_crs(demo_cube) -> None:
     geographic = stackcube.to_grid(demo_cube, crs="EPSG:4326", resolution=0.0002)
     assert geographic.dims == ("time", "band", "y", "x")

@@ -13,7 +13,7 @@ import stackcube
 PACKAGE = Path(stackcube.__file__).parent
 
 SHARED = (
-    *("_version", "_hrefs", "_share", "settings", "errors", "options"),
+    *("_version", "_hrefs", "_share", "_text", "settings", "errors", "_remedies", "options"),
     *("_band_index", "_bbox", "_keywords", "_georef", "_physical", "_progress", "_retry", "_sync", "_workers"),
 )
 """Used by every stage; they import nothing of a stage."""

@@ -22,10 +22,25 @@ def progress_bar(total: int | None, desc: str, unit: str, *, enabled: bool) -> I
     if not enabled or (total is not None and total <= 0):
         yield lambda n: None
         return
-    bar = _tqdm()(total=total, desc=desc, unit=unit, leave=False)
+    if total is not None:
+        bar = _tqdm()(total=total, desc=desc, unit=f" {unit}", leave=False)
+        advance: Callable[[int], object] = bar.update
+    else:
+        # a count of unknown end, as words ("searching X: 6 items [00:01]"): tqdm's own would read "6item"
+        bar = _tqdm()(
+            total=None, desc=desc, unit=f"{unit}s", leave=False, bar_format="{desc}: {n_fmt} {unit} [{elapsed}]"
+        )
+
+        def advance(n: int) -> None:
+            bar.unit = unit if bar.n + n == 1 else f"{unit}s"
+            bar.update(n)
+
     try:
-        yield bar.update
+        yield advance
     finally:
+        # drawn once more, so the last count is what stays where the bar cannot be erased (text bars in Jupyter):
+        # tqdm redraws at most every 0.1 s, and a search of a few items ends before that
+        bar.refresh()
         bar.close()
 
 

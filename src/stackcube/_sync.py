@@ -39,4 +39,13 @@ def run[T](coro: Coroutine[Any, Any, T]) -> T:
         coro.close()
         msg = "a sync stackcube function was called from stackcube's own event loop; use the *_async twin"
         raise RuntimeError(msg)
-    return asyncio.run_coroutine_threadsafe(coro, loop).result()
+    future = None
+    try:
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        return future.result()
+    except BaseException:
+        # interrupted (Ctrl-C, a notebook's "interrupt kernel"): stop the work instead of leaving it to go on, and
+        # perhaps commit, behind the caller's back (a no-op when the coroutine itself raised)
+        if future is not None:
+            future.cancel()
+        raise

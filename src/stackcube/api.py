@@ -183,7 +183,8 @@ class Cube:
         return f"snapshot {self.snapshot_id} on {self.branch}\n{self.plan.report()}"
 
     def quicklook(self, *, bands: Sequence[str] | None = None, time: int = 0, size: int = 512) -> Any:
-        """A PNG of one date (shown inline in Jupyter; ``.save(path)`` writes it); see :func:`stackcube.quicklook`."""
+        """A PNG of one date (shown inline in Jupyter; ``.save(path)`` writes it); see
+        :func:`stackcube.quicklook.quicklook`."""
         from stackcube.quicklook import quicklook
 
         return quicklook(self.open(), bands=bands, time=time, size=size)

@@ -6,13 +6,16 @@ when nothing is asked, every data asset that is a GeoTIFF. Everything not chosen
 
 from __future__ import annotations
 
+import difflib
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pystac
 
-from stackcube.errors import NothingFoundError
+from stackcube._text import counted
+from stackcube.errors import MissingAssetWarning, NothingFoundError
 from stackcube.search import Query, require_items
 
 __all__ = [
@@ -84,7 +87,7 @@ def summarize_skipped(skipped: Sequence[SkippedAsset], n_items: int, *, limit: i
 def _items(members: Sequence[SkippedAsset]) -> str:
     ids = [s.item_id for s in members]
     listed = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
-    return f"{len(ids)} item{'s' * (len(ids) != 1)} ({listed})"
+    return f"{counted(len(ids), 'item')} ({listed})"
 
 
 def is_geotiff(asset: pystac.Asset) -> bool:
@@ -199,20 +202,60 @@ def select_assets(
 
 
 def choose_assets(
-    items: Sequence[pystac.Item], query: Query, assets: Sequence[str] | None = None
+    items: Sequence[pystac.Item], query: Query, assets: Sequence[str] | None = None, *, check_names: bool = True
 ) -> tuple[list[SelectedAsset], list[SkippedAsset]]:
     """The assets of the found items that become bands, and the ones skipped; fails when there is none.
+
+    With ``check_names`` (a build or a plan; a refresh passes False, its names having been checked when the cube
+    was built), a name in ``assets`` that no item has is an error, and one that only some items have a
+    :class:`~stackcube.errors.MissingAssetWarning`: a misspelt band never makes a quietly smaller cube.
 
     Raises
     ------
     NothingFoundError
-        The search found no items (the message names the search), or no item has a usable asset (it gives the
-        first reasons).
+        The search found no items (the message names the search), no item has a usable asset (it gives the
+        first reasons), or no item has an asset of a name asked for (it lists the names they have).
     """
     require_items(list(items), query)
     chosen, skipped = select_assets(items, assets)
+    if assets is not None and check_names:
+        _check_names(items, assets)
     if not chosen:
         reasons = "; ".join(summarize_skipped(skipped, len(items))[:5]) or "no item has a GeoTIFF data asset"
         msg = f"none of the {len(items)} items found has a usable asset: {reasons}"
         raise NothingFoundError(msg)
     return chosen, skipped
+
+
+def _check_names(items: Sequence[pystac.Item], assets: Sequence[str]) -> None:
+    """Refuse names no item has; warn of names only some items have."""
+    missing = {name: [item.id for item in items if _pick(item, name) is None] for name in assets}
+    have = list(dict.fromkeys(name for item in items for name in _names(item)))
+    shown = ", ".join(have[:30]) + (f", ... ({len(have)} in all)" if len(have) > 30 else "")
+    unknown = [name for name, ids in missing.items() if len(ids) == len(items)]
+    for name in unknown:
+        shared = list(dict.fromkeys(k for item in items for k, a in item.assets.items() if common_name(a) == name))
+        if len(shared) > 1:
+            msg = f"{name!r} is the common name of several assets ({', '.join(shared)}); ask for them by key"
+            raise NothingFoundError(msg)
+    if unknown:
+        askable = {key for item in items for key in item.assets} | {
+            common for item in items for asset in item.assets.values() if (common := common_name(asset))
+        }
+        guesses = [close for name in unknown for close in difflib.get_close_matches(name, sorted(askable), n=1)]
+        guess = f"; did you mean {', '.join(map(repr, dict.fromkeys(guesses)))}?" if guesses else ""
+        names = ", ".join(map(repr, unknown))
+        where = "the one item" if len(items) == 1 else f"any of the {len(items)} items"
+        msg = (
+            f"asset{'s' * (len(unknown) != 1)} {names} not found in {where} the search found (neither an asset key "
+            f"nor an eo:bands common name); {'it has' if len(items) == 1 else 'they have'}: {shown}{guess}"
+        )
+        raise NothingFoundError(msg)
+    for name, ids in missing.items():
+        if ids:
+            listed = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+            msg = (
+                f"asset {name!r} is missing from {len(ids)} of the {len(items)} items found ({listed}): the cube's "
+                f"{name} is empty where only {'it covers' if len(ids) == 1 else 'they cover'}; the items have: {shown}"
+            )
+            warnings.warn(msg, MissingAssetWarning, stacklevel=2)

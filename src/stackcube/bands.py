@@ -25,6 +25,7 @@ from typing import Any, Self
 import numpy as np
 import pystac
 
+from stackcube._remedies import stac_metadata_off
 from stackcube.errors import MetadataError
 from stackcube.options import Harmonize
 from stackcube.tiff import IfdManifest
@@ -116,16 +117,16 @@ def _stac_entries(asset: pystac.Asset) -> list[dict[str, Any]]:
 
 def _number(value: Any, what: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        msg = f"{where}: {what} {value!r} is not a number; fix the catalog, or pass stac_metadata=False"
-        raise MetadataError(msg)
+        msg = f"{where}: {what} {value!r} is not a number"
+        raise MetadataError(msg, remedy=stac_metadata_off())
     try:
         number = float(value)
     except ValueError:
-        msg = f"{where}: {what} {value!r} is not a number; fix the catalog, or pass stac_metadata=False"
-        raise MetadataError(msg) from None
+        msg = f"{where}: {what} {value!r} is not a number"
+        raise MetadataError(msg, remedy=stac_metadata_off()) from None
     if not math.isfinite(number):
-        msg = f"{where}: {what} {value!r} is not a finite number; fix the catalog, or pass stac_metadata=False"
-        raise MetadataError(msg)
+        msg = f"{where}: {what} {value!r} is not a finite number"
+        raise MetadataError(msg, remedy=stac_metadata_off())
     return number
 
 
@@ -134,18 +135,15 @@ def _nodata(value: Any, dtype: np.dtype[Any], where: str) -> int | float:
     if isinstance(value, str) and value.lower() in {"nan", "inf", "-inf", "+inf"}:
         number = float(value)
     elif isinstance(value, bool) or not isinstance(value, int | float):
-        msg = f"{where}: nodata {value!r} is not a number; fix the catalog, or pass stac_metadata=False"
-        raise MetadataError(msg)
+        msg = f"{where}: nodata {value!r} is not a number"
+        raise MetadataError(msg, remedy=stac_metadata_off())
     else:
         number = float(value)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         if not math.isfinite(number) or number != int(number) or not info.min <= number <= info.max:
-            msg = (
-                f"{where}: nodata {value!r} cannot occur in {dtype.name} data (values {info.min} to {info.max}); "
-                "fix the catalog, or pass stac_metadata=False"
-            )
-            raise MetadataError(msg)
+            msg = f"{where}: nodata {value!r} cannot occur in {dtype.name} data (values {info.min} to {info.max})"
+            raise MetadataError(msg, remedy=stac_metadata_off())
         return int(number)
     return float(dtype.type(number))  # as the file's own nodata is read: rounded to the sample type
 
@@ -203,11 +201,8 @@ def band_metadata(
                 continue
             stated_value = _number(raw, name, where)
             if name == "scale" and stated_value == 0:
-                msg = (
-                    f"{where}: a scale of 0 would turn every value into the offset; fix the catalog, or pass "
-                    "stac_metadata=False"
-                )
-                raise MetadataError(msg)
+                msg = f"{where}: a scale of 0 would turn every value into the offset"
+                raise MetadataError(msg, remedy=stac_metadata_off())
             if values[name] is not None and not _same(stated_value, values[name]):
                 conflicts.append(Conflict(name, stated_value, values[name]))
             values[name] = stated_value

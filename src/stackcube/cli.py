@@ -10,7 +10,8 @@ process pool) to read headers and write references there; the one commit stays i
 
 Exit codes: 0 done; 2 any error (one line on stderr, nothing committed; ``--debug`` adds the traceback); 3 nothing
 to do (``refresh`` found nothing new or changed, ``verify`` found changed or vanished sources and was not asked to
-``--fix`` them).
+``--fix`` them); 130 interrupted (Ctrl-C; one line says whether anything was committed); 141 the reader of the
+output went away (``| head``), quietly.
 """
 
 from __future__ import annotations
@@ -19,23 +20,33 @@ import argparse
 import contextlib
 import json
 import os
+import select
 import sys
 import traceback
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 
+from stackcube._text import counted
 from stackcube._version import __version__
-from stackcube.errors import StackcubeError
+from stackcube.errors import StackcubeError, StackcubeWarning
 
-__all__ = ["EXIT_ERROR", "EXIT_UNCHANGED", "main", "run"]
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_UNCHANGED", "main", "run"]
 
 EXIT_ERROR = 2
 """A stackcube error (or bad arguments): one line on stderr, nothing committed."""
 EXIT_UNCHANGED = 3
 """``refresh``: nothing changed, nothing committed; ``verify``: some source changed or vanished (no ``--fix``)."""
+EXIT_INTERRUPTED = 130
+"""Interrupted (Ctrl-C): one line on stderr says what was committed (nothing, unless the commit was made)."""
+EXIT_BROKEN_PIPE = 141
+"""The reader of stdout went away (``| head``): a quiet stop, with the code of a shell tool stopped by SIGPIPE."""
+
+# commands that commit (``verify`` only with --fix)
+_WRITERS = frozenset({"build", "refresh", "demo"})
 
 
 def _format_manifest(manifest: Any) -> str:
@@ -148,8 +159,17 @@ def _cmd_build(args: argparse.Namespace) -> int:
             on_error="skip" if args.skip_failed else "raise",
             **workers,
         )
+    args.committed = f"snapshot {cube.snapshot_id}"
+    print(f"wrote {_where(args.repo)}")
     print(cube.summary())
     return 0
+
+
+def _where(repo: str) -> str:
+    """A repository as the user can find it again: a local path made absolute, a URL as given."""
+    if "://" in repo and not repo.startswith("file://"):
+        return repo
+    return str(Path(repo.removeprefix("file://")).resolve())
 
 
 def _cmd_refresh(args: argparse.Namespace) -> int:
@@ -171,6 +191,8 @@ def _cmd_refresh(args: argparse.Namespace) -> int:
             credentials=_credentials(args),
             **workers,
         )
+    if report.committed:
+        args.committed = f"snapshot {report.snapshot_id}"
     print(report)
     return 0 if report.committed or (args.dry_run and (report.added or report.changed)) else EXIT_UNCHANGED
 
@@ -199,15 +221,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from stackcube.store.layout import DATA, CubeMetadata, level_path
 
     repository = open_repository(args.repo)
-    session = readonly_session(repository, branch=args.branch, repo=args.repo)
+    session = readonly_session(repository, branch=args.branch, tag=args.tag, repo=args.repo)
     tree = open_cube(args.repo, snapshot=session.snapshot_id)
     metadata = CubeMetadata.from_attrs(tree.attrs)
     written = repository.lookup_snapshot(session.snapshot_id).written_at
-    print(f"{args.repo}: branch {args.branch} at snapshot {session.snapshot_id} ({written:%Y-%m-%d %H:%M} UTC)")
+    version = f"tag {args.tag}" if args.tag else f"branch {args.branch}"
+    print(f"{args.repo}: {version} at snapshot {session.snapshot_id} ({written:%Y-%m-%d %H:%M} UTC)")
     search = ", ".join(f"{k} {v}" for k, v in metadata.query.to_dict().items() if v and k != "catalog")
     origin = metadata.query.catalog or "a list of items"
     print(f"  built from {origin}" + (f" ({search})" if search else ""))
-    print(f"  {len(metadata.arrays)} array{'s' * (len(metadata.arrays) != 1)}:")
+    print(f"  {counted(len(metadata.arrays), 'array')}:")
     everything: set[str] = set()
     for name in metadata.arrays:
         levels = [tree[level_path(name, n)][DATA] for n in sorted(int(k) for k in tree[name].children)]
@@ -215,19 +238,20 @@ def _cmd_info(args: argparse.Namespace) -> int:
         sources = {h for cell in data["source_href"].to_numpy().ravel().tolist() for h in str(cell).split()}
         everything |= sources
         crs = str(tree[name].attrs.get("proj:code") or "")
-        print(f"    {name}: {_describe(data, crs)}, {len(sources)} source{'s' * (len(sources) != 1)}")
+        print(f"    {name}: {_describe(data, crs)}, {counted(len(sources), 'source')}")
         if len(levels) > 1:
             sizes = ", ".join(f"{o.sizes['y']} x {o.sizes['x']}" for o in levels[1:])
             print(f"      overview levels: {sizes} px")
     for union in metadata.unions:
         t, b, y, x = union.shape
         print(
-            f"    {union.name}: a union of {len(union.members)} grids placed by pixel offset, {t} dates x {b} bands, "
+            f"    {union.name}: a union of {counted(len(union.members), 'grid')} placed by pixel offset, "
+            f"{counted(t, 'date')} x {counted(b, 'band')}, "
             f"{y} x {x} px ({', '.join(union.members)})"
         )
     containers = sorted(set(repository.config.virtual_chunk_containers or {}) | set(metadata.containers))
     n = len(everything)
-    print(f"  {n} source{'s' * (n != 1)}, under {', '.join(containers) or 'no container'}")
+    print(f"  {counted(n, 'source')}, under {', '.join(containers) or 'no container'}")
     for line in unprotected_lines(read_stored(session, args.repo).sources):
         print(line)
     branches, tags = sorted(repository.list_branches()), sorted(repository.list_tags())
@@ -239,7 +263,7 @@ def _describe(data: Any, crs: str) -> str:
     """``4 dates from 2020-06-01 to 2020-06-16 x 4 bands (B02, B03, B04, B08), 512 x 512 px of 10 m in EPSG:32735,
     float32``."""
     days = [str(t)[:10] for t in data.time.values]
-    dates = f"{len(days)} date{'s' * (len(days) != 1)}" + (
+    dates = f"{counted(len(days), 'date')}" + (
         f" from {days[0]} to {days[-1]}" if len(days) > 1 else f", {days[0]}" if days else ""
     )
     bands = [str(b) for b in data.band.values]
@@ -254,7 +278,7 @@ def _describe(data: Any, crs: str) -> str:
         size = abs(pixel_size(data)[0])
         pixel = f" of {size:g} {'m' if unit == 'metre' else unit} in {crs}"
     return (
-        f"{dates} x {len(bands)} band{'s' * (len(bands) != 1)} ({shown}), "
+        f"{dates} x {counted(len(bands), 'band')} ({shown}), "
         f"{data.sizes['y']} x {data.sizes['x']} px{pixel}, {data.dtype}"
     )
 
@@ -263,9 +287,12 @@ def _cmd_log(args: argparse.Namespace) -> int:
     from stackcube.store import open_repository, version_not_found
 
     repository = open_repository(args.repo)
-    if args.branch not in repository.list_branches():
+    if args.tag is not None and args.tag not in repository.list_tags():
+        raise version_not_found(repository, tag=args.tag, repo=args.repo)
+    if args.tag is None and args.branch not in repository.list_branches():
         raise version_not_found(repository, branch=args.branch, repo=args.repo)
-    for snap in repository.ancestry(branch=args.branch):
+    history = repository.ancestry(tag=args.tag) if args.tag else repository.ancestry(branch=args.branch)
+    for snap in history:
         print(f"{snap.id}  {snap.written_at:%Y-%m-%d %H:%M:%S}  {snap.message}")
     return 0
 
@@ -412,10 +439,16 @@ def _search_args(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _add_repo_arguments(parser: argparse.ArgumentParser, *, sources: bool = False) -> None:
-    """REPO and --branch; with ``sources`` (commands that read them) also --allow and --quiet."""
+def _add_repo_arguments(parser: argparse.ArgumentParser, *, sources: bool = False, tags: bool = False) -> None:
+    """REPO and --branch; with ``tags`` (commands that only read the cube) --tag instead of a branch, and with
+    ``sources`` (commands that read them) also --allow and --quiet."""
     parser.add_argument("repo", help="the cube: a local path or s3://bucket/prefix")
-    parser.add_argument("--branch", default="main")
+    if tags:
+        version = parser.add_mutually_exclusive_group()
+        version.add_argument("--branch", default="main", help="the branch (default: main)")
+        version.add_argument("--tag", help="a tag instead of a branch")
+    else:
+        parser.add_argument("--branch", default="main", help="the branch (default: main)")
     if sources:
         parser.add_argument("--allow", nargs="+", metavar="PREFIX", help="refuse a cube reading outside these URLs")
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -435,7 +468,9 @@ def _parser() -> argparse.ArgumentParser:
     plan.set_defaults(func=_cmd_plan)
     build = sub.add_parser("build", help="search a catalog and commit a virtual cube to an Icechunk repository")
     _add_search_arguments(build)
-    build.add_argument("--repo", default="cube.icechunk", help="local path or s3://bucket/prefix")
+    build.add_argument(
+        "--repo", default="cube.icechunk", help="local path or s3://bucket/prefix (default: ./cube.icechunk)"
+    )
     build.add_argument("--branch", default="main")
     build.add_argument("--message")
     build.add_argument("--tag")
@@ -467,10 +502,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_credentials_argument(verify)
     verify.set_defaults(func=_cmd_verify)
     info = sub.add_parser("info", help="arrays, dimensions, sources, branches and tags of a cube")
-    _add_repo_arguments(info)
+    _add_repo_arguments(info, tags=True)
     info.set_defaults(func=_cmd_info)
-    log = sub.add_parser("log", help="the snapshots of a branch, newest first")
-    _add_repo_arguments(log)
+    log = sub.add_parser("log", help="the snapshots of a branch (or up to a tag), newest first")
+    _add_repo_arguments(log, tags=True)
     log.set_defaults(func=_cmd_log)
     about = (
         "offline, in one folder: write a COG and a static STAC catalog of demo scenes, inspect and plan them, build "
@@ -489,20 +524,71 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``stackcube`` command."""
     args = _parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            warnings.simplefilter("always", StackcubeWarning)  # said to the user, each time
+            return int(args.func(args))
     except KeyboardInterrupt:
-        return 130
+        print(f"stackcube: interrupted; {_what_was_committed(args)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        if not _stdout_closed():
+            return _fail(args, BrokenPipeError("a connection was closed by its other end"))
+        # the reader of our output went away (`stackcube info REPO | head -1`): as other command-line tools, stop
+        # quietly; stdout goes to /dev/null so that the flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"stackcube: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(args, exc)
+
+
+def _fail(args: argparse.Namespace, exc: Exception) -> int:
+    if args.debug:
+        traceback.print_exception(exc)
+    print(f"stackcube: error: {_one_line(exc)}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout's reader is gone, rather than some other pipe: flushing it fails with a broken pipe, or (the
+    failed write having dropped what it held) polling it reports an error, as the write end of a pipe whose read
+    end is closed does."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (captured output), or no poll here
+        return False
+
+
+def _what_was_committed(args: argparse.Namespace) -> str:
+    """What a Ctrl-C left behind: a write commits once, at its end, so nothing unless the commit was made."""
+    done = getattr(args, "committed", None)
+    if done:
+        return f"{done} had been committed before"
+    if args.command in _WRITERS or getattr(args, "fix", False):
+        return "nothing was committed (the branch is where it was)"
+    return "nothing was changed"
+
+
+def _show_warning(  # noqa: PLR0917 - the signature of warnings.showwarning
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """A warning as one line on stderr, as errors are: ``stackcube: warning: ...``."""
+    print(f"stackcube: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def _one_line(exc: Exception) -> str:
-    """An error as one line: a stackcube error says what to do; anything else is named, with where to look."""
+    """An error as one line: a stackcube error says what to do (naming the command); anything else is named, with
+    where to look."""
+    if isinstance(exc, StackcubeError):
+        return " ".join(exc.for_cli().split()) or type(exc).__name__
     text = " ".join(str(exc).split())
-    if isinstance(exc, StackcubeError | ValueError | TypeError):
+    if isinstance(exc, ValueError | TypeError):
         return text or type(exc).__name__
     where = f"{type(exc).__module__}.{type(exc).__qualname__}"
     return f"unexpected {where}: {text[:500]} (run again with --debug for the traceback, and report it)"
@@ -516,7 +602,9 @@ def run() -> NoReturn:
     scheduler would count as a failure of the wrong kind. Nothing of stackcube's needs the teardown.
     """
     code = main()
-    sys.stdout.flush()
+    if _stdout_closed():  # the reader went away before the last of the output was flushed
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = code or EXIT_BROKEN_PIPE
     sys.stderr.flush()
     os._exit(code)
 

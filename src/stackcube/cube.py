@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stackcube._text import counted
 from stackcube.assets import SkippedAsset, summarize_skipped
 from stackcube.bands import S2_OFFSET_BASELINE, Conflict, baseline
 from stackcube.errors import NothingFoundError
@@ -69,7 +70,7 @@ class CubePlan:
         member_of = {m: u for u in self.unions for m in u.members}
         arrays = [u.describe() for u in self.unions] + [a.describe() for a in self.standalone]
         n = len(arrays)
-        lines = [f"{n} array{'s' * (n != 1)}: " + "; ".join(arrays)]
+        lines = [f"{counted(n, 'array')}: " + "; ".join(arrays)]
         crss = {a.crs for a in self.arrays}
         if len(crss) > 1:
             lines.append(f"the sources are on {len(crss)} CRSs; each grid is its own array")
@@ -82,7 +83,7 @@ class CubePlan:
         lines.extend(unprotected_lines(self.sources))
         if self.skipped:
             n_items = len({s.item_id for s in self.sources} | {s.item_id for s in self.skipped})
-            lines.append(f"{len(self.skipped)} asset{'s' * (len(self.skipped) != 1)} skipped:")
+            lines.append(f"{counted(len(self.skipped), 'asset')} skipped:")
             lines.extend(f"  {line}" for line in summarize_skipped(self.skipped, n_items))
         return "\n".join(lines)
 
@@ -115,7 +116,7 @@ def unprotected_lines(sources: Sequence[Source], indent: str = "  ") -> list[str
             "ignores conditional requests (If-Match, If-Unmodified-Since)" if sent else "sends no ETag or Last-Modified"
         )
         lines.append(
-            f"{indent}unprotected: {len(some)} source{'s' * (len(some) != 1)} on {host}: the host {why}, so a "
+            f"{indent}unprotected: {counted(len(some), 'source')} on {host}: the host {why}, so a "
             "replaced file would be read without an error; verify_cube (stackcube verify) compares what it can"
         )
     return lines
@@ -126,10 +127,10 @@ def _array_lines(arrays: Sequence[ArrayPlan], indent: str) -> list[str]:
     for a in arrays:
         n = len(a.sources)
         placed = f", {n} sources placed side by side at tile offsets" if a.mosaic else ""
-        lines.append(f"{indent}{a.name}: {a.describe()}, {a.n_chunks} chunks from {n} source{'s' * (n != 1)}{placed}")
+        lines.append(f"{indent}{a.name}: {a.describe()}, {a.n_chunks} chunks from {counted(n, 'source')}{placed}")
         if a.overviews:
             sizes = ", ".join(f"{o.shape[2]} x {o.shape[3]}" for o in a.overviews)
-            lines.append(f"{indent}  {len(a.overviews)} overview level{'s' * (len(a.overviews) != 1)}: {sizes} px")
+            lines.append(f"{indent}  {counted(len(a.overviews), 'overview level')}: {sizes} px")
     return lines
 
 

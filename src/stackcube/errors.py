@@ -8,12 +8,15 @@ does about it::
     │                                and, where it can tell, what was meant
     ├── SearchError                  the catalog could not be searched: check the URL and the search arguments
     │   └── NothingFoundError        (also LookupError) the search matched no usable items or assets
+    ├── SelectionError               (also IndexError) a time step the cube does not have: the message says which
+    │                                it has
     ├── MetadataError                (also ValueError) an item's band metadata cannot be right (a scale of 0, nodata
     │                                outside the dtype): fix the catalog, or pass stac_metadata=False
     ├── SourceError                  a source could not be read: check the href, the network, the credentials
     │   ├── SourceNotFoundError      (also FileNotFoundError) the object does not exist
-    │   ├── SourceChangedError       the object changed while or since it was indexed: refresh the cube
-    │   └── SignedHrefError          an href carries a credential stackcube cannot store without: give another
+    │   ├── SourceChangedError       the object changed while or since it was indexed: re-index it
+    │   ├── SignedHrefError          an href carries a credential stackcube cannot store without: give another
+    │   └── HostError                the host cannot serve what reading needs (byte ranges): use another host
     ├── TiffError                    the bytes of a TIFF are not something stackcube can index
     │   ├── CorruptTiffError         (also ValueError) broken, truncated or hostile structure
     │   ├── UnsupportedTiffError     (also NotImplementedError) a valid feature stackcube cannot decode
@@ -27,11 +30,15 @@ does about it::
 
 Messages name the href, what was expected, what was found and what to do next; the value of every credential in
 an href they quote is replaced by ``REDACTED`` (:func:`stackcube._hrefs.redact`), so logs never hold a token.
+Where what to do is a call of stackcube's, the error holds a :class:`Remedy` that says it both ways: ``str(error)``
+names the Python call, the command line prints :meth:`StackcubeError.for_cli`, naming the command.
 Warnings derive from :class:`StackcubeWarning`: :class:`ResamplingWarning` when values were resampled because
-another grid was asked for.
+another grid was asked for, :class:`MissingAssetWarning` when an asset asked for is missing from some items.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from stackcube._hrefs import redact
 
@@ -40,11 +47,15 @@ __all__ = [
     "BboxError",
     "ConcurrentUpdateError",
     "CorruptTiffError",
+    "HostError",
     "MetadataError",
+    "MissingAssetWarning",
     "NotGriddableError",
     "NothingFoundError",
     "RepositoryError",
+    "Remedy",
     "ResamplingWarning",
+    "SelectionError",
     "SearchError",
     "SignedHrefError",
     "SourceChangedError",
@@ -59,11 +70,32 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class Remedy:
+    """What to do about an error, when it is a call of stackcube's: said for Python and for the command line."""
+
+    python: str
+    """The advice in Python, e.g. ``re-index it with stackcube.refresh_cube('cube.icechunk', check_etags=True)``."""
+    cli: str
+    """The same advice on the command line, e.g. ``re-index it with stackcube refresh --check-etags cube.icechunk``."""
+
+
 class StackcubeError(Exception):
     """Root of every error stackcube raises on purpose."""
 
-    def __init__(self, *args: object) -> None:
+    def __init__(self, *args: object, remedy: Remedy | None = None) -> None:
+        if remedy is not None and args and isinstance(args[0], str):
+            args = (f"{args[0]}; {remedy.python}", *args[1:])
         super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
+        self.remedy = remedy
+        """What to do, when it is a call of stackcube's; ``str(self)`` ends with its Python form."""
+
+    def for_cli(self) -> str:
+        """The message as the command line says it: what to do names the command, not the Python call."""
+        text = str(self)
+        if self.remedy is None or not text.endswith(python := redact(self.remedy.python)):
+            return text
+        return text.removesuffix(python) + redact(self.remedy.cli)
 
     transient: bool = False
     """True when the same request may well succeed if tried again (a 5xx, 429, timeout or dropped connection);
@@ -86,6 +118,10 @@ class NothingFoundError(SearchError, LookupError):
     """The search matched no items, or none of them had a usable asset; nothing is planned."""
 
 
+class SelectionError(StackcubeError, IndexError):
+    """A time step (by index) the cube does not have; the message says which steps it has."""
+
+
 class MetadataError(StackcubeError, ValueError):
     """What a catalog says about an asset's bands cannot be right; the message names the item, asset and value."""
 
@@ -104,6 +140,10 @@ class SourceChangedError(SourceError):
 
 class SignedHrefError(SourceError):
     """An href carries a credential in its query string, and stackcube cannot tell how to store it without one."""
+
+
+class HostError(SourceError):
+    """The host of a source cannot serve what stackcube needs (byte ranges): every source there fails alike."""
 
 
 class TiffError(StackcubeError):
@@ -150,3 +190,7 @@ class StackcubeWarning(UserWarning):
 
 class ResamplingWarning(StackcubeWarning):
     """Values were resampled onto a grid that was asked for, so they are not the sources' pixels."""
+
+
+class MissingAssetWarning(StackcubeWarning):
+    """An asset asked for is missing from some of the items found: their pixels of that band are left empty."""

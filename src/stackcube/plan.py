@@ -26,6 +26,7 @@ import numpy as np
 import pyproj
 
 from stackcube._georef import Affine, pixel_centres
+from stackcube._text import counted
 from stackcube.errors import NotGriddableError
 from stackcube.grid import GridKey, grid_key, tile_offset
 from stackcube.options import CubeOptions, sort_rank
@@ -71,7 +72,7 @@ class SourceTable:
         return int(self.href.size)
 
     def __repr__(self) -> str:
-        return f"<SourceTable of {len(self)} source{'s' * (len(self) != 1)}>"
+        return f"<SourceTable of {counted(len(self), 'source')}>"
 
     @classmethod
     def of(cls, sources: Sequence[Source]) -> SourceTable:
@@ -197,7 +198,7 @@ class ArrayPlan:
         t, b, y, x = self.shape
         rows, cols = self.source_index.shape[2:]
         return (
-            f"{self.key.describe_resolution()} x {t} date{'s' * (t != 1)} x {b} band{'s' * (b != 1)} "
+            f"{self.key.describe_resolution()} x {counted(t, 'date')} x {counted(b, 'band')} "
             f"({y} x {x} px, {rows} x {cols} tiles of {self.chunks[2]} x {self.chunks[3]})"
         )
 

@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from stackcube.errors import ArrayNotFoundError
+from stackcube._text import counted
+from stackcube.errors import ArrayNotFoundError, SelectionError
+from stackcube.store import open_datatree
 from stackcube.store.layout import DATA, CubeMetadata, level_path
 
 __all__ = ["Quicklook", "quicklook"]
@@ -82,16 +84,31 @@ def _levels(tree: Any, name: str) -> list[tuple[str, Any]]:
 
 
 def quicklook(
-    tree: Any, *, bands: Sequence[str] | None = None, time: int = 0, size: int = 512, array: str | None = None
+    cube: Any, *, bands: Sequence[str] | None = None, time: int = 0, size: int = 512, array: str | None = None
 ) -> Quicklook:
     """An 8-bit PNG (2-98 % stretch) of one time step of the first array that has ``bands``.
 
-    ``bands``: three for RGB or one for grey; by default ``red, green, blue`` or ``B04, B03, B02``, else the
-    first band. It reads the coarsest level that is still at least ``size`` pixels wide or tall (overviews cost
-    fewer bytes), or full resolution when no overview is that large.
+    ``cube``: an opened cube (the DataTree :func:`stackcube.open_cube` gives), or the cube itself (a path or URL
+    of its repository, a Repository, a :class:`stackcube.Cube`), which is opened. ``bands``: three for RGB or one
+    for grey; by default ``red, green, blue`` or ``B04, B03, B02``, else the first band. ``time``: the index of
+    the time step (negative from the end). It reads the coarsest level that is still at least ``size`` pixels
+    wide or tall (overviews cost fewer bytes), or full resolution when no overview is that large.
+
+    Examples
+    --------
+    >>> from stackcube.quicklook import quicklook
+    >>> look = quicklook("demo-output/cube.icechunk", time=-1)  # doctest: +SKIP
+    >>> look.save("last-date.png")  # doctest: +SKIP
     """
     import imagecodecs
+    import xarray as xr
 
+    if isinstance(cube, xr.DataTree):
+        tree = cube
+    elif hasattr(cube, "open"):  # a stackcube.Cube
+        tree = cube.open()
+    else:
+        tree = open_datatree(cube)
     names = [array] if array else CubeMetadata.from_attrs(tree.attrs).array_names
     choices = [tuple(bands)] if bands else list(RGB_CHOICES)
     for choice in choices:
@@ -111,6 +128,13 @@ def quicklook(
             raise ArrayNotFoundError(msg)
         path, data = _levels(tree, names[0])[-1]
         choice = (str(data.band.values[0]),)
+    steps = data.sizes["time"]
+    if not -steps <= time < steps:
+        msg = f"time={time} is not a time step of {path}: it has {counted(steps, 'time step')}"
+        if steps:
+            first, last = np.datetime_as_string(data.time.values[[0, -1]], unit="D")
+            msg += f" ({first} to {last}): give 0 to {steps - 1}, or -{steps} to -1 from the end"
+        raise SelectionError(msg)
     pixels = data.isel(time=time).sel(band=list(choice)).values.astype("float64")
     valid = np.isfinite(pixels) & (pixels > 0)
     lo, hi = np.percentile(pixels[valid], [2, 98]) if valid.any() else (0.0, 1.0)

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from stackcube import _sync
+from stackcube._text import counted
 from stackcube._workers import Workers, resolve_workers
 from stackcube.assets import SelectedAsset, choose_assets
 from stackcube.cube import plan_sources
@@ -112,9 +113,10 @@ class RefreshReport:
     @property
     def message(self) -> str:
         """The commit message: what changed."""
-        fate = "kept" if self.kept_removed else "dropped"
-        text = f"stackcube refresh: +{len(self.added)} items, {len(self.changed)} changed, {len(self.removed)} removed"
-        return text + (f" ({fate})" if self.removed else "") + (f", {len(self.failed)} failed" if self.failed else "")
+        text = f"stackcube refresh: +{counted(len(self.added), 'item')}, {len(self.changed)} changed, "
+        gone = len(self.removed)
+        text += f"{gone} no longer in the catalog (kept)" if self.kept_removed and gone else f"{gone} removed"
+        return text + (f", {len(self.failed)} failed" if self.failed else "")
 
     def __str__(self) -> str:
         if self.dry_run:
@@ -124,7 +126,7 @@ class RefreshReport:
         else:
             head_line = f"{self.branch} at {self.previous}: nothing changed, nothing committed"
         lines = [head_line]
-        lines.append(f"  searched: {self.search}: {self.found} item{'s' * (self.found != 1)} found")
+        lines.append(f"  searched: {self.search}: {counted(self.found, 'item')} found")
         if not self.dry_run:
             lines.append(f"  headers read: {self.headers_read}")
         if self.committed:
@@ -136,7 +138,10 @@ class RefreshReport:
             lines.append(f"  another writer committed first; started over {self.attempts - 1} time(s)")
         if self.timings:
             lines.append("  took: " + ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in self.timings.items()))
-        for label, values in (("added", self.added), ("changed", self.changed), ("removed", self.removed)):
+        gone = (
+            "no longer in the catalog (kept; remove=True, or --remove, drops them)" if self.kept_removed else "removed"
+        )
+        for label, values in (("added", self.added), ("changed", self.changed), (gone, self.removed)):
             lines.extend(f"  {label}: {v}" for v in values)
         lines.extend(f"  failed: {v}" for v in self.failed)
         lines.extend(f"  note: {n}" for n in self.notes)
@@ -219,7 +224,7 @@ async def _refresh_once(
     clock.lap("search")
     # nothing new or changed since the last search is no error (a whole search that finds nothing is)
     nothing = not found.items and not found.whole
-    chosen, skipped = ([], []) if nothing else choose_assets(found.items, q, options.assets)
+    chosen, skipped = ([], []) if nothing else choose_assets(found.items, q, options.assets, check_names=False)
 
     previous = {(r.item_id, r.asset): r for r in stored.rows}
     same: list[tuple[StoredRow, SelectedAsset]] = []  # stored sources the search found unchanged

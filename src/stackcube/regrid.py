@@ -8,6 +8,7 @@ value winning, along the union of their time steps and bands.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from collections.abc import Sequence
@@ -122,7 +123,34 @@ def to_grid(
     for other in warped[1:]:
         result = result.combine_first(other)
     bands = list(dict.fromkeys(b for data in sources for b in data.band.values.tolist()))  # the arrays' order
-    return _carry(result.sel(band=bands).transpose(*DIMS).rename("data"), sources)
+    carried = _carry(result.sel(band=bands).transpose(*DIMS).rename("data"), sources)
+    return _describe_grid(carried, geobox, target)
+
+
+def _describe_grid(data: xr.DataArray, geobox: Any, crs: pyproj.CRS) -> xr.DataArray:
+    """``data`` with the projection extension's coordinates (``proj:shape``, ``proj:transform``, ``proj:code``,
+    ``proj:epsg``) describing the grid it was warped onto, in the sources' spelling (JSON text, as the cube stores
+    them); the others (``proj:bbox``, ``proj:geometry``, ...) described the sources' grids and are dropped."""
+    names = [n for n in data.coords if str(n).startswith("proj:")]
+    if not names:
+        return data
+    dims = {n: data.coords[n].dims for n in names}
+    ny, nx = geobox.shape
+    affine = geobox.transform
+    epsg = crs.to_epsg()
+    values: dict[str, Any] = {
+        "proj:shape": json.dumps([int(ny), int(nx)]),
+        "proj:transform": json.dumps([float(v) for v in (affine.a, affine.b, affine.c, affine.d, affine.e, affine.f)]),
+        "proj:code": f"EPSG:{epsg}" if epsg is not None else None,
+        "proj:epsg": epsg,
+    }
+    described = data.drop_vars(names)
+    for name in names:
+        value = values.get(str(name))
+        if value is not None:
+            shape = tuple(data.sizes[d] for d in dims[name])
+            described = described.assign_coords({name: (dims[name], np.full(shape, value, dtype=object))})
+    return described
 
 
 def _sources(source: Gridded, arrays: Sequence[str] | None, kwargs: OpenArgs) -> list[xr.DataArray]:

@@ -32,6 +32,7 @@ from stackcube.assets import SelectedAsset, band_fields
 from stackcube.bands import BandMetadata, Conflict, band_metadata
 from stackcube.errors import (
     CorruptTiffError,
+    HostError,
     NotGriddableError,
     NothingFoundError,
     SignedHrefError,
@@ -326,18 +327,19 @@ def _all_failed(failures: Sequence[tuple[SelectedAsset, StackcubeError]], total:
     by_reason: dict[str, list[str]] = {}
     for asset, exc in failures:
         by_reason.setdefault(_reason(str(exc)), []).append(asset.href)
+    hosts = {_reason(str(exc)) for _, exc in failures if isinstance(exc, HostError)}  # they name the host
     parts = []
     for reason, hrefs in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
         shown = ", ".join(hrefs[:3]) + (f" and {len(hrefs) - 3} more" if len(hrefs) > 3 else "")
-        parts.append(f"{len(hrefs)} x {reason} ({shown})")
+        parts.append(f"{len(hrefs)} x {reason}" + ("" if reason in hosts else f" ({shown})"))
     n = len(failures)
     head = f"all {total} sources failed" if n == total else f"{n} of {total} sources could not be read"
-    todo = "check the hrefs, the network and the credentials" + (
-        "" if skip or n == total else "; or pass on_error='skip' (CLI: --skip-failed) to build from the others"
-    )
+    todo = "" if hosts == set(by_reason) else "; check the hrefs, the network and the credentials"
+    if not skip and n != total:
+        todo += "; or pass on_error='skip' (CLI: --skip-failed) to build from the others"
     kinds = {type(exc) for _, exc in failures}
     kind = kinds.pop() if len(kinds) == 1 else StackcubeError
-    return kind(f"{head}: {'; '.join(parts)}; {todo}")
+    return kind(f"{head}: {'; '.join(parts)}{todo}")
 
 
 def _reason(message: str) -> str:

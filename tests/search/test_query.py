@@ -35,7 +35,36 @@ def test_unknown_search_keywords_are_refused() -> None:
     with pytest.raises(TypeError, match=r"search_items\(\) got an unexpected keyword argument 'collection'"):
         search_items([], collection="sentinel-2-l2a")  # type: ignore[call-arg]
     with pytest.raises(SearchError, match="invalid search arguments"):
-        search_items([], datetime="last tuesday")
+        search_items([], intersects="not a geometry")
+
+
+@pytest.mark.parametrize(
+    ("given", "searched"),
+    [
+        ("2020-06-01T00:00", "2020-06-01T00:00:00Z"),  # ISO 8601 without seconds, which pystac-client's text refuses
+        ("2020-06-01 10:30", "2020-06-01T10:30:00Z"),
+        ("2020-06-01T10:30+02:00", "2020-06-01T10:30:00+02:00"),
+        ("2020-06-01T10:30/2020-06-02", "2020-06-01T10:30:00Z/2020-06-02T23:59:59Z"),
+        ("20200601", "2020-06-01T00:00:00Z/2020-06-01T23:59:59Z"),  # a day, basic format: still the whole day
+        ("2020-06", "2020-06-01T00:00:00Z/2020-06-30T23:59:59Z"),  # pystac-client's own forms, as it reads them
+        ("2020-06-01/..", "2020-06-01T00:00:00Z/.."),
+    ],
+)
+def test_iso_datetimes_are_read_as_pystac_client_reads_datetime_objects(given, searched) -> None:
+    assert make_query("https://example.com/stac", datetime=given).datetime == searched
+
+
+@pytest.mark.parametrize("given", ["06/2020", "last tuesday", "2020-13", "2020-06-01T25:00"])
+def test_a_datetime_it_cannot_read_lists_the_forms_it_can(given) -> None:
+    with pytest.raises(SearchError) as raised:
+        search_items([], datetime=given)
+    text = str(raised.value)
+    assert text.startswith(f"datetime {given!r} is not a date, time or interval stackcube can read (")
+    assert text.endswith(
+        "); give a year (2020), a month (2020-06), a day (2020-06-01), a time (2020-06-01T10:30, "
+        "2020-06-01T10:30:00Z), or an interval of two of them joined by / (2020-06-01/2020-07-31; .. for an open "
+        "end: 2020-06-01/..)"
+    )
 
 
 def test_a_stored_search_runs_again_only_on_a_catalog(tmp_path) -> None:

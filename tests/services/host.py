@@ -11,7 +11,9 @@ misbehave, one switch per behaviour seen in the wild.
 - ``ranges``: honour Range; off, the whole file with 200;
 - ``token``: requests must carry ``Authorization: Bearer <token>`` (else 401), as Earthdata's front door wants;
 - ``redirect``: a base URL (another host): every request is answered 302 to the same path and query there, as
-  NASA Earthdata and other token-checking front doors send readers on to a presigned URL.
+  NASA Earthdata and other token-checking front doors send readers on to a presigned URL;
+- ``hold``: a path suffix (``".tif"``): requests for such paths wait until ``release`` is set, after setting
+  ``held``, so a test acts while a client is in the middle of reading (a host that stalls).
 
 Every request is recorded (method, path, status, request headers), so tests assert what a client sent.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import gzip
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,6 +56,9 @@ class Host:
     ranges: bool = True
     redirect: str | None = None
     token: str | None = None
+    hold: str | None = None
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
     seen: list[Seen] = field(default_factory=list)
 
     def settings(self, **changes: Any) -> contextlib.AbstractContextManager[Host]:
@@ -90,6 +96,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, *, body: bool) -> None:
         host = self.host
+        if host.hold and self.path.split("?", 1)[0].endswith(host.hold):
+            host.held.set()
+            host.release.wait()
         if host.token and self.headers.get("Authorization") != f"Bearer {host.token}":
             self._send(401, {"WWW-Authenticate": "Bearer"}, b"", body=body)
             return
@@ -162,4 +171,7 @@ def run_host(root: Path, **switches: Any) -> Iterator[Host]:
         for k, v in switches.items():
             setattr(host, k, v)
         handler.host = host
-        yield host
+        try:
+            yield host
+        finally:
+            host.release.set()  # no request stays held past the block

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any, Self, TypedDict, Unpack
 
 import pystac
+from pystac_client.item_search import DATETIME_REGEX
 
 from stackcube._bbox import check_bbox, latitude_first
 from stackcube._keywords import keywords_of
@@ -130,9 +132,15 @@ def make_query(catalog: CatalogLike, *, bbox: Any = None, datetime: Any = None, 
     headers = dict(search.pop("headers", None) or {})
     max_items, limit = search.pop("max_items", None), search.pop("limit", None)
     filter_lang = search.pop("filter_lang", None)
-    given = {"bbox": bbox, "datetime": datetime, **search}
+    given = {"bbox": bbox, "datetime": _iso_datetime(datetime), **search}
+    url = "http://normalise.invalid/search"
     try:
-        params = ItemSearch("http://normalise.invalid/search", **given).get_parameters()
+        ItemSearch(url, datetime=given["datetime"])  # alone first: its errors list the forms a datetime takes
+    except Exception as exc:
+        msg = f"datetime {datetime!r} is not a date, time or interval stackcube can read ({exc}); {DATETIME_FORMS}"
+        raise SearchError(msg) from None
+    try:
+        params = ItemSearch(url, **given).get_parameters()
     except Exception as exc:
         msg = f"invalid search arguments {given}: {exc}"
         raise SearchError(msg) from None
@@ -156,6 +164,37 @@ def make_query(catalog: CatalogLike, *, bbox: Any = None, datetime: Any = None, 
         limit=limit,
         headers=headers,
     )
+
+
+DATETIME_FORMS = (
+    "give a year (2020), a month (2020-06), a day (2020-06-01), a time (2020-06-01T10:30, 2020-06-01T10:30:00Z), "
+    "or an interval of two of them joined by / (2020-06-01/2020-07-31; .. for an open end: 2020-06-01/..)"
+)
+"""The forms of ``datetime`` a search takes, as errors list them."""
+
+
+def _iso_datetime(value: Any) -> Any:
+    """``value`` with each part of a text interval that pystac-client's pattern refuses but ISO 8601 allows
+    (``2020-06-01T10:30``, ``2020-06-01 10:30``, ``20200601``) spelt as pystac-client wants it; anything else as
+    given, for pystac-client to judge. (pystac-client takes such times as ``datetime`` objects, not as text.)"""
+    if not isinstance(value, str):
+        return value
+    return "/".join(_iso_part(part) for part in value.split("/"))
+
+
+def _iso_part(part: str) -> str:
+    text = part.strip()
+    if text in {"", ".."} or DATETIME_REGEX.match(text):
+        return text
+    try:
+        return _dt.date.fromisoformat(text).isoformat()  # a day stays a day (the whole of it)
+    except ValueError:
+        pass
+    try:
+        moment = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    return moment.isoformat(timespec="seconds" if not moment.microsecond else "microseconds")
 
 
 def require_items(items: list[pystac.Item], q: Query) -> None:

@@ -33,9 +33,17 @@ from stackcube._band_index import with_band_aliases
 from stackcube._hrefs import credential_for
 from stackcube._keywords import check_keywords, keywords_of
 from stackcube._physical import physical
+from stackcube._remedies import drop_vanished, reindex
 from stackcube._retry import again, looks_throttled, retry_sync, wait, without_timings
 from stackcube._share import Shared
-from stackcube.errors import ArrayNotFoundError, RepositoryError, SourceChangedError, SourceError, StackcubeError
+from stackcube.errors import (
+    ArrayNotFoundError,
+    HostError,
+    RepositoryError,
+    SourceChangedError,
+    SourceError,
+    StackcubeError,
+)
 from stackcube.options import BLOCK, Chunks
 from stackcube.settings import Credentials, Settings, current, with_credentials
 from stackcube.sources import Source
@@ -59,9 +67,11 @@ from stackcube.store.repo import (
     check_allowed,
     open_repository,
     readonly_session,
+    repo_name,
     transient,
     with_containers,
 )
+from stackcube.tiff import no_ranges
 from stackcube.union import SourceRef, TileRefs, UnionPlan, block_size, union_dataset
 
 __all__ = [
@@ -170,9 +180,11 @@ class _GuardedStore(WrapperStore[Any]):
     never multiply), and Icechunk's errors become stackcube's, naming the source: a changed or deleted source is a
     :class:`SourceChangedError`, a failure that outlived its retries a :class:`SourceError` that says so."""
 
-    def __init__(self, store: Any, settings: Settings, prefixes: Sequence[str] = ()) -> None:
+    def __init__(self, store: Any, settings: Settings, prefixes: Sequence[str] = (), repo: str = "the cube") -> None:
         super().__init__(store)
         self._settings = settings
+        self.repo = repo
+        """How errors name the cube, in the command they advise."""
         self._prefixes = tuple(sorted(prefixes, key=len, reverse=True))
         self._start()
 
@@ -182,7 +194,7 @@ class _GuardedStore(WrapperStore[Any]):
         self._tiles: Shared[str] = Shared()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_store": self._store, "_settings": self._settings, "_prefixes": self._prefixes}
+        return {"_store": self._store, "_settings": self._settings, "_prefixes": self._prefixes, "repo": self.repo}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -229,20 +241,14 @@ class _GuardedStore(WrapperStore[Any]):
         """The stackcube error for Icechunk's ``exc`` reading ``key`` (the kind decides; the message adds detail)."""
         if exc.kind == icechunk.ErrorKind.VIRTUAL_CHUNK_MODIFIED:
             source = await self._sources_of(key)
-            msg = (
-                f"{source} changed since the cube was built (it is no longer the version indexed); refresh the cube "
-                "(stackcube refresh) to index the new version"
-            )
-            return SourceChangedError(msg)
+            msg = f"{source} changed since the cube was built (it is no longer the version indexed)"
+            return SourceChangedError(msg, remedy=reindex(self.repo))
         reason = exc.message.split("\n", 1)[0].removeprefix("error fetching virtual reference: ")
         if exc.kind in {icechunk.ErrorKind.VIRTUAL_CHUNK_FETCH, icechunk.ErrorKind.INVALID_OBJECT_SIZE}:
             source = await self._sources_of(key)
             if _GONE.search(without_timings(reason)):
-                msg = (
-                    f"{source} no longer exists (deleted or moved since the cube was built); refresh the cube "
-                    "(stackcube refresh) to drop it or index where it went"
-                )
-                return SourceChangedError(msg)
+                msg = f"{source} no longer exists (deleted or moved since the cube was built)"
+                return SourceChangedError(msg, remedy=drop_vanished(self.repo))
             if _DENIED.search(without_timings(reason)):
                 prefix = next((p for p in self._prefixes if source.startswith(p)), "the source's container prefix")
                 msg = (
@@ -251,6 +257,8 @@ class _GuardedStore(WrapperStore[Any]):
                     "(...), or request headers for an HTTP host); stackcube info REPO lists the prefixes"
                 )
                 return SourceError(msg)
+            if "Range request not supported" in reason:  # object_store's words: no kind of Icechunk's says it
+                return HostError(f"could not read {source}: {no_ranges(source)}")
             error: StackcubeError = SourceError(f"could not read {source}: {_explain(reason)}")
         else:
             error = RepositoryError(f"could not read {key} of the repository: {reason[:300]}")
@@ -295,11 +303,6 @@ def _explain(reason: str) -> str:
         reason += (
             " (the host sent a different number of bytes than the range asked for: a body cut off, or a host that "
             "compresses or ignores ranges)"
-        )
-    if "Range request not supported" in reason:
-        reason += (
-            " (the host answers range requests with the whole file; a virtual cube reads byte ranges: serve the "
-            "files from a host that supports them)"
         )
     return reason[:400]
 
@@ -513,7 +516,9 @@ def _tile_refs(
                 account=account,
             )
         )
-    return TileRefs(tiles, tuple(refs), with_credentials(settings, credentials))
+    return TileRefs(
+        tiles, tuple(refs), with_credentials(settings, credentials), repo=getattr(store, "repo", "the cube")
+    )
 
 
 def _levels(store: Any, levels: list[LevelToOpen], snapshot: str, options: OpenOptions) -> list[xr.Dataset]:
@@ -549,7 +554,7 @@ def open_datatree(
     """
     options = options or OpenOptions()
     session, prefixes = _session(repo, options, settings)
-    store = _GuardedStore(session.store, settings or current(), prefixes)
+    store = _GuardedStore(session.store, settings or current(), prefixes, repo_name(repo))
     root = _root(session, repo)
     metadata = CubeMetadata.from_attrs(root.attrs)
     nodes: dict[str, xr.Dataset] = {"/": xr.Dataset(attrs={**root.attrs, "snapshot_id": session.snapshot_id})}
@@ -608,7 +613,7 @@ def open_level(
     """
     options = options or OpenOptions()
     session, prefixes = _session(repo, options, settings)
-    store = _GuardedStore(session.store, settings or current(), prefixes)
+    store = _GuardedStore(session.store, settings or current(), prefixes, repo_name(repo))
     metadata = CubeMetadata.from_attrs(_root(session, repo).attrs)
     array = _array_name(metadata, array, repo)
     union = metadata.union(array)

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import icechunk
 
 from stackcube._hrefs import credential_for
+from stackcube._remedies import allow_prefixes, build
 from stackcube._retry import without_timings
 from stackcube.errors import RepositoryError, SourceError, UntrustedSourceError, VersionNotFoundError
 from stackcube.settings import Credentials, Settings, current
@@ -39,6 +40,7 @@ __all__ = [
     "open_repository",
     "quiet_logs",
     "readonly_session",
+    "repo_name",
     "save_containers",
     "transient",
     "version_not_found",
@@ -229,9 +231,12 @@ def open_repository(
             settings=settings,
         )
     except icechunk.IcechunkError as exc:
-        msg = f"{_name(repo)} cannot be used as an Icechunk repository: {_first_line(exc)}"
+        msg = f"{repo_name(repo)} cannot be used as an Icechunk repository: {_first_line(exc)}"
         if "clean prefix" in str(exc):
-            msg = f"{_name(repo)} is not empty and not an Icechunk repository; give a new or empty directory or prefix"
+            msg = (
+                f"{repo_name(repo)} is not empty and not an Icechunk repository; give a new or empty directory or "
+                "prefix"
+            )
         error = RepositoryError(msg)
         error.transient = transient(exc)
         raise error from None
@@ -269,12 +274,15 @@ def exists(repo: RepoLike, settings: Settings | None = None) -> bool:
     try:
         found = icechunk.Repository.exists(storage)
     except icechunk.IcechunkError as exc:
-        msg = f"{_name(repo)} cannot be used as an Icechunk repository: {_first_line(exc)}"
+        msg = f"{repo_name(repo)} cannot be used as an Icechunk repository: {_first_line(exc)}"
         raise RepositoryError(msg) from None
     if not found and isinstance(repo, str | os.PathLike) and urlparse(os.fspath(repo)).scheme in {"", "file"}:
         path = Path(os.fspath(repo).removeprefix("file://"))
         if path.is_dir() and any(path.iterdir()):
-            msg = f"{_name(repo)} is not empty and not an Icechunk repository; give a new or empty directory or prefix"
+            msg = (
+                f"{repo_name(repo)} is not empty and not an Icechunk repository; give a new or empty directory or "
+                "prefix"
+            )
             raise RepositoryError(msg)
     return found
 
@@ -299,12 +307,12 @@ def _open(
         try:
             given = icechunk.Repository.open(storage)
         except icechunk.RepositoryNotFoundError:
-            msg = f"there is no Icechunk repository at {_name(repo)}; build one with stackcube.build_cube"
-            raise RepositoryError(msg) from None
+            msg = f"there is no Icechunk repository at {repo_name(repo)}"
+            raise RepositoryError(msg, remedy=build(repo_name(repo))) from None
     exists = given is not None or icechunk.Repository.exists(storage)
     if not exists and not create:
-        msg = f"there is no Icechunk repository at {_name(repo)}; build one with stackcube.build_cube"
-        raise RepositoryError(msg)
+        msg = f"there is no Icechunk repository at {repo_name(repo)}"
+        raise RepositoryError(msg, remedy=build(repo_name(repo)))
     if given is not None:
         config = given.config
     else:
@@ -523,7 +531,7 @@ def _read_policy(config: icechunk.RepositoryConfig, settings: Settings) -> None:
     config.storage = storage
 
 
-def _name(repo: RepoLike) -> str:
+def repo_name(repo: RepoLike) -> str:
     """How messages name a repository: its path or URL, else what Icechunk says of its storage."""
     if isinstance(repo, str | os.PathLike):
         return os.fspath(repo)
@@ -567,7 +575,7 @@ def version_not_found(
     repo: RepoLike | None = None,
 ) -> VersionNotFoundError:
     """The error for a branch, tag or snapshot a repository does not have, with the ones it has."""
-    name = _name(repo if repo is not None else repository)
+    name = repo_name(repo if repo is not None else repository)
     branches, tags = sorted(repository.list_branches()), sorted(repository.list_tags())
     listed = f"its branches: {', '.join(branches) or 'none'}; its tags: {', '.join(tags) or 'none'}"
     if tag is not None:
@@ -596,9 +604,9 @@ def check_allowed(prefixes: Iterable[str], allow: Iterable[str], repo: Any = "th
     if outside:
         msg = (
             f"{repo} reads sources under {', '.join(outside)}, outside the allowed prefixes "
-            f"{', '.join(allowed) or '(none)'}; add them to allow= only if you trust this cube"
+            f"{', '.join(allowed) or '(none)'}"
         )
-        raise UntrustedSourceError(msg)
+        raise UntrustedSourceError(msg, remedy=allow_prefixes(outside))
 
 
 def memory_repository() -> icechunk.Repository:

@@ -23,6 +23,7 @@ import xarray as xr
 import zarr
 
 from stackcube._progress import progress_bar
+from stackcube._text import counted
 from stackcube._workers import Workers, run_each
 from stackcube.cube import CubePlan
 from stackcube.errors import ConcurrentUpdateError, RepositoryError, SourceError, StackcubeWarning
@@ -221,7 +222,7 @@ def _write(
             session = _write_on_workers(repository, session, blocks, workers, advance)
         elif staged:
             session = _write_staged(repository, session, blocks, advance)
-    counts = ", ".join(f"{a.name} {a.shape[0]} dates x {a.shape[1]} bands" for a in plan.arrays)
+    counts = ", ".join(f"{a.name} {counted(a.shape[0], 'date')} x {counted(a.shape[1], 'band')}" for a in plan.arrays)
     message = message or f"stackcube build: {counts}"
     if workers is not None or staged:
         return _commit_forked(

@@ -19,7 +19,7 @@ from stackcube.tiff._decode import decode_segment
 from stackcube.tiff._model import Geo, IfdManifest, Recipe, TiffManifest, Validator, is_weak, same_etag
 from stackcube.tiff._probe import HostChecks, clear_stores, host_of, probe_hosts
 from stackcube.tiff._read import MERGE_GAP, head_async, read_segments, read_tiff, read_tiff_async
-from stackcube.tiff._source import ObjectInfo, normalize_href
+from stackcube.tiff._source import ObjectInfo, no_ranges, normalize_href
 from stackcube.tiff._zarr import TiffParser, manifest_store, open_manifest, open_tiff, open_tiff_async
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "host_of",
     "is_weak",
     "manifest_store",
+    "no_ranges",
     "normalize_href",
     "open_manifest",
     "open_tiff",

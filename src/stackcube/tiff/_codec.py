@@ -58,7 +58,8 @@ class TiffSegmentCodec(ArrayBytesCodec):
             msg = (
                 f"a {len(data)}-byte tile could not be decoded as {self.recipe.compression} ({exc}): its file is not "
                 "what it was when the cube was built (replaced on a host whose changes cannot be detected on read), "
-                "or damaged; stackcube verify REPO names the sources that changed"
+                "or damaged; stackcube.verify_cube(repo) (on the command line: stackcube verify REPO) names the "
+                "sources that changed"
             )
             raise CorruptTiffError(msg) from exc
         dtype = chunk_spec.dtype.to_native_dtype()

@@ -26,7 +26,7 @@ from obstore.store import AzureStore, HTTPStore, LocalStore, S3Store
 
 from stackcube._hrefs import credential_for, headers_for
 from stackcube._retry import looks_throttled, retry_async, without_timings
-from stackcube.errors import SourceChangedError, SourceError, SourceNotFoundError
+from stackcube.errors import HostError, SourceChangedError, SourceError, SourceNotFoundError
 from stackcube.settings import Settings, current
 
 __all__ = [
@@ -250,6 +250,11 @@ async def _get_range_once(
         was = f"ETag is no longer {options['if_match']}" if "if_match" in options else f"modified after {since}"
         msg = f"{location.url} changed while it was being read ({was}); read it again"
         raise SourceChangedError(msg) from None
+    except obstore.exceptions.NotSupportedError:
+        if urlparse(location.url).scheme not in {"http", "https"}:
+            raise
+        # object_store's HTTP client says "not supported" of a ranged GET answered with the whole file (200)
+        raise HostError(no_ranges(location.url)) from None
     except Exception as exc:
         msg = f"{location.url}: reading bytes {start}-{stop} failed{_denied_hint(location, exc)}: {_first_line(exc)}"
         raise _source_error(msg, exc) from exc
@@ -287,6 +292,17 @@ def _info(meta: Any) -> ObjectInfo:
     if modified is not None and modified.timestamp() == 0:
         modified = None
     return ObjectInfo(size=int(meta["size"]), etag=meta.get("e_tag") or None, last_modified=modified)
+
+
+def no_ranges(href: str) -> str:
+    """The message for a host that answers ranged GETs with the whole file: it names the host, not the file, as
+    every file there fails alike."""
+    host = urlparse(href).netloc
+    return (
+        f"the host {host} does not serve byte ranges (it answers a Range request with the whole file), and "
+        "stackcube reads a TIFF's header and tiles by ranged GETs; serve the files from a host that honours Range "
+        "requests (nginx, Apache, S3, Azure Blob; python -m http.server does not)"
+    )
 
 
 def _denied_hint(location: Location, exc: BaseException) -> str:

@@ -30,6 +30,7 @@ from xarray.core import indexing
 from stackcube import _sync
 from stackcube._georef import spatial_coords
 from stackcube._physical import physical
+from stackcube._remedies import drop_vanished, reindex
 from stackcube._share import Shared
 from stackcube.errors import SourceChangedError, SourceNotFoundError
 from stackcube.options import BLOCK, Chunks
@@ -72,6 +73,8 @@ class TileRefs:
     """How to read them (the credentials given at open included)."""
     shared: Shared[int] = field(default_factory=Shared)
     """Tile rows being fetched or fetched lately, shared by every read of this union level."""
+    repo: str = "the cube"
+    """How errors name the cube, in the command they advise."""
 
 
 # attributes of a member's data array that describe the member, not the union
@@ -314,17 +317,11 @@ async def _fetch_tiles(refs: TileRefs, by_source: Mapping[int, Sequence[int]]) -
                 settings=refs.settings,
             )
         except SourceNotFoundError:
-            msg = (
-                f"{ref.href} no longer exists (deleted or moved since the cube was built); refresh the cube "
-                "(stackcube refresh) to drop it or index where it went"
-            )
-            raise SourceChangedError(msg) from None
+            msg = f"{ref.href} no longer exists (deleted or moved since the cube was built)"
+            raise SourceChangedError(msg, remedy=drop_vanished(refs.repo)) from None
         except SourceChangedError:
-            msg = (
-                f"{ref.href} changed since the cube was built (it is no longer the version indexed); refresh the cube "
-                "(stackcube refresh) to index the new version"
-            )
-            raise SourceChangedError(msg) from None
+            msg = f"{ref.href} changed since the cube was built (it is no longer the version indexed)"
+            raise SourceChangedError(msg, remedy=reindex(refs.repo)) from None
 
     found, waiting, mine = refs.shared.claim(row for rows in by_source.values() for row in rows)
     claimed = set(mine)

@@ -18,6 +18,7 @@ import numpy as np
 import pyproj
 
 from stackcube._georef import Affine, to_affine
+from stackcube._text import counted
 from stackcube.grid import describe_resolution
 from stackcube.options import CubeOptions, GroupBy, Overlap
 from stackcube.plan import ArrayPlan, agreed, by_band
@@ -129,8 +130,8 @@ class UnionPlan:
         """One line: ``EPSG:32735 10 m, 9 grids placed by pixel offset, 1 date x 1 band (98,980 x 10,980 px)``."""
         t, b, y, x = self.shape
         return (
-            f"{self.resolution}, {len(self.members)} grids placed by pixel offset, "
-            f"{t} date{'s' * (t != 1)} x {b} band{'s' * (b != 1)} ({y:,} x {x:,} px)"
+            f"{self.resolution}, {counted(len(self.members), 'grid')} placed by pixel offset, "
+            f"{counted(t, 'date')} x {counted(b, 'band')} ({y:,} x {x:,} px)"
         )
 
     def at_level(self, level: int) -> UnionPlan:

@@ -1,0 +1,58 @@
+"""The sync API's one event loop: an interrupted call stops its work instead of leaving it running."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import threading
+import time
+
+import pytest
+
+from stackcube import _sync
+
+
+def test_an_interrupted_call_cancels_its_coroutine() -> None:
+    started, cancelled = threading.Event(), threading.Event()
+
+    async def work() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # never set: only a cancellation ends it
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    main = threading.main_thread().ident or 0
+
+    def waiting() -> bool:
+        """Whether the caller is blocked waiting for the result (the moment a user's Ctrl-C arrives)."""
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            if frame.f_code.co_name == "result" and "concurrent" in frame.f_code.co_filename:
+                return True
+            frame = frame.f_back
+        return False
+
+    def interrupt() -> None:
+        assert started.wait(60)
+        deadline = time.monotonic() + 60  # bounds a hang only: the loop ends when the caller waits
+        while not waiting() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        signal.pthread_kill(main, signal.SIGINT)  # Ctrl-C
+
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt):
+        _sync.run(work())
+    interrupter.join()
+    assert cancelled.wait(60), "the coroutine went on after the call was interrupted"
+
+
+def test_a_coroutine_that_raises_raises_in_the_caller() -> None:
+    async def fail() -> None:
+        raise ValueError("from the loop")
+
+    with pytest.raises(ValueError, match="from the loop"):
+        _sync.run(fail())
