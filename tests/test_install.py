@@ -28,6 +28,15 @@ with warnings.catch_warnings():
     stacked = stackcube.stack(catalog, assets=["red"], epsg=4326, resolution=0.0005)
 assert np.isfinite(stacked.isel(time=0).values).mean() > 0.5
 print("test packages:", [m for m in ("pytest", "distributed", "stackstac") if importlib.util.find_spec(m)])
+
+# the optional parts, not installed here, each name the extra that installs them
+from stackcube.credentials import planetary_computer
+from stackcube.errors import MissingExtraError
+for call in (lambda: planetary_computer(), lambda: stackcube.plan_cube(str(here / "items.parquet"))):
+    try:
+        call()
+    except MissingExtraError as exc:
+        print(exc)
 """
 
 
@@ -37,6 +46,7 @@ def test_the_package_without_extras_builds_and_warps(tmp_path) -> None:
     # as `make demo` installs: the lock's versions of the package's own dependencies (a wheel, not editable);
     # offline: every wheel is in uv's cache once `make test` has installed the (larger) test set-up
     sync = ["sync", "--project", ROOT, "--locked", "--offline", "--no-default-groups", "--no-editable", "--quiet"]
+    sync += ["--reinstall-package", "stackcube"]  # built from this tree (uv keys its cache on pyproject.toml)
     subprocess.run(
         [uv, *sync, "--python", sys._base_executable],
         env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(env), "UV_PYTHON_DOWNLOADS": "never"},
@@ -46,4 +56,19 @@ def test_the_package_without_extras_builds_and_warps(tmp_path) -> None:
         [env / "bin" / "python", "-c", _WARP, tmp_path], capture_output=True, text=True, cwd=tmp_path, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == "test packages: []"
+    assert done.stdout.splitlines() == [
+        "test packages: []",
+        "Planetary Computer credentials need its package: pip install 'stackcube[planetary-computer]'",
+        f"{tmp_path / 'items.parquet'}: reading stac-geoparquet needs duckdb, pyarrow and rustac: pip install "
+        "'stackcube[geoparquet]'",
+    ]
+    scheduled = subprocess.run(
+        [env / "bin" / "stackcube", "build", tmp_path / "demo" / "catalog" / "catalog.json", "--scheduler", "tcp://x"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (scheduled.returncode, scheduled.stderr) == (
+        2,
+        "stackcube: error: --scheduler needs dask.distributed: pip install 'stackcube[distributed]'\n",
+    )

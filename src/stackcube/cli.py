@@ -32,7 +32,7 @@ import numpy as np
 
 from stackcube._text import counted
 from stackcube._version import __version__
-from stackcube.errors import StackcubeError, StackcubeWarning
+from stackcube.errors import MissingExtraError, StackcubeError, StackcubeWarning
 
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_UNCHANGED", "main", "run"]
 
@@ -371,7 +371,7 @@ def _workers(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             from distributed import Client
         except ImportError:
             msg = "--scheduler needs dask.distributed: pip install 'stackcube[distributed]'"
-            raise ValueError(msg) from None
+            raise MissingExtraError(msg) from None
         try:
             from stackcube.settings import current
 

@@ -18,10 +18,13 @@ Examples
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
+
+from stackcube.errors import MissingExtraError
 
 __all__ = ["ContainerToken", "PlanetaryComputer", "planetary_computer"]
 
@@ -57,4 +60,8 @@ class ContainerToken:
 def planetary_computer() -> PlanetaryComputer:
     """Credentials for cubes of Planetary Computer data: pass as ``credentials=`` to :func:`stackcube.open_cube`,
     :func:`stackcube.open_dataarray`, ``stack(repo=...)`` or ``to_grid``."""
+    if importlib.util.find_spec("planetary_computer") is None:
+        # said now: Icechunk would ask for the first token from its own runtime, far from this call
+        msg = "Planetary Computer credentials need its package: pip install 'stackcube[planetary-computer]'"
+        raise MissingExtraError(msg)
     return PlanetaryComputer()

@@ -4,6 +4,8 @@ Every error stackcube raises on purpose derives from :class:`StackcubeError`, gr
 does about it::
 
     StackcubeError
+    ├── MissingExtraError            (also ImportError) an optional part is not installed: the message names the
+    │                                extra to install (pip install 'stackcube[distributed]', ...)
     ├── BboxError                    (also ValueError) a bbox that cannot be right: the message says which bound
     │                                and, where it can tell, what was meant
     ├── SearchError                  the catalog could not be searched: check the URL and the search arguments
@@ -49,6 +51,7 @@ __all__ = [
     "CorruptTiffError",
     "HostError",
     "MetadataError",
+    "MissingExtraError",
     "MissingAssetWarning",
     "NotGriddableError",
     "NothingFoundError",
@@ -104,6 +107,10 @@ class StackcubeError(Exception):
     """True when the host said to slow down (429): the next try waits at least 1 s, doubling each time, within
     ``stackcube.settings.retry_deadline``. (The host's Retry-After cannot be honoured exactly: object_store, under
     obstore and Icechunk, does not expose response headers with its errors.)"""
+
+
+class MissingExtraError(StackcubeError, ImportError):
+    """An optional part of stackcube is asked for but not installed; the message names the extra that installs it."""
 
 
 class BboxError(StackcubeError, ValueError):
