@@ -18,7 +18,7 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install -q uv==$(UV_VERSION)
 
-# the demo needs what `pip install stackcube` installs and nothing more (--inexact: keeps a test set-up's extras)
+# the demo needs what a plain `pip install` of stackcube installs and nothing more (--inexact: keeps a test set-up's extras)
 sync-demo: $(UV)
 	@$(SYNC) --quiet --no-default-groups --inexact
 

@@ -58,9 +58,10 @@ def test_the_package_without_extras_builds_and_warps(tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines() == [
         "test packages: []",
-        "Planetary Computer credentials need its package: pip install 'stackcube[planetary-computer]'",
-        f"{tmp_path / 'items.parquet'}: reading stac-geoparquet needs duckdb, pyarrow and rustac: pip install "
-        "'stackcube[geoparquet]'",
+        "Planetary Computer credentials need its package: install stackcube's 'planetary-computer' extra (from a "
+        "clone of stackcube: pip install '.[planetary-computer]')",
+        f"{tmp_path / 'items.parquet'}: reading stac-geoparquet needs duckdb, pyarrow and rustac: install "
+        "stackcube's 'geoparquet' extra (from a clone of stackcube: pip install '.[geoparquet]')",
     ]
     scheduled = subprocess.run(
         [env / "bin" / "stackcube", "build", tmp_path / "demo" / "catalog" / "catalog.json", "--scheduler", "tcp://x"],
@@ -70,5 +71,6 @@ def test_the_package_without_extras_builds_and_warps(tmp_path) -> None:
     )
     assert (scheduled.returncode, scheduled.stderr) == (
         2,
-        "stackcube: error: --scheduler needs dask.distributed: pip install 'stackcube[distributed]'\n",
+        "stackcube: error: --scheduler needs dask.distributed: install stackcube's 'distributed' extra (from a clone "
+        "of stackcube: pip install '.[distributed]')\n",
     )

@@ -1,31 +1,66 @@
-"""The README's Python examples run as written, and its claims about them hold. (Blocks fenced as ``py`` need the
-network and real accounts, and are not run: tests/test_credentials.py and tests/test_hrefs.py run their flows
-against loopback services.)"""
+"""The Python examples of the README and of docs/ run as written, twice in one folder, and their claims hold. (Blocks
+fenced as ``py`` need the network and real accounts, and are not run: tests/test_credentials.py and
+tests/test_hrefs.py run their flows against loopback services.)"""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, require
 
+DOCUMENTS = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+"""The documents whose examples run, in the order a reader meets them: the README, then docs/."""
 
-def python_blocks() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+def python_blocks() -> list[tuple[str, str]]:
+    """(where, code) of every ``python`` block of every document, in order."""
+    blocks = []
+    for document in DOCUMENTS:
+        text = (ROOT / document).read_text()
+        found = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+        blocks += [(f"{document} block {n}", code) for n, code in enumerate(found)]
+    return blocks
+
+
+CHECKED = {"red", "raw", "stacked", "union", "report", "checked", "cube", "data", "clustered", "pooled"}
+CHECKED |= {"from_parquet", "plan", "manifest", "vds", "look", "grey"}
+"""The names :func:`check_example` checks: each must be made by some example, or its check would silently stop."""
+
+
+def test_the_readme_and_the_guide_have_examples_and_each_check_has_one() -> None:
+    where = [w for w, _ in python_blocks()]
+    assert any(w.startswith("README.md ") for w in where)
+    assert any(w.startswith("docs/guide.md ") for w in where)
+    assigned = {
+        name
+        for _, code in python_blocks()
+        for targets in re.findall(r"^\s*([\w, ]+?) =[^=]", code, flags=re.MULTILINE)
+        for name in re.split(r",\s*", targets)
+    }
+    assert assigned >= CHECKED, CHECKED - assigned
 
 
 @pytest.mark.corpus
-@pytest.mark.parametrize("index", range(len(python_blocks())))
-def test_readme_example_runs(corpus, index, monkeypatch, tmp_path) -> None:
+@pytest.mark.parametrize(("where", "code"), python_blocks(), ids=[w for w, _ in python_blocks()])
+def test_example_runs_twice_in_one_folder(corpus, where, code, monkeypatch, tmp_path) -> None:
+    """Readers re-run an example where they ran it before: the second run, among the files and cubes the first one
+    wrote, must run and hold as the first did."""
     require(corpus.is_dir(), "corpus missing")
     # a checkout-like layout: examples use paths relative to the project (demo-output/, ../shared/corpus)
     (tmp_path / "main").mkdir()
     (tmp_path / "shared").symlink_to(ROOT.parent / "shared")
     monkeypatch.chdir(tmp_path / "main")
-    namespace: dict[str, object] = {}
-    exec(compile(python_blocks()[index], f"README.md block {index}", "exec"), namespace)
+    for run in (1, 2):
+        namespace: dict[str, object] = {}
+        exec(compile(code, f"{where} (run {run})", "exec"), namespace)
+        check_example(namespace, runs=run)
+
+
+def check_example(namespace: dict[str, object], *, runs: int) -> None:
+    """What the documents say of the names an example leaves behind, after it ran ``runs`` times in one folder."""
     if "red" in namespace and "raw" in namespace:
         import numpy as np
 
@@ -51,10 +86,12 @@ def test_readme_example_runs(corpus, index, monkeypatch, tmp_path) -> None:
         assert data.shape == (4, 4, 512, 512)  # type: ignore[attr-defined]
     if "clustered" in namespace:  # headers read on a LocalCluster: every source of the demo catalog
         assert len(namespace["clustered"].plan.sources) == 24  # type: ignore[attr-defined]
-    if "pooled" in namespace:  # the same on a process pool, with one commit
+    if "pooled" in namespace:  # the same on a process pool, with one commit per build
         pooled = namespace["pooled"]
         assert len(pooled.plan.sources) == 24  # type: ignore[attr-defined]
-        assert len(list(pooled.repository.ancestry(branch="main"))) == 2  # type: ignore[attr-defined]
+        history = list(pooled.repository.ancestry(branch="main"))  # type: ignore[attr-defined]
+        assert history[0].id == pooled.snapshot_id  # type: ignore[attr-defined]
+        assert len(history) == 1 + runs  # the repository's first snapshot, then one commit per run
     if "from_parquet" in namespace:  # the stac-geoparquet search kept the scenes the filter keeps
         array = namespace["from_parquet"].plan.arrays[0]  # type: ignore[attr-defined]
         assert len(array.items) == 3
@@ -75,11 +112,20 @@ def test_readme_example_runs(corpus, index, monkeypatch, tmp_path) -> None:
         assert ifd.geo.crs == "EPSG:32621"
     if "vds" in namespace:
         assert namespace["vds"]["data"].shape == (1, 2667, 2658)  # type: ignore[index]
+    if "look" in namespace:  # the quicklook: an RGB PNG of the first date, saved where the example says
+        look = namespace["look"]
+        assert look.png.startswith(b"\x89PNG\r\n\x1a\n")  # type: ignore[attr-defined]
+        assert look.bands == ("B04", "B03", "B02")  # type: ignore[attr-defined]
+        assert look.shape == (512, 512)  # type: ignore[attr-defined]
+        assert Path("demo-output/quicklook.png").read_bytes() == look.png  # type: ignore[attr-defined]
+        assert namespace["grey"].bands == ("B08",)  # type: ignore[attr-defined]
+        assert str(namespace["grey"].time).startswith("2020-06-16")  # type: ignore[attr-defined]  # time=-1: the last
 
 
 @pytest.mark.corpus
 def test_the_examples_run_twice_in_order_and_every_cube_they_made_still_reads(corpus, monkeypatch, tmp_path) -> None:
-    """A reader follows the README top to bottom, then again: nothing an example writes breaks a cube made before."""
+    """A reader follows the README and docs/ top to bottom, then again: nothing an example writes breaks a cube made
+    before."""
     import numpy as np
 
     import stackcube
@@ -89,8 +135,8 @@ def test_the_examples_run_twice_in_order_and_every_cube_they_made_still_reads(co
     (tmp_path / "shared").symlink_to(ROOT.parent / "shared")
     monkeypatch.chdir(tmp_path / "main")
     for _ in range(2):
-        for index, block in enumerate(python_blocks()):
-            exec(compile(block, f"README.md block {index}", "exec"), {})
+        for where, code in python_blocks():
+            exec(compile(code, where, "exec"), {})
     repos = sorted(p for p in (tmp_path / "main").rglob("*.icechunk") if p.is_dir())
     assert len(repos) >= 2
     for repo in repos:

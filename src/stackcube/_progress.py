@@ -1,6 +1,6 @@
 """Progress on long work: a tqdm bar or nothing.
 
-In Jupyter the bar is a widget when ipywidgets is installed (``pip install "stackcube[notebook]"``), else text, and
+In Jupyter the bar is a widget when ipywidgets is installed (stackcube's ``notebook`` extra), else text, and
 never tqdm's "IProgress not found" warning; in a terminal it is text.
 """
 

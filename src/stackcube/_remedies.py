@@ -11,7 +11,7 @@ import shlex
 
 from stackcube.errors import Remedy
 
-__all__ = ["allow_prefixes", "build", "drop_vanished", "reindex", "stac_metadata_off"]
+__all__ = ["allow_prefixes", "build", "drop_vanished", "install_extra", "reindex", "stac_metadata_off"]
 
 
 def reindex(repo: str) -> Remedy:
@@ -64,3 +64,9 @@ def stac_metadata_off() -> Remedy:
         python="fix the catalog, or pass stac_metadata=False (the files' own nodata, scale and offset)",
         cli="fix the catalog, or pass --no-stac-metadata (the files' own nodata, scale and offset)",
     )
+
+
+def install_extra(extra: str) -> str:
+    """For an optional part that is not installed: the extra that installs it (the same words in Python and on the
+    command line). Until stackcube is on PyPI, extras install from a clone."""
+    return f"install stackcube's {extra!r} extra (from a clone of stackcube: pip install '.[{extra}]')"

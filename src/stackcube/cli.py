@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from stackcube._remedies import install_extra
 from stackcube._text import counted
 from stackcube._version import __version__
 from stackcube.errors import MissingExtraError, StackcubeError, StackcubeWarning
@@ -370,7 +371,7 @@ def _workers(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         try:
             from distributed import Client
         except ImportError:
-            msg = "--scheduler needs dask.distributed: pip install 'stackcube[distributed]'"
+            msg = f"--scheduler needs dask.distributed: {install_extra('distributed')}"
             raise MissingExtraError(msg) from None
         try:
             from stackcube.settings import current

@@ -3,7 +3,7 @@
 :func:`planetary_computer` reads cubes built from Microsoft's Planetary Computer: its COGs live in Azure Blob
 Storage behind SAS tokens that expire within the hour, which a cube never stores (it keeps ``az://`` references).
 At open, each of the cube's Azure containers gets a fresh token from Planetary Computer's token endpoint, through
-the ``planetary-computer`` package (``pip install stackcube[planetary-computer]``), so its settings apply: the
+the ``planetary-computer`` package (stackcube's ``planetary-computer`` extra), so its settings apply: the
 endpoint (``PC_SDK_SAS_URL``) and a subscription key (``PC_SDK_SUBSCRIPTION_KEY``).
 
 Examples
@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
+from stackcube._remedies import install_extra
 from stackcube.errors import MissingExtraError
 
 __all__ = ["ContainerToken", "PlanetaryComputer", "planetary_computer"]
@@ -62,6 +63,6 @@ def planetary_computer() -> PlanetaryComputer:
     :func:`stackcube.open_dataarray`, ``stack(repo=...)`` or ``to_grid``."""
     if importlib.util.find_spec("planetary_computer") is None:
         # said now: Icechunk would ask for the first token from its own runtime, far from this call
-        msg = "Planetary Computer credentials need its package: pip install 'stackcube[planetary-computer]'"
+        msg = f"Planetary Computer credentials need its package: {install_extra('planetary-computer')}"
         raise MissingExtraError(msg)
     return PlanetaryComputer()

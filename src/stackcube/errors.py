@@ -5,7 +5,7 @@ does about it::
 
     StackcubeError
     ├── MissingExtraError            (also ImportError) an optional part is not installed: the message names the
-    │                                extra to install (pip install 'stackcube[distributed]', ...)
+    │                                extra to install (distributed, geoparquet, planetary-computer)
     ├── BboxError                    (also ValueError) a bbox that cannot be right: the message says which bound
     │                                and, where it can tell, what was meant
     ├── SearchError                  the catalog could not be searched: check the URL and the search arguments

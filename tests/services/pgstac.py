@@ -36,7 +36,7 @@ def missing() -> str | None:
         import pypgstac  # noqa: F401
         import stac_fastapi.pgstac  # noqa: F401
     except ImportError as exc:
-        return f"{exc.name} is not installed (pip install 'stackcube[test]')"
+        return f"{exc.name} is not installed (`make test` installs it, from uv.lock)"
     return None
 
 

@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 import pystac
 
+from stackcube._remedies import install_extra
 from stackcube.errors import MissingExtraError, SearchError
 from stackcube.search._query import Query
 from stackcube.search._static import interval_of
@@ -58,7 +59,7 @@ def parquet_items(href: str, q: Query, settings: Settings) -> Iterator[pystac.It
         import pyarrow as pa
         import rustac
     except ImportError:
-        msg = f"{href}: reading stac-geoparquet needs duckdb, pyarrow and rustac: pip install 'stackcube[geoparquet]'"
+        msg = f"{href}: reading stac-geoparquet needs duckdb, pyarrow and rustac: {install_extra('geoparquet')}"
         raise MissingExtraError(msg) from None
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # timestamps out as tz=UTC, as stac-geoparquet writes them
