@@ -87,8 +87,12 @@ def test_checks_tell_changed_from_vanished_from_unchanged(chosen) -> None:
 
 def test_no_usable_asset_is_explained(tmp_path) -> None:
     query, items = search_items(write_demo_catalog(tmp_path / "demo", dates=1, size=256))
-    with pytest.raises(NothingFoundError, match="none of the 1 items found has a usable asset"):
+    with pytest.raises(NothingFoundError, match=r"^asset 'swir22' not found in the one item the search found"):
         choose_assets(items, query, ["swir22"])
+    for asset in items[0].assets.values():
+        asset.media_type = "image/jp2"  # there, but not a TIFF
+    with pytest.raises(NothingFoundError, match=r"^the one item found has no usable asset: 'B04' in 1 item \("):
+        choose_assets(items, query, ["B04"])
 
 
 @pytest.mark.network

@@ -222,7 +222,8 @@ def choose_assets(
         _check_names(items, assets)
     if not chosen:
         reasons = "; ".join(summarize_skipped(skipped, len(items))[:5]) or "no item has a GeoTIFF data asset"
-        msg = f"none of the {len(items)} items found has a usable asset: {reasons}"
+        which = "the one item found has no" if len(items) == 1 else f"none of the {len(items)} items found has a"
+        msg = f"{which} usable asset: {reasons}"
         raise NothingFoundError(msg)
     return chosen, skipped
 
