@@ -4,25 +4,28 @@ PYTHON     ?= python3
 UV_VERSION := 0.13.9
 TOOLS      := .venv-tools
 UV         := $(TOOLS)/bin/uv
+UV_STAMP   := $(TOOLS)/.uv-$(UV_VERSION)
 VENV       := .venv
 BIN        := $(VENV)/bin
 # uv takes the interpreter .python-version names from this machine (pyenv), never a downloaded one
 export UV_PYTHON_DOWNLOADS := never
 SYNC       := $(UV) sync --locked --python $(PYTHON)
 
-.PHONY: demo test lint bench bench-compare upgrade sync-demo sync-test system-packages clean
+.PHONY: demo test lint bench bench-compare lock upgrade sync-demo sync-test system-packages clean
 
-# uv itself, pinned, in a small environment of its own (a fresh machine has only Python and pip)
-$(UV):
+# uv itself, pinned here only, in a small environment of its own (a fresh machine has only Python and pip); the
+# stamp names the version, so changing UV_VERSION installs it
+$(UV_STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "stackcube needs Python >= 3.12 (pyenv: .python-version selects 3.12)")'
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install -q uv==$(UV_VERSION)
+	@rm -f $(TOOLS)/.uv-* && touch $@
 
 # the demo needs what a plain `pip install` of stackcube installs and nothing more (--inexact: keeps a test set-up's extras)
-sync-demo: $(UV)
+sync-demo: $(UV_STAMP)
 	@$(SYNC) --quiet --no-default-groups --inexact
 
-sync-test: $(UV)
+sync-test: $(UV_STAMP)
 	@$(SYNC) --quiet --all-extras
 
 demo: sync-demo
@@ -43,12 +46,16 @@ bench: sync-test system-packages
 	$(BIN)/python -m benchmarks.header_bench
 	$(BIN)/python -m benchmarks.cube_bench
 
-bench-compare: $(UV) system-packages
+bench-compare: $(UV_STAMP) system-packages
 	@$(SYNC) --quiet --all-extras --group compare
 	$(BIN)/python -m benchmarks.compare_bench
 
+# after editing pyproject.toml's dependencies: uv.lock again, every other pin kept as it is
+lock: $(UV_STAMP)
+	$(UV) lock --python $(PYTHON)
+
 # newest releases within pyproject.toml's ranges, then the whole test suite: commit uv.lock only if it passes
-upgrade: $(UV)
+upgrade: $(UV_STAMP)
 	$(UV) lock --upgrade --python $(PYTHON)
 	$(MAKE) test
 
