@@ -71,10 +71,11 @@ def test_a_quicklook_of_a_repository_and_of_the_last_date(tmp_path) -> None:
     assert last.png == cube.quicklook(time=3).png
     assert str(last.time).startswith("2020-06-16")
     assert quicklook(cube).png == cube.quicklook().png
+    assert quicklook(repo).png == quicklook(cube.repository).png == quicklook(cube.open()).png  # Path, Repository
     with pytest.raises(SelectionError) as raised:
         cube.quicklook(time=10)
     assert str(raised.value) == (
-        "time=10 is not a time step of EPSG32735_10m/0: it has 4 time steps (2020-06-01 to 2020-06-16): give 0 to "
-        "3, or -4 to -1 from the end"
+        "time=10 is not a date of EPSG32735_10m/0: it has 4 dates (2020-06-01 to 2020-06-16): give 0 to 3, or -4 "
+        "to -1 from the end"
     )
     assert isinstance(raised.value, IndexError)

@@ -536,7 +536,8 @@ def test_a_replaced_source_fails_its_read_naming_the_refresh_that_reindexes_it(d
     np.testing.assert_array_equal(after, before)
 
 
-def test_a_deleted_source_fails_its_read_naming_what_drops_it(demo_cube) -> None:
+def test_a_deleted_source_fails_its_read_naming_the_refresh_that_leaves_it_out(demo_cube, capsys) -> None:
+    """The catalog still lists the item (the common case): the advice read it again and leaves it out."""
     from stackcube.errors import SourceChangedError
 
     catalog, repo, _ = demo_cube
@@ -548,11 +549,36 @@ def test_a_deleted_source_fails_its_read_naming_what_drops_it(demo_cube) -> None
     name = str(repo)
     assert str(raised.value) == (
         f"{gone.resolve().as_uri()} no longer exists (deleted or moved since the cube was built); "
-        f"stackcube.verify_cube({name!r}) lists the sources that vanished; "
-        f"stackcube.refresh_cube({name!r}, full_search=True, remove=True) indexes where the catalog now points "
-        "and drops the items it no longer lists"
+        f"stackcube.refresh_cube({name!r}, check_etags=True, on_error='skip') indexes it where the catalog now "
+        "points, or leaves it out (remove=True also drops the items the catalog no longer lists)"
     )
     assert raised.value.for_cli().endswith(
-        f"; stackcube verify {name} lists the sources that vanished; stackcube refresh --full-search --remove "
-        f"{name} indexes where the catalog now points and drops the items it no longer lists"
+        f"; stackcube refresh --check-etags --skip-failed {name} indexes it where the catalog now points, or leaves "
+        "it out (--remove also drops the items the catalog no longer lists)"
     )
+    assert not stackcube.refresh_cube(repo, full_search=True, progress=False).committed  # the catalog has it still
+    assert main(["refresh", "--check-etags", "--skip-failed", name, "--quiet"]) == 0  # what the message says
+    assert f"failed: {gone.parent.name}/B04: " in capsys.readouterr().out
+    data = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False)
+    assert np.isnan(data.sel(band="B04").isel(time=day).values).all()  # left out: no pixels, no error
+    assert np.isfinite(data.sel(band="B03").isel(time=day).values).any()  # the item's other bands stay
+
+
+def test_a_new_item_that_cannot_be_read_is_listed_not_committed(demo_cube, capsys) -> None:
+    catalog, repo, _ = demo_cube
+    late = add_late_item(catalog)
+    broken = Path(late.assets["B04"].get_absolute_href())
+    broken.write_bytes(b"not a TIFF at all" * 10)
+    assert main(["refresh", str(repo), "--quiet"]) == 2  # by default, a failure fails the refresh
+    assert "LATE" not in capsys.readouterr().out
+    report = stackcube.refresh_cube(repo, on_error="skip", progress=False)
+    assert report.committed  # the late item's other five bands
+    assert [f.split(":")[0] for f in report.failed] == ["LATE/B04"]
+    other = add_late_item(catalog, "LATER")
+    for asset in other.assets.values():
+        Path(asset.get_absolute_href()).write_bytes(b"not a TIFF either" * 10)
+    again = stackcube.refresh_cube(repo, on_error="skip", progress=False)
+    assert not again.committed  # sources none of which can be read change nothing: no snapshot a day
+    expected = ["LATE/B04", *(f"LATER/{k}" for k in other.assets)]  # LATE/B04 is asked again: not in the cube
+    assert sorted(f.split(":")[0] for f in again.failed) == sorted(expected)
+    assert "nothing changed, nothing committed" in str(again)

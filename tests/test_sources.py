@@ -177,7 +177,8 @@ async def _die() -> None:
 @pytest.mark.network
 def test_a_worker_killed_mid_build_has_its_headers_read_again(nginx, tmp_path, monkeypatch) -> None:
     """A worker process dies while its batches are in flight: Dask reads them again on another worker, and the
-    build commits once, with every source."""
+    build commits once, with every source. The proxy holds every header read until the worker is gone, so no
+    batch of it can have finished, however fast the machine is."""
     import threading
     import time
 
@@ -188,8 +189,14 @@ def test_a_worker_killed_mid_build_has_its_headers_read_again(nginx, tmp_path, m
     from tests.services.proxy import run_proxy
     from tests.twins import series
 
+    def wait_for(condition, what: str) -> None:
+        deadline = time.monotonic() + 120  # only bounds a hang
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+
     with (
-        run_proxy(nginx.url, latency=0.3) as proxy,
+        run_proxy(nginx.url, held=True) as proxy,
         LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as local,
         Client(local) as client,
     ):
@@ -207,12 +214,11 @@ def test_a_worker_killed_mid_build_has_its_headers_read_again(nginx, tmp_path, m
 
         thread = threading.Thread(target=build)
         thread.start()
-        deadline = time.monotonic() + 30
-        while not any(client.processing().values()):
-            assert time.monotonic() < deadline, "no batch started"
-            time.sleep(0.05)
+        wait_for(lambda: any(client.processing().values()) and proxy.stats["requests"], "no batch started")
         busy = next(worker for worker, tasks in client.processing().items() if tasks)
         client.run(_die, workers=[busy], wait=False)  # the process dies with its batch in flight
+        wait_for(lambda: busy not in client.scheduler_info()["workers"], "the killed worker is still there")
+        proxy.held = False
         thread.join(timeout=120)
         assert busy not in client.scheduler_info()["workers"]  # that worker is gone (its nanny started another)
     assert "error" not in done, done.get("error")

@@ -40,6 +40,7 @@ INSIDE = {
     "search": ("_query", "_fetch", "_static", "_parquet", "_since", "_search"),
     "union": ("_plan", "_order", "_lay", "_array"),
     "store": ("repo", "layout", "nodes", "coords", ("write", "read"), "append"),
+    "cli": ("_exit", "_commands", "_parser", "__main__"),
 }
 """Each package's modules in order; a tuple holds siblings that do not import each other."""
 

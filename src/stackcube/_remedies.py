@@ -14,39 +14,50 @@ from stackcube.errors import Remedy
 __all__ = ["allow_prefixes", "build", "drop_vanished", "install_extra", "reindex", "stac_metadata_off"]
 
 
-def reindex(repo: str) -> Remedy:
-    """For a source replaced since it was indexed: ask every source for its ETag and re-index the changed ones."""
+def _names(repo: str | None) -> tuple[str, str]:
+    """How the remedy names the cube: its path or URL (quoted for Python and for the shell), or, for a cube opened
+    from an Icechunk Storage or Repository, which has no name to type, ``repo`` and ``REPO``."""
+    if repo is None:
+        return "repo", "REPO"
+    return repr(repo), shlex.quote(repo)
+
+
+def reindex(repo: str | None) -> Remedy:
+    """For a source replaced since it was indexed: ask every source for its ETag and re-index the changed ones (a
+    plain refresh would not: it asks the catalog, which did not change)."""
+    py, sh = _names(repo)
     return Remedy(
         python=(
-            f"re-index it with stackcube.refresh_cube({repo!r}, check_etags=True) "
-            f"(or stackcube.verify_cube({repo!r}, fix=True))"
+            f"re-index it with stackcube.refresh_cube({py}, check_etags=True) "
+            f"(or stackcube.verify_cube({py}, fix=True))"
         ),
-        cli=f"re-index it with: stackcube refresh --check-etags {shlex.quote(repo)} "
-        f"(or stackcube verify --fix {shlex.quote(repo)})",
+        cli=f"re-index it with: stackcube refresh --check-etags {sh} (or stackcube verify --fix {sh})",
     )
 
 
-def drop_vanished(repo: str) -> Remedy:
-    """For a source deleted or moved since it was indexed: search the whole catalog again and drop what it lost."""
+def drop_vanished(repo: str | None) -> Remedy:
+    """For a source deleted or moved since it was indexed: a refresh that asks every source reads the vanished ones
+    again, so those the catalog moved are indexed where they are, and those still missing are left out (skipped
+    as failed); items the catalog no longer lists go with ``remove``."""
+    py, sh = _names(repo)
     return Remedy(
         python=(
-            f"stackcube.verify_cube({repo!r}) lists the sources that vanished; "
-            f"stackcube.refresh_cube({repo!r}, full_search=True, remove=True) indexes where the catalog now points "
-            "and drops the items it no longer lists"
+            f"stackcube.refresh_cube({py}, check_etags=True, on_error='skip') indexes it where the catalog now "
+            "points, or leaves it out (remove=True also drops the items the catalog no longer lists)"
         ),
         cli=(
-            f"stackcube verify {shlex.quote(repo)} lists the sources that vanished; "
-            f"stackcube refresh --full-search --remove {shlex.quote(repo)} indexes where the catalog now points and "
-            "drops the items it no longer lists"
+            f"stackcube refresh --check-etags --skip-failed {sh} indexes it where the catalog now points, or leaves "
+            "it out (--remove also drops the items the catalog no longer lists)"
         ),
     )
 
 
-def build(repo: str) -> Remedy:
+def build(repo: str | None) -> Remedy:
     """For a repository that does not exist: build a cube there."""
+    py, sh = _names(repo)
     return Remedy(
-        python=f"build one with stackcube.build_cube(catalog, repo={repo!r})",
-        cli=f"build one with: stackcube build CATALOG --repo {shlex.quote(repo)}",
+        python=f"build one with stackcube.build_cube(catalog, repo={py})",
+        cli=f"build one with: stackcube build CATALOG --repo {sh}",
     )
 
 
@@ -59,10 +70,17 @@ def allow_prefixes(prefixes: list[str]) -> Remedy:
 
 
 def stac_metadata_off() -> Remedy:
-    """For band metadata in a catalog that cannot be right: fix the catalog, or use the files' own."""
+    """For band metadata in a catalog that cannot be right: fix the catalog, build with the files' own, or leave
+    those sources out (what a refresh, whose cube keeps the options it was built with, can do)."""
     return Remedy(
-        python="fix the catalog, or pass stac_metadata=False (the files' own nodata, scale and offset)",
-        cli="fix the catalog, or pass --no-stac-metadata (the files' own nodata, scale and offset)",
+        python=(
+            "fix the catalog, or build with stac_metadata=False (the files' own nodata, scale and offset), or pass "
+            "on_error='skip' to leave those sources out"
+        ),
+        cli=(
+            "fix the catalog, or build with --no-stac-metadata (the files' own nodata, scale and offset), or pass "
+            "--skip-failed to leave those sources out"
+        ),
     )
 
 

@@ -10,8 +10,8 @@ does about it::
     │                                and, where it can tell, what was meant
     ├── SearchError                  the catalog could not be searched: check the URL and the search arguments
     │   └── NothingFoundError        (also LookupError) the search matched no usable items or assets
-    ├── SelectionError               (also IndexError) a time step the cube does not have: the message says which
-    │                                it has
+    ├── SelectionError               (also IndexError) a date (by index) the cube does not have: the message says
+    │                                which it has
     ├── MetadataError                (also ValueError) an item's band metadata cannot be right (a scale of 0, nodata
     │                                outside the dtype): fix the catalog, or pass stac_metadata=False
     ├── SourceError                  a source could not be read: check the href, the network, the credentials
@@ -126,7 +126,7 @@ class NothingFoundError(SearchError, LookupError):
 
 
 class SelectionError(StackcubeError, IndexError):
-    """A time step (by index) the cube does not have; the message says which steps it has."""
+    """A date (by index) the cube does not have; the message says which dates it has."""
 
 
 class MetadataError(StackcubeError, ValueError):

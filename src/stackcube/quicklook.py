@@ -91,7 +91,7 @@ def quicklook(
     ``cube``: an opened cube (the DataTree :func:`stackcube.open_cube` gives), or the cube itself (a path or URL
     of its repository, a Repository, a :class:`stackcube.Cube`), which is opened. ``bands``: three for RGB or one
     for grey; by default ``red, green, blue`` or ``B04, B03, B02``, else the first band. ``time``: the index of
-    the time step (negative from the end). It reads the coarsest level that is still at least ``size`` pixels
+    the date (negative from the end). It reads the coarsest level that is still at least ``size`` pixels
     wide or tall (overviews cost fewer bytes), or full resolution when no overview is that large.
 
     Examples
@@ -105,10 +105,10 @@ def quicklook(
 
     if isinstance(cube, xr.DataTree):
         tree = cube
-    elif hasattr(cube, "open"):  # a stackcube.Cube
-        tree = cube.open()
-    else:
+    elif isinstance(cube, str | os.PathLike) or not hasattr(cube, "snapshot_id"):  # a path, URL, Storage, Repository
         tree = open_datatree(cube)
+    else:  # a stackcube.Cube (whose module comes later in the pipeline): its own snapshot
+        tree = cube.open()
     names = [array] if array else CubeMetadata.from_attrs(tree.attrs).array_names
     choices = [tuple(bands)] if bands else list(RGB_CHOICES)
     for choice in choices:
@@ -130,7 +130,7 @@ def quicklook(
         choice = (str(data.band.values[0]),)
     steps = data.sizes["time"]
     if not -steps <= time < steps:
-        msg = f"time={time} is not a time step of {path}: it has {counted(steps, 'time step')}"
+        msg = f"time={time} is not a date of {path}: it has {counted(steps, 'date')}"
         if steps:
             first, last = np.datetime_as_string(data.time.values[[0, -1]], unit="D")
             msg += f" ({first} to {last}): give 0 to {steps - 1}, or -{steps} to -1 from the end"

@@ -269,8 +269,8 @@ async def _refresh_once(
             fresh.append(Source.of(asset, hit.manifest, options))
         else:
             unread.append(asset)
-    read, failed = await read_sources(
-        unread, options, progress=job.progress, settings=job.settings, workers=job.workers
+    read, failed = await read_sources(  # none read is no failure here: the cube keeps its other sources
+        unread, options, progress=job.progress, settings=job.settings, workers=job.workers, require_some=False
     )
     for source in read:
         cache[(source.item_id, source.asset, source.properties.get("updated"))] = source
@@ -285,6 +285,8 @@ async def _refresh_once(
         "searched": searched,
     }
     report = dataclasses.replace(report, failed=tuple(failed), headers_read=len(unread))
+    if not (fresh or read or changed or removing):
+        return dataclasses.replace(report, timings=clock.laps)  # only new items, none readable: nothing to commit
     new = [*fresh, *read]  # after the stored sources, in this order (as _in_stored_order places them)
     to = Commit(job.branch, stored.snapshot_id, report.message, job.tag, job.progress, metadata)
     why = _why_not_extend(same, new, changed, removing=removing)
@@ -456,7 +458,8 @@ def refresh_cube(
         Source hrefs to index again even though their STAC ``updated`` did not change (``verify_cube`` finds them).
     check_etags
         First HEAD every source (as :func:`verify_cube`) and index again those whose ETag changed: catches files
-        replaced in place without a new STAC ``updated``, for one request per source.
+        replaced in place without a new STAC ``updated``, for one request per source. Sources that no longer
+        exist are read again too: indexed where the catalog now points, or (with ``on_error="skip"``) left out.
     on_error
         ``"raise"`` fails on the first unreadable source (nothing committed); ``"skip"`` commits the rest and lists
         the failures in the report and in the commit's metadata.
@@ -493,6 +496,7 @@ def refresh_cube(
     if check_etags:
         checked, _ = verify_cube(repo, branch=branch, progress=progress, allow=allow, credentials=credentials)
         forced.update(href for href, _, _ in checked.changed)
+        forced.update(checked.gone)  # read again: indexed where the catalog now points, or failed (and left out)
     for attempt in range(1, attempts + 1):
         try:
             report = _sync.run(_refresh_once(repo, job, forced, cache))
@@ -518,6 +522,9 @@ class VerifyReport:
     (``ETag "a"`` -> ``ETag "b"``, ``Last-Modified ...``, ``size ...``)."""
     vanished: tuple[tuple[str, str], ...] = ()
     """(href, reason) of sources that no longer exist or could not be asked."""
+    gone: tuple[str, ...] = ()
+    """The vanished sources whose host said they do not exist (not merely unreachable): a refresh with
+    ``check_etags`` reads them again, so they are indexed where the catalog now points, or fail."""
     size_only: tuple[str, ...] = ()
     """Sources whose host sends neither ETag nor Last-Modified: only their size could be compared, so a
     replacement of the same size would go unseen."""
@@ -580,6 +587,7 @@ def verify_cube(
         checked=len(unique),
         changed=changed,
         vanished=vanished,
+        gone=tuple(c.href for c in checks if c.gone),
         size_only=tuple(c.href for c in checks if c.size_only),
         unprotected=tuple(s.manifest.href for s in unique if s.manifest.validator is None),
     )

@@ -25,7 +25,7 @@ import pystac
 
 from stackcube import _sync
 from stackcube._georef import Affine, to_affine
-from stackcube._hrefs import stored_href
+from stackcube._hrefs import redact, stored_href
 from stackcube._progress import progress_bar
 from stackcube._workers import Workers, run_each
 from stackcube.assets import SelectedAsset, band_fields
@@ -36,6 +36,7 @@ from stackcube.errors import (
     NotGriddableError,
     NothingFoundError,
     SignedHrefError,
+    SourceNotFoundError,
     StackcubeError,
 )
 from stackcube.options import CubeOptions
@@ -218,11 +219,12 @@ async def read_sources(
     progress: bool = True,
     settings: Settings | None = None,
     workers: Workers | None = None,
+    require_some: bool = True,
 ) -> tuple[list[Source], list[str]]:
     """Read the header of every chosen asset concurrently; return the sources and, with ``options.on_error="skip"``,
     the ones that could not be read or described as ``item/asset: reason`` (with ``"raise"``, the first failure is
-    raised). With ``workers`` (a ``dask.distributed.Client`` or a ``concurrent.futures.Executor``), the headers
-    are read there."""
+    raised; with ``require_some``, a build's, also when none could be read). With ``workers`` (a
+    ``dask.distributed.Client`` or a ``concurrent.futures.Executor``), the headers are read there."""
     options = options or CubeOptions()
     settings = settings or current()
     with progress_bar(len(chosen), "reading TIFF headers", "header", enabled=progress) as advance:
@@ -255,7 +257,7 @@ async def read_sources(
             sources.append(Source.of(asset, manifest, options))
         except StackcubeError as exc:
             failures.append((asset, exc))
-    if failures and (options.on_error == "raise" or not sources):
+    if failures and (options.on_error == "raise" or (require_some and not sources)):
         if len(failures) == 1:
             raise failures[0][1]
         raise _all_failed(failures, len(chosen), skip=options.on_error == "skip")
@@ -324,9 +326,12 @@ def _stored(manifest: TiffManifest, asset: SelectedAsset, settings: Settings) ->
 
 def _all_failed(failures: Sequence[tuple[SelectedAsset, StackcubeError]], total: int, *, skip: bool) -> StackcubeError:
     """One error for many failed sources: how many, a count per reason with the first few hrefs, what to do."""
+    remedies = {exc.remedy for _, exc in failures}
+    remedy = remedies.pop() if len(remedies) == 1 else None  # said once, after the reasons, in the caller's words
     by_reason: dict[str, list[str]] = {}
     for asset, exc in failures:
-        by_reason.setdefault(_reason(str(exc)), []).append(asset.href)
+        text = str(exc).removesuffix(f"; {redact(remedy.python)}") if remedy is not None else str(exc)
+        by_reason.setdefault(_reason(text), []).append(asset.href)
     hosts = {_reason(str(exc)) for _, exc in failures if isinstance(exc, HostError)}  # they name the host
     parts = []
     for reason, hrefs in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
@@ -334,12 +339,12 @@ def _all_failed(failures: Sequence[tuple[SelectedAsset, StackcubeError]], total:
         parts.append(f"{len(hrefs)} x {reason}" + ("" if reason in hosts else f" ({shown})"))
     n = len(failures)
     head = f"all {total} sources failed" if n == total else f"{n} of {total} sources could not be read"
-    todo = "" if hosts == set(by_reason) else "; check the hrefs, the network and the credentials"
-    if not skip and n != total:
+    todo = "" if hosts == set(by_reason) or remedy is not None else "; check the hrefs, the network and the credentials"
+    if not skip and n != total and remedy is None:
         todo += "; or pass on_error='skip' (CLI: --skip-failed) to build from the others"
     kinds = {type(exc) for _, exc in failures}
     kind = kinds.pop() if len(kinds) == 1 else StackcubeError
-    return kind(f"{head}: {'; '.join(parts)}{todo}")
+    return kind(f"{head}: {'; '.join(parts)}{todo}", remedy=remedy)
 
 
 def _reason(message: str) -> str:
@@ -362,6 +367,8 @@ class SourceCheck:
     """The same validator now, when it differs; None when every recorded validator is unchanged."""
     error: str | None = None
     """Why it could not be asked (vanished, refused, unreachable); None when it answered."""
+    gone: bool = False
+    """The host said the object does not exist (deleted or moved), rather than failing to answer."""
     size_only: bool = False
     """The host gave neither ETag nor Last-Modified: only the size was compared, so a replacement of the same
     size cannot be seen."""
@@ -404,7 +411,8 @@ async def check_sources(
             try:
                 info = await head_async(manifest.href, settings=settings, account=manifest.account)
             except StackcubeError as exc:
-                return SourceCheck(manifest.href, manifest.etag or "", error=str(exc), size_only=size_only)
+                gone = isinstance(exc, SourceNotFoundError)
+                return SourceCheck(manifest.href, manifest.etag or "", error=str(exc), gone=gone, size_only=size_only)
             finally:
                 advance(1)
             differs = compare(manifest, info)

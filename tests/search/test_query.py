@@ -48,13 +48,17 @@ def test_unknown_search_keywords_are_refused() -> None:
         ("20200601", "2020-06-01T00:00:00Z/2020-06-01T23:59:59Z"),  # a day, basic format: still the whole day
         ("2020-06", "2020-06-01T00:00:00Z/2020-06-30T23:59:59Z"),  # pystac-client's own forms, as it reads them
         ("2020-06-01/..", "2020-06-01T00:00:00Z/.."),
+        (["2020-06-01T10:30", "2020-06-02"], "2020-06-01T10:30:00Z/2020-06-02T23:59:59Z"),  # a pair, as a list
     ],
 )
 def test_iso_datetimes_are_read_as_pystac_client_reads_datetime_objects(given, searched) -> None:
     assert make_query("https://example.com/stac", datetime=given).datetime == searched
 
 
-@pytest.mark.parametrize("given", ["06/2020", "last tuesday", "2020-13", "2020-06-01T25:00"])
+@pytest.mark.parametrize(
+    "given",
+    ["06/2020", "last tuesday", "2020-13", "2020-06-01T25:00", "2020-W23", "2020-155"],  # no week narrowed to a day
+)
 def test_a_datetime_it_cannot_read_lists_the_forms_it_can(given) -> None:
     with pytest.raises(SearchError) as raised:
         search_items([], datetime=given)

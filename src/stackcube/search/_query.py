@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,14 +178,21 @@ def _iso_datetime(value: Any) -> Any:
     """``value`` with each part of a text interval that pystac-client's pattern refuses but ISO 8601 allows
     (``2020-06-01T10:30``, ``2020-06-01 10:30``, ``20200601``) spelt as pystac-client wants it; anything else as
     given, for pystac-client to judge. (pystac-client takes such times as ``datetime`` objects, not as text.)"""
-    if not isinstance(value, str):
-        return value
-    return "/".join(_iso_part(part) for part in value.split("/"))
+    if isinstance(value, str):
+        return "/".join(_iso_part(part) for part in value.split("/"))
+    if isinstance(value, list | tuple):
+        return type(value)(_iso_part(v) if isinstance(v, str) else v for v in value)
+    return value
+
+
+# calendar dates and times only: Python also reads week (2020-W23) and ordinal (2020-155) dates, which would
+# quietly narrow a week to its first day
+_CALENDAR = re.compile(r"\d{4}-?\d{2}-?\d{2}(?:[T ]\d{2}:?\d{2}(?::?\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?")
 
 
 def _iso_part(part: str) -> str:
     text = part.strip()
-    if text in {"", ".."} or DATETIME_REGEX.match(text):
+    if text in {"", ".."} or DATETIME_REGEX.match(text) or not _CALENDAR.fullmatch(text):
         return text
     try:
         return _dt.date.fromisoformat(text).isoformat()  # a day stays a day (the whole of it)

@@ -67,7 +67,7 @@ from stackcube.store.repo import (
     check_allowed,
     open_repository,
     readonly_session,
-    repo_name,
+    repo_url,
     transient,
     with_containers,
 )
@@ -180,11 +180,11 @@ class _GuardedStore(WrapperStore[Any]):
     never multiply), and Icechunk's errors become stackcube's, naming the source: a changed or deleted source is a
     :class:`SourceChangedError`, a failure that outlived its retries a :class:`SourceError` that says so."""
 
-    def __init__(self, store: Any, settings: Settings, prefixes: Sequence[str] = (), repo: str = "the cube") -> None:
+    def __init__(self, store: Any, settings: Settings, prefixes: Sequence[str] = (), repo: str | None = None) -> None:
         super().__init__(store)
         self._settings = settings
         self.repo = repo
-        """How errors name the cube, in the command they advise."""
+        """The cube's path or URL, for the commands errors advise (None: opened from a Storage or Repository)."""
         self._prefixes = tuple(sorted(prefixes, key=len, reverse=True))
         self._start()
 
@@ -517,7 +517,10 @@ def _tile_refs(
             )
         )
     return TileRefs(
-        tiles, tuple(refs), with_credentials(settings, credentials), repo=getattr(store, "repo", "the cube")
+        tiles,
+        tuple(refs),
+        with_credentials(settings, credentials),
+        repo=store.repo if isinstance(store, _GuardedStore) else None,
     )
 
 
@@ -554,7 +557,7 @@ def open_datatree(
     """
     options = options or OpenOptions()
     session, prefixes = _session(repo, options, settings)
-    store = _GuardedStore(session.store, settings or current(), prefixes, repo_name(repo))
+    store = _GuardedStore(session.store, settings or current(), prefixes, repo_url(repo))
     root = _root(session, repo)
     metadata = CubeMetadata.from_attrs(root.attrs)
     nodes: dict[str, xr.Dataset] = {"/": xr.Dataset(attrs={**root.attrs, "snapshot_id": session.snapshot_id})}
@@ -613,7 +616,7 @@ def open_level(
     """
     options = options or OpenOptions()
     session, prefixes = _session(repo, options, settings)
-    store = _GuardedStore(session.store, settings or current(), prefixes, repo_name(repo))
+    store = _GuardedStore(session.store, settings or current(), prefixes, repo_url(repo))
     metadata = CubeMetadata.from_attrs(_root(session, repo).attrs)
     array = _array_name(metadata, array, repo)
     union = metadata.union(array)

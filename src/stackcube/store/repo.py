@@ -41,6 +41,7 @@ __all__ = [
     "quiet_logs",
     "readonly_session",
     "repo_name",
+    "repo_url",
     "save_containers",
     "transient",
     "version_not_found",
@@ -308,11 +309,11 @@ def _open(
             given = icechunk.Repository.open(storage)
         except icechunk.RepositoryNotFoundError:
             msg = f"there is no Icechunk repository at {repo_name(repo)}"
-            raise RepositoryError(msg, remedy=build(repo_name(repo))) from None
+            raise RepositoryError(msg, remedy=build(repo_url(repo))) from None
     exists = given is not None or icechunk.Repository.exists(storage)
     if not exists and not create:
         msg = f"there is no Icechunk repository at {repo_name(repo)}"
-        raise RepositoryError(msg, remedy=build(repo_name(repo)))
+        raise RepositoryError(msg, remedy=build(repo_url(repo)))
     if given is not None:
         config = given.config
     else:
@@ -529,6 +530,11 @@ def _read_policy(config: icechunk.RepositoryConfig, settings: Settings) -> None:
         connect_timeout_ms=min(10_000, ms), read_timeout_ms=ms, operation_attempt_timeout_ms=ms
     )
     config.storage = storage
+
+
+def repo_url(repo: RepoLike) -> str | None:
+    """The path or URL a user types to reach a repository; None for an Icechunk Storage or Repository."""
+    return os.fspath(repo) if isinstance(repo, str | os.PathLike) else None
 
 
 def repo_name(repo: RepoLike) -> str:

@@ -250,12 +250,10 @@ async def _get_range_once(
         was = f"ETag is no longer {options['if_match']}" if "if_match" in options else f"modified after {since}"
         msg = f"{location.url} changed while it was being read ({was}); read it again"
         raise SourceChangedError(msg) from None
-    except obstore.exceptions.NotSupportedError:
-        if urlparse(location.url).scheme not in {"http", "https"}:
-            raise
-        # object_store's HTTP client says "not supported" of a ranged GET answered with the whole file (200)
-        raise HostError(no_ranges(location.url)) from None
     except Exception as exc:
+        if isinstance(exc, obstore.exceptions.NotSupportedError) and urlparse(location.url).scheme in {"http", "https"}:
+            # object_store's HTTP client says "not supported" of a ranged GET answered with the whole file (200)
+            raise HostError(no_ranges(location.url)) from None
         msg = f"{location.url}: reading bytes {start}-{stop} failed{_denied_hint(location, exc)}: {_first_line(exc)}"
         raise _source_error(msg, exc) from exc
     encoding = str(result.attributes.get("Content-Encoding") or "identity")

@@ -73,8 +73,8 @@ class TileRefs:
     """How to read them (the credentials given at open included)."""
     shared: Shared[int] = field(default_factory=Shared)
     """Tile rows being fetched or fetched lately, shared by every read of this union level."""
-    repo: str = "the cube"
-    """How errors name the cube, in the command they advise."""
+    repo: str | None = None
+    """The cube's path or URL, for the commands errors advise (None: opened from a Storage or Repository)."""
 
 
 # attributes of a member's data array that describe the member, not the union

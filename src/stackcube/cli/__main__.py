@@ -1,0 +1,5 @@
+"""``python -m stackcube.cli``: the ``stackcube`` command."""
+
+from stackcube.cli import run
+
+run()

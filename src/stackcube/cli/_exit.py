@@ -1,0 +1,105 @@
+"""How a command ends: exit codes, an error or a warning as one line, a closed pipe, an interrupt."""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+from typing import Any
+
+from stackcube.errors import StackcubeError, StackcubeWarning
+
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_UNCHANGED",
+    "branch_tip",
+    "interrupted",
+    "one_line",
+    "quiet_stdout",
+    "show_warning",
+    "stdout_closed",
+]
+
+EXIT_ERROR = 2
+"""A stackcube error (or bad arguments): one line on stderr, nothing committed."""
+EXIT_UNCHANGED = 3
+"""``refresh``: nothing changed, nothing committed; ``verify``: some source changed or vanished (no ``--fix``)."""
+EXIT_INTERRUPTED = 130
+"""Interrupted (Ctrl-C): one line on stderr says whether a snapshot was committed."""
+EXIT_BROKEN_PIPE = 141
+"""The reader of stdout went away (``| head``): a quiet stop, with the code of a shell tool stopped by SIGPIPE."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line: a stackcube error says what to do (naming the command); anything else is named, with
+    where to look."""
+    if isinstance(exc, StackcubeError):
+        return " ".join(exc.for_cli().split()) or type(exc).__name__
+    text = " ".join(str(exc).split())
+    if isinstance(exc, ValueError | TypeError):
+        return text or type(exc).__name__
+    where = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return f"unexpected {where}: {text[:500]} (run again with --debug for the traceback, and report it)"
+
+
+def show_warning(  # noqa: PLR0917 - the signature of warnings.showwarning
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """stackcube's warnings as one line on stderr, as errors are (``stackcube: warning: ...``); others as Python
+    shows them, naming where they come from."""
+    if issubclass(category, StackcubeWarning):
+        print(f"stackcube: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    else:
+        import warnings
+
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def stdout_closed(*, poll: bool = True) -> bool:
+    """Whether stdout's reader went away: flushing it fails with a broken pipe, or (with ``poll``, after a write
+    that failed and dropped what it held) polling it reports the error or hang-up of a pipe or socket whose other
+    end is closed."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    if not poll:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (captured output), or no poll here
+        return False
+
+
+def quiet_stdout() -> None:
+    """Send what is left for stdout to /dev/null, so that the flush at exit does not fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def branch_tip(repo: str, branch: str) -> str | None:
+    """The snapshot a branch points at; None when the repository or the branch does not exist (yet)."""
+    from stackcube.store import exists, open_repository
+
+    if not exists(repo):
+        return None
+    repository = open_repository(repo)
+    return repository.lookup_branch(branch) if branch in repository.list_branches() else None
+
+
+def interrupted(target: tuple[str, str] | None, before: str | None) -> str:
+    """What a Ctrl-C left behind, from the branch as it is now: a write commits once, at its end, so either the
+    branch is where it was or it moved to the new snapshot."""
+    if target is None:
+        return "interrupted; nothing was changed"
+    repo, branch = target
+    try:
+        now = branch_tip(repo, branch)
+    except (StackcubeError, OSError):
+        return f"interrupted; whether a snapshot was committed could not be told: stackcube log {repo} shows it"
+    if now == before:
+        return f"interrupted; nothing was committed (branch {branch} of {repo} is where it was)"
+    return f"interrupted after snapshot {now} was committed to branch {branch} of {repo}"
