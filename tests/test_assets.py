@@ -122,3 +122,25 @@ def test_a_refresh_does_not_check_names_again(item) -> None:
     chosen, skipped = choose_assets([item], Query(catalog=None), ["B4", "B04"], check_names=False)
     assert [c.key for c in chosen] == ["B04"]
     assert [s.key for s in skipped] == ["B4"]
+
+
+def test_a_common_name_of_several_assets_in_some_items_is_an_error_too(item) -> None:
+    other = item.clone()
+    other.id = "other"
+    other.assets["B04_copy"] = other.assets["B04"].clone()  # two "red" assets there: which one is not clear
+    with pytest.raises(NothingFoundError, match=r"^'red' is the common name of several assets \(B04, B04_copy\)"):
+        choose_assets([item, other], Query(catalog=None), ["red"])
+
+
+def test_two_names_of_one_asset_are_an_error(item) -> None:
+    with pytest.raises(NothingFoundError) as raised:
+        choose_assets([item], Query(catalog=None), ["red", "B04"])
+    assert str(raised.value) == "'red' and 'B04' are the same asset (B04); ask for it once"
+
+
+def test_items_without_assets_say_so(item) -> None:
+    bare = item.clone()
+    bare.assets.clear()
+    with pytest.raises(NothingFoundError) as raised:
+        choose_assets([bare], Query(catalog=None), ["red"])
+    assert str(raised.value).endswith("; it has: no assets")

@@ -30,7 +30,7 @@ def test_one_is_singular_and_a_known_total_has_a_spaced_unit(capsys) -> None:
         advance(4)
     last = _last_drawn(capsys.readouterr().err)
     assert last.startswith("reading TIFF headers: 100%")
-    assert " header/s]" in last
+    assert "| 4/4 headers [" in last
     with progress_bar(None, "searching", "item", enabled=False) as advance:
         advance(5)
     assert capsys.readouterr().err == ""

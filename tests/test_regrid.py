@@ -106,6 +106,8 @@ def test_a_regridded_array_describes_its_new_grid(demo_cube) -> None:
     geographic = stackcube.to_grid(demo_cube, crs="EPSG:4326", resolution=0.001)
     assert set(geographic["proj:code"].values.tolist()) == {"EPSG:4326"}
     assert json.loads(geographic["proj:transform"].values[0])[0] == 0.001
+    mollweide = stackcube.to_grid(demo_cube, crs="ESRI:54009", resolution=20.0)  # a code, not an EPSG one
+    assert set(mollweide["proj:code"].values.tolist()) == {"ESRI:54009"}
 
 
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # affine * in odc-geo

@@ -22,18 +22,18 @@ def progress_bar(total: int | None, desc: str, unit: str, *, enabled: bool) -> I
     if not enabled or (total is not None and total <= 0):
         yield lambda n: None
         return
+    # counts as words ("reading TIFF headers: 40%|████  | 2/5 headers [00:01<00:02]", "searching X: 6 items
+    # [00:01]"): tqdm's own would read "6item" and "2.00s/header"
     if total is not None:
-        bar = _tqdm()(total=total, desc=desc, unit=f" {unit}", leave=False)
-        advance: Callable[[int], object] = bar.update
+        form = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}]"
     else:
-        # a count of unknown end, as words ("searching X: 6 items [00:01]"): tqdm's own would read "6item"
-        bar = _tqdm()(
-            total=None, desc=desc, unit=f"{unit}s", leave=False, bar_format="{desc}: {n_fmt} {unit} [{elapsed}]"
-        )
+        form = "{desc}: {n_fmt} {unit} [{elapsed}]"
+    bar = _tqdm()(total=total, desc=desc, unit=f"{unit}s", leave=False, bar_format=form)
 
-        def advance(n: int) -> None:
+    def advance(n: int) -> None:
+        if total is None:
             bar.unit = unit if bar.n + n == 1 else f"{unit}s"
-            bar.update(n)
+        bar.update(n)
 
     try:
         yield advance

@@ -229,16 +229,23 @@ def choose_assets(
 
 
 def _check_names(items: Sequence[pystac.Item], assets: Sequence[str]) -> None:
-    """Refuse names no item has; warn of names only some items have."""
-    missing = {name: [item.id for item in items if _pick(item, name) is None] for name in assets}
+    """Refuse names no item has, names that pick one of several assets, and two names of one asset; warn of names
+    only some items have."""
     have = list(dict.fromkeys(name for item in items for name in _names(item)))
-    shown = ", ".join(have[:30]) + (f", ... ({len(have)} in all)" if len(have) > 30 else "")
+    shown = ", ".join(have[:30]) + (f", ... ({len(have)} in all)" if len(have) > 30 else "") or "no assets"
+    for item in items:
+        keys: dict[str, str] = {}
+        for name in assets:
+            shared = [k for k, a in item.assets.items() if common_name(a) == name and name not in item.assets]
+            if len(shared) > 1:
+                msg = f"{name!r} is the common name of several assets ({', '.join(shared)}); ask for them by key"
+                raise NothingFoundError(msg)
+            found = _pick(item, name)
+            if found is not None and keys.setdefault(found[0], name) != name:
+                msg = f"{keys[found[0]]!r} and {name!r} are the same asset ({found[0]}); ask for it once"
+                raise NothingFoundError(msg)
+    missing = {name: [item.id for item in items if _pick(item, name) is None] for name in assets}
     unknown = [name for name, ids in missing.items() if len(ids) == len(items)]
-    for name in unknown:
-        shared = list(dict.fromkeys(k for item in items for k, a in item.assets.items() if common_name(a) == name))
-        if len(shared) > 1:
-            msg = f"{name!r} is the common name of several assets ({', '.join(shared)}); ask for them by key"
-            raise NothingFoundError(msg)
     if unknown:
         askable = {key for item in items for key in item.assets} | {
             common for item in items for asset in item.assets.values() if (common := common_name(asset))

@@ -129,27 +129,29 @@ def to_grid(
 
 def _describe_grid(data: xr.DataArray, geobox: Any, crs: pyproj.CRS) -> xr.DataArray:
     """``data`` with the projection extension's coordinates (``proj:shape``, ``proj:transform``, ``proj:code``,
-    ``proj:epsg``) describing the grid it was warped onto, in the sources' spelling (JSON text, as the cube stores
-    them); the others (``proj:bbox``, ``proj:geometry``, ...) described the sources' grids and are dropped."""
+    ``proj:epsg``, ``proj:wkt2``) describing the grid it was warped onto, in the sources' spelling (JSON text, as
+    the cube stores them); those that cannot describe it (a code for a CRS without one) and the others
+    (``proj:bbox``, ``proj:geometry``, ...) described the sources' grids and are dropped."""
     names = [n for n in data.coords if str(n).startswith("proj:")]
     if not names:
         return data
-    dims = {n: data.coords[n].dims for n in names}
     ny, nx = geobox.shape
     affine = geobox.transform
-    epsg = crs.to_epsg()
+    authority = crs.to_authority()
     values: dict[str, Any] = {
         "proj:shape": json.dumps([int(ny), int(nx)]),
         "proj:transform": json.dumps([float(v) for v in (affine.a, affine.b, affine.c, affine.d, affine.e, affine.f)]),
-        "proj:code": f"EPSG:{epsg}" if epsg is not None else None,
-        "proj:epsg": epsg,
+        "proj:code": ":".join(authority) if authority else None,
+        "proj:epsg": crs.to_epsg(),
+        "proj:wkt2": crs.to_wkt(),
     }
     described = data.drop_vars(names)
     for name in names:
         value = values.get(str(name))
         if value is not None:
-            shape = tuple(data.sizes[d] for d in dims[name])
-            described = described.assign_coords({name: (dims[name], np.full(shape, value, dtype=object))})
+            dims = data.coords[name].dims
+            shape = tuple(data.sizes[d] for d in dims)
+            described = described.assign_coords({name: (dims, np.full(shape, value, dtype=object))})
     return described
 
 
