@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import gzip
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -160,11 +161,18 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (a held request's reader killed, say) is no error of the host's."""
+        if not isinstance(sys.exception(), ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @contextlib.contextmanager
 def run_host(root: Path, **switches: Any) -> Iterator[Host]:
     """Serve ``root`` on a free loopback port until the block ends."""
     handler = type("Handler", (_Handler,), {})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     with serving(server, "test-host") as url:
         host = Host(url=url, root=root)

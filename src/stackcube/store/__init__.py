@@ -1,14 +1,14 @@
 """Store stage: the only package that imports icechunk. A CubePlan becomes a committed repository of virtual
 references (:func:`write_plan`), and opens back as xarray objects (:func:`open_datatree`, :func:`open_level`).
 
-Modules, each importing only the ones before it: ``repo`` (opening or creating a repository: storage, virtual chunk
-containers for exactly the sources' prefixes, credentials, the ``allow`` check), ``layout`` (what a cube stores,
+Modules, each importing only the ones before it: ``containers`` (a virtual chunk container for exactly each of the
+sources' prefixes, its credentials, the ``allow`` check), ``repo`` (opening or creating a repository), ``layout`` (what a cube stores,
 described once: :class:`CubeMetadata`, :class:`ArrayLayout`, the coordinates of a level, the source table),
 ``coords`` (the coordinates read at open, kept in the array node and opened without reading them), ``nodes``
-(many small groups written at once, as ``to_zarr`` writes each), ``write`` (one
-commit per build or refresh), ``append`` (a refresh whose new items come after the cube's last time step: only
-they are written) and ``read`` (:class:`Version`, :class:`OpenOptions`, the guarded
-store, opening a cube, an array or one of its levels, unions included).
+(many small groups written at once, as ``to_zarr`` writes each), ``guard`` (the store every read goes through:
+retries, and errors that name the source and what to do), ``write`` (one commit per build or refresh), ``append``
+(a refresh whose new items come after the cube's last time step: only they are written) and ``read``
+(:class:`Version`, :class:`OpenOptions`, opening a cube, an array or one of its levels, unions included).
 """
 
 from stackcube.store.append import Appended, Commit, append_steps, append_to
