@@ -285,4 +285,5 @@ def test_a_build_shows_each_stage_locally_and_from_a_cluster(cluster, tmp_path, 
         shown = capsys.readouterr().err
         stages = [m.group(0) for m in re.finditer(r"searching|reading TIFF headers|writing virtual references", shown)]
         assert list(dict.fromkeys(stages)) == ["searching", "reading TIFF headers", "writing virtual references"]
-        assert "0/12 [" in shown  # the header and reference bars know their totals
+        assert "0/12 headers [" in shown  # the header and reference bars know their totals
+        assert "12/12 refs [" in shown
