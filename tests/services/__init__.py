@@ -11,6 +11,10 @@ from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+STARTUP = 180.0
+"""Seconds a service may take to start on a loaded machine. Only bounds a hang: each start waits for its event (a
+port open, an answer), never for this long."""
+
 
 def stop(proc: subprocess.Popen) -> None:
     """Terminate a service process, killing it if it does not exit within 5 seconds."""

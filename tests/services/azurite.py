@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.services import stop, wait_for_port
+from tests.services import STARTUP, stop, wait_for_port
 from tests.services.nginx import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,7 +100,7 @@ def run_azurite(workdir: Path) -> Iterator[Azurite]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for_port(port, proc, 30, lambda: f"azurite did not start (exit code {proc.poll()})")
+        wait_for_port(port, proc, STARTUP, lambda: f"azurite did not start (exit code {proc.poll()})")
         yield Azurite(url=f"http://127.0.0.1:{port}", account=account, key=key)
     finally:
         stop(proc)

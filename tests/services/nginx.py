@@ -6,18 +6,22 @@ nginx gives real Range, ETag and If-Match behaviour; its access log is the reque
 from __future__ import annotations
 
 import contextlib
+import http.client
 import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.services import stop, wait_for_port
+from tests.services import STARTUP, stop, wait_for_port
 
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
 LOG_FORMAT = "$request_method $uri $status $body_bytes_sent [$http_range] [$http_if_match]"
+MARK = "/__mark__/"
+"""Requests under this path are answered 204 and marked in the log, not counted (:meth:`Nginx.counting`)."""
 
 
 def find_nginx() -> str | None:
@@ -53,8 +57,12 @@ class Nginx:
     log: Path
 
     def requests(self) -> list[Request]:
+        """The requests nginx logged (but its :data:`MARK` requests), in the order it answered them."""
+        return [r for r in self._logged() if not r.path.startswith(MARK)]
+
+    def _logged(self) -> list[Request]:
         out = []
-        for line in self.log.read_text().splitlines():
+        for line in self.log.read_text().split("\n")[:-1]:  # whole lines: nginx may be writing the last one
             head, rng, match = line.rsplit(" [", 2)
             method, path, status, sent = head.split(" ")
             match = match.rstrip("]").replace("\\x22", '"')  # nginx escapes quotes in its log
@@ -67,25 +75,33 @@ class Nginx:
     @contextlib.contextmanager
     def counting(self) -> Iterator[list[Request]]:
         """Collect the requests made inside the block (the list fills when the block ends)."""
-        start = self._settled()  # lines of requests made before the block may still be on their way
+        start = self._mark()  # lines of requests made before the block come before this one
         seen: list[Request] = []
         try:
             yield seen
         finally:
-            self._settled()
-            seen.extend(self.requests()[start:])
+            end = self._mark()  # and the block's before this one
+            seen.extend(r for r in self._logged()[start + 1 : end] if not r.path.startswith(MARK))
 
-    def _settled(self) -> int:
-        """The number of logged requests once the log stops growing (at most 2 s): nginx writes a line after each
-        response."""
-        count, deadline = -1, time.monotonic() + 2
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            now = len(self.requests())
-            if now == count:
-                break
-            count = now
-        return count
+    def _mark(self) -> int:
+        """Where in the log a request to :data:`MARK` made now is: nginx (one worker) logs a request as it finishes
+        answering it, so every request answered before this one was asked is logged above it. Waits for its line
+        (a generous deadline only bounds a hang)."""
+        path = f"{MARK}{uuid.uuid4().hex}"
+        host, port = self.url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        try:
+            connection.request("GET", path)
+            assert connection.getresponse().status == 204
+        finally:
+            connection.close()
+        deadline = time.monotonic() + 60
+        while True:
+            found = [n for n, r in enumerate(self._logged()) if r.path == path]
+            if found:
+                return found[0]
+            assert time.monotonic() < deadline, f"nginx did not log {path}"
+            time.sleep(0.01)
 
 
 @contextlib.contextmanager
@@ -121,6 +137,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {root};
+        location ^~ {MARK} {{ return 204; }}
         {corpus_location}
     }}
 }}
@@ -132,7 +149,7 @@ http {{
         wait_for_port(
             port,
             proc,
-            10,
+            STARTUP,
             lambda: f"nginx did not start on port {port}: {stderr.read_text() or (workdir / 'error.log').read_text()}",
         )
         yield Nginx(url=f"http://127.0.0.1:{port}", root=root, log=log)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.services import stop
+from tests.services import STARTUP, stop
 from tests.services.nginx import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -89,10 +89,11 @@ def run_postgres(base: Path) -> Iterator[str]:
         f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
         "-c full_page_writes=off -c max_connections=200"
     )
+    wait = str(int(STARTUP))  # pg_ctl waits for the server to accept connections, at most this long
     try:
         subprocess.run(
             _as_postgres(
-                [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"]
+                [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", wait, "start"]
             ),
             check=True,
             capture_output=True,
@@ -158,7 +159,7 @@ def run_stac_api(workdir: Path) -> Iterator[StacApi]:
             )
             url = f"http://127.0.0.1:{port}"
             try:
-                deadline = time.monotonic() + 60
+                deadline = time.monotonic() + STARTUP
                 while True:
                     with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/_mgmt/ping"):
                         break

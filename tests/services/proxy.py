@@ -9,6 +9,9 @@ Every request waits ``latency`` seconds, is counted (method, bytes to the client
 - ``"stall"``: nothing is sent for ``stall_seconds``, then the connection closes;
 - ``"truncate"``: the upstream's headers, then half the body, then the connection closes.
 
+While ``held`` is set, requests wait at the proxy (counted, in flight) until it is cleared: a test holds a client's
+requests in flight for as long as it needs, whatever the machine's speed.
+
 Faults are drawn from a seeded generator, so a run is repeatable. Benchmarks and reliability tests read their GET
 counts from ``stats``.
 """
@@ -19,6 +22,7 @@ import asyncio
 import contextlib
 import random
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +41,8 @@ class Proxy:
     url: str
     upstream: tuple[str, int]
     latency: float = 0.0
+    held: bool = False
+    """Requests wait, once counted, until this is False again."""
     fault_rate: float = 0.0
     faults: tuple[str, ...] = FAULTS
     stall_seconds: float = 30.0
@@ -52,6 +58,7 @@ class Proxy:
     _rng: random.Random = field(default_factory=random.Random)
     _open: set[int] = field(default_factory=set)
     _next: int = 0
+    _clients: weakref.WeakSet[asyncio.StreamWriter] = field(default_factory=weakref.WeakSet)
 
     def begin(self) -> int:
         """A request arrived: count it in flight (``stats["max_inflight"]`` keeps the peak); return its token."""
@@ -162,6 +169,8 @@ async def _answer(
     The in-flight slot is released just before the client can see the answer, so a client that sends its next
     request at once is never counted twice.
     """
+    while proxy.held:
+        await asyncio.sleep(0.01)
     if proxy.latency:
         await asyncio.sleep(proxy.latency)
     fault = proxy._draw_fault()
@@ -238,10 +247,12 @@ def run_proxy(upstream_url: str, **settings: object) -> Iterator[Proxy]:
     started = threading.Event()
     server_box: list[asyncio.base_events.Server] = []
 
+    def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Any:
+        proxy._clients.add(writer)  # before its handler runs: one cancelled before it started never closes it
+        return _handle(proxy, reader, writer)
+
     async def serve() -> None:
-        server = await asyncio.start_server(
-            lambda r, w: _handle(proxy, r, w), "127.0.0.1", listen, limit=2**20, backlog=1024
-        )
+        server = await asyncio.start_server(connected, "127.0.0.1", listen, limit=2**20, backlog=1024)
         server_box.append(server)
         started.set()
 
@@ -260,19 +271,34 @@ def run_proxy(upstream_url: str, **settings: object) -> Iterator[Proxy]:
     finally:
 
         async def shutdown() -> None:
-            server_box[0].close()
-            # until none is left: a connection accepted meanwhile (a restarted Dask worker's) starts a handler
-            # after the first round, and one left pending would be destroyed with its socket open
-            for _ in range(100):
-                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-                if not tasks:
-                    break
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                await asyncio.sleep(0)
+            def others() -> list[asyncio.Task[Any]]:
+                return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
 
-        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
+            def handling(task: asyncio.Task[Any]) -> bool:
+                return getattr(task.get_coro(), "__name__", None) == "_handle"
+
+            # accept no more connections, and close the server once every one it accepted has its transport (one
+            # made after the close is left open: asyncio asserts the server is open as it makes it)
+            server = server_box[0]
+            for sock in server.sockets:
+                loop.remove_reader(sock.fileno())
+            while any(not handling(t) for t in others()):
+                await asyncio.sleep(0)
+            server.close()
+            # every client connection is closed (a pending read ends), every handler cancelled (a held, stalled or
+            # latent one), until none is left
+            while tasks := others():
+                for writer in list(proxy._clients):
+                    writer.transport.abort()
+                for task in tasks:
+                    if handling(task):
+                        task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            for writer in list(proxy._clients):
+                writer.transport.abort()
+            await server.wait_closed()  # every connection it accepted is closed
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(60)  # a generous bound on a hang
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()

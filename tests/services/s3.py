@@ -1,4 +1,5 @@
-"""moto's S3 server on a free loopback port: a real S3 protocol endpoint (ranges, ETags, If-Match)."""
+"""moto's S3 server on a free loopback port: a real S3 protocol endpoint (ranges, ETags, If-Match, atomic
+conditional writes)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.services import stop
+from tests.services import STARTUP, stop
 from tests.services.nginx import free_port
 
 
@@ -56,14 +57,15 @@ def run_moto(workdir: Path) -> Iterator[S3Server]:
     port = free_port()
     log = (workdir / "moto.log").open("wb")
     proc = subprocess.Popen(
-        [str(server), "-H", "127.0.0.1", "-p", str(port)],
+        # moto_server, with writes made one at a time: a conditional write is atomic, as S3's is (moto_atomic.py)
+        [sys.executable, str(Path(__file__).with_name("moto_atomic.py")), "-H", "127.0.0.1", "-p", str(port)],
         stdout=log,
         stderr=log,
         env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP
         while True:
             with contextlib.suppress(OSError), urllib.request.urlopen(endpoint + "/moto-api/"):
                 break

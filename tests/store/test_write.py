@@ -91,55 +91,91 @@ def test_reads_cost_one_get_per_touched_chunk_and_no_header(served_twins, tmp_pa
 
 
 KILLED_WRITER = """
-import sys
+import sys, threading
 from benchmarks.cube_bench import synthetic_sources
 from stackcube.cube import plan_sources
 from stackcube.store import write, write_plan
 from stackcube.search import Query
 
+def say(moment):
+    print(moment, flush=True)
+
+set_refs = write.set_refs
+def said_once(*args, **kwargs):  # the first references are in (on the scratch branch, when staged)
+    set_refs(*args, **kwargs)
+    if write.set_refs is said_once:
+        write.set_refs = set_refs
+        say("references")
+
+def held(*args, **kwargs):  # every reference is written: the commit (staged, the last amend and the move) is next
+    say("committing")
+    threading.Event().wait()  # until killed: no kill can come after the branch moved
+
 write.STAGE_REFS = write.STAGE_ABOVE = int(sys.argv[3])
+write.set_refs, write.commit, write._commit_forked = said_once, held, held
 plan = plan_sources(Query(catalog=None), synthetic_sources(int(sys.argv[2]), 4, 5))
-print("writing", flush=True)
+say("writing")
 write_plan(plan, sys.argv[1], progress=True)
-print("committed", flush=True)
+say("committed")
 """
+
+MOMENTS = ("writing", "references", "committing")
+"""What the killed writer says, in order: the write starts; its first references are in; every reference is
+written and it waits at the commit. It is killed when it says one of them."""
 
 
 @pytest.mark.parametrize("stages", [False, True])
 def test_a_write_killed_mid_way_leaves_the_branch_where_it_was(tmp_path, stages) -> None:
     """Killed at different moments of one commit, or of a build committed in stages (amends on a scratch branch
-    that the branch moves to at the end): the branch is where it was, and the next write succeeds."""
+    that the branch moves to at the end): the branch is where it was, and the next write succeeds. The writer
+    says when it reaches each moment (:data:`MOMENTS`) and is killed then, however fast the machine is."""
     import signal
-    import time
+    import threading
 
     from benchmarks.cube_bench import synthetic_sources
 
     from stackcube.cube import plan_sources
     from stackcube.search import Query
     from stackcube.store import open_repository, write_plan
+    from stackcube.store.write import SCRATCH
 
     repo = tmp_path / "cube.icechunk"
     small = plan_sources(Query(catalog=None), synthetic_sources(10, 4, 5))
     _, first = write_plan(small, repo)
-    for delay in (0.2, 0.8, 1.6):  # kill it at different moments of the write
-        with subprocess.Popen(
-            [sys.executable, "-c", KILLED_WRITER, str(repo), "4000", "20000" if stages else "100000000"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            cwd=ROOT,
-        ) as child:
+    for moment in MOMENTS:
+        log = tmp_path / f"{moment}.stderr"
+        with (
+            log.open("w") as stderr,
+            subprocess.Popen(
+                # 2000 dates: four manifest pieces, so a staged write amends its scratch branch three times
+                [sys.executable, "-c", KILLED_WRITER, str(repo), "2000", "20000" if stages else "100000000"],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                cwd=ROOT,
+            ) as child,
+        ):
             assert child.stdout is not None
-            assert child.stdout.readline().strip() == "writing"
-            time.sleep(delay)
+            watchdog = threading.Timer(600, child.kill)  # only bounds a hang: the writer says it long before
+            watchdog.start()
+            said: list[str] = []
+            try:
+                while moment not in said and (line := child.stdout.readline()):
+                    said.append(line.strip())
+            finally:
+                watchdog.cancel()
+            assert moment in said, f"the writer did not say {moment!r}: {said}\n{log.read_text()[-2000:]}"
             child.send_signal(signal.SIGKILL)
-            child.wait(30)
+            child.wait(60)
             assert child.returncode == -signal.SIGKILL
-            assert "committed" not in child.stdout.read()
+            assert "committed" not in said + child.stdout.read().split()
         assert open_repository(repo).lookup_branch("main") == first
         assert stackcube.open_dataarray(repo).sizes["time"] == 10
-    if stages:  # what the killed builds left: scratch branches only, at snapshots no other branch has
-        assert {b for b in open_repository(repo).list_branches() if b != "main"}
+    # what the killed builds left: scratch branches only (one each, when staged, once the references were being
+    # written), at snapshots no other branch has
+    left = {b: open_repository(repo).lookup_branch(b) for b in open_repository(repo).list_branches() if b != "main"}
+    assert all(b.startswith(SCRATCH) and snapshot != first for b, snapshot in left.items())
+    assert len(left) >= 2 if stages else not left
     _, second = write_plan(plan_sources(Query(catalog=None), synthetic_sources(20, 4, 5)), repo)
     assert open_repository(repo).lookup_branch("main") == second
     assert stackcube.open_dataarray(repo).sizes["time"] == 20
@@ -409,9 +445,31 @@ def test_a_cluster_writes_the_references_of_a_cube_on_s3(s3, tmp_path) -> None:
         )
 
 
+def _hold_blocks(gate: str) -> int:
+    """Run on a worker: each reference block it starts says so (a file ``<gate>.<pid>``) and waits until the file
+    ``gate`` exists; returns the worker's process id."""
+    import os
+    import time
+    from pathlib import Path
+
+    from stackcube.store import write
+
+    real = write._write_block
+
+    def held(fork, refs):  # write._write_block, waiting
+        Path(f"{gate}.{os.getpid()}").touch()
+        while not Path(gate).exists():
+            time.sleep(0.01)
+        return real(fork, refs)
+
+    write._write_block = held
+    return os.getpid()
+
+
 def test_a_worker_killed_while_writing_references_has_its_blocks_written_again(tmp_path, monkeypatch) -> None:
     """One of two workers dies with reference blocks in flight: Dask runs them again from the same forks on the
-    other, and the one commit holds every reference (the cube equals one written in this process)."""
+    other, and the one commit holds every reference (the cube equals one written in this process). The workers'
+    blocks wait, once started, until the worker is gone, so its block is in flight however fast the machine is."""
     import threading
     import time
 
@@ -421,15 +479,23 @@ def test_a_worker_killed_while_writing_references_has_its_blocks_written_again(t
     from tests.test_sources import _die
     from tests.twins import series
 
+    def wait_for(condition, what: str) -> None:
+        deadline = time.monotonic() + 120  # only bounds a hang
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.01)
+
     items = series(tmp_path / "series", str(tmp_path / "series"), 60, size=256, blocksize=16)
     plan = stackcube.plan_cube(items, progress=False)
     write_plan(plan, tmp_path / "here.icechunk")
     monkeypatch.setattr(write, "BLOCK_REFS", 256)  # a date of 16 x 16 tiles a block: many small tasks
     done: dict[str, object] = {}
+    gate = tmp_path / "gate"
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as local,
         Client(local, set_as_default=False) as client,
     ):
+        workers = {pid: address for address, pid in client.run(_hold_blocks, str(gate)).items()}
 
         def build() -> None:
             try:
@@ -439,12 +505,11 @@ def test_a_worker_killed_while_writing_references_has_its_blocks_written_again(t
 
         thread = threading.Thread(target=build)
         thread.start()
-        deadline = time.monotonic() + 60
-        while not any("_write_block" in str(k) for keys in client.processing().values() for k in keys):
-            assert time.monotonic() < deadline, "no block started"
-            time.sleep(0.01)
-        busy = next(w for w, keys in client.processing().items() if any("_write_block" in str(k) for k in keys))
-        client.run(_die, workers=[busy], wait=False)
+        wait_for(lambda: list(tmp_path.glob("gate.*")), "no block started")
+        busy = workers[int(next(tmp_path.glob("gate.*")).suffix[1:])]
+        client.run(_die, workers=[busy], wait=False)  # its block waits: the process dies with it in flight
+        wait_for(lambda: busy not in client.scheduler_info()["workers"], "the killed worker is still there")
+        gate.touch()
         thread.join(timeout=180)
         assert busy not in client.scheduler_info()["workers"]
     assert "error" not in done, done.get("error")
