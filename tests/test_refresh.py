@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -398,7 +399,7 @@ def test_two_refreshes_at_once_both_finish_and_every_item_lands_once(nginx, s3, 
 
     name = "concurrent-s2"
     repo = f"s3://{s3.repos_bucket}/cubes/concurrent"
-    with run_proxy(nginx.url) as sources:
+    with run_proxy(nginx.url, record=True) as sources:
         # the new items come after the cube's last date: the refresh that wins appends them
         twins = sorted(_twins(nginx, sources.url, name), key=lambda t: t["properties"]["datetime"])
         catalog = tmp_path / "items.json"  # a static ItemCollection file the refreshes search again
@@ -406,7 +407,10 @@ def test_two_refreshes_at_once_both_finish_and_every_item_lands_once(nginx, s3, 
         stackcube.build_cube(str(catalog), assets=ASSETS, repo=repo, progress=False)
         catalog.write_text(json.dumps({"type": "FeatureCollection", "features": twins}))
 
-        sources.latency = 0.5  # header reads take long enough for the two refreshes to overlap
+        # header reads wait at the proxy until both refreshes are reading the same header: both have read the
+        # branch as it was, so one of them must find the other's commit and start over, however fast the machine
+        sources.heads.clear()
+        sources.held = True
         reports: dict[str, stackcube.RefreshReport] = {}
 
         def refresh(who: str) -> None:
@@ -415,9 +419,13 @@ def test_two_refreshes_at_once_both_finish_and_every_item_lands_once(nginx, s3, 
         threads = [threading.Thread(target=refresh, args=(who,)) for who in ("a", "b")]
         for thread in threads:
             thread.start()
+        deadline = time.monotonic() + 120  # only bounds a hang
+        while not _asked_twice(sources.heads):
+            assert time.monotonic() < deadline, "the two refreshes never both read a header"
+            time.sleep(0.01)
+        sources.held = False
         for thread in threads:
             thread.join(120)
-        sources.latency = 0.0
     assert sorted(reports) == ["a", "b"]
     committed = [r for r in reports.values() if r.committed]
     assert len(committed) == 1  # the other one started over on the winner's snapshot and found nothing new
@@ -431,6 +439,12 @@ def test_two_refreshes_at_once_both_finish_and_every_item_lands_once(nginx, s3, 
     assert (np.diff(data.time.values) > np.timedelta64(0, "s")).all()
     history = _history(repo)
     assert sum(m.startswith("stackcube refresh") for m in history) == 1
+
+
+def _asked_twice(heads: list[bytes]) -> bool:
+    """Whether some request (its request line) reached the proxy twice."""
+    lines = [head.split(b"\r\n", 1)[0] for head in list(heads)]
+    return len(lines) != len(set(lines))
 
 
 def _history(repo: str) -> list[str]:
