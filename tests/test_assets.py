@@ -136,6 +136,9 @@ def test_two_names_of_one_asset_are_an_error(item) -> None:
     with pytest.raises(NothingFoundError) as raised:
         choose_assets([item], Query(catalog=None), ["red", "B04"])
     assert str(raised.value) == "'red' and 'B04' are the same asset (B04); ask for it once"
+    with pytest.raises(NothingFoundError) as raised:
+        choose_assets([item], Query(catalog=None), ["red", "nir", "red"])
+    assert str(raised.value) == "'red' asked for more than once; ask for each band once"
 
 
 def test_items_without_assets_say_so(item) -> None:

@@ -412,8 +412,9 @@ def test_ctrl_c_after_the_commit_names_the_snapshot(tmp_path, capsys, monkeypatc
     capsys.readouterr()
     assert main(["build", catalog, "--repo", str(repo), "--quiet"]) == EXIT_INTERRUPTED
     tip = open_repository(repo).lookup_branch("main")
-    assert capsys.readouterr().err == (
-        f"stackcube: interrupted after snapshot {tip} was committed to branch main of {repo}\n"
+    assert (
+        capsys.readouterr().err
+        == f"stackcube: interrupted after the commit: branch main of {repo} is at snapshot {tip}\n"
     )
     assert len(list(open_repository(repo).ancestry(branch="main"))) == 3  # initialized, and both builds'
 
@@ -439,3 +440,24 @@ def test_catalog_metadata_that_cannot_be_right_names_the_options_of_the_command(
     assert err.count("--no-stac-metadata") == 1
     assert "stac_metadata=False" not in err
     assert main(["plan", catalog, "--assets", "red", "nir", "--quiet", "--no-stac-metadata"]) == 0  # the advice
+
+
+def test_ctrl_c_while_a_new_repository_is_written_says_nothing_was_committed(tmp_path, capsys, monkeypatch) -> None:
+    """The repository is made, with Icechunk's empty first snapshot, before the references are written: that is
+    no commit of the build's (the interrupt is simulated, in the middle of writing references)."""
+    from stackcube.cli import EXIT_INTERRUPTED
+    from stackcube.demo import write_demo_catalog
+    from stackcube.store import write
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(write, "set_refs", interrupted)
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    repo = tmp_path / "cube.icechunk"
+    assert main(["build", catalog, "--repo", str(repo), "--quiet"]) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err == (
+        f"stackcube: interrupted; nothing was committed (branch main of {repo} holds only the empty snapshot of a "
+        "new repository)\n"
+    )
+    assert repo.exists()

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require
 
 _WARP = """
 import importlib.util, sys, warnings
@@ -42,7 +42,7 @@ for call in (lambda: planetary_computer(), lambda: stackcube.plan_cube(str(here 
 def test_the_package_without_extras_builds_and_warps(tmp_path) -> None:
     env = tmp_path / "venv"
     uv = ROOT / ".venv-tools" / "bin" / "uv"  # the Makefile's, whose cache `make test` filled
-    assert uv.is_file(), f"{uv} is missing: `make test` installs it (the Makefile pins uv's version)"
+    require(uv.is_file(), f"{uv} is missing: `make test` installs it (the Makefile pins uv's version)")
     # as `make demo` installs: the lock's versions of the package's own dependencies (a wheel, not editable);
     # offline: every wheel is in uv's cache once `make test` has installed the (larger) test set-up
     sync = ["sync", "--project", ROOT, "--locked", "--offline", "--no-default-groups", "--no-editable", "--quiet"]

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -56,3 +57,43 @@ def test_a_coroutine_that_raises_raises_in_the_caller() -> None:
 
     with pytest.raises(ValueError, match="from the loop"):
         _sync.run(fail())
+
+
+def test_an_interrupted_call_waits_for_work_that_must_finish() -> None:
+    """A write in finish_in_thread is not left half done: the interrupted caller returns once it has ended, so what
+    it left (a commit or none) is settled when the caller looks."""
+    running, go, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def write() -> None:
+        running.set()
+        assert go.wait(60)
+        finished.set()
+
+    main = threading.main_thread().ident or 0
+
+    def in_frame(name: str) -> bool:
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            if frame.f_code.co_name == name:
+                return True
+            frame = frame.f_back
+        return False
+
+    def wait_until(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 60  # bounds a hang only
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def interrupt() -> None:
+        assert running.wait(60)
+        wait_until(lambda: in_frame("result"))
+        signal.pthread_kill(main, signal.SIGINT)  # Ctrl-C while the write runs
+        wait_until(lambda: in_frame("run") and not in_frame("result"))  # the caller waits for the write to end
+        go.set()
+
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt):
+        _sync.run(_sync.finish_in_thread(write))
+    assert finished.is_set(), "the interrupted call returned before the write ended"
+    interrupter.join()

@@ -231,6 +231,10 @@ def choose_assets(
 def _check_names(items: Sequence[pystac.Item], assets: Sequence[str]) -> None:
     """Refuse names no item has, names that pick one of several assets, and two names of one asset; warn of names
     only some items have."""
+    twice = [name for name in dict.fromkeys(assets) if list(assets).count(name) > 1]
+    if twice:
+        msg = f"{', '.join(map(repr, twice))} asked for more than once; ask for each band once"
+        raise NothingFoundError(msg)
     have = list(dict.fromkeys(name for item in items for name in _names(item)))
     shown = ", ".join(have[:30]) + (f", ... ({len(have)} in all)" if len(have) > 30 else "") or "no assets"
     for item in items:

@@ -269,8 +269,15 @@ async def _refresh_once(
             fresh.append(Source.of(asset, hit.manifest, options))
         else:
             unread.append(asset)
-    read, failed = await read_sources(  # none read is no failure here: the cube keeps its other sources
-        unread, options, progress=job.progress, settings=job.settings, workers=job.workers, require_some=False
+    # none read fails the refresh (as a build) unless it has something else to do: sources to leave out (forced,
+    # and failed) or items to remove
+    read, failed = await read_sources(
+        unread,
+        options,
+        progress=job.progress,
+        settings=job.settings,
+        workers=job.workers,
+        require_some=not (changed or removing),
     )
     for source in read:
         cache[(source.item_id, source.asset, source.properties.get("updated"))] = source
@@ -285,8 +292,6 @@ async def _refresh_once(
         "searched": searched,
     }
     report = dataclasses.replace(report, failed=tuple(failed), headers_read=len(unread))
-    if not (fresh or read or changed or removing):
-        return dataclasses.replace(report, timings=clock.laps)  # only new items, none readable: nothing to commit
     new = [*fresh, *read]  # after the stored sources, in this order (as _in_stored_order places them)
     to = Commit(job.branch, stored.snapshot_id, report.message, job.tag, job.progress, metadata)
     why = _why_not_extend(same, new, changed, removing=removing)
@@ -299,7 +304,7 @@ async def _refresh_once(
             why = str(exc)
         else:
             clock.lap("plan")
-            appended = await asyncio.to_thread(
+            appended = await _sync.finish_in_thread(
                 append_steps, arrays, new, repository, repo, to=to, accounts=stored.metadata.accounts
             )
             if isinstance(appended, Appended):
@@ -318,13 +323,13 @@ async def _refresh_once(
         # a cube written before arrays kept their grids (the append upgrades it), or new sources the stored arrays
         # do not hold as they are: the whole plan, appended if it is the stored cube grown along time
         new_count = len(sources) - len(stored.sources)
-        appended = await asyncio.to_thread(append_to, plan, repository, repo, new=new_count, to=to)
+        appended = await _sync.finish_in_thread(append_to, plan, repository, repo, new=new_count, to=to)
         if isinstance(appended, Appended):
             clock.lap("write")
             return dataclasses.replace(report, snapshot_id=str(appended), appended=True, timings=clock.laps)
         why = appended
     report = dataclasses.replace(report, rewritten=why)
-    _, snapshot = await asyncio.to_thread(
+    _, snapshot = await _sync.finish_in_thread(
         write_plan,
         plan,
         repository,
@@ -493,10 +498,14 @@ def refresh_cube(
     )
     cache: dict[tuple[str, str, Any], Source] = {}
     forced = set(force)
+    notes: tuple[str, ...] = ()
     if check_etags:
         checked, _ = verify_cube(repo, branch=branch, progress=progress, allow=allow, credentials=credentials)
         forced.update(href for href, _, _ in checked.changed)
-        forced.update(checked.gone)  # read again: indexed where the catalog now points, or failed (and left out)
+        if on_error == "skip":
+            forced.update(checked.gone)  # read again: indexed where the catalog now points, or failed: left out
+        elif checked.gone:
+            notes = (_gone_note(checked.gone),)
     for attempt in range(1, attempts + 1):
         try:
             report = _sync.run(_refresh_once(repo, job, forced, cache))
@@ -505,7 +514,7 @@ def refresh_cube(
                 raise
             time.sleep(random.uniform(0.05, 0.2 * attempt))
             continue
-        return dataclasses.replace(report, attempts=attempt)
+        return dataclasses.replace(report, attempts=attempt, notes=(*report.notes, *notes))
     raise AssertionError  # pragma: no cover - the loop returns or raises
 
 
@@ -557,6 +566,17 @@ class VerifyReport:
         return "\n".join(lines)
 
 
+def _gone_note(gone: Sequence[str]) -> str:
+    """What a refresh that re-indexes changed sources says of those that no longer exist, which it leaves as they
+    are unless failures may be left out."""
+    one = len(gone) == 1
+    return (
+        f"{counted(len(gone), 'source')} no longer exist{'s' * one} ({_some(gone)}), left as indexed: with "
+        f"on_error='skip' (--skip-failed), check_etags reads {'it' if one else 'them'} again, indexing where the "
+        f"catalog now points or leaving {'it' if one else 'them'} out"
+    )
+
+
 def _some(hrefs: Sequence[str], n: int = 3) -> str:
     return ", ".join(hrefs[:n]) + (f" and {len(hrefs) - n} more" if len(hrefs) > n else "")
 
@@ -574,7 +594,9 @@ def verify_cube(
     refused), compare every validator the cube recorded (ETag, Last-Modified, size) and report what changed or
     vanished, and which sources could only be checked by size or are unprotected on read.
 
-    With ``fix``, refresh exactly the changed sources (``refresh_cube(force=...)``) and return its report too.
+    With ``fix``, refresh exactly the changed sources (``refresh_cube(force=...)``), and the ones whose host says
+    they no longer exist (read again: indexed where the catalog now points, or left out), and return its report
+    too.
     """
     settings = with_credentials(current(), credentials)
     repository, stored = _stored(repo, branch, allow, settings)
@@ -592,11 +614,13 @@ def verify_cube(
         unprotected=tuple(s.manifest.href for s in unique if s.manifest.validator is None),
     )
     refreshed = None
-    if fix and changed:
+    if fix and (changed or report.gone):
+        # the changed sources indexed again; those gone read again too, and left out where they are still missing
         refreshed = refresh_cube(
             repository,
             branch=branch,
-            force=[href for href, _, _ in changed],
+            force=[*(href for href, _, _ in changed), *report.gone],
+            on_error="skip" if report.gone else "raise",
             progress=progress,
             allow=allow,
             credentials=credentials,

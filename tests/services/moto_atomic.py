@@ -29,7 +29,13 @@ class AtomicWrites(moto.server.DomainDispatcherApplication):
         if environ.get("REQUEST_METHOD") in READS:
             return super().__call__(environ, start_response)
         with self.writing:
-            return list(super().__call__(environ, start_response))  # the whole answer made under the lock
+            answer = super().__call__(environ, start_response)
+            try:
+                return list(answer)  # the whole answer made under the lock
+            finally:
+                close = getattr(answer, "close", None)  # as a WSGI server would, once it is sent
+                if close is not None:
+                    close()
 
 
 if __name__ == "__main__":

@@ -49,16 +49,17 @@ __all__ = ["EXIT_BROKEN_PIPE", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_UNCHANGED
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``stackcube`` command."""
     args = make_parser().parse_args(argv)
-    target, before = committed_to(args), None
+    target, before, started = committed_to(args), None, False
     try:
         if target is not None:  # to tell, if interrupted, whether the commit was made
             before = branch_tip(*target)
+        started = True
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
             warnings.simplefilter("default", StackcubeWarning)  # said to the user, once each
             return int(args.func(args))
     except KeyboardInterrupt:
-        print(f"stackcube: {interrupted(target, before)}", file=sys.stderr)
+        print(f"stackcube: {interrupted(target, before, started=started)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError as exc:
         if not stdout_closed():

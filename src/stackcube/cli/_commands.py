@@ -188,7 +188,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(report)
     if refreshed is not None:
         print(refreshed)
-    return 0 if report.ok or (refreshed is not None and not report.vanished) else EXIT_UNCHANGED
+    unfixed = {href for href, _ in report.vanished} - set(report.gone)  # unreachable: not known to be gone
+    return 0 if report.ok or (refreshed is not None and not unfixed) else EXIT_UNCHANGED
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -362,6 +363,7 @@ def committed_to(args: argparse.Namespace) -> tuple[str, str] | None:
     """The repository and branch the command commits to; None for a command that only reads."""
     if args.command == "demo":
         return str(Path(args.out) / "cube.icechunk"), "main"
-    if args.command in {"build", "refresh"} or (args.command == "verify" and args.fix):
+    writes = args.command == "build" or (args.command == "refresh" and not args.dry_run)
+    if writes or (args.command == "verify" and args.fix):
         return str(args.repo), str(args.branch)
     return None

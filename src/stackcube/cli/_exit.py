@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import shlex
 import sys
 from typing import Any
 
@@ -82,24 +83,32 @@ def quiet_stdout() -> None:
 
 def branch_tip(repo: str, branch: str) -> str | None:
     """The snapshot a branch points at; None when the repository or the branch does not exist (yet)."""
-    from stackcube.store import exists, open_repository
+    from stackcube.store import branch_tip as tip_of
 
-    if not exists(repo):
-        return None
-    repository = open_repository(repo)
-    return repository.lookup_branch(branch) if branch in repository.list_branches() else None
+    return tip_of(repo, branch)
 
 
-def interrupted(target: tuple[str, str] | None, before: str | None) -> str:
+def interrupted(target: tuple[str, str] | None, before: str | None, *, started: bool) -> str:
     """What a Ctrl-C left behind, from the branch as it is now: a write commits once, at its end, so either the
-    branch is where it was or it moved to the new snapshot."""
-    if target is None:
+    branch is where it was or it moved to the new snapshot. Says so, or that it could not be told."""
+    if target is None or not started:
         return "interrupted; nothing was changed"
     repo, branch = target
+    where = f"branch {branch} of {shlex.quote(repo)}"
     try:
         now = branch_tip(repo, branch)
-    except (StackcubeError, OSError):
-        return f"interrupted; whether a snapshot was committed could not be told: stackcube log {repo} shows it"
+        made = now is not None and before is None and _first(repo, now)
+    except BaseException:
+        return f"interrupted; whether a snapshot was committed could not be told: stackcube log {shlex.quote(repo)}"
     if now == before:
-        return f"interrupted; nothing was committed (branch {branch} of {repo} is where it was)"
-    return f"interrupted after snapshot {now} was committed to branch {branch} of {repo}"
+        return f"interrupted; nothing was committed ({where} is where it was)"
+    if made:  # the repository was made, with Icechunk's first, empty snapshot: nothing of the command's
+        return f"interrupted; nothing was committed ({where} holds only the empty snapshot of a new repository)"
+    return f"interrupted after the commit: {where} is at snapshot {now}"
+
+
+def _first(repo: str, snapshot: str) -> bool:
+    """Whether ``snapshot`` is the first of its repository (the one Icechunk makes with it)."""
+    from stackcube.store import open_repository
+
+    return not open_repository(repo).lookup_snapshot(snapshot).parent_id

@@ -18,7 +18,7 @@ from stackcube.cli._commands import (
 
 __all__ = ["make_parser"]
 
-DESCRIPTION = "The ``stackcube`` command line: a thin layer over the public API."
+DESCRIPTION = "stackcube: virtual, versioned datacubes of Cloud-Optimized GeoTIFFs from STAC searches"
 
 
 def _add_search_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,13 +2,14 @@
 references (:func:`write_plan`), and opens back as xarray objects (:func:`open_datatree`, :func:`open_level`).
 
 Modules, each importing only the ones before it: ``containers`` (a virtual chunk container for exactly each of the
-sources' prefixes, its credentials, the ``allow`` check), ``repo`` (opening or creating a repository), ``layout`` (what a cube stores,
-described once: :class:`CubeMetadata`, :class:`ArrayLayout`, the coordinates of a level, the source table),
-``coords`` (the coordinates read at open, kept in the array node and opened without reading them), ``nodes``
-(many small groups written at once, as ``to_zarr`` writes each), ``guard`` (the store every read goes through:
-retries, and errors that name the source and what to do), ``write`` (one commit per build or refresh), ``append``
-(a refresh whose new items come after the cube's last time step: only they are written) and ``read``
-(:class:`Version`, :class:`OpenOptions`, opening a cube, an array or one of its levels, unions included).
+sources' prefixes, its credentials, the ``allow`` check), ``repo`` (opening or creating a repository), ``layout``
+(what a cube stores, described once: :class:`CubeMetadata`, :class:`ArrayLayout`, the coordinates of a level, the
+source table), ``nodes`` (many small groups written at once, as ``to_zarr`` writes each), ``coords`` (the
+coordinates read at open, kept in the array node and opened without reading them), ``guard`` (the store every
+read goes through: retries, and errors that name the source and what to do), ``write`` (one commit per build or
+refresh) and ``read`` (:class:`Version`, :class:`OpenOptions`, opening a cube, an array or one of its levels,
+unions included), then ``append`` (a refresh whose new items come after the cube's last date: only they are
+written).
 """
 
 from stackcube.store.append import Appended, Commit, append_steps, append_to
@@ -35,6 +36,7 @@ from stackcube.store.read import (
 from stackcube.store.repo import (
     ONE_REQUEST,
     RepoLike,
+    branch_tip,
     check_allowed,
     container_prefixes,
     exists,
@@ -47,6 +49,7 @@ from stackcube.store.repo import (
 from stackcube.store.write import check_target, write_plan
 
 __all__ = [
+    "branch_tip",
     "ONE_REQUEST",
     "Appended",
     "Commit",

@@ -30,6 +30,7 @@ __all__ = [
     "ONE_REQUEST",
     "RepoLike",
     "Credentials",
+    "branch_tip",
     "check_allowed",
     "container_prefixes",
     "exclusive",
@@ -148,6 +149,14 @@ def transient(exc: icechunk.IcechunkError) -> bool:
         return False
     text = without_timings(str(exc.message or exc))
     return _TRANSIENT_WORDS.search(text) is not None and _REFUSED_WORDS.search(text) is None
+
+
+def branch_tip(repo: RepoLike, branch: str) -> str | None:
+    """The snapshot a branch points at; None when there is no repository there (yet), or no such branch."""
+    try:
+        return open_repository(repo).lookup_branch(branch)
+    except (RepositoryError, icechunk.IcechunkError):
+        return None
 
 
 def exists(repo: RepoLike, settings: Settings | None = None) -> bool:
