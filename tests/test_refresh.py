@@ -522,7 +522,6 @@ def test_a_cube_built_from_stac_geoparquet_refreshes_from_the_file(tmp_path) -> 
 
 def test_a_replaced_source_fails_its_read_naming_the_refresh_that_reindexes_it(demo_cube, capsys) -> None:
     """The read's advice is a call that works: a plain refresh asks the catalog, which did not change."""
-    import os
 
     from stackcube.errors import SourceChangedError
 
@@ -530,9 +529,7 @@ def test_a_replaced_source_fails_its_read_naming_the_refresh_that_reindexes_it(d
     replaced = next((Path(catalog).parent.parent / "data").glob("*/B03.tif"))
     day = sorted(p.name for p in replaced.parent.parent.iterdir()).index(replaced.parent.name)
     before = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False).sel(band="B03").isel(time=day).values
-    replaced.write_bytes(replaced.read_bytes())  # same bytes, new file identity: a provider re-uploading
-    stat = replaced.stat()
-    os.utime(replaced, (stat.st_atime + 5, stat.st_mtime + 5))
+    _touch(replaced)
     with pytest.raises(SourceChangedError) as raised:
         _ = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False).sel(band="B03").isel(time=day).values
     name = str(repo)
@@ -603,15 +600,12 @@ def test_new_items_none_of_which_can_be_read_fail_the_refresh_even_when_skipping
 
 
 def test_check_etags_reindexes_the_changed_and_names_the_gone_and_verify_fix_does_both(demo_cube, capsys) -> None:
-    import os
 
     catalog, repo, _ = demo_cube
     data = Path(catalog).parent.parent / "data"
     days = sorted(p.name for p in data.iterdir())
     replaced, gone = data / days[0] / "B03.tif", data / days[1] / "B04.tif"
-    replaced.write_bytes(replaced.read_bytes())
-    stat = replaced.stat()
-    os.utime(replaced, (stat.st_atime + 5, stat.st_mtime + 5))
+    _touch(replaced)
     gone.unlink()
     report = stackcube.refresh_cube(repo, check_etags=True, progress=False)  # not skipping: the gone one stays
     assert report.committed
