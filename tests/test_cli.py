@@ -461,3 +461,11 @@ def test_ctrl_c_while_a_new_repository_is_written_says_nothing_was_committed(tmp
         "new repository)\n"
     )
     assert repo.exists()
+    monkeypatch.undo()
+    assert main(["build", catalog, "--repo", str(repo), "--quiet"]) == 0
+    monkeypatch.setattr(write, "set_refs", interrupted)
+    capsys.readouterr()
+    assert main(["build", catalog, "--repo", str(repo), "--quiet"]) == EXIT_INTERRUPTED  # a cube there already
+    assert capsys.readouterr().err == (
+        f"stackcube: interrupted; nothing was committed (branch main of {repo} is where it was)\n"
+    )

@@ -14,6 +14,7 @@ import pytest
 import stackcube
 from stackcube.cli import EXIT_UNCHANGED, main
 from stackcube.demo import write_demo_catalog
+from stackcube.errors import SourceChangedError
 
 
 def add_late_item(catalog_path: str, item_id: str = "LATE") -> pystac.Item:
@@ -203,7 +204,6 @@ def _twins(nginx, proxy_url: str, name: str) -> list[dict]:
 @pytest.mark.corpus
 @pytest.mark.network
 def test_refresh_reads_only_new_headers_and_verify_fixes_a_changed_source(stac_api, nginx, tmp_path) -> None:
-    from stackcube.errors import SourceChangedError
     from tests.services.proxy import run_proxy
     from tests.twins import change_in_place
 
@@ -442,6 +442,13 @@ def test_two_refreshes_at_once_both_finish_and_every_item_lands_once(nginx, s3, 
     assert sum(m.startswith("stackcube refresh") for m in history) == 1
 
 
+def _read_error(repo: Path, band: str, day: int) -> SourceChangedError:
+    """The error reading one band of one date of the demo cube's 10 m array raises."""
+    with pytest.raises(SourceChangedError) as raised:
+        _ = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False).sel(band=band).isel(time=day).values
+    return raised.value
+
+
 def _asked_twice(heads: list[bytes]) -> bool:
     """Whether some request (its request line) reached the proxy twice."""
     lines = [head.split(b"\r\n", 1)[0] for head in list(heads)]
@@ -523,22 +530,19 @@ def test_a_cube_built_from_stac_geoparquet_refreshes_from_the_file(tmp_path) -> 
 def test_a_replaced_source_fails_its_read_naming_the_refresh_that_reindexes_it(demo_cube, capsys) -> None:
     """The read's advice is a call that works: a plain refresh asks the catalog, which did not change."""
 
-    from stackcube.errors import SourceChangedError
-
     catalog, repo, _ = demo_cube
     replaced = next((Path(catalog).parent.parent / "data").glob("*/B03.tif"))
     day = sorted(p.name for p in replaced.parent.parent.iterdir()).index(replaced.parent.name)
     before = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False).sel(band="B03").isel(time=day).values
     _touch(replaced)
-    with pytest.raises(SourceChangedError) as raised:
-        _ = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False).sel(band="B03").isel(time=day).values
+    error = _read_error(repo, "B03", day)
     name = str(repo)
-    assert str(raised.value) == (
+    assert str(error) == (
         f"{replaced.resolve().as_uri()} changed since the cube was built (it is no longer the version indexed); "
         f"re-index it with stackcube.refresh_cube({name!r}, check_etags=True) "
         f"(or stackcube.verify_cube({name!r}, fix=True))"
     )
-    assert raised.value.for_cli().endswith(
+    assert error.for_cli().endswith(
         f"; re-index it with: stackcube refresh --check-etags {name} (or stackcube verify --fix {name})"
     )
     assert not stackcube.refresh_cube(repo, progress=False).committed  # the catalog says nothing changed
@@ -550,21 +554,18 @@ def test_a_replaced_source_fails_its_read_naming_the_refresh_that_reindexes_it(d
 
 def test_a_deleted_source_fails_its_read_naming_the_refresh_that_leaves_it_out(demo_cube, capsys) -> None:
     """The catalog still lists the item (the common case): the advice read it again and leaves it out."""
-    from stackcube.errors import SourceChangedError
-
     catalog, repo, _ = demo_cube
     gone = next((Path(catalog).parent.parent / "data").glob("*/B04.tif"))
     day = sorted(p.name for p in gone.parent.parent.iterdir()).index(gone.parent.name)
     gone.unlink()
-    with pytest.raises(SourceChangedError) as raised:
-        _ = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False).sel(band="B04").isel(time=day).values
+    error = _read_error(repo, "B04", day)
     name = str(repo)
-    assert str(raised.value) == (
+    assert str(error) == (
         f"{gone.resolve().as_uri()} no longer exists (deleted or moved since the cube was built); "
         f"stackcube.refresh_cube({name!r}, check_etags=True, on_error='skip') indexes it where the catalog now "
         "points, or leaves it out (remove=True also drops the items the catalog no longer lists)"
     )
-    assert raised.value.for_cli().endswith(
+    assert error.for_cli().endswith(
         f"; stackcube refresh --check-etags --skip-failed {name} indexes it where the catalog now points, or leaves "
         "it out (--remove also drops the items the catalog no longer lists)"
     )

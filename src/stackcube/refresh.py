@@ -464,7 +464,8 @@ def refresh_cube(
     check_etags
         First HEAD every source (as :func:`verify_cube`) and index again those whose ETag changed: catches files
         replaced in place without a new STAC ``updated``, for one request per source. Sources that no longer
-        exist are read again too: indexed where the catalog now points, or (with ``on_error="skip"``) left out.
+        exist are read again too with ``on_error="skip"`` (indexed where the catalog now points, or left out);
+        otherwise they stay as indexed, and a note says so.
     on_error
         ``"raise"`` fails on the first unreadable source (nothing committed); ``"skip"`` commits the rest and lists
         the failures in the report and in the commit's metadata.
@@ -533,7 +534,8 @@ class VerifyReport:
     """(href, reason) of sources that no longer exist or could not be asked."""
     gone: tuple[str, ...] = ()
     """The vanished sources whose host said they do not exist (not merely unreachable): a refresh with
-    ``check_etags`` reads them again, so they are indexed where the catalog now points, or fail."""
+    ``check_etags`` and ``on_error="skip"`` (or ``fix``) reads them again, indexing where the catalog now points or
+    leaving them out."""
     size_only: tuple[str, ...] = ()
     """Sources whose host sends neither ETag nor Last-Modified: only their size could be compared, so a
     replacement of the same size would go unseen."""

@@ -25,6 +25,7 @@ import os
 import sys
 import traceback
 import warnings
+from datetime import UTC, datetime
 from typing import NoReturn
 
 from stackcube.cli._commands import committed_to
@@ -33,7 +34,6 @@ from stackcube.cli._exit import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_UNCHANGED,
-    branch_tip,
     interrupted,
     one_line,
     quiet_stdout,
@@ -49,17 +49,14 @@ __all__ = ["EXIT_BROKEN_PIPE", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_UNCHANGED
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``stackcube`` command."""
     args = make_parser().parse_args(argv)
-    target, before, started = committed_to(args), None, False
+    began = datetime.now(UTC)  # a snapshot written since is this command's, if it is interrupted
     try:
-        if target is not None:  # to tell, if interrupted, whether the commit was made
-            before = branch_tip(*target)
-        started = True
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
             warnings.simplefilter("default", StackcubeWarning)  # said to the user, once each
             return int(args.func(args))
     except KeyboardInterrupt:
-        print(f"stackcube: {interrupted(target, before, started=started)}", file=sys.stderr)
+        print(f"stackcube: {interrupted(committed_to(args), began)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError as exc:
         if not stdout_closed():

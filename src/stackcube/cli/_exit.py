@@ -6,6 +6,7 @@ import os
 import select
 import shlex
 import sys
+from datetime import datetime
 from typing import Any
 
 from stackcube.errors import StackcubeError, StackcubeWarning
@@ -15,7 +16,6 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
     "EXIT_UNCHANGED",
-    "branch_tip",
     "interrupted",
     "one_line",
     "quiet_stdout",
@@ -81,34 +81,22 @@ def quiet_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def branch_tip(repo: str, branch: str) -> str | None:
-    """The snapshot a branch points at; None when the repository or the branch does not exist (yet)."""
-    from stackcube.store import branch_tip as tip_of
-
-    return tip_of(repo, branch)
-
-
-def interrupted(target: tuple[str, str] | None, before: str | None, *, started: bool) -> str:
-    """What a Ctrl-C left behind, from the branch as it is now: a write commits once, at its end, so either the
-    branch is where it was or it moved to the new snapshot. Says so, or that it could not be told."""
-    if target is None or not started:
+def interrupted(target: tuple[str, str] | None, began: datetime) -> str:
+    """What a Ctrl-C left behind, from the branch as it is now: a write commits once, at its end, so the branch
+    either holds a snapshot written since the command ``began`` or not. Says which, or that it could not be told
+    (asked only once interrupted: the command itself pays nothing for it)."""
+    if target is None:
         return "interrupted; nothing was changed"
     repo, branch = target
     where = f"branch {branch} of {shlex.quote(repo)}"
     try:
-        now = branch_tip(repo, branch)
-        made = now is not None and before is None and _first(repo, now)
-    except BaseException:
+        from stackcube.store import branch_head
+
+        head = branch_head(repo, branch)
+    except BaseException:  # a second Ctrl-C, or anything else: only this line is at stake
         return f"interrupted; whether a snapshot was committed could not be told: stackcube log {shlex.quote(repo)}"
-    if now == before:
-        return f"interrupted; nothing was committed ({where} is where it was)"
-    if made:  # the repository was made, with Icechunk's first, empty snapshot: nothing of the command's
+    if head is not None and not head.parent_id:  # Icechunk's first, empty snapshot: nothing of the command's
         return f"interrupted; nothing was committed ({where} holds only the empty snapshot of a new repository)"
-    return f"interrupted after the commit: {where} is at snapshot {now}"
-
-
-def _first(repo: str, snapshot: str) -> bool:
-    """Whether ``snapshot`` is the first of its repository (the one Icechunk makes with it)."""
-    from stackcube.store import open_repository
-
-    return not open_repository(repo).lookup_snapshot(snapshot).parent_id
+    if head is None or head.written_at < began:
+        return f"interrupted; nothing was committed ({where} is where it was)"
+    return f"interrupted after the commit: {where} is at snapshot {head.id}"

@@ -36,7 +36,7 @@ from stackcube.store.read import (
 from stackcube.store.repo import (
     ONE_REQUEST,
     RepoLike,
-    branch_tip,
+    branch_head,
     check_allowed,
     container_prefixes,
     exists,
@@ -49,7 +49,7 @@ from stackcube.store.repo import (
 from stackcube.store.write import check_target, write_plan
 
 __all__ = [
-    "branch_tip",
+    "branch_head",
     "ONE_REQUEST",
     "Appended",
     "Commit",

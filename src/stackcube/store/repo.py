@@ -30,7 +30,7 @@ __all__ = [
     "ONE_REQUEST",
     "RepoLike",
     "Credentials",
-    "branch_tip",
+    "branch_head",
     "check_allowed",
     "container_prefixes",
     "exclusive",
@@ -151,10 +151,12 @@ def transient(exc: icechunk.IcechunkError) -> bool:
     return _TRANSIENT_WORDS.search(text) is not None and _REFUSED_WORDS.search(text) is None
 
 
-def branch_tip(repo: RepoLike, branch: str) -> str | None:
-    """The snapshot a branch points at; None when there is no repository there (yet), or no such branch."""
+def branch_head(repo: RepoLike, branch: str) -> icechunk.SnapshotInfo | None:
+    """The snapshot a branch points at (its id, when it was written, its parent); None when there is no repository
+    there (yet), or no such branch."""
     try:
-        return open_repository(repo).lookup_branch(branch)
+        repository = open_repository(repo)
+        return repository.lookup_snapshot(repository.lookup_branch(branch))
     except (RepositoryError, icechunk.IcechunkError):
         return None
 
