@@ -379,13 +379,13 @@ def test_ctrl_c_says_nothing_was_committed(tmp_path) -> None:
     with run_host(tmp_path / "demo", hold=".tif") as host:
         catalog = f"{host.url}/catalog/catalog.json"
         command = [_stackcube(), "build", catalog, "--repo", str(repo), "--quiet"]
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert host.held.wait(120), "the build never asked for a TIFF"  # it is reading headers: no commit yet
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=120)
-        finally:
-            proc.kill()
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+            try:
+                assert host.held.wait(120), "the build never asked for a TIFF"  # reading headers: no commit yet
+                proc.send_signal(signal.SIGINT)
+                out, err = proc.communicate(timeout=120)
+            finally:
+                proc.kill()  # (when it did not stop) its pipes are closed with the block, not left to the next test
     assert (proc.returncode, out) == (EXIT_INTERRUPTED, "")
     assert err == f"stackcube: interrupted; nothing was committed (branch main of {repo} is where it was)\n"
     assert not repo.exists()  # a build makes its repository once its headers are read

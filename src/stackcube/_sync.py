@@ -39,32 +39,41 @@ def run[T](coro: Coroutine[Any, Any, T]) -> T:
         coro.close()
         msg = "a sync stackcube function was called from stackcube's own event loop; use the *_async twin"
         raise RuntimeError(msg)
-    ended = threading.Event()
-
-    async def watched() -> T:
-        try:
-            return await coro
-        finally:
-            ended.set()
-
     future = None
     try:
-        future = asyncio.run_coroutine_threadsafe(watched(), loop)
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
         return future.result()
     except BaseException:
         # interrupted (Ctrl-C, a notebook's "interrupt kernel"): stop the work at its next await instead of
-        # leaving it to go on behind the caller's back, and wait until it has stopped, so that what it left (a
-        # commit, or none) is settled when the caller looks; work that cannot stop half way (a commit, see
-        # finish_in_thread) ends first. A second interrupt stops the wait. (A no-op when the coroutine raised.)
+        # leaving it to go on behind the caller's back (a no-op when the coroutine raised), and let work that
+        # cannot stop half way (a write and its commit: finish_in_thread) end first, so that what it left (a
+        # commit, or none) is settled when the caller looks. A second interrupt stops the wait.
         if future is not None and future.cancel():
-            ended.wait()
+            with _writing:
+                _writing.wait_for(lambda: not _writes)
         raise
+
+
+_writing = threading.Condition()
+_writes: list[Callable[..., Any]] = []  # the finish_in_thread work running now
 
 
 async def finish_in_thread[T](function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """``function(*args, **kwargs)`` in a thread, as ``asyncio.to_thread``, for work that must not be left half
-    done by a cancellation (a write and its commit): a cancelled caller waits for it to end, then is cancelled."""
-    task = asyncio.ensure_future(asyncio.to_thread(function, *args, **kwargs))
+    done by a cancellation (a write and its commit): a cancelled caller waits for it to end, then is cancelled,
+    and an interrupted :func:`run` returns once it has ended."""
+
+    def work() -> T:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            with _writing:
+                _writes.remove(function)
+                _writing.notify_all()
+
+    with _writing:
+        _writes.append(function)  # counted from now: the thread may not have started when run is interrupted
+    task = asyncio.ensure_future(asyncio.to_thread(work))
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
