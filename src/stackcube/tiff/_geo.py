@@ -1,44 +1,54 @@
 """GeoTIFF and GDAL metadata of one IFD: CRS, affine transform, nodata, per-band scale/offset. Pure.
 
-tifffile decodes the GeoKeyDirectory into named keys; what no library does for us is turn user-defined keys into a
-CRS (GDAL does it in C inside ``GTiffDatasetReadProjection``), so that part is built here with pyproj's classes.
+tifffile decodes the GeoKeyDirectory into named keys. Turning GeoKeys into a CRS is GDAL's GeoTIFF driver's work
+(``GTiffDatasetReadProjection`` and libgeotiff's normalization: dozens of coordinate transformations, each with its
+own parameter keys, unit keys that override a code's unit, ESRI PE strings and WKT in citations, user-defined
+datums, ellipsoids and prime meridians), and GDAL is what every reader of the corpus is checked against: so GDAL
+itself (through rasterio, a dependency for warping already) reads the GeoKey directory, given as a one-pixel TIFF
+in memory, once per distinct directory in a process. A directory that only names an EPSG code, as GDAL and most
+producers write it for UTM and geographic grids, is read without GDAL (:func:`_named_code`; the same answer,
+checked against GDAL on every test file). The transform is each file's: computed here as GDAL computes it.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
+import io
 import math
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
 import pyproj
-from pyproj.crs import CoordinateOperation, Datum, Ellipsoid, GeographicCRS, ProjectedCRS  # type: ignore[attr-defined]  # not in pyproj.crs.__all__
-from pyproj.crs import coordinate_operation as ops
-from pyproj.crs.datum import CustomDatum, CustomEllipsoid, CustomPrimeMeridian
 
 from stackcube.tiff._model import Geo
 
-__all__ = ["parse_gdal_metadata", "parse_geo", "parse_nodata", "transform_of"]
+__all__ = ["GEOKEY_TAGS", "crs_of_geokeys", "parse_gdal_metadata", "parse_geo", "parse_nodata", "transform_of"]
 
 USER_DEFINED = 32767
+GEOKEY_TAGS = (34735, 34736, 34737)
+"""GeoKeyDirectoryTag, GeoDoubleParamsTag, GeoAsciiParamsTag: what a CRS is read from."""
+
+GeoKeyTags = tuple[tuple[int, Any], ...]
+"""The GeoKey tags of an IFD as (tag code, value as tifffile decodes it) pairs: hashable, so a directory is read
+once."""
 
 
-def parse_geo(geotiff_tags: dict[str, Any] | None) -> Geo | None:
-    """Return the CRS and transform described by tifffile's ``TiffPage.geotiff_tags``, or None."""
+def parse_geo(geotiff_tags: dict[str, Any] | None, raw: Mapping[int, Any] | None = None) -> Geo | None:
+    """Return the CRS and transform described by tifffile's ``TiffPage.geotiff_tags`` and the raw GeoKey tags
+    ``raw`` (tag code -> value, :data:`GEOKEY_TAGS`), or None. A CRS GDAL cannot read from the GeoKeys is None."""
     if not geotiff_tags:
         return None
     keys = {k: _plain(v) for k, v in geotiff_tags.items()}
     raster_type: Literal["area", "point"] = "point" if keys.get("GTRasterTypeGeoKey") == 2 else "area"
     transform = transform_of(keys, raster_type)
-    try:
-        crs = _crs(keys)
-    except (pyproj.exceptions.CRSError, KeyError, ValueError, TypeError) as exc:
-        warnings.warn(f"GeoKeys do not describe a CRS that PROJ understands ({exc}); crs is None", stacklevel=2)
-        crs = None
     geokeys = {k: v for k, v in keys.items() if isinstance(k, str) and k.endswith("GeoKey")}  # not unknown ids
+    crs = _named_code(geokeys)
+    if crs is None and raw:
+        crs = crs_of_geokeys(tuple((code, _hashable(raw[code])) for code in GEOKEY_TAGS if code in raw))
     return Geo(crs=crs, transform=transform, raster_type=raster_type, geokeys=geokeys)
 
 
@@ -50,18 +60,31 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _hashable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return tuple(value.tolist())
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
 def transform_of(keys: dict[str, Any], raster_type: str) -> tuple[float, float, float, float, float, float] | None:
-    """The affine transform of pixel corners from the model tags in ``keys`` (as ``geotiff_tags`` names them)."""
-    if "ModelTransformation" in keys:
-        m = np.asarray(keys["ModelTransformation"], dtype=float).reshape(4, 4)
-        a, b, c, d, e, f = m[0, 0], m[0, 1], m[0, 3], m[1, 0], m[1, 1], m[1, 3]
-    elif "ModelPixelScale" in keys and "ModelTiepoint" in keys:
-        tie = np.asarray(keys["ModelTiepoint"], dtype=float).reshape(-1)
+    """The affine transform of pixel corners from the model tags in ``keys`` (as ``geotiff_tags`` names them), as
+    GDAL's GeoTIFF driver derives it: a pixel scale and one tie point first (the y scale's sign dropped: a positive
+    scale means north-up), else ModelTransformation; PixelIsPoint moves the origin half a pixel
+    (GTIFF_POINT_GEO_IGNORE=NO, GDAL's default) whichever gave it."""
+    scale, tie = keys.get("ModelPixelScale"), keys.get("ModelTiepoint")
+    if scale is not None and tie is not None and len(scale) >= 2 and scale[0] != 0 and scale[1] != 0:
+        tie = np.asarray(tie, dtype=float).reshape(-1)
         if tie.size != 6:
             return None  # several tie points are GCPs, not an affine grid
-        sx, sy = float(keys["ModelPixelScale"][0]), float(keys["ModelPixelScale"][1])
+        sx, sy = float(scale[0]), float(scale[1])
         i, j, x, y = tie[0], tie[1], tie[3], tie[4]
-        a, b, c, d, e, f = sx, 0.0, x - i * sx, 0.0, -sy, y + j * sy
+        a, b, d, e = sx, 0.0, 0.0, -abs(sy)  # GTIFF_HONOUR_NEGATIVE_SCALEY=NO, GDAL's default
+        c, f = x - i * a, y - j * e
+    elif "ModelTransformation" in keys:
+        m = np.asarray(keys["ModelTransformation"], dtype=float).reshape(4, 4)
+        a, b, c, d, e, f = m[0, 0], m[0, 1], m[0, 3], m[1, 0], m[1, 1], m[1, 3]
     else:
         return None
     if raster_type == "point":
@@ -71,100 +94,111 @@ def transform_of(keys: dict[str, Any], raster_type: str) -> tuple[float, float, 
     return (float(a), float(b), float(c), float(d), float(e), float(f))
 
 
-def _crs(keys: dict[str, Any]) -> str | None:
-    model = keys.get("GTModelTypeGeoKey")
-    projected = keys.get("ProjectedCSTypeGeoKey")
-    if projected and projected != USER_DEFINED:
-        return f"EPSG:{projected}"
-    geographic = keys.get("GeographicTypeGeoKey")
-    if model == 2 and geographic and geographic != USER_DEFINED:
-        return f"EPSG:{geographic}"
-    if model not in {1, 2}:
-        return None
-    base = _geographic(keys)
-    if model == 2:
-        return base.to_wkt()
-    conversion = _conversion(keys)
-    if conversion is None:
-        return None
-    crs = ProjectedCRS(conversion=conversion, geodetic_crs=base, name=keys.get("GTCitationGeoKey") or "unnamed")
-    return crs.to_wkt()
+_NAMING_KEYS = frozenset(
+    {
+        "GTModelTypeGeoKey",
+        "GTRasterTypeGeoKey",
+        "GTCitationGeoKey",
+        "GeogCitationGeoKey",
+        "PCSCitationGeoKey",
+        "ProjectedCSTypeGeoKey",
+        "GeographicTypeGeoKey",
+        "GeogAngularUnitsGeoKey",
+        "ProjLinearUnitsGeoKey",
+    }
+)
+"""Keys of a directory that only names an EPSG code (vertical keys aside: GDAL reports the horizontal CRS)."""
 
 
-def _geographic(keys: dict[str, Any]) -> pyproj.CRS:
-    geographic = keys.get("GeographicTypeGeoKey")
-    if geographic and geographic != USER_DEFINED:
-        return pyproj.CRS.from_epsg(geographic)
-    datum_code = keys.get("GeogGeodeticDatumGeoKey")
-    if datum_code and datum_code != USER_DEFINED:
-        return GeographicCRS(datum=Datum.from_epsg(datum_code))
-    ellipsoid_code = keys.get("GeogEllipsoidGeoKey")
-    if ellipsoid_code and ellipsoid_code != USER_DEFINED:
-        ellipsoid: Any = Ellipsoid.from_epsg(ellipsoid_code)
+def _named_code(keys: Mapping[str, Any]) -> str | None:
+    """``EPSG:<code>`` for a directory that names a current EPSG code and nothing GDAL would read differently (no
+    parameter keys, no unit key other than the code's own, no PE string); None for every other directory, which
+    GDAL reads."""
+    if any(k not in _NAMING_KEYS and not k.startswith("Vertical") for k in keys):
+        return None
+    if "ESRI PE String" in str(keys.get("PCSCitationGeoKey", "")):
+        return None
+    model, projected, geographic = (keys.get(k) for k in ("GTModelTypeGeoKey", "ProjectedCSTypeGeoKey",
+                                                          "GeographicTypeGeoKey"))  # fmt: skip
+    if projected is not None:
+        if model not in {None, 1} or geographic is not None:
+            return None
+        code = projected
+    elif model == 2 and geographic is not None:
+        code = geographic
     else:
-        semi_major = float(keys["GeogSemiMajorAxisGeoKey"])
-        inv_flat = keys.get("GeogInvFlatteningGeoKey")
-        semi_minor = keys.get("GeogSemiMinorAxisGeoKey")
-        if inv_flat:
-            ellipsoid = CustomEllipsoid(semi_major_axis=semi_major, inverse_flattening=float(inv_flat))
-        else:
-            ellipsoid = CustomEllipsoid(semi_major_axis=semi_major, semi_minor_axis=float(semi_minor or semi_major))
-    meridian = CustomPrimeMeridian(longitude=float(keys.get("GeogPrimeMeridianLongGeoKey", 0.0)))
-    return GeographicCRS(datum=CustomDatum(ellipsoid=ellipsoid, prime_meridian=meridian))
-
-
-def _p(keys: dict[str, Any], *names: str, default: float = 0.0) -> float:
-    for name in names:
-        if keys.get(name) is not None:
-            return float(keys[name])
-    return default
-
-
-def _conversion(keys: dict[str, Any]) -> Any:
-    projection = keys.get("ProjectionGeoKey")
-    if projection and projection != USER_DEFINED:
-        return CoordinateOperation.from_epsg(projection)
-    ct = keys.get("ProjCoordTransGeoKey")
-    lat0 = _p(keys, "ProjNatOriginLatGeoKey", "ProjCenterLatGeoKey", "ProjFalseOriginLatGeoKey")
-    lon0 = _p(keys, "ProjNatOriginLongGeoKey", "ProjCenterLongGeoKey", "ProjFalseOriginLongGeoKey")
-    fe = _p(keys, "ProjFalseEastingGeoKey", "ProjFalseOriginEastingGeoKey", "ProjCenterEastingGeoKey")
-    fn = _p(keys, "ProjFalseNorthingGeoKey", "ProjFalseOriginNorthingGeoKey", "ProjCenterNorthingGeoKey")
-    k0 = _p(keys, "ProjScaleAtNatOriginGeoKey", "ProjScaleAtCenterGeoKey", default=1.0)
-    sp1 = _p(keys, "ProjStdParallel1GeoKey")
-    sp2 = _p(keys, "ProjStdParallel2GeoKey")
-    natural = {
-        "latitude_natural_origin": lat0,
-        "longitude_natural_origin": lon0,
-        "false_easting": fe,
-        "false_northing": fn,
-    }
-    scaled = {**natural, "scale_factor_natural_origin": k0}
-    conic = {
-        "latitude_first_parallel": sp1,
-        "latitude_second_parallel": sp2,
-        "latitude_false_origin": lat0,
-        "longitude_false_origin": lon0,
-        "easting_false_origin": fe,
-        "northing_false_origin": fn,
-    }
-    builders: dict[
-        int, Callable[[], Any]
-    ] = {  # ProjCoordTransGeoKey -> pyproj conversion (GeoTIFF 1.1, table "Coordinate transformations")
-        1: lambda: ops.TransverseMercatorConversion(**scaled),
-        7: lambda: ops.MercatorAConversion(**scaled),
-        8: lambda: ops.LambertConformalConic2SPConversion(**conic),
-        9: lambda: ops.LambertConformalConic1SPConversion(**scaled),
-        10: lambda: ops.LambertAzimuthalEqualAreaConversion(**natural),
-        11: lambda: ops.AlbersEqualAreaConversion(**conic),
-        12: lambda: ops.AzimuthalEquidistantConversion(**natural),
-        15: lambda: ops.PolarStereographicAConversion(**scaled),
-        17: lambda: ops.EquidistantCylindricalConversion(latitude_first_parallel=sp1, **natural),
-        21: lambda: ops.SinusoidalConversion(longitude_natural_origin=lon0, false_easting=fe, false_northing=fn),
-        28: lambda: ops.EquidistantCylindricalConversion(latitude_first_parallel=sp1, **natural),
-    }
-    if ct not in builders:
         return None
-    return builders[ct]()
+    units = _code_units(code) if isinstance(code, int) and 0 < code < USER_DEFINED else None
+    if units is None:
+        return None
+    kind, linear, angular = units
+    if (kind == "projected") != (projected is not None):
+        return None
+    if keys.get("ProjLinearUnitsGeoKey", linear) != linear or keys.get("GeogAngularUnitsGeoKey", angular) != angular:
+        return None
+    return f"EPSG:{code}"
+
+
+@functools.lru_cache(maxsize=256)
+def _code_units(code: int) -> tuple[str, int | None, int | None] | None:
+    """(kind, linear unit code, angular unit code) of a current 2D EPSG CRS; None for a deprecated code (GDAL reads
+    its replacement), a code PROJ does not know, or a CRS of another kind."""
+    try:
+        crs = pyproj.CRS.from_epsg(code)
+    except pyproj.exceptions.CRSError:
+        return None
+    if crs.is_deprecated or len(crs.axis_info) != 2 or not (crs.is_projected or crs.is_geographic):
+        return None
+    base = crs.geodetic_crs
+    angular = base.axis_info[0].unit_code if base is not None and base.axis_info else None
+    linear = crs.axis_info[0].unit_code if crs.is_projected else None
+    return (
+        "projected" if crs.is_projected else "geographic",
+        int(linear) if linear and linear.isdigit() else None,
+        # EPSG's axes count in "degree (supplier to define representation)", 9122; GeoTIFF says degree, 9102
+        9102 if angular == "9122" else int(angular) if angular and angular.isdigit() else None,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def crs_of_geokeys(tags: GeoKeyTags) -> str | None:
+    """The CRS GDAL reads from a GeoKey directory (``tags``: :data:`GeoKeyTags`), as ``EPSG:<code>`` when it is
+    exactly a registry CRS, else WKT2; None when GDAL reads no CRS, or only a LOCAL_CS (a name and a unit: no
+    place on the Earth)."""
+    import rasterio
+    import rasterio.io
+    import tifffile
+
+    types = {34735: "H", 34736: "d", 34737: "s"}
+    extratags: list[tuple[Any, ...]] = [
+        (33550, "d", 3, (1.0, 1.0, 0.0), True),  # a grid, so GDAL does not warn that there is none
+        (33922, "d", 6, (0.0,) * 6, True),
+    ]
+    for code, value in tags:
+        values = value if isinstance(value, tuple) else (value,)
+        extratags.append((code, types[code], 0 if code == 34737 else len(values), value, True))
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.zeros((1, 1), np.uint8), extratags=extratags, metadata=None)
+    with (
+        rasterio.Env(GDAL_PAM_ENABLED="NO", GTIFF_REPORT_COMPD_CS="NO", GTIFF_POINT_GEO_IGNORE="NO"),
+        rasterio.io.MemoryFile(buffer.getvalue()) as memory,
+        memory.open() as dataset,
+    ):
+        read = dataset.crs
+    if read is None:
+        return None
+    crs = pyproj.CRS.from_wkt(read.to_wkt(version="WKT2_2019"))
+    if crs.type_name == "Engineering CRS":
+        return None
+    doc = crs.to_json_dict()
+    named = doc.get("id") or {}
+    if named.get("authority") == "EPSG":
+        code = int(named["code"])
+        if pyproj.CRS.from_epsg(code).equals(crs):
+            return f"EPSG:{code}"
+        doc.pop("id")  # GDAL keeps the code of a CRS whose GeoKeys change it: the code would name another CRS
+        crs = pyproj.CRS.from_json_dict(doc)
+    return str(crs.to_wkt())
 
 
 def parse_nodata(text: str | None, dtype: np.dtype[Any]) -> int | float | None:

@@ -25,7 +25,7 @@ import tifffile
 
 from stackcube.errors import CorruptTiffError, TiffError, UnsupportedTiffError
 from stackcube.tiff._decode import EER_COMPRESSIONS, JPEG_COMPRESSIONS, check_decodable
-from stackcube.tiff._geo import parse_gdal_metadata, parse_geo, parse_nodata, transform_of
+from stackcube.tiff._geo import GEOKEY_TAGS, parse_gdal_metadata, parse_geo, parse_nodata, transform_of
 from stackcube.tiff._ifd import Unusual, read_ifds
 from stackcube.tiff._model import Geo, IfdManifest, Recipe, Role, TiffManifest, validator_of
 
@@ -344,7 +344,7 @@ def _parse_page(page: Any, path: tuple[int, ...], role: Role, level: int, fh: Sp
         lengths=lengths.reshape(layout.grid),
         recipe=layout.recipe,
         fill_value=layout.fill_value,
-        geo=_geo(page) if page.is_geotiff else None,
+        geo=_geo(page) if page.is_geotiff or any(code in page.tags for code in _MODEL_TAGS) else None,
         attrs=copy.deepcopy(layout.attrs),  # each manifest its own (a colormap is a list)
         damage=damage,
     )
@@ -359,8 +359,9 @@ def _geo(page: Any) -> Geo | None:
     key = page.geokey if hasattr(page, "geokey") else None  # a tifffile page has none
     known = _GEOS.get(key) if key is not None else None
     if known is None:
-        geo = parse_geo(page.geotiff_tags)
-        if key is not None and geo is not None and geo.crs is not None:  # (a CRS that is None warns each time)
+        raw = {code: page.tags.valueof(code) for code in GEOKEY_TAGS if code in page.tags}
+        geo = parse_geo(page.geotiff_tags if page.is_geotiff else _model_only(page), raw)
+        if key is not None and geo is not None:
             if len(_GEOS) >= MAX_LAYOUTS:
                 _GEOS.clear()
             _GEOS[key] = geo
@@ -368,6 +369,17 @@ def _geo(page: Any) -> Geo | None:
     return dataclasses.replace(
         known, transform=transform_of(page.model(), known.raster_type), geokeys=dict(known.geokeys)
     )
+
+
+_MODEL_TAGS = {33550: "ModelPixelScale", 33922: "ModelTiepoint", 34264: "ModelTransformation"}
+
+
+def _model_only(page: Any) -> dict[str, Any]:
+    """The model tags of a page without GeoKeys: GDAL reads a transform from them all the same."""
+    if hasattr(page, "model"):
+        return cast("dict[str, Any]", page.model())
+    values = {name: page.tags.valueof(code) for code, name in _MODEL_TAGS.items() if code in page.tags}
+    return {name: list(v) if isinstance(v, tuple) else [v] for name, v in values.items()}
 
 
 def _layout(page: Any, where: str) -> _Layout:
