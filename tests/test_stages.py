@@ -21,7 +21,7 @@ STAGES = (
     ("search",),
     ("assets",),
     ("tiff",),
-    ("bands",),
+    ("bands", "projection"),
     ("sources",),
     ("grid",),
     ("plan",),

@@ -164,7 +164,8 @@ def plan_sources(
     """
     options = options or CubeOptions()
     by_grid, rejected = group_by_grid(sources)
-    notes = [f"{s.item_id}/{s.asset} has {why}; skipped" for s, why in rejected]
+    notes = _position_notes(sources)
+    notes += [f"{s.item_id}/{s.asset} has {why}; skipped" for s, why in rejected]
     notes += _nodata_notes(list(by_grid))
     arrays: list[ArrayPlan] = []
     taken: set[str] = set()
@@ -206,6 +207,16 @@ def _some(names: Sequence[str], shown: int = 2) -> str:
     """``a, b`` or ``a, b and 3 more``: the sources a report line is about."""
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
+
+
+def _position_notes(sources: Sequence[Source]) -> list[str]:
+    """Where STAC's projection extension and the files disagreed, or stood in for them (:attr:`Source.positions`),
+    a line per phrase naming the sources."""
+    where: dict[str, list[str]] = {}
+    for s in sources:
+        for phrase in s.positions:
+            where.setdefault(phrase, []).append(f"{s.item_id}/{s.asset}")
+    return [f"{_some(names)}: {phrase}" for phrase, names in where.items()]
 
 
 def _nodata_notes(keys: Sequence[GridKey]) -> list[str]:

@@ -23,6 +23,7 @@ does about it::
     │   ├── CorruptTiffError         (also ValueError) broken, truncated or hostile structure
     │   ├── UnsupportedTiffError     (also NotImplementedError) a valid feature stackcube cannot decode
     │   └── NotGriddableError        (also ValueError) no north-up affine grid: cannot be stacked without resampling
+    │       └── UnknownCrsError      GeoKeys that describe no CRS GDAL can read, and no CRS in STAC: state it there
     └── RepositoryError              the cube's repository cannot be used as asked
         ├── ArrayNotFoundError       (also ValueError) no array or level of that name: the message lists them
         ├── VersionNotFoundError     (also LookupError) no branch, tag or snapshot of that name: the message lists
@@ -67,6 +68,7 @@ __all__ = [
     "StackcubeError",
     "StackcubeWarning",
     "TiffError",
+    "UnknownCrsError",
     "UnsupportedTiffError",
     "UntrustedSourceError",
     "VersionNotFoundError",
@@ -168,6 +170,11 @@ class UnsupportedTiffError(TiffError, NotImplementedError):
 class NotGriddableError(TiffError, ValueError):
     """A TIFF has no north-up affine grid (not georeferenced, rotated, sheared, or only ground control points), or
     not the overview level asked for: its pixels cannot stand beside others without resampling."""
+
+
+class UnknownCrsError(NotGriddableError):
+    """A TIFF's GeoKeys describe no CRS that GDAL (and so stackcube) can read, and its STAC item states none; the
+    message names the file and its keys."""
 
 
 class RepositoryError(StackcubeError):

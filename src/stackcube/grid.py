@@ -95,8 +95,7 @@ def _is_geographic(crs: str) -> bool:
 def grid_key(source: Source) -> GridKey:
     """The GridKey of a source; raises :class:`~stackcube.errors.NotGriddableError` when it has no usable grid."""
     image = source.image
-    geo = source.manifest.images[0].geo
-    if geo is None or geo.transform is None or source.crs is None:
+    if source.base_transform is None or source.crs is None:
         msg = "no CRS and affine transform (not georeferenced, or only ground control points)"
         raise NotGriddableError(msg)
     t = source.transform

@@ -38,8 +38,10 @@ from stackcube.errors import (
     SignedHrefError,
     SourceNotFoundError,
     StackcubeError,
+    UnknownCrsError,
 )
 from stackcube.options import CubeOptions
+from stackcube.projection import Stated, disagreements, stated
 from stackcube.settings import Settings, current
 from stackcube.tiff import (
     IfdManifest,
@@ -100,6 +102,9 @@ class Source:
     """What the asset says about each band (title, gsd, common name, wavelengths, proj:*), per sample."""
     digest: str = ""
     """:func:`stac_digest` of the item and asset it was made from ("" when not known: read from an older cube)."""
+    positions: tuple[str, ...] = ()
+    """Where STAC's projection extension and the file disagreed, or STAC's georeferencing stood in for the file's
+    (:mod:`stackcube.projection`), one phrase each for the plan's report."""
 
     def __repr__(self) -> str:
         at = f", level {self.level}" if self.level else ""
@@ -124,6 +129,7 @@ class Source:
             stac=options.stac_metadata,
             harmonize=options.harmonize,
         )
+        fields = band_fields(asset.item.assets[asset.key])
         return cls(
             item_id=asset.item.id,
             asset=asset.key,
@@ -133,8 +139,9 @@ class Source:
             manifest=manifest,
             bands=bands,
             conflicts=conflicts,
-            fields=band_fields(asset.item.assets[asset.key]),
+            fields=fields,
             digest=stac_digest(asset),
+            positions=_positions(manifest, stated(fields[0] if fields else {}, asset.item.properties)),
         )
 
     @property
@@ -183,10 +190,32 @@ class Source:
         return other
 
     @property
+    def stated(self) -> Stated:
+        """What the item's projection extension says of this asset's grid."""
+        return stated(self.fields[0] if self.fields else {}, self.properties)
+
+    @property
     def crs(self) -> str | None:
-        """The full-resolution image's CRS (overviews carry no GeoTIFF tags of their own)."""
+        """The full-resolution image's CRS (overviews carry no GeoTIFF tags of their own): the file's, else the one
+        STAC states."""
         geo = self.manifest.images[0].geo
-        return None if geo is None else geo.crs
+        if geo is not None and geo.crs is not None:
+            return geo.crs
+        return self.stated.crs
+
+    @property
+    def base_transform(self) -> Affine | None:
+        """The full-resolution image's affine transform: the file's, else STAC's ``proj:transform`` for a file
+        without georeferencing (no GeoKeys, no model tags) whose size is STAC's ``proj:shape``; None when neither
+        places it (a file placed by ground control points is not placed by a transform STAC states)."""
+        full = self.manifest.images[0]
+        geo = full.geo
+        if geo is not None:
+            return None if geo.transform is None else to_affine(geo.transform)
+        said = self.stated
+        if said.transform is not None and said.shape == full.shape[1:]:
+            return said.transform
+        return None
 
     @property
     def transform(self) -> Affine:
@@ -196,16 +225,46 @@ class Source:
         and rasterio (``overview_level``) derive it.
         """
         full = self.manifest.images[0]
-        geo = full.geo
-        if geo is None or geo.transform is None:
+        base = self.base_transform
+        if base is None:
             msg = f"{self.manifest.href} has no affine transform"
             raise NotGriddableError(msg)
-        base = to_affine(geo.transform)
         if self.level == 0:
             return base
         image = self.image
         sx, sy = full.shape[2] / image.shape[2], full.shape[1] / image.shape[1]
         return Affine(base.a * sx, base.b * sy, base.c, base.d * sx, base.e * sy, base.f)
+
+
+def _positions(manifest: TiffManifest, said: Stated) -> tuple[str, ...]:
+    """What the plan's report says of a new source's georeferencing: where STAC disagrees with the file, and where
+    STAC's stands in for the file's. Raises UnknownCrsError for GeoKeys without a CRS when STAC states none."""
+    image = manifest.images[0]
+    geo = image.geo
+    crs = geo.crs if geo is not None else None
+    transform = to_affine(geo.transform) if geo is not None and geo.transform is not None else None
+    shape = (image.shape[1], image.shape[2])
+    out = list(disagreements(said, crs, transform, shape))
+    keys = {k: v for k, v in (geo.geokeys if geo is not None else {}).items() if k != "GTRasterTypeGeoKey"}
+    if crs is None and said.crs is None and keys:
+        listed = ", ".join(f"{k}={_brief(v)}" for k, v in keys.items())
+        msg = (
+            f"{manifest.href}: its GeoKeys describe no CRS that GDAL can read ({listed}); state the CRS in the "
+            "item's projection extension (proj:code, proj:wkt2 or proj:projjson)"
+        )
+        raise UnknownCrsError(msg)
+    if crs is None and said.crs is not None:
+        if geo is not None:
+            where = "the file's GeoKeys give no CRS" if keys else "the file has no GeoKeys"
+            out.append(f"{where}; STAC's {said.field} is used")
+        elif said.transform is not None and said.shape == shape:
+            out.append(f"the file has no georeferencing; STAC's {said.field} and proj:transform are used")
+    return tuple(out)
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 BATCH = 256
