@@ -46,6 +46,24 @@ def test_inspect_json(corpus, capsys) -> None:
     assert [i["role"] for i in doc["ifds"]] == ["image"] + ["overview"] * 4
 
 
+@pytest.mark.parametrize(
+    ("case", "line"),
+    [
+        ("epsg-code-with-its-own-unit-key", "  crs: EPSG:32633\n"),
+        ("mercator-2sp-stdparallel", "  crs: an unnamed Mercator (variant B) CRS (WKT2)\n"),
+        ("nsidc-legacy-polar-stereographic-stdparallel", '  crs: "NSIDC Sea Ice Polar Stereographic North" (WKT2)\n'),
+        ("unknown-transformation-code", "  crs: none that GDAL reads from its GeoKeys\n"),
+    ],
+)
+def test_inspect_names_the_crs(tmp_path, capsys, case, line) -> None:
+    from tests.tiff.geokey_cases import HAND_MADE, write_geokeys
+
+    keys, model = HAND_MADE[case]
+    write_geokeys(tmp_path / "x.tif", keys, **model)
+    assert main(["inspect", str(tmp_path / "x.tif")]) == 0
+    assert line in capsys.readouterr().out
+
+
 def test_errors_are_one_line_and_exit_non_zero(tmp_path, capsys) -> None:
     (tmp_path / "bad.tif").write_bytes(b"not a tiff" * 20)
     assert main(["inspect", str(tmp_path / "bad.tif")]) == 2

@@ -52,11 +52,27 @@ def _format_manifest(manifest: Any) -> str:
     lines.extend(f"  damaged: {ifd.damage}" for ifd in manifest.ifds if ifd.damage)
     first = manifest.ifds[0]
     if first.geo is not None:
-        lines.append(f"  crs: {first.geo.crs if first.geo.crs and len(first.geo.crs) < 60 else 'WKT'}")
+        lines.append(f"  crs: {_crs_name(first.geo.crs, bool(first.geo.geokeys))}")
         lines.append(f"  transform: {first.geo.transform}")
     if first.fill_value is not None:
         lines.append(f"  nodata: {first.fill_value}")
     return "\n".join(lines)
+
+
+def _crs_name(crs: str | None, geokeys: bool) -> str:
+    """``EPSG:32633``, ``"NSIDC Sea Ice Polar Stereographic North" (WKT2)``, ``an unnamed Sinusoidal CRS (WKT2)``,
+    or why there is none."""
+    if crs is None:
+        return "none that GDAL reads from its GeoKeys" if geokeys else "none"
+    if crs.startswith("EPSG:"):
+        return crs
+    import pyproj
+
+    parsed = pyproj.CRS.from_user_input(crs)
+    if parsed.name not in {"", "unnamed", "unknown"}:
+        return f'"{parsed.name}" (WKT2)'
+    method = parsed.coordinate_operation.method_name if parsed.coordinate_operation else parsed.type_name
+    return f"an unnamed {method} CRS (WKT2)"
 
 
 def _compression_name(value: int) -> str:
