@@ -7,13 +7,16 @@ COGs state nothing (STAC alone does), Sentinel-2 L2A COGs state nodata 0 and no 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pystac
 import pytest
 import rasterio
+from affine import Affine
 
 import stackcube
 from tests.twins import S2_OFFSET, S2_SCALE, as_stac_1_1, corpus_items, redated, twin_items, with_s2_offsets
@@ -268,3 +271,25 @@ def test_different_nodata_keeps_arrays_apart_and_says_why(tmp_path) -> None:
     plan = stackcube.plan_cube(twins, assets=["red"], progress=False)
     assert len(plan.arrays) == 2
     assert "state different nodata (0, 65535); each is its own array" in plan.report()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int16"])
+def test_a_nodata_value_of_any_dtype_opens_masked(tmp_path, dtype) -> None:
+    """A float band with a numeric nodata (EASE-Grid products: -9999) opens: _FillValue is stored as xarray stores
+    it (base64 for floats), and reads mask it."""
+    data = np.arange(64 * 64).astype(dtype).reshape(1, 64, 64)
+    data[0, :4, :4] = -9999
+    path = tmp_path / "f.tif"
+    profile = {"driver": "COG", "width": 64, "height": 64, "count": 1, "dtype": dtype, "nodata": -9999}
+    with rasterio.open(path, "w", crs="EPSG:6933", transform=Affine(36032.22, 0, -17367530.45, 0, -36032.22,
+                                                                     7314540.83), **profile) as ds:  # fmt: skip
+        ds.write(data)
+    item = pystac.Item("a", None, None, dt.datetime(2024, 1, 1, tzinfo=dt.UTC), {})
+    item.add_asset("data", pystac.Asset(str(path), media_type=pystac.MediaType.COG, roles=["data"]))
+    stackcube.build_cube([item], repo=str(tmp_path / "cube.icechunk"), progress=False)
+    masked = stackcube.open_dataarray(str(tmp_path / "cube.icechunk")).isel(time=0, band=0).values
+    raw = stackcube.open_dataarray(str(tmp_path / "cube.icechunk"), mask_and_scale=False).isel(time=0, band=0)
+    assert np.isnan(masked[:4, :4]).all()
+    np.testing.assert_array_equal(masked[4:, 4:], data[0, 4:, 4:])
+    np.testing.assert_array_equal(raw.values, data[0])
+    assert raw.attrs["_FillValue"] == -9999

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple, Self, cast
 import numpy as np
 import xarray as xr
 import zarr
+from xarray.backends.zarr import FillValueCoder
 
 from stackcube import _sync
 from stackcube._georef import Affine, spatial_coords, to_affine
@@ -397,7 +398,7 @@ def data_attrs(plan: ArrayPlan, coord_names: Iterable[str]) -> dict[str, Any]:
     }
     fill = plan.fill_value
     if fill is not None and not (isinstance(fill, float) and math.isnan(fill)):
-        attrs["_FillValue"] = fill
+        attrs["_FillValue"] = FillValueCoder.encode(fill, np.dtype(plan.dtype))  # as xarray stores it (base64 floats)
     if plan.scale_offset is not None:  # for readers that know CF only; the scale and offset coordinates say it all
         attrs["scale_factor"], attrs["add_offset"] = plan.scale_offset
     if plan.unit:
