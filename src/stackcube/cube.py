@@ -16,7 +16,7 @@ from stackcube._text import counted
 from stackcube.assets import SkippedAsset, summarize_skipped
 from stackcube.bands import S2_OFFSET_BASELINE, Conflict, baseline
 from stackcube.errors import NothingFoundError
-from stackcube.grid import GridKey, group_by_grid
+from stackcube.grid import GridKey, group_by_grid, unit_suffix
 from stackcube.options import CubeOptions
 from stackcube.plan import ArrayPlan, build_array, split_by_meaning
 from stackcube.search import Query
@@ -135,11 +135,12 @@ def _array_lines(arrays: Sequence[ArrayPlan], indent: str) -> list[str]:
 
 
 def _array_name(key: GridKey, taken: set[str]) -> str:
-    """``EPSG32735_10m`` (the CRS and pixel size), ``_2``, ``_3``... when another array already has the name."""
+    """``EPSG32735_10m`` (the CRS, pixel size and unit: ``EPSG2263_10ftUS``; ``EPSG4326_0p0001`` in degrees),
+    ``custom_30`` for a CRS without a code, ``_2``, ``_3``... when another array already has the name."""
     epsg = key.crs.startswith("EPSG:")
     crs = re.sub(r"[^A-Za-z0-9]", "", key.crs) if epsg else "custom"
     res = f"{abs(key.resolution[0]):g}".replace(".", "p")
-    name = f"{crs}_{res}{'m' if epsg else ''}"
+    name = f"{crs}_{res}{unit_suffix(key.crs) if epsg else ''}"
     base, n = name, 2
     while name in taken:
         name, n = f"{base}_{n}", n + 1

@@ -24,10 +24,14 @@ from stackcube.errors import NotGriddableError
 from stackcube.sources import Source
 from stackcube.tiff import Recipe
 
-__all__ = ["GridKey", "describe_resolution", "grid_key", "group_by_grid", "normalize_crs", "tile_offset"]
+__all__ = ["GridKey", "describe_resolution", "grid_key", "group_by_grid", "normalize_crs", "tile_offset", "unit_suffix"]
 
 PHASE_DECIMALS = 6
 """Phases (in pixels) equal to this many decimals are the same phase."""
+RESOLUTION_DIGITS = 12
+"""Pixel sizes equal to this many significant digits are the same size: GDAL derives a MODIS tile's from its own
+corners, so neighbours differ in the last bits (463.3127165279169 and 463.3127165279165 m) and still share one
+lattice (a 1e-15 difference moves a pixel 10,000 tiles away by nanometres)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +63,9 @@ class GridKey:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GridKey:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (a pixel size an older cube stored in full is rounded as keys are now)."""
         values: dict[str, Any] = {f.name: tuple(v) if isinstance(v := d[f.name], list) else v for f in fields(cls)}
+        values["resolution"] = tuple(_size(v) for v in values["resolution"])
         return cls(**values)
 
     def describe(self) -> str:
@@ -69,14 +74,27 @@ class GridKey:
         return f"{self.describe_resolution()}, {self.chunk[1]}x{self.chunk[2]} tiles{bands}, {self.dtype}"
 
     def describe_resolution(self) -> str:
-        """``EPSG:32635 10 m``, ``EPSG:4326 0.0001``, or ``a custom CRS 30`` for a CRS without a code."""
+        """``EPSG:32635 10 m``, ``EPSG:4326 0.0001``, or ``a custom CRS 30 m`` for a CRS without a code."""
         return describe_resolution(self.crs, self.resolution[0])
 
 
 def describe_resolution(crs: str, pixel: float) -> str:
-    """A CRS and pixel size for people: ``EPSG:32635 10 m``, ``EPSG:4326 0.0001``, ``a custom CRS 30``."""
+    """A CRS and pixel size for people: ``EPSG:32635 10 m``, ``EPSG:2263 10 ftUS``, ``EPSG:4326 0.0001``, ``a custom
+    CRS 30 m``."""
     name = crs if crs.startswith("EPSG:") else "a custom CRS"
-    return f"{name} {abs(pixel):g}" + ("" if _is_geographic(crs) else " m")
+    unit = unit_suffix(crs)
+    return f"{name} {abs(pixel):g}" + (f" {unit}" if unit else "")
+
+
+@functools.lru_cache(maxsize=64)
+def unit_suffix(crs: str) -> str:
+    """The short name of a projected CRS's unit (``m``, ``ft``, ``ftUS``, or PROJ's name of another), "" for a
+    geographic CRS (degrees go without)."""
+    parsed = pyproj.CRS.from_user_input(crs)
+    if parsed.is_geographic or not parsed.axis_info:
+        return ""
+    unit = parsed.axis_info[0].unit_name
+    return {"metre": "m", "meter": "m", "foot": "ft", "US survey foot": "ftUS"}.get(unit, unit.replace(" ", "_"))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -85,11 +103,6 @@ def normalize_crs(crs: str) -> str:
     parsed = pyproj.CRS.from_user_input(crs)
     code = parsed.to_epsg(min_confidence=100)
     return f"EPSG:{code}" if code else parsed.to_wkt()
-
-
-@functools.lru_cache(maxsize=64)
-def _is_geographic(crs: str) -> bool:
-    return pyproj.CRS.from_user_input(crs).is_geographic
 
 
 def grid_key(source: Source) -> GridKey:
@@ -110,7 +123,7 @@ def grid_key(source: Source) -> GridKey:
     fill = source.nodata
     return GridKey(
         crs=normalize_crs(source.crs),
-        resolution=(t.a, t.e),
+        resolution=(_size(t.a), _size(t.e)),
         phase=phase,
         chunk=image.chunk_shape,
         dtype=image.dtype.name,
@@ -119,6 +132,11 @@ def grid_key(source: Source) -> GridKey:
         samples=image.shape[0],
         strip_rows=0 if image.recipe.tiled else image.shape[1],
     )
+
+
+def _size(value: float) -> float:
+    """A pixel size to :data:`RESOLUTION_DIGITS` significant digits."""
+    return float(f"{value:.{RESOLUTION_DIGITS}g}")
 
 
 @functools.lru_cache(maxsize=1024)

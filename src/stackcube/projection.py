@@ -2,7 +2,7 @@
 
 Items state ``proj:code`` (or ``proj:epsg``), ``proj:wkt2``, ``proj:projjson``, ``proj:transform`` and
 ``proj:shape``, on the asset or (for every asset) on the item. The pixels are the file's, so its georeferencing
-wins where it has one; STAC's is compared with it (CRSs as places: the image's corners and centre through each,
+wins where it has one; STAC's is compared with it (CRSs as places: a lattice of points of the image through each,
 within :data:`SAME_PLACE` metres; transforms and shapes as numbers) and every disagreement is said in the plan's
 report. Where the file's GeoKeys give no CRS, STAC's is used, and where the file has no georeferencing at all,
 STAC's CRS and transform, each said in the report too.
@@ -26,7 +26,7 @@ from stackcube._georef import Affine, to_affine
 __all__ = ["SAME_PLACE", "Stated", "disagreements", "stated"]
 
 SAME_PLACE = 0.01
-"""Metres: two CRSs that put the image's corners and centre no farther apart than this place pixels alike."""
+"""Metres: two CRSs that put points of the image no farther apart than this place pixels alike."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +110,14 @@ def disagreements(said: Stated, crs: str | None, transform: Affine | None, shape
     if said.crs is not None and crs is not None and said.crs != crs and transform is not None:
         apart = distance(crs, said.crs, transform, shape)
         if not apart <= SAME_PLACE:
-            far = "cannot be compared" if math.isnan(apart) else f"are up to {_metres(apart)} apart"
+            if math.isnan(apart):
+                far = "cannot be compared at any point of the image"
+            elif math.isinf(apart):
+                far = "disagree on which points of the image lie on the Earth"
+            else:
+                far = f"place points of the image up to {_metres(apart)} apart"
             out.append(
-                f"the file's CRS ({_short(crs)}) and STAC's {said.field} ({_short(said.crs)}) {far} at the image's "
-                "corners; the file's is used"
+                f"the file's CRS ({_short(crs)}) and STAC's {said.field} ({_short(said.crs)}) {far}; the file's is used"
             )
     if said.shape is not None and said.shape != shape:
         out.append(
@@ -139,22 +143,27 @@ def _transform_off(a: Affine, b: Affine) -> str | None:
 
 
 def distance(crs: str, other: str, transform: Affine, shape: tuple[int, int]) -> float:
-    """The farthest (metres, on ``crs``'s ellipsoid) that the image's corners and centre land apart when read in
-    ``crs`` and in ``other``; NaN when they cannot be compared (a point outside either CRS's domain)."""
+    """The farthest (metres, on ``crs``'s ellipsoid) that points of the image (a 5 x 5 lattice from corner to
+    corner) land apart when read in ``crs`` and in ``other``, over the points ``crs`` puts on the body (a
+    geostationary full disk's corners are in space); infinity when ``other`` puts one of them nowhere, NaN when
+    none can be compared."""
     rows, cols = shape
-    px = np.array([0.0, cols, 0.0, cols, cols / 2])
-    py = np.array([0.0, 0.0, rows, rows, rows / 2])
-    x = transform.c + transform.a * px + transform.b * py
-    y = transform.f + transform.d * px + transform.e * py
+    px, py = np.meshgrid(np.linspace(0.0, cols, 5), np.linspace(0.0, rows, 5))
+    x = (transform.c + transform.a * px + transform.b * py).ravel()
+    y = (transform.f + transform.d * px + transform.e * py).ravel()
     try:
         to_own, to_other, geod = _transformers(crs, other)
-        lon1, lat1 = to_own.transform(x, y, errcheck=True)
-        lon2, lat2 = to_other.transform(x, y, errcheck=True)
     except pyproj.exceptions.ProjError:
         return math.nan
-    _, _, apart = geod.inv(lon1, lat1, lon2, lat2)
-    values = np.asarray(apart, dtype=float)
-    return float(values.max()) if np.all(np.isfinite(values)) else math.nan
+    lon1, lat1 = (np.asarray(v, dtype=float) for v in to_own.transform(x, y, errcheck=False))
+    placed = np.isfinite(lon1) & np.isfinite(lat1)
+    if not placed.any():
+        return math.nan
+    lon2, lat2 = (np.asarray(v, dtype=float) for v in to_other.transform(x[placed], y[placed], errcheck=False))
+    if not (np.isfinite(lon2).all() and np.isfinite(lat2).all()):
+        return math.inf
+    _, _, apart = geod.inv(lon1[placed], lat1[placed], lon2, lat2)
+    return float(np.max(np.asarray(apart, dtype=float)))
 
 
 @functools.lru_cache(maxsize=64)

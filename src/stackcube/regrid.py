@@ -20,7 +20,7 @@ import xarray as xr
 
 from stackcube._band_index import with_band_aliases
 from stackcube._bbox import check_bbox
-from stackcube._georef import pixel_size
+from stackcube._georef import Affine, pixel_size
 from stackcube.api import Cube, open_dataarray
 from stackcube.errors import BboxError
 from stackcube.plan import DIMS
@@ -90,6 +90,7 @@ def to_grid(
     """
     from odc.geo.geobox import GeoBox
     from odc.geo.xr import xr_reproject
+    from shapely.errors import GEOSException
 
     sources = _sources(source, arrays, kwargs)
     target = pyproj.CRS.from_user_input(crs)
@@ -115,8 +116,11 @@ def to_grid(
     warped = []
     for data in sources:
         keep = {*DIMS, "spatial_ref"}
-        bare = data.drop_vars([c for c in data.coords if c not in keep])
-        out = xr_reproject(bare.astype("float32"), geobox, resampling=resampling, dst_nodata=float("nan"))
+        bare = data.drop_vars([c for c in data.coords if c not in keep]).astype("float32")
+        try:
+            out = xr_reproject(bare, geobox, resampling=resampling, dst_nodata=float("nan"))
+        except (ValueError, GEOSException):  # a grid whose outline is off the Earth (a full disk): see _warp_tiles
+            out = _warp_tiles(bare, geobox, resampling)
         out = out.rename({d: n for d, n in (("latitude", "y"), ("longitude", "x")) if d in out.dims})
         warped.append(out.assign_coords(time=bare.time.values, band=bare.band.values))
     result = warped[0]
@@ -205,7 +209,9 @@ def _carry(result: xr.DataArray, sources: Sequence[xr.DataArray]) -> xr.DataArra
 
 
 def _footprints(sources: Sequence[xr.DataArray], target: pyproj.CRS) -> tuple[float, float, float, float]:
-    """The union of the arrays' extents, in the target CRS."""
+    """The union of the arrays' extents, in the target CRS: their outlines transformed, or where part of an outline
+    lies off the Earth (a geostationary full disk's corners are in space) the bounds of a lattice of 257 x 257 of
+    their points that lie on it (an extent short of the limb by at most a step of the lattice)."""
     lows, highs = [], []
     for data in sources:
         crs = pyproj.CRS.from_wkt(str(data.spatial_ref.attrs["crs_wkt"]))
@@ -215,11 +221,102 @@ def _footprints(sources: Sequence[xr.DataArray], target: pyproj.CRS) -> tuple[fl
         x0, x1 = float(data.x.min()) - dx, float(data.x.max()) + dx
         y0, y1 = float(data.y.min()) - dy, float(data.y.max()) + dy
         minx, miny, maxx, maxy = to_target.transform_bounds(x0, y0, x1, y1, densify_pts=21)
+        if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
+            xs, ys = np.meshgrid(np.linspace(x0, x1, 257), np.linspace(y0, y1, 257))
+            tx, ty = (np.asarray(v) for v in to_target.transform(xs.ravel(), ys.ravel(), errcheck=False))
+            on = np.isfinite(tx) & np.isfinite(ty)
+            if not on.any():
+                continue
+            minx, maxx, miny, maxy = tx[on].min(), tx[on].max(), ty[on].min(), ty[on].max()
         lows.append((minx, miny))
         highs.append((maxx, maxy))
+    if not lows:
+        return (math.inf, math.inf, -math.inf, -math.inf)
     return (
         min(p[0] for p in lows),
         min(p[1] for p in lows),
         max(p[0] for p in highs),
         max(p[1] for p in highs),
     )
+
+
+TILE = 512
+"""Rows and columns of the blocks :func:`_warp_tiles` warps."""
+
+
+def _warp_tiles(data: xr.DataArray, geobox: Any, resampling: str) -> xr.DataArray:
+    """``data`` warped lazily onto ``geobox``, a dask task per block of :data:`TILE` x :data:`TILE` pixels, each
+    reading the window of ``data`` its pixels fall in.
+
+    For grids odc-geo's lazy warp cannot pair with the target's blocks: it finds the source blocks under a target
+    block by transforming block outlines between the CRSs, which fails where an outline leaves the Earth (a
+    geostationary full disk, or a target reaching past its limb). Here the window is found from a lattice of 65 x 65
+    of the block's points that land in the source grid's CRS (2 pixels of margin), and each block is warped with
+    odc-geo's GDAL warp as odc-geo warps one block.
+    """
+    import dask.array
+    from dask.delayed import delayed
+    from odc.geo.geobox import GeoBox, GeoboxTiles
+    from odc.geo.xr import xr_coords
+
+    da: Any = dask.array  # (untyped)
+    crs = pyproj.CRS.from_wkt(str(data.spatial_ref.attrs["crs_wkt"]))
+    a, e = pixel_size(data)
+    height, width = data.sizes["y"], data.sizes["x"]
+    origin = (float(data.x[0]) - a / 2, float(data.y[0]) - e / 2)
+    source = GeoBox((height, width), Affine(a, 0.0, origin[0], 0.0, e, origin[1]), crs.to_wkt())
+    to_source = pyproj.Transformer.from_crs(pyproj.CRS.from_user_input(geobox.crs.to_wkt()), crs, always_xy=True)
+    lead = tuple(data.shape[:-2])
+    tiles = GeoboxTiles(geobox, (TILE, TILE))
+    rows = []
+    for iy in range(tiles.shape[0]):
+        row = []
+        for ix in range(tiles.shape[1]):
+            block = tiles[iy, ix]
+            shape = (*lead, *block.shape.yx)
+            window = _window(block, source, to_source)
+            if window is None:
+                row.append(da.full(shape, np.nan, dtype="float32", chunks=shape))
+                continue
+            ys, xs = window
+            part = data.isel(y=ys, x=xs)
+            warped = delayed(_warp_block)(part, source[ys, xs], block, resampling)
+            row.append(da.from_delayed(warped, shape, dtype="float32"))
+        rows.append(row)
+    nested: Any = rows
+    for _ in lead:
+        nested = [nested]
+    coords = {**{d: data[d].values for d in data.dims[:-2]}, **xr_coords(geobox, crs_coord_name="spatial_ref")}
+    dims = (*data.dims[:-2], *[d for d in coords if d in {"y", "x", "latitude", "longitude"}])
+    return xr.DataArray(da.block(nested), dims=dims, coords=coords)
+
+
+def _window(block: Any, source: Any, to_source: pyproj.Transformer) -> tuple[slice, slice] | None:
+    """The rows and columns of ``source`` a target ``block``'s pixels fall in, or None when none does."""
+    rows, cols = block.shape.yx
+    px, py = np.meshgrid(np.linspace(0, cols, 65), np.linspace(0, rows, 65))
+    t = block.affine
+    x, y = to_source.transform((t.c + t.a * px + t.b * py).ravel(), (t.f + t.d * px + t.e * py).ravel(), errcheck=False)
+    x, y = np.asarray(x), np.asarray(y)
+    on = np.isfinite(x) & np.isfinite(y)
+    if not on.any():
+        return None
+    s = source.affine
+    col = (x[on] - s.c) / s.a
+    row = (y[on] - s.f) / s.e
+    height, width = source.shape.yx
+    r0, r1 = max(int(np.floor(row.min())) - 2, 0), min(int(np.ceil(row.max())) + 2, height)
+    c0, c1 = max(int(np.floor(col.min())) - 2, 0), min(int(np.ceil(col.max())) + 2, width)
+    if r0 >= r1 or c0 >= c1:
+        return None
+    return slice(r0, r1), slice(c0, c1)
+
+
+def _warp_block(part: xr.DataArray, source: Any, block: Any, resampling: str) -> np.ndarray:
+    from odc.geo.warp import rio_reproject
+
+    values = np.asarray(part.values, dtype="float32")
+    out = np.full((*values.shape[:-2], *block.shape.yx), np.nan, dtype="float32")
+    for index in np.ndindex(*values.shape[:-2]):
+        rio_reproject(values[index], out[index], source, block, resampling, src_nodata=np.nan, dst_nodata=np.nan)
+    return out
