@@ -12,9 +12,14 @@ its segment tables, about 0.25 ms for a six-IFD COG).
 
 Only files made of what tifffile would read the same way take this path: classic or BigTIFF, a plain IFD chain
 (no SubIFDs), tags from :data:`KNOWN` only (baseline, GeoTIFF, GDAL), MinIsBlack or RGB samples of 8 to 64 bits,
-one sample format. Anything else - and anything odd about these (a value beyond the file, a repeated tag, an IFD
-loop) - raises :class:`Unusual`, and tifffile parses the file instead; so errors are always tifffile's. Tests
-check that both paths give the same manifest on every file of the corpus and on mutated headers.
+one sample format. Anything else - and anything odd about these (a value beyond the file, a repeated tag) - raises
+:class:`Unusual`, and tifffile parses the file instead; so errors are always tifffile's. Tests check that both paths
+give the same manifest on every file of the corpus and on mutated headers.
+
+An IFD chain that loops back to an IFD read before, or whose next-IFD offset points beyond the end of the file (a
+file cut short), ends there, on both paths: tifffile reads the IFDs before such an offset and stops, and
+:func:`chain_end` tells its path where the chain ends (tifffile looks for a loop only at its 100th IFD and may then
+drop IFDs that come before the repeat; its iteration goes round a loop for ever).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any, Literal, cast
 import numpy as np
 import tifffile
 
-__all__ = ["KNOWN", "STRUCTURE", "Unusual", "read_ifds"]
+__all__ = ["KNOWN", "STRUCTURE", "Unusual", "chain_end", "read_ifds"]
 
 KNOWN = frozenset(
     {
@@ -273,29 +278,77 @@ class _Page:
         return cast("dict[str, Any] | None", decode(self))
 
 
-def read_ifds(fh: Any) -> tuple[list[_Page], str, bool]:
-    """The IFD chain of the TIFF in ``fh`` as pages, its byte order, and whether it is a BigTIFF; raises
-    :class:`Unusual` for a file tifffile should read, and ``NeedBytes`` for bytes not fetched yet."""
+class _Header:
+    """What the first bytes of a TIFF say: byte order, classic or BigTIFF, the layout of its IFDs."""
+
+    def __init__(self, head: bytes) -> None:
+        if head[:4] in (b"II*\x00", b"MM\x00*"):
+            self.bigtiff = False
+        elif head[:4] in (b"II+\x00", b"MM\x00+") and head[4:8] in (b"\x08\x00\x00\x00", b"\x00\x08\x00\x00"):
+            self.bigtiff = True
+        else:
+            raise Unusual("not a classic TIFF or BigTIFF header")
+        if len(head) < (16 if self.bigtiff else 8):
+            raise Unusual("a header cut short")
+        self.byteorder = "<" if head[:2] == b"II" else ">"
+        self.number, self.entry, self.slot, self.pointer = (
+            ("Q", "HHQ8s", 8, "Q") if self.bigtiff else ("H", "HHI4s", 4, "I")
+        )
+        self.entry_size = struct.calcsize("<" + self.entry)
+        self.number_size = 8 if self.bigtiff else 2
+        self.first = struct.unpack_from(self.byteorder + self.pointer, head, 8 if self.bigtiff else 4)[0]
+
+
+def _ends_chain(offset: int, seen: set[int], size: int) -> bool:
+    """Whether a next-IFD offset ends the chain: it points back at an IFD read before, or beyond the file."""
+    return offset in seen or offset >= size
+
+
+def chain_end(fh: Any) -> tuple[int, int] | None:
+    """The bytes (start, stop) of the next-IFD offset that ends the top-level IFD chain, when one loops back or
+    points beyond the file (tifffile is to read it as 0); None for a chain that ends with 0, or one tifffile is left
+    to judge (a header or tag count it refuses). Raises ``NeedBytes`` for bytes not fetched yet."""
     read = _Reader(fh)
-    head = read(0, 16 if fh.size >= 16 else 8)
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        bigtiff = False
-    elif head[:4] in (b"II+\x00", b"MM\x00+") and head[4:8] in (b"\x08\x00\x00\x00", b"\x00\x08\x00\x00"):
-        bigtiff = True
-    else:
-        raise Unusual("not a classic TIFF or BigTIFF header")
-    byteorder = "<" if head[:2] == b"II" else ">"
+    try:
+        header = _Header(read(0, 16 if fh.size >= 16 else 8))
+    except Unusual:
+        return None
+    number, pointer = header.byteorder + header.number, header.byteorder + header.pointer
+    offset, seen = header.first, set()
+    while 8 <= offset < fh.size and offset not in seen:
+        seen.add(offset)
+        if offset + header.number_size > fh.size:
+            return None
+        (n,) = struct.unpack(number, read(offset, header.number_size))
+        at = offset + header.number_size + n * header.entry_size
+        if not 0 < n <= _MAX_TAGS or at + header.slot > fh.size:
+            return None
+        (offset,) = struct.unpack(pointer, read(at, header.slot))
+        if offset and _ends_chain(offset, seen, fh.size):
+            return at, at + header.slot
+    return None
+
+
+def read_ifds(fh: Any) -> tuple[list[_Page], str, bool]:
+    """The IFD chain of the TIFF in ``fh`` as pages (up to an offset that loops back or points beyond the file), its
+    byte order, and whether it is a BigTIFF; raises :class:`Unusual` for a file tifffile should read, and
+    ``NeedBytes`` for bytes not fetched yet."""
+    read = _Reader(fh)
+    header = _Header(read(0, 16 if fh.size >= 16 else 8))
+    byteorder, bigtiff = header.byteorder, header.bigtiff
     order: Literal["little", "big"] = "little" if byteorder == "<" else "big"
-    number, entry, slot, pointer = ("Q", "HHQ8s", 8, "Q") if bigtiff else ("H", "HHI4s", 4, "I")
-    entry_size, number_size, pointer_size = struct.calcsize("<" + entry), (8 if bigtiff else 2), slot
-    offset = struct.unpack_from(byteorder + pointer, head, 8 if bigtiff else 4)[0]
+    number, entry, slot, pointer = header.number, header.entry, header.slot, header.pointer
+    entry_size, number_size, pointer_size = header.entry_size, header.number_size, slot
+    offset = header.first
     parent = _File(byteorder)
     pages: list[_Page] = []
     seen: set[int] = set()
     size = fh.size
     while offset:
-        if offset in seen or offset < 8 or offset >= size:
-            raise Unusual("an IFD offset loops or points outside the file")
+        if pages and _ends_chain(offset, seen, size):
+            break  # as tifffile: the IFDs before it are read
+        if offset < 8 or offset >= size:
+            raise Unusual("an IFD offset points outside the file")
         seen.add(offset)
         (n,) = struct.unpack(byteorder + number, read(offset, number_size))
         if not 0 < n <= _MAX_TAGS:

@@ -139,8 +139,8 @@ class IfdManifest:
     attrs: dict[str, Any] = field(default_factory=dict)
     """Other metadata: photometric name, colormap, per-band scale/offset and descriptions, GDAL metadata."""
     damage: str | None = None
-    """Why this IFD cannot be read (a segment beyond the end of the file), naming it; None when it is intact. The
-    file's other IFDs stay readable."""
+    """Why this IFD cannot be read (a segment beyond the end of the file, or more strips than its RowsPerStrip
+    allows), naming it; None when it is intact. The file's other IFDs stay readable."""
 
     def __repr__(self) -> str:
         b, y, x = self.shape

@@ -26,7 +26,7 @@ import tifffile
 from stackcube.errors import CorruptTiffError, TiffError, UnsupportedTiffError
 from stackcube.tiff._decode import EER_COMPRESSIONS, JPEG_COMPRESSIONS, check_decodable
 from stackcube.tiff._geo import GEOKEY_TAGS, parse_gdal_metadata, parse_geo, parse_nodata, transform_of
-from stackcube.tiff._ifd import Unusual, read_ifds
+from stackcube.tiff._ifd import Unusual, chain_end, read_ifds
 from stackcube.tiff._model import Geo, IfdManifest, Recipe, Role, TiffManifest, validator_of
 
 __all__ = ["NeedBytes", "SparseFile", "parse_manifest"]
@@ -60,6 +60,8 @@ class SparseFile(io.RawIOBase):
         self._pos = 0
         self.reads = 0
         self.fetched = 0
+        self.zeroed = (0, 0)
+        """Bytes [start, stop) read as zeros: the next-IFD offset where tifffile is to end the IFD chain."""
 
     def add(self, start: int, data: bytes) -> None:
         """Make ``data`` available at ``start``, merging it with the blocks it overlaps or touches."""
@@ -106,7 +108,7 @@ class SparseFile(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         self.reads += 1
         if self.reads > MAX_READS:
-            msg = f"parsing made more than {MAX_READS} reads (an IFD loop or absurd IFD count?)"
+            msg = f"parsing made more than {MAX_READS} reads (an absurd IFD or tag count?)"
             raise CorruptTiffError(msg)
         start = self._pos
         stop = self.size if size is None or size < 0 else min(self.size, start + size)
@@ -117,8 +119,15 @@ class SparseFile(io.RawIOBase):
             block_start, block = self._starts[index], self._blocks[index]
             if block_start + len(block) >= stop:
                 self._pos = stop
-                return block[start - block_start : stop - block_start]
+                data = block[start - block_start : stop - block_start]
+                return self._zero(data, start) if start < self.zeroed[1] and self.zeroed[0] < stop else data
         raise NeedBytes(start, stop)
+
+    def _zero(self, data: bytes, start: int) -> bytes:
+        out = bytearray(data)
+        lo, hi = max(self.zeroed[0], start) - start, min(self.zeroed[1], start + len(data)) - start
+        out[lo:hi] = bytes(hi - lo)
+        return bytes(out)
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
@@ -186,10 +195,10 @@ def parse_manifest(
 
 
 def _parse_with_tifffile(href: str, fh: SparseFile) -> tuple[list[IfdManifest], str, bool]:
-    """Every IFD as tifffile reads it (the files :func:`read_ifds` leaves to it, and its errors)."""
-    fh.seek(0)
+    """Every IFD as tifffile reads it (the files :func:`read_ifds` leaves to it, and its errors); an IFD chain that
+    loops back or leads beyond the file ends there, as on the fast path."""
     fh.reads = 0
-    with _tifffile_errors() as log:
+    with _tifffile_errors() as log, _chain_ended(fh):
         try:
             with tifffile.TiffFile(cast("IO[bytes]", fh), name=href.rsplit("/", 1)[-1]) as tif:
                 ifds = _parse_pages(tif, fh)
@@ -207,6 +216,19 @@ def _parse_with_tifffile(href: str, fh: SparseFile) -> tuple[list[IfdManifest], 
             msg = f"{href} has a corrupt TIFF structure: {log.messages[0]}"
             raise CorruptTiffError(msg)
     return ifds, byteorder, bigtiff
+
+
+@contextlib.contextmanager
+def _chain_ended(fh: SparseFile) -> Iterator[None]:
+    """tifffile reads the next-IFD offset that loops back or leads beyond the file as 0: it reads the IFDs before
+    it, as it would, without its error (or, for a loop of more than 100 IFDs, without going round it)."""
+    end = chain_end(fh)
+    fh.seek(0)  # tifffile reads the file from where it stands
+    fh.zeroed = end or (0, 0)
+    try:
+        yield
+    finally:
+        fh.zeroed = (0, 0)
 
 
 def _manifest(  # noqa: PLR0917 - the parts of one manifest
@@ -308,8 +330,11 @@ def _parse_page(page: Any, path: tuple[int, ...], role: Role, level: int, fh: Sp
                 _LAYOUTS.clear()
             _LAYOUTS[key] = layout
     nseg = layout.grid[0] * layout.grid[1] * layout.grid[2]
-    offsets = np.asarray(page.dataoffsets, dtype=np.uint64).reshape(-1)
-    lengths = np.asarray(page.databytecounts, dtype=np.uint64).reshape(-1)
+    offsets = _segment_table(page.dataoffsets, where, "offset")
+    lengths = _segment_table(page.databytecounts, where, "byte count")
+    damage = None
+    if not layout.recipe.tiled and layout.grid[1] == 1:
+        offsets, lengths, damage = _one_strip_per_plane(page, layout, offsets, lengths, where)
     if offsets.size != nseg or lengths.size != nseg:
         samples, height, width = layout.shape
         msg = (
@@ -318,12 +343,11 @@ def _parse_page(page: Any, path: tuple[int, ...], role: Role, level: int, fh: Sp
             f"{lengths.size} byte counts"
         )
         raise CorruptTiffError(msg)
-    damage = None
     ends = offsets + lengths
     if ends.max(initial=0) > fh.size or (ends < offsets).any():  # a segment may lie beyond the end of the file
         missing = (offsets == 0) | (lengths == 0)
         beyond = ~missing & ((ends > fh.size) | (ends < offsets))
-        if beyond.any():  # this IFD cannot be read, the others may well be (a COG cut short loses its full resolution)
+        if beyond.any() and damage is None:  # this IFD cannot be read, the others may (a COG cut short loses level 0)
             first = int(np.flatnonzero(beyond)[0])
             damage = (
                 f"{where}: segment {first} at offset {int(offsets[first])} with {int(lengths[first])} bytes ends "
@@ -348,6 +372,53 @@ def _parse_page(page: Any, path: tuple[int, ...], role: Role, level: int, fh: Sp
         attrs=copy.deepcopy(layout.attrs),  # each manifest its own (a colormap is a list)
         damage=damage,
     )
+
+
+def _segment_table(values: Any, where: str, what: str) -> np.ndarray:
+    """Segment offsets or byte counts as uint64 (flat); a negative one (of a signed tag type) is corrupt."""
+    table = np.asarray(values).reshape(-1)
+    if table.dtype.kind == "O" or (table.dtype.kind in "if" and not (np.isfinite(table) & (table >= 0)).all()):
+        msg = f"{where}: a segment's {what} is negative or not a number ({table[:4].tolist()}...); the file is corrupt"
+        raise CorruptTiffError(msg)
+    return table.astype(np.uint64)
+
+
+def _one_strip_per_plane(
+    page: Any, layout: _Layout, offsets: np.ndarray, lengths: np.ndarray, where: str
+) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """The segments of an image whose RowsPerStrip puts every row of a plane in one strip (2**32-1, or any value
+    from ImageLength on), and the damage when the IFD stores more strips than that.
+
+    tifffile then keeps one strip per plane. Of one plane of uncompressed 8- to 64-bit samples it reads the image's
+    bytes from the first strip on: they are the image when the strips lie one after the other and hold exactly its
+    bytes, and are read as one strip here. Any other such strip it pads with zeros or fails to decode: which rows
+    each strip holds is unknown, and the IFD is refused.
+    """
+    stored = _segment_table(page.tags.valueof(273, ()), where, "offset")
+    counts = _segment_table(page.tags.valueof(279, ()), where, "byte count")
+    if stored.size <= layout.grid[0] or stored.size != counts.size:
+        return offsets, lengths, None
+    recipe = layout.recipe
+    samples, height, width = layout.shape
+    size = height * width * samples * recipe.bitspersample // 8
+    if (
+        layout.grid[0] == 1
+        and recipe.compression == 1
+        and recipe.bitspersample in {8, 16, 32, 64}
+        and recipe.sampleformat != 5
+        and tuple(recipe.subsampling) == (1, 1)
+        and sum(counts.tolist()) == size  # Python integers: no wrap-around
+        and (np.diff(stored) == counts[:-1]).all()
+    ):
+        return stored[:1], np.array([size], dtype=np.uint64), None
+    rows = page.tags.valueof(278)
+    said = f"RowsPerStrip={rows}" if rows is not None else "no RowsPerStrip (all rows in one strip)"
+    damage = (
+        f"{where}: {said} puts all {height} rows of a plane in one strip, but StripOffsets lists {stored.size} "
+        f"strips for {layout.grid[0]} plane(s); which rows each strip holds is unknown, so the IFD cannot be read "
+        "(the file is corrupt: rewrite it with a correct RowsPerStrip)"
+    )
+    return offsets[: layout.grid[0]], lengths[: layout.grid[0]], damage
 
 
 _GEOS: dict[tuple[Any, ...], Geo] = {}
