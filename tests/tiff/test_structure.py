@@ -358,6 +358,27 @@ def test_bits_per_sample_with_a_count_other_than_the_samples(tmp_path, name, cou
     assert_read_as(read_stackcube(path), expected)
 
 
+WIDER = ["rio-tiler/rgb.tif", "rio-tiler/cog_int16.tif", "rio-tiler/cog_uint8_rgb_mask.tif"]
+
+
+@pytest.mark.parametrize("name", WIDER, ids=[n.rsplit("/")[-1] for n in WIDER])
+def test_a_bits_per_sample_value_wider_than_the_data_is_refused(tmp_path, name) -> None:
+    """BitsPerSample doubled in the first IFD: every tile decodes to half the bytes a tile needs. tifffile pads
+    each with zeros (and logs an error); a short tile is never read as an edge tile, so stackcube refuses it."""
+    tiff = corpus_tiff(name)
+    data = bytearray(tiff.data)
+    with _open(tiff) as tif:
+        page = tif.pages.first
+        samples, bits = page.samplesperpixel, page.bitspersample
+    set_tag(tiff, data, 0, 258, 3, [bits * 2] * samples)
+    path = write(tmp_path, data)
+    theirs = read_tifffile(path)[0]
+    assert isinstance(theirs, str)  # tifffile says the tiles are short
+    ours = read_stackcube(path)[0]
+    assert isinstance(ours, str)
+    assert "corrupted segment" in ours
+
+
 # --- 4. a segment beyond the end of the file in one IFD ----------------------------------------------------------
 TRUNCATED = [
     (MULTIPAGE, 0),

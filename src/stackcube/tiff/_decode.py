@@ -224,26 +224,25 @@ def _decode_other(data: Any, recipe: Recipe) -> np.ndarray:
 
 
 def _reshape(flat: np.ndarray, recipe: Recipe) -> np.ndarray:
-    """Shape a flat segment as (rows, columns, samples), finding the size of an edge segment from its length."""
+    """Shape a flat segment as (rows, columns, samples), finding the size of a short last strip from its length.
+
+    Tiles are whole whatever their place (TIFF 6.0 pads edge tiles): a tile that decodes short is corrupt (a
+    BitsPerSample wider than the data, say), and is refused rather than read as an edge tile of the wrong size.
+    """
     length, width, samples = recipe.segment_length, recipe.segment_width, recipe.samples
     full = length * width * samples
     if flat.size >= full:
         return flat[:full].reshape(length, width, samples)
     rem_length = recipe.image_length - (-(-recipe.image_length // length) - 1) * length
-    rem_width = recipe.image_width - (-(-recipe.image_width // width) - 1) * width
-    candidates = [(rem_length, rem_width), (rem_length, width)] if recipe.tiled else []
-    if not recipe.tiled:
-        rows = flat.size // (width * samples)
-        # only the last strip may be short, and then by exactly what remains of the image
-        if rows >= rem_length:
-            candidates.append((rem_length, width))
-    for rows, cols in candidates:
-        if flat.size >= rows * cols * samples > 0:
-            return flat[: rows * cols * samples].reshape(rows, cols, samples)
-    msg = (
-        f"corrupted segment: {flat.size} samples decoded, expected {full} "
-        f"({length} x {width} x {samples}) or an edge segment of {rem_length} rows"
+    # only the last strip may be short, and then by exactly what remains of the image
+    if not recipe.tiled and flat.size >= rem_length * width * samples > 0:
+        return flat[: rem_length * width * samples].reshape(rem_length, width, samples)
+    expected = (
+        f"a tile of {length} x {width} x {samples}"
+        if recipe.tiled
+        else (f"a strip of {length} x {width} x {samples}, or the last of {rem_length} rows")
     )
+    msg = f"corrupted segment: {flat.size} samples decoded, expected {full} ({expected})"
     raise CorruptTiffError(msg)
 
 
