@@ -23,6 +23,10 @@ UTM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0)
 def test_asset_fields_come_before_the_items() -> None:
     said = stated({"proj:code": "EPSG:32634", "proj:shape": [5, 6]}, {"proj:epsg": 32633, "proj:shape": [7, 8]})
     assert said == Stated(crs="EPSG:32634", field="proj:code", shape=(5, 6))
+    # every CRS field of the asset, whatever its name, before any of the item's
+    assert stated({"proj:epsg": 32634}, {"proj:code": "EPSG:32633"}).crs == "EPSG:32634"
+    wkt = pyproj.CRS.from_epsg(3413).to_wkt()
+    assert stated({"proj:wkt2": wkt}, {"proj:epsg": 32633}) == Stated(crs="EPSG:3413", field="proj:wkt2")
 
 
 @pytest.mark.parametrize(
@@ -44,6 +48,13 @@ def test_every_crs_field_is_read(fields: dict[str, Any], crs: str | None, field:
         assert pyproj.CRS(said.crs).equals(pyproj.CRS(PROJ_STRINGS["modis-sinusoidal"]))
     else:
         assert said.crs == crs
+
+
+@pytest.mark.parametrize("value", [0, "32633", True, 32633.9])
+def test_a_proj_epsg_that_is_no_integer_code_is_unreadable(value: object) -> None:
+    said = stated({"proj:epsg": value}, {})
+    assert said.crs is None
+    assert said.unreadable is not None
 
 
 def test_an_unreadable_crs_is_said_and_ignored() -> None:
@@ -69,10 +80,10 @@ def test_the_same_places_by_other_names_agree() -> None:
 def test_another_zone_is_a_disagreement_with_its_distance() -> None:
     said = stated({"proj:code": "EPSG:32634"}, {})
     (line,) = disagreements(said, "EPSG:32633", UTM, (10, 10))
-    assert line.startswith(
-        "the file's CRS (EPSG:32633) and STAC's proj:code (EPSG:32634) place points of the image up to "
+    assert line == (
+        "the file's CRS (EPSG:32633) and STAC's proj:code (EPSG:32634) place points of the image more than 100 km "
+        "apart; the file's is used"
     )
-    assert line.endswith(" km apart; the file's is used")
 
 
 def test_another_datum_is_a_disagreement() -> None:
@@ -80,7 +91,7 @@ def test_another_datum_is_a_disagreement() -> None:
     apart = distance("EPSG:23033", "EPSG:32633", UTM, (100, 100))
     assert 50 < apart < 500
     (line,) = disagreements(stated({"proj:epsg": 32633}, {}), "EPSG:23033", UTM, (100, 100))
-    assert " m apart; the file's is used" in line
+    assert line.endswith("place points of the image more than 1 m apart; the file's is used")
 
 
 def test_transform_and_shape_disagreements() -> None:
@@ -127,7 +138,10 @@ def test_geokeys_without_a_crs_fail_naming_the_file_and_the_keys(tmp_path: Path)
     message = str(raised.value)
     assert message.startswith(f"{path.resolve().as_uri()}: its GeoKeys describe no CRS that GDAL can read (")
     assert "ProjCoordTransGeoKey=250" in message
-    assert message.endswith("state the CRS in the item's projection extension (proj:code, proj:wkt2 or proj:projjson)")
+    assert message.endswith(
+        "state the CRS in the item's projection extension (proj:code, proj:wkt2 or proj:projjson), or pass "
+        "on_error='skip' (CLI: --skip-failed) to build without it"
+    )
 
 
 def test_with_skip_such_a_source_is_listed_and_the_others_planned(tmp_path: Path) -> None:
@@ -178,8 +192,8 @@ def test_a_file_and_stac_that_disagree_keep_the_files_positions(tmp_path: Path) 
     assert tuple(array.transform)[:6] == tuple(transform)[:6]
     report = plan.report()
     assert (
-        "scene-0/data: the file's CRS (EPSG:32633) and STAC's proj:code (EPSG:32634) place points of the image up to "
-        in report
+        "scene-0/data: the file's CRS (EPSG:32633) and STAC's proj:code (EPSG:32634) place points of the image more "
+        "than 100 km apart; the file's is used" in report
     )
     assert "scene-0/data: STAC's proj:transform is not the file's (origin 30 CRS units away, 1 pixels)" in report
 
@@ -192,3 +206,20 @@ def test_agreeing_stac_says_nothing(tmp_path: Path) -> None:
     fields = {"proj:epsg": None, "proj:wkt2": crs.to_wkt(), "proj:shape": [8, 8], "proj:transform": list(transform)[:6]}
     plan = stackcube.plan_cube([_item(path, 0, **fields)], progress=False)
     assert "note:" not in plan.report()
+
+
+def test_pixel_sizes_either_side_of_a_rounding_boundary_are_one_grid() -> None:
+    """Two sizes 1.7e-13 apart that round to different 12-digit values (MODIS tiles: GDAL derives each tile's size
+    from its own corners) still make one grid."""
+    import dataclasses
+
+    from stackcube.grid import GridKey, distinct_keys
+
+    base = GridKey("EPSG:32633", (463.312716528, -463.312716528), (0.0, 0.0), (1, 512, 512), "int16", "none", "{}")
+    other = dataclasses.replace(base, resolution=(463.312716529, -463.312716528))  # (rounded either side)
+    assert base != other
+    assert base.matches(other)
+    assert distinct_keys([base, other]) == [base]
+    far = dataclasses.replace(base, resolution=(463.3128, -463.312716528))
+    assert not base.matches(far)
+    assert not base.matches(dataclasses.replace(base, crs="EPSG:32634"))

@@ -146,14 +146,19 @@ def test_the_block_warp_for_grids_off_the_earth_equals_odc_geos(demo_cube, crs, 
     from odc.geo.geobox import GeoBox
     from odc.geo.xr import xr_reproject
 
-    from stackcube.regrid import _footprints, _warp_tiles
+    from stackcube.regrid import _footprints, _outlines_meet, _warp_tiles
 
     data = stackcube.open_dataarray(demo_cube.repository, "EPSG32735_10m").isel(time=slice(0, 2))
     bare = data.drop_vars([c for c in data.coords if c not in {*data.dims, "spatial_ref"}]).astype("float32")
     target = pyproj.CRS.from_user_input(crs)
     geobox = GeoBox.from_bbox(_footprints([bare], target), crs=target.to_wkt(), resolution=resolution)
     assert geobox.shape.x > 512  # several blocks, the last one partial
-    ours = _warp_tiles(bare, geobox, "nearest").values
+    assert _outlines_meet(bare, geobox)  # (to_grid itself warps this one with odc-geo)
+    lazy = _warp_tiles(bare, geobox, "nearest")
+    assert lazy.chunks is not None
+    assert set(lazy.chunks[0]) == {1}  # a task per time step and band, as odc-geo's
+    assert set(lazy.chunks[1]) == {1}
+    ours = lazy.values
     theirs = xr_reproject(bare, geobox, resampling="nearest", dst_nodata=float("nan")).values
     same = (ours == theirs) | (np.isnan(ours) & np.isnan(theirs))
     assert same.mean() > 0.9999  # GDAL's approximate transformer picks a neighbour at a few block-dependent pixels

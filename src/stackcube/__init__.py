@@ -5,7 +5,9 @@ The package is the pipeline. Stages, in the order they run (a stage imports only
 1. ``stackcube.search``   catalog URL / static catalog / items + bbox/datetime/filters -> items
 2. ``stackcube.assets``   which assets of each item become bands, and why others are skipped
 3. ``stackcube.tiff``     TIFF headers -> TiffManifest (where every tile lives, how to decode it)
-4. ``stackcube.bands``    what each band's values mean (nodata, scale, offset, unit): STAC first, then the file
+4. ``stackcube.bands``    what each band's values mean (nodata, scale, offset, unit): STAC first, then the file;
+   ``stackcube.projection`` what STAC's projection extension says of a grid: compared with the file's, used where
+                          the file has none
 5. ``stackcube.sources``  every chosen asset with its manifest and band metadata (header reads, concurrent) -> Source
 6. ``stackcube.grid``     sources grouped by CRS, resolution, phase, encoding and nodata (GridKey)
 7. ``stackcube.plan``     ArrayPlan: the sources of one grid placed chunk by chunk in one array, per level, with the

@@ -80,7 +80,7 @@ def _place(
 ) -> ArrayPlan:
     key, extent = grid
     try:
-        if any(grid_key(s) != key for s in sources):
+        if not all(key.matches(grid_key(s)) for s in sources):
             raise Misfit(f"{array.name}: new sources on another grid at level {sources[0].level}")
     except NotGriddableError as exc:
         raise Misfit(f"{array.name}: {exc}") from None

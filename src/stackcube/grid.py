@@ -8,9 +8,11 @@ encoding (compression, predictor, JPEG tables, ...). ``group_by_grid`` is then a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -24,10 +26,22 @@ from stackcube.errors import NotGriddableError
 from stackcube.sources import Source
 from stackcube.tiff import Recipe
 
-__all__ = ["GridKey", "describe_resolution", "grid_key", "group_by_grid", "normalize_crs", "tile_offset", "unit_suffix"]
+__all__ = [
+    "GridKey",
+    "describe_resolution",
+    "distinct_keys",
+    "grid_key",
+    "group_by_grid",
+    "normalize_crs",
+    "tile_offset",
+    "unit_suffix",
+]
 
 PHASE_DECIMALS = 6
 """Phases (in pixels) equal to this many decimals are the same phase."""
+SAME_SIZE = 1e-11
+"""Relative difference under which two pixel sizes are one: a pixel 1e-11 off lands 1e-7 pixels off 10,000 pixels
+away."""
 RESOLUTION_DIGITS = 12
 """Pixel sizes equal to this many significant digits are the same size: GDAL derives a MODIS tile's from its own
 corners, so neighbours differ in the last bits (463.3127165279169 and 463.3127165279165 m) and still share one
@@ -68,6 +82,15 @@ class GridKey:
         values["resolution"] = tuple(_size(v) for v in values["resolution"])
         return cls(**values)
 
+    def matches(self, other: GridKey) -> bool:
+        """The same grid: equal but for pixel sizes that differ by rounding only (relatively, :data:`SAME_SIZE`: two
+        sizes either side of a :data:`RESOLUTION_DIGITS` rounding boundary still match)."""
+        if self == other:
+            return True
+        pairs = zip(self.resolution, other.resolution, strict=True)
+        close = all(math.isclose(a, b, rel_tol=SAME_SIZE, abs_tol=0.0) for a, b in pairs)
+        return close and dataclasses.replace(other, resolution=self.resolution) == self
+
     def describe(self) -> str:
         """A short human description: ``EPSG:32635 10 m, 1024x1024 tiles, uint16``."""
         bands = f", {self.chunk[0]} samples per tile" if self.chunk[0] > 1 else ""
@@ -94,7 +117,8 @@ def unit_suffix(crs: str) -> str:
     if parsed.is_geographic or not parsed.axis_info:
         return ""
     unit = parsed.axis_info[0].unit_name
-    return {"metre": "m", "meter": "m", "foot": "ft", "US survey foot": "ftUS"}.get(unit, unit.replace(" ", "_"))
+    short = {"metre": "m", "meter": "m", "foot": "ft", "US survey foot": "ftUS"}.get(unit, unit)
+    return re.sub(r"[^A-Za-z0-9]", "", short)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -154,10 +178,23 @@ def group_by_grid(sources: Iterable[Source]) -> tuple[dict[GridKey, list[Source]
     rejected: list[tuple[Source, str]] = []
     for source in sources:
         try:
-            by_key[grid_key(source)].append(source)
+            key = grid_key(source)
         except NotGriddableError as exc:
             rejected.append((source, str(exc)))
+            continue
+        if key not in by_key:
+            key = next((k for k in by_key if k.matches(key)), key)
+        by_key[key].append(source)
     return dict(by_key), rejected
+
+
+def distinct_keys(keys: Iterable[GridKey]) -> list[GridKey]:
+    """``keys`` without those that match (:meth:`GridKey.matches`) one before them."""
+    out: list[GridKey] = []
+    for key in keys:
+        if not any(k.matches(key) for k in out):
+            out.append(key)
+    return out
 
 
 def tile_offset(t: Affine, origin: tuple[float, float], key: GridKey) -> tuple[int, int]:

@@ -28,7 +28,7 @@ import pyproj
 from stackcube._georef import Affine, pixel_centres
 from stackcube._text import counted
 from stackcube.errors import NotGriddableError
-from stackcube.grid import GridKey, grid_key, tile_offset
+from stackcube.grid import GridKey, distinct_keys, grid_key, tile_offset
 from stackcube.options import CubeOptions, sort_rank
 from stackcube.sources import Source
 from stackcube.tiff import Recipe
@@ -405,12 +405,12 @@ def build_overviews(
         if len(placed) != len(members):
             break
         try:
-            keys = {grid_key(m) for m in placed}
+            keys = distinct_keys(grid_key(m) for m in placed)
         except NotGriddableError:
             break
         if len(keys) != 1:
             break
-        plan = build_array(base.name, keys.pop(), placed, options, bbox=bbox, overviews=False)
+        plan = build_array(base.name, keys[0], placed, options, bbox=bbox, overviews=False)
         if plan is None or plan.bands != base.bands or plan.time.shape != base.time.shape:
             break
         levels.append(plan)

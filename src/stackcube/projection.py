@@ -56,15 +56,18 @@ def stated(asset_fields: Mapping[str, Any], properties: Mapping[str, Any]) -> St
         return asset_fields[name] if name in asset_fields else properties.get(name)
 
     crs, said, unreadable = None, None, None
-    for name in CRS_FIELDS:
-        value = field(name)
-        if value is None or value == "":
-            continue
-        try:
-            crs, said = _crs_text(name, json.dumps(value, sort_keys=True)), name
+    for where in (asset_fields, properties):  # every CRS field of the asset before any of the item's
+        for name in CRS_FIELDS:
+            value = where.get(name)
+            if value is None or value == "":
+                continue
+            try:
+                crs, said = _crs_text(name, json.dumps(value, sort_keys=True)), name
+                break
+            except (pyproj.exceptions.CRSError, TypeError, ValueError) as exc:
+                unreadable = f"STAC's {name} cannot be read ({str(exc).splitlines()[0][:120]}); it is ignored"
+        if crs is not None:
             break
-        except (pyproj.exceptions.CRSError, TypeError, ValueError) as exc:
-            unreadable = f"STAC's {name} cannot be read ({str(exc).splitlines()[0][:120]}); it is ignored"
     transform, shape = field("proj:transform"), field("proj:shape")
     return Stated(
         crs=crs,
@@ -81,7 +84,9 @@ def _crs_text(name: str, value: str) -> str:
     else WKT2. Raises CRSError, TypeError or ValueError for one that cannot be read."""
     raw = json.loads(value)
     if name == "proj:epsg":
-        crs = pyproj.CRS.from_epsg(int(raw))
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise TypeError(f"{raw!r} is not an integer EPSG code")
+        crs = pyproj.CRS.from_epsg(raw)
     elif name == "proj:projjson":
         crs = pyproj.CRS.from_json_dict(raw)
     else:
@@ -115,7 +120,7 @@ def disagreements(said: Stated, crs: str | None, transform: Affine | None, shape
             elif math.isinf(apart):
                 far = "disagree on which points of the image lie on the Earth"
             else:
-                far = f"place points of the image up to {_metres(apart)} apart"
+                far = f"place points of the image more than {_floor(apart)} apart"
             out.append(
                 f"the file's CRS ({_short(crs)}) and STAC's {said.field} ({_short(said.crs)}) {far}; the file's is used"
             )
@@ -182,12 +187,13 @@ def _transformers(crs: str, other: str) -> tuple[pyproj.Transformer, pyproj.Tran
     )
 
 
-def _metres(value: float) -> str:
-    if value >= 1000:
-        return f"{value / 1000:.3g} km"
-    if value >= 1:
-        return f"{value:.3g} m"
-    return f"{value * 100:.2g} cm"
+def _floor(metres: float) -> str:
+    """The largest of 1 cm, 1 m, 1 km, 100 km and 1,000 km that ``metres`` exceeds: sources whose CRSs disagree
+    alike share a line of the report."""
+    for limit, text in ((1e6, "1,000 km"), (1e5, "100 km"), (1e3, "1 km"), (1.0, "1 m")):
+        if metres > limit:
+            return text
+    return "1 cm"
 
 
 def _short(crs: str) -> str:

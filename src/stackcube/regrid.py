@@ -90,7 +90,6 @@ def to_grid(
     """
     from odc.geo.geobox import GeoBox
     from odc.geo.xr import xr_reproject
-    from shapely.errors import GEOSException
 
     sources = _sources(source, arrays, kwargs)
     target = pyproj.CRS.from_user_input(crs)
@@ -117,9 +116,9 @@ def to_grid(
     for data in sources:
         keep = {*DIMS, "spatial_ref"}
         bare = data.drop_vars([c for c in data.coords if c not in keep]).astype("float32")
-        try:
+        if _outlines_meet(bare, geobox):
             out = xr_reproject(bare, geobox, resampling=resampling, dst_nodata=float("nan"))
-        except (ValueError, GEOSException):  # a grid whose outline is off the Earth (a full disk): see _warp_tiles
+        else:  # an outline off the Earth (a full disk, or a target past its limb): see _warp_tiles
             out = _warp_tiles(bare, geobox, resampling)
         out = out.rename({d: n for d, n in (("latitude", "y"), ("longitude", "x")) if d in out.dims})
         warped.append(out.assign_coords(time=bare.time.values, band=bare.band.values))
@@ -244,9 +243,34 @@ TILE = 512
 """Rows and columns of the blocks :func:`_warp_tiles` warps."""
 
 
+def _outlines_meet(data: xr.DataArray, geobox: Any) -> bool:
+    """Whether the array's outline lands in the target CRS and the target grid's outline in the array's, wherever
+    they are sampled (21 points an edge): what odc-geo's lazy warp needs to pair blocks."""
+    crs = pyproj.CRS.from_wkt(str(data.spatial_ref.attrs["crs_wkt"]))
+    target = pyproj.CRS.from_user_input(geobox.crs.to_wkt())
+    a, e = pixel_size(data)
+    x0, y0 = float(data.x[0]) - a / 2, float(data.y[0]) - e / 2
+    outlines = (
+        (crs, target, _outline(x0, y0, x0 + a * data.sizes["x"], y0 + e * data.sizes["y"])),
+        (target, crs, _outline(*geobox.extent.boundingbox.bbox)),
+    )
+    for source, to, (xs, ys) in outlines:
+        tx, ty = pyproj.Transformer.from_crs(source, to, always_xy=True).transform(xs, ys, errcheck=False)
+        if not (np.isfinite(tx).all() and np.isfinite(ty).all()):
+            return False
+    return True
+
+
+def _outline(x0: float, y0: float, x1: float, y1: float) -> tuple[np.ndarray, np.ndarray]:
+    t = np.linspace(0.0, 1.0, 21)
+    xs = np.concatenate([x0 + (x1 - x0) * t, np.full(21, x1), x1 - (x1 - x0) * t, np.full(21, x0)])
+    ys = np.concatenate([np.full(21, y0), y0 + (y1 - y0) * t, np.full(21, y1), y1 - (y1 - y0) * t])
+    return xs, ys
+
+
 def _warp_tiles(data: xr.DataArray, geobox: Any, resampling: str) -> xr.DataArray:
-    """``data`` warped lazily onto ``geobox``, a dask task per block of :data:`TILE` x :data:`TILE` pixels, each
-    reading the window of ``data`` its pixels fall in.
+    """``data`` (time, band, y, x) warped lazily onto ``geobox``, a dask task per time step, band and block of
+    :data:`TILE` x :data:`TILE` target pixels, each reading the window of ``data`` its pixels fall in.
 
     For grids odc-geo's lazy warp cannot pair with the target's blocks: it finds the source blocks under a target
     block by transforming block outlines between the CRSs, which fails where an outline leaves the Earth (a
@@ -266,29 +290,31 @@ def _warp_tiles(data: xr.DataArray, geobox: Any, resampling: str) -> xr.DataArra
     origin = (float(data.x[0]) - a / 2, float(data.y[0]) - e / 2)
     source = GeoBox((height, width), Affine(a, 0.0, origin[0], 0.0, e, origin[1]), crs.to_wkt())
     to_source = pyproj.Transformer.from_crs(pyproj.CRS.from_user_input(geobox.crs.to_wkt()), crs, always_xy=True)
-    lead = tuple(data.shape[:-2])
     tiles = GeoboxTiles(geobox, (TILE, TILE))
-    rows = []
-    for iy in range(tiles.shape[0]):
-        row = []
-        for ix in range(tiles.shape[1]):
-            block = tiles[iy, ix]
-            shape = (*lead, *block.shape.yx)
-            window = _window(block, source, to_source)
-            if window is None:
-                row.append(da.full(shape, np.nan, dtype="float32", chunks=shape))
-                continue
-            ys, xs = window
-            part = data.isel(y=ys, x=xs)
-            warped = delayed(_warp_block)(part, source[ys, xs], block, resampling)
-            row.append(da.from_delayed(warped, shape, dtype="float32"))
-        rows.append(row)
-    nested: Any = rows
-    for _ in lead:
-        nested = [nested]
-    coords = {**{d: data[d].values for d in data.dims[:-2]}, **xr_coords(geobox, crs_coord_name="spatial_ref")}
-    dims = (*data.dims[:-2], *[d for d in coords if d in {"y", "x", "latitude", "longitude"}])
-    return xr.DataArray(da.block(nested), dims=dims, coords=coords)
+    windows = {(iy, ix): _window(tiles[iy, ix], source, to_source) for iy in range(tiles.shape[0])
+               for ix in range(tiles.shape[1])}  # fmt: skip
+    steps = []
+    for t in range(data.sizes["time"]):
+        bands = []
+        for b in range(data.sizes["band"]):
+            rows = []
+            for iy in range(tiles.shape[0]):
+                row = []
+                for ix in range(tiles.shape[1]):
+                    block, window = tiles[iy, ix], windows[iy, ix]
+                    shape = (1, 1, *block.shape.yx)
+                    if window is None:
+                        row.append(da.full(shape, np.nan, dtype="float32", chunks=shape))
+                        continue
+                    part = data.isel(time=[t], band=[b], y=window[0], x=window[1])
+                    warped = delayed(_warp_block)(part, source[window], block, resampling)
+                    row.append(da.from_delayed(warped, shape, dtype="float32"))
+                rows.append(row)
+            bands.append(rows)
+        steps.append(bands)
+    coords = {"time": data.time.values, "band": data.band.values, **xr_coords(geobox, crs_coord_name="spatial_ref")}
+    dims = ("time", "band", *[d for d in coords if d in {"y", "x", "latitude", "longitude"}])
+    return xr.DataArray(da.block(steps), dims=dims, coords=coords)
 
 
 def _window(block: Any, source: Any, to_source: pyproj.Transformer) -> tuple[slice, slice] | None:

@@ -250,7 +250,8 @@ def _positions(manifest: TiffManifest, said: Stated) -> tuple[str, ...]:
         listed = ", ".join(f"{k}={_brief(v)}" for k, v in keys.items())
         msg = (
             f"{manifest.href}: its GeoKeys describe no CRS that GDAL can read ({listed}); state the CRS in the "
-            "item's projection extension (proj:code, proj:wkt2 or proj:projjson)"
+            "item's projection extension (proj:code, proj:wkt2 or proj:projjson), or pass on_error='skip' (CLI: "
+            "--skip-failed) to build without it"
         )
         raise UnknownCrsError(msg)
     if crs is None and said.crs is not None:

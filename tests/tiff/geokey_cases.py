@@ -208,12 +208,13 @@ def write_geokeys(
     GeoAsciiParams), with the given model tags."""
     directory: list[int] = [1, 1, 0, len(keys)]
     doubles: list[float] = []
-    text = ""
+    text = b""
     for key in sorted(keys):
         value = keys[key]
-        if isinstance(value, str):
-            directory += [key, _ASCII, len(value) + 1, len(text)]
-            text += value + "|"
+        if isinstance(value, str):  # UTF-8, as producers outside ASCII write it (GDAL reads bytes)
+            encoded = value.encode()
+            directory += [key, _ASCII, len(encoded) + 1, len(text)]
+            text += encoded + b"|"
         elif isinstance(value, float):
             directory += [key, _DOUBLE, 1, len(doubles)]
             doubles.append(value)
@@ -223,7 +224,7 @@ def write_geokeys(
     if doubles:
         extratags.append((34736, "d", len(doubles), doubles, True))
     if text:
-        extratags.append((34737, "s", 0, text, True))
+        extratags.append((34737, 2, len(text) + 1, text + b"\0", True))
     if scale is not None:
         extratags.append((33550, "d", 3, list(scale), True))
     if tiepoint is not None:
@@ -428,6 +429,30 @@ HAND_MADE: dict[str, tuple[dict[int, int | float | str], dict[str, Any]]] = {
         },
         {"tiepoint": (0, 0, 0, -20015109.354, 10007554.677, 0), "scale": (463.312716528, 463.312716528, 0)},
     ),
+    "pe-string-after-a-citation-that-starts-with-a-space": (
+        {
+            GT_MODEL: USER,
+            GT_RASTER: 1,
+            GT_CITATION: " MODIS Sinusoidal",
+            PCS_CITATION: "ESRI PE String = "
+            + pyproj.CRS.from_proj4(PROJ_STRINGS["modis-sinusoidal"]).to_wkt("WKT1_ESRI"),
+        },
+        {"tiepoint": (0, 0, 0, -20015109.354, 10007554.677, 0), "scale": (463.312716528, 463.312716528, 0)},
+    ),
+    "citation-outside-ascii": (
+        {
+            **_PROJECTED,
+            GT_CITATION: "Réseau géodésique, méridien central 15°E",
+            **_WGS84_USER,
+            PROJ_CT: 1,
+            NAT_ORIGIN_LAT: 0.0,
+            NAT_ORIGIN_LONG: 15.0,
+            SCALE_AT_NAT_ORIGIN: 0.9996,
+            FALSE_EASTING: 500000.0,
+            FALSE_NORTHING: 0.0,
+        },
+        {},
+    ),
     "wkt-in-gt-citation": (
         {GT_MODEL: 1, GT_RASTER: 1, PROJECTED: USER, GT_CITATION: pyproj.CRS.from_epsg(3413).to_wkt("WKT1_GDAL")},
         {"tiepoint": (0, 0, 0, -3850000.0, 5850000.0, 0), "scale": (25000.0, 25000.0, 0)},
@@ -505,7 +530,7 @@ class GdalView:
     transform: Affine | None
     shape: tuple[int, int]
     engineering: bool = False
-    """GDAL's CRS is a LOCAL_CS: a name and a unit, no place on a body."""
+    """GDAL's CRS places no pixel on a map: a LOCAL_CS (a name and a unit) or a geocentric CRS (X/Y/Z)."""
 
 
 def gdal_view(path: Path) -> GdalView:
@@ -518,7 +543,7 @@ def gdal_view(path: Path) -> GdalView:
             crs = ds.crs
             georeferenced = not ds.transform.is_identity and not ds.gcps[0]
             transform = ds.transform if georeferenced else None
-            engineering = crs is not None and _wkt2(crs).type_name == "Engineering CRS"
+            engineering = crs is not None and _wkt2(crs).type_name in {"Engineering CRS", "Geocentric CRS"}
             return GdalView(crs, transform, (ds.height, ds.width), engineering)
 
 
@@ -534,8 +559,9 @@ def _lonlat(crs: pyproj.CRS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, 
 
 
 def difference(ours: str | None, ours_transform: Sequence[float] | None, gdal: GdalView) -> str | None:
-    """How stackcube's CRS and transform differ from GDAL's as places (corners and centre of the image, through
-    each CRS to longitude and latitude on its own datum; the ellipsoids and prime meridians compared), or None.
+    """How stackcube's CRS and transform differ from GDAL's as places (a 5 x 5 lattice of the image's points, through
+    each CRS to longitude and latitude on its own datum and through PROJ's transformation to WGS 84; the ellipsoids
+    and prime meridians compared), or None.
 
     ``same places, not same names``: 1e-7 degree (about 1 cm) apart at most.
     """
@@ -566,16 +592,26 @@ def difference(ours: str | None, ours_transform: Sequence[float] | None, gdal: G
         return f"prime meridian {pm1} != GDAL's {pm2}"
     t = gdal.transform or Affine.identity()
     rows, cols = gdal.shape
-    px = np.array([0, cols, 0, cols, cols / 2])
-    py = np.array([0, 0, rows, rows, rows / 2])
+    px, py = (v.ravel() for v in np.meshgrid(np.linspace(0, cols, 5), np.linspace(0, rows, 5)))
     x, y = t.c + t.a * px + t.b * py, t.f + t.d * px + t.e * py
     lon1, lat1 = _lonlat(mine, x, y)
     lon2, lat2 = _lonlat(theirs, x, y)
-    if not (np.all(np.isfinite(lon2)) and np.all(np.isfinite(lat2))):
-        return None if np.array_equal(np.isfinite(lon1), np.isfinite(lon2)) else "places defined elsewhere than GDAL's"
-    far = max(np.nanmax(np.abs(lon1 - lon2)), np.nanmax(np.abs(lat1 - lat2)))
-    if not np.isfinite(far) or far > 1e-7:
+    defined = np.isfinite(lon2) & np.isfinite(lat2)
+    if not np.array_equal(np.isfinite(lon1) & np.isfinite(lat1), defined):
+        return "places defined at other points of the image than GDAL's"
+    if not defined.any():
+        return None  # (a grid wholly off its body: nothing to compare, and both say so)
+    far = max(np.max(np.abs(lon1[defined] - lon2[defined])), np.max(np.abs(lat1[defined] - lat2[defined])))
+    if far > 1e-7:
         return f"places up to {far:.3g} degree from GDAL's ({mine.to_proj4()} vs {theirs.to_proj4()})"
+    try:  # the datums too: both through PROJ's transformation to WGS 84 (a lost datum shift is metres)
+        to_wgs84 = [pyproj.Transformer.from_crs(c, "EPSG:4326", always_xy=True) for c in (mine, theirs)]
+        (a_lon, a_lat), (b_lon, b_lat) = (f.transform(x[defined], y[defined], errcheck=True) for f in to_wgs84)
+    except pyproj.exceptions.ProjError:
+        return None  # another body than the Earth, or no transformation known: the ellipsoids were compared
+    far = max(np.max(np.abs(np.asarray(a_lon) - b_lon)), np.max(np.abs(np.asarray(a_lat) - b_lat)))
+    if far > 1e-7:
+        return f"places up to {far:.3g} degree from GDAL's on WGS 84 (another datum: {mine.datum} vs {theirs.datum})"
     return None
 
 

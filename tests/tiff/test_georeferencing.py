@@ -12,8 +12,10 @@ from pathlib import Path
 import pyproj
 import pytest
 import tifffile
+from affine import Affine
+from rasterio.crs import CRS
 
-from stackcube.tiff import read_tiff
+from stackcube.tiff import TiffManifest, read_tiff, with_current_crs
 from stackcube.tiff._geo import GEOKEY_TAGS, _named_code, crs_of_geokeys
 from stackcube.tiff._parse import _GEOS
 from tests.tiff.geokey_cases import (
@@ -24,6 +26,7 @@ from tests.tiff.geokey_cases import (
     all_cases,
     difference,
     gdal_view,
+    write_gdal,
     write_geokeys,
 )
 
@@ -109,13 +112,65 @@ def test_a_code_gdal_changes_loses_its_name(tmp_path: Path) -> None:
     assert parsed.axis_info[0].unit_name == "foot"
 
 
-@pytest.mark.parametrize("name", ["unknown-transformation-code", "geocentric-model"])
-def test_what_gdal_cannot_place_has_no_crs(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(("name", "gdal_reads"), [("unknown-transformation-code", "Engineering CRS"),
+                                                   ("geocentric-model", "Geocentric CRS")])  # fmt: skip
+def test_what_places_no_pixel_on_a_map_has_no_crs(tmp_path: Path, name: str, gdal_reads: str) -> None:
+    """GDAL reads a LOCAL_CS (a name and a unit) or a geocentric CRS (X/Y/Z): no CRS a grid can be placed in."""
     keys, model = HAND_MADE[name]
     write_geokeys(tmp_path / "x.tif", keys, **model)
     gdal = gdal_view(tmp_path / "x.tif")
-    crs, _ = _ours(tmp_path / "x.tif")
-    if gdal.crs is None or gdal.engineering:
-        assert crs is None
-    else:
-        assert crs is not None
+    assert gdal.crs is not None
+    assert pyproj.CRS.from_wkt(gdal.crs.to_wkt(version="WKT2_2019")).type_name == gdal_reads
+    crs, transform = _ours(tmp_path / "x.tif")
+    assert crs is None
+    assert transform is not None
+
+
+def test_a_lost_datum_is_a_difference(tmp_path: Path) -> None:
+    """The comparison itself: ED50 / UTM 33N read as UTM 33N on the same ellipsoid without ED50's shift (121 m)."""
+    path = tmp_path / "ed50.tif"
+    write_gdal(path, CRS.from_epsg(23033), Affine(30, 0, 500000, 0, -30, 4500000))
+    lost = pyproj.CRS.from_proj4("+proj=utm +zone=33 +ellps=intl +units=m").to_wkt()
+    gdal = gdal_view(path)
+    assert difference("EPSG:23033", tuple(gdal.transform or ())[:6], gdal) is None
+    found = difference(lost, tuple(gdal.transform or ())[:6], gdal)
+    assert found is not None
+    assert "another datum" in found
+
+
+@pytest.mark.parametrize("code", list(EPSG_CODES))
+def test_every_code_gdal_writes_is_read_without_gdal(tmp_path: Path, code: int) -> None:
+    """A file GDAL writes for an EPSG code names that code: the reading without GDAL takes it (and agrees with
+    GDAL's, by the test above), geographic codes with their ellipsoid keys included."""
+    path = tmp_path / "coded.tif"
+    next(c for c in CASES if c.name == f"epsg-{code}").write(path)
+    with tifffile.TiffFile(path) as tif:
+        tags = tif.pages.first.geotiff_tags or {}
+    keys = {k: getattr(v, "value", v) for k, v in tags.items() if isinstance(k, str) and k.endswith("GeoKey")}
+    assert _named_code(keys) == f"EPSG:{code}", keys
+
+
+GARBLED = {"keys-pe-string-after-a-citation-that-starts-with-a-space"}
+"""Directories whose text tifffile decodes shifted (it strips the leading space of the whole GeoAsciiParams, and
+the keys address it by offset): the decoded keys a manifest stores cannot give the CRS back; a fresh read can."""
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.name not in GARBLED], ids=repr)
+def test_a_manifest_stored_before_reads_its_crs_again_from_its_geokeys(tmp_path: Path, case: Case) -> None:
+    """A cube built before CRSs were read as GDAL reads them stores manifests whose CRS may be wrong (or a WKT of
+    the same CRS by another name): loaded now, their CRS is read again from the stored GeoKeys, as a fresh read."""
+    path = tmp_path / f"{case.name}.tif"
+    case.write(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fresh = read_tiff(path)
+    doc = fresh.to_dict()
+    geo = doc["ifds"][0]["geo"]
+    if geo is None or not geo["geokeys"]:
+        return
+    del geo["as_gdal"]  # as stored then
+    geo["crs"] = "EPSG:4326"  # whatever was read then
+    again = with_current_crs(TiffManifest.from_dict(doc)).ifds[0].geo
+    assert again is not None
+    assert again.as_gdal
+    assert again.crs == fresh.ifds[0].geo.crs  # type: ignore[union-attr]

@@ -49,7 +49,7 @@ from stackcube.options import CubeOptions
 from stackcube.plan import DIMS, ArrayPlan, band_coords
 from stackcube.search import Query
 from stackcube.sources import Source
-from stackcube.tiff import TiffManifest
+from stackcube.tiff import TiffManifest, with_current_crs
 from stackcube.union import UnionPlan
 
 __all__ = [
@@ -558,7 +558,7 @@ def read_sources_table(root: zarr.Group) -> tuple[Source, ...]:
             band=str(columns["band"][i]),
             datetime=datetime.fromisoformat(str(columns["datetime"][i])),
             properties=json.loads(str(columns["properties"][i])),
-            manifest=TiffManifest.from_dict(json.loads(str(columns["manifest"][i]))),
+            manifest=with_current_crs(TiffManifest.from_dict(json.loads(str(columns["manifest"][i])))),
             bands=tuple(BandMetadata.from_dict(b) for b in json.loads(str(columns["bands"][i])))
             if "bands" in columns
             else (),

@@ -242,7 +242,10 @@ def _reshape(flat: np.ndarray, recipe: Recipe) -> np.ndarray:
         if recipe.tiled
         else (f"a strip of {length} x {width} x {samples}, or the last of {rem_length} rows")
     )
-    msg = f"corrupted segment: {flat.size} samples decoded, expected {full} ({expected})"
+    msg = (
+        f"corrupted segment: {flat.size} samples decoded, expected {full} ({expected}); the file is corrupt "
+        "(its BitsPerSample or segment sizes do not match its data): rewrite it, or leave it out"
+    )
     raise CorruptTiffError(msg)
 
 

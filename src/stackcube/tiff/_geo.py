@@ -12,6 +12,7 @@ checked against GDAL on every test file). The transform is each file's: computed
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import io
@@ -24,9 +25,17 @@ from typing import Any, Literal
 import numpy as np
 import pyproj
 
-from stackcube.tiff._model import Geo
+from stackcube.tiff._model import Geo, TiffManifest
 
-__all__ = ["GEOKEY_TAGS", "crs_of_geokeys", "parse_gdal_metadata", "parse_geo", "parse_nodata", "transform_of"]
+__all__ = [
+    "GEOKEY_TAGS",
+    "crs_of_geokeys",
+    "parse_gdal_metadata",
+    "parse_geo",
+    "parse_nodata",
+    "transform_of",
+    "with_current_crs",
+]
 
 USER_DEFINED = 32767
 GEOKEY_TAGS = (34735, 34736, 34737)
@@ -108,13 +117,15 @@ _NAMING_KEYS = frozenset(
     }
 )
 """Keys of a directory that only names an EPSG code (vertical keys aside: GDAL reports the horizontal CRS)."""
+_ELLIPSOID_KEYS = {"GeogSemiMajorAxisGeoKey": 0, "GeogInvFlatteningGeoKey": 1, "GeogSemiMinorAxisGeoKey": 2}
+"""Keys GDAL writes beside a geographic code (its ellipsoid's axes): naming, when they are the code's own."""
 
 
 def _named_code(keys: Mapping[str, Any]) -> str | None:
     """``EPSG:<code>`` for a directory that names a current EPSG code and nothing GDAL would read differently (no
     parameter keys, no unit key other than the code's own, no PE string); None for every other directory, which
     GDAL reads."""
-    if any(k not in _NAMING_KEYS and not k.startswith("Vertical") for k in keys):
+    if any(k not in _NAMING_KEYS and k not in _ELLIPSOID_KEYS and not k.startswith("Vertical") for k in keys):
         return None
     if "ESRI PE String" in str(keys.get("PCSCitationGeoKey", "")):
         return None
@@ -136,7 +147,20 @@ def _named_code(keys: Mapping[str, Any]) -> str | None:
         return None
     if keys.get("ProjLinearUnitsGeoKey", linear) != linear or keys.get("GeogAngularUnitsGeoKey", angular) != angular:
         return None
+    axes = _code_ellipsoid(code)
+    for key, n in _ELLIPSOID_KEYS.items():
+        if key in keys and not (axes and isinstance(keys[key], int | float) and math.isclose(keys[key], axes[n])):
+            return None
     return f"EPSG:{code}"
+
+
+@functools.lru_cache(maxsize=256)
+def _code_ellipsoid(code: int) -> tuple[float, float, float] | None:
+    """(semi-major axis, inverse flattening, semi-minor axis) of an EPSG CRS's ellipsoid (0 flattening: a sphere)."""
+    ellipsoid = pyproj.CRS.from_epsg(code).ellipsoid
+    if ellipsoid is None:
+        return None
+    return ellipsoid.semi_major_metre, ellipsoid.inverse_flattening, ellipsoid.semi_minor_metre
 
 
 @functools.lru_cache(maxsize=256)
@@ -163,20 +187,24 @@ def _code_units(code: int) -> tuple[str, int | None, int | None] | None:
 @functools.lru_cache(maxsize=256)
 def crs_of_geokeys(tags: GeoKeyTags) -> str | None:
     """The CRS GDAL reads from a GeoKey directory (``tags``: :data:`GeoKeyTags`), as ``EPSG:<code>`` when it is
-    exactly a registry CRS, else WKT2; None when GDAL reads no CRS, or only a LOCAL_CS (a name and a unit: no
-    place on the Earth)."""
+    exactly a registry CRS, else WKT2; None when GDAL reads no CRS, or only a LOCAL_CS (a name and a unit) or a
+    geocentric CRS (X/Y/Z from the Earth's centre), neither of which places a pixel on a map."""
     import rasterio
     import rasterio.io
     import tifffile
 
-    types = {34735: "H", 34736: "d", 34737: "s"}
+    types = {34735: "H", 34736: "d"}
     extratags: list[tuple[Any, ...]] = [
         (33550, "d", 3, (1.0, 1.0, 0.0), True),  # a grid, so GDAL does not warn that there is none
         (33922, "d", 6, (0.0,) * 6, True),
     ]
     for code, value in tags:
+        if code == 34737:  # GeoAsciiParams as stored, byte for byte (keys address it by offset)
+            text = value if isinstance(value, bytes) else str(value).encode() + b"\0"
+            extratags.append((code, 2, len(text), text, True))
+            continue
         values = value if isinstance(value, tuple) else (value,)
-        extratags.append((code, types[code], 0 if code == 34737 else len(values), value, True))
+        extratags.append((code, types[code], len(values), value, True))
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, np.zeros((1, 1), np.uint8), extratags=extratags, metadata=None)
     with (
@@ -188,7 +216,7 @@ def crs_of_geokeys(tags: GeoKeyTags) -> str | None:
     if read is None:
         return None
     crs = pyproj.CRS.from_wkt(read.to_wkt(version="WKT2_2019"))
-    if crs.type_name == "Engineering CRS":
+    if crs.type_name in {"Engineering CRS", "Geocentric CRS"}:  # a name and a unit, or X/Y/Z: no map position
         return None
     doc = crs.to_json_dict()
     named = doc.get("id") or {}
@@ -199,6 +227,53 @@ def crs_of_geokeys(tags: GeoKeyTags) -> str | None:
         doc.pop("id")  # GDAL keeps the code of a CRS whose GeoKeys change it: the code would name another CRS
         crs = pyproj.CRS.from_json_dict(doc)
     return str(crs.to_wkt())
+
+
+def with_current_crs(manifest: TiffManifest) -> TiffManifest:
+    """A manifest stored before CRSs were read as GDAL reads them, with each IFD's CRS read so from its decoded
+    GeoKeys (a cube built then and refreshed now keeps one CRS per grid, and a CRS read wrongly then is mended);
+    ``manifest`` itself when it needs nothing."""
+    if all(ifd.geo is None or ifd.geo.as_gdal for ifd in manifest.ifds):
+        return manifest
+    ifds = tuple(
+        ifd if ifd.geo is None or ifd.geo.as_gdal else dataclasses.replace(ifd, geo=_current(ifd.geo))
+        for ifd in manifest.ifds
+    )
+    return dataclasses.replace(manifest, ifds=ifds)
+
+
+def _current(geo: Geo) -> Geo:
+    crs = _named_code(geo.geokeys) if geo.geokeys else None
+    if crs is None and geo.geokeys:
+        crs = crs_of_geokeys(_encoded(geo.geokeys))
+    return dataclasses.replace(geo, crs=crs, as_gdal=True)
+
+
+def _encoded(geokeys: Mapping[str, Any]) -> GeoKeyTags:
+    """The GeoKey tags of decoded keys, as libgeotiff writes them (keys by id, SHORTs in the directory, doubles in
+    GeoDoubleParams, text '|'-terminated in GeoAsciiParams): tifffile decodes the directory but writes none."""
+    import tifffile
+
+    ids = {key.name: int(key.value) for key in tifffile.TIFF.GEO_KEYS}
+    entries = sorted((ids[name], value) for name, value in geokeys.items() if name in ids)
+    directory, doubles, text = [1, 1, 0, len(entries)], list[float](), b""
+    for key, value in entries:
+        if isinstance(value, str):
+            encoded = value.encode()
+            directory += [key, 34737, len(encoded) + 1, len(text)]
+            text += encoded + b"|"
+        elif isinstance(value, float) or (isinstance(value, list | tuple) and value):
+            values = [float(v) for v in (value if isinstance(value, list | tuple) else [value])]
+            directory += [key, 34736, len(values), len(doubles)]
+            doubles += values
+        else:
+            directory += [key, 0, 1, int(value)]
+    tags: list[tuple[int, Any]] = [(34735, tuple(directory))]
+    if doubles:
+        tags.append((34736, tuple(doubles)))
+    if text:
+        tags.append((34737, text + b"\0"))
+    return tuple(tags)
 
 
 def parse_nodata(text: str | None, dtype: np.dtype[Any]) -> int | float | None:

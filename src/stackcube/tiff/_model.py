@@ -101,13 +101,17 @@ class Geo:
     """Georeferencing of one IFD, as GDAL reads it."""
 
     crs: str | None
-    """``"EPSG:<code>"`` when the GeoKeys name one, else WKT2 built with pyproj, else None."""
+    """``"EPSG:<code>"`` when the CRS GDAL reads from the GeoKeys is exactly a registry CRS, else WKT2; None when
+    GDAL reads none (or only a LOCAL_CS or a geocentric CRS, which place no pixel on a map)."""
     transform: tuple[float, float, float, float, float, float] | None
     """Affine transform (a, b, c, d, e, f) of pixel corners, as rasterio's ``transform`` (PixelIsPoint shifted)."""
     raster_type: Literal["area", "point"] = "area"
     """GTRasterTypeGeoKey: whether the tie point refers to the pixel corner (area) or its centre (point)."""
     geokeys: dict[str, Any] = field(default_factory=dict)
     """The decoded GeoKeyDirectory, kept for provenance."""
+    as_gdal: bool = True
+    """The CRS was read as GDAL reads GeoKeys; False in manifests stored before it was (stackcube 0.x before
+    #31), whose CRS :func:`stackcube.tiff.with_current_crs` reads again from :attr:`geokeys`."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -163,6 +167,7 @@ class IfdManifest:
                 "transform": None if self.geo.transform is None else list(self.geo.transform),
                 "raster_type": self.geo.raster_type,
                 "geokeys": _jsonable(self.geo.geokeys),
+                "as_gdal": self.geo.as_gdal,
             }
         fill = self.fill_value
         return {
@@ -206,6 +211,7 @@ class IfdManifest:
                 transform=None if geo["transform"] is None else tuple(geo["transform"]),
                 raster_type=geo["raster_type"],
                 geokeys=geo["geokeys"],
+                as_gdal=bool(geo.get("as_gdal", False)),
             ),
             attrs=data["attrs"],
             damage=data.get("damage"),

@@ -368,7 +368,7 @@ def _parse_page(page: Any, path: tuple[int, ...], role: Role, level: int, fh: Sp
         lengths=lengths.reshape(layout.grid),
         recipe=layout.recipe,
         fill_value=layout.fill_value,
-        geo=_geo(page) if page.is_geotiff or any(code in page.tags for code in _MODEL_TAGS) else None,
+        geo=_geo(page, fh) if page.is_geotiff or any(code in page.tags for code in _MODEL_TAGS) else None,
         attrs=copy.deepcopy(layout.attrs),  # each manifest its own (a colormap is a list)
         damage=damage,
     )
@@ -426,11 +426,13 @@ _GEOS: dict[tuple[Any, ...], Geo] = {}
 collection's files share a few CRSs; only the transform is each file's. Emptied when it holds :data:`MAX_LAYOUTS`."""
 
 
-def _geo(page: Any) -> Geo | None:
+def _geo(page: Any, fh: SparseFile) -> Geo | None:
     key = page.geokey if hasattr(page, "geokey") else None  # a tifffile page has none
     known = _GEOS.get(key) if key is not None else None
     if known is None:
-        raw = {code: page.tags.valueof(code) for code in GEOKEY_TAGS if code in page.tags}
+        raw = {code: page.tags.valueof(code) for code in GEOKEY_TAGS[:2] if code in page.tags}
+        if GEOKEY_TAGS[2] in page.tags:
+            raw[GEOKEY_TAGS[2]] = _ascii_bytes(page, GEOKEY_TAGS[2], fh)
         geo = parse_geo(page.geotiff_tags if page.is_geotiff else _model_only(page), raw)
         if key is not None and geo is not None:
             if len(_GEOS) >= MAX_LAYOUTS:
@@ -440,6 +442,16 @@ def _geo(page: Any) -> Geo | None:
     return dataclasses.replace(
         known, transform=transform_of(page.model(), known.raster_type), geokeys=dict(known.geokeys)
     )
+
+
+def _ascii_bytes(page: Any, code: int, fh: SparseFile) -> bytes:
+    """A text tag's bytes as stored (tifffile's text strips whitespace and wants 7-bit ASCII; GeoAsciiParams are
+    addressed by offset and GDAL reads them as bytes)."""
+    if hasattr(page.tags, "content"):
+        return page.tags.content(code)[2]  # type: ignore[no-any-return]
+    tag = page.tags[code]
+    fh.seek(tag.valueoffset)
+    return fh.read(tag.count)
 
 
 _MODEL_TAGS = {33550: "ModelPixelScale", 33922: "ModelTiepoint", 34264: "ModelTransformation"}
