@@ -27,13 +27,14 @@ from xarray.backends.zarr import ZarrBackendEntrypoint
 
 from stackcube import _sync
 from stackcube._band_index import with_band_aliases
-from stackcube._hrefs import credential_for
+from stackcube._hrefs import credential_for, redact
 from stackcube._keywords import check_keywords, keywords_of
 from stackcube._physical import physical
 from stackcube._retry import retry_sync
 from stackcube.errors import (
     ArrayNotFoundError,
     RepositoryError,
+    UntrustedSourceError,
 )
 from stackcube.options import BLOCK, Chunks
 from stackcube.settings import Credentials, Settings, current, with_credentials
@@ -349,11 +350,12 @@ def _tile_refs(
     except (KeyError, FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
         return None
     credentials = options.given_credentials(settings)
+    where = store.repo if isinstance(store, GuardedStore) else "the cube"
     refs = []
     for text in sources.tolist():
         source = json.loads(str(text))
         href = str(source["href"])
-        prefix = max((p for p in metadata.containers if href.startswith(p)), key=len, default=href)
+        prefix = _declared(href, metadata, options, where, path)
         account = metadata.accounts.get(prefix)
         given = credential_for(prefix, credentials, account)
         scheme = urlparse(href).scheme
@@ -379,6 +381,22 @@ def _tile_refs(
         with_credentials(settings, credentials),
         repo=store.repo if isinstance(store, GuardedStore) else None,
     )
+
+
+def _declared(href: str, metadata: CubeMetadata, options: OpenOptions, repo: Any, path: str) -> str:
+    """The container of the cube's that holds ``href`` (a source a union's tile table names), when the caller
+    allows it; a tile table is the cube's own word, so an href under no declared container (a cube altered to send
+    readers elsewhere) or outside ``allow=`` is refused before any request."""
+    prefix = max((p for p in metadata.containers if href.startswith(p)), key=len, default=None)
+    if prefix is None:
+        msg = (
+            f"{repo}: the tile table of {path} names {redact(href)}, under none of the source prefixes the cube "
+            f"declares ({', '.join(metadata.containers) or 'none'}); the cube was altered, and nothing was read"
+        )
+        raise UntrustedSourceError(msg)
+    if options.allow is not None:
+        check_allowed([prefix], options.allow, repo)
+    return prefix
 
 
 def _levels(store: Any, levels: list[LevelToOpen], snapshot: str, options: OpenOptions) -> list[xr.Dataset]:
