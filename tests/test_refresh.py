@@ -621,3 +621,29 @@ def test_check_etags_reindexes_the_changed_and_names_the_gone_and_verify_fix_doe
     assert main(["verify", str(repo), "--quiet"]) == 0
     cube = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False)
     assert np.isnan(cube.sel(band="B04").isel(time=1).values).all()
+
+
+@pytest.mark.network
+def test_a_source_table_altered_to_name_another_host_asks_it_nothing(demo_cube, nginx) -> None:
+    """Verify and refresh touch only hrefs under the source prefixes the cube declares: a cube whose source table
+    was edited to name another (real, answering) host is refused, and that host hears nothing."""
+    import numpy as np
+    import zarr
+
+    from stackcube.errors import UntrustedSourceError
+    from tests.services.proxy import run_proxy
+
+    _, repo, cube = demo_cube
+    with run_proxy(nginx.url) as other:
+        session = cube.repository.writable_session("main")
+        hrefs = zarr.open_group(session.store, mode="r+")["sources"]["href"]
+        values = np.asarray(hrefs[...], dtype=object)
+        values[0] = f"{other.url}/corpus/tiff/rio-tiler/cog.tif"
+        hrefs[...] = values
+        session.commit("a source table naming another host")
+        other.reset()
+        with pytest.raises(UntrustedSourceError, match="under none of the source prefixes the cube declares"):
+            stackcube.verify_cube(repo, progress=False)
+        with pytest.raises(UntrustedSourceError, match="under none of the source prefixes the cube declares"):
+            stackcube.refresh_cube(repo, progress=False, check_etags=True)
+        assert other.stats["GET"] + other.stats["HEAD"] == 0

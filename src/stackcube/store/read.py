@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Self, TypedDict, cast
@@ -238,7 +238,9 @@ class StoredCube:
     def sources(self) -> tuple[Source, ...]:
         """Every indexed source with its manifest, read on first use (the manifests are most of the table: a refresh
         that only appends never reads them)."""
-        return read_sources_table(self.root) if self.root is not None else ()
+        sources = read_sources_table(self.root) if self.root is not None else ()
+        declared_hrefs((s.manifest.href for s in sources), self.metadata)
+        return sources
 
 
 def read_stored(
@@ -249,14 +251,32 @@ def read_stored(
     in errors; with the ``repository``, when its last search ran (:attr:`StoredCube.searched`)."""
     root = _root(session, repo if repo is not None else "this repository")
     metadata = CubeMetadata.from_attrs(root.attrs)
+    rows = read_source_rows(root)
+    declared_hrefs((row.href for row in rows), metadata, repo)
     return StoredCube(
         snapshot_id=session.snapshot_id,
         metadata=metadata,
-        rows=read_source_rows(root),
+        rows=rows,
         layouts={name: ArrayLayout.from_attrs(cast("zarr.Group", root[name]).attrs) for name in metadata.arrays},
         root=root,
         searched=_last_search(repository, session.snapshot_id) if repository is not None else None,
     )
+
+
+def declared_hrefs(hrefs: Iterable[str], metadata: CubeMetadata, repo: Any = "the cube") -> None:
+    """Refuse a source table naming an href under none of the source prefixes the cube declares: refreshing or
+    verifying a cube altered to send requests elsewhere asks nothing of anyone (every href a reader, verifier or
+    refresher touches lies in a declared container, which ``allow=`` was checked against)."""
+    prefixes = tuple(metadata.containers)
+    if not prefixes:
+        return  # (a cube without sources yet)
+    for href in hrefs:
+        if not href.startswith(prefixes):
+            msg = (
+                f"{repo}: its source table names {redact(href)}, under none of the source prefixes the cube "
+                f"declares ({', '.join(prefixes)}); the cube was altered, and nothing was asked of that host"
+            )
+            raise UntrustedSourceError(msg)
 
 
 def _last_search(repository: icechunk.Repository, snapshot_id: str) -> datetime | None:
