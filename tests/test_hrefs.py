@@ -182,6 +182,7 @@ def test_a_bearer_token_host_that_redirects_works_with_credentials_and_stores_no
             stackcube.build_cube(items, repo=repo, progress=False)
         credentials = {f"{front.url}/": {"Authorization": f"Bearer {token}"}}
         stackcube.build_cube(items, repo=repo, progress=False, credentials=credentials)
+        assert files.seen  # the files were read from the host redirected to
         assert all(s.headers.get("authorization") is None for s in files.seen)  # never sent on to the other host
 
         with pytest.raises(SourceError, match=rf"access denied .*credentials=\{{'{front.url}/': \.\.\.}}"):
