@@ -39,6 +39,25 @@ def test_credential_parameters_are_found_and_redacted() -> None:
     )
 
 
+@pytest.mark.parametrize("name", ["subscription-key", "Subscription-Key", "code", "api-key", "x-api-key", "apikey"])
+def test_api_keys_in_a_query_string_are_credentials(name) -> None:
+    """The Planetary Computer's own parameter (subscription-key), Azure Functions' code and the usual API keys."""
+    url = f"https://planetarycomputer.microsoft.com/api/stac/v1?{name}=0123abcd&limit=10"
+    assert secret_params(url) == [name]
+    assert redact(f"search of {url} failed") == (
+        f"search of https://planetarycomputer.microsoft.com/api/stac/v1?{name}=REDACTED&limit=10 failed"
+    )
+
+
+def test_a_querys_headers_are_not_in_its_repr() -> None:
+    from stackcube.search import make_query
+
+    query = make_query("https://example.com/stac", headers={"Ocp-Apim-Subscription-Key": "0123abcd"})
+    assert query.headers == {"Ocp-Apim-Subscription-Key": "0123abcd"}
+    assert "0123abcd" not in repr(query)
+    assert "headers" not in query.to_dict()
+
+
 @pytest.mark.parametrize(
     ("href", "stored"),
     [

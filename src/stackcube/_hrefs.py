@@ -29,7 +29,18 @@ SECRET_PARAMS = frozenset(
         "auth",
         "apikey",
         "api_key",
+        "api-key",
+        "x-api-key",
         "key",
+        "subscription-key",  # Azure API Management (the Planetary Computer's STAC API and SAS endpoints)
+        "subscription_key",
+        "code",  # Azure Functions
+        "client_secret",
+        "secret",
+        "password",
+        "access_key",
+        "secret_key",
+        "session_token",
         "policy",  # CloudFront
         "key-pair-id",
         "x-amz-signature",  # S3 presigned (SigV4)

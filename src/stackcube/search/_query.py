@@ -78,8 +78,9 @@ class Query:
     """Stop after this many items."""
     limit: int | None = None
     """Page size asked of a STAC API."""
-    headers: dict[str, str] = field(default_factory=dict)
-    """Extra HTTP headers for a STAC API (never stored in a cube)."""
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    """Extra HTTP headers for a STAC API (never stored in a cube, nor shown in the query's repr: they may hold a
+    key)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form, without headers (they may hold credentials)."""
