@@ -150,3 +150,26 @@ def test_a_location_that_cannot_hold_a_repository_is_refused_before_any_header_i
     err = capsys.readouterr().err
     assert err.count("\n") == 2
     assert err.count("is a file, not an Icechunk repository") == 2
+
+
+def test_containers_lost_to_other_writers_every_time_are_said(tmp_path, monkeypatch) -> None:
+    """Saving the configuration gives up after SAVE_ATTEMPTS saves that other writers overwrote (provoked by
+    having every read of the saved configuration come back without them: the race itself cannot be timed), and
+    says so: the commit stands, stackcube reads it, and the warning names what other readers lack."""
+    import icechunk
+
+    import stackcube
+    from stackcube.demo import write_demo_catalog
+    from stackcube.errors import StackcubeWarning
+    from stackcube.store import repo as repo_module
+
+    saves = []
+    real_save = icechunk.Repository.save_config
+    monkeypatch.setattr(icechunk.Repository, "fetch_config", staticmethod(lambda storage: None))
+    monkeypatch.setattr(icechunk.Repository, "save_config", lambda self: saves.append(1) or real_save(self))
+    catalog = write_demo_catalog(tmp_path / "demo", dates=1, size=256)
+    with pytest.warns(StackcubeWarning, match=r"the commit .* is done, but .*still lacks .* after 5 saves"):
+        stackcube.build_cube(catalog, repo=tmp_path / "cube.icechunk", progress=False)
+    assert len(saves) >= repo_module.SAVE_ATTEMPTS
+    monkeypatch.undo()
+    assert stackcube.open_dataarray(tmp_path / "cube.icechunk", "EPSG32735_10m").sizes["time"] == 1

@@ -292,15 +292,26 @@ def save_containers(
     take a cube's containers from the cube), keeping every container another writer saved meanwhile: the saved
     configuration is read again and merged just before it is saved, and checked after."""
     settings = settings or current()
-    for _ in range(5):
+    for attempt in range(SAVE_ATTEMPTS + 1):
         config = icechunk.Repository.fetch_config(repository.storage) or icechunk.RepositoryConfig.default()
         known = set((config.virtual_chunk_containers or {}).keys())
         missing = [p for p in dict.fromkeys(prefixes) if p not in known]
         if not missing:
             return
+        if attempt == SAVE_ATTEMPTS:
+            break
         access = declare_containers(config, missing, known, settings, accounts=accounts or {})  # no caller credential
         _whole_chunk_requests(config)
         repository.reopen(config=config, authorize_virtual_chunk_access=access).save_config()
+    msg = (
+        f"the repository configuration still lacks {', '.join(missing)} after {SAVE_ATTEMPTS} saves (other writers "
+        "saved theirs over it each time)"
+    )
+    raise RepositoryError(msg)
+
+
+SAVE_ATTEMPTS = 5
+"""Times :func:`save_containers` saves the configuration before it says it could not."""
 
 
 URL_DICTIONARY_FROM = 65_535

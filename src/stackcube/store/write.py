@@ -122,12 +122,14 @@ def write_plan(
     try:
         with exclusive(repo):
             save_containers(repository, prefixes, settings, accounts)
-    except icechunk.IcechunkError:
+    except (icechunk.IcechunkError, RepositoryError) as exc:
         # the cube is committed and readable (it lists its containers); only readers other than stackcube, which
         # take containers from the configuration alone, miss them until the next write saves them
+        why = exc.message.splitlines()[0] if isinstance(exc, icechunk.IcechunkError) and exc.message else str(exc)
         warnings.warn(
             f"{repo}: the commit {snapshot} is done, but the repository configuration could not be updated with "
-            "its source locations; stackcube reads it, other Icechunk readers need them declared",
+            f"its source locations ({why}); stackcube reads it, other Icechunk readers need them declared: the next "
+            "build or refresh saves them again",
             StackcubeWarning,
             stacklevel=3,
         )
