@@ -615,3 +615,19 @@ def test_a_build_larger_than_a_snapshot_may_hold_is_several_and_the_cube_of_one_
         assert sum(len(chunks) for path, chunks in changed.items() if path.endswith("/data")) <= 40
     assert repository.list_branches() == {"main"}
     _assert_same(_tree(repo), _tree(whole))
+
+
+def test_a_cleanup_that_fails_never_hides_the_writes_own_error(tmp_path) -> None:
+    """Removing a write's branch can fail too (here: a branch already gone, in a real repository): the write's own
+    error stays the one raised, with the cleanup's failure noted on it; after a write that succeeded, a warning."""
+    import icechunk
+
+    from stackcube.errors import StackcubeWarning
+    from stackcube.store.write import _remove_branch
+
+    repository = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "r.icechunk")))
+    original = RuntimeError("the write failed")
+    _remove_branch(repository, "stackcube-scratch-gone", original)
+    assert original.__notes__[0].startswith("removing branch stackcube-scratch-gone failed too: ")
+    with pytest.warns(StackcubeWarning, match="removing branch stackcube-scratch-gone failed .*a later write removes"):
+        _remove_branch(repository, "stackcube-scratch-gone")

@@ -113,7 +113,7 @@ def write_plan(
         )
     except BaseException as exc:
         if created:  # a branch this write started, with nothing of this write on it
-            repository.delete_branch(branch)
+            _remove_branch(repository, branch, exc)
         if isinstance(exc, icechunk.IcechunkError):
             error = RepositoryError(f"writing the cube to {repo} failed, nothing was committed: {exc.message[:300]}")
             error.transient = transient(exc)
@@ -442,8 +442,8 @@ def _write_on_workers(
                 repository.writable_session(scratch).commit(_WRITING, allow_empty=True)
                 writer = repository.writable_session(scratch)
             _write_run(writer, run, workers, advance)
-    except BaseException:
-        repository.delete_branch(scratch)  # nothing of this write is on any other branch
+    except BaseException as exc:
+        _remove_branch(repository, scratch, exc)  # nothing of this write is on any other branch
         raise
     return writer
 
@@ -527,8 +527,8 @@ def _write_staged(
                     writer.amend(_WRITING)
                     writer = repository.writable_session(scratch)
                     _give_back_memory()
-    except BaseException:
-        repository.delete_branch(scratch)  # nothing of this write is on any other branch
+    except BaseException as exc:
+        _remove_branch(repository, scratch, exc)  # nothing of this write is on any other branch
         raise
     return writer
 
@@ -589,9 +589,26 @@ def _commit_forked(
                 raise ConcurrentUpdateError(msg) from None
             if tag is not None:
                 _tag_or_undo(repository, tag, snapshot, branch, base)
-    finally:
-        repository.delete_branch(scratch)
+    except BaseException as exc:
+        _remove_branch(repository, scratch, exc)
+        raise
+    _remove_branch(repository, scratch)
     return snapshot
+
+
+def _remove_branch(repository: icechunk.Repository, branch: str, error: BaseException | None = None) -> None:
+    """Delete ``branch``, a write's own; failing to never hides ``error``, the write's own failure: it is noted on
+    it, or after a write that succeeded, warned about (a later write removes stale scratch branches)."""
+    try:
+        repository.delete_branch(branch)
+    except icechunk.IcechunkError as exc:
+        why = exc.message.splitlines()[0] if exc.message else str(exc)
+        if error is not None:
+            error.add_note(f"removing branch {branch} failed too: {why}")
+        else:
+            warnings.warn(
+                f"removing branch {branch} failed ({why}); a later write removes it", StackcubeWarning, stacklevel=3
+            )
 
 
 def _checksum(href: str, validator: str, etag: str, last_modified: str) -> Any:
