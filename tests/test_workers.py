@@ -49,3 +49,18 @@ def test_client_and_executor_are_one_or_the_other() -> None:
         resolve_workers(object(), pool)
     with pytest.raises(TypeError, match=r"takes a concurrent\.futures\.Executor, not str"):
         resolve_workers(None, "4 processes")
+
+
+def test_a_fork_pool_after_io_is_refused_with_what_to_do(tmp_path) -> None:
+    """A pool started with fork after this process read through stackcube: obstore's runtime does not survive the
+    fork, so the workers say so (and which start method to use) instead of waiting forever on requests."""
+    from stackcube.errors import StackcubeError
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    stackcube.build_cube(catalog, repo=tmp_path / "here.icechunk", progress=False)  # I/O has started here
+    with (
+        pytest.warns(DeprecationWarning, match="fork"),  # Python's own: forking a multi-threaded process
+        ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool,
+        pytest.raises(StackcubeError, match=r"does not survive a fork: start the pool with .*'forkserver'"),
+    ):
+        stackcube.build_cube(catalog, repo=tmp_path / "there.icechunk", progress=False, executor=pool)

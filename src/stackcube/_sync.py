@@ -7,9 +7,12 @@ obstore's connection pools warm across calls and works inside Jupyter, where a l
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
+
+from stackcube.errors import StackcubeError
 
 T = TypeVar("T")
 
@@ -28,8 +31,37 @@ def _get_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
+_forked_after_io = False
+"""This process was forked from one whose I/O had started: obstore's runtime (Rust's tokio, one per process, no
+fork handler) has no threads here, and every request would wait forever."""
+
+
+def _forget_after_fork() -> None:
+    """In a child a fork started (a ``fork`` process pool): the parent's loop thread does not exist there, and a
+    lock may have been held across the fork; the child's first call starts a loop of its own (zarr does the same),
+    unless the parent's I/O had started, which cannot go on here (:data:`_forked_after_io`)."""
+    global _forked_after_io, _lock, _loop, _writing, _writes
+    _forked_after_io = _forked_after_io or _loop is not None
+    _lock = threading.Lock()
+    _loop = None
+    _writing = threading.Condition()
+    _writes = []
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def run[T](coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on stackcube's I/O loop and return its result (re-raising its exception)."""
+    if _forked_after_io:
+        coro.close()
+        msg = (
+            "this process was forked from one that had already read or written through stackcube, and the I/O "
+            "runtime stackcube reads with (obstore's) does not survive a fork: start the pool with "
+            "multiprocessing.get_context('forkserver') (or 'spawn'), e.g. ProcessPoolExecutor(n, mp_context=...)"
+        )
+        raise StackcubeError(msg)
     loop = _get_loop()
     try:
         running = asyncio.get_running_loop()
