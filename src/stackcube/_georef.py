@@ -15,7 +15,7 @@ import pyproj
 import xarray as xr
 from affine import Affine
 
-__all__ = ["Affine", "pixel_centres", "pixel_size", "spatial_coords", "to_affine"]
+__all__ = ["Affine", "crs_name", "pixel_centres", "pixel_size", "spatial_coords", "to_affine"]
 
 
 def to_affine(values: Sequence[float]) -> Affine:
@@ -30,6 +30,22 @@ def pixel_centres(transform: Affine, height: int, width: int) -> tuple[np.ndarra
     y = transform.f + transform.e * (np.arange(height) + 0.5)
     x = transform.c + transform.a * (np.arange(width) + 0.5)
     return y, x
+
+
+@functools.lru_cache(maxsize=64)
+def crs_name(crs: str) -> str:
+    """A CRS for people: ``EPSG:32633``, ``"NSIDC Sea Ice Polar Stereographic North" (WKT2)``, or for a CRS without
+    a name, its method: ``an unnamed Sinusoidal CRS (WKT2)``."""
+    if crs.startswith("EPSG:"):
+        return crs
+    try:
+        parsed = pyproj.CRS.from_user_input(crs)
+    except pyproj.exceptions.CRSError:
+        return "a WKT"
+    if parsed.name not in {"", "unnamed", "unknown"}:
+        return f'"{parsed.name}" (WKT2)'
+    method = parsed.coordinate_operation.method_name if parsed.coordinate_operation else parsed.type_name
+    return f"an unnamed {method} CRS (WKT2)"
 
 
 @functools.lru_cache(maxsize=64)

@@ -21,7 +21,7 @@ import numpy as np
 import pyproj
 from pyproj.crs import GeographicCRS
 
-from stackcube._georef import Affine, to_affine
+from stackcube._georef import Affine, crs_name, to_affine
 
 __all__ = ["SAME_PLACE", "Stated", "disagreements", "stated"]
 
@@ -122,7 +122,8 @@ def disagreements(said: Stated, crs: str | None, transform: Affine | None, shape
             else:
                 far = f"place points of the image more than {_floor(apart)} apart"
             out.append(
-                f"the file's CRS ({_short(crs)}) and STAC's {said.field} ({_short(said.crs)}) {far}; the file's is used"
+                f"the file's CRS ({crs_name(crs)}) and STAC's {said.field} ({crs_name(said.crs)}) {far}; "
+                "the file's is used"
             )
     if said.shape is not None and said.shape != shape:
         out.append(
@@ -194,13 +195,3 @@ def _floor(metres: float) -> str:
         if metres > limit:
             return text
     return "1 cm"
-
-
-def _short(crs: str) -> str:
-    """``EPSG:32633``, or a WKT's name: ``"NSIDC Sea Ice Polar Stereographic North" (WKT)``."""
-    if crs.startswith("EPSG:"):
-        return crs
-    try:
-        return f'"{pyproj.CRS.from_user_input(crs).name}" (WKT)'
-    except pyproj.exceptions.CRSError:
-        return "a WKT"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import logging
 import struct
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import tifffile
 
 from stackcube.errors import CorruptTiffError, StackcubeError
 from stackcube.tiff import open_manifest, read_tiff
-from stackcube.tiff._parse import _parse_with_tifffile, parse_manifest
+from stackcube.tiff._parse import _parse_with_tifffile, _TiffFileLog, parse_manifest
 from tests.conftest import CORPUS, require
 from tests.tiff.test_generated import assert_bits_equal
 from tests.tiff.test_ifd import FILES, _ifds, _sparse
@@ -120,15 +119,6 @@ def tiff_height(tiff: Tiff, ifd: int) -> int:
         return int(tif.pages[ifd].imagelength)
 
 
-class _Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.ERROR)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 def as_bands(values: np.ndarray, shaped: tuple[int, ...]) -> np.ndarray:
     """tifffile's array of one page as (band, y, x), as stackcube presents it."""
     planes = values.reshape(shaped)[:, 0]  # (separate samples, y, x, contiguous samples)
@@ -139,7 +129,7 @@ def read_tifffile(path: Path) -> list[np.ndarray | str]:
     """Every top-level page as tifffile reads it; where it raises, or pads a segment (and logs an error), what it
     said instead."""
     log = tifffile.logger()
-    errors = _Errors()
+    errors = _TiffFileLog()
     log.addHandler(errors)
     try:
         out: list[np.ndarray | str] = []

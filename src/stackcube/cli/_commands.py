@@ -60,19 +60,12 @@ def _format_manifest(manifest: Any) -> str:
 
 
 def _crs_name(crs: str | None, geokeys: bool) -> str:
-    """``EPSG:32633``, ``"NSIDC Sea Ice Polar Stereographic North" (WKT2)``, ``an unnamed Sinusoidal CRS (WKT2)``,
-    or why there is none."""
+    """:func:`stackcube._georef.crs_name`, or why there is none."""
     if crs is None:
         return "none that GDAL reads from its GeoKeys" if geokeys else "none"
-    if crs.startswith("EPSG:"):
-        return crs
-    import pyproj
+    from stackcube._georef import crs_name
 
-    parsed = pyproj.CRS.from_user_input(crs)
-    if parsed.name not in {"", "unnamed", "unknown"}:
-        return f'"{parsed.name}" (WKT2)'
-    method = parsed.coordinate_operation.method_name if parsed.coordinate_operation else parsed.type_name
-    return f"an unnamed {method} CRS (WKT2)"
+    return crs_name(crs)
 
 
 def _compression_name(value: int) -> str:

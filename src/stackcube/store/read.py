@@ -375,7 +375,7 @@ def _tile_refs(
     for text in sources.tolist():
         source = json.loads(str(text))
         href = str(source["href"])
-        prefix = _declared(href, metadata, options, where, path)
+        prefix = _declared(href, metadata, where, path)
         account = metadata.accounts.get(prefix)
         given = credential_for(prefix, credentials, account)
         scheme = urlparse(href).scheme
@@ -395,6 +395,8 @@ def _tile_refs(
                 account=account,
             )
         )
+    if options.allow is not None:  # each declared prefix once (every href lies under one), before any request
+        check_allowed(metadata.containers, options.allow, where)
     return TileRefs(
         tiles,
         tuple(refs),
@@ -403,10 +405,10 @@ def _tile_refs(
     )
 
 
-def _declared(href: str, metadata: CubeMetadata, options: OpenOptions, repo: Any, path: str) -> str:
-    """The container of the cube's that holds ``href`` (a source a union's tile table names), when the caller
-    allows it; a tile table is the cube's own word, so an href under no declared container (a cube altered to send
-    readers elsewhere) or outside ``allow=`` is refused before any request."""
+def _declared(href: str, metadata: CubeMetadata, repo: Any, path: str) -> str:
+    """The container of the cube's that holds ``href`` (a source a union's tile table names); a tile table is the
+    cube's own word, so an href under no declared container (a cube altered to send readers elsewhere) is refused
+    before any request (the declared containers were checked against ``allow=``)."""
     prefix = max((p for p in metadata.containers if href.startswith(p)), key=len, default=None)
     if prefix is None:
         msg = (
@@ -414,8 +416,6 @@ def _declared(href: str, metadata: CubeMetadata, options: OpenOptions, repo: Any
             f"declares ({', '.join(metadata.containers) or 'none'}); the cube was altered, and nothing was read"
         )
         raise UntrustedSourceError(msg)
-    if options.allow is not None:
-        check_allowed([prefix], options.allow, repo)
     return prefix
 
 
