@@ -4,6 +4,9 @@ does; the two ways of naming workers cannot be mixed."""
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
+import textwrap
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
@@ -49,6 +52,35 @@ def test_client_and_executor_are_one_or_the_other() -> None:
         resolve_workers(object(), pool)
     with pytest.raises(TypeError, match=r"takes a concurrent\.futures\.Executor, not str"):
         resolve_workers(None, "4 processes")
+
+
+def test_a_build_on_a_fork_pool_started_before_any_read_is_the_build_of_this_process(tmp_path) -> None:
+    """The start method Linux's Python defaults to before 3.14: a fresh process whose build forks its pool (the
+    pool starts its processes at the first task, after the search and the repository are open, before any source
+    is read here) builds what a build without the pool does. In a child process: this one has read already."""
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    script = textwrap.dedent(
+        f"""
+        import multiprocessing, sys, warnings
+        from concurrent.futures import ProcessPoolExecutor
+        import numpy as np
+        import stackcube
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python's own: forking a multi-threaded process
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+            there = stackcube.build_cube({str(catalog)!r}, repo={str(tmp_path / "there.icechunk")!r},
+                                         progress=False, executor=pool)
+        here = stackcube.build_cube({str(catalog)!r}, repo={str(tmp_path / "here.icechunk")!r}, progress=False)
+        for array in here.plan.arrays:
+            np.testing.assert_array_equal(
+                stackcube.open_dataarray({str(tmp_path / "there.icechunk")!r}, array=array.name).values,
+                stackcube.open_dataarray({str(tmp_path / "here.icechunk")!r}, array=array.name).values,
+            )
+        print(len(here.plan.arrays), len(list(there.repository.ancestry(branch="main"))))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "2"]  # both of the demo's arrays compared; one commit on the first snapshot
 
 
 def test_a_fork_pool_after_io_is_refused_with_what_to_do(tmp_path) -> None:

@@ -31,17 +31,26 @@ def _get_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
+_obstore_started = False
+"""This process made an obstore store (and so may have started obstore's runtime): see :func:`obstore_used`."""
 _forked_after_io = False
-"""This process was forked from one whose I/O had started: obstore's runtime (Rust's tokio, one per process, no
-fork handler) has no threads here, and every request would wait forever."""
+"""This process was forked from one that had used obstore: obstore's runtime (Rust's tokio, one per process, no
+fork handler) has no threads here, and every request, even through a new store, would wait forever (measured with
+obstore 0.12). Icechunk's own runtime survives a fork, so a pool forked before the first obstore store works."""
+
+
+def obstore_used() -> None:
+    """Called before every obstore store is made: a process forked after this cannot read through obstore."""
+    global _obstore_started
+    _obstore_started = True
 
 
 def _forget_after_fork() -> None:
     """In a child a fork started (a ``fork`` process pool): the parent's loop thread does not exist there, and a
     lock may have been held across the fork; the child's first call starts a loop of its own (zarr does the same),
-    unless the parent's I/O had started, which cannot go on here (:data:`_forked_after_io`)."""
+    unless the parent had used obstore, whose runtime cannot go on here (:data:`_forked_after_io`)."""
     global _forked_after_io, _lock, _loop, _writing, _writes
-    _forked_after_io = _forked_after_io or _loop is not None
+    _forked_after_io = _forked_after_io or _obstore_started
     _lock = threading.Lock()
     _loop = None
     _writing = threading.Condition()
@@ -57,8 +66,8 @@ def run[T](coro: Coroutine[Any, Any, T]) -> T:
     if _forked_after_io:
         coro.close()
         msg = (
-            "this process was forked from one that had already read or written through stackcube, and the I/O "
-            "runtime stackcube reads with (obstore's) does not survive a fork: start the pool with "
+            "this process was forked from one that had already read through stackcube, and the I/O runtime "
+            "stackcube reads with (obstore's) does not survive a fork: start the pool with "
             "multiprocessing.get_context('forkserver') (or 'spawn'), e.g. ProcessPoolExecutor(n, mp_context=...)"
         )
         raise StackcubeError(msg)

@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 import pystac
 
+from stackcube import _sync
 from stackcube._remedies import install_extra
 from stackcube.errors import MissingExtraError, SearchError
 from stackcube.search._query import Query
@@ -112,6 +113,7 @@ def _filesystem(scheme: str, settings: Settings) -> Any:
     the environment, as for every source)."""
     from obstore.fsspec import FsspecStore
 
+    _sync.obstore_used()
     adapter: Any = FsspecStore  # typed per literal protocol; the protocol here is a variable
     client: dict[str, Any] = {"timeout": f"{settings.request_timeout}s"}
     if scheme == "s3":

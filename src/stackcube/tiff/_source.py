@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlparse
 import obstore
 from obstore.store import AzureStore, HTTPStore, LocalStore, S3Store
 
+from stackcube import _sync
 from stackcube._hrefs import credential_for, headers_for
 from stackcube._retry import looks_throttled, retry_async, without_timings
 from stackcube.errors import HostError, SourceChangedError, SourceError, SourceNotFoundError
@@ -126,6 +127,7 @@ def _network_options(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]
 
 
 def _make_store(scheme: str, netloc: str, settings: Settings, headers: dict[str, str] | None = None) -> Any:
+    _sync.obstore_used()
     if scheme == "file":
         return LocalStore()
     client, retry = _network_options(settings)
@@ -182,6 +184,7 @@ def _azure_store(container: str, account: str | None, settings: Settings) -> Any
     else:
         config["skip_signature"] = True  # anonymous: a public container (Icechunk credentials are for tile reads)
     client, retry = _network_options(settings)
+    _sync.obstore_used()
     if settings.azure.emulator:  # as the cube's containers declare it (store.repo)
         config["endpoint"] = f"{settings.azure.emulator.rstrip('/')}/{account}"
         client["allow_http"] = True
@@ -190,6 +193,7 @@ def _azure_store(container: str, account: str | None, settings: Settings) -> Any
 
 def _signed_store(url: str, settings: Settings) -> Any:
     """A store for exactly ``url``, query included (obstore would escape a ``?`` in a path)."""
+    _sync.obstore_used()
     client, retry = _network_options(settings)
     headers = {**IDENTITY, **headers_for(url, settings.credentials)}
     options = {**client, "allow_http": url.startswith("http:"), "default_headers": headers}
