@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Callable
+
 import pytest
 
 import stackcube
@@ -86,3 +90,96 @@ def test_the_old_module_attributes_still_work_with_a_warning() -> None:
         stackcube.settings.set(max_concurrency=before.max_concurrency)
     with pytest.raises(AttributeError):
         _ = stackcube.settings.nope
+
+
+def _in_thread[T](function: Callable[[], T]) -> T:
+    """``function()`` run in a new thread (which starts outside every ``with`` block), its result returned."""
+    result: list[T] = []
+    thread = threading.Thread(target=lambda: result.append(function()))
+    thread.start()
+    thread.join(timeout=60)
+    return result[0]
+
+
+def test_overlapping_blocks_in_two_threads_each_keep_their_own_values() -> None:
+    """Two threads inside ``with set(...)`` blocks at once (held together by a barrier at every step) each see their
+    own value, before, inside (also on stackcube's I/O loop and in its worker threads, which run in the caller's
+    context), after the other's block ended, and after their own; a thread started inside a block sees the
+    process's settings."""
+    from stackcube import _sync
+
+    before = stackcube.settings.current().max_concurrency
+    step = threading.Barrier(2)
+    seen: dict[int, list[int]] = {3: [], 5: []}
+
+    async def on_the_loop() -> tuple[int, int]:
+        worker = await asyncio.to_thread(lambda: stackcube.settings.current().max_concurrency)
+        return stackcube.settings.current().max_concurrency, worker
+
+    def block(value: int, first_out: bool) -> None:
+        mine = seen[value]
+        step.wait(timeout=60)
+        with stackcube.settings.set(max_concurrency=value) as inside:
+            step.wait(timeout=60)  # both blocks entered
+            mine += [inside.max_concurrency, stackcube.settings.current().max_concurrency]
+            mine += _sync.run(on_the_loop())
+            mine.append(_in_thread(lambda: stackcube.settings.current().max_concurrency))
+            step.wait(timeout=60)  # both read inside; the first leaves, the other stays
+            if not first_out:
+                step.wait(timeout=60)  # the other's block has ended
+                mine.append(stackcube.settings.current().max_concurrency)
+        if first_out:
+            step.wait(timeout=60)
+        mine.append(stackcube.settings.current().max_concurrency)
+
+    threads = [threading.Thread(target=block, args=(3, True)), threading.Thread(target=block, args=(5, False))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert seen == {3: [3, 3, 3, 3, before, before], 5: [5, 5, 5, 5, before, 5, before]}
+    assert stackcube.settings.current().max_concurrency == before
+
+
+def test_blocks_in_two_asyncio_tasks_each_keep_their_own_values() -> None:
+    """Each asyncio task has its context: two tasks' blocks, both entered at once, each see their own value."""
+    before = stackcube.settings.current().retries
+
+    async def task(value: int, both: asyncio.Barrier) -> list[int]:
+        with stackcube.settings.set(retries=value):
+            await both.wait()  # both blocks entered
+            seen = stackcube.settings.current().retries
+            await both.wait()  # both have read: neither block ends before the other's read
+            return [seen, stackcube.settings.current().retries]
+
+    async def main() -> list[list[int]]:
+        both = asyncio.Barrier(2)
+        return list(await asyncio.gather(task(1, both), task(2, both)))
+
+    assert asyncio.run(main()) == [[1, 1], [2, 2]]
+    assert stackcube.settings.current().retries == before
+
+
+def test_a_set_outside_a_with_statement_changes_what_every_thread_sees() -> None:
+    """``set(...)`` as a statement changes the process's settings, which a thread started later sees (but not a
+    thread inside a block of its own); undone, every thread sees the old value again. Entered later
+    (``with override:``), an override becomes the block's own."""
+    before = stackcube.settings.current().header_bytes
+    override = stackcube.settings.set(header_bytes=4096)
+    try:
+        assert _in_thread(lambda: stackcube.settings.current().header_bytes) == 4096
+
+        def own_block() -> int:
+            with stackcube.settings.set(header_bytes=2048):
+                return stackcube.settings.current().header_bytes
+
+        assert _in_thread(own_block) == 2048
+    finally:
+        override.__exit__(None, None, None)
+    assert _in_thread(lambda: stackcube.settings.current().header_bytes) == before
+    later = stackcube.settings.set(header_bytes=1024)
+    with later:
+        assert stackcube.settings.current().header_bytes == 1024
+        assert _in_thread(lambda: stackcube.settings.current().header_bytes) == before
+    assert stackcube.settings.current().header_bytes == before
+    assert _in_thread(lambda: stackcube.settings.current().header_bytes) == before

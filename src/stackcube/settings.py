@@ -1,5 +1,6 @@
 """How stackcube talks to the network: one frozen :class:`Settings` object, read from the environment in this module
-only, with a scoped override.
+only, changed for the process or, in a ``with`` block, for the thread or asyncio task running it (a context
+variable, as ``decimal.localcontext`` is: two threads' overlapping blocks each keep their own values).
 
 ``max_concurrency`` caps requests in flight (header reads, HEADs); ``header_bytes`` is the size of the first ranged
 GET of a TIFF; ``retries``, ``retry_deadline`` and ``request_timeout`` bound how long a failing request is tried
@@ -13,16 +14,18 @@ Examples
 >>> import stackcube
 >>> stackcube.settings.current().max_concurrency
 64
->>> with stackcube.settings.set(max_concurrency=16):   # scoped: back to 64 after the block
+>>> with stackcube.settings.set(max_concurrency=16):   # this thread (or task) only, back to 64 after the block
 ...     stackcube.settings.current().max_concurrency
 16
->>> _ = stackcube.settings.set(retries=2)               # or for the rest of the process
+>>> _ = stackcube.settings.set(retries=2)               # or for every thread, for the rest of the process
 >>> stackcube.settings.reset()                          # back to the environment's values
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import dis
 import os
 import sys
 import threading
@@ -181,48 +184,143 @@ class Settings:
 
 
 _lock = threading.Lock()
-_current: Settings | None = None
+_default: Settings | None = None
+"""The process's settings: the environment's (read on first use), with every :func:`set` made outside a ``with``
+statement applied; what every thread sees outside a ``with stackcube.settings.set(...)`` block of its own."""
+_scoped: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("stackcube_settings", default=None)
+"""The changes of the ``with stackcube.settings.set(...)`` blocks the current context is in (a thread, an asyncio
+task: each has its own, as xarray and dask users expect of a scoped override)."""
+
+
+class _Scope:
+    """The changes of the ``with`` blocks a context is in, over whatever the process's settings are."""
+
+    __slots__ = ("_made", "changes")
+
+    def __init__(self, changes: dict[str, Any]) -> None:
+        self.changes = changes
+        self._made: tuple[Settings, Settings] | None = None  # (the process's settings, with these changes)
+
+    def over(self, default: Settings) -> Settings:
+        """``default`` with these changes (made once per process settings: a thread may race to make it twice)."""
+        made = self._made
+        if made is None or made[0] is not default:
+            made = (default, dataclasses.replace(default, **self.changes))
+            self._made = made
+        return made[1]
+
+
+def _process_default() -> Settings:
+    global _default
+    with _lock:
+        if _default is None:
+            _default = Settings.from_env()
+        return _default
 
 
 def current() -> Settings:
-    """The settings in force: the environment's (read on first use), with any :func:`set` applied."""
-    global _current
-    with _lock:
-        if _current is None:
-            _current = Settings.from_env()
-        return _current
+    """The settings in force here: those of the ``with stackcube.settings.set(...)`` blocks this thread (or asyncio
+    task) is in, over the process's (the environment's, read on first use, with every other :func:`set` applied).
+
+    Work stackcube hands to its I/O loop runs in the caller's context (:func:`asyncio.run_coroutine_threadsafe`
+    and :func:`asyncio.to_thread` copy it), so it sees the same; the public functions also take it here, in the
+    caller's thread, and pass it along (``settings=``).
+    """
+    scope = _scoped.get()
+    default = _process_default()
+    return default if scope is None else scope.over(default)
 
 
 class _Override:
-    """What :func:`set` returns: already applied; as a context manager, undone when the block ends."""
+    """What :func:`set` returns: already applied (to the process, or in a ``with`` statement to the context running
+    it); as a context manager, undone when the block ends."""
 
-    def __init__(self, previous: Settings) -> None:
-        self._previous = previous
+    def __init__(self, changes: dict[str, Any]) -> None:
+        self._changes = changes
+        self._token: contextvars.Token[_Scope | None] | None = None
+        """Where a ``with`` block's changes were made (None: to the process's settings)."""
+        self._undo: tuple[Settings, Settings] | None = None
+        """The process's settings before and after these changes, while they are applied there."""
+
+    def _scope(self) -> None:
+        """Apply the changes to the current context only."""
+        scope = _scoped.get()
+        self._token = _scoped.set(_Scope({**(scope.changes if scope else {}), **self._changes}))
 
     def __enter__(self) -> Settings:
+        if self._token is None:  # made before the ``with`` statement (``cm = set(...)``, then ``with cm:``)
+            self._undo_default()
+            self._scope()
         return current()
 
     def __exit__(self, *exc: object) -> None:
-        global _current
+        if self._token is not None:
+            _scoped.reset(self._token)
+        else:
+            self._undo_default()
+
+    def _undo_default(self) -> None:
+        """Put back the process's settings as they were, or, if another :func:`set` changed them since, the values
+        of this override's names that still hold its values."""
+        global _default
         with _lock:
-            _current = self._previous
+            if self._undo is None or _default is None:
+                return
+            before, after = self._undo
+            if _default is after:
+                _default = before
+            else:
+                back = {n: getattr(before, n) for n in self._changes if getattr(_default, n) == getattr(after, n)}
+                _default = dataclasses.replace(_default, **back)
+            self._undo = None
 
 
 def set(**changes: Any) -> _Override:
-    """Change settings now; in a ``with`` block, only until it ends.
+    """Change settings now: in a ``with`` statement, for the thread (or asyncio task) running the block, until it
+    ends; otherwise for the whole process, every thread included.
 
-    Raises ``TypeError`` for a name that is not a setting and ``ValueError`` for an impossible value.
+    A block's changes are its own: two threads in overlapping ``with stackcube.settings.set(...)`` blocks each see
+    their own values, and a thread started inside a block sees the process's (contexts are not inherited by
+    threads). Raises ``TypeError`` for a name that is not a setting and ``ValueError`` for an impossible value.
     """
-    global _current
+    global _default
     known = [f.name for f in dataclasses.fields(Settings)]
     unknown = [name for name in changes if name not in known]
     if unknown:
         msg = f"stackcube has no setting {', '.join(map(repr, unknown))}; the settings are {', '.join(known)}"
         raise TypeError(msg)
+    dataclasses.replace(current(), **changes)  # an impossible value is refused here, before anything changes
+    override = _Override(changes)
+    if _opens_with(sys._getframe(1)):
+        override._scope()
+        return override
     with _lock:
-        previous = _current if _current is not None else Settings.from_env()
-        _current = dataclasses.replace(previous, **changes)
-    return _Override(previous)
+        before = _default if _default is not None else Settings.from_env()
+        _default = dataclasses.replace(before, **changes)
+        override._undo = (before, _default)
+    return override
+
+
+_WITH = {"BEFORE_WITH", "BEFORE_ASYNC_WITH"}
+"""The instruction a ``with`` (``async with``) statement runs right after making its context manager."""
+
+
+def _opens_with(frame: types.FrameType) -> bool:
+    """Whether the call running in ``frame`` (a call of :func:`set`) makes the context manager of a ``with``
+    statement: the next instruction of its code starts the block.
+
+    :func:`set` is both a function that changes the process's settings and a context manager scoped to the block,
+    and must know which before it returns: a block's changes applied to the process first, even for the instant
+    before ``__enter__``, would reach another thread's reads (the loss this scoping ends).
+    """
+    after = (i for i in dis.get_instructions(frame.f_code) if i.offset > frame.f_lasti)
+    first = next(after, None)
+    if first is None:
+        return False
+    if first.opname == "COPY":  # Python 3.14 looks ``__exit__`` and ``__enter__`` up with LOAD_SPECIAL instead
+        second = next(after, None)
+        return second is not None and second.opname == "LOAD_SPECIAL"
+    return first.opname in _WITH
 
 
 def with_credentials(settings: Settings, credentials: Credentials | None) -> Settings:
@@ -231,10 +329,12 @@ def with_credentials(settings: Settings, credentials: Credentials | None) -> Set
 
 
 def reset() -> None:
-    """Forget every :func:`set` and read the environment again (after changing ``os.environ``, in tests)."""
-    global _current
+    """Forget every :func:`set` (the process's and the ``with`` blocks' of the current context) and read the
+    environment again (after changing ``os.environ``, in tests)."""
+    global _default
+    _scoped.set(None)
     with _lock:
-        _current = Settings.from_env()
+        _default = Settings.from_env()
 
 
 _DEPRECATED = ("max_concurrency", "header_bytes", "retries", "retry_deadline", "request_timeout")

@@ -522,18 +522,169 @@ def test_a_worker_killed_while_writing_references_has_its_blocks_written_again(t
         )
 
 
-def test_scratch_branches_a_killed_build_left_are_removed_by_the_next_after_a_day(cluster, tmp_path) -> None:
+def test_scratch_branches_a_killed_build_left_are_removed_by_the_next_once_their_lease_ran_out(
+    cluster, tmp_path, monkeypatch
+) -> None:
+    """A scratch branch is judged by its tip, which its build writes again at every stage, never by the time in its
+    name (a build may run for more than a day): one named two days ago whose tip was written now is kept; once its
+    tip is older than SCRATCH_AGE, the next build on workers removes it."""
+    from datetime import UTC, datetime, timedelta
+
     import stackcube
     from stackcube.demo import write_demo_catalog
+    from stackcube.store import write as write_module
     from stackcube.store.write import SCRATCH
 
     plan = stackcube.plan_cube(write_demo_catalog(tmp_path / "demo", dates=2, size=256), progress=False)
     repository, first = write_plan(plan, tmp_path / "cube.icechunk")
-    stale, recent = f"{SCRATCH}20200101T000000-dead0000", f"{SCRATCH}29990101T000000-busy0000"
-    for name in (stale, recent):
-        repository.create_branch(name, first)
+    named_old = f"{SCRATCH}{datetime.now(UTC) - timedelta(days=2):%Y%m%dT%H%M%S}-dead0000"
+    repository.create_branch(named_old, first)  # its tip: the commit just made
     write_plan(plan, tmp_path / "cube.icechunk", workers=cluster)
-    assert repository.list_branches() == {"main", recent}  # a day old: gone; another build's (any younger): kept
+    assert repository.list_branches() == {"main", named_old}
+    monkeypatch.setattr(write_module, "SCRATCH_AGE", timedelta(0))  # every tip is now older than a lease
+    write_plan(plan, tmp_path / "cube.icechunk", workers=cluster)
+    assert repository.list_branches() == {"main"}  # removed; the build's own, held while it wrote, kept till its end
+
+
+def _staged_in_stages(monkeypatch) -> None:
+    """Builds of the demo data in stages: an amend of the scratch branch per date of the 10 m array at least."""
+    from stackcube.store import layout
+    from stackcube.store import write as write_module
+
+    monkeypatch.setattr(write_module, "STAGE_REFS", 16)
+    monkeypatch.setattr(write_module, "STAGE_ABOVE", 16)
+    monkeypatch.setattr(write_module, "STAGES", 1000)
+    monkeypatch.setattr(layout, "MANIFEST_REFS", 16)
+
+
+def _scratch_tip(repo) -> tuple[str, object]:
+    """The one scratch branch of ``repo``, and when its tip was written."""
+    from stackcube.store import open_repository
+    from stackcube.store.write import SCRATCH
+
+    repository = open_repository(repo)
+    (scratch,) = (b for b in repository.list_branches() if b.startswith(SCRATCH))
+    return scratch, repository.lookup_snapshot(repository.lookup_branch(scratch)).written_at
+
+
+def test_a_builds_own_scratch_branch_is_never_removed_by_another_build_during_its_write(tmp_path, monkeypatch) -> None:
+    """A build held between two stages while another build of the same process runs from start to end, every lease
+    taken as run out (SCRATCH_AGE 0): the other build leaves the held build's scratch branch alone (this process
+    holds it), and the held build then commits. Its lease was renewed at every stage."""
+    import threading
+    from datetime import timedelta
+
+    from stackcube.demo import write_demo_catalog
+    from stackcube.store import open_repository
+    from stackcube.store import write as write_module
+
+    plan = stackcube.plan_cube(write_demo_catalog(tmp_path / "demo", dates=5, size=512), progress=False)
+    repo = tmp_path / "cube.icechunk"
+    write_plan(plan, repo)
+    _staged_in_stages(monkeypatch)
+    monkeypatch.setattr(write_module, "SCRATCH_AGE", timedelta(0))
+    held, go = threading.Event(), threading.Event()
+    leases: list[tuple[str, object]] = []
+    set_refs = write_module.set_refs
+
+    def stage(*args, **kwargs):
+        if threading.current_thread().name == "held build":
+            leases.append(_scratch_tip(repo))
+            if len(leases) == 3:  # two stages in
+                held.set()
+                go.wait(timeout=300)
+        return set_refs(*args, **kwargs)
+
+    monkeypatch.setattr(write_module, "set_refs", stage)
+    done: dict[str, object] = {}
+
+    def build() -> None:
+        try:
+            done["written"] = write_plan(plan, repo)
+        except BaseException as exc:  # reported below
+            done["error"] = exc
+
+    thread = threading.Thread(target=build, name="held build")
+    thread.start()
+    try:
+        assert held.wait(timeout=300), "the held build did not reach its third stage"
+        (scratch, _), *_ = leases
+        _, other = write_plan(plan, repo, branch="other")  # in stages too: its start removes stale scratch branches
+        assert open_repository(repo).list_branches() == {"main", "other", scratch}
+    finally:
+        go.set()
+        thread.join(timeout=300)
+    assert "error" not in done, done.get("error")
+    _, snapshot = done["written"]  # type: ignore[misc]
+    assert open_repository(repo).lookup_branch("main") == snapshot != other
+    assert open_repository(repo).list_branches() == {"main", "other"}
+    assert {name for name, _ in leases} == {scratch}
+    written = [when for _, when in leases]
+    assert written == sorted(written)
+    assert len(set(written)) == len(written) > 3  # renewed by every stage
+
+
+PAUSED_WRITER = """
+import sys
+from stackcube.store import layout, write, write_plan
+import stackcube
+
+write.STAGE_REFS = write.STAGE_ABOVE = layout.MANIFEST_REFS = 16
+write.STAGES = 1000
+set_refs = write.set_refs
+calls = []
+def stage(*args, **kwargs):
+    calls.append(None)
+    if len(calls) == 3:  # two stages in: its scratch branch's tip written by the last
+        print("held", flush=True)
+        sys.stdin.readline()
+    return set_refs(*args, **kwargs)
+
+write.set_refs = stage
+plan = stackcube.plan_cube(sys.argv[2], progress=False)
+_, snapshot = write_plan(plan, sys.argv[1])
+print("committed", snapshot, flush=True)
+"""
+
+
+def test_a_build_in_another_process_keeps_its_scratch_branch_while_its_lease_runs(tmp_path, monkeypatch) -> None:
+    """Across processes the lease alone protects a build: one held between two stages in another process keeps its
+    scratch branch while a build here runs from start to end, then commits."""
+    import threading
+
+    from stackcube.demo import write_demo_catalog
+    from stackcube.store import open_repository
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=5, size=512)
+    plan = stackcube.plan_cube(catalog, progress=False)
+    repo = tmp_path / "cube.icechunk"
+    write_plan(plan, repo)
+    with subprocess.Popen(
+        [sys.executable, "-c", PAUSED_WRITER, str(repo), str(catalog)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    ) as child:
+        assert child.stdin is not None
+        assert child.stdout is not None
+        watchdog = threading.Timer(600, child.kill)  # only bounds a hang: the writer says it long before
+        watchdog.start()
+        try:
+            said = child.stdout.readline().strip()
+            assert said == "held", f"the writer said {said!r}: {child.stderr.read()[-2000:] if child.stderr else ''}"
+            scratch, _ = _scratch_tip(repo)
+            _staged_in_stages(monkeypatch)
+            write_plan(plan, repo, branch="other")  # its start removes stale scratch branches
+            assert open_repository(repo).list_branches() == {"main", "other", scratch}
+            out, err = child.communicate("go\n", timeout=300)
+        finally:
+            watchdog.cancel()
+    assert child.returncode == 0, err[-2000:]
+    (snapshot,) = (line.split()[1] for line in out.splitlines() if line.startswith("committed"))
+    assert open_repository(repo).lookup_branch("main") == snapshot
+    assert open_repository(repo).list_branches() == {"main", "other"}
 
 
 @pytest.mark.parametrize("storage", ["local", "s3"])

@@ -336,3 +336,42 @@ def test_a_tile_table_that_names_another_host_is_refused_before_any_request(ngin
                     _ = data.values
         assert other.stats["GET"] == 0
         assert other.stats["HEAD"] == 0
+
+
+@pytest.mark.network
+def test_opens_of_two_cubes_keep_tiles_within_one_budget_and_refetch_what_it_pushed_out(
+    nginx, tmp_path, monkeypatch
+) -> None:
+    """Every open keeps the tiles it read in the process's one place, within one budget (not 64 MiB each): reading a
+    second cube pushes the first one's tiles out, and the first one's next read fetches them again, counted at
+    the server. Kept apart by open: the same rows of another cube are never served for this one's."""
+    from stackcube import _share
+    from tests.services.proxy import run_proxy
+
+    recent = _share.Recent(_share.RECENT_BYTES)
+    monkeypatch.setattr(_share, "RECENT", recent)  # this test's reads only, counted from nothing
+    with run_proxy(nginx.url) as proxy:
+        opened = {}
+        for name in ("first", "second"):
+            cube, union = _served_union(nginx.root / f"union-{name}", f"{proxy.url}/union-{name}", tmp_path / name)
+            members = {a.name: a for a in cube.plan.arrays}
+            merged = sum(merged_gets(s) for m in union.members for s in tiles_of(members[m]).values())
+            opened[name] = (stackcube.open_dataarray(tmp_path / name, union.name, mask_and_scale=False), merged)
+        expected, _ = expected_union(nginx.root / "union-first")
+        first, merged = opened["first"]
+        proxy.reset()
+        np.testing.assert_array_equal(first.values, expected)
+        assert proxy.stats["GET"] == merged
+        one_cube = recent.size
+        proxy.reset()
+        np.testing.assert_array_equal(first.values, expected)  # kept: read again without a request
+        assert proxy.stats["GET"] == 0
+        recent.budget = one_cube  # room for one cube's tiles, shared by both opens
+        second, merged_second = opened["second"]
+        proxy.reset()
+        np.testing.assert_array_equal(second.values, expected)  # the same scenes: the same rows, its own bytes
+        assert proxy.stats["GET"] == merged_second
+        assert recent.size <= one_cube
+        proxy.reset()
+        np.testing.assert_array_equal(first.values, expected)  # pushed out by the second cube's: fetched again
+        assert proxy.stats["GET"] == merged

@@ -9,6 +9,7 @@ leaves the branch where it was.
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -534,32 +535,52 @@ def _write_staged(
 
 
 def _scratch_branch(repository: icechunk.Repository, snapshot: str) -> str:
-    """A new scratch branch at ``snapshot`` (stale ones of killed builds removed first)."""
-    _drop_stale_scratch(repository)
-    scratch = f"{SCRATCH}{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    """A new scratch branch at ``snapshot``, held by this build until :func:`_remove_branch` (stale ones of killed
+    builds removed first)."""
+    _drop_stale_scratch(repository, snapshot)
+    scratch = f"{SCRATCH}{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
+    with _held_lock:
+        _held.add(scratch)
     repository.create_branch(scratch, snapshot)
     return scratch
 
 
 SCRATCH = "stackcube-scratch-"
-"""Prefix of the branch a build on workers writes on before its one commit moves the real branch (then the UTC time
-it was made, ``20261126T154500``); removed after. One left by a killed build points at nothing anyone reads; the
-next build on workers removes those more than :data:`SCRATCH_AGE` old (younger ones may be another build's)."""
+"""Prefix of the branch a build on workers (or in stages) writes on before its one commit moves the real branch (then
+the UTC time it was made, ``20261126T154500``, for whoever lists branches, and a random id); removed after. One left
+by a killed build points at nothing anyone reads; the next such build removes it once its lease has run out
+(:data:`SCRATCH_AGE`), whatever its name says."""
 SCRATCH_AGE = timedelta(days=1)
+"""A scratch branch's lease: it is stale once its tip was written longer ago than this. Its build writes a new tip at
+every stage (an amend or a commit on it: a stage of :data:`STAGE_REFS` references or more in one process, a run of
+:data:`COMMIT_REFS` on workers), so a live build renews it long before; the name's time is never trusted, as a build
+may run for more than a day. Judged on this machine's clock against the writer's (which stamped the tip): clocks a
+day apart would be needed to take a live build's branch."""
+
+_held: set[str] = set()
+"""The scratch branches of the builds running in this process: never another build's to remove, whatever their
+lease says."""
+_held_lock = threading.Lock()
 
 
-def _drop_stale_scratch(repository: icechunk.Repository) -> None:
+def _drop_stale_scratch(repository: icechunk.Repository, claim: str) -> None:
+    """Remove the scratch branches of builds that are gone: their tip is older than :data:`SCRATCH_AGE` and no build
+    of this process holds them. Each is first moved, from the tip judged, to ``claim`` (a snapshot of this build's):
+    a build that renewed its lease meanwhile keeps its branch, and one that renews after finds it moved and fails,
+    instead of committing what it wrote there."""
     now = datetime.now(UTC)
-    for name in repository.list_branches():
-        if not name.startswith(SCRATCH):
-            continue
+    for name in sorted(repository.list_branches()):
+        with _held_lock:
+            if not name.startswith(SCRATCH) or name in _held:
+                continue
         try:
-            made = datetime.strptime(name[len(SCRATCH) :].split("-")[0], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-        except ValueError:
-            continue  # not a name this writer makes
-        if now - made > SCRATCH_AGE:
-            with contextlib.suppress(icechunk.IcechunkError):  # another build removed it first
-                repository.delete_branch(name)
+            tip = repository.lookup_branch(name)
+            if now - repository.lookup_snapshot(tip).written_at <= SCRATCH_AGE:
+                continue
+            repository.reset_branch(name, claim, from_snapshot_id=tip)
+            repository.delete_branch(name)
+        except icechunk.IcechunkError:  # renewed since it was judged, or another build removed it first
+            continue
 
 
 def _commit_forked(
@@ -598,7 +619,8 @@ def _commit_forked(
 
 def _remove_branch(repository: icechunk.Repository, branch: str, error: BaseException | None = None) -> None:
     """Delete ``branch``, a write's own; failing to never hides ``error``, the write's own failure: it is noted on
-    it, or after a write that succeeded, warned about (a later write removes stale scratch branches)."""
+    it, or after a write that succeeded, warned about (a later write removes stale scratch branches). Either way
+    this process holds it no longer (:data:`_held`): left behind, it is stale once its lease runs out."""
     try:
         repository.delete_branch(branch)
     except icechunk.IcechunkError as exc:
@@ -609,6 +631,9 @@ def _remove_branch(repository: icechunk.Repository, branch: str, error: BaseExce
             warnings.warn(
                 f"removing branch {branch} failed ({why}); a later write removes it", StackcubeWarning, stacklevel=3
             )
+    finally:
+        with _held_lock:
+            _held.discard(branch)
 
 
 def _checksum(href: str, validator: str, etag: str, last_modified: str) -> Any:

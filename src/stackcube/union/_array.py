@@ -72,7 +72,9 @@ class TileRefs:
     settings: Settings
     """How to read them (the credentials given at open included)."""
     shared: Shared[int] = field(default_factory=Shared)
-    """Tile rows being fetched or fetched lately, shared by every read of this union level."""
+    """Tile rows being fetched or fetched lately, shared by every read of this union level: a row names its bytes
+    among this table's only (one level of one snapshot), and another open's rows are another reader's, apart from
+    these; what is kept counts against the process's one budget (:data:`stackcube._share.RECENT`)."""
     repo: str | None = None
     """The cube's path or URL, for the commands errors advise (None: opened from a Storage or Repository)."""
 
