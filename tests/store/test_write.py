@@ -137,7 +137,7 @@ def test_a_write_killed_mid_way_leaves_the_branch_where_it_was(tmp_path, stages)
     from stackcube.cube import plan_sources
     from stackcube.search import Query
     from stackcube.store import open_repository, write_plan
-    from stackcube.store.write import SCRATCH
+    from stackcube.store.scratch import SCRATCH
 
     repo = tmp_path / "cube.icechunk"
     small = plan_sources(Query(catalog=None), synthetic_sources(10, 4, 5))
@@ -532,8 +532,8 @@ def test_scratch_branches_a_killed_build_left_are_removed_by_the_next_once_their
 
     import stackcube
     from stackcube.demo import write_demo_catalog
-    from stackcube.store import write as write_module
-    from stackcube.store.write import SCRATCH
+    from stackcube.store import scratch as scratch_module
+    from stackcube.store.scratch import SCRATCH
 
     plan = stackcube.plan_cube(write_demo_catalog(tmp_path / "demo", dates=2, size=256), progress=False)
     repository, first = write_plan(plan, tmp_path / "cube.icechunk")
@@ -541,7 +541,7 @@ def test_scratch_branches_a_killed_build_left_are_removed_by_the_next_once_their
     repository.create_branch(named_old, first)  # its tip: the commit just made
     write_plan(plan, tmp_path / "cube.icechunk", workers=cluster)
     assert repository.list_branches() == {"main", named_old}
-    monkeypatch.setattr(write_module, "SCRATCH_AGE", timedelta(0))  # every tip is now older than a lease
+    monkeypatch.setattr(scratch_module, "SCRATCH_AGE", timedelta(0))  # every tip is now older than a lease
     write_plan(plan, tmp_path / "cube.icechunk", workers=cluster)
     assert repository.list_branches() == {"main"}  # removed; the build's own, held while it wrote, kept till its end
 
@@ -560,7 +560,7 @@ def _staged_in_stages(monkeypatch) -> None:
 def _scratch_tip(repo) -> tuple[str, object]:
     """The one scratch branch of ``repo``, and when its tip was written."""
     from stackcube.store import open_repository
-    from stackcube.store.write import SCRATCH
+    from stackcube.store.scratch import SCRATCH
 
     repository = open_repository(repo)
     (scratch,) = (b for b in repository.list_branches() if b.startswith(SCRATCH))
@@ -576,13 +576,14 @@ def test_a_builds_own_scratch_branch_is_never_removed_by_another_build_during_it
 
     from stackcube.demo import write_demo_catalog
     from stackcube.store import open_repository
+    from stackcube.store import scratch as scratch_module
     from stackcube.store import write as write_module
 
     plan = stackcube.plan_cube(write_demo_catalog(tmp_path / "demo", dates=5, size=512), progress=False)
     repo = tmp_path / "cube.icechunk"
     write_plan(plan, repo)
     _staged_in_stages(monkeypatch)
-    monkeypatch.setattr(write_module, "SCRATCH_AGE", timedelta(0))
+    monkeypatch.setattr(scratch_module, "SCRATCH_AGE", timedelta(0))
     held, go = threading.Event(), threading.Event()
     leases: list[tuple[str, object]] = []
     set_refs = write_module.set_refs
@@ -774,11 +775,11 @@ def test_a_cleanup_that_fails_never_hides_the_writes_own_error(tmp_path) -> None
     import icechunk
 
     from stackcube.errors import StackcubeWarning
-    from stackcube.store.write import _remove_branch
+    from stackcube.store.scratch import remove_branch
 
     repository = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "r.icechunk")))
     original = RuntimeError("the write failed")
-    _remove_branch(repository, "stackcube-scratch-gone", original)
+    remove_branch(repository, "stackcube-scratch-gone", original)
     assert original.__notes__[0].startswith("removing branch stackcube-scratch-gone failed too: ")
     with pytest.warns(StackcubeWarning, match="removing branch stackcube-scratch-gone failed .*a later write removes"):
-        _remove_branch(repository, "stackcube-scratch-gone")
+        remove_branch(repository, "stackcube-scratch-gone")

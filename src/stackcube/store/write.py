@@ -9,13 +9,11 @@ leaves the branch where it was.
 from __future__ import annotations
 
 import contextlib
-import threading
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import icechunk
@@ -58,6 +56,7 @@ from stackcube.store.repo import (
     transient,
     version_not_found,
 )
+from stackcube.store.scratch import remove_branch, start_scratch
 from stackcube.tiff import TiffSegmentCodec
 
 __all__ = ["check_target", "write_plan"]
@@ -114,7 +113,7 @@ def write_plan(
         )
     except BaseException as exc:
         if created:  # a branch this write started, with nothing of this write on it
-            _remove_branch(repository, branch, exc)
+            remove_branch(repository, branch, exc)
         if isinstance(exc, icechunk.IcechunkError):
             error = RepositoryError(f"writing the cube to {repo} failed, nothing was committed: {exc.message[:300]}")
             error.transient = transient(exc)
@@ -434,7 +433,7 @@ def _write_on_workers(
     forks are made from a session on that branch. :func:`_commit_forked` makes the one commit (one per
     :data:`COMMIT_REFS` references of a larger build, :func:`_snapshots`).
     """
-    scratch = _scratch_branch(repository, session.flush("stackcube build: arrays, references being written"))
+    scratch = start_scratch(repository, session.flush("stackcube build: arrays, references being written"))
     try:
         writer = repository.writable_session(scratch)
         for r, run in enumerate(_snapshots(blocks)):
@@ -444,7 +443,7 @@ def _write_on_workers(
                 writer = repository.writable_session(scratch)
             _write_run(writer, run, workers, advance)
     except BaseException as exc:
-        _remove_branch(repository, scratch, exc)  # nothing of this write is on any other branch
+        remove_branch(repository, scratch, exc)  # nothing of this write is on any other branch
         raise
     return writer
 
@@ -514,7 +513,7 @@ def _write_staged(
     """Write ``blocks`` of references a stage at a time on a scratch branch (each stage amends its snapshot, whose
     parent is the branch's, or a snapshot per :data:`COMMIT_REFS` references, :func:`_snapshots`); return the
     session holding the last stage, for :func:`_commit_forked`."""
-    scratch = _scratch_branch(repository, session.flush("stackcube build: arrays, references being written"))
+    scratch = start_scratch(repository, session.flush("stackcube build: arrays, references being written"))
     try:
         writer = repository.writable_session(scratch)
         runs = _snapshots(blocks)
@@ -529,58 +528,9 @@ def _write_staged(
                     writer = repository.writable_session(scratch)
                     _give_back_memory()
     except BaseException as exc:
-        _remove_branch(repository, scratch, exc)  # nothing of this write is on any other branch
+        remove_branch(repository, scratch, exc)  # nothing of this write is on any other branch
         raise
     return writer
-
-
-def _scratch_branch(repository: icechunk.Repository, snapshot: str) -> str:
-    """A new scratch branch at ``snapshot``, held by this build until :func:`_remove_branch` (stale ones of killed
-    builds removed first)."""
-    _drop_stale_scratch(repository, snapshot)
-    scratch = f"{SCRATCH}{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
-    with _held_lock:
-        _held.add(scratch)
-    repository.create_branch(scratch, snapshot)
-    return scratch
-
-
-SCRATCH = "stackcube-scratch-"
-"""Prefix of the branch a build on workers (or in stages) writes on before its one commit moves the real branch (then
-the UTC time it was made, ``20261126T154500``, for whoever lists branches, and a random id); removed after. One left
-by a killed build points at nothing anyone reads; the next such build removes it once its lease has run out
-(:data:`SCRATCH_AGE`), whatever its name says."""
-SCRATCH_AGE = timedelta(days=1)
-"""A scratch branch's lease: it is stale once its tip was written longer ago than this. Its build writes a new tip at
-every stage (an amend or a commit on it: a stage of :data:`STAGE_REFS` references or more in one process, a run of
-:data:`COMMIT_REFS` on workers), so a live build renews it long before; the name's time is never trusted, as a build
-may run for more than a day. Judged on this machine's clock against the writer's (which stamped the tip): clocks a
-day apart would be needed to take a live build's branch."""
-
-_held: set[str] = set()
-"""The scratch branches of the builds running in this process: never another build's to remove, whatever their
-lease says."""
-_held_lock = threading.Lock()
-
-
-def _drop_stale_scratch(repository: icechunk.Repository, claim: str) -> None:
-    """Remove the scratch branches of builds that are gone: their tip is older than :data:`SCRATCH_AGE` and no build
-    of this process holds them. Each is first moved, from the tip judged, to ``claim`` (a snapshot of this build's):
-    a build that renewed its lease meanwhile keeps its branch, and one that renews after finds it moved and fails,
-    instead of committing what it wrote there."""
-    now = datetime.now(UTC)
-    for name in sorted(repository.list_branches()):
-        with _held_lock:
-            if not name.startswith(SCRATCH) or name in _held:
-                continue
-        try:
-            tip = repository.lookup_branch(name)
-            if now - repository.lookup_snapshot(tip).written_at <= SCRATCH_AGE:
-                continue
-            repository.reset_branch(name, claim, from_snapshot_id=tip)
-            repository.delete_branch(name)
-        except icechunk.IcechunkError:  # renewed since it was judged, or another build removed it first
-            continue
 
 
 def _commit_forked(
@@ -611,29 +561,10 @@ def _commit_forked(
             if tag is not None:
                 _tag_or_undo(repository, tag, snapshot, branch, base)
     except BaseException as exc:
-        _remove_branch(repository, scratch, exc)
+        remove_branch(repository, scratch, exc)
         raise
-    _remove_branch(repository, scratch)
+    remove_branch(repository, scratch)
     return snapshot
-
-
-def _remove_branch(repository: icechunk.Repository, branch: str, error: BaseException | None = None) -> None:
-    """Delete ``branch``, a write's own; failing to never hides ``error``, the write's own failure: it is noted on
-    it, or after a write that succeeded, warned about (a later write removes stale scratch branches). Either way
-    this process holds it no longer (:data:`_held`): left behind, it is stale once its lease runs out."""
-    try:
-        repository.delete_branch(branch)
-    except icechunk.IcechunkError as exc:
-        why = exc.message.splitlines()[0] if exc.message else str(exc)
-        if error is not None:
-            error.add_note(f"removing branch {branch} failed too: {why}")
-        else:
-            warnings.warn(
-                f"removing branch {branch} failed ({why}); a later write removes it", StackcubeWarning, stacklevel=3
-            )
-    finally:
-        with _held_lock:
-            _held.discard(branch)
 
 
 def _checksum(href: str, validator: str, etag: str, last_modified: str) -> Any:
