@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import uuid
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pystac
@@ -254,3 +260,133 @@ def test_build_from_the_stac_api_onto_s3_reads_one_get_per_chunk(stac_api, nginx
         col0, row0 = round((x0 - ds.transform.c) / a), round((y0 - ds.transform.f) / e)
         window = rasterio.windows.Window(col0, row0, values.shape[1], values.shape[0])
         np.testing.assert_array_equal(values, ds.read(1, window=window, boundless=True, fill_value=0))
+
+
+# --- a catalog URL's credentials: kept in memory for the run, never stored nor printed --------------------------
+
+
+@dataclass
+class KeyedCatalog:
+    """The STAC API behind a real nginx that answers 401 to any request without the key, as the Planetary
+    Computer's API Management does: in the ``subscription-key`` query parameter or the ``Ocp-Apim-Subscription-Key``
+    header."""
+
+    url: str
+    key: str
+    log: Path
+
+    @property
+    def with_key(self) -> str:
+        return f"{self.url}/?subscription-key={self.key}"
+
+    def statuses(self) -> list[int]:
+        """The status of every request nginx answered, in order."""
+        return [int(line) for line in self.log.read_text().split("\n")[:-1]]
+
+
+@contextlib.contextmanager
+def run_keyed_catalog(upstream: str, workdir: Path) -> Iterator[KeyedCatalog]:
+    from tests.services import STARTUP, stop, wait_for_port
+    from tests.services.nginx import find_nginx, free_port
+
+    binary = find_nginx()
+    if binary is None:
+        pytest.skip("nginx is not installed (Debian package nginx-light)")
+    key = f"fake-test-key-{uuid.uuid4().hex}"  # made up per run: no key lives in the repository
+    port, log = free_port(), workdir / "statuses.log"
+    log.write_text("")
+    temp = " ".join(f"{kind}_temp_path {workdir}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi"))
+    (workdir / "nginx.conf").write_text(f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    log_format status '$status';
+    access_log {log} status;
+    {temp} scgi_temp_path {workdir}/scgi;
+    map "$args|$http_ocp_apim_subscription_key" $refused {{
+        "~(^|&)subscription-key={key}(&|\\|)" 0;
+        "~\\|{key}$" 0;
+        default 1;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            if ($refused) {{ return 401; }}
+            proxy_pass {upstream};
+            proxy_set_header Host $http_host;
+        }}
+    }}
+}}
+""")
+    proc = subprocess.Popen([binary, "-c", str(workdir / "nginx.conf"), "-p", str(workdir)])
+    try:
+        wait_for_port(port, proc, STARTUP, (workdir / "error.log").read_text)
+        yield KeyedCatalog(f"http://127.0.0.1:{port}", key, log)
+    finally:
+        stop(proc)
+
+
+def _stored_strings(repo: Path) -> list[str]:
+    """Every string a key could hide in: every attribute and string array of every group and array, each
+    commit's message and metadata (:func:`tests.test_hrefs._everything_stored`), and the bytes of every file of
+    the repository (its configuration among them)."""
+    from tests.test_hrefs import _everything_stored
+
+    files = [p.read_bytes().decode("latin-1") for p in sorted(repo.rglob("*")) if p.is_file()]
+    return [*_everything_stored(repo), *files]
+
+
+@pytest.mark.network
+def test_a_catalog_key_is_used_but_never_stored_nor_printed(stac_api, tmp_path) -> None:
+    import stackcube.search
+    from stackcube.errors import SearchError
+    from stackcube.store.layout import ROOT
+
+    with run_keyed_catalog(stac_api.url, tmp_path) as catalog:
+        with pytest.raises(SearchError, match="HTTP 401"):  # the gate is real
+            stackcube.plan_cube(catalog.url, collections=["sentinel-2-l2a"], progress=False)
+        repo = tmp_path / "cube.icechunk"
+        args = {"collections": ["sentinel-2-l2a"], "assets": ["B04"], "limit": 2, "progress": False}
+        cube = stackcube.build_cube(catalog.with_key, (27.0, -8.2, 27.4, -7.8), "2020-07", repo=repo, **args)
+        found = len(cube.plan.sources)
+        assert found > 2  # more than one page, each asked with the key
+
+        stored = _stored_strings(repo)
+        assert any(f'"catalog": "{catalog.url}/"' in text for text in stored)  # the scan sees the stored search
+        assert stackcube.open_cube(repo).attrs[ROOT]["query"]["catalog"] == f"{catalog.url}/"
+        printed = [
+            repr(cube.plan),
+            str(cube.plan),
+            cube.plan.report(),
+            cube.summary(),
+            repr(cube),
+            repr(cube.plan.query),
+        ]
+        assert not [text for text in [*stored, *printed] if catalog.key in text]
+
+        # a scheduled refresh gives the key again, in the URL or as the header API Management also takes
+        report = stackcube.refresh_cube(repo, catalog=catalog.with_key, full_search=True, progress=False)
+        assert (report.found, report.committed) == (found, False)
+        header = {"Ocp-Apim-Subscription-Key": catalog.key}
+        report = stackcube.refresh_cube(repo, headers=header, full_search=True, progress=False)
+        assert (report.found, report.committed) == (found, False)
+        assert catalog.key not in str(report)
+
+        # without it, the catalog refuses, and the error says what to pass
+        refused = catalog.statuses().count(401)
+        with pytest.raises(SearchError) as raised:
+            stackcube.refresh_cube(repo, progress=False)
+        assert catalog.statuses().count(401) == refused + 1  # refused once: not retried
+        text = str(raised.value)
+        assert text.startswith(f"{catalog.url}/: the catalog refused the request (HTTP 401): it wants credentials")
+        assert f"stackcube.refresh_cube({str(repo)!r}, catalog=URL) with URL '{catalog.url}/'" in text
+        assert "subscription-key" in text
+        assert "headers=" in text
+
+        with pytest.raises(SearchError, match="is not the one this cube searches"):
+            stackcube.refresh_cube(repo, catalog=f"{stac_api.url}/?subscription-key={catalog.key}", progress=False)
+        assert stackcube.search.make_query(catalog.with_key).secret_params == {"subscription-key": catalog.key}

@@ -487,3 +487,45 @@ def test_ctrl_c_while_a_new_repository_is_written_says_nothing_was_committed(tmp
     assert capsys.readouterr().err == (
         f"stackcube: interrupted; nothing was committed (branch main of {repo} is where it was)\n"
     )
+
+
+@pytest.mark.corpus
+@pytest.mark.network
+def test_a_catalog_key_is_given_again_at_refresh_and_printed_nowhere(stac_api, tmp_path, capsys) -> None:
+    """The command line as a scheduled job uses it: build with the key in the catalog URL, refresh with
+    ``--catalog`` (or ``--header``); without either, one line saying what to pass. No output holds the key."""
+    from stackcube.cli import EXIT_ERROR, EXIT_UNCHANGED
+    from tests.test_api import run_keyed_catalog
+
+    repo = str(tmp_path / "cube.icechunk")
+    with run_keyed_catalog(stac_api.url, tmp_path) as catalog:
+        search = ["--collections", "sentinel-2-l2a", "--assets", "B04", "--datetime", "2020-07"]
+        search += ["--bbox", "27.0", "-8.2", "27.4", "-7.8"]
+        assert main(["build", catalog.with_key, "--repo", repo, *search]) == 0
+        out, err = capsys.readouterr()
+        assert "snapshot " in out
+        printed = [out, err]
+
+        assert main(["refresh", repo, "--catalog", catalog.with_key, "--full-search"]) == EXIT_UNCHANGED
+        printed.extend(capsys.readouterr())
+        assert "nothing changed" in printed[-2]
+        header = f"Ocp-Apim-Subscription-Key: {catalog.key}"
+        assert main(["refresh", repo, "--header", header, "--full-search", "--quiet"]) == EXIT_UNCHANGED
+        printed.extend(capsys.readouterr())
+
+        assert main(["refresh", repo, "--quiet"]) == EXIT_ERROR
+        out, err = capsys.readouterr()
+        printed.extend((out, err))
+        assert err.startswith(f"stackcube: error: {catalog.url}/: the catalog refused the request (HTTP 401)")
+        assert f"stackcube refresh --catalog URL {repo} with URL {catalog.url}/ and its key" in err
+        assert "--header 'NAME: VALUE'" in err
+        assert main(["refresh", repo, "--catalog", f"{catalog.url}/", "--quiet"]) == EXIT_ERROR  # still no key
+        printed.extend(capsys.readouterr())
+
+        for command in (["info", repo], ["log", repo], ["verify", repo, "--quiet"]):
+            assert main(command) == 0
+            printed.extend(capsys.readouterr())
+        assert main(["--debug", "refresh", repo, "--quiet"]) == EXIT_ERROR  # the traceback too
+        printed.extend(capsys.readouterr())
+    assert [text for text in printed if catalog.url in text]  # the outputs name the catalog
+    assert not [text for text in printed if catalog.key in text]

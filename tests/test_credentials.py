@@ -79,3 +79,64 @@ def test_a_planetary_computer_style_cube_builds_reads_and_refreshes_with_no_toke
         for token in tokens.issued:
             signature = dict(parse_qsl(token))["sig"]
             assert not [text for text in stored if signature in text]
+
+
+def _signer(token: str):
+    """A modifier that signs every asset href with ``token``, replacing the one it carries: what
+    ``planetary_computer.sign_inplace`` does on each run, with the token of that run."""
+
+    def sign(item: object) -> None:
+        for asset in item.assets.values():  # type: ignore[attr-defined]
+            asset.href = f"{asset.href.partition('?')[0]}?{token}"
+
+    return sign
+
+
+def test_a_refresh_signed_with_a_new_token_reads_only_new_items_and_commits_nothing_else(
+    azurite, tmp_path, use_settings
+) -> None:
+    """Each run signs with a new SAS token, so the hrefs the search gives never equal the stored ones: the refresh
+    compares what a build stores of them (``az://`` without the token). With nothing new, no header is read and
+    nothing committed; with one new item, only its header is read and it is appended."""
+    from stackcube.settings import AzureSettings
+    from stackcube.store import open_repository
+    from tests.services.proxy import run_proxy
+    from tests.twins import series
+
+    container = "sas-refresh"
+    items = series(tmp_path / "blobs", "https://unused.example", 4)
+    azurite.upload_dir(tmp_path / "blobs", container)
+    catalog = tmp_path / "items.json"
+    repo = tmp_path / "cube.icechunk"
+    with run_proxy(azurite.url, record=True) as blobs:  # the blob host, as every request to it counts
+        use_settings(azure=AzureSettings(emulator=blobs.url))
+        built_with = azurite.sas(container)
+        for n, item in enumerate(items):
+            item["assets"]["B04"]["href"] = f"{blobs.url}/{azurite.account}/{container}/s{n}.tif?{built_with}"
+        catalog.write_text(json.dumps({"type": "FeatureCollection", "features": items[:3]}))
+        cube = stackcube.build_cube(str(catalog), repo=repo, progress=False)
+        assert [s.manifest.href for s in cube.plan.sources] == [f"az://{container}/s{n}.tif" for n in range(3)]
+
+        this_run = azurite.sas(container, expires_in=7200.0)
+        assert this_run != built_with
+        blobs.reset()
+        blobs.heads.clear()
+        report = stackcube.refresh_cube(repo, modifier=_signer(this_run), progress=False)
+        assert report.snapshot_id is None
+        assert (report.added, report.changed, report.headers_read, report.found) == ((), (), 0, 3)
+        assert blobs.stats["requests"] == 0
+        assert blobs.heads == []
+        assert open_repository(repo).lookup_branch("main") == cube.snapshot_id
+
+        catalog.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+        report = stackcube.refresh_cube(repo, modifier=_signer(this_run), progress=False)
+        assert report.committed
+        assert report.appended
+        assert (report.added, report.changed, report.headers_read) == (("scene-3",), (), 1)
+        asked = {head.split(b" ")[1].split(b"?")[0].decode() for head in blobs.heads}
+        assert asked == {f"/{azurite.account}/{container}/s3.tif"}  # the new item's blob, and no other
+        data = stackcube.open_dataarray(
+            repo, mask_and_scale=False, credentials={"az://": {"sas_token": azurite.sas(container)}}
+        )
+        with rasterio.open(tmp_path / "blobs" / "s3.tif") as ds:
+            np.testing.assert_array_equal(data.isel(time=3, band=0).values, ds.read(1))

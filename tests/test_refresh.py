@@ -647,3 +647,64 @@ def test_a_source_table_altered_to_name_another_host_asks_it_nothing(demo_cube, 
         with pytest.raises(UntrustedSourceError, match="under none of the source prefixes the cube declares"):
             stackcube.refresh_cube(repo, progress=False, check_etags=True)
         assert other.stats["GET"] + other.stats["HEAD"] == 0
+
+
+@pytest.mark.corpus
+@pytest.mark.network
+def test_a_forced_reindex_survives_another_writers_commit(nginx, tmp_path, use_settings) -> None:
+    """``verify --fix`` forces a changed source to be indexed again; when another writer commits to the branch
+    while its header is read, the refresh starts over on the new tip and still stores the new manifest (read once,
+    kept for the retry), instead of finding the forced source unchanged and committing nothing."""
+    import json
+    import threading
+
+    from tests.services.proxy import run_proxy
+    from tests.twins import change_in_place
+
+    name = "forced-retry-s2"
+    repo = tmp_path / "cube.icechunk"
+    with run_proxy(nginx.url, record=True) as sources:
+        twins = _twins(nginx, sources.url, name)[:3]
+        catalog = tmp_path / "items.json"
+        catalog.write_text(json.dumps({"type": "FeatureCollection", "features": twins}))
+        cube = stackcube.build_cube(str(catalog), assets=ASSETS, repo=repo, progress=False)
+        changed = twins[1]["assets"]["B04"]["href"]
+        path = changed.removeprefix(sources.url)
+        change_in_place(nginx.root / path.lstrip("/"))
+        verified, _ = stackcube.verify_cube(repo, progress=False)
+        assert [href for href, _, _ in verified.changed] == [changed]
+
+        # the forced header read waits at the proxy until the other writer has committed: the refresh's commit is
+        # then on a moved branch, however fast the machine
+        use_settings(request_timeout=600.0)  # a held request is never retried
+        sources.heads.clear()
+        sources.held = True
+        reports: dict[str, stackcube.RefreshReport] = {}
+
+        def refresh() -> None:
+            reports["forced"] = stackcube.refresh_cube(repo, force=[changed], progress=False)
+
+        thread = threading.Thread(target=refresh)
+        thread.start()
+        deadline = time.monotonic() + 120  # only bounds a hang
+        while not any(f" {path} ".encode() in head.split(b"\r\n", 1)[0] for head in list(sources.heads)):
+            assert time.monotonic() < deadline, "the refresh never read the forced source's header"
+            time.sleep(0.01)
+        other = cube.repository.writable_session("main").commit("another writer", allow_empty=True)
+        sources.held = False
+        thread.join(120)
+        reads = [head for head in sources.heads if f" {path} ".encode() in head.split(b"\r\n", 1)[0]]
+        report = reports["forced"]
+        assert report.attempts == 2
+        assert report.changed == (f"{twins[1]['id']}/B04",)
+        assert report.committed
+        assert len(reads) == 1  # read once: the retry used what the first attempt read
+        assert _history(str(repo))[:2] == [report.message, "another writer"]
+        assert report.previous == other
+        assert stackcube.verify_cube(repo, progress=False)[0].ok  # the new manifest, with the new ETag, is stored
+        import rasterio
+
+        data = stackcube.open_dataarray(repo, mask_and_scale=False).sel(band="B04")
+        t = data.id.values.tolist().index(twins[1]["id"])
+        with rasterio.open(nginx.root / path.lstrip("/")) as ds:
+            np.testing.assert_array_equal(data.isel(time=t).values, ds.read(1))

@@ -130,7 +130,11 @@ def plan_cube(catalog: CatalogLike, bbox: Any = None, datetime: Any = None, **kw
     Parameters
     ----------
     catalog
-        A STAC API URL, a static catalog/collection (path or URL), an ItemCollection file, or pystac Items.
+        A STAC API URL, a static catalog/collection (path or URL), an ItemCollection file, or pystac Items. A URL's
+        credential parameters (the Planetary Computer's ``?subscription-key=...``, and every parameter
+        :data:`stackcube._hrefs.SECRET_PARAMS` lists) are sent with this search's requests but never stored nor
+        printed, as ``headers`` are not: a refresh is given them again (:func:`stackcube.refresh_cube`'s
+        ``catalog=`` and ``headers=``).
     bbox
         (west, south, east, north) in degrees; arrays are clipped to the chunks it touches.
     datetime

@@ -4,32 +4,37 @@ asks every source whether it is still the object that was indexed.
 Like :mod:`stackcube.api`, an orchestrator of the stages: it reads the search, options and source table a cube
 stores (:func:`stackcube.store.read_stored`), runs the same search, reads headers only for sources that are
 new, whose STAC ``updated`` changed, or that the caller names (``force``, e.g. from ``verify``), re-plans all of
-them and commits once. The commit happens only on the snapshot the refresh started from; when another writer got
-there first, the refresh starts over from the new tip (manifests already read are reused), so concurrent
-refreshes never lose an item nor duplicate a time step.
+them and commits once. A source is known by the href the cube stores, never by a signed one: a search whose
+modifier signs every href afresh (``planetary_computer.sign_inplace``) finds the stored sources unchanged. The
+commit happens only on the snapshot the refresh started from; when another writer got there first, the refresh
+starts over from the new tip (manifests already read are reused, forced ones too), so concurrent refreshes never
+lose an item nor duplicate a time step, nor drop a re-index ``verify`` asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import random
+import shlex
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from stackcube import _sync
+from stackcube._hrefs import stored_href
 from stackcube._text import counted
 from stackcube._workers import Workers, resolve_workers
 from stackcube.assets import SelectedAsset, choose_assets
 from stackcube.cube import plan_sources
-from stackcube.errors import ConcurrentUpdateError, RepositoryError
+from stackcube.errors import ConcurrentUpdateError, Remedy, RepositoryError, StackcubeError
 from stackcube.extend import StoredArray, extend_arrays
-from stackcube.options import OnError
+from stackcube.options import CubeOptions, OnError
 from stackcube.plan import Misfit
-from stackcube.search import Since, search_again
+from stackcube.search import Query, Since, search_again, with_catalog_credentials
 from stackcube.settings import Credentials, Settings, current, with_credentials
 from stackcube.sources import Source, check_sources, read_sources, stac_digest
 from stackcube.store import (
@@ -148,12 +153,26 @@ class RefreshReport:
         return "\n".join(lines)
 
 
-def _unchanged(previous: StoredRow, asset: SelectedAsset, force: set[str]) -> bool:
+def _unchanged(previous: StoredRow, asset: SelectedAsset, force: frozenset[str], settings: Settings) -> bool:
+    """Whether a stored source is the one the search found again, by what the cube stores of it: the href as a
+    build would store it (a signed href without its signature, so a search signed afresh on each run finds every
+    stored source unchanged) and the STAC ``updated``; a forced source never is. (What else STAC says of it, its
+    digest, decides later whether the stored sources can stay as written: :func:`_why_not_extend`.)"""
     return (
-        previous.href == normalize_href(asset.href)
-        and previous.href not in force
+        previous.href not in force
+        and previous.href == _identity(asset, settings)
         and previous.updated == updated_of(asset.item.properties)
     )
+
+
+def _identity(asset: SelectedAsset, settings: Settings) -> str | None:
+    """The href a build stores for ``asset`` (:func:`stackcube._hrefs.stored_href` with the settings the build
+    uses; made a URL as the manifest's), or None when none can be stored (the header read says why)."""
+    try:
+        stored, _ = stored_href(asset.href, settings.s3.endpoint, settings.azure.emulator)
+        return normalize_href(stored)
+    except StackcubeError:
+        return None
 
 
 def _in_stored_order(sources: Sequence[Source], stored: Sequence[Source]) -> list[Source]:
@@ -194,46 +213,53 @@ class _Refresh:
     workers: Workers | None = None
     full_search: bool = False
     window: timedelta | None = None
+    force: frozenset[str] = frozenset()
+    """Stored hrefs to index again whatever the catalog says: read on every attempt (from this refresh's cache
+    after the first read), so a retry after another writer's commit still replaces their stored manifests."""
+    catalog: str | None = field(default=None, repr=False)
+    """The stored catalog's URL with its credential parameters, which the cube does not keep (None: without)."""
+    headers: Mapping[str, str] | None = field(default=None, repr=False)
+    """Request headers for the catalog, which the cube does not keep (None: none)."""
 
 
-def _since(stored: StoredCube, job: _Refresh, force: set[str]) -> Since | None:
+def _since(stored: StoredCube, job: _Refresh) -> Since | None:
     """What a STAC API is asked for instead of the whole search: the items ``updated`` (when every stored item
     carries it), else dated, since the last search minus a window; None for the whole search (asked for, removing,
     sources forced, or no earlier search known)."""
-    if job.full_search or job.remove or force or stored.searched is None:
+    if job.full_search or job.remove or job.force or stored.searched is None:
         return None
     updated = bool(stored.rows) and all(row.updated for row in stored.rows)
     window = job.window if job.window is not None else UPDATED_WINDOW if updated else DATED_WINDOW
     return Since(stored.searched - window, updated=updated)
 
 
-async def _refresh_once(
-    repo: RepoLike, job: _Refresh, force: set[str], cache: dict[tuple[str, str, Any], Source]
-) -> RefreshReport:
-    clock = _Clock()
-    repository, stored = await asyncio.to_thread(_stored, repo, job.branch, job.allow, job.settings)
-    clock.lap("read cube")
-    if not stored.metadata.query.catalog:
-        msg = f"{repo} was built from items in memory, not a catalog: build it again to add items"
-        raise RepositoryError(msg)
-    options = dataclasses.replace(stored.metadata.options, on_error=job.on_error)
-    q, searched = stored.metadata.query, searched_now()
-    found = await asyncio.to_thread(
-        search_again, q, job.settings, job.modifier, job.progress, _since(stored, job, force)
-    )
-    clock.lap("search")
-    # nothing new or changed since the last search is no error (a whole search that finds nothing is)
-    nothing = not found.items and not found.whole
-    chosen, skipped = ([], []) if nothing else choose_assets(found.items, q, options.assets, check_names=False)
+@dataclass(frozen=True, slots=True)
+class _Compared:
+    """The search's chosen assets against the stored sources."""
 
+    same: list[tuple[StoredRow, SelectedAsset]]
+    """Stored sources the search found unchanged, with the asset found."""
+    to_read: list[SelectedAsset]
+    """New, changed and forced sources, whose headers are read."""
+    added: tuple[str, ...]
+    """Items found for the first time."""
+    changed: tuple[str, ...]
+    """``item/asset`` of stored sources indexed again."""
+    gone: list[StoredRow]
+    """Stored sources the search did not find (or did not ask about)."""
+
+
+def _compare(stored: StoredCube, chosen: Sequence[SelectedAsset], job: _Refresh) -> _Compared:
+    """Which chosen assets are stored and unchanged (:func:`_unchanged`), which are new or changed, and which
+    stored sources the search did not find."""
     previous = {(r.item_id, r.asset): r for r in stored.rows}
-    same: list[tuple[StoredRow, SelectedAsset]] = []  # stored sources the search found unchanged
+    same: list[tuple[StoredRow, SelectedAsset]] = []
     to_read: list[SelectedAsset] = []
     added: set[str] = set()
     changed: list[str] = []
     for asset in chosen:
         before = previous.get((asset.item.id, asset.key))
-        if before is not None and _unchanged(before, asset, force):
+        if before is not None and _unchanged(before, asset, job.force, job.settings):
             same.append((before, asset))
             continue
         if before is None:
@@ -242,14 +268,51 @@ async def _refresh_once(
             changed.append(f"{asset.item.id}/{asset.key}")
         to_read.append(asset)
     keys = {(a.item.id, a.key) for a in chosen}
-    gone_rows = [r for key, r in previous.items() if key not in keys]  # or not asked about: kept unless removing
+    gone = [r for key, r in previous.items() if key not in keys]  # or not asked about: kept unless removing
+    return _Compared(same, to_read, tuple(sorted(added)), tuple(changed), gone)
+
+
+def _cached(
+    to_read: Sequence[SelectedAsset], cache: Mapping[tuple[str, str, Any], Source], options: CubeOptions
+) -> tuple[list[Source], list[SelectedAsset]]:
+    """The sources an earlier attempt of this refresh read (fresh, forced ones too: the cache holds only what this
+    call read), and the assets still to read."""
+    fresh: list[Source] = []
+    unread: list[SelectedAsset] = []
+    for asset in to_read:
+        hit = cache.get((asset.item.id, asset.key, asset.item.properties.get("updated")))
+        if hit is not None:
+            fresh.append(Source.of(asset, hit.manifest, options))
+        else:
+            unread.append(asset)
+    return fresh, unread
+
+
+async def _refresh_once(repo: RepoLike, job: _Refresh, cache: dict[tuple[str, str, Any], Source]) -> RefreshReport:
+    clock = _Clock()
+    repository, stored = await asyncio.to_thread(_stored, repo, job.branch, job.allow, job.settings)
+    clock.lap("read cube")
+    if not stored.metadata.query.catalog:
+        msg = f"{repo} was built from items in memory, not a catalog: build it again to add items"
+        raise RepositoryError(msg)
+    options = dataclasses.replace(stored.metadata.options, on_error=job.on_error)
+    q, searched = with_catalog_credentials(stored.metadata.query, job.catalog, job.headers), searched_now()
+    since, denied = _since(stored, job), _give_catalog(repo, q)
+    found = await asyncio.to_thread(search_again, q, job.settings, job.modifier, job.progress, since, denied=denied)
+    clock.lap("search")
+    # nothing new or changed since the last search is no error (a whole search that finds nothing is)
+    nothing = not found.items and not found.whole
+    chosen, skipped = ([], []) if nothing else choose_assets(found.items, q, options.assets, check_names=False)
+
+    compared = _compare(stored, chosen, job)
+    same, to_read, changed, gone_rows = compared.same, compared.to_read, compared.changed, compared.gone
     removed = sorted({r.item_id for r in gone_rows} - {a.item.id for a in chosen}) if found.whole else []
     report = RefreshReport(
         branch=job.branch,
         previous=stored.snapshot_id,
         snapshot_id=None,
-        added=tuple(sorted(added)),
-        changed=tuple(changed),
+        added=compared.added,
+        changed=changed,
         removed=tuple(removed),
         kept_removed=not job.remove,
         dry_run=job.dry_run,
@@ -261,14 +324,7 @@ async def _refresh_once(
     if job.dry_run or not (to_read or removing):
         return dataclasses.replace(report, timings=clock.laps)
 
-    fresh: list[Source] = []
-    unread: list[SelectedAsset] = []
-    for asset in to_read:
-        hit = cache.get((asset.item.id, asset.key, asset.item.properties.get("updated")))
-        if hit is not None and hit.manifest.href not in force:
-            fresh.append(Source.of(asset, hit.manifest, options))
-        else:
-            unread.append(asset)
+    fresh, unread = _cached(to_read, cache, options)
     # none read fails the refresh (as a build) unless it has something else to do: sources to leave out (forced,
     # and failed) or items to remove
     read, failed = await read_sources(
@@ -281,7 +337,6 @@ async def _refresh_once(
     )
     for source in read:
         cache[(source.item_id, source.asset, source.properties.get("updated"))] = source
-    force.difference_update(s.manifest.href for s in read)
     clock.lap("headers")
     metadata = {
         "stackcube": "refresh",
@@ -344,6 +399,25 @@ async def _refresh_once(
     )
     clock.lap("write")
     return dataclasses.replace(report, snapshot_id=snapshot, timings=clock.laps)
+
+
+def _give_catalog(repo: RepoLike, q: Query) -> Remedy:
+    """What a refresh says to do when its catalog refuses the search for want of credentials: pass them again (a
+    cube stores neither the catalog URL's credential parameters nor headers)."""
+    named = os.fspath(repo) if isinstance(repo, str | os.PathLike) else None
+    py, sh = (repr(named), shlex.quote(named)) if named is not None else ("repo", "REPO")
+    url, shown = repr(q.catalog), shlex.quote(str(q.catalog))
+    where = "its key as a query parameter (the Planetary Computer's is subscription-key)"
+    return Remedy(
+        python=(
+            f"a cube never stores the catalog's credentials: pass them again, as stackcube.refresh_cube({py}, "
+            f"catalog=URL) with URL {url} and {where}, or with headers={{...}}"
+        ),
+        cli=(
+            f"a cube never stores the catalog's credentials: pass them again, as stackcube refresh --catalog URL {sh} "
+            f"with URL {shown} and {where}, or with --header 'NAME: VALUE'"
+        ),
+    )
 
 
 def _stored_arrays(stored: StoredCube) -> dict[str, StoredArray]:
@@ -436,6 +510,8 @@ def refresh_cube(
     executor: Any = None,
     full_search: bool = False,
     window: timedelta | None = None,
+    catalog: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> RefreshReport:
     """Bring a cube up to date with its catalog in one commit, or none when nothing changed.
 
@@ -478,7 +554,8 @@ def refresh_cube(
         header reads of new items (and the checks of ``check_etags``). Never stored.
     modifier
         Called on every item the search finds, as the build's ``modifier`` was (it is not stored in the cube):
-        ``planetary_computer.sign_inplace`` to read the new items' headers through signed hrefs.
+        ``planetary_computer.sign_inplace`` to read the new items' headers through signed hrefs. Stored sources are
+        compared by the href a build stores for the signed one (without its token), so a new token changes nothing.
     client, executor
         A ``dask.distributed.Client``, or a ``concurrent.futures.Executor``: the new items' headers are read and the
         references written there (the one commit stays here).
@@ -486,6 +563,15 @@ def refresh_cube(
         Run the whole stored search, not only what can be new or changed (above).
     window
         How far before the last search to ask from (default :data:`UPDATED_WINDOW` or :data:`DATED_WINDOW`).
+    catalog
+        The cube's catalog URL with the credentials it was built with, which a cube never stores: a query
+        parameter such as the Planetary Computer's ``subscription-key`` (any parameter
+        :data:`stackcube._hrefs.SECRET_PARAMS` lists is split off a catalog URL when a cube is built). Without
+        them it must be the catalog the cube stores (:class:`~stackcube.errors.SearchError` otherwise); a catalog
+        that refuses the search for want of them (HTTP 401 or 403) raises a SearchError saying to pass this.
+    headers
+        Request headers for the catalog (an ``Authorization`` or API key header), as the build's ``headers=`` were:
+        never stored either.
 
     Returns
     -------
@@ -494,9 +580,6 @@ def refresh_cube(
     """
     settings = with_credentials(current(), credentials)
     workers = resolve_workers(client, executor)
-    job = _Refresh(
-        branch, tag, dry_run, remove, on_error, progress, allow, settings, modifier, workers, full_search, window
-    )
     cache: dict[tuple[str, str, Any], Source] = {}
     forced = set(force)
     notes: tuple[str, ...] = ()
@@ -507,9 +590,26 @@ def refresh_cube(
             forced.update(checked.gone)  # read again: indexed where the catalog now points, or failed: left out
         elif checked.gone:
             notes = (_gone_note(checked.gone),)
+    job = _Refresh(
+        branch,
+        tag,
+        dry_run,
+        remove,
+        on_error,
+        progress,
+        allow,
+        settings,
+        modifier=modifier,
+        workers=workers,
+        full_search=full_search,
+        window=window,
+        force=frozenset(forced),
+        catalog=catalog,
+        headers=headers,
+    )
     for attempt in range(1, attempts + 1):
         try:
-            report = _sync.run(_refresh_once(repo, job, forced, cache))
+            report = _sync.run(_refresh_once(repo, job, cache))
         except ConcurrentUpdateError:
             if attempt == attempts:
                 raise
@@ -591,6 +691,9 @@ def verify_cube(
     progress: bool = True,
     allow: Iterable[str] | None = None,
     credentials: Credentials | None = None,
+    modifier: Callable[[Any], Any] | None = None,
+    catalog: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[VerifyReport, RefreshReport | None]:
     """Ask every source of the cube what it is now (a HEAD each, concurrently; a one-byte GET where HEAD is
     refused), compare every validator the cube recorded (ETag, Last-Modified, size) and report what changed or
@@ -598,7 +701,8 @@ def verify_cube(
 
     With ``fix``, refresh exactly the changed sources (``refresh_cube(force=...)``), and the ones whose host says
     they no longer exist (read again: indexed where the catalog now points, or left out), and return its report
-    too.
+    too; ``modifier``, ``catalog`` and ``headers`` are that refresh's (:func:`refresh_cube`): the search signer,
+    and the catalog's credentials, none of which a cube stores.
     """
     settings = with_credentials(current(), credentials)
     repository, stored = _stored(repo, branch, allow, settings)
@@ -626,5 +730,8 @@ def verify_cube(
             progress=progress,
             allow=allow,
             credentials=credentials,
+            modifier=modifier,
+            catalog=catalog,
+            headers=headers,
         )
     return report, refreshed

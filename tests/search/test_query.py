@@ -8,7 +8,14 @@ import json
 import pytest
 
 from stackcube.errors import SearchError
-from stackcube.search import Query, make_query, search_again, search_items
+from stackcube.search import (
+    Query,
+    make_query,
+    search_again,
+    search_items,
+    split_credentials,
+    with_catalog_credentials,
+)
 
 
 def test_a_query_round_trips_without_its_headers(tmp_path) -> None:
@@ -78,3 +85,38 @@ def test_a_stored_search_runs_again_only_on_a_catalog(tmp_path) -> None:
     path.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
     found = search_again(Query(catalog=str(path), datetime="2020-06-01T00:00:00Z/2020-06-30T23:59:59Z"))
     assert (found.items, found.asked, found.whole) == ([], "the whole search", True)
+
+
+def test_a_catalog_urls_credentials_are_kept_apart_from_what_is_stored() -> None:
+    """Every parameter the signed-href rules call a credential (the Planetary Computer's ``subscription-key``
+    among them) is split off the catalog URL: the query stores and prints the URL without it, and requests it
+    with (``Query.url``); the other parameters stay as they were spelt."""
+    fake = "fake-test-key"
+    q = make_query(f"https://host/api/stac/v1?a=1%202&Subscription-Key={fake}&code=c0de", collections="c")
+    assert q.catalog == "https://host/api/stac/v1?a=1%202"
+    assert q.secret_params == {"Subscription-Key": fake, "code": "c0de"}
+    assert q.url == f"https://host/api/stac/v1?a=1%202&Subscription-Key={fake}&code=c0de"
+    shown = [repr(q), str(q), json.dumps(q.to_dict())]
+    assert [text for text in shown if "https://host/api/stac/v1" in text] == shown
+    assert not [text for text in shown if fake in text or "c0de" in text]
+    assert Query.from_dict(q.to_dict()).secret_params == {}
+    # however a query is made: one stored by an earlier stackcube gives its key to this run only
+    old = Query.from_dict({"catalog": f"https://host/stac?subscription-key={fake}"})
+    assert (old.catalog, old.secret_params) == ("https://host/stac", {"subscription-key": fake})
+    assert fake not in json.dumps(old.to_dict())
+    assert split_credentials("/data/items.json?subscription-key=x") == ("/data/items.json?subscription-key=x", {})
+
+
+def test_a_stored_query_is_given_its_catalogs_credentials_again_only_for_its_own_catalog() -> None:
+    stored = Query.from_dict(make_query("https://host/stac?subscription-key=old").to_dict())
+    again = with_catalog_credentials(stored, "https://host/stac?subscription-key=fake-new-key", {"X-Trace": "1"})
+    assert (again.url, again.headers) == ("https://host/stac?subscription-key=fake-new-key", {"X-Trace": "1"})
+    assert with_catalog_credentials(stored, None, None) == stored
+    with pytest.raises(SearchError) as raised:
+        with_catalog_credentials(stored, "https://other/stac?subscription-key=fake-new-key", None)
+    assert str(raised.value) == (
+        "the catalog given, https://other/stac (its credentials aside), is not the one this cube searches, "
+        "https://host/stac: give that catalog's URL with its credential parameters (such as subscription-key), or "
+        "its headers"
+    )
+    assert "fake-new-key" not in str(raised.value)

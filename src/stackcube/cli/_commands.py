@@ -177,6 +177,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
             check_etags=args.check_etags,
             modifier=_modifier(args),
             credentials=_credentials(args),
+            catalog=args.catalog,
+            headers=_headers(args),
             **workers,
         )
     print(report)
@@ -193,6 +195,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         allow=args.allow,
         credentials=_credentials(args),
+        modifier=_modifier(args),
+        catalog=args.catalog,
+        headers=_headers(args),
     )
     print(report)
     if refreshed is not None:
@@ -332,6 +337,21 @@ def _credentials(args: argparse.Namespace) -> Any:
     return None
 
 
+def _headers(args: argparse.Namespace) -> dict[str, str] | None:
+    """The request headers ``--header 'NAME: VALUE'`` give (None when none)."""
+    given = getattr(args, "header", None)
+    if not given:
+        return None
+    headers = {}
+    for text in given:
+        name, colon, value = text.partition(":")
+        if not colon or not name.strip():
+            msg = "--header: give each as 'NAME: VALUE' (one has no name before a colon; its text is not shown)"
+            raise ValueError(msg)
+        headers[name.strip()] = value.strip()
+    return headers
+
+
 def _modifier(args: argparse.Namespace) -> Any:
     """The function ``--modifier`` names (``package.module.function``), imported."""
     if not args.modifier:
@@ -365,6 +385,7 @@ def _search_args(args: argparse.Namespace) -> dict[str, Any]:
         "harmonize": args.harmonize,
         "progress": not args.quiet,
         **({"modifier": modifier} if (modifier := _modifier(args)) is not None else {}),
+        **({"headers": headers} if (headers := _headers(args)) is not None else {}),
     }
 
 

@@ -49,6 +49,27 @@ def _add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_modifier_argument(parser)
+    _add_header_argument(parser)
+
+
+def _add_header_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="a request header for the STAC API, e.g. an API key (repeatable; never stored in the cube)",
+    )
+
+
+def _add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
+    """--catalog and --header: the catalog's credentials, which a cube never stores, given again."""
+    parser.add_argument(
+        "--catalog",
+        metavar="URL",
+        help="the cube's catalog URL with the credentials it was built with (such as ?subscription-key=KEY), "
+        "which the cube does not store",
+    )
+    _add_header_argument(parser)
 
 
 def _add_modifier_argument(parser: argparse.ArgumentParser) -> None:
@@ -136,12 +157,15 @@ def make_parser() -> argparse.ArgumentParser:
     )
     refresh.add_argument("--skip-failed", action="store_true", help="commit without sources that cannot be read")
     _add_modifier_argument(refresh)
+    _add_catalog_arguments(refresh)
     _add_credentials_argument(refresh)
     _add_workers_arguments(refresh)
     refresh.set_defaults(func=cmd_refresh)
     verify = sub.add_parser("verify", help="HEAD every source; report what changed or vanished since indexing")
     _add_repo_arguments(verify, sources=True)
     verify.add_argument("--fix", action="store_true", help="refresh exactly the changed sources")
+    _add_modifier_argument(verify)
+    _add_catalog_arguments(verify)
     _add_credentials_argument(verify)
     verify.set_defaults(func=cmd_verify)
     info = sub.add_parser("info", help="arrays, dimensions, sources, branches and tags of a cube")

@@ -13,8 +13,8 @@ from urllib.parse import urlparse
 import pystac
 
 from stackcube._retry import retry_sync
-from stackcube.errors import SearchError
-from stackcube.search._query import Query
+from stackcube.errors import Remedy, SearchError
+from stackcube.search._query import Query, split_credentials
 from stackcube.settings import Settings
 
 __all__ = ["is_api", "read_json", "search_api"]
@@ -30,25 +30,69 @@ def is_api(catalog: str, doc: dict[str, Any]) -> bool:
     )
 
 
-def read_json(href: str, settings: Settings, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The JSON document at a local path or HTTP(S) URL; transient failures retried."""
-    return retry_sync(lambda: _read_json_once(href, settings, headers), settings)
+GIVE_CREDENTIALS = Remedy(
+    python=(
+        "give them: the catalog URL with its key as a query parameter (the Planetary Computer's is subscription-key), "
+        "or headers={...}; stackcube never stores either"
+    ),
+    cli=(
+        "give them: the catalog URL with its key as a query parameter (the Planetary Computer's is subscription-key), "
+        "or --header 'NAME: VALUE'; stackcube never stores either"
+    ),
+)
+"""What to do when a catalog refuses a request for want of credentials (HTTP 401 or 403), as a search says it."""
 
 
-def _read_json_once(href: str, settings: Settings, headers: Mapping[str, str] | None) -> dict[str, Any]:
+def read_json(
+    href: str, settings: Settings, headers: Mapping[str, str] | None = None, denied: Remedy | None = None
+) -> dict[str, Any]:
+    """The JSON document at a local path or HTTP(S) URL; transient failures retried. A host that refuses it (HTTP
+    401 or 403) raises a SearchError naming ``denied`` (default :data:`GIVE_CREDENTIALS`) as what to do."""
+    return retry_sync(lambda: _read_json_once(href, settings, headers, denied), settings)
+
+
+def _read_json_once(
+    href: str, settings: Settings, headers: Mapping[str, str] | None, denied: Remedy | None
+) -> dict[str, Any]:
+    import urllib.error
+    import urllib.request
+
     try:
         if urlparse(href).scheme in {"http", "https"}:
-            import urllib.request
-
             request = urllib.request.Request(href, headers=dict(headers or {}))
             with urllib.request.urlopen(request, timeout=settings.request_timeout) as response:
                 return cast("dict[str, Any]", json.loads(response.read()))
         return cast("dict[str, Any]", json.loads(Path(href).read_text()))
     except (OSError, ValueError, http.client.HTTPException) as exc:
-        msg = f"{href}: could not read a STAC document ({exc}); check the catalog URL or path"
+        if isinstance(exc, urllib.error.HTTPError):
+            exc.close()  # its response's connection, which the error would otherwise keep open until collected
+        shown = split_credentials(href)[0]  # the key itself goes in no message
+        if _refused(exc):
+            raise _refusal(shown, exc, denied) from None
+        msg = f"{shown}: could not read a STAC document ({exc}); check the catalog URL or path"
         error = SearchError(msg)
         error.transient = _transient(exc)
         raise error from None
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status a failed exchange answered (pystac wraps what went wrong in a STACError: its cause's)."""
+    if isinstance(exc, pystac.STACError):
+        cause = exc.__cause__ or exc.__context__
+        return None if cause is None else _status(cause)
+    status = getattr(exc, "code", None) or getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the catalog refused the request for want of credentials (HTTP 401 or 403)."""
+    return _status(exc) in {401, 403}
+
+
+def _refusal(url: str, exc: BaseException, denied: Remedy | None) -> SearchError:
+    """The error of a catalog that refused a request (never retried: the same request gets the same answer)."""
+    msg = f"{url}: the catalog refused the request (HTTP {_status(exc)}): it wants credentials"
+    return SearchError(msg, remedy=denied or GIVE_CREDENTIALS)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -63,8 +107,8 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, pystac.STACError):
         cause = exc.__cause__ or exc.__context__
         return cause is not None and _transient(cause)
-    status = getattr(exc, "code", None) or getattr(exc, "status_code", None)
-    if isinstance(status, int):
+    status = _status(exc)
+    if status is not None:
         return status == 429 or status >= 500
     if isinstance(exc, urllib.error.URLError):
         return not isinstance(exc.reason, str) or "timed out" in exc.reason
@@ -78,25 +122,26 @@ def _transient(exc: BaseException) -> bool:
 
 
 def search_api(
-    url: str,
     q: Query,
     modifier: Callable[[Any], Any] | None,
     settings: Settings,
     advance: Callable[[int], object] = lambda n: None,
+    denied: Remedy | None = None,
 ) -> list[pystac.Item]:
-    """Every item a STAC API search returns, all pages (``advance(1)`` for each as the pages arrive); the whole
-    search is retried on a transient failure."""
+    """Every item a STAC API search of ``q.catalog`` returns, all pages (``advance(1)`` for each as the pages
+    arrive), every request with ``q``'s headers and credential parameters; the whole search is retried on a
+    transient failure, and a refusal (HTTP 401 or 403) names ``denied`` (default :data:`GIVE_CREDENTIALS`)."""
     # The whole paginated search is retried here, in one place (requests' own retries would not cover a body cut
     # off mid-page, and two layers would multiply the attempts)
-    return retry_sync(lambda: _search_api_once(url, q, modifier, settings, advance), settings)
+    return retry_sync(lambda: _search_api_once(q, modifier, settings, advance, denied), settings)
 
 
 def _search_api_once(
-    url: str,
     q: Query,
     modifier: Callable[[Any], Any] | None,
     settings: Settings,
     advance: Callable[[int], object],
+    denied: Remedy | None,
 ) -> list[pystac.Item]:
     import requests
     from pystac_client import Client
@@ -108,8 +153,16 @@ def _search_api_once(
         import cql2
 
         flt, lang = cql2.Expr(flt).to_json(), "cql2-json"
+    url = str(q.catalog)
     try:
-        stac_io = StacApiIO(headers=q.headers or None, timeout=settings.request_timeout, max_retries=0)
+        # the credential parameters go with every request, the search's pages included (the landing page's links
+        # do not carry them)
+        stac_io = StacApiIO(
+            headers=q.headers or None,
+            parameters=q.secret_params or None,
+            timeout=settings.request_timeout,
+            max_retries=0,
+        )
         client = Client.open(url, headers=q.headers or None, modifier=modifier, stac_io=stac_io)
         search = client.search(
             bbox=q.bbox,
@@ -129,6 +182,8 @@ def _search_api_once(
             advance(1)
         return items
     except (APIError, requests.RequestException, OSError, http.client.HTTPException, pystac.STACError) as exc:
+        if _refused(exc):
+            raise _refusal(url, exc, denied) from None
         msg = f"{url}: the STAC API search failed ({str(exc).strip()[:300]})"
         error = SearchError(msg)
         error.transient = _transient(exc)

@@ -1,7 +1,14 @@
-"""Search arguments normalised once, by pystac-client's own rules: a :class:`Query` a cube can store and run again."""
+"""Search arguments normalised once, by pystac-client's own rules: a :class:`Query` a cube can store and run again.
+
+A catalog URL's credentials (``?subscription-key=...``, the Planetary Computer's API Management key, or any
+parameter :data:`stackcube._hrefs.SECRET_PARAMS` lists) are split off it here, once: the query keeps the URL
+without them (what a cube stores and messages print) and holds them in memory only, as it holds ``headers``, for
+this run's requests; a refresh is given them again (:func:`with_catalog_credentials`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import re
@@ -9,15 +16,26 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self, TypedDict, Unpack
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 import pystac
 from pystac_client.item_search import DATETIME_REGEX
 
 from stackcube._bbox import check_bbox, latitude_first
+from stackcube._hrefs import SECRET_PARAMS
 from stackcube._keywords import keywords_of
 from stackcube.errors import NothingFoundError, SearchError
 
-__all__ = ["SEARCH_KEYWORDS", "CatalogLike", "Query", "SearchArgs", "make_query", "require_items"]
+__all__ = [
+    "SEARCH_KEYWORDS",
+    "CatalogLike",
+    "Query",
+    "SearchArgs",
+    "make_query",
+    "require_items",
+    "split_credentials",
+    "with_catalog_credentials",
+]
 
 CatalogLike = str | os.PathLike[str] | pystac.ItemCollection | Iterable[pystac.Item | Mapping[str, Any]]
 """A STAC API URL, a static catalog or collection (path or URL), an ItemCollection file, or items."""
@@ -81,9 +99,31 @@ class Query:
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     """Extra HTTP headers for a STAC API (never stored in a cube, nor shown in the query's repr: they may hold a
     key)."""
+    secret_params: dict[str, str] = field(default_factory=dict, repr=False)
+    """The catalog URL's credential parameters (name -> value, e.g. ``subscription-key``), split off
+    :attr:`catalog` when the query is made: sent with this run's requests, never stored in a cube nor shown in the
+    query's repr."""
+
+    def __post_init__(self) -> None:
+        # here rather than in make_query alone: no Query, however made (a cube stored by an earlier stackcube
+        # included), keeps a credential in the catalog it stores and prints
+        if self.catalog is not None:
+            name, secret = split_credentials(self.catalog)
+            object.__setattr__(self, "catalog", name)
+            object.__setattr__(self, "secret_params", {**self.secret_params, **secret})
+
+    @property
+    def url(self) -> str | None:
+        """The catalog as this run's requests ask for it: :attr:`catalog` with its credential parameters (never to
+        be stored or printed)."""
+        if self.catalog is None or not self.secret_params:
+            return self.catalog
+        parts = urlsplit(self.catalog)
+        query = "&".join(p for p in (parts.query, urlencode(self.secret_params)) if p)
+        return urlunsplit(parts._replace(query=query))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible form, without headers (they may hold credentials)."""
+        """JSON-compatible form, without headers and the catalog's credential parameters."""
         out = {
             k: getattr(self, k)
             for k in (
@@ -148,12 +188,9 @@ def make_query(catalog: CatalogLike, *, bbox: Any = None, datetime: Any = None, 
         raise SearchError(msg) from None
     if "bbox" in params:
         params["bbox"] = check_bbox(params["bbox"])
-    name = os.fspath(catalog) if isinstance(catalog, str | os.PathLike) else None
-    if name is not None and "://" not in name and Path(name).exists():
-        name = str(Path(name).resolve())  # stored in cubes: a refresh may run from another directory
     flt = search.get("filter")
     return Query(
-        catalog=name,
+        catalog=_catalog_name(catalog),
         bbox=tuple(params["bbox"]) if "bbox" in params else None,
         intersects=params.get("intersects"),
         datetime=params.get("datetime"),
@@ -165,6 +202,60 @@ def make_query(catalog: CatalogLike, *, bbox: Any = None, datetime: Any = None, 
         max_items=max_items,
         limit=limit,
         headers=headers,
+    )
+
+
+def _catalog_name(catalog: CatalogLike) -> str | None:
+    """``catalog`` as a query takes it: a local path made absolute (a cube stores it, and a refresh may run from
+    another directory), a URL as given (:class:`Query` splits its credentials off), None for items in memory."""
+    if not isinstance(catalog, str | os.PathLike):
+        return None
+    name = os.fspath(catalog)
+    return str(Path(name).resolve()) if "://" not in name and Path(name).exists() else name
+
+
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` without the query parameters that carry a credential (:data:`~stackcube._hrefs.SECRET_PARAMS`,
+    compared case-insensitively), its other parameters as they were spelt, and those parameters (name -> value).
+
+    Examples
+    --------
+    >>> split_credentials("https://host/api/stac/v1?subscription-key=abc&x=1")
+    ('https://host/api/stac/v1?x=1', {'subscription-key': 'abc'})
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.query:
+        return url, {}
+    kept: list[str] = []
+    secret: dict[str, str] = {}
+    for part in parts.query.split("&"):
+        name = unquote_plus(part.partition("=")[0])
+        if name.lower() in SECRET_PARAMS:
+            secret.update(parse_qsl(part, keep_blank_values=True))
+        else:
+            kept.append(part)
+    if not secret:
+        return url, {}
+    return urlunsplit(parts._replace(query="&".join(kept))), secret
+
+
+def with_catalog_credentials(q: Query, catalog: str | None, headers: Mapping[str, str] | None) -> Query:
+    """A stored query with what a run needs to search its catalog again that a cube never stores: the catalog URL
+    with its credential parameters (``catalog``; without them it must be the stored catalog), and ``headers``.
+
+    Raises SearchError when ``catalog`` is another catalog than the stored one.
+    """
+    secret: dict[str, str] = {}
+    if catalog is not None:
+        name, secret = split_credentials(catalog)
+        if name != q.catalog:
+            msg = (
+                f"the catalog given, {name} (its credentials aside), is not the one this cube searches, {q.catalog}: "
+                "give that catalog's URL with its credential parameters (such as subscription-key), or its headers"
+            )
+            raise SearchError(msg)
+    return dataclasses.replace(
+        q, secret_params=secret or q.secret_params, headers=dict(headers) if headers is not None else q.headers
     )
 
 

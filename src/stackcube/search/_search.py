@@ -12,7 +12,7 @@ import pystac
 from stackcube._keywords import check_keywords
 from stackcube._progress import progress_bar
 from stackcube._retry import retry_sync
-from stackcube.errors import SearchError
+from stackcube.errors import Remedy, SearchError
 from stackcube.search._fetch import is_api, read_json, search_api
 from stackcube.search._parquet import is_parquet, parquet_items
 from stackcube.search._query import SEARCH_KEYWORDS, CatalogLike, Query, SearchArgs, make_query
@@ -81,22 +81,24 @@ def _search(
     *,
     progress: bool,
     since: Since | None = None,
+    denied: Remedy | None = None,
 ) -> Found:
-    """The items ``q`` finds in ``catalog``; a STAC API is asked only for what can be new or changed ``since`` (when
-    given and the API allows it)."""
-    href = os.fspath(catalog) if isinstance(catalog, str | os.PathLike) else None
-    where = href or "the given items"
-    with progress_bar(None, f"searching {where}", "item", enabled=progress) as advance:
+    """The items ``q`` finds in ``catalog`` (a path or URL: ``q``'s, with its credentials; else items); a STAC API is
+    asked only for what can be new or changed ``since`` (when given and the API allows it); a catalog that refuses
+    the requests names ``denied`` as what to do."""
+    href = q.url if isinstance(catalog, str | os.PathLike) else None  # requested, never printed
+    with progress_bar(None, f"searching {q.catalog or 'the given items'}", "item", enabled=progress) as advance:
         if href is not None and is_parquet(href):  # a remote file's transient failure: the search again
             items = retry_sync(lambda: _matching(parquet_items(href, q, settings), q, modifier, advance), settings)
             return Found(items, "the whole search" + " (a stac-geoparquet file is read whole)" * (since is not None))
         # read once, whatever kind it turns out to be
-        doc = read_json(href, settings, q.headers) if href is not None else None
+        doc = read_json(href, settings, q.headers, denied) if href is not None else None
         if href is not None and doc is not None and is_api(href, doc):
             asked, words = narrow(q, since, doc) if since is not None else (q, "the whole search")
-            items = [] if asked is None else search_api(href, asked, modifier, settings, advance)
+            items = [] if asked is None else search_api(asked, modifier, settings, advance, denied)
             return Found(items, words, whole=asked is q)
-        items = _matching(static_items(catalog, doc, settings), q, modifier, advance)
+        # a document read already: its URL without credentials is only the base its links resolve against
+        items = _matching(static_items(q.catalog or catalog, doc, settings), q, modifier, advance)
         return Found(items, "the whole search" + " (a static catalog is read whole)" * (since is not None))
 
 
@@ -126,11 +128,16 @@ def search_again(
     modifier: Callable[[Any], Any] | None = None,
     progress: bool = False,
     since: Since | None = None,
+    *,
+    denied: Remedy | None = None,
 ) -> Found:
-    """Run a stored search again (a cube's refresh): the same catalog, filters and limits, without headers;
-    ``modifier`` (not stored with the cube) is called on every item, as the build's was. With ``since``, a STAC API
-    is asked only for the items that can be new or changed since then (:func:`~stackcube.search._since.narrow`)."""
+    """Run a stored search again (a cube's refresh): the same catalog, filters and limits, with the headers and
+    credential parameters ``query`` holds (a stored query holds none:
+    :func:`~stackcube.search._query.with_catalog_credentials` gives them back); ``modifier`` (not stored with the
+    cube) is called on every item, as the build's was. With ``since``, a STAC API is asked only for the items that
+    can be new or changed since then (:func:`~stackcube.search._since.narrow`). A catalog that refuses the requests
+    (HTTP 401 or 403) raises a SearchError naming ``denied`` as what to do."""
     if query.catalog is None:
         msg = "the search was of items in memory, not of a catalog: there is nothing to search again"
         raise SearchError(msg)
-    return _search(query.catalog, query, settings or current(), modifier, progress=progress, since=since)
+    return _search(query.catalog, query, settings or current(), modifier, progress=progress, since=since, denied=denied)
