@@ -39,7 +39,18 @@ INSIDE = {
     "tiff": ("_model", ("_geo", "_decode"), "_ifd", "_parse", "_source", "_read", "_probe", "_codec", "_zarr"),
     "search": ("_query", "_fetch", "_static", "_parquet", "_since", "_search"),
     "union": ("_plan", "_order", "_lay", "_array"),
-    "store": ("containers", "repo", "layout", "nodes", "coords", "guard", "scratch", ("write", "read"), "append"),
+    "store": (
+        "containers",
+        "repo",
+        "layout",
+        "nodes",
+        "coords",
+        "guard",
+        "scratch",
+        ("stored", "tiles"),
+        ("write", "read"),
+        "append",
+    ),
     "cli": ("_exit", "_commands", "_parser", "__main__"),
 }
 """Each package's modules in order; a tuple holds siblings that do not import each other."""

@@ -108,7 +108,7 @@ def test_new_items_after_the_last_date_are_appended_and_make_the_cube_of_a_rebui
 ) -> None:
     """The new items are planned alone, in the stored arrays' grids (the cube is not planned again, the stored
     sources' manifests are not read)."""
-    from stackcube.store import read
+    from stackcube.store import stored
 
     def refused(*args, **kwargs):
         raise AssertionError("the whole cube was planned, or its manifests read")
@@ -116,7 +116,7 @@ def test_new_items_after_the_last_date_are_appended_and_make_the_cube_of_a_rebui
     catalog, repo, items = scenes
     _add(catalog, items[3:])
     monkeypatch.setattr(refresh, "plan_sources", refused)
-    monkeypatch.setattr(read, "read_sources_table", refused)
+    monkeypatch.setattr(stored, "read_sources_table", refused)
     report = stackcube.refresh_cube(repo, progress=False)
     monkeypatch.undo()
     assert report.committed

@@ -400,15 +400,7 @@ def test_opening_a_cube_on_s3_costs_these_repository_requests(s3, tmp_path, use_
                 "manifests": 2,
             }
         assert counted(lambda: stackcube.open_dataarray(union).values) == {**opening, "manifests": 2}
-        # what a refresh reads first (the cube's description, its source rows, its last search): the manifests of
-        # the row columns (one is inline), no coordinate's (Icechunk's default preloaded 6 more: 11)
-        from stackcube.store import open_repository, read_stored, readonly_session
-
-        def read_as_a_refresh() -> None:
-            repository = open_repository(repo)
-            read_stored(readonly_session(repository, branch="main"), repo, repository)
-
-        assert counted(read_as_a_refresh) == {"repo": 3, "refs": 1, "config.yaml": 1, "snapshots": 1, "manifests": 5}
+        # (what a refresh reads first: tests/store/test_stored.py)
 
 
 def test_default_dask_chunks_span_tiles_and_read_only_what_is_selected(nginx, tmp_path, use_settings) -> None:

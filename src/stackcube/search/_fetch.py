@@ -185,6 +185,10 @@ def _search_api_once(
         if _refused(exc):
             raise _refusal(url, exc, denied) from None
         msg = f"{url}: the STAC API search failed ({str(exc).strip()[:300]})"
+        status = _status(exc)
+        if flt is not None and status is not None and 400 <= status < 600 and status != 429:
+            # pgstac answers a filter it cannot evaluate with a 500, as it would a failure of its own
+            msg += f"; if its filter is at fault, check it against the API's CQL2: {json.dumps(flt)[:300]}"
         error = SearchError(msg)
         error.transient = _transient(exc)
         raise error from None

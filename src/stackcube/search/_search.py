@@ -17,7 +17,7 @@ from stackcube.search._fetch import is_api, read_json, search_api
 from stackcube.search._parquet import is_parquet, parquet_items
 from stackcube.search._query import SEARCH_KEYWORDS, CatalogLike, Query, SearchArgs, make_query
 from stackcube.search._since import Since, narrow
-from stackcube.search._static import matches, static_items
+from stackcube.search._static import check_filter, matches, static_items
 from stackcube.settings import Settings, current
 
 __all__ = ["Found", "search_again", "search_items"]
@@ -89,6 +89,8 @@ def _search(
     href = q.url if isinstance(catalog, str | os.PathLike) else None  # requested, never printed
     with progress_bar(None, f"searching {q.catalog or 'the given items'}", "item", enabled=progress) as advance:
         if href is not None and is_parquet(href):  # a remote file's transient failure: the search again
+            if q.filter is not None:
+                check_filter(q)  # before the file is read: cql2 evaluates the filter here
             items = retry_sync(lambda: _matching(parquet_items(href, q, settings), q, modifier, advance), settings)
             return Found(items, "the whole search" + " (a stac-geoparquet file is read whole)" * (since is not None))
         # read once, whatever kind it turns out to be
@@ -98,6 +100,8 @@ def _search(
             items = [] if asked is None else search_api(asked, modifier, settings, advance, denied)
             return Found(items, words, whole=asked is q)
         # a document read already: its URL without credentials is only the base its links resolve against
+        if q.filter is not None:
+            check_filter(q)  # before any item is matched, even when there is none
         items = _matching(static_items(q.catalog or catalog, doc, settings), q, modifier, advance)
         return Found(items, "the whole search" + " (a static catalog is read whole)" * (since is not None))
 

@@ -5,11 +5,14 @@ Modules, each importing only the ones before it: ``containers`` (a virtual chunk
 sources' prefixes, its credentials, the ``allow`` check), ``repo`` (opening or creating a repository), ``layout``
 (what a cube stores, described once: :class:`CubeMetadata`, :class:`ArrayLayout`, the coordinates of a level, the
 source table), ``nodes`` (many small groups written at once, as ``to_zarr`` writes each), ``coords`` (the
-coordinates read at open, kept in the array node and opened without reading them), ``guard`` (the store every
-read goes through: retries, and errors that name the source and what to do), ``write`` (one commit per build or
-refresh) and ``read`` (:class:`Version`, :class:`OpenOptions`, opening a cube, an array or one of its levels,
-unions included), then ``append`` (a refresh whose new items come after the cube's last date: only they are
-written).
+coordinates read at open, kept in the array node and opened without reading them), ``guard`` (the store every read
+goes through: retries, and errors that name the source and what to do), ``scratch`` (the branches a build writes
+before its one commit, held by a lease), ``stored`` (what a committed cube says about how it was made,
+:class:`StoredCube`, its source table's hrefs checked against the containers it declares) and ``tiles`` (a union
+level's tile table read back, every href it names checked likewise and against ``allow=``, before any request),
+``write`` (one commit per build or refresh) and ``read`` (:class:`Version`, :class:`OpenOptions`, opening a cube, an
+array or one of its levels, unions included), then ``append`` (a refresh whose new items come after the cube's last
+date: only they are written).
 """
 
 from stackcube.store.append import Appended, Commit, append_steps, append_to
@@ -26,12 +29,10 @@ from stackcube.store.read import (
     OpenArgs,
     OpenOptions,
     ReadArgs,
-    StoredCube,
     Version,
     open_datatree,
     open_level,
     read_metadata,
-    read_stored,
 )
 from stackcube.store.repo import (
     ONE_REQUEST,
@@ -46,6 +47,7 @@ from stackcube.store.repo import (
     readonly_session,
     version_not_found,
 )
+from stackcube.store.stored import StoredCube, read_stored
 from stackcube.store.write import check_target, write_plan
 
 __all__ = [

@@ -8,7 +8,6 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from urllib.parse import urlparse
 
 import icechunk
@@ -41,7 +40,7 @@ def _container(
     """The container for ``prefix``; ``headers`` (an http(s) prefix's credentials, given at open) go into the
     in-memory configuration only: only containers made without them are ever saved."""
     scheme = urlparse(prefix).scheme
-    store: Any
+    store: icechunk.AnyObjectStoreConfig | icechunk.ObjectStoreConfig.Http  # (icechunk's alias leaves Http out)
     if scheme in {"http", "https"}:
         # tiles are byte ranges of the file as it is: ask hosts not to compress them (as header reads do)
         timeouts = {
@@ -79,7 +78,7 @@ def _container(
 
 def _credential(
     prefix: str, settings: Settings, credentials: Credentials | None = None, account: str | None = None
-) -> Any:
+) -> icechunk.AnyCredential | None:
     """What Icechunk reads ``prefix`` with: the caller's credential for it (given at open), else the default: the
     environment's S3 credentials, or anonymous access."""
     given = credential_for(prefix, credentials, account)
@@ -107,17 +106,19 @@ class _RefreshableSas:
 
     get: Callable[[], tuple[str, datetime]]
 
-    def __call__(self) -> Any:
+    def __call__(self) -> icechunk.AzureRefreshableCredential.SasToken:
         token, expiry = self.get()
         return icechunk.AzureRefreshableCredential.SasToken(token.lstrip("?"), expires_after=expiry)
 
 
-def _wrapped(given: Any, prefix: str) -> Any:
+def _wrapped(given: object, prefix: str) -> icechunk.AnyCredential:
     """An Icechunk credential as ``authorize_virtual_chunk_access`` takes it."""
     if isinstance(given, Mapping) and urlparse(prefix).scheme == "az" and "sas_token" in given:
         return icechunk.Credentials.Azure(icechunk.azure_credentials(sas_token=str(given["sas_token"])))  # type: ignore[arg-type]
     if isinstance(given, Mapping) and urlparse(prefix).scheme == "az" and "get_sas_token" in given:
-        refreshable = icechunk.azure_credentials(get_credentials=_RefreshableSas(given["get_sas_token"]))
+        # icechunk annotates the callable as giving its outer class, not the SasToken it takes (icechunk#2137)
+        get = _RefreshableSas(given["get_sas_token"])
+        refreshable = icechunk.azure_credentials(get_credentials=get)  # type: ignore[arg-type]
         return icechunk.Credentials.Azure(refreshable)  # type: ignore[arg-type]
     if isinstance(given, icechunk.S3Credentials):
         return icechunk.Credentials.S3(given)  # type: ignore[arg-type]
@@ -143,7 +144,7 @@ def declare_containers(
     *,
     credentials: Credentials | None = None,
     accounts: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
+) -> dict[str, icechunk.AnyCredential | None]:
     """Set a container for each of ``prefixes`` in ``config`` (http(s) ones with the caller's headers, in memory)
     and return the authorization of every container, ``known`` ones included."""
     accounts = accounts or {}
@@ -168,7 +169,7 @@ def _headers(credentials: Credentials | None, prefix: str) -> Mapping[str, str] 
     return {str(k): str(v) for k, v in given.items()}
 
 
-def check_allowed(prefixes: Iterable[str], allow: Iterable[str], repo: Any = "the repository") -> None:
+def check_allowed(prefixes: Iterable[str], allow: Iterable[str], repo: object = "the repository") -> None:
     """Refuse container ``prefixes`` that do not lie under one of the ``allow`` prefixes."""
     allowed = [a if a.endswith("/") else f"{a}/" for a in allow]
     outside = [p for p in prefixes if not any(p.startswith(a) for a in allowed)]

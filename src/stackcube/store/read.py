@@ -1,60 +1,38 @@
-"""Reading a cube: which snapshot (:class:`Version`), how (:class:`OpenOptions`), and its arrays as xarray objects.
+"""Reading a cube: which snapshot (:class:`Version`), how (:class:`OpenOptions`), and its arrays as xarray objects:
+a DataTree of every array, level and union (:func:`open_datatree`), or one level of one (:func:`open_level`).
 
 Every read goes through :class:`~stackcube.store.guard.GuardedStore`, which retries transient failures and turns
 Icechunk's refusal of a changed or deleted source (matched by its error kind) into
-:class:`~stackcube.errors.SourceChangedError` naming the source.
+:class:`~stackcube.errors.SourceChangedError` naming the source. What the cube says about how it was made is read
+by :mod:`stackcube.store.stored`; a union level's tile table, checked against the containers the cube declares and
+``allow=``, by :mod:`stackcube.store.tiles`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Self, TypedDict, cast
-from urllib.parse import urlparse
 
 import dask.base
 import icechunk
-import numpy as np
 import xarray as xr
 import zarr
 import zarr.api.asynchronous
-import zarr.errors
 from xarray.backends.zarr import ZarrBackendEntrypoint
 
 from stackcube import _sync
 from stackcube._band_index import with_band_aliases
-from stackcube._hrefs import credential_for, redact
 from stackcube._keywords import check_keywords, keywords_of
 from stackcube._physical import physical
 from stackcube._retry import retry_sync
-from stackcube.errors import (
-    ArrayNotFoundError,
-    RepositoryError,
-    UntrustedSourceError,
-)
+from stackcube.errors import ArrayNotFoundError, RepositoryError
 from stackcube.options import BLOCK, Chunks
-from stackcube.settings import Credentials, Settings, current, with_credentials
-from stackcube.sources import Source
+from stackcube.settings import Credentials, Settings, current
 from stackcube.store.coords import LevelToOpen, open_levels
 from stackcube.store.guard import GuardedStore
-from stackcube.store.layout import (
-    DATA,
-    INLINE,
-    SOURCES,
-    TILES,
-    ArrayLayout,
-    CubeMetadata,
-    StoredRow,
-    data_path,
-    level_path,
-    read_source_rows,
-    read_sources_table,
-    searched_at,
-)
+from stackcube.store.layout import DATA, INLINE, SOURCES, ArrayLayout, CubeMetadata, data_path, level_path
 from stackcube.store.repo import (
     RepoLike,
     check_allowed,
@@ -63,18 +41,18 @@ from stackcube.store.repo import (
     repo_url,
     with_containers,
 )
-from stackcube.union import SourceRef, TileRefs, UnionPlan, block_size, union_dataset
+from stackcube.store.stored import open_root
+from stackcube.store.tiles import read_tile_refs
+from stackcube.union import TileRefs, UnionPlan, block_size, union_dataset
 
 __all__ = [
     "OpenArgs",
     "OpenOptions",
     "ReadArgs",
-    "StoredCube",
     "Version",
     "open_datatree",
     "open_level",
     "read_metadata",
-    "read_stored",
 ]
 
 
@@ -152,7 +130,7 @@ class OpenOptions:
         return self.credentials if self.credentials is not None else settings.credentials
 
     @classmethod
-    def from_args(cls, args: Mapping[str, Any], where: str) -> Self:
+    def from_args(cls, args: OpenArgs, where: str) -> Self:
         """The options a public reader ``where`` was called with; an unknown keyword is a TypeError naming it."""
         check_keywords(args, OPEN_KEYWORDS, where)
         allow = args.get("allow")
@@ -179,7 +157,7 @@ def _session(
         )
         session = options.version.session(repository, repo)
         known = tuple((repository.config.virtual_chunk_containers or {}).keys())
-        root = _root(session, repo)  # a repository without a cube yet says so here
+        root = open_root(session, repo)  # a repository without a cube yet says so here
         try:
             metadata = CubeMetadata.from_attrs(root.attrs)
         except RepositoryError:  # a root that is not a stackcube cube: its readers say so
@@ -198,97 +176,13 @@ def _session(
         raise RepositoryError(msg) from None
 
 
-def _root(session: icechunk.Session, repo: RepoLike) -> zarr.Group:
-    """The root group; a repository without one holds no cube yet (a first build that stopped before its commit)."""
-    try:
-        return zarr.open_group(session.store, mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        msg = (
-            f"{repo} holds no cube yet (a build into it stopped before its first commit, or it is an empty Icechunk "
-            "repository); run the build again into it"
-        )
-        raise RepositoryError(msg) from None
-
-
 def read_metadata(repo: RepoLike, version: Version = Version(), *, settings: Settings | None = None) -> CubeMetadata:
     """The cube's root description (search, options, arrays, unions): one metadata read, no source touched."""
     session, _ = _session(repo, OpenOptions(version=version), settings)
-    return CubeMetadata.from_attrs(_root(session, repo).attrs)
+    return CubeMetadata.from_attrs(open_root(session, repo).attrs)
 
 
-@dataclass(frozen=True)
-class StoredCube:
-    """What a committed cube says about how it was made: enough to refresh it without restating anything."""
-
-    snapshot_id: str
-    """The snapshot this was read from."""
-    metadata: CubeMetadata
-    """The search, options, arrays and unions."""
-    rows: tuple[StoredRow, ...] = ()
-    """Every indexed source as a refresh compares it (without its manifest), in the table's order."""
-    layouts: dict[str, ArrayLayout] = field(default_factory=dict)
-    """What each array's node says (its levels, grids and kept coordinates)."""
-    root: zarr.Group | None = field(default=None, repr=False, compare=False)
-    """The cube's root group, from which :attr:`sources` are read when first asked for."""
-    searched: datetime | None = None
-    """When the search of the last build or refresh that committed started (its commit's ``searched``); None when
-    unknown (a commit by an earlier stackcube, or not asked)."""
-
-    @functools.cached_property
-    def sources(self) -> tuple[Source, ...]:
-        """Every indexed source with its manifest, read on first use (the manifests are most of the table: a refresh
-        that only appends never reads them)."""
-        sources = read_sources_table(self.root) if self.root is not None else ()
-        declared_hrefs((s.manifest.href for s in sources), self.metadata)
-        return sources
-
-
-def read_stored(
-    session: icechunk.Session, repo: RepoLike | None = None, repository: icechunk.Repository | None = None
-) -> StoredCube:
-    """Read a cube's description, its arrays' layouts and its source table's rows from a session (no source is
-    touched; the sources' manifests when :attr:`StoredCube.sources` is first used); ``repo`` names the repository
-    in errors; with the ``repository``, when its last search ran (:attr:`StoredCube.searched`)."""
-    root = _root(session, repo if repo is not None else "this repository")
-    metadata = CubeMetadata.from_attrs(root.attrs)
-    rows = read_source_rows(root)
-    declared_hrefs((row.href for row in rows), metadata, repo)
-    return StoredCube(
-        snapshot_id=session.snapshot_id,
-        metadata=metadata,
-        rows=rows,
-        layouts={name: ArrayLayout.from_attrs(cast("zarr.Group", root[name]).attrs) for name in metadata.arrays},
-        root=root,
-        searched=_last_search(repository, session.snapshot_id) if repository is not None else None,
-    )
-
-
-def declared_hrefs(hrefs: Iterable[str], metadata: CubeMetadata, repo: Any = "the cube") -> None:
-    """Refuse a source table naming an href under none of the source prefixes the cube declares: refreshing or
-    verifying a cube altered to send requests elsewhere asks nothing of anyone (every href a reader, verifier or
-    refresher touches lies in a declared container, which ``allow=`` was checked against)."""
-    prefixes = tuple(metadata.containers)
-    if not prefixes:
-        return  # (a cube without sources yet)
-    for href in hrefs:
-        if not href.startswith(prefixes):
-            msg = (
-                f"{repo}: its source table names {redact(href)}, under none of the source prefixes the cube "
-                f"declares ({', '.join(prefixes)}); the cube was altered, and nothing was asked of that host"
-            )
-            raise UntrustedSourceError(msg)
-
-
-def _last_search(repository: icechunk.Repository, snapshot_id: str) -> datetime | None:
-    """The ``searched`` instant of the newest stackcube commit at or before ``snapshot_id`` (commits by others are
-    passed over); None when that commit has none."""
-    for snapshot in repository.ancestry(snapshot_id=snapshot_id):
-        if "stackcube" in snapshot.metadata:
-            return searched_at(snapshot.metadata)
-    return None
-
-
-def _xarray_chunks(chunks: Chunks) -> Any:
+def _xarray_chunks(chunks: Chunks) -> dict[str, int] | None:
     """None: dask, the stored chunks; False: no dask (a read is one Zarr call fetching its tiles at once)."""
     if chunks is None:
         return {}
@@ -324,7 +218,7 @@ def _cf(options: OpenOptions) -> bool | dict[str, bool]:
 
 
 def _union_level(
-    store: Any,
+    store: GuardedStore,
     union: UnionPlan,
     level: int,
     options: OpenOptions,
@@ -333,7 +227,22 @@ def _union_level(
     snapshot: str,
     metadata: CubeMetadata,
 ) -> xr.Dataset:
+    """A union's ``level`` as :meth:`stackcube.Cube.open` presents it: its members' arrays laid over one another, the
+    tiles of all of them read by merged ranged GETs where its tile table allows (:func:`read_tile_refs`, read when
+    first needed)."""
     members = _sync.run(_open_arrays(store, [data_path(m, level) for m in union.members]))
+
+    def refs() -> TileRefs | None:
+        given = settings or current()  # at the first read, which first needs the table
+        return read_tile_refs(
+            store,
+            level_path(union.name, level),
+            metadata,
+            allow=options.allow,
+            credentials=options.given_credentials(given),
+            settings=given,
+        )
+
     return with_band_aliases(
         union_dataset(
             union,
@@ -343,83 +252,20 @@ def _union_level(
             mask_and_scale=options.mask_and_scale,
             settings=settings,
             token=snapshot,
-            refs=lambda: _tile_refs(store, level_path(union.name, level), metadata, options, settings or current()),
+            refs=refs,
         )
     )
 
 
-async def _open_arrays(store: Any, paths: Sequence[str]) -> list[zarr.Array[Any]]:
+async def _open_arrays(store: GuardedStore, paths: Sequence[str]) -> list[zarr.Array[Any]]:
     """The arrays at ``paths``, their metadata read concurrently (a union has hundreds of members)."""
     opened = await asyncio.gather(
         *(zarr.api.asynchronous.open_array(store=store, path=path, mode="r", zarr_format=3) for path in paths)
     )
-    return [zarr.Array(cast("Any", array)) for array in opened]
+    return [zarr.Array(array) for array in opened]
 
 
-def _tile_refs(
-    store: Any, path: str, metadata: CubeMetadata, options: OpenOptions, settings: Settings
-) -> TileRefs | None:
-    """A union level's tile table (:func:`~stackcube.store.layout.union_tiles`), for reads by merged ranged GETs;
-    None for a cube written before it, or where a source takes a credential only Icechunk can use (an Icechunk
-    S3 or GCS credential, a refreshable Azure token): those tiles are read through Icechunk, one GET each."""
-    try:
-        group = zarr.open_group(store, path=path, mode="r")
-        if not set(TILES) <= set(group.array_keys()):
-            return None
-        tiles, sources = (np.asarray(cast("Any", group[name])[...]) for name in TILES)
-    except (KeyError, FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
-        return None
-    credentials = options.given_credentials(settings)
-    where = store.repo if isinstance(store, GuardedStore) else "the cube"
-    refs = []
-    for text in sources.tolist():
-        source = json.loads(str(text))
-        href = str(source["href"])
-        prefix = _declared(href, metadata, where, path)
-        account = metadata.accounts.get(prefix)
-        given = credential_for(prefix, credentials, account)
-        scheme = urlparse(href).scheme
-        if (
-            given is not None
-            and scheme not in {"http", "https"}
-            and not (scheme == "az" and isinstance(given, Mapping) and "sas_token" in given)
-        ):
-            return None
-        modified = source.get("last_modified")
-        refs.append(
-            SourceRef(
-                href,
-                source.get("validator"),
-                etag=source.get("etag"),
-                last_modified=datetime.fromisoformat(modified) if modified else None,
-                account=account,
-            )
-        )
-    if options.allow is not None:  # each declared prefix once (every href lies under one), before any request
-        check_allowed(metadata.containers, options.allow, where)
-    return TileRefs(
-        tiles,
-        tuple(refs),
-        with_credentials(settings, credentials),
-        repo=store.repo if isinstance(store, GuardedStore) else None,
-    )
-
-
-def _declared(href: str, metadata: CubeMetadata, repo: Any, path: str) -> str:
-    """The container of the cube's that holds ``href`` (a source a union's tile table names); a tile table is the
-    cube's own word, so an href under no declared container (a cube altered to send readers elsewhere) is refused
-    before any request (the declared containers were checked against ``allow=``)."""
-    prefix = max((p for p in metadata.containers if href.startswith(p)), key=len, default=None)
-    if prefix is None:
-        msg = (
-            f"{repo}: the tile table of {path} names {redact(href)}, under none of the source prefixes the cube "
-            f"declares ({', '.join(metadata.containers) or 'none'}); the cube was altered, and nothing was read"
-        )
-        raise UntrustedSourceError(msg)
-    return prefix
-
-
-def _levels(store: Any, levels: list[LevelToOpen], snapshot: str, options: OpenOptions) -> list[xr.Dataset]:
+def _levels(store: GuardedStore, levels: list[LevelToOpen], snapshot: str, options: OpenOptions) -> list[xr.Dataset]:
     """``levels`` opened as :meth:`stackcube.Cube.open` presents them: chunked as asked, physical values (unless
     raw asked), bands selectable by common name."""
     opened = open_levels(store, levels, mask_and_scale=_cf(options), physical=options.mask_and_scale)
@@ -453,12 +299,15 @@ def open_datatree(
     options = options or OpenOptions()
     session, prefixes = _session(repo, options, settings)
     store = GuardedStore(session.store, settings or current(), prefixes, repo_url(repo))
-    root = _root(session, repo)
+    root = open_root(session, repo)
     metadata = CubeMetadata.from_attrs(root.attrs)
     nodes: dict[str, xr.Dataset] = {"/": xr.Dataset(attrs={**root.attrs, "snapshot_id": session.snapshot_id})}
     if SOURCES in root.group_keys():
         nodes[SOURCES] = xr.open_dataset(
-            cast("Any", store), group=SOURCES, chunks=_xarray_chunks(options.chunks), **_OPEN
+            cast("Any", store),  # xarray's zarr backend takes a zarr Store, which its signature does not list
+            group=SOURCES,
+            chunks=_xarray_chunks(options.chunks),
+            **_OPEN,
         )
     levels = []
     for array in metadata.arrays:
@@ -512,7 +361,7 @@ def open_level(
     options = options or OpenOptions()
     session, prefixes = _session(repo, options, settings)
     store = GuardedStore(session.store, settings or current(), prefixes, repo_url(repo))
-    metadata = CubeMetadata.from_attrs(_root(session, repo).attrs)
+    metadata = CubeMetadata.from_attrs(open_root(session, repo).attrs)
     array = _array_name(metadata, array, repo)
     union = metadata.union(array)
     if union is not None:
