@@ -10,6 +10,7 @@ change by the validators the host does give.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import rasterio
 import stackcube
 from stackcube.errors import CorruptTiffError, HostError, SourceChangedError, SourceError
 from tests.services.host import Host, run_host
+from tests.services.proxy import Proxy, run_proxy
 from tests.twins import change_in_place, series
 
 pytestmark = pytest.mark.network
@@ -142,3 +144,76 @@ def test_a_host_that_starts_compressing_ranges_fails_reads_clearly(tmp_path: Pat
         host.gzip = True  # a CDN put in front later, compressing whatever Accept-Encoding says
         with pytest.raises(SourceError, match=rf"could not read {host.url}/s0.tif: .*compresses"):
             _ = stackcube.open_dataarray(repo, mask_and_scale=False).isel(time=0).values
+
+
+class _Hooked(list[bytes]):
+    """``Proxy.heads`` calling ``hook(head)`` as each request arrives, before the proxy draws a fault for it and
+    forwards it (the proxy appends a request's head and draws its fault with no await between): a test acts at an
+    exact request, whatever the machine's speed."""
+
+    def __init__(self, hook: Callable[[bytes], None]) -> None:
+        super().__init__()
+        self.hook = hook
+
+    def append(self, head: bytes) -> None:
+        super().append(head)
+        self.hook(head)
+
+
+def on_each_request(proxy: Proxy, hook: Callable[[bytes], None]) -> None:
+    """Call ``hook`` with the head of every request ``proxy`` gets from now on (it may set ``proxy.fault_rate``,
+    or change the files behind the proxy, for that very request)."""
+    proxy.record = True
+    proxy.heads = _Hooked(hook)
+
+
+def is_probe(head: bytes) -> bool:
+    """A probe's GET (tiff._probe): the first byte under If-Match or If-Unmodified-Since."""
+    text = head.lower()
+    return b"\r\nrange: bytes=0-0\r\n" in text and (b"\r\nif-match:" in text or b"\r\nif-unmodified-since:" in text)
+
+
+def test_a_probe_that_fails_twice_is_retried_as_reads_are_and_protects_the_cube(tmp_path: Path, use_settings) -> None:
+    use_settings(retries=3)
+    with run_host(tmp_path / "served") as host, run_proxy(host.url, faults=("503",)) as proxy:
+        left = [2]
+
+        def fail_twice(head: bytes) -> None:
+            fail = is_probe(head) and left[0] > 0
+            left[0] -= fail
+            proxy.fault_rate = 1.0 if fail else 0.0
+
+        on_each_request(proxy, fail_twice)
+        cube = stackcube.build_cube(series(host.root, proxy.url, N), repo=tmp_path / "cube.icechunk", progress=False)
+        assert proxy.stats["fault:503"] == 2
+        assert sum(map(is_probe, proxy.heads)) == 3 + 2  # three probe GETs, the first tried twice more
+        assert [s.manifest.validator for s in cube.plan.sources] == ["etag"] * N
+        assert "unprotected" not in cube.plan.report()
+
+
+def test_a_probe_that_keeps_failing_leaves_that_build_unprotected_says_so_and_the_next_build_asks_again(
+    tmp_path: Path, use_settings
+) -> None:
+    use_settings(retries=1)
+    with run_host(tmp_path / "served") as host, run_proxy(host.url, faults=("503",)) as proxy:
+        failing = [True]
+        on_each_request(proxy, lambda head: setattr(proxy, "fault_rate", float(failing[0] and is_probe(head))))
+        items = series(host.root, proxy.url, N)
+        first = stackcube.build_cube(items, repo=tmp_path / "first.icechunk", progress=False)
+        asked = sum(map(is_probe, proxy.heads))
+        assert asked == 2  # the first probe GET, and its one retry
+        assert [s.manifest.validator for s in first.plan.sources] == [None] * N
+        assert all(s.manifest.etag for s in first.plan.sources)  # kept for verify_cube: not known to be unusable
+        report = first.plan.report()
+        note = f"on {proxy.url.rstrip('/')}: the host could not be asked in this build whether it honours conditional"
+        assert note in report
+        assert "503" in report.split(note, 1)[1].split("\n", 1)[0]  # and why
+        assert "the next build asks again" in report
+
+        failing[0] = False  # the host answers again; the same process builds again
+        second = stackcube.build_cube(items, repo=tmp_path / "second.icechunk", progress=False)
+        assert sum(map(is_probe, proxy.heads)) == asked + 3  # asked again: the failure was not remembered
+        assert [s.manifest.validator for s in second.plan.sources] == ["etag"] * N
+        assert "unprotected" not in second.plan.report()
+        data = stackcube.open_dataarray(tmp_path / "second.icechunk", mask_and_scale=False)
+        np.testing.assert_array_equal(data.isel(time=0, band=0).values, _expected(host.root, 0))

@@ -111,10 +111,17 @@ def unprotected_lines(sources: Sequence[Source], indent: str = "  ") -> list[str
             by_host.setdefault(host_of(s.manifest.href), []).append(s)
     lines = []
     for host, some in sorted(by_host.items()):
+        unasked = next((s.unasked for s in some if s.unasked), "")
         sent = any(s.manifest.etag or s.manifest.last_modified for s in some)
-        why = (
-            "ignores conditional requests (If-Match, If-Unmodified-Since)" if sent else "sends no ETag or Last-Modified"
-        )
+        if unasked:  # the probe failed in this build: the host may honour them, and the next build asks again
+            why = (
+                f"could not be asked in this build whether it honours conditional requests ({unasked}); the next "
+                "build asks again, and refresh_cube(repo, force=[their hrefs]) re-indexes them asking again"
+            )
+        elif sent:
+            why = "ignores conditional requests (If-Match, If-Unmodified-Since)"
+        else:
+            why = "sends no ETag or Last-Modified"
         lines.append(
             f"{indent}unprotected: {counted(len(some), 'source')} on {host}: the host {why}, so a "
             "replaced file would be read without an error; verify_cube (stackcube verify) compares what it can"

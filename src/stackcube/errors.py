@@ -24,15 +24,20 @@ does about it::
     │   ├── UnsupportedTiffError     (also NotImplementedError) a valid feature stackcube cannot decode
     │   └── NotGriddableError        (also ValueError) no north-up affine grid: cannot be stacked without resampling
     │       └── UnknownCrsError      GeoKeys that describe no CRS GDAL can read, and no CRS in STAC: state it there
-    └── RepositoryError              the cube's repository cannot be used as asked
-        ├── ArrayNotFoundError       (also ValueError) no array or level of that name: the message lists them
-        ├── VersionNotFoundError     (also LookupError) no branch, tag or snapshot of that name: the message lists
-        │                            the branches and tags there are
-        ├── ConcurrentUpdateError    another writer moved the branch first (refresh retries on it)
-        └── UntrustedSourceError     the cube points at sources outside the prefixes the caller allows
+    ├── RepositoryError              the cube's repository cannot be used as asked
+    │   ├── ArrayNotFoundError       (also ValueError) no array or level of that name: the message lists them
+    │   ├── VersionNotFoundError     (also LookupError) no branch, tag or snapshot of that name: the message lists
+    │   │                            the branches and tags there are
+    │   ├── ConcurrentUpdateError    another writer moved the branch first (refresh retries on it)
+    │   └── UntrustedSourceError     the cube points at sources outside the prefixes the caller allows
+    └── RedactedError                never raised: what a library raised, chained as the ``__cause__`` of one of
+                                     the above with its credentials redacted (:func:`caused_by`)
 
 Messages name the href, what was expected, what was found and what to do next; the value of every credential in
-an href they quote is replaced by ``REDACTED`` (:func:`stackcube._hrefs.redact`), so logs never hold a token.
+an href they quote is replaced by ``REDACTED`` (:func:`stackcube._hrefs.redact`), so logs never hold a token. The
+same holds for what a traceback prints below the error (Jupyter, ``--debug``, logging's ``exc_info``): a library's
+exception, whose text quotes the URL as requested (a signed URL's signature included), is never chained as it is,
+neither as ``__cause__`` nor as ``__context__``; :func:`caused_by` chains a :class:`RedactedError` in its place.
 Where what to do is a call of stackcube's, the error holds a :class:`Remedy` that says it both ways: ``str(error)``
 names the Python call, the command line prints :meth:`StackcubeError.for_cli`, naming the command.
 Warnings derive from :class:`StackcubeWarning`: :class:`ResamplingWarning` when values were resampled because
@@ -56,6 +61,7 @@ __all__ = [
     "MissingAssetWarning",
     "NotGriddableError",
     "NothingFoundError",
+    "RedactedError",
     "RepositoryError",
     "Remedy",
     "ResamplingWarning",
@@ -196,6 +202,50 @@ class ConcurrentUpdateError(RepositoryError):
 
 class UntrustedSourceError(RepositoryError, PermissionError):
     """The cube declares virtual chunk containers outside the prefixes the caller allows; nothing was read."""
+
+
+class RedactedError(StackcubeError):
+    """Never raised: a library's exception as the ``__cause__`` of a stackcube error, with every credential in its
+    text redacted. Its message starts with the original type (``obstore.exceptions.GenericError: ...``), so a
+    traceback still says what failed underneath; its own causes are redacted the same way."""
+
+    def __init__(self, text: str, kind: str = "") -> None:
+        super().__init__(text, kind)
+        self.kind = kind
+        """The original exception's type, ``module.QualifiedName``."""
+
+    def __str__(self) -> str:
+        text = str(self.args[0])
+        return f"{self.kind}: {text}" if self.kind else text
+
+    @classmethod
+    def of(cls, exc: BaseException, depth: int = 8) -> RedactedError:
+        """The stand-in of ``exc``, and of what ``exc`` was caused by (or raised while handling), ``depth`` deep."""
+        kind = type(exc)
+        stand_in = cls(str(exc), f"{kind.__module__}.{kind.__qualname__}")
+        below = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        stand_in.__cause__ = None if below is None or depth <= 1 else cls.of(below, depth - 1)
+        stand_in.__suppress_context__ = True
+        return stand_in
+
+
+def caused_by[E: BaseException](error: E, cause: BaseException | None) -> E:
+    """``error`` with :class:`RedactedError` of ``cause`` as its ``__cause__`` (None: no cause shown), to raise
+    *outside* the ``except`` block that caught ``cause``: raised inside it, Python would keep ``cause`` itself as
+    ``__context__``, where debuggers and error trackers find it, even under ``raise ... from``.
+
+    Examples
+    --------
+    >>> try:
+    ...     raise OSError("GET https://h/a.tif?sig=SECRET failed")
+    ... except OSError as exc:
+    ...     error = caused_by(SourceError("https://h/a.tif could not be read"), exc)
+    >>> str(error.__cause__)
+    'builtins.OSError: GET https://h/a.tif?sig=REDACTED failed'
+    """
+    error.__cause__ = None if cause is None else RedactedError.of(cause)
+    error.__suppress_context__ = True
+    return error
 
 
 class StackcubeWarning(UserWarning):

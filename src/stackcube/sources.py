@@ -4,7 +4,9 @@ A :class:`Source` is the planner's view of one (item, asset): which band of whic
 manifest of its file (where every tile lives) and what its values mean (:mod:`stackcube.bands`). Header reads go
 through :mod:`stackcube.tiff` (one ranged GET for a COG) within the settings' concurrency cap; a source that cannot
 be read, or whose band metadata cannot be right, fails the run or, with ``on_error="skip"``, is left out and
-listed; each host is then probed once for the conditional requests it honours (:func:`stackcube.tiff.probe_hosts`).
+listed; each host is then probed once for the conditional requests it honours (:func:`stackcube.tiff.probe_hosts`);
+a host whose probe fails (after the retries every read gets) leaves its sources unprotected in this build, which
+the plan's report says naming the host and the reason, and is asked again by the next build.
 :func:`check_sources` asks every source, with one HEAD each, whether it is still the object that was
 indexed.
 """
@@ -48,6 +50,7 @@ from stackcube.tiff import (
     ObjectInfo,
     TiffManifest,
     head_async,
+    host_of,
     probe_hosts,
     read_tiff_async,
     same_etag,
@@ -105,6 +108,10 @@ class Source:
     positions: tuple[str, ...] = ()
     """Where STAC's projection extension and the file disagreed, or STAC's georeferencing stood in for the file's
     (:mod:`stackcube.projection`), one phrase each for the plan's report."""
+    unasked: str = ""
+    """Why its host could not be asked which conditional requests it honours (a probe that failed in this build),
+    so its reads are unprotected though the host may honour them (the report's unprotected line says so); empty
+    when the host was asked."""
 
     def __repr__(self) -> str:
         at = f", level {self.level}" if self.level else ""
@@ -304,19 +311,22 @@ async def read_sources(
             read = await asyncio.to_thread(_read_on_workers, workers, hrefs, settings, advance)
         for n, manifest in zip(readable, read, strict=True):
             manifests[n] = manifest
-    manifests = [
-        _stored(m, a, settings) if isinstance(m, TiffManifest) else m
-        for a, m in zip(chosen, await probe_hosts(manifests, settings), strict=True)
-    ]
+    probed, unasked = await probe_hosts(manifests, settings)
+    # the host a probe stood for, from the href read (a signed one's host, before the cube's form of it)
+    hosts = [host_of(m.href) if isinstance(m, TiffManifest) else "" for m in probed]
     sources: list[Source] = []
     failures: list[tuple[SelectedAsset, StackcubeError]] = []
-    for asset, manifest in zip(chosen, manifests, strict=True):
+    for asset, manifest, host in zip(chosen, probed, hosts, strict=True):
         try:
             if isinstance(manifest, StackcubeError):
                 raise manifest
-            sources.append(Source.of(asset, manifest, options))
+            source = Source.of(asset, _stored(manifest, asset, settings), options)
         except StackcubeError as exc:
             failures.append((asset, exc))
+            continue
+        if host in unasked:
+            source = dataclasses.replace(source, unasked=unasked[host])
+        sources.append(source)
     if failures and (options.on_error == "raise" or (require_some and not sources)):
         if len(failures) == 1:
             raise failures[0][1]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+import time
 import urllib.request
 from pathlib import Path
 
@@ -154,3 +157,116 @@ def test_segments_a_few_kib_apart_are_one_get_checked_against_the_version(nginx)
         write_demo_tiff(path, size=256, tile=128)  # replaced in place: new ETag
         with pytest.raises(SourceChangedError, match=r"segments\.tif"):
             asyncio.run(read_segments(href, wanted, validator="etag", etag=manifest.etag))
+
+
+def _replace_in_place(path: Path, mtime_ns: int) -> None:
+    """Replace ``path`` with a file of the same size and header whose first tile differs by one byte, modified at
+    ``mtime_ns`` (the host's ETag is the modification time and size: a new ETag)."""
+    with tifffile.TiffFile(path) as tif:
+        offset = int(tif.pages[0].dataoffsets[0])
+    body = bytearray(path.read_bytes())
+    body[offset + 10] ^= 0xFF
+    changed = path.with_suffix(".new")
+    changed.write_bytes(body)
+    os.utime(changed, ns=(mtime_ns, mtime_ns))
+    changed.replace(path)
+
+
+def _spread(root: Path, mtime: int) -> Path:
+    """A TIFF whose IFDs lie after its image data (tifffile writes them so), modified at ``mtime`` (whole seconds)."""
+    path, _ = write_demo_tiff(root / "spread.tif", size=2048, tile=128)
+    os.utime(path, ns=(mtime * 10**9, mtime * 10**9))
+    return path
+
+
+def _get_headers(proxy) -> list[bytes]:
+    return [h for h in proxy.heads if h.startswith(b"GET /spread.tif")]
+
+
+def _etag_now(url: str) -> str:
+    with urllib.request.urlopen(urllib.request.Request(url, method="HEAD")) as head:
+        return str(head.headers["ETag"])
+
+
+HOSTS = {
+    "If-Match honoured": {},
+    "If-Match ignored": {"conditionals": False},
+}
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("case", list(HOSTS))
+def test_a_file_replaced_between_two_header_gets_is_read_again_whole_never_stitched(case: str, tmp_path) -> None:
+    """The first follow-up GET of a spread header finds another version (the same size, the same second, so only
+    the ETag tells): refused under If-Match where the host honours it, seen by its ETag where it does not; the
+    header is read again from the start, and the manifest is the new version's."""
+    from tests.services.host import run_host
+    from tests.services.proxy import run_proxy
+    from tests.test_hosts import on_each_request
+
+    when = int(time.time()) - 60
+    path = _spread(tmp_path, when)
+    with run_host(tmp_path, **HOSTS[case]) as host, run_proxy(host.url) as proxy:
+        old_etag = _etag_now(f"{host.url}/spread.tif")
+
+        def replace_at_the_second_get(head: bytes) -> None:
+            if len(_get_headers(proxy)) == 2:
+                _replace_in_place(path, when * 10**9 + 1000)
+
+        on_each_request(proxy, replace_at_the_second_get)
+        manifest = read_tiff(f"{proxy.url}/spread.tif")
+        new_etag = _etag_now(f"{host.url}/spread.tif")
+        assert new_etag != old_etag
+        assert manifest.etag == new_etag  # the version read is the new one, whole
+        gets = _get_headers(proxy)
+        assert len(gets) == manifest.header_requests >= 4  # two GETs of the first try, then the whole header again
+        assert b"if-match: " + old_etag.encode() in gets[1].lower()  # the follow-up named the version it continues
+        statuses = [s.status for s in host.seen if s.method == "GET"]
+        assert statuses[1] == (412 if case == "If-Match honoured" else 206)
+        with tifffile.TiffFile(path) as tif:
+            assert [int(o) for o in tif.pages[0].dataoffsets] == manifest.ifd(0).offsets.ravel().tolist()
+
+
+@pytest.mark.network
+def test_a_file_replaced_during_every_header_read_fails_clearly(tmp_path) -> None:
+    from tests.services.host import run_host
+    from tests.services.proxy import run_proxy
+    from tests.test_hosts import on_each_request
+
+    when = int(time.time()) - 60
+    path = _spread(tmp_path, when)
+    with run_host(tmp_path, conditionals=False) as host, run_proxy(host.url) as proxy:
+        firsts: list[int] = []
+
+        def replace_at_each_follow_up(head: bytes) -> None:
+            if b"range: bytes=0-" in head.lower():
+                firsts.append(len(_get_headers(proxy)))
+            elif head.startswith(b"GET /spread.tif") and len(_get_headers(proxy)) == firsts[-1] + 1:
+                _replace_in_place(path, (when + 2 * len(firsts)) * 10**9)  # a new second: Last-Modified differs too
+
+        on_each_request(proxy, replace_at_each_follow_up)
+        with pytest.raises(SourceChangedError, match=r"spread\.tif changed while its header was being read, twice"):
+            read_tiff(f"{proxy.url}/spread.tif")
+        assert len(firsts) == 2  # read again once, not more
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("conditionals", [True, False])
+def test_a_spread_header_on_a_host_with_per_response_etags_is_read_by_last_modified(conditionals, tmp_path) -> None:
+    """A new ETag on every response is no version: the follow-ups are refused under If-Match (or, where the host
+    ignores it, differ), so the header is read again with follow-ups checked by size and Last-Modified, and the
+    manifest keeps no ETag (as the probe would drop it)."""
+    from tests.services.host import run_host
+
+    path, expected = write_demo_tiff(tmp_path / "spread.tif", size=2048, tile=128)
+    with run_host(tmp_path, etag="per-response", conditionals=conditionals) as host:
+        manifest = read_tiff(f"{host.url}/spread.tif")
+        assert manifest.etag is None
+        assert manifest.last_modified is not None
+        assert manifest.header_requests == len(host.seen) >= 4
+        firsts = [n for n, s in enumerate(host.seen) if s.headers.get("range", "").startswith("bytes=0-")]
+        assert len(firsts) == 2  # read again once
+        follow_ups = host.seen[firsts[1] + 1 :]
+        assert follow_ups
+        assert all("if-unmodified-since" in s.headers and "if-match" not in s.headers for s in follow_ups)
+    np.testing.assert_array_equal(open_manifest(dataclasses.replace(manifest, href=path.as_uri())).values, expected)

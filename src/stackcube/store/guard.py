@@ -25,7 +25,7 @@ from stackcube.settings import Settings
 from stackcube.store.coords import kept_values
 from stackcube.store.layout import DATA, ArrayLayout
 from stackcube.store.repo import transient
-from stackcube.tiff import no_ranges
+from stackcube.tiff import limit, no_ranges
 
 __all__ = ["GuardedStore"]
 
@@ -34,7 +34,9 @@ class GuardedStore(WrapperStore[Any]):
     """Every read of a cube goes through here: transient failures (5xx, 429, resets, timeouts, truncated bodies) are
     retried with the header reads' policy (:mod:`stackcube._retry`, Icechunk's own retries being off, so the two
     never multiply), and Icechunk's errors become stackcube's, naming the source: a changed or deleted source is a
-    :class:`SourceChangedError`, a failure that outlived its retries a :class:`SourceError` that says so."""
+    :class:`SourceChangedError`, a failure that outlived its retries a :class:`SourceError` that says so. Each read
+    holds one of the process's ``settings.max_concurrency`` request slots (:func:`stackcube.tiff.limit`), shared
+    with every other event loop and every other request stackcube sends."""
 
     def __init__(self, store: Any, settings: Settings, prefixes: Sequence[str] = (), repo: str | None = None) -> None:
         super().__init__(store)
@@ -46,7 +48,6 @@ class GuardedStore(WrapperStore[Any]):
 
     def _start(self) -> None:
         """What a process keeps while reading (made again where a copy is unpickled, on a dask worker)."""
-        self._gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._tiles: Shared[str] = Shared()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -55,15 +56,6 @@ class GuardedStore(WrapperStore[Any]):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._start()
-
-    def _gate(self) -> asyncio.Semaphore:
-        """At most ``settings.max_concurrency`` reads in flight, however many dask threads ask at once (each dask
-        chunk's read fetches its tiles concurrently); one gate per event loop reading through this store."""
-        loop = asyncio.get_running_loop()
-        gate = self._gates.get(loop)
-        if gate is None:
-            gate = self._gates.setdefault(loop, asyncio.Semaphore(self._settings.max_concurrency))
-        return gate
 
     async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
         if byte_range is None and _TILE.search(key):
@@ -79,10 +71,11 @@ class GuardedStore(WrapperStore[Any]):
 
     async def _get(self, key: str, prototype: Any, byte_range: Any) -> Any:
         started, attempt = time.monotonic(), 0
-        gate = self._gate()
         while True:
             try:
-                async with gate:
+                # at most settings.max_concurrency requests of the process in flight, however many dask threads
+                # (each with its event loop) read at once, header reads of a build beside them included
+                async with limit(self._settings):
                     return await self._store.get(key, prototype, byte_range)
             except icechunk.IcechunkError as exc:
                 error = await self._error(key, exc)

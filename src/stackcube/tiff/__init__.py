@@ -2,6 +2,8 @@
 
 - :func:`read_tiff` / :func:`read_tiff_async`: one ranged GET for a COG header, a few more for other layouts;
   :func:`head_async`: what the object is now (size, ETag, Last-Modified), for a refresh's checks.
+- :func:`limit`: one of the process's ``max_concurrency`` request slots (:class:`RequestCap`), held by every
+  request stackcube sends, from any event loop.
 - :func:`open_tiff`: one IFD as an ``xarray.DataArray`` read through Zarr from the virtual references.
 - :class:`TiffParser`: the same extractor as a VirtualiZarr parser.
 - The Zarr codec ``stackcube.tiff`` (:class:`TiffSegmentCodec`) decodes one segment; it is registered through
@@ -20,7 +22,7 @@ from stackcube.tiff._geo import with_current_crs
 from stackcube.tiff._model import Geo, IfdManifest, Recipe, TiffManifest, Validator, is_weak, same_etag
 from stackcube.tiff._probe import HostChecks, clear_stores, host_of, probe_hosts
 from stackcube.tiff._read import MERGE_GAP, head_async, read_segments, read_tiff, read_tiff_async
-from stackcube.tiff._source import ObjectInfo, no_ranges, normalize_href
+from stackcube.tiff._source import ObjectInfo, RequestCap, limit, no_ranges, normalize_href
 from stackcube.tiff._zarr import TiffParser, manifest_store, open_manifest, open_tiff, open_tiff_async
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "IfdManifest",
     "ObjectInfo",
     "Recipe",
+    "RequestCap",
     "TiffManifest",
     "TiffParser",
     "TiffSegmentCodec",
@@ -40,6 +43,7 @@ __all__ = [
     "head_async",
     "host_of",
     "is_weak",
+    "limit",
     "manifest_store",
     "no_ranges",
     "normalize_href",

@@ -14,6 +14,13 @@ Each source then keeps the strongest validator its host honours (:attr:`TiffMani
 *unprotected* source, which the plan report, ``stackcube info`` and ``verify_cube`` name. Results are kept per host
 for the life of the process (:func:`stackcube.tiff.clear_stores` forgets them).
 
+Each probe GET is retried as every read is (:func:`stackcube.tiff._source.get_range`: transient failures, 5xx,
+429, timeouts, dropped connections, within ``settings.retries`` and ``settings.retry_deadline``). A probe that
+still fails answers nothing: the host's sources are left unprotected *for this build*, which names the host and the
+reason (:func:`probe_hosts` returns it for the plan's report), and nothing is kept, so the next build asks again.
+Caching the failure as "honours nothing" would have left every later build in a long-running process (a scheduler
+refreshing cubes for months) unprotected without a word.
+
 No library does this: obstore and Icechunk send conditional requests, but neither asks whether a host honours them.
 """
 
@@ -32,7 +39,7 @@ from stackcube.tiff import _source
 from stackcube.tiff._model import TiffManifest, is_weak, validator_of
 from stackcube.tiff._source import get_range, limit, resolve
 
-__all__ = ["HostChecks", "clear_stores", "host_of", "probe_hosts"]
+__all__ = ["UNASKED", "HostChecks", "clear_stores", "host_of", "probe_hosts"]
 
 PROBE_TAG = '"stackcube-probe-no-such-version"'
 """An entity-tag no object has: a host that honours If-Match refuses it."""
@@ -69,7 +76,8 @@ def host_of(href: str) -> str:
 
 
 async def _refused(href: str, settings: Settings, **condition: object) -> tuple[bool, str | None]:
-    """GET the first byte under ``condition``: whether the host refused it (412), and the ETag it sent."""
+    """GET the first byte under ``condition``: whether the host refused it (412), and the ETag it sent. The GET is
+    retried as every read is (``get_range``); what still fails after that is raised."""
     location = resolve(href, settings=settings)
     try:
         async with limit(settings):
@@ -120,24 +128,44 @@ def _apply(manifest: TiffManifest, checks: HostChecks) -> TiffManifest:
 
 async def probe_hosts(
     manifests: Sequence[TiffManifest | StackcubeError], settings: Settings
-) -> list[TiffManifest | StackcubeError]:
-    """Probe each host of ``manifests`` once (hosts probed before in this process are not asked again) and return
-    the manifests with the validators their hosts honour. A probe that fails (the host went away) leaves the
-    host's sources unprotected rather than failing the build; errors in ``manifests`` pass through."""
+) -> tuple[list[TiffManifest | StackcubeError], dict[str, str]]:
+    """Probe each host of ``manifests`` once (hosts probed before in this process are not asked again); return the
+    manifests with the validators their hosts honour, and why each host whose probe failed could not be asked.
+
+    A probe's GETs are retried as reads are; a probe that fails even so (the host went away, or kept answering
+    503) does not fail the build: that host's sources are returned unprotected (validator None), the host is in
+    the returned mapping, and nothing is remembered of it, so the next call asks again. Errors in ``manifests`` pass
+    through.
+    """
     by_host: dict[str, list[TiffManifest]] = {}
     for m in manifests:
         if isinstance(m, TiffManifest) and m.validator is not None:
             by_host.setdefault(host_of(m.href), []).append(m)
     todo = [h for h in by_host if not _answers(_known.get(h), by_host[h])]
+    unasked: dict[str, str] = {}
 
     async def one(host: str) -> None:
         try:
             _known[host] = await _probe(host, by_host[host], settings)
-        except StackcubeError:
-            _known[host] = HostChecks(host, stable_etag=False, if_match=False, if_unmodified_since=False)
+        except StackcubeError as exc:
+            unasked[host] = _reason(exc)
 
     await asyncio.gather(*(one(h) for h in todo))
-    return [
-        _apply(m, _known[host_of(m.href)]) if isinstance(m, TiffManifest) and m.validator is not None else m
-        for m in manifests
-    ]
+
+    def checks(m: TiffManifest) -> HostChecks:
+        host = host_of(m.href)
+        return UNASKED if host in unasked else _known[host]
+
+    out = [_apply(m, checks(m)) if isinstance(m, TiffManifest) and m.validator is not None else m for m in manifests]
+    return out, unasked
+
+
+UNASKED = HostChecks("", stable_etag=None, if_match=False, if_unmodified_since=False)
+"""What a host whose probe failed is taken to honour for one build: no conditional request, so its sources are
+unprotected; their ETags are kept (not known to change with every response), for verify_cube to compare."""
+
+
+def _reason(exc: StackcubeError) -> str:
+    """Why a probe failed, in a few words for the plan's report (the error names the href; the note names the host)."""
+    text = str(exc).split("\n", 1)[0]
+    return text if len(text) <= 300 else text[:297] + "..."

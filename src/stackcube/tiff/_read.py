@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from stackcube.errors import CorruptTiffError, SourceChangedError, SourceError, 
 from stackcube.settings import Settings, current
 from stackcube.tiff._model import TiffManifest, is_weak
 from stackcube.tiff._parse import NeedBytes, SparseFile, parse_manifest
-from stackcube.tiff._source import ObjectInfo, get_range, head, limit, range_refused, resolve
+from stackcube.tiff._source import Location, ObjectInfo, get_range, head, limit, range_refused, resolve
 
 __all__ = ["MERGE_GAP", "head_async", "read_segments", "read_tiff", "read_tiff_async"]
 
@@ -31,50 +32,126 @@ async def read_tiff_async(
     """Async twin of :func:`read_tiff`."""
     settings = settings or current()
     location = resolve(href, store, settings)
-    async with limit(settings):
-        try:
-            data, info = await get_range(location, 0, settings.header_bytes, settings=settings)
-        except SourceNotFoundError:
-            raise
-        except SourceError as exc:
-            # a range request on an empty object is invalid; tell that apart from a real failure (not from an
-            # unreachable host, which was retried already)
-            if exc.transient or not range_refused(exc.__cause__) or (await head(location, settings)).size != 0:
-                raise
-            data, info = b"", ObjectInfo(size=0, etag=None, last_modified=None)
+    first = await _read_header(location, settings, by_etag=True)
+    if isinstance(first, TiffManifest):
+        return first
+    # replaced between two GETs (or a host whose ETag changes with every response): once more from the start, the
+    # new version whole; the follow-ups conditioned on Last-Modified this time, so a per-response ETag passes
+    again = await _read_header(location, settings, by_etag=False, spent=first.requests)
+    if isinstance(again, TiffManifest):
+        return again
+    msg = (
+        f"{location.url} changed while its header was being read, twice in a row ({first.why}; then {again.why}): "
+        "it is being rewritten (read it again later), or its host sends a new ETag with every response and no "
+        "Last-Modified, so no two of its responses can be told to be one version (then have the header come in one "
+        "GET: stackcube.settings.set(header_bytes=...) at least the header's size)"
+    )
+    raise SourceChangedError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class _Changed:
+    """A header read that saw two versions of the file."""
+
+    why: str
+    """What differed between its first response and a follow-up."""
+    requests: int
+    """GETs it cost."""
+
+
+async def _read_header(
+    location: Location, settings: Settings, *, by_etag: bool, spent: int = 0
+) -> TiffManifest | _Changed:
+    """The manifest of the TIFF at ``location``: one ranged GET, then follow-ups while the parse needs bytes it does
+    not have, each compared with the first response (size, ETag, Last-Modified) so two versions are never stitched
+    together; :class:`_Changed` when they differ. ``by_etag``: the follow-ups carry If-Match with the first ETag
+    (else If-Unmodified-Since its Last-Modified, and an ETag that changes while size and Last-Modified do not is
+    taken for a per-response one and dropped). ``spent``: GETs an earlier try cost, counted in the manifest."""
+    data, info = await _first_read(location, settings)
     if info.size == 0 or not data:
         msg = f"{location.url} is empty (0 bytes); it is not a TIFF"
         raise CorruptTiffError(msg)
     fh = SparseFile(info.size, name=location.url)
     fh.add(0, data)
-    requests = 1
+    requests, etag = 1, info.etag
+    strong = info.etag if info.etag and not is_weak(info.etag) else None
+    # a weak ETag never matches under If-Match: those reads are conditioned on Last-Modified instead
+    if_match = strong if by_etag or info.last_modified is None else None
+    since = info.last_modified if if_match is None else None
     while True:
         try:
             return parse_manifest(
-                location.url, fh, etag=info.etag, last_modified=info.last_modified, header_requests=requests
+                location.url, fh, etag=etag, last_modified=info.last_modified, header_requests=spent + requests
             )
-        except NeedBytes as need:
-            if requests >= MAX_HEADER_REQUESTS:
-                msg = f"{location.url}: the header is spread over more than {MAX_HEADER_REQUESTS} regions of the file"
-                raise CorruptTiffError(msg) from None
-            # read ahead, doubling: a header spread through the file costs O(log size) GETs, not one per IFD
-            ahead = min(MAX_READ, settings.header_bytes << requests)
-            stop = min(info.size, max(need.stop, need.start + ahead))
-            # a weak ETag never matches under If-Match: those reads are conditioned on Last-Modified instead
-            strong = info.etag if info.etag and not is_weak(info.etag) else None
-            since = info.last_modified if strong is None else None
-            async with limit(settings):
-                more, again = await get_range(
-                    location, need.start, stop, settings=settings, if_match=strong, if_unmodified_since=since
-                )
-            if again.size != info.size or (info.etag is None and again.last_modified != info.last_modified):
-                msg = f"{location.url} changed while its header was being read (size or Last-Modified differs)"
-                raise SourceChangedError(msg) from None
-            if not more:
-                msg = f"{location.url}: the header points at bytes {need.start}-{need.stop}, which were not sent"
-                raise CorruptTiffError(msg) from None
-            fh.add(need.start, more)
-            requests += 1
+        except NeedBytes as exc:
+            need = exc
+        # (the rest outside the except block: nothing raised below carries the parse's exception along)
+        if requests >= MAX_HEADER_REQUESTS:
+            msg = f"{location.url}: the header is spread over more than {MAX_HEADER_REQUESTS} regions of the file"
+            raise CorruptTiffError(msg)
+        # read ahead, doubling: a header spread through the file costs O(log size) GETs, not one per IFD
+        ahead = min(MAX_READ, settings.header_bytes << requests)
+        stop = min(info.size, max(need.stop, need.start + ahead))
+        requests += 1
+        async with limit(settings):
+            got = await _follow_up(location, need.start, stop, settings, if_match=if_match, since=since)
+        if isinstance(got, str):
+            return _Changed(got, spent + requests)
+        more, again = got
+        differs = _differs(info, again)
+        if differs is not None and differs.startswith("ETag") and not by_etag and info.last_modified is not None:
+            # the same size and Last-Modified, another ETag, on the second try: one per response (a file replaced
+            # twice within a second by one of its own size is the other explanation), which protects nothing
+            etag = None
+        elif differs is not None:
+            return _Changed(differs, spent + requests)
+        if not more:
+            msg = f"{location.url}: the header points at bytes {need.start}-{need.stop}, which were not sent"
+            raise CorruptTiffError(msg)
+        fh.add(need.start, more)
+
+
+async def _first_read(location: Location, settings: Settings) -> tuple[bytes, ObjectInfo]:
+    """The first ``settings.header_bytes`` of the object, and its identity (an empty object: no bytes)."""
+    async with limit(settings):
+        try:
+            return await get_range(location, 0, settings.header_bytes, settings=settings)
+        except SourceError as exc:
+            failed = exc
+        # a range request on an empty object is invalid; tell that apart from a real failure (not from an
+        # unreachable host, which was retried already)
+        if (
+            isinstance(failed, SourceNotFoundError)
+            or failed.transient
+            or not range_refused(failed.__cause__)
+            or (await head(location, settings)).size != 0
+        ):
+            raise failed
+    return b"", ObjectInfo(size=0, etag=None, last_modified=None)
+
+
+async def _follow_up(
+    location: Location, start: int, stop: int, settings: Settings, *, if_match: str | None, since: datetime | None
+) -> tuple[bytes, ObjectInfo] | str:
+    """Bytes [start, stop) under the first response's validator, or why the host refused them (412)."""
+    try:
+        return await get_range(location, start, stop, settings=settings, if_match=if_match, if_unmodified_since=since)
+    except SourceChangedError:
+        was = f"If-Match {if_match}" if if_match is not None else f"If-Unmodified-Since {since}"
+        return f"a follow-up GET was refused under {was}"
+
+
+def _differs(first: ObjectInfo, again: ObjectInfo) -> str | None:
+    """How a follow-up response's identity differs from the first response's (hosts that ignore If-Match still say
+    which version they sent), or None: the size, then Last-Modified, then the ETag (so an ETag is named only when
+    nothing else differs)."""
+    if again.size != first.size:
+        return f"size {first.size}, then {again.size}"
+    if again.last_modified != first.last_modified:
+        return f"Last-Modified {first.last_modified}, then {again.last_modified}"
+    if again.etag != first.etag:
+        return f"ETag {first.etag}, then {again.etag}"
+    return None
 
 
 async def read_segments(
@@ -139,19 +216,19 @@ async def head_async(
     async with limit(settings):
         try:
             return await head(location, settings)
-        except SourceNotFoundError:
-            raise
         except SourceError as exc:
-            if exc.transient:
-                raise
-            _, info = await get_range(location, 0, 1, settings=settings)
-            return info
+            failed = exc
+        if isinstance(failed, SourceNotFoundError) or failed.transient:
+            raise failed
+        _, info = await get_range(location, 0, 1, settings=settings)
+        return info
 
 
 def read_tiff(href: str | os.PathLike[str], *, store: Any = None, settings: Settings | None = None) -> TiffManifest:
     """Read the header of a TIFF and return where every tile or strip of every IFD lives and how to decode it.
 
-    A Cloud-Optimized GeoTIFF costs one ranged GET; a header spread through the file costs a few more.
+    A Cloud-Optimized GeoTIFF costs one ranged GET; a header spread through the file costs a few more, all of one
+    version of the file.
 
     Parameters
     ----------
@@ -172,6 +249,10 @@ def read_tiff(href: str | os.PathLike[str], *, store: Any = None, settings: Sett
     ------
     SourceNotFoundError
         The object does not exist.
+    SourceChangedError
+        The file was replaced between two GETs of its header, twice in a row (once, it is read again from the
+        start: every follow-up GET carries If-Match, and its ETag, Last-Modified and size are compared with the
+        first response's, so two versions are never stitched into one manifest).
     CorruptTiffError
         The file is not a valid TIFF, or is truncated.
     UnsupportedTiffError

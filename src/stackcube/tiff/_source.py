@@ -2,18 +2,21 @@
 
 Local paths, ``file://``, ``http(s)://`` and ``s3://`` hrefs become one obstore store per scheme and host
 (reused, so connections stay warm). Each GET returns the ETag, Last-Modified and size of the same response, and
-follow-up reads of one file carry ``If-Match`` so a file replaced mid-read fails instead of mixing versions.
+follow-up reads of one file carry ``If-Match`` so a file replaced mid-read fails instead of mixing versions. Every
+request holds a slot of one process-wide cap (:class:`RequestCap`, :func:`limit`), whichever event loop sends it.
+Failures become stackcube's errors without obstore's own chained (its text quotes the URL as requested, a signature
+included): a redacted stand-in takes its place (:func:`stackcube.errors.caused_by`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import threading
-import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,12 +30,21 @@ from obstore.store import AzureStore, HTTPStore, LocalStore, S3Store
 from stackcube import _sync
 from stackcube._hrefs import credential_for, headers_for
 from stackcube._retry import looks_throttled, retry_async, without_timings
-from stackcube.errors import HostError, SourceChangedError, SourceError, SourceNotFoundError
+from stackcube.errors import (
+    HostError,
+    SourceChangedError,
+    SourceError,
+    SourceNotFoundError,
+    StackcubeError,
+    caused_by,
+)
 from stackcube.settings import Settings, current
 
 __all__ = [
+    "REQUESTS",
     "Location",
     "ObjectInfo",
+    "RequestCap",
     "clear_stores",
     "get_range",
     "head",
@@ -109,10 +121,9 @@ def store_for(url: str, settings: Settings) -> Any:
 
 
 def clear_stores() -> None:
-    """Drop every cached store and request limit (their connections close); the next request makes new ones."""
+    """Drop every cached store (their connections close); the next request makes new ones."""
     with _stores_lock:
         _stores.clear()
-    _limits.clear()
 
 
 IDENTITY = {"accept-encoding": "identity"}
@@ -200,21 +211,132 @@ def _signed_store(url: str, settings: Settings) -> Any:
     return HTTPStore.from_url(url, client_options=options, retry_config=retry)  # type: ignore[arg-type]
 
 
-# one semaphore per event loop (a loop that is gone takes its semaphore with it) and cap
-_limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, asyncio.Semaphore]] = (
-    weakref.WeakKeyDictionary()
-)
+class RequestCap:
+    """At most so many requests of the process in flight at once, whichever event loop (and thread) sends them.
+
+    An ``asyncio.Semaphore`` serves one event loop, so a cap kept per loop is doubled by a second loop: the sync
+    API's loop thread beside a caller's ``asyncio.run``, or several dask threads each reading a cube. This is one
+    count under a ``threading.Lock``; a request over the cap waits on a future of its own loop, which a release in
+    any thread resolves with ``call_soon_threadsafe``, first come first served. Each acquisition names its cap (the
+    ``settings.max_concurrency`` of its call), so there is nothing to replace when the setting changes: the next
+    request waits while that many are in flight, counting those that came in under another cap (each releases the
+    one slot it took), and a cap nobody waits under any more leaves nothing behind. An acquisition that is
+    cancelled while it waits takes no slot, or hands back the one it was just given.
+
+    Waiters queue per cap (a build gathers every header read at once: tens of thousands), so a release costs one
+    look at the head of each cap's queue, not a walk through every waiter.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._waiting = 0
+        self._queues: dict[int, deque[_Waiter]] = {}
+        self._arrivals = itertools.count()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests holding a slot now."""
+        return self._in_flight
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a slot now."""
+        return self._waiting
+
+    async def acquire(self, cap: int) -> None:
+        """Wait until fewer than ``cap`` requests are in flight, and count this one."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            # a waiter that could go now would have been given its slot by the release that made room, so taking one
+            # here never overtakes a request waiting under the same cap
+            if self._in_flight < cap:
+                self._in_flight += 1
+                return
+            waiter = _Waiter(loop, loop.create_future(), cap, next(self._arrivals))
+            self._queues.setdefault(cap, deque()).append(waiter)
+            self._waiting += 1
+        try:
+            await waiter.future
+        except BaseException:
+            with self._lock:
+                if waiter.granted:  # given a slot as it was cancelled: hand it on
+                    self._release()
+                elif not waiter.gone:  # left in its queue, skipped when it comes to the head
+                    waiter.gone = True
+                    self._waiting -= 1
+            raise
+
+    def release(self) -> None:
+        """Give back one slot (from any thread); the longest waiting request that fits under its cap takes it."""
+        with self._lock:
+            self._release()
+
+    def _release(self) -> None:
+        self._in_flight -= 1
+        while (waiter := self._next()) is not None:
+            waiter.gone = True
+            self._waiting -= 1
+            try:
+                waiter.loop.call_soon_threadsafe(_wake, waiter.future)
+            except RuntimeError:  # its event loop is closed: nobody waits there any more
+                continue
+            waiter.granted = True
+            self._in_flight += 1
+
+    def _next(self) -> _Waiter | None:
+        """Take the longest waiting request whose cap is above the count in flight, if any, off its queue."""
+        first: deque[_Waiter] | None = None
+        for cap, queue in list(self._queues.items()):
+            while queue and queue[0].gone:
+                queue.popleft()
+            if not queue:
+                del self._queues[cap]
+            elif cap > self._in_flight and (first is None or queue[0].arrival < first[0].arrival):
+                first = queue
+        return None if first is None else first.popleft()
+
+    def _forget(self) -> None:
+        """In a child a fork started: the parent's requests are not in flight here, and the lock may have been held
+        across the fork."""
+        self._lock = threading.Lock()
+        self._in_flight = self._waiting = 0
+        self._queues = {}
+
+
+@dataclass(slots=True, eq=False)
+class _Waiter:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+    cap: int
+    arrival: int
+    """Its place in line, across caps."""
+    granted: bool = False
+    """Given a slot."""
+    gone: bool = False
+    """Off the count of waiters (given a slot, or cancelled while it waited)."""
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():  # not cancelled meanwhile (acquire then hands the slot on)
+        future.set_result(None)
+
+
+REQUESTS = RequestCap()
+"""The one cap on requests in flight: header reads, HEADs, probes, tile reads (:mod:`stackcube.store.guard`)."""
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=REQUESTS._forget)
 
 
 @contextlib.asynccontextmanager
 async def limit(settings: Settings) -> AsyncIterator[None]:
-    """Hold one of ``settings.max_concurrency`` request slots of the running event loop."""
-    loop = asyncio.get_running_loop()
-    cap, semaphore = _limits.get(loop, (0, None))
-    if semaphore is None or cap != settings.max_concurrency:
-        cap, semaphore = _limits[loop] = (settings.max_concurrency, asyncio.Semaphore(settings.max_concurrency))
-    async with semaphore:
+    """Hold one of the process's ``settings.max_concurrency`` request slots (:class:`RequestCap`) for the block."""
+    await REQUESTS.acquire(settings.max_concurrency)
+    try:
         yield
+    finally:
+        REQUESTS.release()
 
 
 async def get_range(
@@ -246,29 +368,38 @@ async def _get_range_once(
     try:
         result = await obstore.get_async(location.store, location.path, options=options)  # type: ignore[arg-type]
         data = await result.bytes_async()
-    except FileNotFoundError as exc:
-        msg = f"{location.url} does not exist ({_first_line(exc)}); check the href"
-        raise SourceNotFoundError(msg) from None
-    except obstore.exceptions.PreconditionError:
-        since = options.get("if_unmodified_since")
-        was = f"ETag is no longer {options['if_match']}" if "if_match" in options else f"modified after {since}"
-        msg = f"{location.url} changed while it was being read ({was}); read it again"
-        raise SourceChangedError(msg) from None
-    except Exception as exc:
-        if isinstance(exc, obstore.exceptions.NotSupportedError) and urlparse(location.url).scheme in {"http", "https"}:
-            # object_store's HTTP client says "not supported" of a ranged GET answered with the whole file (200)
-            raise HostError(no_ranges(location.url)) from None
-        msg = f"{location.url}: reading bytes {start}-{stop} failed{_denied_hint(location, exc)}: {_first_line(exc)}"
-        raise _source_error(msg, exc) from exc
-    encoding = str(result.attributes.get("Content-Encoding") or "identity")
-    if encoding.lower() != "identity":
+    except Exception as exc:  # every failure becomes one of ours, below
+        failure = _get_failure(location, start, stop, options, exc)
+    else:
+        encoding = str(result.attributes.get("Content-Encoding") or "identity")
+        if encoding.lower() == "identity":
+            return bytes(data), _info(result.meta)
         msg = (
             f"{location.url}: the host sent bytes {start}-{stop} compressed (Content-Encoding: {encoding}) although "
             "stackcube asked for them as they are (Accept-Encoding: identity); offsets into a compressed rendering "
             "mean nothing: have the host serve TIFFs uncompressed (nginx: no gzip for image/tiff)"
         )
-        raise SourceError(msg)
-    return bytes(data), _info(result.meta)
+        failure = SourceError(msg)
+    # raised here, not in the except block: obstore's error, whose text quotes the URL as requested (a signed URL's
+    # signature included), must not ride along as __context__ (errors.caused_by)
+    raise failure
+
+
+def _get_failure(location: Location, start: int, stop: int, options: dict[str, Any], exc: Exception) -> StackcubeError:
+    """Our error for obstore's ``exc`` on a ranged GET (a redacted stand-in of ``exc`` as its cause)."""
+    if isinstance(exc, FileNotFoundError):
+        msg = f"{location.url} does not exist ({_first_line(exc)}); check the href"
+        return caused_by(SourceNotFoundError(msg), None)
+    if isinstance(exc, obstore.exceptions.PreconditionError):
+        since = options.get("if_unmodified_since")
+        was = f"ETag is no longer {options['if_match']}" if "if_match" in options else f"modified after {since}"
+        msg = f"{location.url} changed while it was being read ({was}); read it again"
+        return caused_by(SourceChangedError(msg), None)
+    if isinstance(exc, obstore.exceptions.NotSupportedError) and urlparse(location.url).scheme in {"http", "https"}:
+        # object_store's HTTP client says "not supported" of a ranged GET answered with the whole file (200)
+        return caused_by(HostError(no_ranges(location.url)), None)
+    msg = f"{location.url}: reading bytes {start}-{stop} failed{_denied_hint(location, exc)}: {_first_line(exc)}"
+    return _source_error(msg, exc)
 
 
 async def head(location: Location, settings: Settings) -> ObjectInfo:
@@ -281,11 +412,12 @@ async def _head_once(location: Location) -> ObjectInfo:
         meta = await obstore.head_async(location.store, location.path)
     except FileNotFoundError as exc:
         msg = f"{location.url} does not exist ({_first_line(exc)}); check the href"
-        raise SourceNotFoundError(msg) from None
-    except Exception as exc:
-        msg = f"{location.url}: HEAD failed{_denied_hint(location, exc)}: {_first_line(exc)}"
-        raise _source_error(msg, exc) from exc
-    return _info(meta)
+        failure: StackcubeError = caused_by(SourceNotFoundError(msg), None)
+    except Exception as exc:  # every other failure becomes one of ours too
+        failure = _source_error(f"{location.url}: HEAD failed{_denied_hint(location, exc)}: {_first_line(exc)}", exc)
+    else:
+        return _info(meta)
+    raise failure  # outside the except block: no raw obstore error as __context__
 
 
 def _info(meta: Any) -> ObjectInfo:
@@ -328,9 +460,10 @@ def range_refused(exc: BaseException | None) -> bool:
 
 
 def _source_error(msg: str, exc: BaseException) -> SourceError:
-    """A SourceError, transient unless the store refused us (permissions, credentials, unsupported requests, a
-    range the object does not have: asking again gives the same answer)."""
-    error = SourceError(msg)
+    """A SourceError caused by (a redacted stand-in of) obstore's ``exc``, transient unless the store refused us
+    (permissions, credentials, unsupported requests, a range the object does not have: asking again gives the same
+    answer)."""
+    error = caused_by(SourceError(msg), exc)
     refused = (
         obstore.exceptions.PermissionDeniedError,
         obstore.exceptions.UnauthenticatedError,
