@@ -199,3 +199,21 @@ def test_the_scheduler_lines_count_only_0_and_3_as_success(code: int, ok: bool, 
         assert fake in command, line
         done = subprocess.run(["sh", "-c", command], cwd=tmp_path, check=False)
         assert (done.returncode == 0) is ok, (line, code, done.returncode)
+
+
+def test_every_test_the_documents_name_exists() -> None:
+    """The promises table (and SECURITY.md) name the tests that show each promise: a test renamed or moved must take
+    its name in the documents with it."""
+    import ast
+
+    named = set()
+    for document in ("README.md", "SECURITY.md"):
+        named |= set(re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", (ROOT / document).read_text()))
+    assert len(named) >= 15, named  # the table is there
+    missing = []
+    for path, name in sorted(named):
+        module = ROOT / path
+        tree = ast.parse(module.read_text()) if module.is_file() else ast.Module(body=[], type_ignores=[])
+        if name not in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}:
+            missing.append(f"{path}::{name}")
+    assert not missing, missing
