@@ -4,6 +4,8 @@ misbehave, one switch per behaviour seen in the wild.
 - ``etag``: ``"strong"`` (nginx's ``"mtime-size"``), ``"weak"`` (``W/"..."``, nginx with gzip, many CDNs),
   ``"per-response"`` (a new tag on every response: some CDNs and dynamic proxies) or ``"none"``;
 - ``last_modified``: send Last-Modified;
+- ``replicas``: how many copies answer in turn, each with the file's content-hash ETag (as S3's MD5 ETags are) but
+  a modification time of its own, a second apart (CDN edges, multi-site object stores, servers fed by copies);
 - ``conditionals``: honour If-Match (strong comparison, RFC 9110) and If-Unmodified-Since with 412; off, both are
   ignored, as hosts that rewrite responses do;
 - ``gzip``: compress range responses whatever Accept-Encoding said;
@@ -23,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import gzip
+import hashlib
+import itertools
 import sys
 import threading
 import uuid
@@ -52,6 +56,7 @@ class Host:
     etag: str = "strong"
     last_modified: bool = True
     conditionals: bool = True
+    replicas: int = 1
     gzip: bool = False
     head: bool = True
     ranges: bool = True
@@ -74,6 +79,7 @@ def _tag(path: Path) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     host: Host
+    turns: Iterator[int]
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -116,6 +122,10 @@ class _Handler(BaseHTTPRequestHandler):
         data = path.read_bytes()
         strong = _tag(path)
         headers: dict[str, str] = {"Accept-Ranges": "bytes" if host.ranges else "none"}
+        modified = int(path.stat().st_mtime)
+        if host.replicas > 1:  # the next copy answers: the content's tag, the copy's own time
+            strong = f'"{hashlib.md5(data).hexdigest()}"'
+            modified += next(self.turns) % host.replicas
         etag = {
             "strong": strong,
             "weak": f"W/{strong}",
@@ -124,7 +134,6 @@ class _Handler(BaseHTTPRequestHandler):
         }[host.etag]
         if etag:
             headers["ETag"] = etag
-        modified = int(path.stat().st_mtime)
         if host.last_modified:
             headers["Last-Modified"] = email.utils.formatdate(modified, usegmt=True)
         if host.conditionals and not self._preconditions_hold(etag, modified):
@@ -171,7 +180,7 @@ class _Server(ThreadingHTTPServer):
 @contextlib.contextmanager
 def run_host(root: Path, **switches: Any) -> Iterator[Host]:
     """Serve ``root`` on a free loopback port until the block ends."""
-    handler = type("Handler", (_Handler,), {})
+    handler = type("Handler", (_Handler,), {"turns": itertools.count()})
     server = _Server(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     with serving(server, "test-host") as url:

@@ -270,3 +270,19 @@ def test_a_spread_header_on_a_host_with_per_response_etags_is_read_by_last_modif
         assert follow_ups
         assert all("if-unmodified-since" in s.headers and "if-match" not in s.headers for s in follow_ups)
     np.testing.assert_array_equal(open_manifest(dataclasses.replace(manifest, href=path.as_uri())).values, expected)
+
+
+@pytest.mark.network
+def test_a_spread_header_from_replicas_with_one_etag_and_their_own_times_is_read_once(tmp_path) -> None:
+    """Copies behind one name that answer in turn with the content's ETag but times of their own: the same strong
+    ETag is the same version, so the follow-ups (under If-Match) are taken, whatever Last-Modified says."""
+    from tests.services.host import run_host
+
+    path, expected = write_demo_tiff(tmp_path / "spread.tif", size=2048, tile=128)
+    with run_host(tmp_path, replicas=2) as host:
+        manifest = read_tiff(f"{host.url}/spread.tif")
+        assert {s.status for s in host.seen} == {206}  # no follow-up refused
+        assert manifest.header_requests == len(host.seen) >= 2  # read once: no second try from the start
+        assert sum(s.headers.get("range", "").startswith("bytes=0-") for s in host.seen) == 1
+        assert manifest.etag is not None
+    np.testing.assert_array_equal(open_manifest(dataclasses.replace(manifest, href=path.as_uri())).values, expected)

@@ -120,12 +120,14 @@ async def _first_read(location: Location, settings: Settings) -> tuple[bytes, Ob
             failed = exc
         # a range request on an empty object is invalid; tell that apart from a real failure (not from an
         # unreachable host, which was retried already)
-        if (
-            isinstance(failed, SourceNotFoundError)
-            or failed.transient
-            or not range_refused(failed.__cause__)
-            or (await head(location, settings)).size != 0
-        ):
+        if isinstance(failed, SourceNotFoundError) or failed.transient or not range_refused(failed.__cause__):
+            raise failed
+        try:
+            size = (await head(location, settings)).size
+        except SourceError as exc:
+            exc.add_note(f"asked after a ranged GET failed: {failed}")
+            raise
+        if size != 0:
             raise failed
     return b"", ObjectInfo(size=0, etag=None, last_modified=None)
 
@@ -144,9 +146,13 @@ async def _follow_up(
 def _differs(first: ObjectInfo, again: ObjectInfo) -> str | None:
     """How a follow-up response's identity differs from the first response's (hosts that ignore If-Match still say
     which version they sent), or None: the size, then Last-Modified, then the ETag (so an ETag is named only when
-    nothing else differs)."""
+    nothing else differs). The same strong ETag is the same version whatever Last-Modified says: replicas behind one
+    name (CDN edges, multi-site object stores, servers fed by copies) keep content-hash ETags but mtimes of their
+    own."""
     if again.size != first.size:
         return f"size {first.size}, then {again.size}"
+    if first.etag is not None and not is_weak(first.etag) and again.etag == first.etag:
+        return None
     if again.last_modified != first.last_modified:
         return f"Last-Modified {first.last_modified}, then {again.last_modified}"
     if again.etag != first.etag:
