@@ -183,3 +183,32 @@ def test_a_set_outside_a_with_statement_changes_what_every_thread_sees() -> None
         assert _in_thread(lambda: stackcube.settings.current().header_bytes) == before
     assert stackcube.settings.current().header_bytes == before
     assert _in_thread(lambda: stackcube.settings.current().header_bytes) == before
+
+
+def test_an_override_entered_twice_nested_or_left_in_another_context_undoes_its_own_block() -> None:
+    """One override used for two blocks, nested, and a block left in another context than it was entered in (a
+    generator resumed elsewhere): each block restores what was before it, and nothing raises."""
+    import contextvars
+
+    before = stackcube.settings.current().retries
+    override = stackcube.settings.set(retries=1)
+    override.__exit__(None, None, None)  # applied to the process; undone
+    with override:
+        with override:
+            assert stackcube.settings.current().retries == 1
+        assert stackcube.settings.current().retries == 1
+    assert stackcube.settings.current().retries == before
+
+    def block():
+        with stackcube.settings.set(retries=2):
+            yield stackcube.settings.current().retries
+            yield stackcube.settings.current().retries
+
+    steps = block()
+    assert next(steps) == 2  # entered here
+    other = contextvars.copy_context()  # a copy of this context: the block's changes are in it
+    assert other.run(next, steps) == 2
+    assert other.run(next, steps, None) is None  # left there: no error (Python's own reset would raise)...
+    assert other.run(lambda: stackcube.settings.current().retries) == before  # ...and that context is as before
+    assert stackcube.settings.current().retries == 2  # here, where it was entered, nothing can undo it from there
+    stackcube.settings.reset()

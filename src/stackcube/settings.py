@@ -232,32 +232,33 @@ def current() -> Settings:
 
 
 class _Override:
-    """What :func:`set` returns: already applied (to the process, or in a ``with`` statement to the context running
-    it); as a context manager, undone when the block ends."""
+    """What :func:`set` returns: already applied to the process unless it is the expression of a ``with`` statement;
+    as a context manager, the changes are the block's context's (moved there from the process's, if applied to it),
+    undone when the block ends. It may be entered again, and nested."""
 
     def __init__(self, changes: dict[str, Any]) -> None:
         self._changes = changes
-        self._token: contextvars.Token[_Scope | None] | None = None
-        """Where a ``with`` block's changes were made (None: to the process's settings)."""
+        self._entered: list[tuple[contextvars.Token[_Scope | None], _Scope | None]] = []
+        """Per block entered and not yet left: where its changes were made, and the scope before them."""
         self._undo: tuple[Settings, Settings] | None = None
         """The process's settings before and after these changes, while they are applied there."""
 
-    def _scope(self) -> None:
-        """Apply the changes to the current context only."""
-        scope = _scoped.get()
-        self._token = _scoped.set(_Scope({**(scope.changes if scope else {}), **self._changes}))
-
     def __enter__(self) -> Settings:
-        if self._token is None:  # made before the ``with`` statement (``cm = set(...)``, then ``with cm:``)
-            self._undo_default()
-            self._scope()
+        self._undo_default()  # made before the ``with`` statement (``cm = set(...)``, then ``with cm:``)
+        scope = _scoped.get()
+        token = _scoped.set(_Scope({**(scope.changes if scope else {}), **self._changes}))
+        self._entered.append((token, scope))
         return current()
 
     def __exit__(self, *exc: object) -> None:
-        if self._token is not None:
-            _scoped.reset(self._token)
-        else:
+        if not self._entered:  # never entered: undo the process's change (``override.__exit__(...)``, by hand)
             self._undo_default()
+            return
+        token, before = self._entered.pop()
+        try:
+            _scoped.reset(token)
+        except ValueError:  # left in another context than it was entered in (a generator resumed elsewhere)
+            _scoped.set(before)
 
     def _undo_default(self) -> None:
         """Put back the process's settings as they were, or, if another :func:`set` changed them since, the values
@@ -292,8 +293,7 @@ def set(**changes: Any) -> _Override:
     dataclasses.replace(current(), **changes)  # an impossible value is refused here, before anything changes
     override = _Override(changes)
     if _opens_with(sys._getframe(1)):
-        override._scope()
-        return override
+        return override  # the block's own, from its __enter__ (the next instruction of the caller)
     with _lock:
         before = _default if _default is not None else Settings.from_env()
         _default = dataclasses.replace(before, **changes)
