@@ -1,4 +1,5 @@
-"""refresh_cube and verify_cube: only new and changed sources are read, time stays sorted, nothing is lost."""
+"""refresh_cube: only new and changed sources are read, time stays sorted, nothing is lost. (verify_cube on its
+own, and its ``fix``: tests/test_verify.py.)"""
 
 from __future__ import annotations
 
@@ -135,6 +136,28 @@ def test_check_etags_reindexes_a_file_replaced_without_a_new_updated(demo_cube) 
     assert report.changed == (f"{replaced.parent.name}/B03",)
     assert report.headers_read == 1
     assert stackcube.verify_cube(repo, progress=False)[0].ok
+
+
+def test_headers_read_counts_every_attempt_of_a_refresh_that_starts_over(demo_cube) -> None:
+    """Another writer commits while the refresh searches (its ``modifier`` runs then, after the refresh read the
+    branch): the refresh's commit is refused, it starts over on the new tip with the headers it read, and its report
+    counts those, not the none its second attempt read."""
+    catalog, repo, cube = demo_cube
+    late = add_late_item(catalog)
+    others: list[str] = []
+
+    def another_writer(item: pystac.Item) -> pystac.Item:
+        if not others:  # the first attempt's search: once
+            others.append(cube.repository.writable_session("main").commit("another writer", allow_empty=True))
+        return item
+
+    report = stackcube.refresh_cube(repo, modifier=another_writer, progress=False)
+    assert report.attempts == 2
+    assert report.previous == others[0]
+    assert report.added == ("LATE",)
+    assert report.headers_read == len(late.assets)  # read by the first attempt, reused by the second
+    assert f"headers read: {len(late.assets)}" in str(report)
+    assert _history(str(repo))[:2] == [report.message, "another writer"]
 
 
 def test_cli_refresh_exit_codes_and_log(demo_cube, capsys) -> None:
@@ -600,29 +623,6 @@ def test_new_items_none_of_which_can_be_read_fail_the_refresh_even_when_skipping
     assert stackcube.open_cube(repo).attrs["snapshot_id"] == report.snapshot_id  # nothing committed since
 
 
-def test_check_etags_reindexes_the_changed_and_names_the_gone_and_verify_fix_does_both(demo_cube, capsys) -> None:
-
-    catalog, repo, _ = demo_cube
-    data = Path(catalog).parent.parent / "data"
-    days = sorted(p.name for p in data.iterdir())
-    replaced, gone = data / days[0] / "B03.tif", data / days[1] / "B04.tif"
-    _touch(replaced)
-    gone.unlink()
-    report = stackcube.refresh_cube(repo, check_etags=True, progress=False)  # not skipping: the gone one stays
-    assert report.committed
-    assert report.changed == (f"{days[0]}/B03",)
-    assert report.notes[-1] == (
-        f"1 source no longer exists ({gone.resolve().as_uri()}), left as indexed: with on_error='skip' "
-        "(--skip-failed), check_etags reads it again, indexing where the catalog now points or leaving it out"
-    )
-    assert main(["verify", str(repo), "--quiet"]) == EXIT_UNCHANGED  # still there, still gone
-    assert main(["verify", str(repo), "--fix", "--quiet"]) == 0  # read again, and left out
-    assert f"failed: {days[1]}/B04: " in capsys.readouterr().out
-    assert main(["verify", str(repo), "--quiet"]) == 0
-    cube = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False)
-    assert np.isnan(cube.sel(band="B04").isel(time=1).values).all()
-
-
 @pytest.mark.network
 def test_a_source_table_altered_to_name_another_host_asks_it_nothing(demo_cube, nginx) -> None:
     """Verify and refresh touch only hrefs under the source prefixes the cube declares: a cube whose source table
@@ -699,6 +699,7 @@ def test_a_forced_reindex_survives_another_writers_commit(nginx, tmp_path, use_s
         assert report.changed == (f"{twins[1]['id']}/B04",)
         assert report.committed
         assert len(reads) == 1  # read once: the retry used what the first attempt read
+        assert report.headers_read == 1  # and counted, though the committing attempt read nothing
         assert _history(str(repo))[:2] == [report.message, "another writer"]
         assert report.previous == other
         assert stackcube.verify_cube(repo, progress=False)[0].ok  # the new manifest, with the new ETag, is stored

@@ -30,11 +30,13 @@ STAGES = (
     ("store",),
     ("quicklook",),
     ("api",),
-    ("refresh", "stack", "regrid", "credentials"),
+    ("refresh", "verify", "stack", "regrid", "credentials"),
     ("demo",),
     ("cli",),
 )
-"""The stages in the order they run, then what presents their results."""
+"""The stages in the order they run, then what presents their results. A tuple holds stages of one rank: refresh
+and verify call each other (``refresh_cube(check_etags=True)`` verifies, ``verify_cube(fix=True)`` refreshes), the
+import cycle broken by a function-level import in ``stackcube.refresh``."""
 INSIDE = {
     "tiff": ("_model", ("_geo", "_decode"), "_ifd", "_parse", "_source", "_read", "_probe", "_codec", "_zarr"),
     "search": ("_query", "_fetch", "_static", "_parquet", "_since", "_search"),

@@ -17,7 +17,8 @@ The package is the pipeline. Stages, in the order they run (a stage imports only
 10. ``stackcube.store``   CubePlan -> a committed Icechunk repository of virtual references; open it back
 
 ``stackcube.api`` is the module that knows this order; ``stackcube.refresh`` runs it again on a stored cube (new
-and changed sources only) and verifies sources; ``stackcube.stack`` (stackstac's shape), ``stackcube.regrid``
+and changed sources only), and ``stackcube.verify`` asks whether its sources are still the ones indexed (each calls
+the other: ``check_etags``, ``fix``); ``stackcube.stack`` (stackstac's shape), ``stackcube.regrid``
 (``to_grid``) and ``stackcube.quicklook`` present what the store opens.
 
 Shared by every stage: ``stackcube.errors`` (the one error tree), ``stackcube.settings`` (concurrency, timeouts,
@@ -38,10 +39,11 @@ from stackcube.cube import CubePlan
 from stackcube.errors import StackcubeError
 from stackcube.options import CubeOptions
 from stackcube.plan import ArrayPlan
-from stackcube.refresh import RefreshReport, VerifyReport, refresh_cube, verify_cube
+from stackcube.refresh import RefreshReport, refresh_cube
 from stackcube.regrid import to_grid
 from stackcube.stack import stack
 from stackcube.union import UnionPlan
+from stackcube.verify import VerifyReport, verify_cube
 
 __all__ = [
     "ArrayPlan",

@@ -11,7 +11,15 @@ import shlex
 
 from stackcube.errors import Remedy
 
-__all__ = ["allow_prefixes", "build", "drop_vanished", "install_extra", "reindex", "stac_metadata_off"]
+__all__ = [
+    "allow_prefixes",
+    "build",
+    "drop_vanished",
+    "give_catalog",
+    "install_extra",
+    "reindex",
+    "stac_metadata_off",
+]
 
 
 def _names(repo: str | None) -> tuple[str, str]:
@@ -58,6 +66,24 @@ def build(repo: str | None) -> Remedy:
     return Remedy(
         python=f"build one with stackcube.build_cube(catalog, repo={py})",
         cli=f"build one with: stackcube build CATALOG --repo {sh}",
+    )
+
+
+def give_catalog(repo: str | None, catalog: str) -> Remedy:
+    """For a catalog that refuses a refresh's search for want of credentials (HTTP 401 or 403): pass them again (a
+    cube stores neither the catalog URL's credential parameters nor its headers)."""
+    py, sh = _names(repo)
+    url, shown = repr(catalog), shlex.quote(catalog)
+    where = "its key as a query parameter (the Planetary Computer's is subscription-key)"
+    return Remedy(
+        python=(
+            f"a cube never stores the catalog's credentials: pass them again, as stackcube.refresh_cube({py}, "
+            f"catalog=URL) with URL {url} and {where}, or with headers={{...}}"
+        ),
+        cli=(
+            f"a cube never stores the catalog's credentials: pass them again, as stackcube refresh --catalog URL {sh} "
+            f"with URL {shown} and {where}, or with --header 'NAME: VALUE'"
+        ),
     )
 
 

@@ -1,5 +1,5 @@
-"""Keeping a cube current: ``refresh_cube`` searches again and indexes only what is new or changed; ``verify_cube``
-asks every source whether it is still the object that was indexed.
+"""Keeping a cube current: ``refresh_cube`` searches again and indexes only what is new or changed (whether every
+source is still the object that was indexed, ``verify_cube`` asks: :mod:`stackcube.verify`).
 
 Like :mod:`stackcube.api`, an orchestrator of the stages: it reads the search, options and source table a cube
 stores (:func:`stackcube.store.read_stored`), runs the same search, reads headers only for sources that are
@@ -9,15 +9,16 @@ modifier signs every href afresh (``planetary_computer.sign_inplace``) finds the
 commit happens only on the snapshot the refresh started from; when another writer got there first, the refresh
 starts over from the new tip (manifests already read are reused, forced ones too), so concurrent refreshes never
 lose an item nor duplicate a time step, nor drop a re-index ``verify`` asked for.
+
+:mod:`stackcube.verify` imports this module (``verify_cube(fix=True)`` refreshes); this one imports it only inside
+``refresh_cube`` (``check_etags`` verifies first), which breaks the import cycle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import random
-import shlex
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,17 +27,18 @@ from typing import TYPE_CHECKING, Any
 
 from stackcube import _sync
 from stackcube._hrefs import stored_href
+from stackcube._remedies import give_catalog
 from stackcube._text import counted
 from stackcube._workers import Workers, resolve_workers
 from stackcube.assets import SelectedAsset, choose_assets
 from stackcube.cube import plan_sources
-from stackcube.errors import ConcurrentUpdateError, Remedy, RepositoryError, StackcubeError
+from stackcube.errors import ConcurrentUpdateError, RepositoryError, StackcubeError
 from stackcube.extend import StoredArray, extend_arrays
 from stackcube.options import CubeOptions, OnError
 from stackcube.plan import Misfit
-from stackcube.search import Query, Since, search_again, with_catalog_credentials
+from stackcube.search import Since, search_again, with_catalog_credentials
 from stackcube.settings import Credentials, Settings, current, with_credentials
-from stackcube.sources import Source, check_sources, read_sources, stac_digest
+from stackcube.sources import Source, read_sources, stac_digest
 from stackcube.store import (
     Appended,
     Commit,
@@ -53,12 +55,13 @@ from stackcube.store import (
     updated_of,
     write_plan,
 )
+from stackcube.store.repo import repo_url
 from stackcube.tiff import normalize_href
 
 if TYPE_CHECKING:
     import icechunk
 
-__all__ = ["DATED_WINDOW", "UPDATED_WINDOW", "RefreshReport", "VerifyReport", "refresh_cube", "verify_cube"]
+__all__ = ["DATED_WINDOW", "UPDATED_WINDOW", "RefreshReport", "refresh_cube"]
 
 UPDATED_WINDOW = timedelta(days=1)
 """How far before the last search a refresh asks a STAC API for items ``updated`` since (clock skew, and the delay
@@ -93,7 +96,9 @@ class RefreshReport:
     attempts: int = 1
     """1, or more when another writer committed first and the refresh started over."""
     headers_read: int = 0
-    """TIFF headers read (only new, changed and forced sources; unchanged ones come from the stored manifests)."""
+    """TIFF headers this call read, on every attempt (only new, changed and forced sources; unchanged ones come
+    from the stored manifests). An attempt after another writer's commit reuses what earlier ones read: it adds only
+    the headers new to it, so none is counted twice and none is left out, however many attempts it took."""
     appended: bool = False
     """True when the commit only appended the new items' time steps (they all came after the cube's last one)."""
     rewritten: str | None = None
@@ -214,8 +219,8 @@ class _Refresh:
     full_search: bool = False
     window: timedelta | None = None
     force: frozenset[str] = frozenset()
-    """Stored hrefs to index again whatever the catalog says: read on every attempt (from this refresh's cache
-    after the first read), so a retry after another writer's commit still replaces their stored manifests."""
+    """Stored hrefs to index again whatever the catalog says: read on every attempt (after the first, from what
+    this refresh already read), so a retry after another writer's commit still replaces their stored manifests."""
     catalog: str | None = field(default=None, repr=False)
     """The stored catalog's URL with its credential parameters, which the cube does not keep (None: without)."""
     headers: Mapping[str, str] | None = field(default=None, repr=False)
@@ -272,15 +277,24 @@ def _compare(stored: StoredCube, chosen: Sequence[SelectedAsset], job: _Refresh)
     return _Compared(same, to_read, tuple(sorted(added)), tuple(changed), gone)
 
 
+@dataclass(slots=True)
+class _Read:
+    """What the attempts of one refresh share: the sources read, which a retry reuses, and how many headers."""
+
+    sources: dict[tuple[str, str, Any], Source] = field(default_factory=dict)
+    """By item id, asset key and STAC ``updated``: what this call read (fresh, forced ones too), on any attempt."""
+    headers: int = 0
+    """Headers read on every attempt so far (the report's ``headers_read``)."""
+
+
 def _cached(
-    to_read: Sequence[SelectedAsset], cache: Mapping[tuple[str, str, Any], Source], options: CubeOptions
+    to_read: Sequence[SelectedAsset], done: _Read, options: CubeOptions
 ) -> tuple[list[Source], list[SelectedAsset]]:
-    """The sources an earlier attempt of this refresh read (fresh, forced ones too: the cache holds only what this
-    call read), and the assets still to read."""
+    """The sources an earlier attempt of this refresh read, and the assets still to read."""
     fresh: list[Source] = []
     unread: list[SelectedAsset] = []
     for asset in to_read:
-        hit = cache.get((asset.item.id, asset.key, asset.item.properties.get("updated")))
+        hit = done.sources.get((asset.item.id, asset.key, asset.item.properties.get("updated")))
         if hit is not None:
             fresh.append(Source.of(asset, hit.manifest, options))
         else:
@@ -288,7 +302,7 @@ def _cached(
     return fresh, unread
 
 
-async def _refresh_once(repo: RepoLike, job: _Refresh, cache: dict[tuple[str, str, Any], Source]) -> RefreshReport:
+async def _refresh_once(repo: RepoLike, job: _Refresh, done: _Read) -> RefreshReport:
     clock = _Clock()
     repository, stored = await asyncio.to_thread(_stored, repo, job.branch, job.allow, job.settings)
     clock.lap("read cube")
@@ -297,7 +311,7 @@ async def _refresh_once(repo: RepoLike, job: _Refresh, cache: dict[tuple[str, st
         raise RepositoryError(msg)
     options = dataclasses.replace(stored.metadata.options, on_error=job.on_error)
     q, searched = with_catalog_credentials(stored.metadata.query, job.catalog, job.headers), searched_now()
-    since, denied = _since(stored, job), _give_catalog(repo, q)
+    since, denied = _since(stored, job), give_catalog(repo_url(repo), stored.metadata.query.catalog)
     found = await asyncio.to_thread(search_again, q, job.settings, job.modifier, job.progress, since, denied=denied)
     clock.lap("search")
     # nothing new or changed since the last search is no error (a whole search that finds nothing is)
@@ -324,7 +338,7 @@ async def _refresh_once(repo: RepoLike, job: _Refresh, cache: dict[tuple[str, st
     if job.dry_run or not (to_read or removing):
         return dataclasses.replace(report, timings=clock.laps)
 
-    fresh, unread = _cached(to_read, cache, options)
+    fresh, unread = _cached(to_read, done, options)
     # none read fails the refresh (as a build) unless it has something else to do: sources to leave out (forced,
     # and failed) or items to remove
     read, failed = await read_sources(
@@ -336,7 +350,8 @@ async def _refresh_once(repo: RepoLike, job: _Refresh, cache: dict[tuple[str, st
         require_some=not (changed or removing),
     )
     for source in read:
-        cache[(source.item_id, source.asset, source.properties.get("updated"))] = source
+        done.sources[(source.item_id, source.asset, source.properties.get("updated"))] = source
+    done.headers += len(unread)
     clock.lap("headers")
     metadata = {
         "stackcube": "refresh",
@@ -346,7 +361,7 @@ async def _refresh_once(repo: RepoLike, job: _Refresh, cache: dict[tuple[str, st
         "failed": list(failed),
         "searched": searched,
     }
-    report = dataclasses.replace(report, failed=tuple(failed), headers_read=len(unread))
+    report = dataclasses.replace(report, failed=tuple(failed), headers_read=done.headers)
     new = [*fresh, *read]  # after the stored sources, in this order (as _in_stored_order places them)
     to = Commit(job.branch, stored.snapshot_id, report.message, job.tag, job.progress, metadata)
     why = _why_not_extend(same, new, changed, removing=removing)
@@ -399,25 +414,6 @@ async def _refresh_once(repo: RepoLike, job: _Refresh, cache: dict[tuple[str, st
     )
     clock.lap("write")
     return dataclasses.replace(report, snapshot_id=snapshot, timings=clock.laps)
-
-
-def _give_catalog(repo: RepoLike, q: Query) -> Remedy:
-    """What a refresh says to do when its catalog refuses the search for want of credentials: pass them again (a
-    cube stores neither the catalog URL's credential parameters nor headers)."""
-    named = os.fspath(repo) if isinstance(repo, str | os.PathLike) else None
-    py, sh = (repr(named), shlex.quote(named)) if named is not None else ("repo", "REPO")
-    url, shown = repr(q.catalog), shlex.quote(str(q.catalog))
-    where = "its key as a query parameter (the Planetary Computer's is subscription-key)"
-    return Remedy(
-        python=(
-            f"a cube never stores the catalog's credentials: pass them again, as stackcube.refresh_cube({py}, "
-            f"catalog=URL) with URL {url} and {where}, or with headers={{...}}"
-        ),
-        cli=(
-            f"a cube never stores the catalog's credentials: pass them again, as stackcube refresh --catalog URL {sh} "
-            f"with URL {shown} and {where}, or with --header 'NAME: VALUE'"
-        ),
-    )
 
 
 def _stored_arrays(stored: StoredCube) -> dict[str, StoredArray]:
@@ -536,12 +532,13 @@ def refresh_cube(
     remove
         Drop items the search no longer finds (by default they stay, and the report lists them).
     force
-        Source hrefs to index again even though their STAC ``updated`` did not change (``verify_cube`` finds them).
+        Source hrefs to index again even though their STAC ``updated`` did not change
+        (:func:`stackcube.verify_cube` finds them).
     check_etags
-        First HEAD every source (as :func:`verify_cube`) and index again those whose ETag changed: catches files
-        replaced in place without a new STAC ``updated``, for one request per source. Sources that no longer
-        exist are read again too with ``on_error="skip"`` (indexed where the catalog now points, or left out);
-        otherwise they stay as indexed, and a note says so.
+        First HEAD every source (as :func:`stackcube.verify_cube`) and index again those whose ETag changed:
+        catches files replaced in place without a new STAC ``updated``, for one request per source. Sources that no
+        longer exist are read again too with ``on_error="skip"`` (indexed where the catalog now points, or left
+        out); otherwise they stay as indexed, and a note says so.
     on_error
         ``"raise"`` fails on the first unreadable source (nothing committed); ``"skip"`` commits the rest and lists
         the failures in the report and in the commit's metadata.
@@ -580,16 +577,19 @@ def refresh_cube(
     """
     settings = with_credentials(current(), credentials)
     workers = resolve_workers(client, executor)
-    cache: dict[tuple[str, str, Any], Source] = {}
+    done = _Read()
     forced = set(force)
     notes: tuple[str, ...] = ()
     if check_etags:
+        # imported here, not at the top: stackcube.verify imports this module (verify_cube(fix=True) refreshes)
+        from stackcube.verify import gone_note, verify_cube
+
         checked, _ = verify_cube(repo, branch=branch, progress=progress, allow=allow, credentials=credentials)
         forced.update(href for href, _, _ in checked.changed)
         if on_error == "skip":
             forced.update(checked.gone)  # read again: indexed where the catalog now points, or failed: left out
         elif checked.gone:
-            notes = (_gone_note(checked.gone),)
+            notes = (gone_note(checked.gone),)
     job = _Refresh(
         branch,
         tag,
@@ -609,129 +609,12 @@ def refresh_cube(
     )
     for attempt in range(1, attempts + 1):
         try:
-            report = _sync.run(_refresh_once(repo, job, cache))
+            report = _sync.run(_refresh_once(repo, job, done))
         except ConcurrentUpdateError:
             if attempt == attempts:
                 raise
             time.sleep(random.uniform(0.05, 0.2 * attempt))
             continue
-        return dataclasses.replace(report, attempts=attempt, notes=(*report.notes, *notes))
+        # an attempt that read nothing (the one after another writer's commit, say) counts what earlier ones read
+        return dataclasses.replace(report, attempts=attempt, headers_read=done.headers, notes=(*report.notes, *notes))
     raise AssertionError  # pragma: no cover - the loop returns or raises
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyReport:
-    """Which indexed sources are no longer what the cube recorded."""
-
-    snapshot_id: str
-    """The snapshot verified."""
-    checked: int
-    """Sources asked (one HEAD each, or a one-byte GET where the host refuses HEAD)."""
-    changed: tuple[tuple[str, str, str], ...] = ()
-    """(href, recorded, found) of sources replaced since they were indexed, in the validator that differs
-    (``ETag "a"`` -> ``ETag "b"``, ``Last-Modified ...``, ``size ...``)."""
-    vanished: tuple[tuple[str, str], ...] = ()
-    """(href, reason) of sources that no longer exist or could not be asked."""
-    gone: tuple[str, ...] = ()
-    """The vanished sources whose host said they do not exist (not merely unreachable): a refresh with
-    ``check_etags`` and ``on_error="skip"`` (or ``fix``) reads them again, indexing where the catalog now points or
-    leaving them out."""
-    size_only: tuple[str, ...] = ()
-    """Sources whose host sends neither ETag nor Last-Modified: only their size could be compared, so a
-    replacement of the same size would go unseen."""
-    unprotected: tuple[str, ...] = ()
-    """Sources whose reads are not checked against them (their host honours no conditional request, or gives no
-    validator): between two verifications, a replaced file's pixels would be read as the indexed ones."""
-
-    @property
-    def ok(self) -> bool:
-        """True when every source is unchanged."""
-        return not (self.changed or self.vanished)
-
-    def __str__(self) -> str:
-        lines = [
-            f"snapshot {self.snapshot_id}: {self.checked} sources checked, {len(self.changed)} changed, "
-            f"{len(self.vanished)} vanished or unreachable"
-        ]
-        lines.extend(f"  changed: {href} ({old} -> {new})" for href, old, new in self.changed)
-        lines.extend(f"  vanished: {href}: {why}" for href, why in self.vanished)
-        if self.size_only:
-            lines.append(
-                f"  {len(self.size_only)} checked by size only (their host sends no ETag or Last-Modified: a "
-                f"replacement of the same size cannot be seen): {_some(self.size_only)}"
-            )
-        if self.unprotected:
-            lines.append(
-                f"  {len(self.unprotected)} unprotected (their host ignores conditional requests: reads cannot "
-                f"refuse a replaced file, only verify can see it): {_some(self.unprotected)}"
-            )
-        return "\n".join(lines)
-
-
-def _gone_note(gone: Sequence[str]) -> str:
-    """What a refresh that re-indexes changed sources says of those that no longer exist, which it leaves as they
-    are unless failures may be left out."""
-    one = len(gone) == 1
-    return (
-        f"{counted(len(gone), 'source')} no longer exist{'s' * one} ({_some(gone)}), left as indexed: with "
-        f"on_error='skip' (--skip-failed), check_etags reads {'it' if one else 'them'} again, indexing where the "
-        f"catalog now points or leaving {'it' if one else 'them'} out"
-    )
-
-
-def _some(hrefs: Sequence[str], n: int = 3) -> str:
-    return ", ".join(hrefs[:n]) + (f" and {len(hrefs) - n} more" if len(hrefs) > n else "")
-
-
-def verify_cube(
-    repo: RepoLike,
-    *,
-    branch: str = "main",
-    fix: bool = False,
-    progress: bool = True,
-    allow: Iterable[str] | None = None,
-    credentials: Credentials | None = None,
-    modifier: Callable[[Any], Any] | None = None,
-    catalog: str | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> tuple[VerifyReport, RefreshReport | None]:
-    """Ask every source of the cube what it is now (a HEAD each, concurrently; a one-byte GET where HEAD is
-    refused), compare every validator the cube recorded (ETag, Last-Modified, size) and report what changed or
-    vanished, and which sources could only be checked by size or are unprotected on read.
-
-    With ``fix``, refresh exactly the changed sources (``refresh_cube(force=...)``), and the ones whose host says
-    they no longer exist (read again: indexed where the catalog now points, or left out), and return its report
-    too; ``modifier``, ``catalog`` and ``headers`` are that refresh's (:func:`refresh_cube`): the search signer,
-    and the catalog's credentials, none of which a cube stores.
-    """
-    settings = with_credentials(current(), credentials)
-    repository, stored = _stored(repo, branch, allow, settings)
-    unique = list({s.manifest.href: s for s in stored.sources}.values())
-    checks = _sync.run(check_sources(unique, progress=progress, settings=settings))
-    changed = tuple((c.href, c.recorded, c.found or "") for c in checks if c.changed)
-    vanished = tuple((c.href, c.error) for c in checks if c.error is not None)
-    report = VerifyReport(
-        snapshot_id=stored.snapshot_id,
-        checked=len(unique),
-        changed=changed,
-        vanished=vanished,
-        gone=tuple(c.href for c in checks if c.gone),
-        size_only=tuple(c.href for c in checks if c.size_only),
-        unprotected=tuple(s.manifest.href for s in unique if s.manifest.validator is None),
-    )
-    refreshed = None
-    if fix and (changed or report.gone):
-        # the changed sources indexed again; those gone read again too, and left out where they are still missing
-        refreshed = refresh_cube(
-            repository,
-            branch=branch,
-            force=[*(href for href, _, _ in changed), *report.gone],
-            on_error="skip" if report.gone else "raise",
-            progress=progress,
-            allow=allow,
-            credentials=credentials,
-            modifier=modifier,
-            catalog=catalog,
-            headers=headers,
-        )
-    return report, refreshed

@@ -186,7 +186,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from stackcube.refresh import verify_cube
+    from stackcube.verify import verify_cube
 
     report, refreshed = verify_cube(
         args.repo,
