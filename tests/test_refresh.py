@@ -649,6 +649,76 @@ def test_a_source_table_altered_to_name_another_host_asks_it_nothing(demo_cube, 
         assert other.stats["GET"] + other.stats["HEAD"] == 0
 
 
+@pytest.mark.parametrize("declared", ["none", "the other host too"])
+def test_a_cube_whose_declared_containers_were_altered_is_refused_under_allow(demo_cube, nginx, declared) -> None:
+    """Edited to name another host in its source table AND to declare no container (or that host's too), a cube
+    is still refused by verify and refresh under ``allow=``: its declared containers are checked against
+    ``allow`` as an open checks them, and a source table with no declared container is refused."""
+    import json
+
+    import numpy as np
+    import zarr
+
+    from stackcube.errors import UntrustedSourceError
+    from stackcube.store import read_metadata
+    from tests.services.proxy import run_proxy
+
+    _, repo, cube = demo_cube
+    with run_proxy(nginx.url) as other:
+        session = cube.repository.writable_session("main")
+        root = zarr.open_group(session.store, mode="r+")
+        hrefs = root["sources"]["href"]
+        values = np.asarray(hrefs[...], dtype=object)
+        real = list(read_metadata(repo).containers)  # what the cube declared before: allowed
+        values[0] = f"{other.url}/corpus/tiff/rio-tiler/cog.tif"
+        hrefs[...] = values
+        attrs = json.loads(json.dumps(dict(root.attrs)))
+        stored = attrs["stackcube"]
+        stored["containers"] = [] if declared == "none" else [*stored["containers"], f"{other.url}/"]
+        root.attrs.update(attrs)
+        session.commit("a source table naming another host, and containers to match")
+        other.reset()
+        with pytest.raises(UntrustedSourceError):
+            stackcube.verify_cube(repo, progress=False, allow=real)
+        with pytest.raises(UntrustedSourceError):
+            stackcube.refresh_cube(repo, progress=False, check_etags=True, allow=real)
+        assert other.stats["GET"] + other.stats["HEAD"] == 0
+
+
+def test_a_refresh_under_allow_reads_no_new_source_outside_it(demo_cube, tmp_path) -> None:
+    """New items whose files lie outside ``allow`` are refused before their headers are read: the refresh commits
+    nothing, and the cube's declared containers stay within ``allow``."""
+    import shutil
+
+    import pystac
+
+    from stackcube.errors import UntrustedSourceError
+    from stackcube.store import read_metadata
+
+    catalog_path, repo, cube = demo_cube
+    real = list(read_metadata(repo).containers)  # what the cube declares: allowed
+    catalog = pystac.Catalog.from_file(str(catalog_path))
+    item = next(iter(catalog.get_items(recursive=True))).clone()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    item.id = "from-elsewhere"
+    item.properties["datetime"] = "2031-01-01T00:00:00Z"
+    for asset in item.assets.values():
+        source = asset.get_absolute_href()
+        if source and source.endswith(".tif"):
+            copied = elsewhere / f"{item.id}-{source.rsplit('/', 1)[1]}"
+            shutil.copy(source.removeprefix("file://"), copied)
+            asset.href = str(copied)
+    catalog.add_item(item)
+    catalog.normalize_and_save(str(catalog_path).rsplit("/", 1)[0], pystac.CatalogType.SELF_CONTAINED)
+    before = cube.repository.lookup_branch("main")
+    with pytest.raises(UntrustedSourceError, match="outside the allowed prefixes") as refused:
+        stackcube.refresh_cube(repo, progress=False, allow=real)
+    assert str(elsewhere) in str(refused.value)
+    assert cube.repository.lookup_branch("main") == before
+    assert stackcube.refresh_cube(repo, progress=False).added == ("from-elsewhere",)  # without allow=: added
+
+
 @pytest.mark.corpus
 @pytest.mark.network
 def test_a_forced_reindex_survives_another_writers_commit(nginx, tmp_path, use_settings) -> None:

@@ -26,13 +26,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from stackcube import _sync
-from stackcube._hrefs import stored_href
-from stackcube._remedies import give_catalog
+from stackcube._hrefs import redact, stored_href
+from stackcube._remedies import allow_prefixes, give_catalog
 from stackcube._text import counted
 from stackcube._workers import Workers, resolve_workers
 from stackcube.assets import SelectedAsset, choose_assets
 from stackcube.cube import plan_sources
-from stackcube.errors import ConcurrentUpdateError, RepositoryError, StackcubeError
+from stackcube.errors import ConcurrentUpdateError, RepositoryError, StackcubeError, UntrustedSourceError
 from stackcube.extend import StoredArray, extend_arrays
 from stackcube.options import CubeOptions, OnError
 from stackcube.plan import Misfit
@@ -180,6 +180,25 @@ def _identity(asset: SelectedAsset, settings: Settings) -> str | None:
         return None
 
 
+def _within_allow(assets: Sequence[SelectedAsset], allow: Iterable[str], settings: Settings, repo: RepoLike) -> None:
+    """Refuse new or changed sources outside ``allow`` before any is read: a refresh reads and adds only what the
+    caller allows, as an open reads only that (the catalog the cube names may name any host)."""
+    allowed = [a if a.endswith("/") else f"{a}/" for a in allow]
+    outside = sorted(
+        {
+            href.rsplit("/", 1)[0] + "/"
+            for a in assets
+            if not any((href := _identity(a, settings) or normalize_href(a.href)).startswith(p) for p in allowed)
+        }
+    )
+    if outside:
+        msg = (
+            f"{repo}: the search finds new sources under {', '.join(map(redact, outside))}, outside the allowed "
+            f"prefixes {', '.join(allowed) or '(none)'}; nothing was read from them"
+        )
+        raise UntrustedSourceError(msg, remedy=allow_prefixes(outside))
+
+
 def _in_stored_order(sources: Sequence[Source], stored: Sequence[Source]) -> list[Source]:
     """``sources`` in the order the cube holds them, new ones after (in search order): bands keep the order the cube
     was built with, whichever sources a refresh read again, and new bands come last."""
@@ -199,7 +218,8 @@ def _stored(
 ) -> tuple[icechunk.Repository, StoredCube]:
     """The repository and what its branch's cube says about itself."""
     repository = open_repository(repo, allow=allow, settings=settings)
-    return repository, read_stored(readonly_session(repository, branch=branch, repo=repo), repo, repository)
+    session = readonly_session(repository, branch=branch, repo=repo)
+    return repository, read_stored(session, repo, repository, allow=allow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +340,8 @@ async def _refresh_once(repo: RepoLike, job: _Refresh, done: _Read) -> RefreshRe
 
     compared = _compare(stored, chosen, job)
     same, to_read, changed, gone_rows = compared.same, compared.to_read, compared.changed, compared.gone
+    if job.allow is not None:
+        _within_allow(to_read, job.allow, job.settings, repo)
     removed = sorted({r.item_id for r in gone_rows} - {a.item.id for a in chosen}) if found.whole else []
     report = RefreshReport(
         branch=job.branch,

@@ -136,7 +136,7 @@ def verify_cube(
     """
     settings = with_credentials(current(), credentials)
     repository = open_repository(repo, allow=allow, settings=settings)
-    stored = read_stored(readonly_session(repository, branch=branch, repo=repo), repo, repository)
+    stored = read_stored(readonly_session(repository, branch=branch, repo=repo), repo, repository, allow=allow)
     unique = list({s.manifest.href: s for s in stored.sources}.values())
     checks = _sync.run(check_sources(unique, progress=progress, settings=settings))
     changed = tuple((c.href, c.recorded, c.found or "") for c in checks if c.changed)

@@ -20,6 +20,7 @@ import zarr.errors
 from stackcube._hrefs import redact
 from stackcube.errors import RepositoryError, UntrustedSourceError
 from stackcube.sources import Source
+from stackcube.store.containers import check_allowed
 from stackcube.store.layout import (
     ArrayLayout,
     CubeMetadata,
@@ -84,7 +85,11 @@ def open_root(session: icechunk.Session, repo: RepoLike) -> zarr.Group:
 
 
 def read_stored(
-    session: icechunk.Session, repo: RepoLike | None = None, repository: icechunk.Repository | None = None
+    session: icechunk.Session,
+    repo: RepoLike | None = None,
+    repository: icechunk.Repository | None = None,
+    *,
+    allow: Iterable[str] | None = None,
 ) -> StoredCube:
     """Read a cube's description, its arrays' layouts and its source table's rows from a session (no source is
     touched; the sources' manifests when :attr:`StoredCube.sources` is first used).
@@ -97,9 +102,12 @@ def read_stored(
         The repository as errors name it.
     repository
         The repository itself: with it, when the cube's last search ran (:attr:`StoredCube.searched`).
+    allow
+        URL prefixes the caller trusts: the containers the cube declares (its root attributes, which the source
+        table is checked against) must lie under them, as for an open.
 
-    Raises UntrustedSourceError when the source table names an href under none of the containers the cube
-    declares (:func:`declared_hrefs`).
+    Raises UntrustedSourceError when the cube declares a container outside ``allow``, or its source table names an
+    href under none of the containers it declares (:func:`declared_hrefs`).
 
     Examples
     --------
@@ -111,6 +119,8 @@ def read_stored(
     """
     root = open_root(session, repo if repo is not None else "this repository")
     metadata = CubeMetadata.from_attrs(root.attrs)
+    if allow is not None:  # the prefixes its tables are checked against, as an open checks them
+        check_allowed(metadata.containers, allow, repo if repo is not None else "the cube")
     rows = read_source_rows(root)
     declared_hrefs((row.href for row in rows), metadata, repo if repo is not None else "the cube")
     return StoredCube(
@@ -138,10 +148,8 @@ def declared_hrefs(hrefs: Iterable[str], metadata: CubeMetadata, repo: RepoLike 
     stackcube.errors.UntrustedSourceError: the cube: its source table names https://elsewhere.example/a.tif, ...
     """
     prefixes = tuple(metadata.containers)
-    if not prefixes:
-        return  # (a cube without sources yet)
     for href in hrefs:
-        if not href.startswith(prefixes):
+        if not prefixes or not href.startswith(prefixes):  # (only a cube without sources declares none)
             msg = (
                 f"{repo}: its source table names {redact(href)}, under none of the source prefixes the cube "
                 f"declares ({', '.join(prefixes)}); the cube was altered, and nothing was asked of that host"
