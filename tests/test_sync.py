@@ -97,3 +97,38 @@ def test_an_interrupted_call_waits_for_work_that_must_finish() -> None:
         _sync.run(_sync.finish_in_thread(write))
     assert finished.is_set(), "the interrupted call returned before the write ended"
     interrupter.join()
+
+
+def test_an_async_read_in_a_child_forked_after_io_is_refused_not_left_waiting(tmp_path) -> None:
+    """The ``*_async`` functions run on the caller's loop, not through :func:`_sync.run`: in a child forked after
+    this process read through obstore, they are refused where a store is made, instead of waiting forever."""
+    import os
+    import warnings
+
+    from stackcube.demo import write_demo_tiff
+    from stackcube.tiff import read_tiff, read_tiff_async
+
+    path, _ = write_demo_tiff(tmp_path / "a.tif", size=64, tile=32)
+    read_tiff(path)  # this process has used obstore, and keeps the store it made (the child forgets it)
+    read_out, write_out = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python's own: forking a multi-threaded process
+        pid = os.fork()
+    if pid == 0:  # the child: say what happened, then leave without running the parent's exit handlers
+        try:
+            asyncio.run(read_tiff_async(path))
+            said = "read"
+        except Exception as exc:  # what the child says is the test
+            said = f"{type(exc).__name__}: {exc}"
+        os.write(write_out, said.encode()[:4000])
+        os._exit(0)
+    os.close(write_out)
+    deadline = time.monotonic() + 60
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child waited forever")
+        time.sleep(0.05)
+    with os.fdopen(read_out) as said:
+        assert said.read().startswith("StackcubeError: this process was forked from one that had already read")

@@ -40,9 +40,20 @@ obstore 0.12). Icechunk's own runtime survives a fork, so a pool forked before t
 
 
 def obstore_used() -> None:
-    """Called before every obstore store is made: a process forked after this cannot read through obstore."""
+    """Called before every obstore store is made: a process forked after this cannot read through obstore (nor can
+    this one, if it was forked so: the ``*_async`` functions, which :func:`run` does not see, are refused here)."""
     global _obstore_started
+    if _forked_after_io:
+        raise _forked_error()
     _obstore_started = True
+
+
+def _forked_error() -> StackcubeError:
+    return StackcubeError(
+        "this process was forked from one that had already read through stackcube, and the I/O runtime "
+        "stackcube reads with (obstore's) does not survive a fork: start the pool with "
+        "multiprocessing.get_context('forkserver') (or 'spawn'), e.g. ProcessPoolExecutor(n, mp_context=...)"
+    )
 
 
 def _forget_after_fork() -> None:
@@ -65,12 +76,7 @@ def run[T](coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on stackcube's I/O loop and return its result (re-raising its exception)."""
     if _forked_after_io:
         coro.close()
-        msg = (
-            "this process was forked from one that had already read through stackcube, and the I/O runtime "
-            "stackcube reads with (obstore's) does not survive a fork: start the pool with "
-            "multiprocessing.get_context('forkserver') (or 'spawn'), e.g. ProcessPoolExecutor(n, mp_context=...)"
-        )
-        raise StackcubeError(msg)
+        raise _forked_error()
     loop = _get_loop()
     try:
         running = asyncio.get_running_loop()

@@ -627,7 +627,8 @@ def test_a_builds_own_scratch_branch_is_never_removed_by_another_build_during_it
 
 PAUSED_WRITER = """
 import sys
-from stackcube.store import layout, write, write_plan
+from datetime import datetime, timedelta
+from stackcube.store import layout, scratch, write, write_plan
 import stackcube
 
 write.STAGE_REFS = write.STAGE_ABOVE = layout.MANIFEST_REFS = 16
@@ -642,6 +643,15 @@ def stage(*args, **kwargs):
     return set_refs(*args, **kwargs)
 
 write.set_refs = stage
+
+
+class TwoDaysAgo(datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return datetime.now(tz) - timedelta(days=2)
+
+
+scratch.datetime = TwoDaysAgo  # its scratch branch's name says two days old: only the lease can keep it
 plan = stackcube.plan_cube(sys.argv[2], progress=False)
 _, snapshot = write_plan(plan, sys.argv[1])
 print("committed", snapshot, flush=True)
@@ -650,11 +660,13 @@ print("committed", snapshot, flush=True)
 
 def test_a_build_in_another_process_keeps_its_scratch_branch_while_its_lease_runs(tmp_path, monkeypatch) -> None:
     """Across processes the lease alone protects a build: one held between two stages in another process keeps its
-    scratch branch while a build here runs from start to end, then commits."""
+    scratch branch, whose name says two days old, while a build here runs from start to end, then commits."""
     import threading
+    from datetime import UTC, datetime, timedelta
 
     from stackcube.demo import write_demo_catalog
     from stackcube.store import open_repository
+    from stackcube.store.scratch import SCRATCH
 
     catalog = write_demo_catalog(tmp_path / "demo", dates=5, size=512)
     plan = stackcube.plan_cube(catalog, progress=False)
@@ -676,6 +688,8 @@ def test_a_build_in_another_process_keeps_its_scratch_branch_while_its_lease_run
             said = child.stdout.readline().strip()
             assert said == "held", f"the writer said {said!r}: {child.stderr.read()[-2000:] if child.stderr else ''}"
             scratch, _ = _scratch_tip(repo)
+            named = datetime.strptime(scratch.removeprefix(SCRATCH).split("-")[0], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+            assert datetime.now(UTC) - named > timedelta(days=1)  # older than a lease, by its name
             _staged_in_stages(monkeypatch)
             write_plan(plan, repo, branch="other")  # its start removes stale scratch branches
             assert open_repository(repo).list_branches() == {"main", "other", scratch}

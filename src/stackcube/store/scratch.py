@@ -26,7 +26,12 @@ def start_scratch(repository: icechunk.Repository, snapshot: str) -> str:
     scratch = f"{SCRATCH}{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
     with _held_lock:
         _held.add(scratch)
-    repository.create_branch(scratch, snapshot)
+    try:
+        repository.create_branch(scratch, snapshot)
+    except BaseException:
+        with _held_lock:
+            _held.discard(scratch)
+        raise
     return scratch
 
 

@@ -87,6 +87,18 @@ _stores: OrderedDict[Hashable, Any] = OrderedDict()
 _stores_lock = threading.Lock()
 
 
+def _forget_stores() -> None:
+    """In a forked child: the parent's stores belong to its obstore runtime (and the lock may have been held across
+    the fork), so the child makes its own, which :func:`stackcube._sync.obstore_used` refuses if that runtime had
+    started."""
+    global _stores, _stores_lock
+    _stores, _stores_lock = OrderedDict(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_stores)
+
+
 def normalize_href(href: str | os.PathLike[str]) -> str:
     """Return ``href`` as a URL: local paths become absolute ``file://`` URLs."""
     text = os.fspath(href)
