@@ -14,6 +14,7 @@ import asyncio
 import os
 import sys
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import cast
@@ -105,7 +106,10 @@ class Shared[K: Hashable]:
         self.recent = RECENT if budget is None else Recent(budget)
         """Where this reader's recent reads are kept."""
         self._space = object()  # kept alive by the keys that hold it, so never reused while they are kept
-        self._pending: dict[asyncio.AbstractEventLoop, dict[K, asyncio.Future[bytes | None]]] = {}
+        # per event loop: a loop that is gone takes its (by then empty) table with it
+        self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[K, asyncio.Future[bytes | None]]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
 
     def claim(self, keys: Iterable[K]) -> tuple[dict[K, bytes | None], dict[K, asyncio.Future[bytes | None]], list[K]]:

@@ -597,6 +597,10 @@ def refresh_cube(
     RefreshReport
         What was added, changed, removed and failed, and the new snapshot id (None when nothing changed).
     """
+    if attempts < 1:
+        msg = f"refresh_cube: attempts={attempts!r}; give 1 or more (how many times to start over after another "
+        msg += "writer commits first)"
+        raise ValueError(msg)
     settings = with_credentials(current(), credentials)
     workers = resolve_workers(client, executor)
     done = _Read()
