@@ -390,3 +390,80 @@ def test_a_catalog_key_is_used_but_never_stored_nor_printed(stac_api, tmp_path) 
         with pytest.raises(SearchError, match="is not the one this cube searches"):
             stackcube.refresh_cube(repo, catalog=f"{stac_api.url}/?subscription-key={catalog.key}", progress=False)
         assert stackcube.search.make_query(catalog.with_key).secret_params == {"subscription-key": catalog.key}
+
+
+@contextlib.contextmanager
+def run_basic_auth_catalog(upstream: str, workdir: Path, user: str, password: str) -> Iterator[str]:
+    """The STAC API behind a real nginx that answers 401 to any request without HTTP basic authentication as
+    ``user`` with ``password``; yields its URL."""
+    from tests.services import STARTUP, stop, wait_for_port
+    from tests.services.nginx import find_nginx, free_port
+
+    binary = find_nginx()
+    if binary is None:
+        pytest.skip("nginx is not installed (Debian package nginx-light)")
+    port = free_port()
+    (workdir / "htpasswd").write_text(f"{user}:{{PLAIN}}{password}\n")
+    temp = " ".join(f"{kind}_temp_path {workdir}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi"))
+    (workdir / "nginx.conf").write_text(f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    {temp} scgi_temp_path {workdir}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            auth_basic "catalog";
+            auth_basic_user_file {workdir}/htpasswd;
+            proxy_pass {upstream};
+            proxy_set_header Host $http_host;
+        }}
+    }}
+}}
+""")
+    proc = subprocess.Popen([binary, "-c", str(workdir / "nginx.conf"), "-p", str(workdir)])
+    try:
+        wait_for_port(port, proc, STARTUP, (workdir / "error.log").read_text)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+@pytest.mark.network
+def test_a_catalog_password_is_used_but_never_stored_nor_printed(stac_api, tmp_path) -> None:
+    """``http://user:password@host/``: every request (the landing page, each page of the search) carries it as
+    basic authentication; the cube, its report and its errors hold the URL without it."""
+    import traceback
+
+    from stackcube.errors import SearchError
+    from stackcube.store.layout import ROOT
+    from tests.test_errors import _chain, _exposed
+
+    password = "fake-Pw9Kz4Qx7Lm2Vb5Rs8"
+    with run_basic_auth_catalog(stac_api.url, tmp_path, "reader", password) as url:
+        keyed = url.replace("http://", f"http://reader:{password}@") + "/"
+        wrong = url.replace("http://", "http://reader:fake-Wr0ngQz7Wv2Lp4Xr8@") + "/"
+        with pytest.raises(SearchError, match=r"HTTP 401") as refused:  # the gate is real
+            stackcube.plan_cube(wrong, collections=["sentinel-2-l2a"], progress=False)
+        assert str(refused.value).startswith(f"{url}/: the catalog refused the request (HTTP 401)")
+        assert not _exposed(refused.value, ["fake-Wr0ngQz7Wv2Lp4Xr8"])
+        assert _chain(refused.value) == [refused.value]
+
+        repo = tmp_path / "cube.icechunk"
+        args = {"collections": ["sentinel-2-l2a"], "assets": ["B04"], "limit": 2, "progress": False}
+        cube = stackcube.build_cube(keyed, (27.0, -8.2, 27.4, -7.8), "2020-07", repo=repo, **args)
+        assert len(cube.plan.sources) > 2  # more than one page, each asked with the password
+        assert stackcube.open_cube(repo).attrs[ROOT]["query"]["catalog"] == f"{url}/"
+        printed = [repr(cube.plan), str(cube.plan), cube.plan.report(), cube.summary(), repr(cube)]
+        assert not [text for text in [*_stored_strings(repo), *printed] if password in text]
+
+        report = stackcube.refresh_cube(repo, catalog=keyed, full_search=True, progress=False)
+        assert (report.found, report.committed) == (len(cube.plan.sources), False)
+        with pytest.raises(SearchError, match=r"HTTP 401") as refused:  # not stored: a refresh is given it again
+            stackcube.refresh_cube(repo, progress=False)
+        assert password not in "".join(traceback.format_exception(refused.value))

@@ -90,6 +90,47 @@ def test_a_credential_stackcube_cannot_place_is_refused_naming_the_parameter() -
         stored_href("http://10.0.0.1:9000/bucket/x.tif?X-Amz-Signature=x", "http://127.0.0.1:9000")
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("GET https://reader:pa55w0rd@h.example/x.tif failed", "GET https://REDACTED@h.example/x.tif failed"),
+        ("https://T0k3nAsUserName@h.example:8443/api?sig=abc", "https://REDACTED@h.example:8443/api?sig=REDACTED"),
+        ("s3://key:secret@bucket/x.tif and http://u%40x:p%3Aw@h/", "s3://REDACTED@bucket/x.tif and http://REDACTED@h/"),
+        (
+            "write to ops@h.example about https://h.example/x@y.tif",
+            "write to ops@h.example about https://h.example/x@y.tif",
+        ),
+    ],
+)
+def test_user_information_in_an_url_is_redacted_whole(text: str, shown: str) -> None:
+    """``user:password@`` and ``token@`` alike (a token is often given as the user name); an ``@`` after the host,
+    or in prose, is no user information."""
+    from stackcube.errors import StackcubeError
+
+    assert redact(text) == shown
+    assert str(StackcubeError(text)) == shown
+
+
+def test_an_href_with_user_information_is_refused_naming_it() -> None:
+    """Whatever else the href is (an S3 presigned URL, an Azure SAS URL would be stored without their query), the
+    address without its user information does not say how to read the object."""
+    assert secret_params("https://reader:pa55w0rd@h.example/x.tif?sig=abc") == ["user:password@", "sig"]
+    assert secret_params("https://h.example/x.tif?user=me") == []
+    for href in (
+        "https://reader:pa55w0rd@h.example:8443/x.tif",
+        "https://pa55w0rd@h.example:8443/x.tif",
+        "https://reader:pa55w0rd@bucket.s3.us-west-2.amazonaws.com/a/b.tif?X-Amz-Signature=x",
+        "https://reader:pa55w0rd@acct.blob.core.windows.net/c/a/b.tif?sv=2021&sig=x",
+    ):
+        with pytest.raises(SignedHrefError, match=r"credential in its user information \(user:password@") as info:
+            stored_href(href, "http://127.0.0.1:9000", "http://127.0.0.1:10000")
+        assert "pa55w0rd" not in str(info.value)
+        assert "https://REDACTED@" in str(info.value)
+    with pytest.raises(SignedHrefError) as info:
+        stored_href("https://reader:pa55w0rd@h.example:8443/x.tif")
+    assert "credentials={'https://h.example:8443/': {'Authorization': ...}}" in str(info.value)  # what to do
+
+
 @pytest.mark.network
 def test_a_signed_href_is_refused_before_any_request(tmp_path) -> None:
     from tests.services.host import run_host
@@ -103,6 +144,22 @@ def test_a_signed_href_is_refused_before_any_request(tmp_path) -> None:
             stackcube.build_cube(items, repo=tmp_path / "cube.icechunk", progress=False)
         assert "t0ps3cret" not in str(info.value)
         assert not any("token" in s.path for s in host.seen)
+
+
+@pytest.mark.network
+def test_an_href_with_a_password_is_refused_before_any_request(tmp_path) -> None:
+    from tests.services.host import run_host
+    from tests.twins import series
+
+    with run_host(tmp_path / "served") as host:
+        items = series(host.root, host.url, 2)
+        href = items[1]["assets"]["B04"]["href"]
+        items[1]["assets"]["B04"]["href"] = href.replace("://", "://me:pa55w0rd@")
+        host.seen.clear()
+        with pytest.raises(SignedHrefError, match=r"asset B04 of item scene-1: .*user information") as info:
+            stackcube.build_cube(items, repo=tmp_path / "cube.icechunk", progress=False)
+        assert "pa55w0rd" not in str(info.value)
+        assert not [s for s in host.seen if s.path == urlparse(href).path or "authorization" in s.headers]
 
 
 def _strings(node: Any) -> list[str]:

@@ -6,6 +6,8 @@ Azure SAS tokens, tokens of other hosts). stackcube reads with them as given, bu
 outlive the token it was built with and must not hand a credential to everyone who opens it. An href with a
 credential becomes the object's own address where its storage is known (an S3 presigned URL becomes
 ``s3://bucket/key``, read later with credentials given at open), and is refused otherwise, naming the parameter.
+A credential in an URL's user information (``https://user:password@host/``, ``https://TOKEN@host/``) is one too:
+redacted whole, and refused in an href (it says nothing of where the object lives).
 
 No library does this: obstore and Icechunk take credentials, but neither says which parameters of an URL are one.
 This module imports nothing of stackcube at its top: the error tree redacts every message with :func:`redact`.
@@ -18,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
-__all__ = ["SECRET_PARAMS", "credential_for", "headers_for", "redact", "secret_params", "stored_href"]
+__all__ = ["SECRET_PARAMS", "USERINFO", "credential_for", "headers_for", "redact", "secret_params", "stored_href"]
 
 SECRET_PARAMS = frozenset(
     {
@@ -58,23 +60,42 @@ _SECRET_VALUE = re.compile(
     r"([?&](?:" + "|".join(re.escape(p) for p in SECRET_PARAMS) + r")=)[A-Za-z0-9%+/=._~-]+", re.I
 )
 
+# the user information of any URL in a text: what lies between "scheme://" and the "@" before the host, where no
+# "/", "?", "#" or whitespace can be (RFC 3986: they end the authority); the user name goes too, as a token is
+# often given as one (https://TOKEN@host/)
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@]+@")
+
+USERINFO = "user:password@"
+"""How :func:`secret_params` names the user information of an href (``user:password@`` or ``token@`` before its
+host): never a query parameter's name, as it holds characters a parameter name would carry encoded."""
+
 
 def secret_params(href: str) -> list[str]:
-    """The parameters of ``href``'s query string that carry a credential, as the href spells them."""
-    query = urlparse(href).query
-    return [k for k, _ in parse_qsl(query, keep_blank_values=True) if k.lower() in SECRET_PARAMS]
+    """The parts of ``href`` that carry a credential: :data:`USERINFO` when the URL has user information, then the
+    parameters of its query string that do, as the href spells them."""
+    parsed = urlparse(href)
+    userinfo = [USERINFO] if "@" in parsed.netloc else []
+    return userinfo + [k for k, _ in parse_qsl(parsed.query, keep_blank_values=True) if k.lower() in SECRET_PARAMS]
 
 
 def redact(text: str) -> str:
-    """``text`` (a message, an href) with the value of every credential parameter replaced by ``REDACTED``."""
-    return _SECRET_VALUE.sub(r"\1REDACTED", text)
+    """``text`` (a message, an href) with the value of every credential parameter replaced by ``REDACTED``, and the
+    user information of every URL in it (``user:password@``, ``token@``) by ``REDACTED@``.
+
+    Examples
+    --------
+    >>> redact("GET https://me:pa55@h/a.tif?sig=abc&se=2030 failed")
+    'GET https://REDACTED@h/a.tif?sig=REDACTED&se=2030 failed'
+    """
+    return _USERINFO.sub(r"\1REDACTED@", _SECRET_VALUE.sub(r"\1REDACTED", text))
 
 
 def stored_href(href: str, s3_endpoint: str | None = None, azure_emulator: str | None = None) -> tuple[str, str | None]:
     """What a cube stores for ``href``, and the Azure storage account when that is an ``az://`` URL (which names
     only the container).
 
-    The href itself when its query string carries no credential; for an S3 presigned URL (virtual-hosted,
+    The href itself when it carries no credential; a :class:`SignedHrefError` when its user information holds one
+    (``https://user:password@host/...``); for an S3 presigned URL (virtual-hosted,
     path-style, or path-style on ``s3_endpoint``, the configured S3 endpoint), the object's ``s3://bucket/key``;
     for an Azure Blob URL with a SAS token (``https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB?...``, or
     path-style on ``azure_emulator``), ``az://CONTAINER/BLOB``; a :class:`SignedHrefError` for any other href with a
@@ -86,6 +107,15 @@ def stored_href(href: str, s3_endpoint: str | None = None, azure_emulator: str |
     if not secrets:
         return href, None
     parsed = urlparse(href)
+    if secrets[0] == USERINFO:  # whatever the query says, the object's own address would still hold it
+        host = f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}/"
+        msg = (
+            f"{redact(href)} carries a credential in its user information ({USERINFO} before the host); stackcube "
+            "never stores one, and the address without it does not say how to read the object. Give the href "
+            f"without it, and the credential as a header for its host: credentials={{{host!r}: {{'Authorization': "
+            "...}}"
+        )
+        raise SignedHrefError(msg)
     if any(p.lower().startswith("x-amz-") or p.lower() == "awsaccesskeyid" for p in secrets):
         located = _s3_object(parsed.netloc, parsed.path, s3_endpoint)
         if located is not None:

@@ -3,7 +3,10 @@ in a STAC API (pgstac), read locally, from a directory, and from S3."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -203,3 +206,129 @@ def test_a_missing_file_on_s3_is_named_at_once(s3, use_settings) -> None:
             assert not raised.value.transient
             requests.append(proxy.stats["requests"])
     assert 1 <= requests[1] <= requests[0], requests
+
+
+# --- credentials in a stac-geoparquet URL: sent, never quoted ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def _listing_host(root: Path) -> Iterator[tuple[str, list[str]]]:
+    """A WebDAV host serving ``root``: PROPFIND lists a folder (as Apache's mod_dav or nginx's dav_ext do), HEAD
+    and GET serve its files whole. Yields its URL and the request lines it saw."""
+    from email.utils import formatdate
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.services import serving
+
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            seen.append(self.requestline)
+
+        def _send(self, status: int, body: bytes, kind: str = "application/octet-stream") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            path = root / self.path.split("?", 1)[0].lstrip("/")
+            if path.is_file():
+                self._send(200, path.read_bytes())
+            else:
+                self._send(404, b"")
+
+        def do_HEAD(self) -> None:
+            self.do_GET()
+
+        def do_PROPFIND(self) -> None:
+            folder = self.path.split("?", 1)[0].rstrip("/")
+            entries = [(f"{folder}/", "<D:collection/>", 0)] + [
+                (f"{folder}/{p.name}", "", p.stat().st_size) for p in (root / folder.lstrip("/")).glob("*.parquet")
+            ]
+            modified = formatdate(usegmt=True)
+            body = '<?xml version="1.0"?><D:multistatus xmlns:D="DAV:">' + "".join(
+                f"<D:response><D:href>{href}</D:href><D:propstat><D:prop><D:resourcetype>{kind}</D:resourcetype>"
+                f"<D:getcontentlength>{size}</D:getcontentlength><D:getlastmodified>{modified}</D:getlastmodified>"
+                "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"
+                for href, kind, size in entries
+            )
+            self._send(207, (body + "</D:multistatus>").encode(), "application/xml")
+
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler), "webdav-host") as url:
+        yield url, seen
+
+
+@pytest.mark.network
+def test_a_signed_geoparquet_url_is_refused_before_any_request(published, tmp_path, use_settings) -> None:
+    """DuckDB takes the "?" of a signed URL for a wildcard: it lists the folder, matches nothing and says so,
+    quoting the whole URL with its signature (obstore's adapter would drop the query anyway). Such an URL is refused
+    before any request, naming it redacted, with nothing chained."""
+    import boto3
+    import botocore.config
+
+    from tests.test_errors import _chain, _exposed, _secrets
+
+    use_settings(retries=0)
+    root, _ = published
+    (tmp_path / "catalogs").mkdir()
+    (tmp_path / "catalogs" / "items.parquet").write_bytes((root / "items.parquet").read_bytes())
+    with _listing_host(tmp_path) as (url, seen):
+        for version in ("s3", "s3v4"):  # made up credentials, real signatures (SigV2 and SigV4)
+            client = boto3.client(
+                "s3",
+                endpoint_url=url,
+                aws_access_key_id="AKIAFAKEQZ7WV2LP4XR8",
+                aws_secret_access_key="fake-secret-Tn6Jm3Hs5Gd1Bc0Ye",
+                region_name="us-east-1",
+                config=botocore.config.Config(signature_version=version),
+            )
+            signed = client.generate_presigned_url(
+                "get_object", Params={"Bucket": "catalogs", "Key": "items.parquet"}, ExpiresIn=3600
+            )
+            with pytest.raises(SearchError) as info:
+                search_items(signed)
+            assert not _exposed(info.value, _secrets(signed)), version
+            assert _chain(info.value) == [info.value]
+            assert str(info.value).startswith(f"{url}/catalogs/items.parquet?")
+            assert "cannot be read from an URL with a query string" in str(info.value)
+        assert seen == []
+
+
+@pytest.mark.network
+def test_a_geoparquet_urls_password_is_sent_as_basic_authentication_and_quoted_nowhere(
+    published, tmp_path, use_settings
+) -> None:
+    """``https://user:password@host/items.parquet``: every request carries it as HTTP basic authentication; a
+    failure names the URL without it, and chains DuckDB's error redacted."""
+    import base64
+
+    from stackcube.errors import RedactedError
+    from tests.services.host import run_host
+    from tests.test_errors import _chain, _exposed
+
+    use_settings(retries=0)
+    root, _ = published
+    password = "Pw9Kz4Qx7Lm2Vb5NfakeRs8"
+    with run_host(root) as host:
+        url = host.url.replace("http://", f"http://reader:{password}@")
+        basic = "Basic " + base64.b64encode(f"reader:{password}".encode()).decode()
+        with pytest.raises(SearchError) as info:
+            search_items(f"{url}/missing.parquet")
+        assert not _exposed(info.value, [password, basic.split()[1]])
+        assert str(info.value).startswith(f"{host.url}/missing.parquet: could not read stac-geoparquet (")
+        chain = _chain(info.value)
+        assert len(chain) > 1
+        assert all(isinstance(e, RedactedError) for e in chain[1:])
+
+        host.seen.clear()
+        _, expected = search_items(str(root / "items.json"))
+        _, found = search_items(f"{url}/items.parquet")
+        assert [i.id for i in found] == [i.id for i in expected]
+        assert host.seen
+        assert {s.headers.get("authorization") for s in host.seen} == {basic}

@@ -104,7 +104,39 @@ def test_a_catalog_urls_credentials_are_kept_apart_from_what_is_stored() -> None
     old = Query.from_dict({"catalog": f"https://host/stac?subscription-key={fake}"})
     assert (old.catalog, old.secret_params) == ("https://host/stac", {"subscription-key": fake})
     assert fake not in json.dumps(old.to_dict())
-    assert split_credentials("/data/items.json?subscription-key=x") == ("/data/items.json?subscription-key=x", {})
+    assert split_credentials("/data/items.json?subscription-key=x") == ("/data/items.json?subscription-key=x", {}, "")
+
+
+@pytest.mark.parametrize("userinfo", ["reader:fake-pa55w0rd", "fake-T0k3nAsUserName", "r%40der:p%3Aw%2F"])
+def test_a_catalog_urls_user_information_is_kept_apart_from_what_is_stored(userinfo) -> None:
+    """``https://user:password@host/`` (or ``https://TOKEN@host/``): split off the catalog URL as its credential
+    parameters are; the query stores and prints the URL without it, and requests it with (``Query.url``), as
+    spelt."""
+    q = make_query(f"https://{userinfo}@host:8443/stac?a=1&subscription-key=fake-key", collections="c")
+    assert q.catalog == "https://host:8443/stac?a=1"
+    assert (q.userinfo, q.secret_params) == (userinfo, {"subscription-key": "fake-key"})
+    assert q.url == f"https://{userinfo}@host:8443/stac?a=1&subscription-key=fake-key"
+    secret = userinfo.rpartition(":")[2]
+    shown = [repr(q), str(q), json.dumps(q.to_dict())]
+    assert [text for text in shown if "https://host:8443/stac?a=1" in text] == shown
+    assert not [text for text in shown if secret in text or "fake-key" in text]
+    assert Query.from_dict(q.to_dict()).userinfo == ""
+    old = Query.from_dict({"catalog": f"https://{userinfo}@host:8443/stac"})  # stored by an earlier stackcube
+    assert (old.catalog, old.userinfo) == ("https://host:8443/stac", userinfo)
+    assert split_credentials(f"https://{userinfo}@host/stac") == ("https://host/stac", {}, userinfo)
+    other = f"s3://{userinfo}@bucket/items.parquet"  # only http(s) URLs are split
+    assert split_credentials(other) == (other, {}, "")
+
+
+def test_a_stored_query_is_given_its_catalogs_password_again() -> None:
+    stored = Query.from_dict(make_query("https://reader:old-pw@host/stac").to_dict())
+    assert (stored.catalog, stored.userinfo, stored.url) == ("https://host/stac", "", "https://host/stac")
+    again = with_catalog_credentials(stored, "https://reader:fake-new-pw@host/stac", None)
+    assert (again.catalog, again.url) == ("https://host/stac", "https://reader:fake-new-pw@host/stac")
+    assert "fake-new-pw" not in repr(again)
+    with pytest.raises(SearchError, match=r"the catalog given, https://other/stac \(its credentials aside\)") as raised:
+        with_catalog_credentials(stored, "https://reader:fake-new-pw@other/stac", None)
+    assert "fake-new-pw" not in str(raised.value)
 
 
 def test_a_stored_query_is_given_its_catalogs_credentials_again_only_for_its_own_catalog() -> None:

@@ -1,23 +1,30 @@
-"""STAC documents and STAC API searches over the network, each retried whole in one place."""
+"""STAC documents and STAC API searches over the network, each retried whole in one place.
+
+What urllib, requests and pystac-client raise quotes the URL as requested, a catalog's key included (an HTTPError
+keeps it as ``.url``; a dropped connection's message names ``/search?subscription-key=...``): such an error becomes a
+:class:`~stackcube.errors.SearchError` raised outside the ``except`` block that caught it, with a redacted stand-in
+as its cause (:func:`stackcube.errors.caused_by`), so no traceback, debugger or error tracker finds the key.
+"""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import pystac
 
 from stackcube._retry import retry_sync
-from stackcube.errors import Remedy, SearchError
-from stackcube.search._query import Query, split_credentials
+from stackcube.errors import Remedy, SearchError, caused_by
+from stackcube.search._query import Query, split_credentials, split_userinfo
 from stackcube.settings import Settings
 
-__all__ = ["is_api", "read_json", "search_api"]
+__all__ = ["basic_auth", "is_api", "read_json", "search_api"]
 
 
 def is_api(catalog: str, doc: dict[str, Any]) -> bool:
@@ -57,22 +64,43 @@ def _read_json_once(
     import urllib.error
     import urllib.request
 
+    # urllib sends no user information: it would take "user:password@host" for a host name (and say so, quoting
+    # the password); it goes as HTTP basic authentication, as requests and curl send it
+    url, userinfo = split_userinfo(href)
     try:
-        if urlparse(href).scheme in {"http", "https"}:
-            request = urllib.request.Request(href, headers=dict(headers or {}))
+        if urlparse(url).scheme in {"http", "https"}:
+            request = urllib.request.Request(url, headers={**basic_auth(userinfo), **(headers or {})})
             with urllib.request.urlopen(request, timeout=settings.request_timeout) as response:
                 return cast("dict[str, Any]", json.loads(response.read()))
-        return cast("dict[str, Any]", json.loads(Path(href).read_text()))
+        return cast("dict[str, Any]", json.loads(Path(url).read_text()))
     except (OSError, ValueError, http.client.HTTPException) as exc:
         if isinstance(exc, urllib.error.HTTPError):
             exc.close()  # its response's connection, which the error would otherwise keep open until collected
-        shown = split_credentials(href)[0]  # the key itself goes in no message
-        if _refused(exc):
-            raise _refusal(shown, exc, denied) from None
-        msg = f"{shown}: could not read a STAC document ({exc}); check the catalog URL or path"
-        error = SearchError(msg)
-        error.transient = _transient(exc)
-        raise error from None
+        failure = _read_failure(split_credentials(href)[0], exc, denied)  # the key itself goes in no message
+    # raised here, not in the except block: urllib's error (an HTTPError's .url and .filename hold the key) must not
+    # ride along as __context__
+    raise failure
+
+
+def _read_failure(shown: str, exc: BaseException, denied: Remedy | None) -> SearchError:
+    """The error a failed read of the STAC document at ``shown`` (its credentials split off) becomes, with a
+    redacted stand-in of ``exc`` as its cause."""
+    if _refused(exc):
+        return _refusal(shown, exc, denied)
+    msg = f"{shown}: could not read a STAC document ({exc}); check the catalog URL or path"
+    error = caused_by(SearchError(msg), exc)
+    error.transient = _transient(exc)
+    return error
+
+
+def basic_auth(userinfo: str) -> dict[str, str]:
+    """The ``Authorization`` header of HTTP basic authentication for an URL's user information (``user:password``
+    or ``token``, percent-encoded as in the URL); none for ``""``."""
+    if not userinfo:
+        return {}
+    user, _, password = userinfo.partition(":")
+    pair = f"{unquote(user)}:{unquote(password)}".encode()
+    return {"Authorization": f"Basic {base64.b64encode(pair).decode('ascii')}"}
 
 
 def _status(exc: BaseException) -> int | None:
@@ -90,9 +118,10 @@ def _refused(exc: BaseException) -> bool:
 
 
 def _refusal(url: str, exc: BaseException, denied: Remedy | None) -> SearchError:
-    """The error of a catalog that refused a request (never retried: the same request gets the same answer)."""
+    """The error of a catalog that refused a request (never retried: the same request gets the same answer); the
+    status says it all, nothing is chained."""
     msg = f"{url}: the catalog refused the request (HTTP {_status(exc)}): it wants credentials"
-    return SearchError(msg, remedy=denied or GIVE_CREDENTIALS)
+    return caused_by(SearchError(msg, remedy=denied or GIVE_CREDENTIALS), None)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -129,8 +158,9 @@ def search_api(
     denied: Remedy | None = None,
 ) -> list[pystac.Item]:
     """Every item a STAC API search of ``q.catalog`` returns, all pages (``advance(1)`` for each as the pages
-    arrive), every request with ``q``'s headers and credential parameters; the whole search is retried on a
-    transient failure, and a refusal (HTTP 401 or 403) names ``denied`` (default :data:`GIVE_CREDENTIALS`)."""
+    arrive), every request with ``q``'s headers, credential parameters and user information (as basic
+    authentication); the whole search is retried on a transient failure, and a refusal (HTTP 401 or 403) names
+    ``denied`` (default :data:`GIVE_CREDENTIALS`)."""
     # The whole paginated search is retried here, in one place (requests' own retries would not cover a body cut
     # off mid-page, and two layers would multiply the attempts)
     return retry_sync(lambda: _search_api_once(q, modifier, settings, advance, denied), settings)
@@ -154,16 +184,17 @@ def _search_api_once(
 
         flt, lang = cql2.Expr(flt).to_json(), "cql2-json"
     url = str(q.catalog)
+    headers = {**basic_auth(q.userinfo), **q.headers}
     try:
-        # the credential parameters go with every request, the search's pages included (the landing page's links
-        # do not carry them)
+        # the credentials go with every request, the search's pages included (the landing page's links do not
+        # carry them)
         stac_io = StacApiIO(
-            headers=q.headers or None,
+            headers=headers or None,
             parameters=q.secret_params or None,
             timeout=settings.request_timeout,
             max_retries=0,
         )
-        client = Client.open(url, headers=q.headers or None, modifier=modifier, stac_io=stac_io)
+        client = Client.open(url, headers=headers or None, modifier=modifier, stac_io=stac_io)
         search = client.search(
             bbox=q.bbox,
             intersects=q.intersects,
@@ -182,13 +213,23 @@ def _search_api_once(
             advance(1)
         return items
     except (APIError, requests.RequestException, OSError, http.client.HTTPException, pystac.STACError) as exc:
-        if _refused(exc):
-            raise _refusal(url, exc, denied) from None
-        msg = f"{url}: the STAC API search failed ({str(exc).strip()[:300]})"
-        status = _status(exc)
-        if flt is not None and status is not None and 400 <= status < 600 and status != 429:
-            # pgstac answers a filter it cannot evaluate with a 500, as it would a failure of its own
-            msg += f"; if its filter is at fault, check it against the API's CQL2: {json.dumps(flt)[:300]}"
-        error = SearchError(msg)
-        error.transient = _transient(exc)
-        raise error from None
+        failure = _search_failure(url, flt, exc, denied)
+    # raised here, not in the except block: what requests raised (its message names the URL with the key) must not
+    # ride along as __context__
+    raise failure
+
+
+def _search_failure(url: str, flt: Any, exc: BaseException, denied: Remedy | None) -> SearchError:
+    """The error a failed search of the STAC API at ``url`` (with the filter ``flt``) becomes, with a redacted
+    stand-in of ``exc`` as its cause."""
+    if _refused(exc):
+        return _refusal(url, exc, denied)
+    # cut, then redacted (as every message is): a key's value cut short is redacted all the same
+    msg = f"{url}: the STAC API search failed ({str(exc).strip()[:300]})"
+    status = _status(exc)
+    if flt is not None and status is not None and 400 <= status < 600 and status != 429:
+        # pgstac answers a filter it cannot evaluate with a 500, as it would a failure of its own
+        msg += f"; if its filter is at fault, check it against the API's CQL2: {json.dumps(flt)[:300]}"
+    error = caused_by(SearchError(msg), exc)
+    error.transient = _transient(exc)
+    return error

@@ -11,7 +11,9 @@ same items in an ItemCollection, or in a STAC API, do. Rows become items with ru
 DuckDB itself, not through rustac's search: rustac's search needs DuckDB's spatial extension, and DuckDB
 downloads extensions at run time; its built-in Parquet reader needs none. (pyarrow's dataset scanner decodes every
 column of a row group before filtering: 12x slower on a one-row-group file of Sentinel-2 items.) Files on object
-storage or HTTP are read with ranged requests through obstore's fsspec adapter.
+storage or HTTP are read with ranged requests through obstore's fsspec adapter. DuckDB's errors quote the href as
+given, a signature included: they become a :class:`~stackcube.errors.SearchError` raised outside the ``except``
+block that caught them, with a redacted stand-in as cause (:func:`stackcube.errors.caused_by`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import pystac
 
 from stackcube import _sync
 from stackcube._remedies import install_extra
-from stackcube.errors import MissingExtraError, SearchError
-from stackcube.search._query import Query
+from stackcube.errors import MissingExtraError, SearchError, caused_by
+from stackcube.search._fetch import basic_auth
+from stackcube.search._query import Query, split_userinfo
 from stackcube.search._static import interval_of
 from stackcube.settings import Settings
 
@@ -51,10 +54,12 @@ def is_parquet(href: str) -> bool:
 
 
 def parquet_items(href: str, q: Query, settings: Settings) -> Iterator[pystac.Item]:
-    """The items of the stac-geoparquet at ``href`` that may match ``q``, in file order.
+    """The items of the stac-geoparquet at ``href`` that may match ``q``, in file order; an URL's user information
+    (``https://user:password@host/...``) is sent as HTTP basic authentication, and quoted by no message.
 
     A superset: the caller matches them exactly (:func:`stackcube.search._static.matches`).
     """
+    href, userinfo = split_userinfo(href)
     try:
         import duckdb
         import pyarrow as pa
@@ -62,17 +67,28 @@ def parquet_items(href: str, q: Query, settings: Settings) -> Iterator[pystac.It
     except ImportError:
         msg = f"{href}: reading stac-geoparquet needs duckdb, pyarrow and rustac: {install_extra('geoparquet')}"
         raise MissingExtraError(msg) from None
+    if urlparse(href).scheme in {"http", "https"} and urlparse(href).query:
+        # DuckDB takes the "?" for a wildcard (it lists the folder, which an HTTP host cannot), and obstore's
+        # adapter would drop the query anyway: refused before any request, rather than failing as a listing
+        msg = (
+            f"{href}: stac-geoparquet cannot be read from an URL with a query string (a signed URL, say): give the "
+            "file's s3:// or az:// URL (credentials from the environment), an URL without a query, or a local copy"
+        )
+        raise SearchError(msg)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # timestamps out as tz=UTC, as stac-geoparquet writes them
     try:
-        source = _source(con, href, settings)
+        source = _source(con, href, settings, basic_auth(userinfo))
         scan = f"read_parquet({source}, union_by_name = true, hive_partitioning = false)"
+        failure: SearchError | None = None
         try:
             columns = dict(
                 con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {scan})").fetchall()
             )
         except duckdb.Error as exc:
-            raise _unreadable(href, exc) from None
+            failure = _unreadable(href, exc)
+        if failure is not None:
+            raise failure  # outside the except block: DuckDB's error, quoting the href, is no __context__ of ours
         if "id" not in columns:
             msg = f"{href} is Parquet but not stac-geoparquet (no 'id' column); write it with stac-geoparquet or rustac"
             raise SearchError(msg)
@@ -88,16 +104,19 @@ def parquet_items(href: str, q: Query, settings: Settings) -> Iterator[pystac.It
                 for data in rustac.from_arrow(table)["features"]:
                     yield pystac.Item.from_dict(_present(data), preserve_dict=False)
         except (duckdb.Error, rustac.RustacError) as exc:
-            raise _unreadable(href, exc) from None
+            failure = _unreadable(href, exc)
+        if failure is not None:
+            raise failure  # as above
     finally:
         con.close()
 
 
-def _source(con: Any, href: str, settings: Settings) -> str:
-    """The ``read_parquet`` argument naming ``href`` (a quoted path or glob), its filesystem registered."""
+def _source(con: Any, href: str, settings: Settings, headers: dict[str, str]) -> str:
+    """The ``read_parquet`` argument naming ``href`` (a quoted path or glob), its filesystem registered (sending
+    ``headers`` with every HTTP request)."""
     scheme = urlparse(href).scheme if "://" in href else ""
     if scheme in _REMOTE:
-        con.register_filesystem(_filesystem(scheme, settings))
+        con.register_filesystem(_filesystem(scheme, settings, headers))
         target = href
     else:
         path = Path(href)
@@ -108,9 +127,9 @@ def _source(con: Any, href: str, settings: Settings) -> str:
     return "'" + target.replace("'", "''") + "'"
 
 
-def _filesystem(scheme: str, settings: Settings) -> Any:
+def _filesystem(scheme: str, settings: Settings, headers: dict[str, str]) -> Any:
     """obstore's fsspec adapter for ``scheme``, configured as stackcube's own stores are (credentials come from
-    the environment, as for every source)."""
+    the environment, as for every source; ``headers`` go with every HTTP request: the one file's host)."""
     from obstore.fsspec import FsspecStore
 
     _sync.obstore_used()
@@ -121,13 +140,20 @@ def _filesystem(scheme: str, settings: Settings) -> Any:
         return adapter("s3", client_options={**client, **more}, **config)
     if scheme == "http":
         client["allow_http"] = True
+    if headers and scheme in {"http", "https"}:
+        client["default_headers"] = headers
     return adapter(scheme, client_options=client)
 
 
 def _unreadable(href: str, exc: BaseException) -> SearchError:
-    """The error a failed read becomes; transient for a remote file (the search is tried again, from the start)."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    error = SearchError(f"{href}: could not read stac-geoparquet ({first}); check the path or URL and its credentials")
+    """The error a failed read becomes, with a redacted stand-in of ``exc`` as its cause; transient for a remote
+    file (the search is tried again, from the start)."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    first = lines[0]
+    if first.startswith("Traceback"):  # a Python filesystem's error, as DuckDB quotes it: the line naming it
+        first = next((line for line in lines[1:] if line.strip() and not line[0].isspace()), first)
+    msg = f"{href}: could not read stac-geoparquet ({first}); check the path or URL and its credentials"
+    error = caused_by(SearchError(msg), exc)
     refused = any(word in str(exc).lower() for word in ("not found", "no files found", "404", "403", "denied"))
     error.transient = "://" in href and urlparse(href).scheme in _REMOTE and not refused
     return error

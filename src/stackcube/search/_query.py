@@ -1,9 +1,10 @@
 """Search arguments normalised once, by pystac-client's own rules: a :class:`Query` a cube can store and run again.
 
 A catalog URL's credentials (``?subscription-key=...``, the Planetary Computer's API Management key, or any
-parameter :data:`stackcube._hrefs.SECRET_PARAMS` lists) are split off it here, once: the query keeps the URL
-without them (what a cube stores and messages print) and holds them in memory only, as it holds ``headers``, for
-this run's requests; a refresh is given them again (:func:`with_catalog_credentials`).
+parameter :data:`stackcube._hrefs.SECRET_PARAMS` lists, and its user information, ``https://user:password@host/``)
+are split off it here, once: the query keeps the URL without them (what a cube stores and messages print) and holds
+them in memory only, as it holds ``headers``, for this run's requests; a refresh is given them again
+(:func:`with_catalog_credentials`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "make_query",
     "require_items",
     "split_credentials",
+    "split_userinfo",
     "with_catalog_credentials",
 ]
 
@@ -103,27 +105,33 @@ class Query:
     """The catalog URL's credential parameters (name -> value, e.g. ``subscription-key``), split off
     :attr:`catalog` when the query is made: sent with this run's requests, never stored in a cube nor shown in the
     query's repr."""
+    userinfo: str = field(default="", repr=False)
+    """The catalog URL's user information (``user:password`` or a token, as the URL spelt it), split off
+    :attr:`catalog` as its credential parameters are: sent with this run's requests as HTTP basic authentication,
+    never stored in a cube nor shown in the query's repr."""
 
     def __post_init__(self) -> None:
         # here rather than in make_query alone: no Query, however made (a cube stored by an earlier stackcube
         # included), keeps a credential in the catalog it stores and prints
         if self.catalog is not None:
-            name, secret = split_credentials(self.catalog)
+            name, secret, userinfo = split_credentials(self.catalog)
             object.__setattr__(self, "catalog", name)
             object.__setattr__(self, "secret_params", {**self.secret_params, **secret})
+            object.__setattr__(self, "userinfo", userinfo or self.userinfo)
 
     @property
     def url(self) -> str | None:
-        """The catalog as this run's requests ask for it: :attr:`catalog` with its credential parameters (never to
-        be stored or printed)."""
-        if self.catalog is None or not self.secret_params:
+        """The catalog as this run's requests ask for it: :attr:`catalog` with its user information and credential
+        parameters (never to be stored or printed)."""
+        if self.catalog is None or not (self.secret_params or self.userinfo):
             return self.catalog
         parts = urlsplit(self.catalog)
         query = "&".join(p for p in (parts.query, urlencode(self.secret_params)) if p)
-        return urlunsplit(parts._replace(query=query))
+        netloc = f"{self.userinfo}@{parts.netloc}" if self.userinfo else parts.netloc
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible form, without headers and the catalog's credential parameters."""
+        """JSON-compatible form, without headers and the catalog's credential parameters and user information."""
         out = {
             k: getattr(self, k)
             for k in (
@@ -214,18 +222,20 @@ def _catalog_name(catalog: CatalogLike) -> str | None:
     return str(Path(name).resolve()) if "://" not in name and Path(name).exists() else name
 
 
-def split_credentials(url: str) -> tuple[str, dict[str, str]]:
-    """``url`` without the query parameters that carry a credential (:data:`~stackcube._hrefs.SECRET_PARAMS`,
-    compared case-insensitively), its other parameters as they were spelt, and those parameters (name -> value).
+def split_credentials(url: str) -> tuple[str, dict[str, str], str]:
+    """``url`` without its credentials - the query parameters that carry one
+    (:data:`~stackcube._hrefs.SECRET_PARAMS`, compared case-insensitively) and its user information - with its other
+    parameters as they were spelt; those parameters (name -> value); and the user information (``""``: none).
 
     Examples
     --------
-    >>> split_credentials("https://host/api/stac/v1?subscription-key=abc&x=1")
-    ('https://host/api/stac/v1?x=1', {'subscription-key': 'abc'})
+    >>> split_credentials("https://me:pa55@host/api/stac/v1?subscription-key=abc&x=1")
+    ('https://host/api/stac/v1?x=1', {'subscription-key': 'abc'}, 'me:pa55')
     """
+    url, userinfo = split_userinfo(url)
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.query:
-        return url, {}
+        return url, {}, userinfo
     kept: list[str] = []
     secret: dict[str, str] = {}
     for part in parts.query.split("&"):
@@ -235,19 +245,37 @@ def split_credentials(url: str) -> tuple[str, dict[str, str]]:
         else:
             kept.append(part)
     if not secret:
-        return url, {}
-    return urlunsplit(parts._replace(query="&".join(kept))), secret
+        return url, {}, userinfo
+    return urlunsplit(parts._replace(query="&".join(kept))), secret, userinfo
+
+
+def split_userinfo(url: str) -> tuple[str, str]:
+    """An http(s) ``url`` without its user information (``user:password@`` or ``token@`` before the host), and that
+    information as the URL spelt it (``""``: none; other URLs and paths are returned as they are).
+
+    Examples
+    --------
+    >>> split_userinfo("https://me:pa55@host:8080/stac")
+    ('https://host:8080/stac', 'me:pa55')
+    """
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if parts.scheme not in {"http", "https"} or not at:
+        return url, ""
+    return urlunsplit(parts._replace(netloc=host)), userinfo
 
 
 def with_catalog_credentials(q: Query, catalog: str | None, headers: Mapping[str, str] | None) -> Query:
     """A stored query with what a run needs to search its catalog again that a cube never stores: the catalog URL
-    with its credential parameters (``catalog``; without them it must be the stored catalog), and ``headers``.
+    with its credential parameters or user information (``catalog``; without them it must be the stored catalog),
+    and ``headers``.
 
     Raises SearchError when ``catalog`` is another catalog than the stored one.
     """
     secret: dict[str, str] = {}
+    userinfo = ""
     if catalog is not None:
-        name, secret = split_credentials(catalog)
+        name, secret, userinfo = split_credentials(catalog)
         if name != q.catalog:
             msg = (
                 f"the catalog given, {name} (its credentials aside), is not the one this cube searches, {q.catalog}: "
@@ -255,7 +283,10 @@ def with_catalog_credentials(q: Query, catalog: str | None, headers: Mapping[str
             )
             raise SearchError(msg)
     return dataclasses.replace(
-        q, secret_params=secret or q.secret_params, headers=dict(headers) if headers is not None else q.headers
+        q,
+        secret_params=secret or q.secret_params,
+        userinfo=userinfo or q.userinfo,
+        headers=dict(headers) if headers is not None else q.headers,
     )
 
 

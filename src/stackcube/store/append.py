@@ -56,9 +56,9 @@ from stackcube.store.write import (
     check_tag_is_free,
     commit,
     data_array,
-    nothing_committed,
     refs_of,
     set_refs,
+    write_or_nothing,
 )
 
 __all__ = ["Appended", "Commit", "append_plan", "append_steps", "append_to"]
@@ -73,14 +73,11 @@ def append_to(
     to: Commit,
 ) -> Appended | str:
     """:func:`append_plan` on the repository at ``repo`` (which its errors name)."""
-    with nothing_committed(repo, "appending to the cube in"):
-        return append_plan(
-            plan,
-            repository,
-            new=new,
-            to=to,
-            lock=lambda: exclusive(repo),
-        )
+    return write_or_nothing(
+        repo,
+        "appending to the cube in",
+        lambda: append_plan(plan, repository, new=new, to=to, lock=lambda: exclusive(repo)),
+    )
 
 
 def append_plan(
@@ -126,15 +123,11 @@ def append_steps(
     and the ``new`` sources' rows to the cube at ``parent``: the commit's id, or why they cannot be appended (a
     ``str``: nothing was written). Unlike :func:`append_plan`, nothing here grows with the cube. ``accounts``: the
     cube's Azure storage accounts (:attr:`~stackcube.store.CubeMetadata.accounts`)."""
-    with nothing_committed(repo, "appending to the cube in"):
-        return _append_steps(
-            arrays,
-            new,
-            repository,
-            to=to,
-            accounts=accounts,
-            lock=lambda: exclusive(repo),
-        )
+    return write_or_nothing(
+        repo,
+        "appending to the cube in",
+        lambda: _append_steps(arrays, new, repository, to=to, accounts=accounts, lock=lambda: exclusive(repo)),
+    )
 
 
 def _append_steps(

@@ -27,7 +27,7 @@ from stackcube._band_index import with_band_aliases
 from stackcube._keywords import check_keywords, keywords_of
 from stackcube._physical import physical
 from stackcube._retry import retry_sync
-from stackcube.errors import ArrayNotFoundError, RepositoryError
+from stackcube.errors import ArrayNotFoundError, RepositoryError, caused_by
 from stackcube.options import BLOCK, Chunks
 from stackcube.settings import Credentials, Settings, current
 from stackcube.store.coords import LevelToOpen, open_levels
@@ -173,7 +173,8 @@ def _session(
         return retry_sync(attempt, settings)
     except icechunk.IcechunkError as exc:
         msg = f"could not open {repo}: {exc.message.splitlines()[0] if exc.message else exc}"
-        raise RepositoryError(msg) from None
+        failure = caused_by(RepositoryError(msg), exc)  # the rest of Icechunk's text, redacted
+    raise failure  # outside the except block: Icechunk's own error is no __context__ of ours
 
 
 def read_metadata(repo: RepoLike, version: Version = Version(), *, settings: Settings | None = None) -> CubeMetadata:
@@ -231,9 +232,10 @@ def _union_level(
     tiles of all of them read by merged ranged GETs where its tile table allows (:func:`read_tile_refs`, read when
     first needed)."""
     members = _sync.run(_open_arrays(store, [data_path(m, level) for m in union.members]))
+    # the settings in force at open (a dask worker thread, where the table is first read, has no with block's)
+    given = settings or current()
 
-    def refs() -> TileRefs | None:
-        given = settings or current()  # at the first read, which first needs the table
+    def refs() -> TileRefs | None:  # at the first read, which first needs the table
         return read_tile_refs(
             store,
             level_path(union.name, level),

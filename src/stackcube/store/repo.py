@@ -22,7 +22,7 @@ import icechunk
 
 from stackcube._remedies import build
 from stackcube._retry import without_timings
-from stackcube.errors import RepositoryError, VersionNotFoundError
+from stackcube.errors import RepositoryError, VersionNotFoundError, caused_by
 from stackcube.settings import Credentials, Settings, current
 from stackcube.store.containers import check_allowed, container_prefixes, declare_containers
 
@@ -123,9 +123,11 @@ def open_repository(
                 f"{repo_name(repo)} is not empty and not an Icechunk repository; give a new or empty directory or "
                 "prefix"
             )
-        error = RepositoryError(msg)
-        error.transient = transient(exc)
-        raise error from None
+        # a redacted stand-in of Icechunk's error as the cause: its text (a storage URL, an object store's answer)
+        # is kept, its credentials are not
+        failure = caused_by(RepositoryError(msg), exc)
+        failure.transient = transient(exc)
+    raise failure  # outside the except block: Icechunk's own error is no __context__ of ours
 
 
 _K = icechunk.ErrorKind
@@ -167,11 +169,13 @@ def exists(repo: RepoLike, settings: Settings | None = None) -> bool:
     if isinstance(repo, icechunk.Repository):
         return True
     storage = _storage(repo, settings or current())
+    failure: RepositoryError | None = None
     try:
         found = icechunk.Repository.exists(storage)
     except icechunk.IcechunkError as exc:
-        msg = f"{repo_name(repo)} cannot be used as an Icechunk repository: {_first_line(exc)}"
-        raise RepositoryError(msg) from None
+        failure = RepositoryError(f"{repo_name(repo)} cannot be used as an Icechunk repository: {_first_line(exc)}")
+    if failure is not None:
+        raise caused_by(failure, None)  # outside the except block; the message quotes Icechunk's error
     if not found and isinstance(repo, str | os.PathLike) and urlparse(os.fspath(repo)).scheme in {"", "file"}:
         path = Path(os.fspath(repo).removeprefix("file://"))
         if path.is_dir() and any(path.iterdir()):
@@ -200,11 +204,11 @@ def _open(
         # opening is one read of the repository's info, which holds its configuration too: no separate existence
         # check or configuration fetch (each a round trip to object storage); reopened below with the containers
         # authorized, in memory
-        try:
+        with contextlib.suppress(icechunk.RepositoryNotFoundError):
             given = icechunk.Repository.open(storage)
-        except icechunk.RepositoryNotFoundError:
+        if given is None:  # said out of the except block: Icechunk's error is no __context__ of ours
             msg = f"there is no Icechunk repository at {repo_name(repo)}"
-            raise RepositoryError(msg, remedy=build(repo_url(repo))) from None
+            raise RepositoryError(msg, remedy=build(repo_url(repo)))
     exists = given is not None or icechunk.Repository.exists(storage)
     if not exists and not create:
         msg = f"there is no Icechunk repository at {repo_name(repo)}"
@@ -438,11 +442,12 @@ def readonly_session(
             return repository.readonly_session(snapshot_id=snapshot)
         return repository.readonly_session(branch=branch or "main")
     except (icechunk.RefNotFoundError, icechunk.SnapshotNotFoundError):
-        raise version_not_found(repository, branch=branch, tag=tag, snapshot=snapshot, repo=repo) from None
+        pass
     except icechunk.IcechunkError as exc:
-        if exc.kind in {icechunk.ErrorKind.INVALID_SNAPSHOT_ID, icechunk.ErrorKind.INVALID_REF_NAME}:
-            raise version_not_found(repository, branch=branch, tag=tag, snapshot=snapshot, repo=repo) from None
-        raise
+        if exc.kind not in {icechunk.ErrorKind.INVALID_SNAPSHOT_ID, icechunk.ErrorKind.INVALID_REF_NAME}:
+            raise
+    # out of the except block: Icechunk's error is no __context__ of ours (the message lists what there is)
+    raise version_not_found(repository, branch=branch, tag=tag, snapshot=snapshot, repo=repo)
 
 
 def version_not_found(

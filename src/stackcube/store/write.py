@@ -8,9 +8,8 @@ leaves the branch where it was.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +24,7 @@ from stackcube._progress import progress_bar
 from stackcube._text import counted
 from stackcube._workers import Workers, run_each
 from stackcube.cube import CubePlan
-from stackcube.errors import ConcurrentUpdateError, RepositoryError, SourceError, StackcubeWarning
+from stackcube.errors import ConcurrentUpdateError, RepositoryError, SourceError, StackcubeWarning, caused_by
 from stackcube.plan import DIMS, ArrayPlan
 from stackcube.settings import Settings
 from stackcube.store.coords import ARRAYS, inline_coordinates, kept_arrays
@@ -96,6 +95,7 @@ def write_plan(
     if tag is not None:
         check_tag_is_free(repository, tag, repo)
     created = _start_branch(repository, branch, parent, repo)
+    failure: RepositoryError | None = None
     try:
         snapshot = _write(
             repository,
@@ -114,11 +114,11 @@ def write_plan(
     except BaseException as exc:
         if created:  # a branch this write started, with nothing of this write on it
             remove_branch(repository, branch, exc)
-        if isinstance(exc, icechunk.IcechunkError):
-            error = RepositoryError(f"writing the cube to {repo} failed, nothing was committed: {exc.message[:300]}")
-            error.transient = transient(exc)
-            raise error from exc
-        raise
+        if not isinstance(exc, icechunk.IcechunkError):
+            raise
+        failure = _not_committed(f"writing the cube to {repo}", exc)
+    if failure is not None:
+        raise failure  # outside the except block: Icechunk's error is no __context__ of ours (errors.caused_by)
     try:
         with exclusive(repo):
             save_containers(repository, prefixes, settings, accounts)
@@ -172,9 +172,10 @@ def _start_branch(repository: icechunk.Repository, branch: str, parent: str | No
     try:
         repository.create_branch(branch, repository.lookup_branch("main"))
     except icechunk.IcechunkError as exc:
-        msg = f"branch {branch!r} cannot be created in {repo}: {exc.message.splitlines()[0]}"
-        raise RepositoryError(msg) from None
-    return True
+        failure = RepositoryError(f"branch {branch!r} cannot be created in {repo}: {exc.message.splitlines()[0]}")
+    else:
+        return True
+    raise caused_by(failure, None)  # outside the except block: the message says what Icechunk did
 
 
 def _write(
@@ -253,8 +254,10 @@ def commit(
                 _tag_or_undo(repository, tag, snapshot, branch, base)
     except icechunk.ConflictError as exc:
         msg = f"another writer committed to branch {branch} first ({exc}); nothing of this write was committed"
-        raise ConcurrentUpdateError(msg) from None
-    return snapshot
+        failure = ConcurrentUpdateError(msg)
+    else:
+        return snapshot
+    raise caused_by(failure, None)  # outside the except block: the message quotes Icechunk's error
 
 
 def check_tag_is_free(repository: icechunk.Repository, tag: str, repo: RepoLike) -> None:
@@ -273,13 +276,21 @@ def _tag_or_undo(repository: icechunk.Repository, tag: str, snapshot: str, branc
     try:
         repository.create_tag(tag, snapshot)
     except icechunk.IcechunkError as exc:
-        try:
-            repository.reset_branch(branch, base, from_snapshot_id=snapshot)
-        except icechunk.IcechunkError:  # another writer moved the branch since: leave its work alone
-            msg = f"tag {tag!r} could not be created ({exc.message}); branch {branch} moved on and keeps {snapshot}"
-            raise RepositoryError(msg) from None
-        msg = f"tag {tag!r} could not be created ({exc.message.splitlines()[0]}); nothing was committed to {branch}"
-        raise RepositoryError(msg) from None
+        why = exc.message
+    else:
+        return
+    try:
+        repository.reset_branch(branch, base, from_snapshot_id=snapshot)
+    except icechunk.IcechunkError:  # another writer moved the branch since: leave its work alone
+        failure = RepositoryError(
+            f"tag {tag!r} could not be created ({why}); branch {branch} moved on and keeps {snapshot}"
+        )
+    else:
+        failure = RepositoryError(
+            f"tag {tag!r} could not be created ({why.splitlines()[0]}); nothing was committed to {branch}"
+        )
+    # outside the except blocks: the message says what Icechunk did, its errors are no __context__ of ours
+    raise caused_by(failure, None)
 
 
 def _create_nodes(session: icechunk.Session, plan: CubePlan) -> None:
@@ -323,16 +334,24 @@ def data_array(level: ArrayPlan, coords: xr.Dataset, shape: tuple[int, ...]) -> 
     }
 
 
-@contextlib.contextmanager
-def nothing_committed(repo: RepoLike, doing: str) -> Iterator[None]:
-    """Icechunk's errors while ``doing`` a write to ``repo`` as a :class:`RepositoryError` saying nothing was
-    committed (transient when asking again may succeed)."""
+def write_or_nothing[T](repo: RepoLike, doing: str, write: Callable[[], T]) -> T:
+    """``write()``, Icechunk's errors while ``doing`` it to ``repo`` as a :class:`RepositoryError` saying nothing was
+    committed (transient when asking again may succeed), raised outside the ``except`` block with a redacted stand-in
+    of Icechunk's as its cause: no raw error of Icechunk's as cause or context (a context manager could not do it:
+    it raises while the ``with`` statement handles the error)."""
     try:
-        yield
+        return write()
     except icechunk.IcechunkError as exc:
-        error = RepositoryError(f"{doing} {repo} failed, nothing was committed: {exc.message[:300]}")
-        error.transient = transient(exc)
-        raise error from exc
+        failure = _not_committed(f"{doing} {repo}", exc)
+    raise failure
+
+
+def _not_committed(doing: str, exc: icechunk.IcechunkError) -> RepositoryError:
+    """Icechunk's ``exc`` while ``doing`` a write as a RepositoryError saying nothing was committed, a redacted
+    stand-in of ``exc`` as its cause (transient when asking again may succeed)."""
+    error = caused_by(RepositoryError(f"{doing} failed, nothing was committed: {exc.message[:300]}"), exc)
+    error.transient = transient(exc)
+    return error
 
 
 BLOCK_REFS = 250_000
@@ -557,7 +576,11 @@ def _commit_forked(
                 if repository.lookup_branch(branch) == base:
                     raise  # not a race: the repository's own failure (write_plan says nothing was committed)
                 msg = f"another writer committed to branch {branch} first ({exc}); nothing of this write was committed"
-                raise ConcurrentUpdateError(msg) from None
+                lost: ConcurrentUpdateError | None = ConcurrentUpdateError(msg)
+            else:
+                lost = None
+            if lost is not None:
+                raise caused_by(lost, None)  # outside the except block: the message quotes Icechunk's error
             if tag is not None:
                 _tag_or_undo(repository, tag, snapshot, branch, base)
     except BaseException as exc:

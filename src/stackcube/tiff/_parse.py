@@ -19,11 +19,12 @@ import struct
 import threading
 from collections.abc import Iterator
 from typing import IO, Any, cast
+from urllib.parse import urlsplit
 
 import numpy as np
 import tifffile
 
-from stackcube.errors import CorruptTiffError, TiffError, UnsupportedTiffError
+from stackcube.errors import CorruptTiffError, TiffError, UnsupportedTiffError, caused_by
 from stackcube.tiff._decode import EER_COMPRESSIONS, JPEG_COMPRESSIONS, check_decodable
 from stackcube.tiff._geo import GEOKEY_TAGS, parse_gdal_metadata, parse_geo, parse_nodata, transform_of
 from stackcube.tiff._ifd import Unusual, chain_end, read_ifds
@@ -181,41 +182,57 @@ def parse_manifest(
 ) -> TiffManifest:
     """Parse every IFD of the TIFF in ``fh`` into a manifest; raises NeedBytes for bytes it does not hold yet."""
     fh.reads = 0
+    ifds: list[IfdManifest] = []
+    slow = False
     try:
         with _tifffile_errors() as log:  # tifffile's code decodes the GeoKeys on this path too
             pages, byteorder, bigtiff = read_ifds(fh)
-            ifds: list[IfdManifest] = []
             _walk(pages, (), ifds, fh)
         if log.messages:
             raise Unusual(log.messages[0])
     except (Unusual, TiffError, ValueError, struct.error, IndexError, KeyError, TypeError, OverflowError):
         # a file tifffile reads differently, or one whose problems are best told in tifffile's words
+        slow = True
+    if slow:  # out of the except block: what fails there has no error of the fast path as __context__
         ifds, byteorder, bigtiff = _parse_with_tifffile(href, fh)
     return _manifest(href, fh, ifds, byteorder, bigtiff, etag, last_modified, header_requests)
 
 
 def _parse_with_tifffile(href: str, fh: SparseFile) -> tuple[list[IfdManifest], str, bool]:
     """Every IFD as tifffile reads it (the files :func:`read_ifds` leaves to it, and its errors); an IFD chain that
-    loops back or leads beyond the file ends there, as on the fast path."""
+    loops back or leads beyond the file ends there, as on the fast path.
+
+    tifffile is given the file's name without the href's query string: its messages quote the name (cut to 32
+    characters around an ellipsis, which would keep a signature's last characters where no redaction finds them).
+    Its errors are raised as ours outside the ``except`` block, with no cause: our message quotes them.
+    """
     fh.reads = 0
     with _tifffile_errors() as log, _chain_ended(fh):
         try:
-            with tifffile.TiffFile(cast("IO[bytes]", fh), name=href.rsplit("/", 1)[-1]) as tif:
+            with tifffile.TiffFile(cast("IO[bytes]", fh), name=_file_name(href)) as tif:
                 ifds = _parse_pages(tif, fh)
                 byteorder = tif.byteorder
                 bigtiff = tif.is_bigtiff
         except TiffError as exc:
-            raise type(exc)(f"{href}: {exc}") from None
+            failure: TiffError | None = type(exc)(f"{href}: {exc}")
         except tifffile.TiffFileError as exc:
-            msg = f"{href} is not a valid TIFF: {exc}"
-            raise CorruptTiffError(msg) from None
+            failure = CorruptTiffError(f"{href} is not a valid TIFF: {exc}")
         except (ValueError, struct.error, IndexError, KeyError, TypeError, OverflowError) as exc:
-            msg = f"{href} has a corrupt TIFF structure: {type(exc).__name__}: {exc}"
-            raise CorruptTiffError(msg) from None
+            failure = CorruptTiffError(f"{href} has a corrupt TIFF structure: {type(exc).__name__}: {exc}")
+        else:
+            failure = None
+        if failure is not None:
+            raise caused_by(failure, None)
         if log.messages:
             msg = f"{href} has a corrupt TIFF structure: {log.messages[0]}"
             raise CorruptTiffError(msg)
     return ifds, byteorder, bigtiff
+
+
+def _file_name(href: str) -> str:
+    """The last segment of ``href``'s path: an URL's query (a signed URL's credential) and fragment left out."""
+    path = urlsplit(href).path if "://" in href else href
+    return path.rsplit("/", 1)[-1]
 
 
 @contextlib.contextmanager
