@@ -145,3 +145,15 @@ def cluster():
         Client(local, set_as_default=False) as client,
     ):
         yield client
+
+
+@pytest.fixture
+def demo_cube(tmp_path):
+    """(catalog, repo, cube): the demo catalog built into a cube on local disk (refresh and verify start here)."""
+    import stackcube
+    from stackcube.demo import write_demo_catalog
+
+    catalog = write_demo_catalog(tmp_path / "demo")
+    repo = tmp_path / "cube.icechunk"
+    cube = stackcube.build_cube(catalog, repo=repo, progress=False)
+    return catalog, repo, cube

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -286,48 +285,21 @@ class KeyedCatalog:
 
 @contextlib.contextmanager
 def run_keyed_catalog(upstream: str, workdir: Path) -> Iterator[KeyedCatalog]:
-    from tests.services import STARTUP, stop, wait_for_port
-    from tests.services.nginx import find_nginx, free_port
+    from tests.services.nginx import run_gate
 
-    binary = find_nginx()
-    if binary is None:
-        pytest.skip("nginx is not installed (Debian package nginx-light)")
     key = f"fake-test-key-{uuid.uuid4().hex}"  # made up per run: no key lives in the repository
-    port, log = free_port(), workdir / "statuses.log"
+    log = workdir / "statuses.log"
     log.write_text("")
-    temp = " ".join(f"{kind}_temp_path {workdir}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi"))
-    (workdir / "nginx.conf").write_text(f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
+    checks = f"""
     log_format status '$status';
     access_log {log} status;
-    {temp} scgi_temp_path {workdir}/scgi;
     map "$args|$http_ocp_apim_subscription_key" $refused {{
         "~(^|&)subscription-key={key}(&|\\|)" 0;
         "~\\|{key}$" 0;
         default 1;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            if ($refused) {{ return 401; }}
-            proxy_pass {upstream};
-            proxy_set_header Host $http_host;
-        }}
-    }}
-}}
-""")
-    proc = subprocess.Popen([binary, "-c", str(workdir / "nginx.conf"), "-p", str(workdir)])
-    try:
-        wait_for_port(port, proc, STARTUP, (workdir / "error.log").read_text)
-        yield KeyedCatalog(f"http://127.0.0.1:{port}", key, log)
-    finally:
-        stop(proc)
+    }}"""
+    with run_gate(upstream, workdir, http=checks, location="if ($refused) { return 401; }") as url:
+        yield KeyedCatalog(url, key, log)
 
 
 def _stored_strings(repo: Path) -> list[str]:
@@ -396,42 +368,12 @@ def test_a_catalog_key_is_used_but_never_stored_nor_printed(stac_api, tmp_path) 
 def run_basic_auth_catalog(upstream: str, workdir: Path, user: str, password: str) -> Iterator[str]:
     """The STAC API behind a real nginx that answers 401 to any request without HTTP basic authentication as
     ``user`` with ``password``; yields its URL."""
-    from tests.services import STARTUP, stop, wait_for_port
-    from tests.services.nginx import find_nginx, free_port
+    from tests.services.nginx import run_gate
 
-    binary = find_nginx()
-    if binary is None:
-        pytest.skip("nginx is not installed (Debian package nginx-light)")
-    port = free_port()
     (workdir / "htpasswd").write_text(f"{user}:{{PLAIN}}{password}\n")
-    temp = " ".join(f"{kind}_temp_path {workdir}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi"))
-    (workdir / "nginx.conf").write_text(f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    {temp} scgi_temp_path {workdir}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            auth_basic "catalog";
-            auth_basic_user_file {workdir}/htpasswd;
-            proxy_pass {upstream};
-            proxy_set_header Host $http_host;
-        }}
-    }}
-}}
-""")
-    proc = subprocess.Popen([binary, "-c", str(workdir / "nginx.conf"), "-p", str(workdir)])
-    try:
-        wait_for_port(port, proc, STARTUP, (workdir / "error.log").read_text)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(proc)
+    basic = f'auth_basic "catalog"; auth_basic_user_file {workdir}/htpasswd;'
+    with run_gate(upstream, workdir, http="access_log off;", location=basic) as url:
+        yield url
 
 
 @pytest.mark.network

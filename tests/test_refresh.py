@@ -37,14 +37,6 @@ def add_late_item(catalog_path: str, item_id: str = "LATE") -> pystac.Item:
     return late
 
 
-@pytest.fixture
-def demo_cube(tmp_path):
-    catalog = write_demo_catalog(tmp_path / "demo")
-    repo = tmp_path / "cube.icechunk"
-    cube = stackcube.build_cube(catalog, repo=repo, progress=False)
-    return catalog, repo, cube
-
-
 def test_nothing_new_commits_nothing(demo_cube) -> None:
     _, repo, cube = demo_cube
     report = stackcube.refresh_cube(repo, progress=False)

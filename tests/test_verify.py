@@ -7,20 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import stackcube
 from stackcube.cli import EXIT_UNCHANGED, main
-from stackcube.demo import write_demo_catalog
 from tests.test_refresh import _touch
-
-
-@pytest.fixture
-def demo_cube(tmp_path):
-    catalog = write_demo_catalog(tmp_path / "demo")
-    repo = tmp_path / "cube.icechunk"
-    cube = stackcube.build_cube(catalog, repo=repo, progress=False)
-    return catalog, repo, cube
 
 
 def test_check_etags_reindexes_the_changed_and_names_the_gone_and_verify_fix_does_both(demo_cube, capsys) -> None:

@@ -155,3 +155,42 @@ http {{
         yield Nginx(url=f"http://127.0.0.1:{port}", root=root, log=log)
     finally:
         stop(proc)
+
+
+@contextlib.contextmanager
+def run_gate(upstream: str, workdir: Path, *, http: str = "", location: str = "") -> Iterator[str]:
+    """A real nginx in front of ``upstream`` that checks what a front door checks (``location``: directives before
+    the request is passed on, such as ``auth_basic`` or a key test; ``http``: what they need at the http level,
+    such as a ``map``), as API gateways do in front of STAC APIs; yields its URL."""
+    binary = find_nginx()
+    if binary is None:
+        msg = "nginx is not installed (Debian package nginx-light; `make test` installs it when run as root)"
+        raise RuntimeError(msg)
+    port = free_port()
+    temp = " ".join(f"{kind}_temp_path {workdir}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi"))
+    (workdir / "nginx.conf").write_text(f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    {temp} scgi_temp_path {workdir}/scgi;
+    {http}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            {location}
+            proxy_pass {upstream};
+            proxy_set_header Host $http_host;
+        }}
+    }}
+}}
+""")
+    proc = subprocess.Popen([binary, "-c", str(workdir / "nginx.conf"), "-p", str(workdir)])
+    try:
+        wait_for_port(port, proc, STARTUP, (workdir / "error.log").read_text)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)

@@ -69,7 +69,10 @@ def test_declared_hrefs_are_those_under_a_declared_prefix(demo_cube) -> None:
     declared_hrefs([f"{prefix}a.tif", f"{prefix}deeper/b.tif"], metadata)
     with pytest.raises(UntrustedSourceError, match="under none of the source prefixes the cube declares"):
         declared_hrefs([f"{prefix}a.tif", f"{prefix.rstrip('/')}-other/a.tif"], metadata)
-    declared_hrefs(["https://anywhere.example/a.tif"], dataclasses.replace(metadata, containers=()))  # no sources yet
+    undeclared = dataclasses.replace(metadata, containers=())
+    declared_hrefs([], undeclared)  # a cube without sources declares none
+    with pytest.raises(UntrustedSourceError, match=r"declares \(\); the cube was altered"):  # sources, none declared
+        declared_hrefs(["https://anywhere.example/a.tif"], undeclared)
 
 
 @pytest.mark.network
