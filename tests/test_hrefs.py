@@ -100,6 +100,11 @@ def test_a_credential_stackcube_cannot_place_is_refused_naming_the_parameter() -
             "write to ops@h.example about https://h.example/x@y.tif",
             "write to ops@h.example about https://h.example/x@y.tif",
         ),
+        ("https://reader:s3cr@tPa55@h.example/x.tif", "https://REDACTED@h.example/x.tif"),  # split at the last @
+        (  # abfs:// names a container there, no credential
+            "abfs://container@account.dfs.core.windows.net/a.parquet",
+            "abfs://container@account.dfs.core.windows.net/a.parquet",
+        ),
     ],
 )
 def test_user_information_in_an_url_is_redacted_whole(text: str, shown: str) -> None:

@@ -214,6 +214,6 @@ def test_every_test_the_documents_name_exists() -> None:
     for path, name in sorted(named):
         module = ROOT / path
         tree = ast.parse(module.read_text()) if module.is_file() else ast.Module(body=[], type_ignores=[])
-        if name not in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}:
+        if name not in {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}:
             missing.append(f"{path}::{name}")
     assert not missing, missing

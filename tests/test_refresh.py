@@ -677,15 +677,17 @@ def test_a_cube_whose_declared_containers_were_altered_is_refused_under_allow(de
         assert other.stats["GET"] + other.stats["HEAD"] == 0
 
 
+@pytest.mark.network
 def test_a_refresh_under_allow_reads_no_new_source_outside_it(demo_cube, tmp_path) -> None:
-    """New items whose files lie outside ``allow`` are refused before their headers are read: the refresh commits
-    nothing, and the cube's declared containers stay within ``allow``."""
+    """A new item whose files lie on another host, outside ``allow``, is refused before its headers are read (that
+    host sees no request) and nothing is committed; without ``allow=`` the same refresh reads and adds it."""
     import shutil
 
     import pystac
 
     from stackcube.errors import UntrustedSourceError
     from stackcube.store import read_metadata
+    from tests.services.host import run_host
 
     catalog_path, repo, cube = demo_cube
     real = list(read_metadata(repo).containers)  # what the cube declares: allowed
@@ -693,22 +695,25 @@ def test_a_refresh_under_allow_reads_no_new_source_outside_it(demo_cube, tmp_pat
     item = next(iter(catalog.get_items(recursive=True))).clone()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    item.id = "from-elsewhere"
-    item.properties["datetime"] = "2031-01-01T00:00:00Z"
-    for asset in item.assets.values():
-        source = asset.get_absolute_href()
-        if source and source.endswith(".tif"):
-            copied = elsewhere / f"{item.id}-{source.rsplit('/', 1)[1]}"
-            shutil.copy(source.removeprefix("file://"), copied)
-            asset.href = str(copied)
-    catalog.add_item(item)
-    catalog.normalize_and_save(str(catalog_path).rsplit("/", 1)[0], pystac.CatalogType.SELF_CONTAINED)
-    before = cube.repository.lookup_branch("main")
-    with pytest.raises(UntrustedSourceError, match="outside the allowed prefixes") as refused:
-        stackcube.refresh_cube(repo, progress=False, allow=real)
-    assert str(elsewhere) in str(refused.value)
-    assert cube.repository.lookup_branch("main") == before
-    assert stackcube.refresh_cube(repo, progress=False).added == ("from-elsewhere",)  # without allow=: added
+    with run_host(elsewhere) as host:
+        item.id = "from-elsewhere"
+        item.properties["datetime"] = "2031-01-01T00:00:00Z"
+        for asset in item.assets.values():
+            source = asset.get_absolute_href()
+            if source and source.endswith(".tif"):
+                name = f"{item.id}-{source.rsplit('/', 1)[1]}"
+                shutil.copy(source.removeprefix("file://"), elsewhere / name)
+                asset.href = f"{host.url}/{name}"
+        catalog.add_item(item)
+        catalog.normalize_and_save(str(catalog_path).rsplit("/", 1)[0], pystac.CatalogType.SELF_CONTAINED)
+        before = cube.repository.lookup_branch("main")
+        with pytest.raises(UntrustedSourceError, match="outside the allowed prefixes") as refused:
+            stackcube.refresh_cube(repo, progress=False, allow=real)
+        assert host.url in str(refused.value)
+        assert host.seen == []  # refused before any header read
+        assert cube.repository.lookup_branch("main") == before
+        assert stackcube.refresh_cube(repo, progress=False).added == ("from-elsewhere",)  # without allow=: added
+        assert host.seen  # read this time
 
 
 @pytest.mark.corpus

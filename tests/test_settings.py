@@ -212,3 +212,53 @@ def test_an_override_entered_twice_nested_or_left_in_another_context_undoes_its_
     assert other.run(lambda: stackcube.settings.current().retries) == before  # ...and that context is as before
     assert stackcube.settings.current().retries == 2  # here, where it was entered, nothing can undo it from there
     stackcube.settings.reset()
+
+
+def test_one_override_entered_in_two_threads_and_a_block_left_in_anothers_keep_each_threads_values() -> None:
+    """An override made once and entered by two threads at once: each thread's block ends its own. A generator's
+    block entered here and left inside another thread's block leaves that thread's values as they were."""
+    import threading
+
+    default = stackcube.settings.current().max_concurrency
+    shared = stackcube.settings.set(max_concurrency=5)
+    shared.__exit__(None, None, None)  # made for blocks only: undone from the process
+    both = threading.Barrier(2)
+    seen: dict[str, list[int]] = {}
+
+    def run(name: str, own: int) -> None:
+        values = seen.setdefault(name, [])
+        with stackcube.settings.set(max_concurrency=own):
+            both.wait()
+            with shared:
+                both.wait()
+                values.append(stackcube.settings.current().max_concurrency)
+                both.wait()
+            both.wait()  # both left the shared block: each is back in its own
+            values.append(stackcube.settings.current().max_concurrency)
+
+    threads = [threading.Thread(target=run, args=(name, own)) for name, own in (("a", 3), ("b", 7))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"a": [5, 3], "b": [5, 7]}
+
+    def block():
+        with stackcube.settings.set(max_concurrency=2):
+            yield
+
+    steps = block()
+    next(steps)  # entered here
+    left: list[int] = []
+
+    def other() -> None:
+        with stackcube.settings.set(max_concurrency=9):
+            steps.close()  # the generator's block ends here, in this thread's block
+            left.append(stackcube.settings.current().max_concurrency)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert left == [9]
+    stackcube.settings.reset()
+    assert stackcube.settings.current().max_concurrency == default

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import stackcube
 from stackcube.cli import EXIT_UNCHANGED, main
@@ -34,3 +35,20 @@ def test_check_etags_reindexes_the_changed_and_names_the_gone_and_verify_fix_doe
     assert main(["verify", str(repo), "--quiet"]) == 0
     cube = stackcube.open_dataarray(repo, "EPSG32735_10m", chunks=False)
     assert np.isnan(cube.sel(band="B04").isel(time=1).values).all()
+
+
+@pytest.mark.network
+def test_replicas_with_one_etag_and_times_of_their_own_verify_unchanged(tmp_path) -> None:
+    """Copies behind one name answer in turn with the content's ETag and modification times of their own: the same
+    strong ETag is the same version (as a header read judges it), so verify finds nothing changed on every run."""
+    from tests.services.host import run_host
+    from tests.twins import series
+
+    with run_host(tmp_path / "served", replicas=2) as host:
+        items = series(host.root, host.url, 3)
+        repo = tmp_path / "cube.icechunk"
+        stackcube.build_cube(items, repo=repo, progress=False)
+        for _ in range(3):  # each HEAD answered by the next copy
+            checked, _ = stackcube.verify_cube(repo, progress=False)
+            assert checked.checked == 3
+            assert checked.ok, checked

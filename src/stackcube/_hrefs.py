@@ -60,10 +60,13 @@ _SECRET_VALUE = re.compile(
     r"([?&](?:" + "|".join(re.escape(p) for p in SECRET_PARAMS) + r")=)[A-Za-z0-9%+/=._~-]+", re.I
 )
 
-# the user information of any URL in a text: what lies between "scheme://" and the "@" before the host, where no
-# "/", "?", "#" or whitespace can be (RFC 3986: they end the authority); the user name goes too, as a token is
-# often given as one (https://TOKEN@host/)
-_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@]+@")
+# the user information of an URL in a text: what lies between "scheme://" and the last "@" before the host, where
+# no "/", "?", "#" or whitespace can be (RFC 3986: they end the authority; a password may hold an unencoded "@", and
+# clients split at the last); the user name goes too, as a token is often given as one (https://TOKEN@host/). For
+# the schemes that put credentials there (s3://KEY:SECRET@bucket/ in older fsspec); abfs:// and wasb:// name a
+# container there (abfs://CONTAINER@ACCOUNT...)
+_USERINFO_SCHEMES = ("http", "https", "ftp", "ftps", "s3", "s3a", "gs", "gcs")
+_USERINFO = re.compile(r"(\b(?:" + "|".join(_USERINFO_SCHEMES) + r")://)[^\s/?#]+@", re.I)
 
 USERINFO = "user:password@"
 """How :func:`secret_params` names the user information of an href (``user:password@`` or ``token@`` before its
@@ -74,7 +77,7 @@ def secret_params(href: str) -> list[str]:
     """The parts of ``href`` that carry a credential: :data:`USERINFO` when the URL has user information, then the
     parameters of its query string that do, as the href spells them."""
     parsed = urlparse(href)
-    userinfo = [USERINFO] if "@" in parsed.netloc else []
+    userinfo = [USERINFO] if "@" in parsed.netloc and parsed.scheme.lower() in _USERINFO_SCHEMES else []
     return userinfo + [k for k, _ in parse_qsl(parsed.query, keep_blank_values=True) if k.lower() in SECRET_PARAMS]
 
 

@@ -95,6 +95,8 @@ class StackcubeError(Exception):
     """Root of every error stackcube raises on purpose."""
 
     def __init__(self, *args: object, remedy: Remedy | None = None) -> None:
+        if remedy is not None:  # kept as redacted as the message: it travels with the error (pickled, logged)
+            remedy = Remedy(redact(remedy.python), redact(remedy.cli))
         if remedy is not None and args and isinstance(args[0], str):
             args = (f"{args[0]}; {remedy.python}", *args[1:])
         super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
@@ -104,9 +106,9 @@ class StackcubeError(Exception):
     def for_cli(self) -> str:
         """The message as the command line says it: what to do names the command, not the Python call."""
         text = str(self)
-        if self.remedy is None or not text.endswith(python := redact(self.remedy.python)):
+        if self.remedy is None or not text.endswith(self.remedy.python):
             return text
-        return text.removesuffix(python) + redact(self.remedy.cli)
+        return text.removesuffix(self.remedy.python) + self.remedy.cli
 
     transient: bool = False
     """True when the same request may well succeed if tried again (a 5xx, 429, timeout or dropped connection);

@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from stackcube import _sync
-from stackcube._hrefs import redact, stored_href
+from stackcube._hrefs import stored_href
 from stackcube._remedies import allow_prefixes, give_catalog
 from stackcube._text import counted
 from stackcube._workers import Workers, resolve_workers
@@ -55,7 +55,7 @@ from stackcube.store import (
     updated_of,
     write_plan,
 )
-from stackcube.store.repo import repo_url
+from stackcube.store.repo import repo_name, repo_url
 from stackcube.tiff import normalize_href
 
 if TYPE_CHECKING:
@@ -184,16 +184,12 @@ def _within_allow(assets: Sequence[SelectedAsset], allow: Iterable[str], setting
     """Refuse new or changed sources outside ``allow`` before any is read: a refresh reads and adds only what the
     caller allows, as an open reads only that (the catalog the cube names may name any host)."""
     allowed = [a if a.endswith("/") else f"{a}/" for a in allow]
-    outside = sorted(
-        {
-            href.rsplit("/", 1)[0] + "/"
-            for a in assets
-            if not any((href := _identity(a, settings) or normalize_href(a.href)).startswith(p) for p in allowed)
-        }
-    )
+    # an href no cube can store (a credential stackcube cannot place) fails its own header read, naming it
+    hrefs = [href for a in assets if (href := _identity(a, settings)) is not None]
+    outside = sorted({h.rsplit("/", 1)[0] + "/" for h in hrefs if not h.startswith(tuple(allowed))})
     if outside:
         msg = (
-            f"{repo}: the search finds new sources under {', '.join(map(redact, outside))}, outside the allowed "
+            f"{repo_name(repo)}: the search finds new sources under {', '.join(outside)}, outside the allowed "
             f"prefixes {', '.join(allowed) or '(none)'}; nothing was read from them"
         )
         raise UntrustedSourceError(msg, remedy=allow_prefixes(outside))
@@ -601,6 +597,7 @@ def refresh_cube(
         msg = f"refresh_cube: attempts={attempts!r}; give 1 or more (how many times to start over after another "
         msg += "writer commits first)"
         raise ValueError(msg)
+    allow = None if allow is None else tuple(allow)  # checked more than once: an iterator would be empty after
     settings = with_credentials(current(), credentials)
     workers = resolve_workers(client, executor)
     done = _Read()

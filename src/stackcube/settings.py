@@ -193,12 +193,15 @@ task: each has its own, as xarray and dask users expect of a scoped override).""
 
 
 class _Scope:
-    """The changes of the ``with`` blocks a context is in, over whatever the process's settings are."""
+    """The changes of the ``with`` blocks a context is in, over whatever the process's settings are: one per block,
+    made by ``owner`` (the override entered), over ``outer`` (the scope of the block around it, or None)."""
 
-    __slots__ = ("_made", "changes")
+    __slots__ = ("_made", "changes", "outer", "owner")
 
-    def __init__(self, changes: dict[str, Any]) -> None:
+    def __init__(self, changes: dict[str, Any], owner: _Override, outer: _Scope | None) -> None:
         self.changes = changes
+        self.owner = owner
+        self.outer = outer
         self._made: tuple[Settings, Settings] | None = None  # (the process's settings, with these changes)
 
     def over(self, default: Settings) -> Settings:
@@ -238,27 +241,27 @@ class _Override:
 
     def __init__(self, changes: dict[str, Any]) -> None:
         self._changes = changes
-        self._entered: list[tuple[contextvars.Token[_Scope | None], _Scope | None]] = []
-        """Per block entered and not yet left: where its changes were made, and the scope before them."""
         self._undo: tuple[Settings, Settings] | None = None
         """The process's settings before and after these changes, while they are applied there."""
 
     def __enter__(self) -> Settings:
         self._undo_default()  # made before the ``with`` statement (``cm = set(...)``, then ``with cm:``)
-        scope = _scoped.get()
-        token = _scoped.set(_Scope({**(scope.changes if scope else {}), **self._changes}))
-        self._entered.append((token, scope))
+        outer = _scoped.get()
+        _scoped.set(_Scope({**(outer.changes if outer else {}), **self._changes}, self, outer))
         return current()
 
     def __exit__(self, *exc: object) -> None:
-        if not self._entered:  # never entered: undo the process's change (``override.__exit__(...)``, by hand)
-            self._undo_default()
+        # the context's own chain of blocks says which is this one's: no token, which a block left in another
+        # context (a generator resumed elsewhere), or an override entered by two threads, would get wrong
+        scope = _scoped.get()
+        if scope is not None and scope.owner is self:
+            _scoped.set(scope.outer)
             return
-        token, before = self._entered.pop()
-        try:
-            _scoped.reset(token)
-        except ValueError:  # left in another context than it was entered in (a generator resumed elsewhere)
-            _scoped.set(before)
+        while scope is not None and scope.owner is not self:
+            scope = scope.outer
+        if scope is None:  # never entered here: undo the process's change (``override.__exit__(...)``, by hand)
+            self._undo_default()
+        # else left out of order (an inner block is still open here): that block's values stay until it ends
 
     def _undo_default(self) -> None:
         """Put back the process's settings as they were, or, if another :func:`set` changed them since, the values

@@ -54,6 +54,7 @@ from stackcube.tiff import (
     probe_hosts,
     read_tiff_async,
     same_etag,
+    same_version,
 )
 
 __all__ = ["Source", "SourceCheck", "check_sources", "compare", "item_datetime", "read_sources", "stac_digest"]
@@ -453,11 +454,13 @@ def compare(manifest: TiffManifest, info: ObjectInfo) -> tuple[str, str] | None:
     """The first validator of ``manifest`` that ``info`` contradicts, as (recorded, found); None when none does.
 
     Every validator recorded counts: the ETag (weakly compared: ``W/"x"`` and ``"x"`` are the same version),
-    Last-Modified and size; one the host no longer sends is not evidence of a change.
+    Last-Modified and size; one the host no longer sends is not evidence of a change, and the same strong ETag is
+    the same version whatever Last-Modified says (:func:`stackcube.tiff.same_version`, as a header read judges it).
     """
     if manifest.etag and info.etag and not same_etag(manifest.etag, info.etag):
         return f"ETag {manifest.etag}", f"ETag {info.etag}"
-    if manifest.last_modified and info.last_modified and manifest.last_modified != info.last_modified:
+    modified = manifest.last_modified and info.last_modified and manifest.last_modified != info.last_modified
+    if modified and not same_version(manifest.etag, info.etag):
         return (
             f"Last-Modified {manifest.last_modified:%Y-%m-%d %H:%M:%S}",
             f"Last-Modified {info.last_modified:%Y-%m-%d %H:%M:%S}",

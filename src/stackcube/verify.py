@@ -134,6 +134,7 @@ def verify_cube(
     snapshot ...: 24 sources checked, 1 changed, 0 vanished or unreachable
       changed: https://example.com/data/S2B_35MNM_20200612/B04.tif (ETag "a" -> ETag "b")
     """
+    allow = None if allow is None else tuple(allow)  # checked more than once: an iterator would be empty after
     settings = with_credentials(current(), credentials)
     repository = open_repository(repo, allow=allow, settings=settings)
     stored = read_stored(readonly_session(repository, branch=branch, repo=repo), repo, repository, allow=allow)

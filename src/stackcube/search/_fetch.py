@@ -12,9 +12,10 @@ import base64
 import http.client
 import json
 import re
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, override
 from urllib.parse import unquote, urlparse
 
 import pystac
@@ -69,8 +70,10 @@ def _read_json_once(
     url, userinfo = split_userinfo(href)
     try:
         if urlparse(url).scheme in {"http", "https"}:
-            request = urllib.request.Request(url, headers={**basic_auth(userinfo), **(headers or {})})
-            with urllib.request.urlopen(request, timeout=settings.request_timeout) as response:
+            given = {**basic_auth(userinfo), **(headers or {})}
+            request = urllib.request.Request(url, headers=given)
+            opener = urllib.request.build_opener(_SameOriginRedirects(given))
+            with opener.open(request, timeout=settings.request_timeout) as response:
                 return cast("dict[str, Any]", json.loads(response.read()))
         return cast("dict[str, Any]", json.loads(Path(url).read_text()))
     except (OSError, ValueError, http.client.HTTPException) as exc:
@@ -91,6 +94,30 @@ def _read_failure(shown: str, exc: BaseException, denied: Remedy | None) -> Sear
     error = caused_by(SearchError(msg), exc)
     error.transient = _transient(exc)
     return error
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parsed = urlparse(url)
+    return parsed.scheme, parsed.netloc
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects followed as urllib follows them, with the catalog's credentials (basic authentication, the caller's
+    headers) sent on only to the origin they were given for: urllib copies every header to wherever a redirect
+    points, where requests and curl drop ``Authorization`` on a change of host."""
+
+    def __init__(self, credentials: Mapping[str, str]) -> None:
+        self._names = {name.capitalize() for name in credentials}  # as urllib.request.Request keeps them
+
+    @override  # urllib's signature
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            for name in self._names & set(new.headers):
+                del new.headers[name]
+        return new
 
 
 def basic_auth(userinfo: str) -> dict[str, str]:

@@ -19,7 +19,16 @@ by merged ranged GETs) and ``_probe`` (I/O; ``_probe`` asks each host whether it
 from stackcube.tiff._codec import CODEC_NAME, TiffSegmentCodec
 from stackcube.tiff._decode import decode_segment
 from stackcube.tiff._geo import with_current_crs
-from stackcube.tiff._model import Geo, IfdManifest, Recipe, TiffManifest, Validator, is_weak, same_etag
+from stackcube.tiff._model import (
+    Geo,
+    IfdManifest,
+    Recipe,
+    TiffManifest,
+    Validator,
+    is_weak,
+    same_etag,
+    same_version,
+)
 from stackcube.tiff._probe import HostChecks, clear_stores, host_of, probe_hosts
 from stackcube.tiff._read import MERGE_GAP, head_async, read_segments, read_tiff, read_tiff_async
 from stackcube.tiff._source import ObjectInfo, RequestCap, limit, no_ranges, normalize_href
@@ -55,5 +64,6 @@ __all__ = [
     "read_tiff",
     "read_tiff_async",
     "same_etag",
+    "same_version",
     "with_current_crs",
 ]

@@ -261,6 +261,13 @@ def same_etag(a: str | None, b: str | None) -> bool:
     return a.removeprefix("W/").removeprefix("w/") == b.removeprefix("W/").removeprefix("w/")
 
 
+def same_version(a: str | None, b: str | None) -> bool:
+    """Whether two responses carry the same strong ETag (RFC 9110 strong comparison): the same bytes, whatever their
+    Last-Modified says. Replicas behind one name (CDN edges, multi-site object stores, servers fed by copies) keep
+    content-hash ETags but modification times of their own, so a Last-Modified is not compared where this holds."""
+    return bool(a) and not is_weak(a) and a == b
+
+
 def validator_of(etag: str | None, last_modified: datetime | None) -> Validator | None:
     """The validator a response offers: a strong ETag, else Last-Modified, else none."""
     if etag and not is_weak(etag):

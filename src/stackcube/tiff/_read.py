@@ -11,7 +11,7 @@ from typing import Any
 from stackcube import _sync
 from stackcube.errors import CorruptTiffError, SourceChangedError, SourceError, SourceNotFoundError
 from stackcube.settings import Settings, current
-from stackcube.tiff._model import TiffManifest, is_weak
+from stackcube.tiff._model import TiffManifest, is_weak, same_version
 from stackcube.tiff._parse import NeedBytes, SparseFile, parse_manifest
 from stackcube.tiff._source import Location, ObjectInfo, get_range, head, limit, range_refused, resolve
 
@@ -146,12 +146,11 @@ async def _follow_up(
 def _differs(first: ObjectInfo, again: ObjectInfo) -> str | None:
     """How a follow-up response's identity differs from the first response's (hosts that ignore If-Match still say
     which version they sent), or None: the size, then Last-Modified, then the ETag (so an ETag is named only when
-    nothing else differs). The same strong ETag is the same version whatever Last-Modified says: replicas behind one
-    name (CDN edges, multi-site object stores, servers fed by copies) keep content-hash ETags but mtimes of their
-    own."""
+    nothing else differs). The same strong ETag is the same version whatever Last-Modified says
+    (:func:`same_version`)."""
     if again.size != first.size:
         return f"size {first.size}, then {again.size}"
-    if first.etag is not None and not is_weak(first.etag) and again.etag == first.etag:
+    if same_version(first.etag, again.etag):
         return None
     if again.last_modified != first.last_modified:
         return f"Last-Modified {first.last_modified}, then {again.last_modified}"
