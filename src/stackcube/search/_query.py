@@ -123,9 +123,17 @@ class Query:
     def url(self) -> str | None:
         """The catalog as this run's requests ask for it: :attr:`catalog` with its user information and credential
         parameters (never to be stored or printed)."""
-        if self.catalog is None or not (self.secret_params or self.userinfo):
-            return self.catalog
-        parts = urlsplit(self.catalog)
+        return None if self.catalog is None else self.credentialed(self.catalog)
+
+    def credentialed(self, href: str) -> str:
+        """``href`` as this run's requests ask for it: with the catalog's user information and credential
+        parameters when it lies on the catalog's own origin (a static catalog's links), else as it is (never to
+        be stored or printed)."""
+        parts = urlsplit(href)
+        if not (self.secret_params or self.userinfo) or self.catalog is None:
+            return href
+        if (parts.scheme, parts.netloc) != (urlsplit(self.catalog).scheme, urlsplit(self.catalog).netloc):
+            return href  # the credentials go to the host they were given for only
         query = "&".join(p for p in (parts.query, urlencode(self.secret_params)) if p)
         netloc = f"{self.userinfo}@{parts.netloc}" if self.userinfo else parts.netloc
         return urlunsplit(parts._replace(netloc=netloc, query=query))

@@ -102,7 +102,7 @@ def _search(
         # a document read already: its URL without credentials is only the base its links resolve against
         if q.filter is not None:
             check_filter(q)  # before any item is matched, even when there is none
-        items = _matching(static_items(q.catalog or catalog, doc, settings), q, modifier, advance)
+        items = _matching(static_items(q.catalog or catalog, doc, settings, q), q, modifier, advance)
         return Found(items, "the whole search" + " (a static catalog is read whole)" * (since is not None))
 
 

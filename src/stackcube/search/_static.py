@@ -9,8 +9,10 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pystac
+import pystac.stac_io
 import shapely.geometry
 
 from stackcube.errors import SearchError
@@ -24,8 +26,31 @@ if TYPE_CHECKING:
 __all__ = ["check_filter", "interval_of", "matches", "static_items"]
 
 
-def static_items(catalog: CatalogLike, doc: dict[str, Any] | None, settings: Settings) -> Iterable[pystac.Item]:
-    """Every item of a static input (``doc``: its document, when already read), unfiltered."""
+class _CatalogIO(pystac.stac_io.DefaultStacIO):
+    """A static catalog's links read as its root was: over HTTP with the catalog's credentials (its key parameters,
+    user information and headers) on its own origin only (:meth:`Query.credentialed`), transient failures retried,
+    a failure a SearchError naming the link. pystac's own reader would send none of them."""
+
+    def __init__(self, q: Query | None, settings: Settings) -> None:
+        super().__init__()
+        self._q = q
+        self._settings = settings
+
+    def read_json(self, source: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        href = str(source)
+        if urlsplit(href).scheme not in {"http", "https"}:
+            return super().read_json(source, *args, **kwargs)
+        if self._q is None:
+            return read_json(href, self._settings)
+        own = (urlsplit(href).scheme, urlsplit(href).netloc) == urlsplit(self._q.catalog or "")[:2]
+        return read_json(self._q.credentialed(href), self._settings, self._q.headers if own else None)
+
+
+def static_items(
+    catalog: CatalogLike, doc: dict[str, Any] | None, settings: Settings, q: Query | None = None
+) -> Iterable[pystac.Item]:
+    """Every item of a static input (``doc``: its document, when already read; ``q``: the search, whose catalog
+    credentials its links on the same host are read with), unfiltered."""
     if isinstance(catalog, pystac.ItemCollection):
         return list(catalog)
     if not isinstance(catalog, str | os.PathLike):
@@ -40,7 +65,7 @@ def static_items(catalog: CatalogLike, doc: dict[str, Any] | None, settings: Set
     if kind == "Feature":
         return [pystac.Item.from_dict(doc)]
     if kind in {"Catalog", "Collection"}:
-        root = pystac.read_dict(doc, href=href)
+        root = pystac.read_dict(doc, href=href, stac_io=_CatalogIO(q, settings))
         if isinstance(root, pystac.Catalog):
             root.set_root(root)  # so items' "root" links resolve to this object instead of reading it again
         if not isinstance(root, pystac.Catalog):
