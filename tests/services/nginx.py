@@ -188,6 +188,7 @@ http {{
     }}
 }}
 """)
+    (workdir / "error.log").write_text("")  # read if nginx fails to start, before it could make it
     proc = subprocess.Popen([binary, "-c", str(workdir / "nginx.conf"), "-p", str(workdir)])
     try:
         wait_for_port(port, proc, STARTUP, (workdir / "error.log").read_text)
