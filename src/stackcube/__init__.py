@@ -30,20 +30,43 @@ Words: users open *arrays* (one per grid, or a union of them); a *grid* is what 
 resolutions of an array are its *levels* (0 is full resolution, then the sources' internal overviews).
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stackcube import errors, settings
 from stackcube._version import __version__
-from stackcube.api import Cube, build_cube, open_cube, open_dataarray, plan_cube, plan_cube_async
-from stackcube.cube import CubePlan
 from stackcube.errors import StackcubeError
-from stackcube.options import CubeOptions
-from stackcube.plan import ArrayPlan
-from stackcube.refresh import RefreshReport, refresh_cube
-from stackcube.regrid import to_grid
-from stackcube.stack import stack
-from stackcube.union import UnionPlan
-from stackcube.verify import VerifyReport, verify_cube
+
+if TYPE_CHECKING:  # imported on first use (below): ``import stackcube`` stays fast for the CLI and scheduled jobs
+    from stackcube.api import Cube, build_cube, open_cube, open_dataarray, plan_cube, plan_cube_async
+    from stackcube.cube import CubePlan
+    from stackcube.options import CubeOptions
+    from stackcube.plan import ArrayPlan
+    from stackcube.refresh import RefreshReport, refresh_cube
+    from stackcube.regrid import to_grid
+    from stackcube.stack import stack
+    from stackcube.union import UnionPlan
+    from stackcube.verify import VerifyReport, verify_cube
+
+_LAZY = {
+    "ArrayPlan": "stackcube.plan",
+    "Cube": "stackcube.api",
+    "CubeOptions": "stackcube.options",
+    "CubePlan": "stackcube.cube",
+    "RefreshReport": "stackcube.refresh",
+    "UnionPlan": "stackcube.union",
+    "VerifyReport": "stackcube.verify",
+    "build_cube": "stackcube.api",
+    "open_cube": "stackcube.api",
+    "open_dataarray": "stackcube.api",
+    "plan_cube": "stackcube.api",
+    "plan_cube_async": "stackcube.api",
+    "refresh_cube": "stackcube.refresh",
+    "stack": "stackcube.stack",
+    "to_grid": "stackcube.regrid",
+    "verify_cube": "stackcube.verify",
+}
+"""Where each public name lives, imported when first asked for (PEP 562): xarray, zarr, Icechunk and pandas cost
+seconds to import on a small machine, which a ``stackcube --help`` or an error message should not pay."""
 
 __all__ = [
     "ArrayPlan",
@@ -70,10 +93,23 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+    import importlib.util
+
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # asked once: a module attribute from then on
+        return value
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")  # a stage: stackcube.store, stackcube.tiff, ...
     if name == "GroupPlan":
         import warnings
 
         warnings.warn("stackcube.GroupPlan is deprecated; use stackcube.ArrayPlan", DeprecationWarning, stacklevel=2)
-        return ArrayPlan
+        return __getattr__("ArrayPlan")
     msg = f"module 'stackcube' has no attribute {name!r}"
     raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
