@@ -9,7 +9,10 @@ VENV       := .venv
 BIN        := $(VENV)/bin
 # uv takes the interpreter .python-version names from this machine (pyenv), never a downloaded one
 export UV_PYTHON_DOWNLOADS := never
-SYNC       := $(UV) sync --locked --python $(PYTHON)
+# --compile-bytecode: every library's .pyc made once at install (uv makes none by default, and where
+# PYTHONDONTWRITEBYTECODE is set Python never caches them: each process then compiled xarray, dask and
+# distributed again, 2 s of every cold start; benchmarks/start_bench.py)
+SYNC       := $(UV) sync --locked --python $(PYTHON) --compile-bytecode
 
 .PHONY: demo test lint bench bench-compare lock upgrade sync-demo sync-test system-packages clean
 
