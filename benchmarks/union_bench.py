@@ -3,6 +3,7 @@
     python -m benchmarks.union_bench                       # 250 scenes, 20 ms latency, 3 repetitions
     python -m benchmarks.union_bench --scenes 100 --latency-ms 50
     python -m benchmarks.union_bench --scenes 5000 --build-only   # plan and commit only, files on local disk
+    python -m benchmarks.union_bench --scenes 2000 --build-only --members   # also open_cube(members=True)
 
 Scenes are 512 x 512 px tiled (256) uint16 GeoTIFFs with nodata (Landsat-like: a path/row's footprint moving by
 whole 30 m pixels between dates), one date each, served by nginx behind the test bed's latency proxy. stackcube
@@ -72,9 +73,11 @@ def items_for(scenes: list[tuple[str, int, int]], base: str) -> list:
     return items
 
 
-def build_only(n: int, repeat: int) -> None:
+def build_only(n: int, repeat: int, *, members: bool = False) -> None:
     """Plan and commit a union of ``n`` scenes read from local disk (constant pixels: the build reads headers
-    only), to a repository on local disk, and open the union; the medians and spreads of each, and the peak RSS."""
+    only), to a repository on local disk, and open the union and the cube (``members``: also the cube with every
+    member opened, as ``open_cube`` did before members were listed only); the medians and spreads of each, and the
+    peak RSS."""
     import resource
 
     import stackcube
@@ -83,7 +86,7 @@ def build_only(n: int, repeat: int) -> None:
     directory = Path(tempfile.gettempdir()) / "stackcube-union-build" / "scenes"
     directory.mkdir(parents=True, exist_ok=True)
     items = items_for(write_scenes(directory, n, constant=True), str(directory))
-    plans, writes, opens = [], [], []
+    plans, writes, opens, trees, eager = [], [], [], [], []
     for _ in range(repeat):
         start = time.perf_counter()
         plan = stackcube.plan_cube(items, progress=False)
@@ -95,6 +98,13 @@ def build_only(n: int, repeat: int) -> None:
             start = time.perf_counter()
             stackcube.open_dataarray(str(Path(tmp) / "cube.icechunk"), plan.unions[0].name)
             opens.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            stackcube.open_cube(str(Path(tmp) / "cube.icechunk"))
+            trees.append(time.perf_counter() - start)
+            if members:
+                start = time.perf_counter()
+                stackcube.open_cube(str(Path(tmp) / "cube.icechunk"), members=True)
+                eager.append(time.perf_counter() - start)
     (union,) = plan.unions
     total = [p + w for p, w in zip(plans, writes, strict=True)]
 
@@ -104,7 +114,10 @@ def build_only(n: int, repeat: int) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kilobytes on Linux, as cube_bench reports
     print(f"\n{n} scenes -> one union of {union.shape[2]} x {union.shape[3]} px x {union.shape[0]} dates; local disk")
     print(f"| plan (headers from local files) | {fmt(plans)} |\n| write and commit | {fmt(writes)} |")
-    print(f"| total | {fmt(total)} |\n| open the union (lazy) | {fmt(opens)} |\n| peak RSS | {peak:.2f} GB |")
+    print(f"| total | {fmt(total)} |\n| open the union (lazy) | {fmt(opens)} |\n| open_cube | {fmt(trees)} |")
+    if members:
+        print(f"| open_cube(members=True) | {fmt(eager)} |")
+    print(f"| peak RSS | {peak:.2f} GB |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -121,9 +134,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--build-only", action="store_true", help="plan and commit from local files; no reads")
+    parser.add_argument("--members", action="store_true", help="--build-only: also time open_cube(members=True)")
     args = parser.parse_args(argv)
     if args.build_only:
-        build_only(args.scenes, args.repeat)
+        build_only(args.scenes, args.repeat, members=args.members)
         return
     warnings.simplefilter("ignore")  # stackstac 0.5's affine and pandas warnings
     import dask

@@ -79,3 +79,23 @@ def test_a_quicklook_of_a_repository_and_of_the_last_date(tmp_path) -> None:
         "to -1 from the end"
     )
     assert isinstance(raised.value, IndexError)
+
+
+def test_a_union_member_is_looked_at_from_the_cube_and_named_from_a_tree_that_lists_it(tmp_path) -> None:
+    """A tree lists a union's members without opening them: given the cube, the quicklook of a member opens it;
+    given such a tree, it says how to open one that holds it."""
+    import stackcube
+    from stackcube.demo import write_demo_offset_catalog
+    from stackcube.errors import ArrayNotFoundError
+    from stackcube.quicklook import quicklook
+
+    repo = tmp_path / "cube.icechunk"
+    built = stackcube.build_cube(write_demo_offset_catalog(tmp_path / "demo"), repo=repo, progress=False)
+    (union,) = built.plan.unions
+    member = union.members[0]
+    look = quicklook(repo, array=member)
+    assert look.array.startswith(f"{member}/")
+    assert look.png.startswith(b"\x89PNG")
+    with pytest.raises(ArrayNotFoundError, match=rf"{member} is a member of union {union.name}.*members=True"):
+        quicklook(stackcube.open_cube(repo), array=member)
+    assert quicklook(stackcube.open_cube(repo, members=True), array=member).png == look.png

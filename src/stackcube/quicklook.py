@@ -20,7 +20,7 @@ import numpy as np
 
 from stackcube._text import counted
 from stackcube.errors import ArrayNotFoundError, SelectionError
-from stackcube.store import open_datatree
+from stackcube.store import OpenOptions, open_datatree
 from stackcube.store.layout import DATA, CubeMetadata, level_path
 
 __all__ = ["Quicklook", "quicklook"]
@@ -103,12 +103,24 @@ def quicklook(
     import imagecodecs
     import xarray as xr
 
+    members = array is not None  # a union's member is in the tree only when asked for (open_cube(members=True))
     if isinstance(cube, xr.DataTree):
         tree = cube
     elif isinstance(cube, str | os.PathLike) or not hasattr(cube, "snapshot_id"):  # a path, URL, Storage, Repository
-        tree = open_datatree(cube)
+        tree = open_datatree(cube, OpenOptions(members=members))
     else:  # a stackcube.Cube (whose module comes later in the pipeline): its own snapshot
-        tree = cube.open()
+        tree = cube.open(members=members)
+    if array is not None and array not in tree.children:
+        metadata = CubeMetadata.from_attrs(tree.attrs)
+        union = next((u.name for u in metadata.unions if array in u.members), None)
+        if union is None:
+            msg = f"the cube has no array {array!r}; it has {', '.join(metadata.array_names)}"
+        else:
+            msg = (
+                f"{array} is a member of union {union}, which this tree lists without opening: open it with "
+                "stackcube.open_cube(repo, members=True), or give quicklook the cube itself"
+            )
+        raise ArrayNotFoundError(msg)
     names = [array] if array else CubeMetadata.from_attrs(tree.attrs).array_names
     choices = [tuple(bands)] if bands else list(RGB_CHOICES)
     for choice in choices:

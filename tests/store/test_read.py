@@ -112,9 +112,11 @@ def test_a_deleted_source_of_a_union_member_on_s3_is_named(s3, tmp_path) -> None
     member, (item_id,) = union.members[0], union.member_ids[0]
     (href,) = (a["href"] for d in items if d["id"] == item_id for a in d["assets"].values())
     s3.client().delete_object(Bucket=s3.sources_bucket, Key=href.removeprefix(f"s3://{s3.sources_bucket}/"))
-    data = cube.open(mask_and_scale=False)[f"{member}/0"]["data"]
-    with pytest.raises(SourceChangedError, match=rf"^{re.escape(href)} no longer exists.*refresh"):
-        data.values  # noqa: B018
+    opened = stackcube.open_dataarray(cube.repository, member, snapshot=cube.snapshot_id, mask_and_scale=False)
+    in_tree = cube.open(mask_and_scale=False, members=True)[f"{member}/0"]["data"]
+    for data in (opened, in_tree):
+        with pytest.raises(SourceChangedError, match=rf"^{re.escape(href)} no longer exists.*refresh"):
+            data.values  # noqa: B018
 
 
 def test_a_fresh_process_reopens_by_tag_and_snapshot(served_twins, tmp_path) -> None:
@@ -286,6 +288,10 @@ def test_the_other_readers_pass_their_keywords_on(versions) -> None:
     union_repo, union = versions["union"]
     tree = stackcube.open_cube(union_repo, chunks=False, allow=[versions["offsets"]])
     assert not dask.is_dask_collection(tree[f"{union}/0"]["data"])
+    members = tree[union].attrs["members"]  # listed, not opened; members=True opens them too
+    assert members
+    assert not set(members) & set(tree.children)
+    assert set(members) <= set(stackcube.open_cube(union_repo, members=True).children)
     with pytest.raises(TypeError, match=r"open_cube\(\) got an unexpected keyword argument 'chunk'"):
         stackcube.open_cube(repo, chunk=False)
     with pytest.raises(TypeError, match=r"open_dataarray\(\) got an unexpected keyword argument 'mask'"):

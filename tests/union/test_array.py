@@ -8,6 +8,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 import rasterio
+import xarray as xr
 import zarr
 
 import stackcube
@@ -34,6 +35,29 @@ def test_pixel_aligned_scenes_become_one_exact_array(tmp_path) -> None:
     masked = stackcube.open_cube(repo)[f"{union.name}/0"]["data"]
     assert np.isnan(masked.isel(time=1).values[0, 0, 0])
     assert masked.isel(time=0).values[0, 0, 0] == expected[0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("mask_and_scale", [True, False])
+def test_a_tree_lists_union_members_and_each_opens_on_demand_as_the_whole_tree_holds_it(
+    tmp_path, mask_and_scale
+) -> None:
+    items = make_items(tmp_path, tmp_path.as_posix())
+    repo = tmp_path / "cube.icechunk"
+    (union,) = stackcube.build_cube(items, repo=repo, progress=False).plan.unions
+    listed = stackcube.open_cube(repo, mask_and_scale=mask_and_scale)
+    whole = stackcube.open_cube(repo, mask_and_scale=mask_and_scale, members=True)
+    assert listed[union.name].attrs["members"] == whole[union.name].attrs["members"] == list(union.members)
+    assert not set(union.members) & set(listed.children)  # listed, none opened
+    assert set(union.members) <= set(whole.children)
+    # every node the listed tree holds (the union's levels, the source table, the root) is the whole tree's
+    for path, node in listed.subtree_with_keys:
+        xr.testing.assert_identical(node.to_dataset().load(), whole[path].to_dataset().load())
+    # each member opened on demand is the whole tree's node: values, coordinates, attributes
+    for member in union.members:
+        assert whole[member].children  # its levels
+        for n in whole[member].children:
+            single = stackcube.open_dataarray(repo, member, level=int(n), mask_and_scale=mask_and_scale)
+            xr.testing.assert_identical(single.load(), whole[f"{member}/{n}"]["data"].rename(member).load())
 
 
 def test_overlaps_follow_the_rule_and_nodata_never_hides_a_valid_pixel(tmp_path) -> None:
