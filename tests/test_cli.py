@@ -529,3 +529,18 @@ def test_a_catalog_key_is_given_again_at_refresh_and_printed_nowhere(stac_api, t
         printed.extend(capsys.readouterr())
     assert [text for text in printed if catalog.url in text]  # the outputs name the catalog
     assert not [text for text in printed if catalog.key in text]
+
+
+def test_info_describes_a_union_and_each_of_its_members(tmp_path, capsys) -> None:
+    """The tree open_cube gives lists a union's members without opening them; info still describes every one."""
+    import stackcube
+    from stackcube.demo import write_demo_offset_catalog
+
+    repo = tmp_path / "cube.icechunk"
+    built = stackcube.build_cube(write_demo_offset_catalog(tmp_path / "demo"), repo=repo, progress=False)
+    (union,) = built.plan.unions
+    assert main(["info", str(repo)]) == 0
+    out = capsys.readouterr().out
+    assert f"{union.name}: a union of {len(union.members)} grids" in out
+    for member in union.members:
+        assert f"    {member}: " in out

@@ -33,11 +33,12 @@ def test_importing_stackcube_or_asking_the_cli_for_help_loads_no_heavy_library(c
 
 
 def test_every_public_name_is_there_and_brings_the_pipeline_with_it() -> None:
+    import importlib
+
     import stackcube
 
-    for name in stackcube.__all__:
-        assert getattr(stackcube, name) is not None, name
-        assert name in dir(stackcube)
+    for name, module in stackcube._LAZY.items():
+        assert getattr(stackcube, name) is getattr(importlib.import_module(module), name), name
     assert stackcube.build_cube.__module__ == "stackcube.api"
     assert _imported_after("import stackcube; stackcube.open_cube") >= {"xarray", "zarr", "icechunk"}
     assert stackcube.store.open_repository.__module__ == "stackcube.store.repo"  # a stage, as an attribute
@@ -45,3 +46,17 @@ def test_every_public_name_is_there_and_brings_the_pipeline_with_it() -> None:
         _ = stackcube.open_cubes  # type: ignore[attr-defined]
     with pytest.warns(DeprecationWarning, match="GroupPlan"):
         assert stackcube.GroupPlan is stackcube.ArrayPlan  # type: ignore[attr-defined]
+
+
+def test_a_submodule_imported_first_leaves_the_function_of_its_name() -> None:
+    """``stackcube.stack`` is a function and a module: importing the module first (a patch, a test, a worker
+    unpickling) must leave ``stackcube.stack`` the function. In a fresh interpreter, both orders."""
+    for code in (
+        "import stackcube, stackcube.stack; assert callable(stackcube.stack), stackcube.stack",
+        "import stackcube.stack; from stackcube import stack; assert callable(stack), stack",
+        "import stackcube; stackcube.stack; import stackcube.stack; assert callable(stackcube.stack)",
+    ):
+        subprocess.run([sys.executable, "-c", code], check=True)
+    import stackcube
+
+    assert not hasattr(stackcube, "store.read")  # a dotted name is no attribute, not an import

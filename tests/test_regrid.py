@@ -163,3 +163,15 @@ def test_the_block_warp_for_grids_off_the_earth_equals_odc_geos(demo_cube, crs, 
     same = (ours == theirs) | (np.isnan(ours) & np.isnan(theirs))
     assert same.mean() > 0.9999  # GDAL's approximate transformer picks a neighbour at a few block-dependent pixels
     assert np.isfinite(ours).mean() > 0.5
+
+
+def test_a_member_a_tree_only_lists_is_named_with_how_to_open_it(tmp_path) -> None:
+    from stackcube.demo import write_demo_offset_catalog
+    from stackcube.errors import ArrayNotFoundError
+
+    repo = tmp_path / "cube.icechunk"
+    built = stackcube.build_cube(write_demo_offset_catalog(tmp_path / "demo"), repo=repo, progress=False)
+    member = built.plan.unions[0].members[0]
+    with pytest.raises(ArrayNotFoundError, match=rf"{member}: members of a union.*members=True"):
+        stackcube.to_grid(stackcube.open_cube(repo), arrays=[member], crs="EPSG:32735", resolution=60.0)
+    assert "data" in stackcube.open_cube(repo, members=True)[f"{member}/0"]  # where the error sends the reader

@@ -30,6 +30,8 @@ Words: users open *arrays* (one per grid, or a union of them); a *grid* is what 
 resolutions of an array are its *levels* (0 is full resolution, then the sources' internal overviews).
 """
 
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from stackcube import errors, settings
@@ -92,6 +94,19 @@ __all__ = [
 ]
 
 
+class _Package(types.ModuleType):
+    """The package's module: importing a submodule named like a public function (``stackcube.stack``) must not
+    replace the function (Python binds every imported submodule as an attribute of its package)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return  # the module stays in sys.modules; the name keeps meaning the function
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
 def __getattr__(name: str) -> Any:
     import importlib
     import importlib.util
@@ -100,7 +115,7 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value  # asked once: a module attribute from then on
         return value
-    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+    if name.isidentifier() and not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
         return importlib.import_module(f"{__name__}.{name}")  # a stage: stackcube.store, stackcube.tiff, ...
     if name == "GroupPlan":
         import warnings

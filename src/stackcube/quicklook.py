@@ -20,7 +20,7 @@ import numpy as np
 
 from stackcube._text import counted
 from stackcube.errors import ArrayNotFoundError, SelectionError
-from stackcube.store import OpenOptions, open_datatree
+from stackcube.store import OpenOptions, open_datatree, read_metadata
 from stackcube.store.layout import DATA, CubeMetadata, level_path
 
 __all__ = ["Quicklook", "quicklook"]
@@ -103,13 +103,14 @@ def quicklook(
     import imagecodecs
     import xarray as xr
 
-    members = array is not None  # a union's member is in the tree only when asked for (open_cube(members=True))
     if isinstance(cube, xr.DataTree):
         tree = cube
     elif isinstance(cube, str | os.PathLike) or not hasattr(cube, "snapshot_id"):  # a path, URL, Storage, Repository
-        tree = open_datatree(cube, OpenOptions(members=members))
+        # a union's member is in the tree only when asked for: every member then (thousands, 6 ms each), so only
+        # when the array asked for is one (the root's attributes say, without opening anything)
+        tree = open_datatree(cube, OpenOptions(members=array is not None and array in read_metadata(cube).members))
     else:  # a stackcube.Cube (whose module comes later in the pipeline): its own snapshot
-        tree = cube.open(members=members)
+        tree = cube.open(members=array is not None and any(array in u.members for u in cube.plan.unions))
     if array is not None and array not in tree.children:
         metadata = CubeMetadata.from_attrs(tree.attrs)
         union = next((u.name for u in metadata.unions if array in u.members), None)

@@ -22,7 +22,7 @@ from stackcube._band_index import with_band_aliases
 from stackcube._bbox import check_bbox
 from stackcube._georef import Affine, pixel_size
 from stackcube.api import Cube, open_dataarray
-from stackcube.errors import BboxError
+from stackcube.errors import ArrayNotFoundError, BboxError
 from stackcube.plan import DIMS
 from stackcube.store import CubeMetadata, OpenArgs, OpenOptions, RepoLike, read_metadata
 
@@ -176,7 +176,15 @@ def _sources(source: Gridded, arrays: Sequence[str] | None, kwargs: OpenArgs) ->
                 raise ValueError(msg)
         return given
     if isinstance(source, xr.DataTree):
-        names = list(arrays or ()) or CubeMetadata.from_attrs(source.attrs).array_names
+        metadata = CubeMetadata.from_attrs(source.attrs)
+        names = list(arrays or ()) or metadata.array_names
+        listed = [n for n in names if n not in source.children and n in metadata.members]
+        if listed:
+            msg = (
+                f"{', '.join(listed)}: members of a union, which this tree lists without opening: open it with "
+                "stackcube.open_cube(repo, members=True), or give to_grid the cube itself"
+            )
+            raise ArrayNotFoundError(msg)
         return [cast("xr.DataArray", source[f"{name}/0"]["data"]) for name in names]
     repo = source.repository if isinstance(source, Cube) else cast("RepoLike", source)
     options = OpenOptions.from_args(kwargs, "to_grid")

@@ -214,7 +214,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     repository = open_repository(args.repo)
     session = readonly_session(repository, branch=args.branch, tag=args.tag, repo=args.repo)
-    tree = open_cube(args.repo, snapshot=session.snapshot_id)
+    # every array is described, members of unions too: the tree with them (open_cube lists them without)
+    tree = open_cube(args.repo, snapshot=session.snapshot_id, members=True)
     metadata = CubeMetadata.from_attrs(tree.attrs)
     written = repository.lookup_snapshot(session.snapshot_id).written_at
     version = f"tag {args.tag}" if args.tag else f"branch {args.branch}"
