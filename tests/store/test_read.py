@@ -444,3 +444,18 @@ def test_default_dask_chunks_span_tiles_and_read_only_what_is_selected(nginx, tm
         _ = stackcube.open_dataarray(repo, mask_and_scale=False).values
         assert proxy.stats["GET"] == 4 * 16
         assert proxy.stats["max_inflight"] <= 4
+
+
+def test_members_is_the_trees_keyword_alone(tmp_path) -> None:
+    """``members=`` puts a union's members in open_cube's tree; a reader of one array refuses it rather than
+    ignoring it."""
+    import stackcube
+    from stackcube.demo import write_demo_catalog
+
+    repo = tmp_path / "cube.icechunk"
+    stackcube.build_cube(write_demo_catalog(tmp_path / "demo", dates=1, size=256), repo=repo, progress=False)
+    with pytest.raises(TypeError, match=r"open_dataarray\(\) takes no members=.*open_cube\(repo, members=True\)"):
+        stackcube.open_dataarray(repo, members=True)
+    with pytest.raises(TypeError, match=r"to_grid\(\) takes no members="):
+        stackcube.to_grid(repo, crs="EPSG:32735", resolution=60.0, members=True)
+    assert stackcube.open_cube(repo, members=True).children.keys() == stackcube.open_cube(repo).children.keys()

@@ -139,6 +139,9 @@ class OpenOptions:
     def from_args(cls, args: OpenArgs, where: str) -> Self:
         """The options a public reader ``where`` was called with; an unknown keyword is a TypeError naming it."""
         check_keywords(args, OPEN_KEYWORDS, where)
+        if "members" in args and where != "open_cube":  # the tree's alone: one array never holds a union's members
+            msg = f"{where}() takes no members=: open_cube(repo, members=True) puts a union's members in the tree"
+            raise TypeError(msg)
         allow = args.get("allow")
         return cls(
             version=Version(args.get("branch"), args.get("tag"), args.get("snapshot")),
