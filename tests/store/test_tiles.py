@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 
 import icechunk
 import numpy as np
@@ -61,15 +62,16 @@ def test_the_tile_table_names_each_members_sources_under_a_declared_container(un
         assert refs.repo == str(repo)
 
 
-def _name_another_host(cube, union, other: str) -> str:
-    """Edit every level's tile table so that its first source lies on ``other``; the href it now names."""
+def name_another_host(cube, union, moved: Callable[[str], str]) -> str:
+    """Edit every level's tile table so that its first source's href is ``moved(href)`` (another host), and commit;
+    the href it now names. (Also tests/union/test_array.py's.)"""
     session = cube.repository.writable_session("main")
     root = zarr.open_group(session.store, mode="r+")
     for level in range(union.n_levels):
         sources = root[union.name][str(level)]["sources"]
         values = np.asarray(sources[...], dtype=object)
         doc = json.loads(str(values[0]))
-        doc["href"] = f"{other}/{doc['href'].rsplit('/', 1)[-1]}"
+        doc["href"] = moved(doc["href"])
         values[0] = json.dumps(doc)
         sources[...] = values
     session.commit("a tile table naming another host")
@@ -78,7 +80,7 @@ def _name_another_host(cube, union, other: str) -> str:
 
 def test_a_tile_table_naming_an_undeclared_href_is_refused(union_cube) -> None:
     cube, repo, union = union_cube
-    href = _name_another_host(cube, union, "https://elsewhere.example/scenes")
+    href = name_another_host(cube, union, lambda h: f"https://elsewhere.example/scenes/{h.rsplit('/', 1)[-1]}")
     path = level_path(union.name, 0)
     with pytest.raises(UntrustedSourceError, match=rf"^{repo}: the tile table of {path} names {href}, under none"):
         _read(repo, path)

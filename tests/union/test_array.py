@@ -333,25 +333,15 @@ def test_a_union_on_s3_reads_merged_ranges_checked_against_the_etag(s3, tmp_path
 def test_a_tile_table_that_names_another_host_is_refused_before_any_request(nginx, tmp_path) -> None:
     """A cube made by someone else is untrusted: a union whose tile table was edited to name another host (whose
     files would read fine) is refused by every reader, with or without ``allow=``, and that host hears nothing."""
-    import json
-
     from stackcube.errors import UntrustedSourceError
     from tests.services.proxy import run_proxy
+    from tests.store.test_tiles import name_another_host
 
     directory = nginx.root / "union-tampered"
     with run_proxy(nginx.url) as real, run_proxy(nginx.url) as other:
         repo = tmp_path / "cube.icechunk"
         cube, union = _served_union(directory, f"{real.url}/union-tampered", repo)
-        session = cube.repository.writable_session("main")
-        root = zarr.open_group(session.store, mode="r+")
-        for level in range(union.n_levels):
-            sources = root[union.name][str(level)]["sources"]
-            values = np.asarray(sources[...], dtype=object)
-            doc = json.loads(str(values[0]))
-            doc["href"] = doc["href"].replace(real.url, other.url)
-            values[0] = json.dumps(doc)
-            sources[...] = values
-        session.commit("a tile table naming another host")
+        name_another_host(cube, union, lambda href: href.replace(real.url, other.url))
         other.reset()
         for allow in (None, [f"{real.url}/union-tampered/"]):
             for chunks in (None, False):

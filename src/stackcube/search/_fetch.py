@@ -22,7 +22,7 @@ import pystac
 
 from stackcube._retry import retry_sync
 from stackcube.errors import Remedy, SearchError, caused_by
-from stackcube.search._query import Query, split_credentials, split_userinfo
+from stackcube.search._query import Query, origin, split_credentials, split_userinfo
 from stackcube.settings import Settings
 
 __all__ = ["basic_auth", "is_api", "read_json", "search_api"]
@@ -96,11 +96,6 @@ def _read_failure(shown: str, exc: BaseException, denied: Remedy | None) -> Sear
     return error
 
 
-def _origin(url: str) -> tuple[str, str]:
-    parsed = urlparse(url)
-    return parsed.scheme, parsed.netloc
-
-
 class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
     """Redirects followed as urllib follows them, with the catalog's credentials (basic authentication, the caller's
     headers) sent on only to the origin they were given for: urllib copies every header to wherever a redirect
@@ -114,7 +109,7 @@ class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
         self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
     ) -> urllib.request.Request | None:
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and _origin(newurl) != _origin(req.full_url):
+        if new is not None and origin(newurl) != origin(req.full_url):
             for name in self._names & set(new.headers):
                 del new.headers[name]
         return new

@@ -129,14 +129,16 @@ class Query:
         """``href`` as this run's requests ask for it: with the catalog's user information and credential
         parameters when it lies on the catalog's own origin (a static catalog's links), else as it is (never to
         be stored or printed)."""
-        parts = urlsplit(href)
-        if not (self.secret_params or self.userinfo) or self.catalog is None:
-            return href
-        if (parts.scheme, parts.netloc) != (urlsplit(self.catalog).scheme, urlsplit(self.catalog).netloc):
+        if not (self.secret_params or self.userinfo) or not self.on_catalog_origin(href):
             return href  # the credentials go to the host they were given for only
+        parts = urlsplit(href)
         query = "&".join(p for p in (parts.query, urlencode(self.secret_params)) if p)
         netloc = f"{self.userinfo}@{parts.netloc}" if self.userinfo else parts.netloc
         return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+    def on_catalog_origin(self, href: str) -> bool:
+        """Whether ``href`` lies on the catalog's own scheme and host: where its credentials may go."""
+        return self.catalog is not None and origin(href) == origin(self.catalog)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form, without headers and the catalog's credential parameters and user information."""
@@ -255,6 +257,12 @@ def split_credentials(url: str) -> tuple[str, dict[str, str], str]:
     if not secret:
         return url, {}, userinfo
     return urlunsplit(parts._replace(query="&".join(kept))), secret, userinfo
+
+
+def origin(url: str) -> tuple[str, str]:
+    """The scheme and host (with port) of ``url``: what credentials given for it may be sent to."""
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
 
 
 def split_userinfo(url: str) -> tuple[str, str]:

@@ -42,8 +42,8 @@ class _CatalogIO(pystac.stac_io.DefaultStacIO):
             return super().read_json(source, *args, **kwargs)
         if self._q is None:
             return read_json(href, self._settings)
-        own = (urlsplit(href).scheme, urlsplit(href).netloc) == urlsplit(self._q.catalog or "")[:2]
-        return read_json(self._q.credentialed(href), self._settings, self._q.headers if own else None)
+        headers = self._q.headers if self._q.on_catalog_origin(href) else None
+        return read_json(self._q.credentialed(href), self._settings, headers)
 
 
 def static_items(
