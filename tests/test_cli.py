@@ -99,6 +99,30 @@ def test_build_command_commits_and_tags(tmp_path, capsys) -> None:
     assert "no Icechunk repository" in capsys.readouterr().err
 
 
+def test_log_tells_a_big_builds_stages_as_one_line(tmp_path, capsys, monkeypatch) -> None:
+    """A build in stages leaves a snapshot per stage below its commit; ``log`` counts them on one line."""
+    from stackcube.demo import write_demo_catalog
+    from stackcube.store import layout, open_repository
+    from stackcube.store import write as write_module
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=3, size=512)
+    repo = tmp_path / "cube.icechunk"
+    monkeypatch.setattr(write_module, "STAGE_REFS", 16)  # one date of the 10 m array a stage
+    monkeypatch.setattr(write_module, "STAGE_ABOVE", 16)
+    monkeypatch.setattr(layout, "MANIFEST_REFS", 16)
+    assert main(["build", catalog, "--repo", str(repo), "--message", "staged", "--quiet"]) == 0
+    stages = [s for s in open_repository(repo).ancestry(branch="main") if s.message == write_module.STAGE_MESSAGE]
+    assert len(stages) >= 3
+    capsys.readouterr()
+    assert main(["log", str(repo)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("  ")[-1] for line in lines] == [
+        "staged",
+        f"{len(stages)} stages of the build above ({write_module.STAGE_MESSAGE})",
+        "Repository initialized",
+    ]
+
+
 def test_build_from_stac_geoparquet(tmp_path, capsys) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq

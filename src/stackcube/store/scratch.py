@@ -42,7 +42,7 @@ by a killed build points at nothing anyone reads; the next such build removes it
 (:data:`SCRATCH_AGE`), whatever its name says."""
 SCRATCH_AGE = timedelta(days=1)
 """A scratch branch's lease: it is stale once its tip was written longer ago than this. Its build writes a new tip at
-every stage (an amend or a commit on it: a stage of ``store.write.STAGE_REFS`` references or more in one process, a
+every stage (a commit or an amend on it: a stage of at most ``store.write.STAGE_REFS`` references in one process, a
 run of ``COMMIT_REFS`` on workers), so a live build renews it long before; the name's time is never trusted, as a build
 may run for more than a day. Judged on this machine's clock against the writer's (which stamped the tip): clocks a
 day apart would be needed to take a live build's branch."""
