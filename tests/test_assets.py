@@ -5,7 +5,7 @@ from __future__ import annotations
 import pystac
 import pytest
 
-from stackcube.assets import choose_assets, select_assets, summarize_skipped
+from stackcube.assets import choose_assets, item_assets, select_assets, summarize_skipped
 from stackcube.errors import MissingAssetWarning, NothingFoundError
 from stackcube.search import Query
 from tests.twins import corpus_items
@@ -147,3 +147,44 @@ def test_items_without_assets_say_so(item) -> None:
     with pytest.raises(NothingFoundError) as raised:
         choose_assets([bare], Query(catalog=None), ["red"])
     assert str(raised.value).endswith("; it has: no assets")
+
+
+def _outcome(items, assets):
+    """What choose_assets makes of ``items``: the chosen (item, key, band, href) and the skipped, with the warnings,
+    or the error."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        try:
+            chosen, skipped = choose_assets(
+                [i if isinstance(i, pystac.Item) else i() for i in items], Query(catalog=None), assets
+            )
+        except NothingFoundError as exc:
+            return str(exc)
+    picked = [(c.item.id, c.key, c.band, c.href) for c in chosen]
+    return picked, [str(s) for s in skipped], [str(w.message) for w in warned]
+
+
+@pytest.mark.parametrize(
+    "assets",
+    [None, ["red", "nir"], ["B04"], ["B4"], ["rde", "nir"], ["rededge"], ["red", "B04"], ["red", "nir", "red"], []],
+)
+def test_items_cut_to_their_chosen_assets_as_they_arrive_choose_the_same(item, assets) -> None:
+    """A build cuts each item to its chosen assets as the search finds it (``item_assets(slim=True)``): the same
+    assets chosen and skipped, the same warnings and errors as from the whole items, and each item keeps no other
+    asset."""
+    other = item.clone()
+    other.id = "other"
+    del other.assets["B04"]
+    bare = item.clone()
+    bare.id = "bare"
+    bare.assets.clear()
+    whole = [item, other, bare]
+    expected = _outcome([i.clone() for i in whole], assets)
+    cut = [i.clone() for i in whole]
+    assert _outcome([lambda i=i: item_assets(i, assets, slim=True) for i in cut], assets) == expected
+    if not isinstance(expected, str):
+        kept = {i.id: sorted(i.assets) for i in cut}
+        assert kept == {i.id: sorted({k for (n, k, _, _) in expected[0] if n == i.id}) for i in cut}
+        assert kept["other"] != sorted(other.assets)  # items lost the assets not chosen

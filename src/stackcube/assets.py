@@ -201,8 +201,50 @@ def select_assets(
     return chosen, skipped
 
 
+@dataclass(frozen=True, slots=True)
+class ItemAssets:
+    """What one found item gives the cube: its chosen and skipped assets, and what the checks across items need to
+    know of its asset names. Made as each item arrives (:func:`item_assets`), so that a search of many items keeps
+    only these, not the items' every asset."""
+
+    item_id: str
+    """The item's id."""
+    chosen: tuple[SelectedAsset, ...]
+    """Its assets that become bands."""
+    skipped: tuple[SkippedAsset, ...]
+    """Its assets asked for, or that looked like data, that do not."""
+    names: tuple[str, ...]
+    """The names its assets can be asked for by (:func:`_names`: each key, with its common name in brackets)."""
+    askable: frozenset[str]
+    """Its asset keys and common names."""
+    missing: frozenset[str]
+    """The names asked for that it has no asset of."""
+
+
+def item_assets(
+    item: pystac.Item, assets: Sequence[str] | None = None, *, check_names: bool = True, slim: bool = False
+) -> ItemAssets:
+    """The assets of one item that become bands, the ones skipped, and its asset names, with the checks one item
+    can fail (``check_names``: a name that picks one of several assets, two names of one asset, a name asked twice).
+    With ``slim``, the item then keeps only its chosen assets (a Sentinel-2 item's 24 assets are most of its
+    memory, and a build of 100,000 items would hold them all)."""
+    if assets is not None and check_names:
+        _check_item(item, assets)
+    chosen, skipped = select_assets([item], assets)
+    missing = frozenset() if assets is None else frozenset(n for n in assets if _pick(item, n) is None)
+    askable = frozenset(item.assets) | {c for a in item.assets.values() if (c := common_name(a))}
+    found = ItemAssets(item.id, tuple(chosen), tuple(skipped), _names(item), askable, missing)
+    if slim:
+        item.assets = {a.key: item.assets[a.key] for a in chosen}
+    return found
+
+
 def choose_assets(
-    items: Sequence[pystac.Item], query: Query, assets: Sequence[str] | None = None, *, check_names: bool = True
+    items: Sequence[pystac.Item | ItemAssets],
+    query: Query,
+    assets: Sequence[str] | None = None,
+    *,
+    check_names: bool = True,
 ) -> tuple[list[SelectedAsset], list[SkippedAsset]]:
     """The assets of the found items that become bands, and the ones skipped; fails when there is none.
 
@@ -217,9 +259,13 @@ def choose_assets(
         first reasons), or no item has an asset of a name asked for (it lists the names they have).
     """
     require_items(list(items), query)
-    chosen, skipped = select_assets(items, assets)
     if assets is not None and check_names:
-        _check_names(items, assets)
+        _check_twice(assets)
+    found = [i if isinstance(i, ItemAssets) else item_assets(i, assets, check_names=check_names) for i in items]
+    chosen = [a for f in found for a in f.chosen]
+    skipped = [a for f in found for a in f.skipped]
+    if assets is not None and check_names:
+        _check_names(found, assets)
     if not chosen:
         reasons = "; ".join(summarize_skipped(skipped, len(items))[:5]) or "no item has a GeoTIFF data asset"
         which = "the one item found has no" if len(items) == 1 else f"none of the {len(items)} items found has a"
@@ -228,32 +274,38 @@ def choose_assets(
     return chosen, skipped
 
 
-def _check_names(items: Sequence[pystac.Item], assets: Sequence[str]) -> None:
-    """Refuse names no item has, names that pick one of several assets, and two names of one asset; warn of names
-    only some items have."""
+def _check_twice(assets: Sequence[str]) -> None:
+    """Refuse a name asked for twice."""
     twice = [name for name in dict.fromkeys(assets) if list(assets).count(name) > 1]
     if twice:
         msg = f"{', '.join(map(repr, twice))} asked for more than once; ask for each band once"
         raise NothingFoundError(msg)
-    have = list(dict.fromkeys(name for item in items for name in _names(item)))
+
+
+def _check_item(item: pystac.Item, assets: Sequence[str]) -> None:
+    """Refuse a name asked twice, a name that picks one of several assets of ``item``, and two names of one."""
+    _check_twice(assets)
+    keys: dict[str, str] = {}
+    for name in assets:
+        shared = [k for k, a in item.assets.items() if common_name(a) == name and name not in item.assets]
+        if len(shared) > 1:
+            msg = f"{name!r} is the common name of several assets ({', '.join(shared)}); ask for them by key"
+            raise NothingFoundError(msg)
+        found = _pick(item, name)
+        if found is not None and keys.setdefault(found[0], name) != name:
+            msg = f"{keys[found[0]]!r} and {name!r} are the same asset ({found[0]}); ask for it once"
+            raise NothingFoundError(msg)
+
+
+def _check_names(items: Sequence[ItemAssets], assets: Sequence[str]) -> None:
+    """Refuse names no item has; warn of names only some items have (each item was checked on its own by
+    :func:`item_assets`)."""
+    have = list(dict.fromkeys(name for item in items for name in item.names))
     shown = ", ".join(have[:30]) + (f", ... ({len(have)} in all)" if len(have) > 30 else "") or "no assets"
-    for item in items:
-        keys: dict[str, str] = {}
-        for name in assets:
-            shared = [k for k, a in item.assets.items() if common_name(a) == name and name not in item.assets]
-            if len(shared) > 1:
-                msg = f"{name!r} is the common name of several assets ({', '.join(shared)}); ask for them by key"
-                raise NothingFoundError(msg)
-            found = _pick(item, name)
-            if found is not None and keys.setdefault(found[0], name) != name:
-                msg = f"{keys[found[0]]!r} and {name!r} are the same asset ({found[0]}); ask for it once"
-                raise NothingFoundError(msg)
-    missing = {name: [item.id for item in items if _pick(item, name) is None] for name in assets}
+    missing = {name: [item.item_id for item in items if name in item.missing] for name in assets}
     unknown = [name for name, ids in missing.items() if len(ids) == len(items)]
     if unknown:
-        askable = {key for item in items for key in item.assets} | {
-            common for item in items for asset in item.assets.values() if (common := common_name(asset))
-        }
+        askable = set().union(*(item.askable for item in items))
         guesses = [close for name in unknown for close in difflib.get_close_matches(name, sorted(askable), n=1)]
         guess = f"; did you mean {', '.join(map(repr, dict.fromkeys(guesses)))}?" if guesses else ""
         names = ", ".join(map(repr, unknown))

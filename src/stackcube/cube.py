@@ -141,17 +141,24 @@ def _array_lines(arrays: Sequence[ArrayPlan], indent: str) -> list[str]:
     return lines
 
 
-def _array_name(key: GridKey, taken: set[str]) -> str:
+def _array_name(key: GridKey, taken: dict[str, int]) -> str:
     """``EPSG32735_10m`` (the CRS, pixel size and unit: ``EPSG2263_10ftUS``; ``EPSG4326_0p0001`` in degrees),
-    ``custom_30`` for a CRS without a code, ``_2``, ``_3``... when another array already has the name."""
+    ``custom_30`` for a CRS without a code, ``_2``, ``_3``... when another array already has the name.
+
+    ``taken`` holds the names given, each with the suffix the next look for a name on its base starts from: names
+    are only ever added, so the ones tried before are still taken (a union of 5,000 scenes is 5,000 arrays of one
+    base, and trying ``_2``, ``_3``... from the start each time took 2 s of its plan)."""
     epsg = key.crs.startswith("EPSG:")
     crs = re.sub(r"[^A-Za-z0-9]", "", key.crs) if epsg else "custom"
     res = f"{abs(key.resolution[0]):g}".replace(".", "p")
     name = f"{crs}_{res}{unit_suffix(key.crs) if epsg else ''}"
-    base, n = name, 2
+    base, n = name, taken.get(name, 2)
+    if name in taken:
+        name, n = f"{base}_{n}", n + 1
     while name in taken:
         name, n = f"{base}_{n}", n + 1
-    taken.add(name)
+    taken[base] = n
+    taken.setdefault(name, 2)
     return name
 
 
@@ -176,7 +183,7 @@ def plan_sources(
     notes += [f"{s.item_id}/{s.asset} has {why}; skipped" for s, why in rejected]
     notes += _nodata_notes(list(by_grid))
     arrays: list[ArrayPlan] = []
-    taken: set[str] = set()
+    taken: dict[str, int] = {}
     for key, members in sorted(by_grid.items(), key=lambda kv: (kv[0].crs, abs(kv[0].resolution[0]))):
         parts = split_by_meaning(members)
         names = [_array_name(key, taken) for _ in parts]

@@ -175,6 +175,7 @@ def _encoding(recipe: Recipe) -> str:
 def group_by_grid(sources: Iterable[Source]) -> tuple[dict[GridKey, list[Source]], list[tuple[Source, str]]]:
     """Group sources by GridKey (each keeps the order sources came in); also return ungriddable ones with why."""
     by_key: dict[GridKey, list[Source]] = defaultdict(list)
+    alike: dict[GridKey, list[GridKey]] = {}
     rejected: list[tuple[Source, str]] = []
     for source in sources:
         try:
@@ -183,18 +184,30 @@ def group_by_grid(sources: Iterable[Source]) -> tuple[dict[GridKey, list[Source]
             rejected.append((source, str(exc)))
             continue
         if key not in by_key:
-            key = next((k for k in by_key if k.matches(key)), key)
+            key = _seen_match(key, alike) or key
         by_key[key].append(source)
     return dict(by_key), rejected
 
 
 def distinct_keys(keys: Iterable[GridKey]) -> list[GridKey]:
     """``keys`` without those that match (:meth:`GridKey.matches`) one before them."""
-    out: list[GridKey] = []
-    for key in keys:
-        if not any(k.matches(key) for k in out):
-            out.append(key)
-    return out
+    alike: dict[GridKey, list[GridKey]] = {}
+    return [key for key in keys if _seen_match(key, alike) is None]
+
+
+def _seen_match(key: GridKey, alike: dict[GridKey, list[GridKey]]) -> GridKey | None:
+    """The first key seen before that matches ``key`` (:meth:`GridKey.matches`); None if none does, and ``key`` is
+    now seen.
+
+    ``alike`` holds the keys seen, in order, under their key without the pixel size: keys that match are equal but
+    for it, so only those under one entry are compared (a union of thousands of scenes has thousands of grids, and
+    comparing each with every one before was most of its plan).
+    """
+    seen = alike.setdefault(dataclasses.replace(key, resolution=(0.0, 0.0)), [])
+    found = next((k for k in seen if k.matches(key)), None)
+    if found is None:
+        seen.append(key)
+    return found
 
 
 def tile_offset(t: Affine, origin: tuple[float, float], key: GridKey) -> tuple[int, int]:

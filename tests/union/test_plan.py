@@ -3,6 +3,7 @@ share a lattice; the stored description round-trips."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import numpy as np
@@ -80,3 +81,44 @@ def test_members_whose_scale_differs_within_a_time_step_make_no_union(tmp_path) 
     (union,) = per_item.unions
     assert [row[0] for row in union.offset] == [0.0, -0.1, 0.0, -0.1]
     assert UnionPlan.from_dict(union.name, union.to_dict()) == union
+
+
+def test_a_union_of_many_scenes_places_each_at_its_offset_in_search_order(tmp_path) -> None:
+    """60 scenes on 60 tile grids (some on one datetime): the members in search order, each at its whole-pixel
+    offset, a time step per datetime with its pieces in search order, a tile table row per member tile; what the
+    plan held when grouping compared every grid with every other."""
+    from stackcube.store.layout import union_tiles
+
+    rng = np.random.default_rng(7)
+    items, placed = [], []
+    for i in range(60):
+        a, b = (int(v) for v in rng.integers(0, 8, size=2))
+        row, col = 64 * a + i, 64 * b + (7 * i) % 64  # a phase of its own modulo the 64 px tiles
+        path = tmp_path / f"S{i:02d}.tif"
+        write_scene(path, row=row, col=col, height=70, width=90, seed=i)
+        item = pystac.Item(f"S{i:02d}", None, None, T0 + timedelta(days=i // 3), {})
+        item.add_asset("red", pystac.Asset(path.as_posix(), media_type=pystac.MediaType.GEOTIFF, roles=["data"]))
+        items.append(item)
+        placed.append((row, col))
+    plan = stackcube.plan_cube(items, progress=False)
+    (union,) = plan.unions
+    arrays = {a.name: a for a in plan.arrays}
+    assert [arrays[m].items[0][0] for m in union.members] == [f"S{i:02d}" for i in range(60)]
+    top, left = min(r for r, _ in placed), min(c for _, c in placed)
+    assert union.offsets == tuple((r - top, c - left) for r, c in placed)
+    assert union.shape == (20, 1, max(r for r, _ in placed) - top + 70, max(c for _, c in placed) - left + 90)
+    assert union.steps == tuple(((3 * d, 0), (3 * d + 1, 0), (3 * d + 2, 0)) for d in range(20))
+    days = [np.datetime64(T0.replace(tzinfo=None) + timedelta(days=d), "ns") for d in range(20)]
+    np.testing.assert_array_equal(union.times, np.array(days))
+    tiles = union_tiles([arrays[m] for m in union.members])
+    table, hrefs = tiles["tiles"].values, tiles["sources"].values.tolist()
+    assert [json.loads(s)["href"].rsplit("/", 1)[-1] for s in hrefs] == [f"S{i:02d}.tif" for i in range(60)]
+    start = 0
+    for m, name in enumerate(union.members):
+        member = arrays[name]
+        rows = table[start : start + member.source_index.size]
+        start += member.source_index.size
+        np.testing.assert_array_equal(rows[:, 0], np.where(member.source_index.ravel() >= 0, m, -1))
+        np.testing.assert_array_equal(rows[:, 1], member.offsets.ravel())
+        np.testing.assert_array_equal(rows[:, 2], member.lengths.ravel())
+    assert start == len(table)

@@ -178,14 +178,16 @@ def search_api(
     settings: Settings,
     advance: Callable[[int], object] = lambda n: None,
     denied: Remedy | None = None,
-) -> list[pystac.Item]:
+    *,
+    each: Callable[[pystac.Item], Any] | None = None,
+) -> list[Any]:
     """Every item a STAC API search of ``q.catalog`` returns, all pages (``advance(1)`` for each as the pages
-    arrive), every request with ``q``'s headers, credential parameters and user information (as basic
-    authentication); the whole search is retried on a transient failure, and a refusal (HTTP 401 or 403) names
-    ``denied`` (default :data:`GIVE_CREDENTIALS`)."""
+    arrive; the list holds what ``each`` makes of it, when given), every request with ``q``'s headers, credential
+    parameters and user information (as basic authentication); the whole search is retried on a transient
+    failure, and a refusal (HTTP 401 or 403) names ``denied`` (default :data:`GIVE_CREDENTIALS`)."""
     # The whole paginated search is retried here, in one place (requests' own retries would not cover a body cut
     # off mid-page, and two layers would multiply the attempts)
-    return retry_sync(lambda: _search_api_once(q, modifier, settings, advance, denied), settings)
+    return retry_sync(lambda: _search_api_once(q, modifier, settings, advance, denied, each=each), settings)
 
 
 def _search_api_once(
@@ -194,7 +196,9 @@ def _search_api_once(
     settings: Settings,
     advance: Callable[[int], object],
     denied: Remedy | None,
-) -> list[pystac.Item]:
+    *,
+    each: Callable[[pystac.Item], Any] | None = None,
+) -> list[Any]:
     import requests
     from pystac_client import Client
     from pystac_client.exceptions import APIError
@@ -229,9 +233,9 @@ def _search_api_once(
             max_items=q.max_items,
             limit=q.limit,
         )
-        items = []
+        items: list[Any] = []
         for item in search.items():
-            items.append(item)
+            items.append(item if each is None else each(item))
             advance(1)
         return items
     except (APIError, requests.RequestException, OSError, http.client.HTTPException, pystac.STACError) as exc:

@@ -13,7 +13,7 @@ import dataclasses
 import datetime as _dt
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self, TypedDict, Unpack
@@ -344,7 +344,7 @@ def _iso_part(part: str) -> str:
     return moment.isoformat(timespec="seconds" if not moment.microsecond else "microseconds")
 
 
-def require_items(items: list[pystac.Item], q: Query) -> None:
+def require_items(items: Sized, q: Query) -> None:
     """Raise NothingFoundError naming the search when it found nothing."""
     if not items:
         args = {k: v for k, v in q.to_dict().items() if v is not None and k != "catalog"}

@@ -27,8 +27,8 @@ __all__ = ["Found", "search_again", "search_items"]
 class Found:
     """What a search found, and what it asked."""
 
-    items: list[pystac.Item]
-    """The items, in the catalog's order."""
+    items: list[Any]
+    """The items, in the catalog's order (or what ``each`` made of each, :func:`search_items`)."""
     asked: str
     """What was asked, in words: "the whole search", "items updated since ...", ..."""
     whole: bool = True
@@ -42,8 +42,9 @@ def search_items(
     datetime: Any = None,
     settings: Settings | None = None,
     progress: bool = False,
+    each: Callable[[pystac.Item], Any] | None = None,
     **search: Unpack[SearchArgs],
-) -> tuple[Query, list[pystac.Item]]:
+) -> tuple[Query, list[Any]]:
     """Run a search and return the normalised query and the matching items (in the catalog's order).
 
     Parameters
@@ -57,6 +58,10 @@ def search_items(
         Timeouts and retries (default: :func:`stackcube.settings.current`).
     progress
         Count the items found as they arrive (a progress bar of unknown end).
+    each
+        Called on each item as it arrives (after ``modifier``); the list holds what it returns instead of the items,
+        so a search of many items need not hold them all (a build keeps only each item's chosen assets). A search
+        retried after a transient failure calls it again on the items found again.
     **search
         :class:`SearchArgs`: intersects, collections, ids, query, filter, filter_lang, max_items, limit (as
         pystac-client takes them), ``headers`` for a STAC API, and ``modifier``, called on every item (and result)
@@ -70,7 +75,8 @@ def search_items(
     """
     check_keywords(search, SEARCH_KEYWORDS, "search_items")
     q = make_query(catalog, bbox=bbox, datetime=datetime, **search)
-    return q, _search(catalog, q, settings or current(), search.get("modifier"), progress=progress).items
+    found = _search(catalog, q, settings or current(), search.get("modifier"), progress=progress, each=each)
+    return q, found.items
 
 
 def _search(
@@ -82,6 +88,7 @@ def _search(
     progress: bool,
     since: Since | None = None,
     denied: Remedy | None = None,
+    each: Callable[[pystac.Item], Any] | None = None,
 ) -> Found:
     """The items ``q`` finds in ``catalog`` (a path or URL: ``q``'s, with its credentials; else items); a STAC API is
     asked only for what can be new or changed ``since`` (when given and the API allows it); a catalog that refuses
@@ -91,18 +98,20 @@ def _search(
         if href is not None and is_parquet(href):  # a remote file's transient failure: the search again
             if q.filter is not None:
                 check_filter(q)  # before the file is read: cql2 evaluates the filter here
-            items = retry_sync(lambda: _matching(parquet_items(href, q, settings), q, modifier, advance), settings)
+            items = retry_sync(
+                lambda: _matching(parquet_items(href, q, settings), q, modifier, advance, each), settings
+            )
             return Found(items, "the whole search" + " (a stac-geoparquet file is read whole)" * (since is not None))
         # read once, whatever kind it turns out to be
         doc = read_json(href, settings, q.headers, denied) if href is not None else None
         if href is not None and doc is not None and is_api(href, doc):
             asked, words = narrow(q, since, doc) if since is not None else (q, "the whole search")
-            items = [] if asked is None else search_api(asked, modifier, settings, advance, denied)
+            items = [] if asked is None else search_api(asked, modifier, settings, advance, denied, each=each)
             return Found(items, words, whole=asked is q)
         # a document read already: its URL without credentials is only the base its links resolve against
         if q.filter is not None:
             check_filter(q)  # before any item is matched, even when there is none
-        items = _matching(static_items(q.catalog or catalog, doc, settings, q), q, modifier, advance)
+        items = _matching(static_items(q.catalog or catalog, doc, settings, q), q, modifier, advance, each)
         return Found(items, "the whole search" + " (a static catalog is read whole)" * (since is not None))
 
 
@@ -111,18 +120,19 @@ def _matching(
     q: Query,
     modifier: Callable[[Any], Any] | None,
     advance: Callable[[int], object],
-) -> list[pystac.Item]:
-    """The static items a STAC API would return for ``q``, in order, ``modifier`` applied."""
-    items = []
+    each: Callable[[pystac.Item], Any] | None = None,
+) -> list[Any]:
+    """The static items a STAC API would return for ``q``, in order, ``modifier`` applied (then ``each``: the list
+    holds what it returns)."""
+    items: list[Any] = []
     for item in candidates:
         if matches(item, q):
-            items.append(item)
+            if modifier is not None:
+                modifier(item)
+            items.append(item if each is None else each(item))
             advance(1)
             if q.max_items is not None and len(items) >= q.max_items:
                 break
-    if modifier is not None:
-        for item in items:
-            modifier(item)
     return items
 
 

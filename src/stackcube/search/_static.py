@@ -60,8 +60,8 @@ def static_items(
     href = os.fspath(catalog)
     doc = doc if doc is not None else read_json(href, settings)
     kind = doc.get("type")
-    if kind == "FeatureCollection":
-        return [pystac.Item.from_dict(f, preserve_dict=False) for f in doc.get("features", [])]
+    if kind == "FeatureCollection":  # made one at a time, so that a caller may keep less of each than all of it
+        return (pystac.Item.from_dict(f, preserve_dict=False) for f in doc.get("features", []))
     if kind == "Feature":
         return [pystac.Item.from_dict(doc)]
     if kind in {"Catalog", "Collection"}:
