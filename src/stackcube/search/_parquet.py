@@ -39,8 +39,10 @@ __all__ = ["SUFFIXES", "is_parquet", "parquet_items", "pushdown"]
 SUFFIXES = (".parquet", ".geoparquet", ".pq")
 """File names read as stac-geoparquet."""
 
-BATCH = 4096
-"""Rows turned into items at a time (bounds memory whatever a search returns)."""
+BATCH = 512
+"""Rows turned into items at a time (bounds memory whatever a search returns): a batch is made into Python dicts
+whole, about 50 kB a Sentinel-2 item. A search of 20,000 such items that keeps only their chosen assets peaked at
+544 MB in batches of 512 and at 1,144 MB in batches of 4,096 (24-28 s either way)."""
 
 _REMOTE = {"s3", "gs", "gcs", "az", "abfs", "abfss", "http", "https"}
 
