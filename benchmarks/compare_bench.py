@@ -217,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
             "s3_env": {**s3.env(), "AWS_ENDPOINT_URL": repository.url},
         }
         # what the read workloads need, made once (the oneoff workload times the same steps)
-        for tool in args.tools:
+        # --profile prepares the profiled tool's data alone (else every default tool's, lazycogs' and rasteret's
+        # environments made from PyPI included); -nodask reads stackcube's cube
+        for tool in [args.profile[0].replace("-nodask", "")] if args.profile else args.tools:
             if tool in {"stackcube", "stackcube-s3", "lazycogs", "rasteret"}:  # (-nodask reads the same cube)
                 run_worker({**spec_for(tool, "oneoff", grid, paths), "prepare": True})
         if args.profile:

@@ -409,3 +409,27 @@ def test_a_catalog_password_is_used_but_never_stored_nor_printed(stac_api, tmp_p
         with pytest.raises(SearchError, match=r"HTTP 401") as refused:  # not stored: a refresh is given it again
             stackcube.refresh_cube(repo, progress=False)
         assert password not in "".join(traceback.format_exception(refused.value))
+
+
+def test_a_callers_own_items_are_planned_whole_and_left_whole(tmp_path) -> None:
+    """A build cuts the items its search makes to their chosen assets; items the caller gives (a list, an
+    ItemCollection) are theirs: left with every asset, so a second plan of other assets finds them."""
+    import pystac
+
+    from stackcube.demo import write_demo_catalog
+    from stackcube.search import search_items
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=2, size=256)
+    _, items = search_items(catalog)
+    keys = [sorted(i.assets) for i in items]
+    assert all(len(k) > 2 for k in keys)
+    for given in (items, pystac.ItemCollection(items)):
+        red = stackcube.plan_cube(given, assets=["red"], progress=False)
+        assert [sorted(i.assets) for i in items] == keys
+        nir = stackcube.plan_cube(given, assets=["nir"], progress=False)
+        assert [s.band for s in red.sources] == ["red"] * len(items)
+        assert [s.band for s in nir.sources] == ["nir"] * len(items)
+    # the same items from the catalog file: planned the same, the search's own items cut as they arrived
+    assert [s.manifest.href for s in stackcube.plan_cube(catalog, assets=["red"], progress=False).sources] == [
+        s.manifest.href for s in red.sources
+    ]

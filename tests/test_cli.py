@@ -100,8 +100,11 @@ def test_build_command_commits_and_tags(tmp_path, capsys) -> None:
 
 
 def test_log_tells_a_big_builds_stages_as_one_line(tmp_path, capsys, monkeypatch) -> None:
-    """A build in stages leaves a snapshot per stage below its commit; ``log`` counts them on one line."""
+    """A build in stages leaves its stages below its commit: ``log`` shows the first and counts the others, and no
+    read opens one (part of the references: most of its chunks would read as nodata)."""
+    import stackcube
     from stackcube.demo import write_demo_catalog
+    from stackcube.errors import VersionNotFoundError
     from stackcube.store import layout, open_repository
     from stackcube.store import write as write_module
 
@@ -111,16 +114,23 @@ def test_log_tells_a_big_builds_stages_as_one_line(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(write_module, "STAGE_ABOVE", 16)
     monkeypatch.setattr(layout, "MANIFEST_REFS", 16)
     assert main(["build", catalog, "--repo", str(repo), "--message", "staged", "--quiet"]) == 0
-    stages = [s for s in open_repository(repo).ancestry(branch="main") if s.message == write_module.STAGE_MESSAGE]
+    history = list(open_repository(repo).ancestry(branch="main"))
+    stages = [s for s in history if s.metadata == write_module.STAGE_METADATA]
     assert len(stages) >= 3
     capsys.readouterr()
     assert main(["log", str(repo)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("  ")[-1] for line in lines] == [
         "staged",
-        f"{len(stages)} stages of the build above ({write_module.STAGE_MESSAGE})",
+        write_module.STAGE_MESSAGE,
+        f"... and {len(stages) - 1} more stages of the same build",
         "Repository initialized",
     ]
+    assert lines[1].startswith(stages[0].id)
+    with pytest.raises(VersionNotFoundError, match=f"snapshot {stages[-1].id} of .* is a stage of a build"):
+        stackcube.open_dataarray(repo, snapshot=stages[-1].id)  # part of the references: never read as a cube
+    with pytest.raises(VersionNotFoundError, match="is a stage of a build"):
+        stackcube.open_cube(repo, snapshot=stages[0].id)
 
 
 def test_build_from_stac_geoparquet(tmp_path, capsys) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import xarray as xr
 from stackcube import _sync
 from stackcube._keywords import check_keywords, keywords_of
 from stackcube._workers import Workers, resolve_workers
-from stackcube.assets import choose_assets, item_assets
+from stackcube.assets import check_asked, choose_assets, item_assets
 from stackcube.cube import CubePlan, plan_sources
 from stackcube.options import CubeOptions, GroupBy, Harmonize, OnError, Overlap
 from stackcube.search import CatalogLike, SearchArgs, search_items
@@ -115,17 +116,15 @@ async def plan_cube_async(
     """Async twin of :func:`plan_cube`."""
     options, search, progress = _plan_args(kwargs, "plan_cube")
     settings = with_credentials(current(), kwargs.get("credentials"))
-    # each item keeps only its chosen assets as it arrives: a search of 100,000 Sentinel-2 items would otherwise
-    # hold their every asset until the headers are read
+    if options.assets is not None:
+        check_asked(options.assets)  # before the search
+    each = None
+    if isinstance(catalog, str | os.PathLike):
+        # the items the search makes keep only their chosen assets as they arrive (a search of 100,000 Sentinel-2
+        # items would otherwise hold their every asset until the headers are read); a caller's own are left whole
+        each = functools.partial(item_assets, assets=options.assets, slim=True, shared={})
     q, items = await asyncio.to_thread(
-        search_items,
-        catalog,
-        bbox=bbox,
-        datetime=datetime,
-        settings=settings,
-        progress=progress,
-        each=functools.partial(item_assets, assets=options.assets, slim=True),
-        **search,
+        search_items, catalog, bbox=bbox, datetime=datetime, settings=settings, progress=progress, each=each, **search
     )
     chosen, skipped = choose_assets(items, q, options.assets)
     sources, failed = await read_sources(

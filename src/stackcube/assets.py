@@ -20,11 +20,14 @@ from stackcube.search import Query, require_items
 
 __all__ = [
     "BAND_ENTRY_FIELDS",
+    "ItemAssets",
     "SelectedAsset",
     "SkippedAsset",
     "band_fields",
+    "check_asked",
     "choose_assets",
     "common_name",
+    "item_assets",
     "select_assets",
     "summarize_skipped",
 ]
@@ -222,18 +225,28 @@ class ItemAssets:
 
 
 def item_assets(
-    item: pystac.Item, assets: Sequence[str] | None = None, *, check_names: bool = True, slim: bool = False
+    item: pystac.Item,
+    assets: Sequence[str] | None = None,
+    *,
+    check_names: bool = True,
+    slim: bool = False,
+    shared: dict[Any, Any] | None = None,
 ) -> ItemAssets:
     """The assets of one item that become bands, the ones skipped, and its asset names, with the checks one item
     can fail (``check_names``: a name that picks one of several assets, two names of one asset, a name asked twice).
     With ``slim``, the item then keeps only its chosen assets (a Sentinel-2 item's 24 assets are most of its
-    memory, and a build of 100,000 items would hold them all)."""
+    memory, and a build of 100,000 items would hold them all): only for items the caller made. ``shared`` (a dict
+    kept across the items of one search) holds one copy of each distinct set of names, as a collection's items
+    have the same (about 2.5 kB an item otherwise)."""
     if assets is not None and check_names:
         _check_item(item, assets)
     chosen, skipped = select_assets([item], assets)
     missing = frozenset() if assets is None else frozenset(n for n in assets if _pick(item, n) is None)
     askable = frozenset(item.assets) | {c for a in item.assets.values() if (c := common_name(a))}
-    found = ItemAssets(item.id, tuple(chosen), tuple(skipped), _names(item), askable, missing)
+    names = _names(item)
+    if shared is not None:
+        names, askable, missing = (shared.setdefault(v, v) for v in (names, askable, missing))
+    found = ItemAssets(item.id, tuple(chosen), tuple(skipped), names, askable, missing)
     if slim:
         item.assets = {a.key: item.assets[a.key] for a in chosen}
     return found
@@ -260,7 +273,7 @@ def choose_assets(
     """
     require_items(list(items), query)
     if assets is not None and check_names:
-        _check_twice(assets)
+        check_asked(assets)
     found = [i if isinstance(i, ItemAssets) else item_assets(i, assets, check_names=check_names) for i in items]
     chosen = [a for f in found for a in f.chosen]
     skipped = [a for f in found for a in f.skipped]
@@ -274,8 +287,8 @@ def choose_assets(
     return chosen, skipped
 
 
-def _check_twice(assets: Sequence[str]) -> None:
-    """Refuse a name asked for twice."""
+def check_asked(assets: Sequence[str]) -> None:
+    """Refuse a name asked for twice (before a search: it needs no item)."""
     twice = [name for name in dict.fromkeys(assets) if list(assets).count(name) > 1]
     if twice:
         msg = f"{', '.join(map(repr, twice))} asked for more than once; ask for each band once"
@@ -284,7 +297,7 @@ def _check_twice(assets: Sequence[str]) -> None:
 
 def _check_item(item: pystac.Item, assets: Sequence[str]) -> None:
     """Refuse a name asked twice, a name that picks one of several assets of ``item``, and two names of one."""
-    _check_twice(assets)
+    check_asked(assets)
     keys: dict[str, str] = {}
     for name in assets:
         shared = [k for k, a in item.assets.items() if common_name(a) == name and name not in item.assets]

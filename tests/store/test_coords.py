@@ -9,17 +9,64 @@ import zarr
 
 import stackcube
 from stackcube.store import ArrayLayout, open_repository
-from stackcube.store.coords import ARRAYS, INLINE_MAX, inline_coordinates, kept_arrays
-from stackcube.store.layout import DATA, INLINE, child_names, level_path
+from stackcube.store.coords import (
+    ARRAYS,
+    INLINE_MAX,
+    KEPT_BYTES,
+    grow_kept,
+    grown_from,
+    inline_coordinates,
+    kept_arrays,
+)
+from stackcube.store.layout import DATA, INLINE, child_names, level_dataset, level_path
+
+
+def build_stored(catalog, repo):
+    """``build_cube`` as for a cube whose coordinates are too large to keep in its array nodes (or one written
+    before they were kept there): every level stores them all."""
+    from stackcube.store import write
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(write, "kept_arrays", lambda levels, **_: None)
+        return stackcube.build_cube(catalog, repo=repo, progress=False)
+
+
+def keep_in_nodes(cube) -> None:
+    """Commit ``cube`` as a build writes an array whose coordinates are small (:func:`kept_arrays`): its levels
+    store their data array only, its node keeps the rest (a no-op on a cube built so)."""
+    session = cube.repository.writable_session("main")
+    root = zarr.open_group(session.store, mode="r+")
+    for array in cube.plan.arrays:
+        kept = kept_arrays([level_dataset(level) for level in array.levels], member=False)
+        assert kept is not None
+        node = root[array.name]
+        node.attrs.put({**node.attrs, INLINE: {**node.attrs[INLINE], ARRAYS: kept}})
+        for n in range(len(array.levels)):
+            for name in child_names(root[level_path(array.name, n)]) - {DATA}:
+                del root[f"{level_path(array.name, n)}/{name}"]
+    session.commit("keep the coordinates in the array nodes", allow_empty=True)
 
 
 @pytest.fixture(scope="module")
-def cube(tmp_path_factory):
-    """The demo cube: two arrays with overview levels, bands with common names and wavelengths."""
+def demo(tmp_path_factory):
+    """The demo catalog: two grids, bands with common names and wavelengths."""
     from stackcube.demo import write_demo_catalog
 
-    root = tmp_path_factory.mktemp("coords")
-    return stackcube.build_cube(write_demo_catalog(root / "demo", dates=3), repo=root / "cube.icechunk", progress=False)
+    return write_demo_catalog(tmp_path_factory.mktemp("coords") / "demo", dates=3)
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory, demo):
+    """The demo cube, its levels storing their coordinates: two arrays with overview levels."""
+    return build_stored(demo, tmp_path_factory.mktemp("stored") / "cube.icechunk")
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, demo):
+    """The same cube as a build writes it: small coordinates, kept in the array nodes."""
+    built = stackcube.build_cube(demo, repo=tmp_path_factory.mktemp("small") / "cube.icechunk", progress=False)
+    keep_in_nodes(built)
+    return built
 
 
 def as_xarray_reads_them(repo, path: str, mask_and_scale: bool = True) -> xr.Dataset:
@@ -91,7 +138,7 @@ def _rewrite_array_node(repo, array: str, change) -> None:
 def test_a_cube_written_before_reads_its_coordinates_concurrently(tmp_path) -> None:
     from stackcube.demo import write_demo_catalog
 
-    built = stackcube.build_cube(write_demo_catalog(tmp_path / "demo", dates=2), repo=tmp_path / "c", progress=False)
+    built = build_stored(write_demo_catalog(tmp_path / "demo", dates=2), tmp_path / "c")
     for array in built.plan.arrays:
         _rewrite_array_node(built.repository, array.name, lambda attrs: attrs.pop(INLINE))
     tree = stackcube.open_cube(tmp_path / "c")
@@ -108,7 +155,7 @@ def test_a_kept_value_in_other_units_than_the_array_is_not_used(tmp_path) -> Non
     read instead: never a wrong date."""
     from stackcube.demo import write_demo_catalog
 
-    built = stackcube.build_cube(write_demo_catalog(tmp_path / "demo", dates=2), repo=tmp_path / "c", progress=False)
+    built = build_stored(write_demo_catalog(tmp_path / "demo", dates=2), tmp_path / "c")
     name = built.plan.arrays[0].name
 
     def shift(attrs: dict) -> None:
@@ -169,7 +216,7 @@ def members(tmp_path_factory):
     catalog = write_demo_offset_catalog(root / "offsets")
     kept = stackcube.build_cube(catalog, repo=root / "kept.icechunk", progress=False)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(write, "kept_arrays", lambda levels: None)
+        patch.setattr(write, "kept_arrays", lambda levels, **_: None)
         stored = stackcube.build_cube(catalog, repo=root / "stored.icechunk", progress=False)
     return kept, stored
 
@@ -206,3 +253,92 @@ def test_coordinates_that_differ_between_levels_are_stored() -> None:
     assert set(kept_arrays([one, one.assign_coords(x=[2.0])]) or {}) == {"time", "band"}  # x: from the transform
     assert kept_arrays([one, one.assign_coords(band=["nir"])]) is None
     assert kept_arrays([one, one.drop_vars("band").assign_coords(band2=("band", ["red"]))]) is None
+
+
+@pytest.mark.parametrize("mask_and_scale", [True, False])
+def test_an_array_that_keeps_its_coordinates_opens_as_one_that_stores_them(small, cube, mask_and_scale) -> None:
+    """What a small cube's build writes (its levels store their data arrays only: on object storage each stored
+    array was one more manifest to write) opens as the same cube with every coordinate stored."""
+    session = small.repository.readonly_session(branch="main")
+    root = zarr.open_group(session.store, mode="r")
+    tree = stackcube.open_cube(small.repository, mask_and_scale=mask_and_scale)
+    for array in small.plan.arrays:
+        assert ARRAYS in root[array.name].attrs[INLINE]
+        assert INLINE not in tree[array.name].attrs
+        for n in range(len(array.levels)):
+            assert child_names(root[level_path(array.name, n)]) == {DATA}
+        assert_levels_open_as_read(tree, small.repository, cube.repository, array, mask_and_scale)
+        xr.testing.assert_identical(
+            stackcube.open_dataarray(small.repository, array.name, mask_and_scale=mask_and_scale).load(),
+            stackcube.open_dataarray(cube.repository, array.name, mask_and_scale=mask_and_scale).load(),
+        )
+
+
+def test_small_coordinates_are_kept_and_large_ones_stored() -> None:
+    """An array keeps its coordinates in its node up to :data:`KEPT_BYTES` of them; a union's member (one scene)
+    always does."""
+    dates = np.arange(400).astype("datetime64[D]").astype("datetime64[ns]")
+    one = xr.Dataset(coords={"time": dates, "band": ["red"], "id": ("time", [f"item-{t:04d}" for t in range(400)])})
+    assert set(kept_arrays([one, one], member=False) or {}) == {"time", "band", "id"}
+    long = one.assign_coords(title=("time", ["x" * (KEPT_BYTES // 400)] * 400))
+    assert kept_arrays([long], member=False) is None
+    assert kept_arrays([long]) is not None  # a member
+
+
+def _dates(n: int, start: str = "2021-05-03") -> xr.Dataset:
+    """A level's coordinates over ``n`` dates, five days apart, as :func:`level_dataset` makes them."""
+    times = np.datetime64(start, "ns") + np.arange(n) * np.timedelta64(5, "D")
+    return xr.Dataset(
+        coords={
+            "time": times,
+            "band": ["red", "nir"],
+            "id": ("time", np.array([f"item-{t}" for t in range(n)], dtype=object)),
+            "scale": (("time", "band"), np.full((n, 2), 1e-4), {"description": "physical = stored * scale + offset"}),
+            "eo:cloud_cover": ("time", np.where(np.arange(n) % 2, np.nan, np.arange(n) * 1.5)),
+            "common_name": ("band", ["red", "nir"]),
+        }
+    )
+
+
+def test_kept_coordinates_grow_as_a_build_of_every_date_keeps_them() -> None:
+    whole = _dates(5)
+    kept = kept_arrays([_dates(3)], member=False)
+    assert kept is not None
+    assert grow_kept(kept, whole.isel(time=slice(3, None))) == kept_arrays([whole], member=False)
+
+
+def test_kept_coordinates_that_cannot_grow_say_why() -> None:
+    kept = kept_arrays([_dates(3)], member=False)
+    assert kept is not None
+    new = _dates(5).isel(time=slice(3, None))
+    assert "a coordinate more or less" in str(grow_kept(kept, new.assign_coords(gsd=("time", [1.0, 2.0]))))
+    assert "a coordinate more or less" in str(grow_kept(kept, new.drop_vars("eo:cloud_cover")))
+    assert grow_kept(kept, new.assign_coords(common_name=("band", ["r", "n"]))) == "coordinate common_name changed"
+    assert grow_kept(kept, new.assign_coords(id=("time", [1, 2]))) == "coordinate id changed type"
+    late = _dates(2, "2021-05-04")
+    assert "between the stored ones" in str(grow_kept(kept, late))
+    finer = late.assign_coords(time=late.time + np.timedelta64(30, "m") + np.timedelta64(10, "D"))
+    assert "finer than the stored time units" in str(grow_kept(kept, finer))
+    many = _dates(3 + 2000).isel(time=slice(3, None))
+    assert grow_kept(kept, many.assign_coords(id=("time", np.array(["x" * 200] * 2000, dtype=object)))) == (
+        "its coordinates outgrew its array node"
+    )
+
+
+def test_kept_coordinates_say_whether_a_whole_plan_grew_them_along_time() -> None:
+    """A refresh that planned the whole cube again appends when the stored kept coordinates are its first steps."""
+    stored = kept_arrays([_dates(3)], member=False)
+    assert stored is not None
+
+    def why(ds: xr.Dataset) -> str | None:
+        return grown_from(stored, kept_arrays([ds], member=False))
+
+    whole = _dates(5)
+    assert why(whole) is None
+    late = xr.concat([whole.isel(time=[0]), _dates(1, "2021-05-05"), whole.isel(time=slice(1, None))], "time")
+    assert "between the stored ones" in str(why(late))
+    finer = whole.assign_coords(time=whole.time.values + np.array([0, 0, 0, 0, 30], "timedelta64[m]"))
+    assert "finer than the stored time units" in str(why(finer))
+    assert "a coordinate more or less" in str(why(whole.assign_coords(gsd=("time", np.ones(5)))))
+    assert why(whole.assign_coords(common_name=("band", ["r", "n"]))) == "coordinate common_name changed"
+    assert grown_from(stored, None) == "its coordinates outgrew its array node"

@@ -165,11 +165,58 @@ def test_containers_lost_to_other_writers_every_time_are_said(tmp_path, monkeypa
 
     saves = []
     real_save = icechunk.Repository.save_config
+    catalog = write_demo_catalog(tmp_path / "demo", dates=1, size=256)
+    stackcube.build_cube(catalog, repo=tmp_path / "cube.icechunk", progress=False)  # (one it created is not read)
     monkeypatch.setattr(icechunk.Repository, "fetch_config", staticmethod(lambda storage: None))
     monkeypatch.setattr(icechunk.Repository, "save_config", lambda self: saves.append(1) or real_save(self))
-    catalog = write_demo_catalog(tmp_path / "demo", dates=1, size=256)
     with pytest.warns(StackcubeWarning, match=r"the commit .* is done, but .*still lacks .* after 5 saves"):
         stackcube.build_cube(catalog, repo=tmp_path / "cube.icechunk", progress=False)
     assert len(saves) >= repo_module.SAVE_ATTEMPTS
     monkeypatch.undo()
     assert stackcube.open_dataarray(tmp_path / "cube.icechunk", "EPSG32735_10m").sizes["time"] == 1
+
+
+def test_a_new_repository_is_created_without_looking_for_one_first(s3) -> None:
+    """On object storage a look-up is 2 requests: a write creates the repository straight away (a listing checks
+    the prefix is clean, then the snapshot, transaction log and repository info are written)."""
+    import dataclasses
+
+    from stackcube.settings import current
+    from stackcube.store import open_repository
+    from tests.services.proxy import run_proxy
+
+    with run_proxy(s3.endpoint, record=True) as proxy:
+        settings = current()
+        settings = dataclasses.replace(settings, s3=dataclasses.replace(settings.s3, endpoint=proxy.url))
+        open_repository(f"s3://{s3.repos_bucket}/created/new", create=True, settings=settings)
+        asked = [head.split(b" ", 2)[:2] for head in proxy.heads]
+    assert [method for method, _ in asked] == [b"GET", b"PUT", b"PUT", b"PUT"]
+    assert b"list-type" in asked[0][1]
+
+
+def test_a_repository_that_is_there_is_opened_by_a_write(tmp_path) -> None:
+    from stackcube.store import open_repository
+
+    first = open_repository(tmp_path / "r", create=True)
+    snapshot = first.writable_session("main").commit("something", allow_empty=True)
+    again = open_repository(tmp_path / "r", create=True, prefixes=["http://h:1/a/"])
+    assert again.lookup_branch("main") == snapshot
+    assert "http://h:1/a/" in (again.config.virtual_chunk_containers or {})
+
+
+def test_a_build_does_not_read_back_the_configuration_it_created(tmp_path, monkeypatch) -> None:
+    """A repository the build created declares its containers in the configuration it was created with: saving
+    them after the commit reads nothing back (2 requests on object storage)."""
+    import icechunk
+
+    from stackcube.demo import write_demo_catalog
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=1, size=256)
+    fetched = []
+    monkeypatch.setattr(icechunk.Repository, "fetch_config", staticmethod(lambda storage: fetched.append(1)))
+    cube = stackcube.build_cube(catalog, repo=tmp_path / "cube.icechunk", progress=False)
+    monkeypatch.undo()
+    assert not fetched
+    saved = icechunk.Repository.fetch_config(icechunk.local_filesystem_storage(str(tmp_path / "cube.icechunk")))
+    assert saved is not None
+    assert set(saved.virtual_chunk_containers or {}) == set(cube.repository.config.virtual_chunk_containers or {})

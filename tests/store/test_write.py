@@ -712,7 +712,7 @@ def test_a_build_in_another_process_keeps_its_scratch_branch_while_its_lease_run
 @pytest.mark.parametrize("storage", ["local", "s3"])
 def test_a_build_committed_in_stages_is_the_cube_of_one_commit(tmp_path, monkeypatch, request, storage) -> None:
     """Above ``STAGE_ABOVE`` references a build commits in stages of at most ``STAGE_REFS`` (snapshots on a scratch
-    branch, the last amended into the build's commit): the same cube, the build's commit on top of its stages, each
+    branch, the build's commit on the last): the same cube, the build's commit on top of its stages, each
     holding no more than a stage's references, on top of the branch's snapshot, and no scratch branch left; on local
     disk and S3."""
     from stackcube.demo import write_demo_catalog
@@ -741,6 +741,7 @@ def test_a_build_committed_in_stages_is_the_cube_of_one_commit(tmp_path, monkeyp
     stages = ancestry[:base]
     assert len(stages) >= 5  # a stage per date of the 10 m array at least
     assert [s.message for s in stages[1:]] == ["stackcube build: references being written"] * (len(stages) - 1)
+    assert [s.metadata for s in stages[1:]] == [write_module.STAGE_METADATA] * (len(stages) - 1)
     for newer, older in itertools.pairwise([*stages, ancestry[base]]):
         changed = repository.diff(from_snapshot_id=older.id, to_snapshot_id=newer.id).updated_chunks
         assert 0 < sum(len(chunks) for path, chunks in changed.items() if path.endswith("/data")) <= 16
@@ -748,13 +749,13 @@ def test_a_build_committed_in_stages_is_the_cube_of_one_commit(tmp_path, monkeyp
     _assert_same(_tree(staged), _tree(whole))
 
 
-@pytest.mark.parametrize("where", ["staged", "cluster"])
-def test_a_build_larger_than_a_snapshot_may_hold_is_several_and_the_cube_of_one_commit(
-    tmp_path, monkeypatch, request, where
+def test_a_build_on_workers_larger_than_a_snapshot_may_hold_is_several_and_the_cube_of_one_commit(
+    tmp_path, monkeypatch, request
 ) -> None:
-    """Icechunk refuses a commit of more than 50 million changed chunks (its transaction log); a build of more than
-    COMMIT_REFS references writes a snapshot per COMMIT_REFS, each on the last, and the branch moves once, to the
-    last: the same cube as one commit, in stages and on workers."""
+    """Icechunk refuses a commit of more than 50 million changed chunks (its transaction log); a build on workers of
+    more than COMMIT_REFS references writes a snapshot per COMMIT_REFS, each on the last, and the branch moves once,
+    to the last: the same cube as one commit (a build in one process writes far smaller stages:
+    test_a_build_committed_in_stages_is_the_cube_of_one_commit)."""
     from stackcube.demo import write_demo_catalog
     from stackcube.store import layout, open_repository
     from stackcube.store import write as write_module
@@ -766,15 +767,9 @@ def test_a_build_larger_than_a_snapshot_may_hold_is_several_and_the_cube_of_one_
     total = sum(level.n_chunks for a in stackcube.plan_cube(catalog, progress=False).arrays for level in a.levels)
     monkeypatch.setattr(write_module, "COMMIT_REFS", 40)  # a few dates of the 10 m array a snapshot
     monkeypatch.setattr(layout, "MANIFEST_REFS", 16)
-    kwargs: dict = {}
-    if where == "staged":
-        monkeypatch.setattr(write_module, "STAGE_REFS", 16)
-        monkeypatch.setattr(write_module, "STAGE_ABOVE", 16)
-    else:
-        monkeypatch.setattr(write_module, "BLOCK_REFS", 16)
-        kwargs["client"] = request.getfixturevalue("cluster")
+    monkeypatch.setattr(write_module, "BLOCK_REFS", 16)
     repo = tmp_path / "several.icechunk"
-    cube = stackcube.build_cube(catalog, repo=repo, progress=False, **kwargs)
+    cube = stackcube.build_cube(catalog, repo=repo, progress=False, client=request.getfixturevalue("cluster"))
     repository = open_repository(repo)
     ancestry = list(repository.ancestry(branch="main"))
     assert ancestry[0].id == cube.snapshot_id

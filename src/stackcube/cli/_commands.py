@@ -279,7 +279,6 @@ def _describe(data: Any, crs: str) -> str:
 def cmd_log(args: argparse.Namespace) -> int:
     from stackcube._text import counted
     from stackcube.store import open_repository, version_not_found
-    from stackcube.store.write import STAGE_MESSAGE
 
     repository = open_repository(args.repo)
     if args.tag is not None and args.tag not in repository.list_tags():
@@ -287,15 +286,21 @@ def cmd_log(args: argparse.Namespace) -> int:
     if args.tag is None and args.branch not in repository.list_branches():
         raise version_not_found(repository, branch=args.branch, repo=args.repo)
     history = repository.ancestry(tag=args.tag) if args.tag else repository.ancestry(branch=args.branch)
-    stages = 0  # a big build's stages (snapshots of its references on the way), told as one line
+    stages = 0  # a big build's stage snapshots (part of its references, below its commit): the first, then a count
+
+    def more() -> None:
+        if stages > 1:
+            print(f"{'':20}  ... and {counted(stages - 1, 'more stage')} of the same build")
+
     for snap in history:
-        if snap.message == STAGE_MESSAGE:
+        stage = snap.metadata.get("stackcube") == "stage"
+        if stage and stages:
             stages += 1
             continue
-        if stages:
-            print(f"{'':>{len(snap.id)}}  {counted(stages, 'stage')} of the build above ({STAGE_MESSAGE})")
-            stages = 0
+        more()
+        stages = int(stage)
         print(f"{snap.id}  {snap.written_at:%Y-%m-%d %H:%M:%S}  {snap.message}")
+    more()
     return 0
 
 

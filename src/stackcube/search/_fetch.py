@@ -234,7 +234,10 @@ def _search_api_once(
             limit=q.limit,
         )
         items: list[Any] = []
-        for item in search.items():
+        for data in search.items_as_dicts():  # (signed there, by the modifier, page by page)
+            # made without the client as root, which ItemSearch.items() gives them: the client would keep every
+            # item of the search in its cache of resolved objects, so none could be let go as it arrives
+            item = pystac.Item.from_dict(data, preserve_dict=False)
             items.append(item if each is None else each(item))
             advance(1)
         return items

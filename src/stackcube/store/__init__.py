@@ -10,9 +10,9 @@ goes through: retries, and errors that name the source and what to do), ``scratc
 before its one commit, held by a lease), ``stored`` (what a committed cube says about how it was made,
 :class:`StoredCube`, its source table's hrefs checked against the containers it declares) and ``tiles`` (a union
 level's tile table read back, every href it names checked likewise and against ``allow=``, before any request),
-``write`` (one commit per build or refresh) and ``read`` (:class:`Version`, :class:`OpenOptions`, opening a cube, an
-array or one of its levels, unions included), then ``append`` (a refresh whose new items come after the cube's last
-date: only they are written).
+``write`` (one commit per build or refresh, on top of a big build's stages) and ``read`` (:class:`Version`,
+:class:`OpenOptions`, opening a cube, an array or one of its levels, unions included), then ``append`` (a refresh
+whose new items come after the cube's last date: only they are written).
 """
 
 from stackcube.store.append import Appended, Commit, append_steps, append_to

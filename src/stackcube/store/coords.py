@@ -13,17 +13,24 @@ coordinate arrays stay as they are for every other reader (``xr.open_zarr``, GDA
 inline, or one whose stored encoding differs from the kept one) has the missing values read, all levels at once,
 concurrently. Written here because neither xarray nor Icechunk keeps small arrays in metadata.
 
-A union's member (one scene) goes further: its levels store their data array only, and its array node keeps every
-other coordinate as ``to_zarr`` would have stored it (:func:`kept_arrays`: dimensions, dtype, attributes,
-values), ``x``, ``y`` and ``spatial_ref`` following from each level's transform and the CRS. Writing a dozen
-arrays of one value for each of thousands of scenes was most of a union's build (20 ms a member); the reader
-puts them back where xarray would have found them, so a member opens as it did.
+A union's member (one scene), and any array whose coordinates are small (:data:`KEPT_BYTES`), goes further: its
+levels store their data array only, and its array node keeps every other coordinate as ``to_zarr`` would have
+stored it (:func:`kept_arrays`: dimensions, dtype, attributes, values), ``x``, ``y`` and ``spatial_ref``
+following from each level's transform and the CRS. Writing a dozen arrays of one value for each of thousands of
+scenes was most of a union's build (20 ms a member); on object storage every stored array is one more object a
+commit writes (Icechunk writes a manifest per array that has chunks, and keeps no two arrays in one): a 30-date,
+4-band cube with three overview levels wrote 207 manifests and 16 chunks, 223 of the build's 242 requests, where
+it now writes the four levels' data manifests and the source table's. The reader puts the kept coordinates back
+where xarray would have found them, so an array opens as it did; an append grows them in the node
+(:func:`grow_kept`) until they outgrow it, and the cube is then written with them stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +50,10 @@ from stackcube.store.nodes import encoded_array
 __all__ = [
     "ARRAYS",
     "INLINE_MAX",
+    "KEPT_BYTES",
     "LevelToOpen",
+    "grow_kept",
+    "grown_from",
     "inline_coordinates",
     "jsonable",
     "kept_arrays",
@@ -98,26 +108,139 @@ ARRAYS = "arrays"
 """The key of :func:`kept_arrays` in what an array node keeps (:attr:`ArrayLayout.coordinates`)."""
 
 
-def kept_arrays(levels: Sequence[xr.Dataset]) -> dict[str, Any] | None:
+KEPT_BYTES = 262_144
+"""Most bytes of JSON the kept coordinates of an array that is not a union member take in its node (about 180
+dates of a 4-band Sentinel-2 cube: ids, provenance, scale and offset, 30 item properties); larger ones are
+stored as arrays. Every read fetches the snapshot that holds them, and every commit writes it again."""
+
+
+def kept_arrays(levels: Sequence[xr.Dataset], *, member: bool = True) -> dict[str, Any] | None:
     """Every coordinate of ``levels`` (each level's dataset as written) but x, y and ``spatial_ref``, as the writer
     would store its array (:func:`~stackcube.store.nodes.encoded_array`): dimensions, shape, dtype, attributes and
-    values; None when the levels do not all hold the same (then they are stored)."""
+    values; None when the levels do not all hold the same, or (but for a union's ``member``, one scene) when they
+    take more than :data:`KEPT_BYTES` (then they are stored)."""
     kept: dict[str, Any] = {}
+    size = 0
     for name, var in levels[0].variables.items():
         if name in _SPATIAL:
             continue
         if any(name not in level.variables or not _identical(level.variables[name], var) for level in levels[1:]):
             return None
-        kwargs, values = encoded_array(str(name), var)
-        dtype = kwargs["dtype"]
-        kept[str(name)] = {
-            "dims": list(kwargs["dimension_names"]),
-            "shape": list(kwargs["shape"]),
-            "dtype": "str" if dtype is str else np.dtype(dtype).str,
-            "attrs": kwargs["attributes"],
-            "values": jsonable(values),
-        }
+        kept[str(name)] = entry = _entry(*encoded_array(str(name), var))
+        if not member:
+            size += len(json.dumps(entry, separators=(",", ":")))
+            if size > KEPT_BYTES:
+                return None
     return kept
+
+
+def _entry(kwargs: Mapping[str, Any], values: np.ndarray) -> dict[str, Any]:
+    """A kept coordinate: the array the writer would create (``kwargs``, :func:`encoded_array`) and its values."""
+    dtype = kwargs["dtype"]
+    return {
+        "dims": list(kwargs["dimension_names"]),
+        "shape": list(kwargs["shape"]),
+        "dtype": "str" if dtype is str else np.dtype(dtype).str,
+        "attrs": kwargs["attributes"],
+        "values": jsonable(values),
+    }
+
+
+def grow_kept(kept: Mapping[str, Any], new: xr.Dataset) -> dict[str, Any] | str:
+    """The coordinates an array node keeps (:func:`kept_arrays`) grown by new time steps (``new``: those steps'
+    level dataset, :func:`~stackcube.store.layout.level_dataset`), encoded as the kept ones (times in their
+    units); or why they cannot be (a ``str``): a coordinate more or less, one that changed (what does not grow
+    along time must stay as it is), a new time not after the kept ones or finer than their units, or more than
+    :data:`KEPT_BYTES` (the cube is then written again, with its coordinates stored)."""
+    names = {str(name) for name in new.variables} - _SPATIAL
+    if names != set(kept):
+        return "a coordinate more or less (an item property that appeared, or changed type)"
+    grown: dict[str, Any] = {}
+    for name, entry in kept.items():
+        var = new.variables[name]
+        if "time" not in var.dims:
+            if _entry(*encoded_array(name, var)) != entry:
+                return f"coordinate {name} changed"
+            grown[name] = entry
+            continue
+        added = _encoded_like(name, var, entry)
+        if isinstance(added, str):
+            return added
+        if added["dims"][:1] != ["time"] or added["dims"] != entry["dims"] or added["shape"][1:] != entry["shape"][1:]:
+            return f"coordinate {name} changed dimensions"
+        if (added["dtype"], added["attrs"]) != (entry["dtype"], entry["attrs"]):
+            return f"coordinate {name} changed type"
+        if name == "time" and entry["values"] and added["values"] and not added["values"][0] > entry["values"][-1]:
+            return "a time step between the stored ones (a late item)"
+        shape = [entry["shape"][0] + added["shape"][0], *entry["shape"][1:]]
+        grown[name] = {**entry, "shape": shape, "values": [*entry["values"], *added["values"]]}
+    if len(json.dumps(grown, separators=(",", ":"))) > KEPT_BYTES:
+        return "its coordinates outgrew its array node"
+    return grown
+
+
+def grown_from(kept: Mapping[str, Any], grown: Mapping[str, Any] | None) -> str | None:
+    """Why the coordinates an array node keeps (``kept``) are not the first time steps of ``grown`` (what
+    :func:`kept_arrays` keeps of the whole cube, a refresh's plan of it; None: more than :data:`KEPT_BYTES`), or
+    None when they are."""
+    if grown is None:
+        return "its coordinates outgrew its array node"
+    if set(grown) != set(kept):
+        return "a coordinate more or less (an item property that appeared, or changed type)"
+    for name, entry in kept.items():
+        new = grown[name]
+        if "time" not in entry["dims"]:
+            if new != entry:
+                return f"coordinate {name} changed"
+            continue
+        if name == "time" and not _same_units(new["attrs"].get("units"), entry["attrs"].get("units")):
+            return "a new time step is finer than the stored time units"
+        if _shape_of(new) != _shape_of(entry) or new["shape"][0] < entry["shape"][0]:
+            return f"coordinate {name} changed type or dimensions"
+        if new["values"][: len(entry["values"])] != entry["values"]:
+            if name == "time":
+                return "a time step between the stored ones (a late item), or a stored one gone"
+            return f"coordinate {name} changed"
+    return None
+
+
+def _shape_of(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a kept coordinate that grows along time keeps as it grows: dimensions, dtype, attributes (time units
+    compared by :func:`_same_units`), its length along the others."""
+    return entry["dims"], entry["dtype"], {**entry["attrs"], "units": None}, entry["shape"][1:]
+
+
+def _encoded_like(name: str, var: xr.Variable, entry: Mapping[str, Any]) -> dict[str, Any] | str:
+    """``var`` as :func:`kept_arrays` keeps it, times in the units and calendar of the kept ``entry`` (xarray
+    would choose them from the new steps alone); why not when a time is finer than those units."""
+    if np.issubdtype(var.dtype, np.datetime64) and "units" in entry["attrs"]:
+        var = var.copy(deep=False)
+        calendar = entry["attrs"].get("calendar")
+        var.encoding = {"units": entry["attrs"]["units"], "dtype": np.dtype(entry["dtype"])}
+        if calendar is not None:
+            var.encoding["calendar"] = calendar
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # xarray warns when the times do not fit the units it was given
+            try:
+                added = _entry(*encoded_array(name, var))
+            except (ValueError, OverflowError, Warning):
+                added = None
+        if added is None or not _same_units(added["attrs"].get("units"), entry["attrs"]["units"]):
+            return f"a new time step ({var.values[0]}) is finer than the stored time units"
+        added["attrs"] = {**added["attrs"], "units": entry["attrs"]["units"]}  # as kept ("... 00:00:00" or not)
+        return added
+    return _entry(*encoded_array(name, var))
+
+
+def _same_units(a: Any, b: Any) -> bool:
+    """Whether two CF time units (``days since 2020-06-01``) say the same, however their dates are written."""
+    if not isinstance(a, str) or not isinstance(b, str) or " since " not in a or " since " not in b:
+        return bool(a == b)
+    (unit_a, since_a), (unit_b, since_b) = a.split(" since ", 1), b.split(" since ", 1)
+    try:
+        return bool(unit_a == unit_b and np.datetime64(since_a.strip(), "ns") == np.datetime64(since_b.strip(), "ns"))
+    except ValueError:
+        return a == b
 
 
 def _identical(a: xr.Variable, b: xr.Variable) -> bool:

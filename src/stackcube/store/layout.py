@@ -13,8 +13,10 @@
     /sources                every indexed source: item, asset, href, ETag, properties, TIFF manifest (for refreshes)
     /U/0, /U/1, ...         a union's tile references per level: where each member tile lies in which source
                             (:func:`union_tiles`), so reads fetch adjacent tiles of one file with one ranged GET
-    /M/0/data               a union's member M (one scene): its levels store their data array only; /M's
-                            attributes keep its other coordinates (:func:`stackcube.store.coords.kept_arrays`)
+    /M/0/data               a union's member M (one scene), or an array whose coordinates are small (at most
+                            :data:`~stackcube.store.coords.KEPT_BYTES`): its levels store their data array only;
+                            /M's attributes keep its other coordinates (:func:`stackcube.store.coords.kept_arrays`),
+                            one object fewer per coordinate for a build to write
 
 A union is stored as its member arrays plus its description in the root attributes
 (:meth:`~stackcube.union.UnionPlan.to_dict`). Readers go through :meth:`CubeMetadata.from_attrs` and
@@ -307,10 +309,12 @@ def _extent(values: Sequence[Any]) -> tuple[float, float, int, int]:
 def level_dataset(plan: ArrayPlan) -> xr.Dataset:
     """A level's coordinates: time, band, y and x, ``spatial_ref``, item ids and properties, and provenance.
 
-    Each level holds all of them (they are small): DataTree children inherit only indexed coordinates, and a
-    level opened alone (``xr.open_zarr(..., group="A/1")``) is then complete. But for a union's members: a dozen
-    arrays of one value each, for thousands of scenes, were most of a union's build (20 ms a member), so their
-    node keeps them and stackcube's reader puts them back (``xr.open_zarr`` sees the data array only).
+    Each level of an array whose coordinates are large stores all of them: DataTree children inherit only indexed
+    coordinates, and a level opened alone (``xr.open_zarr(..., group="A/1")``) is then complete. But for a union's
+    members and arrays whose coordinates are small (:func:`~stackcube.store.coords.kept_arrays`): a dozen arrays of
+    one value each, for thousands of scenes, were most of a union's build (20 ms a member), and on object storage
+    each stored array is an object a build writes (a manifest: 207 of a 30-date, 4-band cube's 242 requests), so
+    their node keeps them and stackcube's reader puts them back (``xr.open_zarr`` sees the data array only).
     """
     per_band_href = np.full(plan.shape[:2], "", dtype=object)
     per_band_etag = np.full(plan.shape[:2], "", dtype=object)

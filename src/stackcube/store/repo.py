@@ -13,6 +13,7 @@ import fcntl
 import os
 import re
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -209,14 +210,10 @@ def _open(
         if given is None:  # said out of the except block: Icechunk's error is no __context__ of ours
             msg = f"there is no Icechunk repository at {repo_name(repo)}"
             raise RepositoryError(msg, remedy=build(repo_url(repo)))
-    exists = given is not None or icechunk.Repository.exists(storage)
-    if not exists and not create:
-        msg = f"there is no Icechunk repository at {repo_name(repo)}"
-        raise RepositoryError(msg, remedy=build(repo_url(repo)))
-    if given is not None:
-        config = given.config
-    else:
-        config = (icechunk.Repository.fetch_config(storage) if exists else None) or icechunk.RepositoryConfig.default()
+    # here without a repository only to create one: created first, not looked for (on object storage, a new
+    # location is then 4 requests instead of 6; one that holds a repository already costs one listing more than
+    # a look-up, and is opened below, its configuration with it)
+    config = given.config if given is not None else icechunk.RepositoryConfig.default()
     known = set((config.virtual_chunk_containers or {}).keys())
     added = [prefix for prefix in dict.fromkeys(prefixes) if prefix not in known]
     if allow is not None:
@@ -230,13 +227,12 @@ def _open(
     http = [p for p in known if urlparse(p).scheme in {"http", "https"}]  # today's timeouts and headers
     access = declare_containers(config, [*added, *http], known, settings, credentials=credentials, accounts=accounts)
     if given is not None:
-        return given.reopen(config=config, authorize_virtual_chunk_access=access)
-    if exists:
-        return icechunk.Repository.open(storage, config=config, authorize_virtual_chunk_access=access)
+        return _reopened(given, config=config, authorize_virtual_chunk_access=access)
     try:
-        return icechunk.Repository.create(storage, config=config, authorize_virtual_chunk_access=access)
+        created = icechunk.Repository.create(storage, config=config, authorize_virtual_chunk_access=access)
     except icechunk.IcechunkError:
-        # another writer may be creating it at this moment: wait (briefly) for theirs to be complete, and use it
+        # a repository there already, or another writer creating it at this moment: wait (briefly) for theirs to
+        # be complete, and use it
         for _ in range(50):
             if icechunk.Repository.exists(storage):
                 return _open(
@@ -251,6 +247,32 @@ def _open(
                 )
             time.sleep(0.1)
         raise
+    _SAVED_WITH[created] = frozenset(_saved_containers(config, credentials))
+    return created
+
+
+_SAVED_WITH: weakref.WeakKeyDictionary[icechunk.Repository, frozenset[str]] = weakref.WeakKeyDictionary()
+"""Repositories this process created (and their reopenings), with the containers the configuration saved at their
+creation declares: :func:`save_containers` needs not read it back (2 requests on object storage) to find them
+there. Another stackcube writer that saves the configuration meanwhile keeps them (it merges)."""
+
+
+def _saved_containers(config: icechunk.RepositoryConfig, credentials: Credentials | None) -> list[str]:
+    """The containers ``config`` declares as :func:`save_containers` would save them: all when no ``credentials``
+    were given, else all but http(s) ones (which may hold the caller's headers: that one saves them anew)."""
+    return [
+        prefix
+        for prefix in (config.virtual_chunk_containers or {})
+        if credentials is None or urlparse(prefix).scheme not in {"http", "https"}
+    ]
+
+
+def _reopened(repository: icechunk.Repository, **changes: Any) -> icechunk.Repository:
+    """``repository.reopen(**changes)``, remembered as created here when ``repository`` was (:data:`_SAVED_WITH`)."""
+    reopened = repository.reopen(**changes)
+    if repository in _SAVED_WITH:
+        _SAVED_WITH[reopened] = _SAVED_WITH[repository]
+    return reopened
 
 
 @contextlib.contextmanager
@@ -296,6 +318,8 @@ def save_containers(
     take a cube's containers from the cube), keeping every container another writer saved meanwhile: the saved
     configuration is read again and merged just before it is saved, and checked after."""
     settings = settings or current()
+    if set(prefixes) <= _SAVED_WITH.get(repository, frozenset()):
+        return  # created here with them
     for attempt in range(SAVE_ATTEMPTS + 1):
         config = icechunk.Repository.fetch_config(repository.storage) or icechunk.RepositoryConfig.default()
         known = set((config.virtual_chunk_containers or {}).keys())
@@ -359,7 +383,7 @@ def for_writing(
     config.manifest = manifest
     known = list((config.virtual_chunk_containers or {}).keys())
     access = declare_containers(config, [], known, settings, accounts=accounts or {})
-    return repository.reopen(config=config, authorize_virtual_chunk_access=access)
+    return _reopened(repository, config=config, authorize_virtual_chunk_access=access)
 
 
 def with_containers(
@@ -434,18 +458,29 @@ def readonly_session(
     repo: RepoLike | None = None,
 ) -> icechunk.Session:
     """A read-only session on a branch's tip (default ``main``), a tag or a snapshot; a name the repository does not
-    have is a :class:`VersionNotFoundError` listing the ones it has."""
+    have is a :class:`VersionNotFoundError` listing the ones it has, and so is a snapshot that is a build's stage."""
     try:
         if tag is not None:
             return repository.readonly_session(tag=tag)
-        if snapshot is not None:
-            return repository.readonly_session(snapshot_id=snapshot)
-        return repository.readonly_session(branch=branch or "main")
+        if snapshot is None:
+            return repository.readonly_session(branch=branch or "main")
+        session = repository.readonly_session(snapshot_id=snapshot)
+        stage = repository.lookup_snapshot(snapshot).metadata.get("stackcube") == "stage"
     except (icechunk.RefNotFoundError, icechunk.SnapshotNotFoundError):
         pass
     except icechunk.IcechunkError as exc:
         if exc.kind not in {icechunk.ErrorKind.INVALID_SNAPSHOT_ID, icechunk.ErrorKind.INVALID_REF_NAME}:
             raise
+    else:
+        if not stage:
+            return session
+        # a build's stage (store.write.STAGE_METADATA): part of its references, never a cube to read
+        name = repo_name(repo if repo is not None else repository)
+        msg = (
+            f"snapshot {snapshot} of {name} is a stage of a build (part of its references, written before its "
+            f"commit), not a cube: open the build's commit above it (stackcube log {name} lists it)"
+        )
+        raise VersionNotFoundError(msg)
     # out of the except block: Icechunk's error is no __context__ of ours (the message lists what there is)
     raise version_not_found(repository, branch=branch, tag=tag, snapshot=snapshot, repo=repo)
 

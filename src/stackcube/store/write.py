@@ -1,4 +1,5 @@
-"""Writing a cube: a CubePlan becomes one commit of virtual references, with its coordinates and metadata.
+"""Writing a cube: a CubePlan becomes one commit of virtual references, with its coordinates and metadata (a big
+build's references go first into stage snapshots below it, which the branch never points at and no read opens).
 
 Every virtual reference carries its source's checksum (a strong ETag; Last-Modified when the host sends none or a
 weak one; nothing for an unprotected source, whose host honours neither), so Icechunk refuses to read a chunk of a
@@ -74,7 +75,8 @@ def write_plan(
     settings: Settings | None = None,
     workers: Workers | None = None,
 ) -> tuple[icechunk.Repository, str]:
-    """Commit the plan on ``branch`` in one commit; return the repository and the snapshot id.
+    """Commit the plan on ``branch`` in one commit (on top of its stages, for a big build: :data:`STAGE_ABOVE`);
+    return the repository and the snapshot id.
 
     With ``workers`` (a ``dask.distributed.Client`` or a ``concurrent.futures.Executor``), the references are
     written there, each task into a fork of one session (:func:`_write_on_workers`); the commit is still one,
@@ -465,8 +467,8 @@ def _write_on_workers(
         writer = repository.writable_session(scratch)
         for r, run in enumerate(_snapshots(blocks)):
             if r:  # the last run's references into their snapshot, and a new one on top for this run's
-                writer.amend(STAGE_MESSAGE)
-                repository.writable_session(scratch).commit(STAGE_MESSAGE, allow_empty=True)
+                writer.amend(STAGE_MESSAGE, metadata=STAGE_METADATA)
+                repository.writable_session(scratch).commit(STAGE_MESSAGE, metadata=STAGE_METADATA, allow_empty=True)
                 writer = repository.writable_session(scratch)
             _write_run(writer, run, workers, advance)
     except BaseException as exc:
@@ -488,13 +490,17 @@ def _write_run(writer: icechunk.Session, run: list[Refs], workers: Workers, adva
 
 
 STAGE_MESSAGE = "stackcube build: references being written"
-"""The message of a big build's snapshots on the way to its commit (``stackcube log`` tells them as one line)."""
+"""The message of a big build's snapshots on the way to its commit."""
+STAGE_METADATA = {"stackcube": "stage"}
+"""What marks them: part of a cube's references, which no read opens (``readonly_session``) and ``stackcube log``
+tells as one line."""
 
 COMMIT_REFS = 40_000_000
-"""References one snapshot adds, at most. Icechunk's transaction log holds a table per chunk a commit changes and
-refuses more than 50 million (a 100,000-item Sentinel-2 cube, 65 million references, failed there in one snapshot
-of stages). A larger build writes a snapshot per this many on its scratch branch, one on top of the other; the
-branch still moves once, to the last, and its history shows them."""
+"""References one snapshot adds, at most, on workers. Icechunk's transaction log holds a table per chunk a commit
+changes and refuses more than 50 million (a 100,000-item Sentinel-2 cube, 65 million references, failed there in
+one snapshot). A build on workers writes a snapshot per this many on its scratch branch, one on top of the other;
+the branch still moves once, to the last, and its history shows them (a build in one process writes stages of
+:data:`STAGE_REFS`, far fewer)."""
 
 
 def _snapshots(blocks: list[Refs], most: int | None = None) -> list[list[Refs]]:
@@ -504,6 +510,8 @@ def _snapshots(blocks: list[Refs], most: int | None = None) -> list[list[Refs]]:
     runs: list[list[Refs]] = [[]]
     held = 0
     for refs in blocks:
+        if not refs.count:  # nothing to write (a stage of such blocks alone would be an empty commit)
+            continue
         if runs[-1] and held + refs.count > most:
             runs.append([])
             held = 0
@@ -517,7 +525,7 @@ STAGE_ABOVE = 1_000_000
 a scratch branch, which the branch then moves to, as a build on workers does): Icechunk keeps a session's every
 change in memory until its commit, about 500 bytes a reference. Stages bound that, and are faster too: Icechunk's
 commit costs about the manifest pieces it writes times the references it holds (5.12 million references: 35 s at
-2.6 GB in one commit, 25 s at 1.2 GB in stages of 500,000, 22 s at 1.0 GB in stages of 250,000). A stage is a
+2.6 GB in one commit, 25 s at 1.0 GB in stages of 500,000, 22 s at 1.0 GB in stages of 250,000). A stage is a
 commit, not an amend, because an amend carries every reference of the snapshot it replaces in its transaction log
 (40 s at 1.9 GB in amends of 500,000)."""
 STAGE_REFS = 500_000
@@ -555,9 +563,9 @@ def _write_staged(
                 set_refs(writer.store, refs, advance)
             if n < len(stages) - 1:
                 if n:
-                    writer.commit(STAGE_MESSAGE)
+                    writer.commit(STAGE_MESSAGE, metadata=STAGE_METADATA)
                 else:
-                    writer.amend(STAGE_MESSAGE)
+                    writer.amend(STAGE_MESSAGE, metadata=STAGE_METADATA)
                 writer = repository.writable_session(scratch)
                 _give_back_memory()
     except BaseException as exc:
