@@ -776,3 +776,171 @@ def test_a_forced_reindex_survives_another_writers_commit(nginx, tmp_path, use_s
         t = data.id.values.tolist().index(twins[1]["id"])
         with rasterio.open(nginx.root / path.lstrip("/")) as ds:
             np.testing.assert_array_equal(data.isel(time=t).values, ds.read(1))
+
+
+# --- the source table's id index: a narrowed search reads only the stored rows of the items it found ---------------
+
+
+def _drop_index(repository, branch: str) -> None:
+    """Make ``branch`` a cube written before the id index: its source table without it."""
+    import zarr
+
+    from stackcube.store.stored import ID_INDEX
+
+    session = repository.writable_session(branch)
+    node = zarr.open_group(session.store, mode="r+")["sources"]
+    if ID_INDEX in node:
+        del node[ID_INDEX]
+        session.commit("a source table without its id index, as an earlier stackcube wrote it")
+
+
+def _index_maps_every_id_to_its_row(repository, branch: str) -> None:
+    """The id index has a hash per row, that of the row's item id, and counts the rows without ``updated``; the
+    rows it finds for each id are exactly that id's."""
+    import zarr
+
+    from stackcube.store.stored import ID_INDEX, WITHOUT_UPDATED, RowIndex, id_hashes
+
+    node = zarr.open_group(repository.readonly_session(branch=branch).store, mode="r")["sources"]
+    ids = [str(i) for i in node["item_id"][...]]
+    hashes = np.asarray(node[ID_INDEX][...])
+    np.testing.assert_array_equal(hashes, id_hashes(ids))
+    without = sum(1 for u in node["updated"][...] if not u)
+    assert node[ID_INDEX].attrs[WITHOUT_UPDATED] == without
+    index = RowIndex(hashes, without)
+    for item_id in set(ids):
+        assert index.positions([item_id]).tolist() == [i for i, other in enumerate(ids) if other == item_id]
+
+
+def _table(repository, branch: str) -> dict[str, list]:
+    import zarr
+
+    from stackcube.store.layout import SOURCE_COLUMNS
+
+    node = zarr.open_group(repository.readonly_session(branch=branch).store, mode="r")["sources"]
+    return {name: [str(v) for v in node[name][...]] for name in SOURCE_COLUMNS}
+
+
+def _with_index(repository, branch: str) -> None:
+    """Give ``branch``'s source table the id index as a build writes it (:func:`stackcube.store.stored.id_index`),
+    if its build did not."""
+    import zarr
+
+    from stackcube.store.nodes import encoded_array
+    from stackcube.store.stored import ID_INDEX, index_column
+
+    session = repository.writable_session(branch)
+    node = zarr.open_group(session.store, mode="r+")["sources"]
+    if ID_INDEX not in node:
+        ids = [str(i) for i in node["item_id"][...]]
+        kwargs, values = encoded_array(ID_INDEX, index_column(ids, sum(1 for u in node["updated"][...] if not u)))
+        zarr.create_array(store=session.store, name=f"sources/{ID_INDEX}", **kwargs)[...] = values
+        session.commit("the id index, as a build writes it")
+
+
+@pytest.mark.corpus
+@pytest.mark.network
+def test_a_narrowed_refresh_reads_only_the_stored_rows_of_the_items_it_found(stac_api, nginx, tmp_path) -> None:
+    name = "indexed-s2"
+    twins = sorted(_twins(nginx, nginx.url, name), key=lambda t: t["properties"]["datetime"])
+    stac_api.load([_collection(name)], _ingested(twins[:9], ago=timedelta(days=3)))
+    repo = tmp_path / "cube.icechunk"
+    cube = stackcube.build_cube(stac_api.url, collections=[name], assets=ASSETS, repo=repo, progress=False)
+    repository = cube.repository
+    _with_index(repository, "main")
+    _index_maps_every_id_to_its_row(repository, "main")
+
+    # each refresh with the index and without it (a branch from the same snapshot without it: a cube written
+    # before the index): the same report, the same cube; with it, only the stored rows of the items found are read
+    # (none of the two new ones at first; then those two, still inside the window), without it every row
+    for n, batch in enumerate((twins[9:11], twins[11:13])):
+        old = f"old{n}"
+        repository.create_branch(old, repository.lookup_branch("main"))
+        _drop_index(repository, old)
+        stac_api.load(items=_ingested(batch))
+        indexed, whole = (stackcube.refresh_cube(repo, branch=b, progress=False) for b in ("main", old))
+        for report in (indexed, whole):
+            assert report.search.startswith("items updated since ")
+            assert (report.added, report.appended) == (tuple(sorted(t["id"] for t in batch)), True)
+        for field in ("found", "added", "changed", "removed", "headers_read", "appended", "rewritten", "failed"):
+            assert getattr(indexed, field) == getattr(whole, field), field
+        assert _table(repository, "main") == _table(repository, old)
+        _index_maps_every_id_to_its_row(repository, "main")  # the append kept it
+        assert whole.rows_read == (9 + 2 * n) * len(ASSETS)  # every row: no index to look the found items up in
+        assert (indexed.found, indexed.rows_read) == (2 + 2 * n, 2 * n * len(ASSETS))
+    a = stackcube.open_dataarray(repo, mask_and_scale=False).load()
+    b = stackcube.open_dataarray(repo, branch=old, mask_and_scale=False).load()
+    for coord in ("id", "time", "band"):
+        np.testing.assert_array_equal(a[coord].values, b[coord].values)
+    np.testing.assert_array_equal(a.values, b.values)
+    assert sorted(a.id.values.tolist()) == sorted(t["id"] for t in twins)
+
+    # a third refresh finds the four new ones again, unchanged: nothing to commit, only their rows read
+    third = stackcube.refresh_cube(repo, progress=False)
+    assert (third.found, third.added, third.changed, third.committed) == (4, (), (), False)
+    assert third.rows_read == 4 * len(ASSETS)
+    _index_maps_every_id_to_its_row(repository, "main")
+
+
+@pytest.mark.corpus
+@pytest.mark.network
+def test_a_changed_item_found_through_the_index_rewrites_the_cube_with_every_item(stac_api, nginx, tmp_path) -> None:
+    """A rewrite after a narrowed search keeps the stored items the search did not ask about, and the rewritten
+    cube's index (when the build writes one) or its absence still gives every row."""
+    name = "indexed-rewrite-s2"
+    twins = sorted(_twins(nginx, nginx.url, name), key=lambda t: t["properties"]["datetime"])
+    stac_api.load([_collection(name)], _ingested(twins[:9], ago=timedelta(days=3)))
+    repo = tmp_path / "cube.icechunk"
+    stackcube.build_cube(stac_api.url, collections=[name], assets=ASSETS, repo=repo, progress=False)
+    stac_api.load(items=_ingested(twins[9:10]))
+    assert stackcube.refresh_cube(repo, progress=False).appended
+
+    changed = {**twins[2], "properties": {**twins[2]["properties"], "eo:cloud_cover": 1.25}}
+    stac_api.load(items=_ingested([changed]))
+    report = stackcube.refresh_cube(repo, progress=False)
+    assert report.search.startswith("items updated since ")
+    assert report.changed == tuple(f"{twins[2]['id']}/{band}" for band in ASSETS)
+    assert report.rewritten == "changed items"
+    data = stackcube.open_dataarray(repo)
+    assert sorted(data.id.values.tolist()) == sorted(t["id"] for t in twins[:10])
+    assert data["eo:cloud_cover"].values[list(data.id.values).index(twins[2]["id"])] == 1.25
+    import zarr
+
+    from stackcube.store import open_repository
+    from stackcube.store.stored import ID_INDEX
+
+    repository = open_repository(repo)
+    if ID_INDEX in zarr.open_group(repository.readonly_session(branch="main").store, mode="r")["sources"]:
+        _index_maps_every_id_to_its_row(repository, "main")  # the rewrite wrote it again: no row moved under it
+    again = stackcube.refresh_cube(repo, progress=False)
+    assert (again.found, again.added, again.committed) == (2, (), False)
+
+
+@pytest.mark.corpus
+@pytest.mark.network
+def test_a_pgstac_that_indexes_updated_answers_the_narrowed_search_the_same(stac_api, nginx, tmp_path) -> None:
+    """The README's queryable (``updated`` a date-time with a BTREE index): pgstac then reads both sides of the
+    refresh's filter as timestamps, through its index, and finds the same items."""
+    import json
+
+    import psycopg
+
+    name = "updated-queryable-s2"
+    twins = sorted(_twins(nginx, nginx.url, name), key=lambda t: t["properties"]["datetime"])
+    stac_api.load([_collection(name)], _ingested(twins[:9], ago=timedelta(days=3)))
+    with psycopg.connect(stac_api.dsn, autocommit=True) as conn:
+        conn.execute("SET search_path TO pgstac, public")
+        conn.execute(  # for this collection only: the session's other tests see pgstac as it comes
+            "INSERT INTO queryables (name, definition, property_index_type, collection_ids) VALUES ('updated', "
+            """'{"title": "Last update", "type": "string", "format": "date-time"}', 'BTREE', %s)""",
+            ([name],),
+        )
+        search = {"collections": [name], "filter": {"op": ">=", "args": [{"property": "updated"}, "2026-01-01Z"]}}
+        (where,) = conn.execute("SELECT stac_search_to_where(%s::jsonb)", (json.dumps(search),)).fetchone()
+        assert "to_tstz(content->'properties'->'updated') >= to_tstz(" in where
+    repo = tmp_path / "cube.icechunk"
+    stackcube.build_cube(stac_api.url, collections=[name], assets=ASSETS, repo=repo, progress=False)
+    stac_api.load(items=_ingested(twins[9:11]))
+    report = stackcube.refresh_cube(repo, progress=False)
+    assert report.search.startswith("items updated since ")
+    assert (report.found, report.added, report.appended) == (2, tuple(sorted(t["id"] for t in twins[9:11])), True)

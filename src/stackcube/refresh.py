@@ -4,11 +4,13 @@ source is still the object that was indexed, ``verify_cube`` asks: :mod:`stackcu
 Like :mod:`stackcube.api`, an orchestrator of the stages: it reads the search, options and source table a cube
 stores (:func:`stackcube.store.read_stored`), runs the same search, reads headers only for sources that are
 new, whose STAC ``updated`` changed, or that the caller names (``force``, e.g. from ``verify``), re-plans all of
-them and commits once. A source is known by the href the cube stores, never by a signed one: a search whose
-modifier signs every href afresh (``planetary_computer.sign_inplace``) finds the stored sources unchanged. The
-commit happens only on the snapshot the refresh started from; when another writer got there first, the refresh
-starts over from the new tip (manifests already read are reused, forced ones too), so concurrent refreshes never
-lose an item nor duplicate a time step, nor drop a re-index ``verify`` asked for.
+them and commits once. A search narrowed to what can be new reads only the stored rows of the items it found,
+through the source table's id index (:meth:`stackcube.store.StoredCube.rows_of`); a whole search, a rewrite, and a
+cube written before the index read them all. A source is known by the href the cube stores, never by a signed
+one: a search whose modifier signs every href afresh (``planetary_computer.sign_inplace``) finds the stored sources
+unchanged. The commit happens only on the snapshot the refresh started from; when another writer got there first,
+the refresh starts over from the new tip (manifests already read are reused, forced ones too), so concurrent
+refreshes never lose an item nor duplicate a time step, nor drop a re-index ``verify`` asked for.
 
 :mod:`stackcube.verify` imports this module (``verify_cube(fix=True)`` refreshes); this one imports it only inside
 ``refresh_cube`` (``check_etags`` verifies first), which breaks the import cycle.
@@ -109,11 +111,16 @@ class RefreshReport:
     ("items updated since ...", "items dated since ...")."""
     found: int = 0
     """Items the search returned."""
+    rows_read: int = 0
+    """Rows of the cube's source table read to compare (on the last attempt): those of the items a narrowed search
+    found, through the table's id index; every row for a whole search, and for a cube without the index. A rewrite
+    of the whole cube reads every row's manifest besides."""
     notes: tuple[str, ...] = field(default_factory=tuple)
     """The planner's notes."""
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds per stage: reading the cube's description and source table, the search, comparing, reading new
-    headers, planning, writing and committing."""
+    """Seconds per stage: reading the cube's description and source table (or its id index), the search,
+    comparing (reading the stored rows of the items found, through the index), reading new headers, planning,
+    writing and committing."""
 
     @property
     def committed(self) -> bool:
@@ -202,7 +209,7 @@ def _in_stored_order(sources: Sequence[Source], stored: Sequence[Source]) -> lis
     return sorted(sources, key=lambda s: position.get((s.item_id, s.asset), len(position)))
 
 
-def _new_bands(stored: Sequence[StoredRow], sources: Sequence[Source]) -> tuple[str, ...]:
+def _new_bands(stored: Sequence[Source], sources: Sequence[Source]) -> tuple[str, ...]:
     """A note naming the bands a refresh adds (after the cube's own)."""
     known = {s.band for s in stored}
     new = list(dict.fromkeys(s.band for s in sources if s.band not in known))
@@ -212,10 +219,11 @@ def _new_bands(stored: Sequence[StoredRow], sources: Sequence[Source]) -> tuple[
 def _stored(
     repo: RepoLike, branch: str, allow: Iterable[str] | None, settings: Settings
 ) -> tuple[icechunk.Repository, StoredCube]:
-    """The repository and what its branch's cube says about itself."""
+    """The repository and what its branch's cube says about itself: its source table's id index, not its rows (but
+    for a cube without the index)."""
     repository = open_repository(repo, allow=allow, settings=settings)
     session = readonly_session(repository, branch=branch, repo=repo)
-    return repository, read_stored(session, repo, repository, allow=allow)
+    return repository, read_stored(session, repo, repository, allow=allow, rows=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +257,7 @@ def _since(stored: StoredCube, job: _Refresh) -> Since | None:
     sources forced, or no earlier search known)."""
     if job.full_search or job.remove or job.force or stored.searched is None:
         return None
-    updated = bool(stored.rows) and all(row.updated for row in stored.rows)
+    updated = stored.all_updated
     window = job.window if job.window is not None else UPDATED_WINDOW if updated else DATED_WINDOW
     return Since(stored.searched - window, updated=updated)
 
@@ -267,13 +275,13 @@ class _Compared:
     changed: tuple[str, ...]
     """``item/asset`` of stored sources indexed again."""
     gone: list[StoredRow]
-    """Stored sources the search did not find (or did not ask about)."""
+    """Stored sources among ``rows`` the search did not find (or did not ask about)."""
 
 
-def _compare(stored: StoredCube, chosen: Sequence[SelectedAsset], job: _Refresh) -> _Compared:
-    """Which chosen assets are stored and unchanged (:func:`_unchanged`), which are new or changed, and which
-    stored sources the search did not find."""
-    previous = {(r.item_id, r.asset): r for r in stored.rows}
+def _compare(rows: Sequence[StoredRow], chosen: Sequence[SelectedAsset], job: _Refresh) -> _Compared:
+    """Which chosen assets are stored (in ``rows``: every stored row, or at least those of the items chosen) and
+    unchanged (:func:`_unchanged`), which are new or changed, and which of ``rows`` the search did not find."""
+    previous = {(r.item_id, r.asset): r for r in rows}
     same: list[tuple[StoredRow, SelectedAsset]] = []
     to_read: list[SelectedAsset] = []
     added: set[str] = set()
@@ -334,7 +342,10 @@ async def _refresh_once(repo: RepoLike, job: _Refresh, done: _Read) -> RefreshRe
     nothing = not found.items and not found.whole
     chosen, skipped = ([], []) if nothing else choose_assets(found.items, q, options.assets, check_names=False)
 
-    compared = _compare(stored, chosen, job)
+    # a whole search tells which stored items are gone: every row; a narrowed one, only the found items' rows
+    asked = None if found.whole else {item.id for item in found.items}
+    rows = await asyncio.to_thread(stored.rows_of, asked, repo)
+    compared = _compare(rows.rows, chosen, job)
     same, to_read, changed, gone_rows = compared.same, compared.to_read, compared.changed, compared.gone
     if job.allow is not None:
         _within_allow(to_read, job.allow, job.settings, repo)
@@ -350,6 +361,7 @@ async def _refresh_once(repo: RepoLike, job: _Refresh, done: _Read) -> RefreshRe
         dry_run=job.dry_run,
         search=found.asked,
         found=len(found.items),
+        rows_read=rows.read,
     )
     clock.lap("compare")
     removing = job.remove and bool(gone_rows)
@@ -393,20 +405,29 @@ async def _refresh_once(repo: RepoLike, job: _Refresh, done: _Read) -> RefreshRe
         else:
             clock.lap("plan")
             appended = await _sync.finish_in_thread(
-                append_steps, arrays, new, repository, repo, to=to, accounts=stored.metadata.accounts
+                append_steps,
+                arrays,
+                new,
+                repository,
+                repo,
+                to=to,
+                accounts=stored.metadata.accounts,
+                rows=stored.rows if stored.index is None else None,  # read whole: the append writes the index
             )
             if isinstance(appended, Appended):
                 clock.lap("write")
                 return dataclasses.replace(report, snapshot_id=str(appended), appended=True, timings=clock.laps)
             why = appended
-    # the whole cube: the stored sources made again from their manifests, planned with the new ones
+    # the whole cube: the stored sources made again from their manifests, planned with the new ones; those the
+    # search did not find (or a narrowed search did not ask about) stay, unless removing
     by_key = {(s.item_id, s.asset): s for s in stored.sources}
     kept = [Source.of(asset, by_key[(r.item_id, r.asset)].manifest, options) for r, asset in same]
-    gone = [by_key[(r.item_id, r.asset)] for r in gone_rows]
+    chosen_keys = {(a.item.id, a.key) for a in chosen}
+    gone = [s for key, s in by_key.items() if key not in chosen_keys]
     sources = _in_stored_order([*kept, *fresh, *read, *([] if job.remove else gone)], stored.sources)
     plan = plan_sources(q, sources, options, skipped=skipped, failed=failed)
     clock.lap("plan")
-    report = dataclasses.replace(report, failed=plan.failed, notes=plan.notes + _new_bands(stored.rows, sources))
+    report = dataclasses.replace(report, failed=plan.failed, notes=plan.notes + _new_bands(stored.sources, sources))
     if _why_not_append(stored.sources, sources, changed, removing=removing) is None:
         # a cube written before arrays kept their grids (the append upgrades it), or new sources the stored arrays
         # do not hold as they are: the whole plan, appended if it is the stored cube grown along time

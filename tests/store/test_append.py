@@ -103,6 +103,24 @@ def _rebuild(catalog: str, tmp_path: Path) -> dict[str, Any]:
     return _tree(repo)
 
 
+def test_a_cube_that_stores_its_coordinates_appends_them_as_a_rebuild_stores_them(tmp_path, monkeypatch) -> None:
+    """A cube whose coordinates are too large to keep in its array nodes (its levels store them all: a long one,
+    or one written before small ones were kept) grows them along time; a small one grows them in its nodes (the
+    other tests)."""
+    from stackcube.store import coords, write
+
+    monkeypatch.setattr(
+        write, "kept_arrays", lambda levels, member=True: coords.kept_arrays(levels) if member else None
+    )
+    catalog, repo, items = _scenes(tmp_path)
+    _add(catalog, items[3:])
+    report = stackcube.refresh_cube(repo, progress=False)
+    assert report.appended
+    tree = _tree(repo)
+    assert "EPSG32735_10m/0/eo:cloud_cover" in tree
+    _assert_same(tree, _rebuild(catalog, tmp_path))
+
+
 def test_new_items_after_the_last_date_are_appended_and_make_the_cube_of_a_rebuild(
     scenes, tmp_path, monkeypatch
 ) -> None:
@@ -133,6 +151,30 @@ def test_appends_one_after_another_make_the_cube_of_a_rebuild(scenes, tmp_path) 
     for item in items[3:]:
         _add(catalog, [item])
         assert stackcube.refresh_cube(repo, progress=False).appended
+    _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
+
+
+@pytest.mark.parametrize("index", ["absent", "stale"])
+def test_an_append_to_a_cube_without_a_good_id_index_makes_the_cube_of_a_rebuild(scenes, tmp_path, index) -> None:
+    """A cube written before the source table's id index, or with one an earlier stackcube's append left shorter
+    than the table: its refresh reads every row, and its append leaves the table a rebuild writes (the index a
+    build writes, whole; none when a build writes none)."""
+    from stackcube.store.stored import ID_INDEX
+
+    catalog, repo, items = scenes
+    repository = open_repository(repo)
+    session = repository.writable_session("main")
+    table = zarr.open_group(session.store, mode="r+")["sources"]
+    if ID_INDEX in table:
+        if index == "absent":
+            del table[ID_INDEX]
+        else:
+            table[ID_INDEX].resize((table[ID_INDEX].shape[0] - 1,))
+        session.commit(f"an id index {index}")
+    rows = int(table["item_id"].shape[0])
+    _add(catalog, items[3:4])
+    report = stackcube.refresh_cube(repo, progress=False)
+    assert (report.appended, report.rows_read) == (True, rows)
     _assert_same(_tree(repo), _rebuild(catalog, tmp_path))
 
 

@@ -98,3 +98,89 @@ def test_reading_a_stored_cube_as_a_refresh_costs_these_repository_requests(s3, 
             part = parts[3] if len(parts) > 3 else "/".join(parts)
             found[part] = found.get(part, 0) + 1
     assert found == {"repo": 3, "refs": 1, "config.yaml": 1, "snapshots": 1, "manifests": 5}
+
+
+def _index(repository) -> None:
+    """Give the cube the source table's id index as a build writes it (:func:`stackcube.store.stored.id_index`),
+    if its build did not."""
+    from stackcube.store.nodes import encoded_array
+    from stackcube.store.stored import ID_INDEX, index_column
+
+    session = repository.writable_session("main")
+    node = zarr.open_group(session.store, mode="r+")["sources"]
+    if ID_INDEX in node:
+        return
+    ids = [str(i) for i in node["item_id"][...]]
+    kwargs, values = encoded_array(ID_INDEX, index_column(ids, sum(1 for u in node["updated"][...] if not u)))
+    zarr.create_array(store=session.store, name=f"sources/{ID_INDEX}", **kwargs)[...] = values
+    session.commit("the id index")
+
+
+def test_id_hashes_are_the_same_everywhere() -> None:
+    """A cube written on one machine is read on another: the first 8 bytes of BLAKE2b, never Python's ``hash``
+    (pinned: stored cubes hold these)."""
+    from stackcube.store.stored import id_hashes
+
+    hashes = id_hashes(["a", "a", ""])
+    assert hashes.dtype == np.uint64
+    assert hashes.tolist() == [3405396810240292928, 3405396810240292928, 13020603013274838756]
+
+
+def test_a_cube_read_without_its_rows_reads_those_asked_for_through_its_id_index(demo_cube) -> None:
+    repo, cube = demo_cube
+    _index(cube.repository)
+    repository = open_repository(repo)
+    whole = read_stored(readonly_session(repository, branch="main"), repo, repository)
+    stored = read_stored(readonly_session(repository, branch="main"), repo, repository, rows=False)
+    assert stored.index is not None
+    assert (stored.rows, stored.count, stored.all_updated) == ((), len(whole.rows), whole.all_updated)
+    first = whole.rows[0].item_id
+    found = stored.rows_of([first, "not stored"], repo)
+    assert found.rows == tuple(r for r in whole.rows if r.item_id == first)
+    assert found.read == len(found.rows) < len(whole.rows)  # those rows only
+    assert stored.rows_of(["not stored"], repo) == ((), 0)
+    assert stored.rows_of(None, repo) == (whole.rows, len(whole.rows))
+    assert whole.rows_of([first], repo) == (found.rows, len(whole.rows))  # read whole already
+
+
+def test_a_cube_without_an_id_index_or_with_a_stale_one_is_read_whole(demo_cube) -> None:
+    """A cube written before the index has its rows read whole; so has one whose index an earlier stackcube's
+    append left shorter than the table (its rows appended without their hashes)."""
+    from stackcube.store.stored import ID_INDEX
+
+    repo, cube = demo_cube
+    repository = open_repository(repo)
+    session = cube.repository.writable_session("main")
+    node = zarr.open_group(session.store, mode="r+")["sources"]
+    if ID_INDEX in node:
+        del node[ID_INDEX]
+        session.commit("no index")
+    stored = read_stored(readonly_session(repository, branch="main"), repo, repository, rows=False)
+    assert stored.index is None
+    assert stored.count == len(stored.rows) > 0
+    first = stored.rows[0].item_id
+    assert stored.rows_of([first], repo).read == len(stored.rows)
+
+    _index(cube.repository)
+    session = cube.repository.writable_session("main")
+    zarr.open_group(session.store, mode="r+")["sources"][ID_INDEX].resize((stored.count - 1,))
+    session.commit("a stale index")
+    assert read_stored(readonly_session(repository, branch="main"), repo, repository, rows=False).index is None
+
+
+def test_rows_read_through_the_index_are_held_to_the_declared_containers(demo_cube) -> None:
+    repo, cube = demo_cube
+    _index(cube.repository)
+    other = "https://elsewhere.example/data/B04.tif"
+    session = cube.repository.writable_session("main")
+    hrefs = zarr.open_group(session.store, mode="r+")["sources"]["href"]
+    values = np.asarray(hrefs[...], dtype=object)
+    values[0] = other
+    hrefs[...] = values
+    session.commit("a source table naming another host")
+    repository = open_repository(repo)
+    stored = read_stored(readonly_session(repository, branch="main"), repo, repository, rows=False)
+    ids = [str(i) for i in zarr.open_group(readonly_session(repository).store, mode="r")["sources"]["item_id"][...]]
+    assert stored.rows_of([ids[-1]], repo).rows  # another item's rows: read
+    with pytest.raises(UntrustedSourceError, match=rf"^{repo}: its source table names {other}, under none of the"):
+        stored.rows_of([ids[0]], repo)

@@ -10,8 +10,15 @@ Two ways in, both checked against what the branch holds before anything is writt
 Either way every level must keep its grid, bands, encoding, attributes and coordinates (names, types, values that
 do not grow), and the new dates must come after the stored ones, in the stored time units. Then each level's
 ``data`` grows along ``time``, only the new steps' references are written, the new time-coordinate values and
-source rows are appended (all at once), the kept inline coordinates grow, and one commit is made. Anything else
+source rows are appended (all at once), the kept inline coordinates grow (and the coordinates an array node keeps
+in place of stored arrays, :func:`~stackcube.store.coords.grow_kept`), and one commit is made. Anything else
 returns why (a ``str``) before anything is written, and the refresh rewrites the cube as before.
+
+The source table's id index (:data:`~stackcube.store.stored.ID_INDEX`) grows with its rows. A table without one
+(a cube written before it) gets one, as a rebuild would write it, when the append knows every stored row's item
+id: :func:`append_plan` always (its plan holds them), :func:`append_steps` when the refresh read them (``rows``).
+One that does not match its rows (an earlier stackcube appended without it) is dropped, or written again whole when
+the rows are known.
 """
 
 from __future__ import annotations
@@ -37,20 +44,32 @@ from stackcube.cube import CubePlan
 from stackcube.errors import ConcurrentUpdateError
 from stackcube.plan import ArrayPlan
 from stackcube.sources import Source
-from stackcube.store.coords import INLINE_MAX, inline_coordinates, jsonable
+from stackcube.store.coords import (
+    ARRAYS,
+    INLINE_MAX,
+    grow_kept,
+    grown_from,
+    inline_coordinates,
+    jsonable,
+    kept_arrays,
+)
 from stackcube.store.layout import (
     DATA,
     SOURCE_COLUMNS,
     SOURCES,
     ArrayLayout,
     CubeMetadata,
+    StoredRow,
     child_names,
     level_dataset,
     level_path,
     manifest_splits,
     sources_table,
+    updated_of,
 )
+from stackcube.store.nodes import encoded_array
 from stackcube.store.repo import RepoLike, container_prefixes, exclusive, for_writing
+from stackcube.store.stored import ID_INDEX, WITHOUT_UPDATED, id_index, index_column
 from stackcube.store.write import (
     accounts_of,
     check_tag_is_free,
@@ -103,10 +122,14 @@ def append_plan(
     grown = _grown(plan, root, new)
     if isinstance(grown, str):
         return grown
-    _write_new(session, root, grown, plan.sources[-new:], progress=to.progress)
+    known = _Known.of(plan.sources[:-new])
+    _write_new(session, root, grown, plan.sources[-new:], progress=to.progress, known=known)
     for array in plan.arrays:
         datasets = [g.coords for g in grown if g.level.name == array.name]
-        cast("zarr.Group", root[array.name]).attrs.put(ArrayLayout.of(array, inline_coordinates(datasets)).to_attrs())
+        coordinates = inline_coordinates(datasets)
+        if any(g.kept for g in grown if g.level.name == array.name):
+            coordinates[ARRAYS] = kept_arrays(datasets, member=False)
+        cast("zarr.Group", root[array.name]).attrs.put(ArrayLayout.of(array, coordinates).to_attrs())
     return _commit(repository, session, to, lock)
 
 
@@ -118,15 +141,20 @@ def append_steps(
     *,
     to: Commit,
     accounts: Mapping[str, str] | None = None,
+    rows: Sequence[StoredRow] | None = None,
 ) -> Appended | str:
     """Append ``arrays`` - each a stored array's new time steps only (:func:`stackcube.extend.extend_arrays`) -
     and the ``new`` sources' rows to the cube at ``parent``: the commit's id, or why they cannot be appended (a
     ``str``: nothing was written). Unlike :func:`append_plan`, nothing here grows with the cube. ``accounts``: the
-    cube's Azure storage accounts (:attr:`~stackcube.store.CubeMetadata.accounts`)."""
+    cube's Azure storage accounts (:attr:`~stackcube.store.CubeMetadata.accounts`). ``rows``: every stored row, when
+    the caller read them (a cube without the id index): the append writes its index."""
+    known = None if rows is None else _Known([r.item_id for r in rows], sum(1 for r in rows if not r.updated))
     return write_or_nothing(
         repo,
         "appending to the cube in",
-        lambda: _append_steps(arrays, new, repository, to=to, accounts=accounts, lock=lambda: exclusive(repo)),
+        lambda: _append_steps(
+            arrays, new, repository, to=to, accounts=accounts, lock=lambda: exclusive(repo), known=known
+        ),
     )
 
 
@@ -138,6 +166,7 @@ def _append_steps(
     to: Commit,
     lock: Callable[[], AbstractContextManager[None]],
     accounts: Mapping[str, str] | None,
+    known: _Known | None = None,
 ) -> Appended | str:
     repository = for_writing(repository, manifest_splits(arrays), accounts=accounts)  # for this commit
     session = _session(repository, to)
@@ -152,36 +181,53 @@ def _append_steps(
     if to.tag is not None:
         check_tag_is_free(repository, to.tag, repository)
     grown: list[_Grown] = []
+    in_node: dict[str, dict[str, Any]] = {}  # per array, the coordinates its node keeps, grown
     for array in arrays:
         node = cast("zarr.Group", root[array.name])
         layout = ArrayLayout.from_attrs(node.attrs)
         planned = ArrayLayout.of(array)
         if (planned.crs, planned.levels, planned.grids) != (layout.crs, layout.levels, layout.grids):
             return f"{array.name} has another grid or other levels"
+        if ARRAYS in layout.coordinates:
+            kept = grow_kept(layout.coordinates[ARRAYS], level_dataset(array))
+            if isinstance(kept, str):
+                return f"{level_path(array.name, 0)}: {kept}"  # (every level's coordinates)
+            in_node[array.name] = kept
         for n, level in enumerate(array.levels):
             path = level_path(array.name, n)
             coords = level_dataset(level)
-            steps = _stored_steps(cast("zarr.Group", root[path]), level, coords, values=n == 0, delta=True)
+            steps = _stored_steps(
+                cast("zarr.Group", root[path]), level, coords, values=n == 0, delta=True, kept=array.name in in_node
+            )
             if isinstance(steps, str):
                 return f"{path}: {steps}"
-            grown.append(_Grown(level, path, steps, coords, delta=True))
-    _write_new(session, root, grown, new, progress=to.progress)
+            grown.append(_Grown(level, path, steps, coords, delta=True, kept=array.name in in_node))
+    _write_new(session, root, grown, new, progress=to.progress, known=known)
     for array in arrays:
         node = cast("zarr.Group", root[array.name])
         layout = ArrayLayout.from_attrs(node.attrs)
         kept = _grow_inline(layout.coordinates, level_dataset(array))
+        if array.name in in_node:
+            kept[ARRAYS] = in_node[array.name]
         node.attrs.put(dataclasses.replace(layout, coordinates=kept).to_attrs())
     return _commit(repository, session, to, lock)
 
 
 def _write_new(
-    session: icechunk.Session, root: zarr.Group, grown: Sequence[_Grown], sources: Sequence[Source], *, progress: bool
+    session: icechunk.Session,
+    root: zarr.Group,
+    grown: Sequence[_Grown],
+    sources: Sequence[Source],
+    *,
+    progress: bool,
+    known: _Known | None = None,
 ) -> None:
-    """Grow every level and write the new references, then the new time coordinates and source rows."""
+    """Grow every level and write the new references, then the new time coordinates and source rows (and their
+    id index: :func:`_index_rows`)."""
     total = sum(int(np.count_nonzero(g.level.source_index[0 if g.delta else g.steps :] >= 0)) for g in grown)
     with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
         writes = [write for g in grown for write in _append_level(session, root, g, advance)]
-    _grow_coordinates(session.store, [*writes, *_table_rows(root, sources)])
+    _grow_coordinates(session.store, [*writes, *_table_rows(root, sources), *_index_rows(root, sources, known)])
 
 
 def _commit(
@@ -251,6 +297,8 @@ class _Grown:
     coords: xr.Dataset
     delta: bool = False
     """Whether ``level`` holds only the new steps (else all of them, the stored first)."""
+    kept: bool = False
+    """Whether its array node keeps its coordinates (its level stores its data array only)."""
 
 
 def _grown(plan: CubePlan, root: zarr.Group, new: int) -> list[_Grown] | str:
@@ -277,34 +325,42 @@ def _grown(plan: CubePlan, root: zarr.Group, new: int) -> list[_Grown] | str:
         planned = ArrayLayout.of(array)
         if (planned.crs, planned.levels) != (layout.crs, layout.levels):
             return f"{array.name} has another grid or other levels"
+        kept = ARRAYS in layout.coordinates  # its node keeps its coordinates: grown there
+        if kept:
+            why = grown_from(
+                layout.coordinates[ARRAYS], kept_arrays([level_dataset(lv) for lv in array.levels], member=False)
+            )
+            if why is not None:
+                return f"{level_path(array.name, 0)}: {why}"  # (every level's coordinates)
         for n, level in enumerate(array.levels):
             path = level_path(array.name, n)
             coords = level_dataset(level)
             # the levels of an array share its time steps, bands and their fields: their values are checked once
-            steps = _stored_steps(cast("zarr.Group", root[path]), level, coords, values=n == 0)
+            steps = _stored_steps(cast("zarr.Group", root[path]), level, coords, values=n == 0, kept=kept)
             if isinstance(steps, str):
                 return f"{path}: {steps}"
-            out.append(_Grown(level, path, steps, coords))
+            out.append(_Grown(level, path, steps, coords, kept=kept))
     if not any(g.level.shape[0] > g.steps for g in out):
         return "no new time step"
     return out
 
 
 def _stored_steps(
-    group: zarr.Group, level: ArrayPlan, coords: xr.Dataset, *, values: bool, delta: bool = False
+    group: zarr.Group, level: ArrayPlan, coords: xr.Dataset, *, values: bool, delta: bool = False, kept: bool = False
 ) -> int | str:
     """How many time steps the stored level (``group``) has, when ``level`` is it grown along time (``delta``:
     when ``level``'s steps follow the stored ones); else why not. With ``values``, also the values of the
-    coordinates that do not grow, and the stored time steps."""
+    coordinates that do not grow, and the stored time steps. ``kept``: its array node keeps its coordinates
+    (:func:`~stackcube.store.coords.grow_kept` checks them), the level stores its data array only."""
     data = cast("zarr.Array[Any]", group[DATA])
     steps = int(data.shape[0])
     if (not delta and steps > level.shape[0]) or tuple(data.shape[1:]) != level.shape[1:]:
         return "other bands or another extent"
     if data.metadata.to_dict() != _created(level, data.shape, coords):
         return "another encoding, chunking, fill value or attributes"
-    if child_names(group) - {DATA} != {str(k) for k in coords.variables}:
+    if child_names(group) - {DATA} != (set() if kept else {str(k) for k in coords.variables}):
         return "a coordinate more or less (an item property that appeared, or changed type)"
-    if not values:
+    if not values or kept:
         return steps
     growing = [str(name) for name, var in coords.variables.items() if "time" in var.dims]
     # what does not grow is read and compared; what grows along time only by its metadata (a cube's time axis
@@ -377,15 +433,61 @@ def _append_level(
     first, at = (0, steps) if grown.delta else (steps, 0)
     for refs in refs_of(level, path, steps=new, first=first, at=at):
         set_refs(session.store, refs, advance)
+    if grown.kept:  # its coordinates grow in its array node
+        return []
     along = grown.coords if grown.delta else grown.coords.isel(time=slice(steps, None))
     return [(f"{path}/{name}", var, steps) for name, var in along.variables.items() if "time" in var.dims]
 
 
 def _table_rows(root: zarr.Group, sources: Sequence[Source]) -> list[tuple[str, xr.Variable, int]]:
-    """The source table's new rows, as :func:`_grow_coordinates` writes them (after the stored rows)."""
+    """The source table's new rows, as :func:`_grow_coordinates` writes them (after the stored rows); not their id
+    index (:func:`_index_rows`)."""
     table = sources_table(sources)
     stored = int(cast("zarr.Array[Any]", cast("zarr.Group", root[SOURCES])["item_id"]).shape[0])
-    return [(f"{SOURCES}/{name}", var, stored) for name, var in table.variables.items()]
+    return [(f"{SOURCES}/{name}", var, stored) for name, var in table.variables.items() if name != ID_INDEX]
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What the id index says of the stored rows, when the append knows them all."""
+
+    ids: Sequence[str]
+    """Every stored row's item id, in order."""
+    without_updated: int
+    """How many of them have no STAC ``updated``."""
+
+    @classmethod
+    def of(cls, sources: Sequence[Source]) -> _Known:
+        return cls([s.item_id for s in sources], sum(1 for s in sources if not updated_of(s.properties)))
+
+
+def _index_rows(
+    root: zarr.Group, sources: Sequence[Source], known: _Known | None
+) -> list[tuple[str, xr.Variable, int]]:
+    """The id index's new values, as :func:`_grow_coordinates` writes them, its count of rows without ``updated``
+    grown: the new rows' hashes after the stored ones'. A table without one, or with one that does not match its
+    rows, gets it written whole when every stored row is ``known`` and a rebuild would write one
+    (:func:`~stackcube.store.layout.sources_table`: an append leaves the cube a rebuild writes); else a stale one is
+    dropped (the table is then read whole, as a cube written before it)."""
+    node = cast("zarr.Group", root[SOURCES])
+    stored = int(cast("zarr.Array[Any]", node["item_id"]).shape[0])
+    index = id_index(sources)
+    present = ID_INDEX in child_names(node)
+    array = cast("zarr.Array[Any]", node[ID_INDEX]) if present else None
+    without = array.attrs.get(WITHOUT_UPDATED) if array is not None else None
+    if array is not None and array.shape[0] == stored and isinstance(without, int):
+        array.attrs.update({WITHOUT_UPDATED: without + int(index.attrs[WITHOUT_UPDATED])})
+        return [(f"{SOURCES}/{ID_INDEX}", index, stored)]
+    if array is not None:
+        del node[ID_INDEX]
+    if known is None or len(known.ids) != stored or ID_INDEX not in sources_table(()).variables:
+        return []
+    whole = index_column([*known.ids, *(s.item_id for s in sources)], known.without_updated)
+    whole.attrs[WITHOUT_UPDATED] += index.attrs[WITHOUT_UPDATED]
+    kwargs, values = encoded_array(ID_INDEX, whole)
+    created = zarr.create_array(store=node.store, name=f"{node.path}/{ID_INDEX}", **kwargs)
+    created[...] = values
+    return []
 
 
 def _grow_coordinates(store: Any, writes: Sequence[tuple[str, xr.Variable, int]]) -> None:

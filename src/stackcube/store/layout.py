@@ -10,7 +10,8 @@
     /A/0/id                 item ids per time step; other item properties along time
     /A/0/source_href        per (time, band): where the chunks come from, and /A/0/source_etag: what they were
     /A/1, /A/2, ...         the same for the sources' internal overviews (full resolution is /A/0)
-    /sources                every indexed source: item, asset, href, ETag, properties, TIFF manifest (for refreshes)
+    /sources                every indexed source: item, asset, href, ETag, properties, TIFF manifest (for refreshes),
+                            and ``id_hash``, the rows' id index (:func:`stackcube.store.stored.id_index`)
     /U/0, /U/1, ...         a union's tile references per level: where each member tile lies in which source
                             (:func:`union_tiles`), so reads fetch adjacent tiles of one file with one ranged GET
     /M/0/data               a union's member M (one scene), or an array whose coordinates are small (at most
@@ -541,10 +542,16 @@ TABLE_ENCODING = {
 
 
 def sources_table(sources: Sequence[Source]) -> xr.Dataset:
-    """The source table: one row per indexed (item, asset), with its TIFF manifest as JSON."""
+    """The source table: one row per indexed (item, asset), with its TIFF manifest as JSON, and its id index (which
+    rows hold which item: :func:`stackcube.store.stored.id_index`)."""
+    from stackcube.store.stored import ID_INDEX, id_index  # here: stackcube.store.stored imports this module
+
     rows = [source_row(s) for s in sources]
+    columns = {
+        name: ("source", np.array([row[i] for row in rows], dtype=object)) for i, name in enumerate(SOURCE_COLUMNS)
+    }
     return xr.Dataset(
-        {name: ("source", np.array([row[i] for row in rows], dtype=object)) for i, name in enumerate(SOURCE_COLUMNS)},
+        {**columns, ID_INDEX: id_index(sources)},
         attrs={"description": "every indexed source and its TIFF manifest, so a refresh rereads no unchanged header"},
     )
 

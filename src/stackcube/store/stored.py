@@ -3,35 +3,135 @@ source, and the rule its source table is held to: every href it names lies in a 
 
 A refresh and a verification start here (:func:`read_stored`); readers open the same root group
 (:func:`open_root`).
+
+The source table's id index (:data:`ID_INDEX`) lets a refresh read only the rows of the items its search found
+(:meth:`StoredCube.rows_of`): per row, a 64-bit hash of its item id (:func:`id_hashes`), a column as long as the
+table, so that an append adds its rows' hashes as it adds their other columns. A build writes it beside the other
+columns (:func:`id_index`), an append keeps it (:mod:`stackcube.store.append`); a cube written before has none, and
+its rows are read whole, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import cast
+from typing import Any, NamedTuple, cast
 
 import icechunk
+import numpy as np
+import xarray as xr
 import zarr
+import zarr.api.asynchronous
 import zarr.errors
 
+from stackcube import _sync
 from stackcube._hrefs import redact
 from stackcube.errors import RepositoryError, UntrustedSourceError
 from stackcube.sources import Source
 from stackcube.store.containers import check_allowed
 from stackcube.store.layout import (
+    ROW_COLUMNS,
+    SOURCE_CHUNK,
+    SOURCES,
     ArrayLayout,
     CubeMetadata,
     StoredRow,
+    child_names,
     read_source_rows,
     read_sources_table,
     searched_at,
+    updated_of,
 )
 from stackcube.store.repo import RepoLike
 
-__all__ = ["StoredCube", "declared_hrefs", "open_root", "read_stored"]
+__all__ = [
+    "ID_INDEX",
+    "WITHOUT_UPDATED",
+    "RowIndex",
+    "RowsRead",
+    "StoredCube",
+    "declared_hrefs",
+    "id_hashes",
+    "id_index",
+    "index_column",
+    "open_root",
+    "read_row_index",
+    "read_stored",
+]
+
+ID_INDEX = "id_hash"
+"""The source table's id index: per row, :func:`id_hashes` of its item id (a cube written before has none)."""
+WITHOUT_UPDATED = "without_updated"
+"""Attribute of :data:`ID_INDEX`: how many rows have no STAC ``updated`` (a refresh asks a STAC API for the items
+updated since its last search only when none lacks it, and knows it without reading the ``updated`` column)."""
+
+
+def id_hashes(item_ids: Iterable[str]) -> np.ndarray:
+    """Per item id, the first 8 bytes of its BLAKE2b as a ``uint64``: the same in every process and on every
+    machine (Python's ``hash`` of a string is not). Two ids may share one (about once in 2**64 pairs): a lookup
+    reads both rows and keeps the one it asked for.
+
+    Examples
+    --------
+    >>> id_hashes(["S2B_35MNM_20200612_0_L2A"]).dtype
+    dtype('uint64')
+    """
+    digest = hashlib.blake2b
+    return np.fromiter(
+        (int.from_bytes(digest(i.encode(), digest_size=8).digest(), "little") for i in item_ids), dtype=np.uint64
+    )
+
+
+def index_column(item_ids: Sequence[str], without_updated: int) -> xr.Variable:
+    """The :data:`ID_INDEX` column of a source table whose rows have ``item_ids`` (in order), ``without_updated``
+    of them without STAC ``updated``; chunked as the table's other columns, so an append rewrites its last chunk."""
+    return xr.Variable(
+        ("source",),
+        id_hashes(item_ids),
+        attrs={
+            "description": "per row, the first 8 bytes of the BLAKE2b of its item id: the rows a refresh reads",
+            WITHOUT_UPDATED: int(without_updated),
+        },
+        encoding={"chunks": (SOURCE_CHUNK,)},
+    )
+
+
+def id_index(sources: Sequence[Source]) -> xr.Variable:
+    """The :data:`ID_INDEX` column of the source table of ``sources`` (its rows, in order): what a build writes
+    beside the other columns (:func:`stackcube.store.layout.sources_table`), and an append after the stored rows.
+
+    Examples
+    --------
+    >>> id_index([]).attrs[WITHOUT_UPDATED]
+    0
+    """
+    without = sum(1 for s in sources if not updated_of(s.properties))
+    return index_column([s.item_id for s in sources], without)
+
+
+@dataclass(frozen=True, slots=True)
+class RowIndex:
+    """A source table's id index, read: which rows hold which items, without reading the rows."""
+
+    hashes: np.ndarray
+    """Per row, :func:`id_hashes` of its item id."""
+    without_updated: int
+    """Rows without STAC ``updated``."""
+
+    def positions(self, item_ids: Iterable[str]) -> np.ndarray:
+        """The rows (ascending) whose item id hashes as one of ``item_ids``: theirs, and a colliding one's."""
+        return np.flatnonzero(np.isin(self.hashes, id_hashes(item_ids)))
+
+
+class RowsRead(NamedTuple):
+    """Stored rows, and how many rows of the source table were read to find them."""
+
+    rows: tuple[StoredRow, ...]
+    read: int
 
 
 @dataclass(frozen=True)
@@ -51,6 +151,42 @@ class StoredCube:
     searched: datetime | None = None
     """When the search of the last build or refresh that committed started (its commit's ``searched``); None when
     unknown (a commit by an earlier stackcube, or not asked)."""
+    index: RowIndex | None = None
+    """The source table's id index, when the cube was read without its rows (``read_stored(rows=False)``) and has
+    one; then :attr:`rows` is empty and :meth:`rows_of` reads the rows asked for. None: :attr:`rows` holds all."""
+
+    @property
+    def count(self) -> int:
+        """Rows in the source table (one per indexed item and asset)."""
+        return len(self.index.hashes) if self.index is not None else len(self.rows)
+
+    @property
+    def all_updated(self) -> bool:
+        """Whether the cube has sources, each with a STAC ``updated``."""
+        if self.index is not None:
+            return self.count > 0 and self.index.without_updated == 0
+        return bool(self.rows) and all(row.updated for row in self.rows)
+
+    def rows_of(self, item_ids: Iterable[str] | None, repo: RepoLike = "the cube") -> RowsRead:
+        """The stored rows of the items ``item_ids`` (all rows for None), in the table's order, and how many rows
+        were read for them: through the id index, only theirs; without one, every row (read already).
+
+        Raises UntrustedSourceError when a row read names an href under none of the containers the cube declares
+        (:func:`declared_hrefs`; ``repo`` as the error names it).
+        """
+        if self.index is None:
+            wanted = None if item_ids is None else set(item_ids)
+            rows = self.rows if wanted is None else tuple(r for r in self.rows if r.item_id in wanted)
+            return RowsRead(rows, len(self.rows))
+        if item_ids is None or self.root is None:
+            rows = read_source_rows(self.root) if self.root is not None else ()
+            declared_hrefs((row.href for row in rows), self.metadata, repo)
+            return RowsRead(rows, len(rows))
+        wanted = set(item_ids)
+        positions = self.index.positions(wanted)
+        read = _read_rows_at(cast("zarr.Group", self.root[SOURCES]), positions) if len(positions) else ()
+        declared_hrefs((row.href for row in read), self.metadata, repo)
+        return RowsRead(tuple(row for row in read if row.item_id in wanted), len(read))
 
     @functools.cached_property
     def sources(self) -> tuple[Source, ...]:
@@ -90,6 +226,7 @@ def read_stored(
     repository: icechunk.Repository | None = None,
     *,
     allow: Iterable[str] | None = None,
+    rows: bool = True,
 ) -> StoredCube:
     """Read a cube's description, its arrays' layouts and its source table's rows from a session (no source is
     touched; the sources' manifests when :attr:`StoredCube.sources` is first used).
@@ -105,6 +242,10 @@ def read_stored(
     allow
         URL prefixes the caller trusts: the containers the cube declares (its root attributes, which the source
         table is checked against) must lie under them, as for an open.
+    rows
+        Read every row of the source table (the default). False: read its id index instead, when it has one
+        (:attr:`StoredCube.index`), and the rows asked for later (:meth:`StoredCube.rows_of`), each checked then;
+        a cube without one has its rows read now.
 
     Raises UntrustedSourceError when the cube declares a container outside ``allow``, or its source table names an
     href under none of the containers it declares (:func:`declared_hrefs`).
@@ -121,12 +262,14 @@ def read_stored(
     metadata = CubeMetadata.from_attrs(root.attrs)
     if allow is not None:  # the prefixes its tables are checked against, as an open checks them
         check_allowed(metadata.containers, allow, repo if repo is not None else "the cube")
-    rows = read_source_rows(root)
-    declared_hrefs((row.href for row in rows), metadata, repo if repo is not None else "the cube")
+    index = None if rows else read_row_index(root)
+    table = read_source_rows(root) if index is None else ()
+    declared_hrefs((row.href for row in table), metadata, repo if repo is not None else "the cube")
     return StoredCube(
         snapshot_id=session.snapshot_id,
         metadata=metadata,
-        rows=rows,
+        rows=table,
+        index=index,
         layouts={name: ArrayLayout.from_attrs(cast("zarr.Group", root[name]).attrs) for name in metadata.arrays},
         root=root,
         searched=_last_search(repository, session.snapshot_id) if repository is not None else None,
@@ -164,3 +307,43 @@ def _last_search(repository: icechunk.Repository, snapshot_id: str) -> datetime 
         if "stackcube" in snapshot.metadata:
             return searched_at(snapshot.metadata)
     return None
+
+
+def read_row_index(root: zarr.Group) -> RowIndex | None:
+    """The source table's id index under ``root``; None when it has none (a cube written before it), or one that
+    does not match its rows (an earlier stackcube appended rows without their hashes): its rows are read whole."""
+    if SOURCES not in root:  # one node looked up
+        return None
+    node = cast("zarr.Group", root[SOURCES])
+    present = child_names(node)
+    if ID_INDEX not in present or not set(ROW_COLUMNS) <= present:
+        return None
+
+    async def read() -> tuple[Any, Any]:
+        index, ids = await asyncio.gather(
+            *(
+                zarr.api.asynchronous.open_array(store=node.store, path=f"{node.path}/{name}", mode="r")
+                for name in (ID_INDEX, "item_id")
+            )
+        )
+        return index, (await index.getitem(...) if index.shape == ids.shape else None)
+
+    array, hashes = _sync.run(read())
+    without = array.attrs.get(WITHOUT_UPDATED)
+    if hashes is None or not isinstance(without, int):
+        return None
+    return RowIndex(np.asarray(hashes, dtype=np.uint64), without)
+
+
+def _read_rows_at(node: zarr.Group, positions: np.ndarray) -> tuple[StoredRow, ...]:
+    """The rows at ``positions`` of the source table ``node`` (:data:`~stackcube.store.layout.ROW_COLUMNS`, their
+    columns read at once): the chunks that hold them, not the others."""
+
+    async def one(name: str) -> list[str]:
+        array = await zarr.api.asynchronous.open_array(store=node.store, path=f"{node.path}/{name}", mode="r")
+        return [str(v) for v in np.asarray(await array.get_orthogonal_selection((positions,))).tolist()]
+
+    async def read() -> list[list[str]]:
+        return list(await asyncio.gather(*(one(name) for name in ROW_COLUMNS)))
+
+    return tuple(map(StoredRow._make, zip(*_sync.run(read()), strict=True)))

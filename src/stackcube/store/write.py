@@ -306,7 +306,8 @@ def _tag_or_undo(repository: icechunk.Repository, tag: str, snapshot: str, branc
 def _create_nodes(session: icechunk.Session, plan: CubePlan) -> None:
     """Every node of the cube but the root, without references yet: the source table, each array's node, its
     levels' coordinates and data arrays, the unions' tile tables; written at once (:mod:`stackcube.store.nodes`).
-    A union's members store their data arrays only, their node keeping the rest (:func:`kept_arrays`)."""
+    A union's members, and arrays whose coordinates are small, store their data arrays only, their node keeping
+    the rest (:func:`kept_arrays`): on object storage each stored array is one more manifest the commit writes."""
     tops: list[Group] = [(SOURCES, sources_table(plan.sources), TABLE_ENCODING)]
     levels: list[Group] = []
     data: list[tuple[str, str, dict[str, Any]]] = []
@@ -314,7 +315,7 @@ def _create_nodes(session: icechunk.Session, plan: CubePlan) -> None:
     for array in plan.arrays:
         datasets = [level_dataset(level) for level in array.levels]
         coordinates = inline_coordinates(datasets)
-        kept = kept_arrays(datasets) if array.name in members else None
+        kept = kept_arrays(datasets, member=array.name in members)
         if kept is not None:
             coordinates[ARRAYS] = kept
         tops.append((array.name, xr.Dataset(attrs=ArrayLayout.of(array, coordinates).to_attrs()), {}))
