@@ -785,7 +785,7 @@ def _drop_index(repository, branch: str) -> None:
     """Make ``branch`` a cube written before the id index: its source table without it."""
     import zarr
 
-    from stackcube.store.stored import ID_INDEX
+    from stackcube.store.layout import ID_INDEX
 
     session = repository.writable_session(branch)
     node = zarr.open_group(session.store, mode="r+")["sources"]
@@ -799,7 +799,8 @@ def _index_maps_every_id_to_its_row(repository, branch: str) -> None:
     rows it finds for each id are exactly that id's."""
     import zarr
 
-    from stackcube.store.stored import ID_INDEX, WITHOUT_UPDATED, RowIndex, id_hashes
+    from stackcube.store.layout import ID_INDEX, WITHOUT_UPDATED, id_hashes
+    from stackcube.store.stored import RowIndex
 
     node = zarr.open_group(repository.readonly_session(branch=branch).store, mode="r")["sources"]
     ids = [str(i) for i in node["item_id"][...]]
@@ -822,12 +823,12 @@ def _table(repository, branch: str) -> dict[str, list]:
 
 
 def _with_index(repository, branch: str) -> None:
-    """Give ``branch``'s source table the id index as a build writes it (:func:`stackcube.store.stored.id_index`),
+    """Give ``branch``'s source table the id index as a build writes it (:func:`stackcube.store.layout.id_index`),
     if its build did not."""
     import zarr
 
+    from stackcube.store.layout import ID_INDEX, index_column
     from stackcube.store.nodes import encoded_array
-    from stackcube.store.stored import ID_INDEX, index_column
 
     session = repository.writable_session(branch)
     node = zarr.open_group(session.store, mode="r+")["sources"]
@@ -907,7 +908,7 @@ def test_a_changed_item_found_through_the_index_rewrites_the_cube_with_every_ite
     import zarr
 
     from stackcube.store import open_repository
-    from stackcube.store.stored import ID_INDEX
+    from stackcube.store.layout import ID_INDEX
 
     repository = open_repository(repo)
     if ID_INDEX in zarr.open_group(repository.readonly_session(branch="main").store, mode="r")["sources"]:

@@ -159,7 +159,7 @@ def test_an_append_to_a_cube_without_a_good_id_index_makes_the_cube_of_a_rebuild
     """A cube written before the source table's id index, or with one an earlier stackcube's append left shorter
     than the table: its refresh reads every row, and its append leaves the table a rebuild writes (the index a
     build writes, whole; none when a build writes none)."""
-    from stackcube.store.stored import ID_INDEX
+    from stackcube.store.layout import ID_INDEX
 
     catalog, repo, items = scenes
     repository = open_repository(repo)

@@ -101,10 +101,10 @@ def test_reading_a_stored_cube_as_a_refresh_costs_these_repository_requests(s3, 
 
 
 def _index(repository) -> None:
-    """Give the cube the source table's id index as a build writes it (:func:`stackcube.store.stored.id_index`),
+    """Give the cube the source table's id index as a build writes it (:func:`stackcube.store.layout.id_index`),
     if its build did not."""
+    from stackcube.store.layout import ID_INDEX, index_column
     from stackcube.store.nodes import encoded_array
-    from stackcube.store.stored import ID_INDEX, index_column
 
     session = repository.writable_session("main")
     node = zarr.open_group(session.store, mode="r+")["sources"]
@@ -119,7 +119,7 @@ def _index(repository) -> None:
 def test_id_hashes_are_the_same_everywhere() -> None:
     """A cube written on one machine is read on another: the first 8 bytes of BLAKE2b, never Python's ``hash``
     (pinned: stored cubes hold these)."""
-    from stackcube.store.stored import id_hashes
+    from stackcube.store.layout import id_hashes
 
     hashes = id_hashes(["a", "a", ""])
     assert hashes.dtype == np.uint64
@@ -146,7 +146,7 @@ def test_a_cube_read_without_its_rows_reads_those_asked_for_through_its_id_index
 def test_a_cube_without_an_id_index_or_with_a_stale_one_is_read_whole(demo_cube) -> None:
     """A cube written before the index has its rows read whole; so has one whose index an earlier stackcube's
     append left shorter than the table (its rows appended without their hashes)."""
-    from stackcube.store.stored import ID_INDEX
+    from stackcube.store.layout import ID_INDEX
 
     repo, cube = demo_cube
     repository = open_repository(repo)

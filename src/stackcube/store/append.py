@@ -14,7 +14,7 @@ source rows are appended (all at once), the kept inline coordinates grow (and th
 in place of stored arrays, :func:`~stackcube.store.coords.grow_kept`), and one commit is made. Anything else
 returns why (a ``str``) before anything is written, and the refresh rewrites the cube as before.
 
-The source table's id index (:data:`~stackcube.store.stored.ID_INDEX`) grows with its rows. A table without one
+The source table's id index (:data:`~stackcube.store.layout.ID_INDEX`) grows with its rows. A table without one
 (a cube written before it) gets one, as a rebuild would write it, when the append knows every stored row's item
 id: :func:`append_plan` always (its plan holds them), :func:`append_steps` when the refresh read them (``rows``).
 One that does not match its rows (an earlier stackcube appended without it) is dropped, or written again whole when
@@ -55,12 +55,16 @@ from stackcube.store.coords import (
 )
 from stackcube.store.layout import (
     DATA,
+    ID_INDEX,
     SOURCE_COLUMNS,
     SOURCES,
+    WITHOUT_UPDATED,
     ArrayLayout,
     CubeMetadata,
     StoredRow,
     child_names,
+    id_index,
+    index_column,
     level_dataset,
     level_path,
     manifest_splits,
@@ -69,7 +73,6 @@ from stackcube.store.layout import (
 )
 from stackcube.store.nodes import encoded_array
 from stackcube.store.repo import RepoLike, container_prefixes, exclusive, for_writing
-from stackcube.store.stored import ID_INDEX, WITHOUT_UPDATED, id_index, index_column
 from stackcube.store.write import (
     accounts_of,
     check_tag_is_free,
@@ -480,7 +483,7 @@ def _index_rows(
         return [(f"{SOURCES}/{ID_INDEX}", index, stored)]
     if array is not None:
         del node[ID_INDEX]
-    if known is None or len(known.ids) != stored or ID_INDEX not in sources_table(()).variables:
+    if known is None or len(known.ids) != stored:
         return []
     whole = index_column([*known.ids, *(s.item_id for s in sources)], known.without_updated)
     whole.attrs[WITHOUT_UPDATED] += index.attrs[WITHOUT_UPDATED]

@@ -11,7 +11,7 @@
     /A/0/source_href        per (time, band): where the chunks come from, and /A/0/source_etag: what they were
     /A/1, /A/2, ...         the same for the sources' internal overviews (full resolution is /A/0)
     /sources                every indexed source: item, asset, href, ETag, properties, TIFF manifest (for refreshes),
-                            and ``id_hash``, the rows' id index (:func:`stackcube.store.stored.id_index`)
+                            and ``id_hash``, the rows' id index (:func:`id_index`)
     /U/0, /U/1, ...         a union's tile references per level: where each member tile lies in which source
                             (:func:`union_tiles`), so reads fetch adjacent tiles of one file with one ranged GET
     /M/0/data               a union's member M (one scene), or an array whose coordinates are small (at most
@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -541,10 +542,59 @@ TABLE_ENCODING = {
 """How the source table is chunked (the same however many rows it has)."""
 
 
+ID_INDEX = "id_hash"
+"""The source table's id index: per row, :func:`id_hashes` of its item id (a cube written before has none)."""
+WITHOUT_UPDATED = "without_updated"
+"""Attribute of :data:`ID_INDEX`: how many rows have no STAC ``updated`` (a refresh asks a STAC API for the items
+updated since its last search only when none lacks it, and knows it without reading the ``updated`` column)."""
+
+
+def id_hashes(item_ids: Iterable[str]) -> np.ndarray:
+    """Per item id, the first 8 bytes of its BLAKE2b as a ``uint64``: the same in every process and on every
+    machine (Python's ``hash`` of a string is not). Two ids may share one (about once in 2**64 pairs): a lookup
+    reads both rows and keeps the one it asked for.
+
+    Examples
+    --------
+    >>> id_hashes(["S2B_35MNM_20200612_0_L2A"]).dtype
+    dtype('uint64')
+    """
+    digest = hashlib.blake2b
+    return np.fromiter(
+        (int.from_bytes(digest(i.encode(), digest_size=8).digest(), "little") for i in item_ids), dtype=np.uint64
+    )
+
+
+def index_column(item_ids: Sequence[str], without_updated: int) -> xr.Variable:
+    """The :data:`ID_INDEX` column of a source table whose rows have ``item_ids`` (in order), ``without_updated``
+    of them without STAC ``updated``; chunked as the table's other columns, so an append rewrites its last chunk."""
+    return xr.Variable(
+        ("source",),
+        id_hashes(item_ids),
+        attrs={
+            "description": "per row, the first 8 bytes of the BLAKE2b of its item id: the rows a refresh reads",
+            WITHOUT_UPDATED: int(without_updated),
+        },
+        encoding={"chunks": (SOURCE_CHUNK,)},
+    )
+
+
+def id_index(sources: Sequence[Source]) -> xr.Variable:
+    """The :data:`ID_INDEX` column of the source table of ``sources`` (its rows, in order): what a build writes
+    beside the other columns (:func:`stackcube.store.layout.sources_table`), and an append after the stored rows.
+
+    Examples
+    --------
+    >>> id_index([]).attrs[WITHOUT_UPDATED]
+    0
+    """
+    without = sum(1 for s in sources if not updated_of(s.properties))
+    return index_column([s.item_id for s in sources], without)
+
+
 def sources_table(sources: Sequence[Source]) -> xr.Dataset:
     """The source table: one row per indexed (item, asset), with its TIFF manifest as JSON, and its id index (which
-    rows hold which item: :func:`stackcube.store.stored.id_index`)."""
-    from stackcube.store.stored import ID_INDEX, id_index  # here: stackcube.store.stored imports this module
+    rows hold which item: :func:`id_index`)."""
 
     rows = [source_row(s) for s in sources]
     columns = {

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 import icechunk
 import numpy as np
-import xarray as xr
 import zarr
 import zarr.api.asynchronous
 import zarr.errors
@@ -34,83 +32,30 @@ from stackcube.errors import RepositoryError, UntrustedSourceError
 from stackcube.sources import Source
 from stackcube.store.containers import check_allowed
 from stackcube.store.layout import (
+    ID_INDEX,
     ROW_COLUMNS,
-    SOURCE_CHUNK,
     SOURCES,
+    WITHOUT_UPDATED,
     ArrayLayout,
     CubeMetadata,
     StoredRow,
     child_names,
+    id_hashes,
     read_source_rows,
     read_sources_table,
     searched_at,
-    updated_of,
 )
 from stackcube.store.repo import RepoLike
 
 __all__ = [
-    "ID_INDEX",
-    "WITHOUT_UPDATED",
     "RowIndex",
     "RowsRead",
     "StoredCube",
     "declared_hrefs",
-    "id_hashes",
-    "id_index",
-    "index_column",
     "open_root",
     "read_row_index",
     "read_stored",
 ]
-
-ID_INDEX = "id_hash"
-"""The source table's id index: per row, :func:`id_hashes` of its item id (a cube written before has none)."""
-WITHOUT_UPDATED = "without_updated"
-"""Attribute of :data:`ID_INDEX`: how many rows have no STAC ``updated`` (a refresh asks a STAC API for the items
-updated since its last search only when none lacks it, and knows it without reading the ``updated`` column)."""
-
-
-def id_hashes(item_ids: Iterable[str]) -> np.ndarray:
-    """Per item id, the first 8 bytes of its BLAKE2b as a ``uint64``: the same in every process and on every
-    machine (Python's ``hash`` of a string is not). Two ids may share one (about once in 2**64 pairs): a lookup
-    reads both rows and keeps the one it asked for.
-
-    Examples
-    --------
-    >>> id_hashes(["S2B_35MNM_20200612_0_L2A"]).dtype
-    dtype('uint64')
-    """
-    digest = hashlib.blake2b
-    return np.fromiter(
-        (int.from_bytes(digest(i.encode(), digest_size=8).digest(), "little") for i in item_ids), dtype=np.uint64
-    )
-
-
-def index_column(item_ids: Sequence[str], without_updated: int) -> xr.Variable:
-    """The :data:`ID_INDEX` column of a source table whose rows have ``item_ids`` (in order), ``without_updated``
-    of them without STAC ``updated``; chunked as the table's other columns, so an append rewrites its last chunk."""
-    return xr.Variable(
-        ("source",),
-        id_hashes(item_ids),
-        attrs={
-            "description": "per row, the first 8 bytes of the BLAKE2b of its item id: the rows a refresh reads",
-            WITHOUT_UPDATED: int(without_updated),
-        },
-        encoding={"chunks": (SOURCE_CHUNK,)},
-    )
-
-
-def id_index(sources: Sequence[Source]) -> xr.Variable:
-    """The :data:`ID_INDEX` column of the source table of ``sources`` (its rows, in order): what a build writes
-    beside the other columns (:func:`stackcube.store.layout.sources_table`), and an append after the stored rows.
-
-    Examples
-    --------
-    >>> id_index([]).attrs[WITHOUT_UPDATED]
-    0
-    """
-    without = sum(1 for s in sources if not updated_of(s.properties))
-    return index_column([s.item_id for s in sources], without)
 
 
 @dataclass(frozen=True, slots=True)
