@@ -17,6 +17,7 @@ from stackcube.store.coords import (
     grown_from,
     inline_coordinates,
     kept_arrays,
+    kept_size,
 )
 from stackcube.store.layout import DATA, INLINE, child_names, level_dataset, level_path
 
@@ -305,6 +306,23 @@ def test_kept_coordinates_grow_as_a_build_of_every_date_keeps_them() -> None:
     kept = kept_arrays([_dates(3)], member=False)
     assert kept is not None
     assert grow_kept(kept, whole.isel(time=slice(3, None))) == kept_arrays([whole], member=False)
+
+
+def test_a_build_and_an_append_measure_kept_coordinates_one_way(monkeypatch) -> None:
+    """At every limit, the dates a build keeps in the node an append of the same dates keeps too, and what an
+    append refuses a build stores: both measure with ``kept_size`` (an append that measured more refused cubes a
+    build had kept, and had them read whole)."""
+    from stackcube.store import coords
+
+    whole = _dates(6)
+    for limit in range(kept_size(kept_arrays([_dates(3)]) or {}) - 40, kept_size(kept_arrays([whole]) or {}) + 40, 7):
+        monkeypatch.setattr(coords, "KEPT_BYTES", limit)
+        built = kept_arrays([whole], member=False)
+        first = kept_arrays([_dates(3)], member=False)
+        if first is None:
+            continue
+        grown = grow_kept(first, whole.isel(time=slice(3, None)))
+        assert (grown if isinstance(grown, dict) else None) == built, limit
 
 
 def test_kept_coordinates_that_cannot_grow_say_why() -> None:

@@ -101,19 +101,14 @@ def test_reading_a_stored_cube_as_a_refresh_costs_these_repository_requests(s3, 
 
 
 def _index(repository) -> None:
-    """Give the cube the source table's id index as a build writes it (:func:`stackcube.store.layout.id_index`),
-    if its build did not."""
-    from stackcube.store.layout import ID_INDEX, index_column
-    from stackcube.store.nodes import encoded_array
+    """The cube's source table has the id index a build writes (:func:`stackcube.store.layout.id_index`): a hash
+    of each row's item id, and the count of rows without STAC ``updated``."""
+    from stackcube.store.layout import ID_INDEX, WITHOUT_UPDATED, id_hashes
 
-    session = repository.writable_session("main")
-    node = zarr.open_group(session.store, mode="r+")["sources"]
-    if ID_INDEX in node:
-        return
-    ids = [str(i) for i in node["item_id"][...]]
-    kwargs, values = encoded_array(ID_INDEX, index_column(ids, sum(1 for u in node["updated"][...] if not u)))
-    zarr.create_array(store=session.store, name=f"sources/{ID_INDEX}", **kwargs)[...] = values
-    session.commit("the id index")
+    node = zarr.open_group(repository.readonly_session(branch="main").store, mode="r")["sources"]
+    assert ID_INDEX in node, "the build wrote no id index"
+    assert node[ID_INDEX][...].tolist() == id_hashes(str(i) for i in node["item_id"][...]).tolist()
+    assert node[ID_INDEX].attrs[WITHOUT_UPDATED] == sum(1 for u in node["updated"][...] if not u)
 
 
 def test_id_hashes_are_the_same_everywhere() -> None:
@@ -150,22 +145,21 @@ def test_a_cube_without_an_id_index_or_with_a_stale_one_is_read_whole(demo_cube)
 
     repo, cube = demo_cube
     repository = open_repository(repo)
+    _index(cube.repository)  # the build wrote one
+    rows = len(read_stored(readonly_session(repository, branch="main"), repo, repository).rows)
     session = cube.repository.writable_session("main")
-    node = zarr.open_group(session.store, mode="r+")["sources"]
-    if ID_INDEX in node:
-        del node[ID_INDEX]
-        session.commit("no index")
-    stored = read_stored(readonly_session(repository, branch="main"), repo, repository, rows=False)
-    assert stored.index is None
-    assert stored.count == len(stored.rows) > 0
-    first = stored.rows[0].item_id
-    assert stored.rows_of([first], repo).read == len(stored.rows)
-
-    _index(cube.repository)
-    session = cube.repository.writable_session("main")
-    zarr.open_group(session.store, mode="r+")["sources"][ID_INDEX].resize((stored.count - 1,))
+    zarr.open_group(session.store, mode="r+")["sources"][ID_INDEX].resize((rows - 1,))
     session.commit("a stale index")
     assert read_stored(readonly_session(repository, branch="main"), repo, repository, rows=False).index is None
+
+    session = cube.repository.writable_session("main")
+    del zarr.open_group(session.store, mode="r+")["sources"][ID_INDEX]
+    session.commit("no index")
+    stored = read_stored(readonly_session(repository, branch="main"), repo, repository, rows=False)
+    assert stored.index is None
+    assert stored.count == len(stored.rows) == rows > 0
+    first = stored.rows[0].item_id
+    assert stored.rows_of([first], repo).read == len(stored.rows)
 
 
 def test_rows_read_through_the_index_are_held_to_the_declared_containers(demo_cube) -> None:

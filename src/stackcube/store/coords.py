@@ -4,8 +4,9 @@ On object storage every manifest and every chunk is a round trip, and xarray rea
 (``time``, ``band``, ``y``, ``x``) when it opens it; :func:`~stackcube._physical.physical` reads ``scale`` and
 ``offset``, and the band index ``common_name``. So the writer keeps the stored (encoded) values of those coordinates
 in the array node's attributes (:func:`inline_coordinates`), which Icechunk keeps in the snapshot a read fetches
-anyway, and ``x``/``y`` follow from each level's transform in :class:`~stackcube.store.layout.ArrayLayout`. The
-coordinate arrays stay as they are for every other reader (``xr.open_zarr``, GDAL).
+anyway, and ``x``/``y`` follow from each level's transform in :class:`~stackcube.store.layout.ArrayLayout`. An
+array whose coordinates are larger than :data:`KEPT_BYTES` also stores them as arrays, for every other reader
+(``xr.open_zarr``, GDAL); a smaller one keeps them in its node only (below).
 
 :func:`open_levels` gives each level to xarray's own CF decoding (``conventions.decode_cf_variables`` through its
 ``StoreBackendEntrypoint``) with those values in place of the lazy stored arrays, so what comes out is what
@@ -128,10 +129,16 @@ def kept_arrays(levels: Sequence[xr.Dataset], *, member: bool = True) -> dict[st
             return None
         kept[str(name)] = entry = _entry(*encoded_array(str(name), var))
         if not member:
-            size += len(json.dumps(entry, separators=(",", ":")))
+            size += kept_size(entry)  # less than the whole's (no keys): refused early, not all encoded first
             if size > KEPT_BYTES:
                 return None
-    return kept
+    return kept if member or kept_size(kept) <= KEPT_BYTES else None
+
+
+def kept_size(kept: Mapping[str, Any]) -> int:
+    """Bytes of JSON ``kept`` coordinates take in a node: what :data:`KEPT_BYTES` bounds, measured one way by the
+    build (:func:`kept_arrays`) and by an append (:func:`grow_kept`)."""
+    return len(json.dumps(kept, separators=(",", ":")))
 
 
 def _entry(kwargs: Mapping[str, Any], values: np.ndarray) -> dict[str, Any]:
@@ -174,7 +181,7 @@ def grow_kept(kept: Mapping[str, Any], new: xr.Dataset) -> dict[str, Any] | str:
             return "a time step between the stored ones (a late item)"
         shape = [entry["shape"][0] + added["shape"][0], *entry["shape"][1:]]
         grown[name] = {**entry, "shape": shape, "values": [*entry["values"], *added["values"]]}
-    if len(json.dumps(grown, separators=(",", ":"))) > KEPT_BYTES:
+    if kept_size(grown) > KEPT_BYTES:
         return "its coordinates outgrew its array node"
     return grown
 
@@ -248,15 +255,16 @@ def _identical(a: xr.Variable, b: xr.Variable) -> bool:
 
 
 def kept_values(layout: ArrayLayout, name: str) -> np.ndarray:
-    """The stored (encoded) values of the coordinate ``name`` a union member's node keeps (:func:`kept_arrays`);
-    a KeyError if it keeps none."""
+    """The stored (encoded) values of the coordinate ``name`` an array node keeps (:func:`kept_arrays`: a union
+    member's, or a small array's); a KeyError if it keeps none."""
     entry = layout.coordinates[ARRAYS][name]
     return np.asarray([np.nan if v is None else v for v in entry["values"]]).reshape(entry["shape"])
 
 
 def _kept_variables(level: LevelToOpen, stored: Mapping[str, xr.Variable]) -> dict[str, xr.Variable]:
-    """A union member's coordinates that its level does not store (none for any other level), as xarray's
-    ``ZarrStore`` would give them stored: encoded values and attributes, ``_FillValue`` decoded."""
+    """The coordinates a level does not store because its array node keeps them (a union member's, a small
+    array's; none for others), as xarray's ``ZarrStore`` would give them stored: encoded values and attributes,
+    ``_FillValue`` decoded."""
     kept = level.layout.coordinates.get(ARRAYS)
     if not kept:
         return {}

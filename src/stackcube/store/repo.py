@@ -254,7 +254,9 @@ def _open(
 _SAVED_WITH: weakref.WeakKeyDictionary[icechunk.Repository, frozenset[str]] = weakref.WeakKeyDictionary()
 """Repositories this process created (and their reopenings), with the containers the configuration saved at their
 creation declares: :func:`save_containers` needs not read it back (2 requests on object storage) to find them
-there. Another stackcube writer that saves the configuration meanwhile keeps them (it merges)."""
+there. Another stackcube writer that saves the configuration meanwhile keeps them (it merges); another tool that
+saves one without them, while this process still holds the repository, leaves them missing until a write from a
+new process (or a new ``open_repository``) saves them again."""
 
 
 def _saved_containers(config: icechunk.RepositoryConfig, credentials: Credentials | None) -> list[str]:
@@ -458,7 +460,8 @@ def readonly_session(
     repo: RepoLike | None = None,
 ) -> icechunk.Session:
     """A read-only session on a branch's tip (default ``main``), a tag or a snapshot; a name the repository does not
-    have is a :class:`VersionNotFoundError` listing the ones it has, and so is a snapshot that is a build's stage."""
+    have is a :class:`VersionNotFoundError` listing the ones it has, and so is a snapshot that is a build's stage
+    (asking costs a snapshot opened by id one more request on object storage: the snapshot's metadata)."""
     try:
         if tag is not None:
             return repository.readonly_session(tag=tag)
