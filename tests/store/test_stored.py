@@ -46,15 +46,21 @@ def test_a_repository_without_a_cube_says_so() -> None:
         read_stored(repository.readonly_session(branch="main"))
 
 
-def test_a_source_table_naming_an_undeclared_href_is_refused(demo_cube) -> None:
-    repo, cube = demo_cube
+def _name_another_host(repository) -> str:
+    """Edit the source table's first row to name a host the cube does not declare; return that href."""
     other = "https://elsewhere.example/data/B04.tif"
-    session = cube.repository.writable_session("main")
+    session = repository.writable_session("main")
     hrefs = zarr.open_group(session.store, mode="r+")["sources"]["href"]
     values = np.asarray(hrefs[...], dtype=object)
     values[0] = other
     hrefs[...] = values
     session.commit("a source table naming another host")
+    return other
+
+
+def test_a_source_table_naming_an_undeclared_href_is_refused(demo_cube) -> None:
+    repo, cube = demo_cube
+    other = _name_another_host(cube.repository)
     repository = open_repository(repo)
     with pytest.raises(UntrustedSourceError, match=rf"^{repo}: its source table names {other}, under none of the"):
         read_stored(readonly_session(repository, branch="main"), repo, repository)
@@ -165,13 +171,7 @@ def test_a_cube_without_an_id_index_or_with_a_stale_one_is_read_whole(demo_cube)
 def test_rows_read_through_the_index_are_held_to_the_declared_containers(demo_cube) -> None:
     repo, cube = demo_cube
     _index(cube.repository)
-    other = "https://elsewhere.example/data/B04.tif"
-    session = cube.repository.writable_session("main")
-    hrefs = zarr.open_group(session.store, mode="r+")["sources"]["href"]
-    values = np.asarray(hrefs[...], dtype=object)
-    values[0] = other
-    hrefs[...] = values
-    session.commit("a source table naming another host")
+    other = _name_another_host(cube.repository)
     repository = open_repository(repo)
     stored = read_stored(readonly_session(repository, branch="main"), repo, repository, rows=False)
     ids = [str(i) for i in zarr.open_group(readonly_session(repository).store, mode="r")["sources"]["item_id"][...]]
