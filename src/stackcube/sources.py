@@ -122,9 +122,17 @@ class Source:
         )
 
     @classmethod
-    def of(cls, asset: SelectedAsset, manifest: TiffManifest, options: CubeOptions | None = None) -> Self:
+    def of(
+        cls,
+        asset: SelectedAsset,
+        manifest: TiffManifest,
+        options: CubeOptions | None = None,
+        *,
+        properties: dict[str, Any] | None = None,
+    ) -> Self:
         """The source a chosen asset becomes, given the manifest of its file; ``options`` say whether STAC's band
-        metadata counts and what to harmonize. Raises MetadataError when the band metadata cannot be right."""
+        metadata counts and what to harmonize; ``properties``, a copy of the item's properties the sources of one
+        item share (default: a copy of its own). Raises MetadataError when the band metadata cannot be right."""
         options = options or CubeOptions()
         image = manifest.images[0] if manifest.images else None
         if image is None or image.damage is not None:
@@ -143,7 +151,7 @@ class Source:
             asset=asset.key,
             band=asset.band,
             datetime=item_datetime(asset.item),
-            properties=dict(asset.item.properties),
+            properties=dict(asset.item.properties) if properties is None else properties,
             manifest=manifest,
             bands=bands,
             conflicts=conflicts,
@@ -317,11 +325,15 @@ async def read_sources(
     hosts = [host_of(m.href) if isinstance(m, TiffManifest) else "" for m in probed]
     sources: list[Source] = []
     failures: list[tuple[SelectedAsset, StackcubeError]] = []
+    copies: dict[int, dict[str, Any]] = {}  # an item's properties, copied once for all its bands (items stay alive)
     for asset, manifest, host in zip(chosen, probed, hosts, strict=True):
         try:
             if isinstance(manifest, StackcubeError):
                 raise manifest
-            source = Source.of(asset, _stored(manifest, asset, settings), options)
+            properties = copies.get(id(asset.item))
+            if properties is None:
+                properties = copies[id(asset.item)] = dict(asset.item.properties)
+            source = Source.of(asset, _stored(manifest, asset, settings), options, properties=properties)
         except StackcubeError as exc:
             failures.append((asset, exc))
             continue
