@@ -107,6 +107,7 @@ def test_log_tells_a_big_builds_stages_as_one_line(tmp_path, capsys, monkeypatch
     from stackcube.errors import VersionNotFoundError
     from stackcube.store import layout, open_repository
     from stackcube.store import write as write_module
+    from stackcube.store.repo import STAGE_METADATA
 
     catalog = write_demo_catalog(tmp_path / "demo", dates=3, size=512)
     repo = tmp_path / "cube.icechunk"
@@ -115,7 +116,7 @@ def test_log_tells_a_big_builds_stages_as_one_line(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(layout, "MANIFEST_REFS", 16)
     assert main(["build", catalog, "--repo", str(repo), "--message", "staged", "--quiet"]) == 0
     history = list(open_repository(repo).ancestry(branch="main"))
-    stages = [s for s in history if s.metadata == write_module.STAGE_METADATA]
+    stages = [s for s in history if s.metadata == STAGE_METADATA]
     assert len(stages) >= 3
     capsys.readouterr()
     assert main(["log", str(repo)]) == 0

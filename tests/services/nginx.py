@@ -105,17 +105,14 @@ class Nginx:
 
 
 @contextlib.contextmanager
-def run_nginx(workdir: Path, corpus: Path | None) -> Iterator[Nginx]:
+def _serving(workdir: Path, port: int, http: str) -> Iterator[None]:
+    """nginx on loopback ``port``, run from ``workdir``, with ``http`` as its http block (its server among it),
+    until the block exits; a failed start raises with nginx's own error."""
     binary = find_nginx()
     if binary is None:
         msg = "nginx is not installed (Debian package nginx-light; `make test` installs it when run as root)"
         raise RuntimeError(msg)
-    root = workdir / "www"
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log = workdir / "access.log"
-    log.write_text("")
-    corpus_location = f"location /corpus/ {{ alias {corpus}/; }}" if corpus else ""
+    temp = " ".join(f"{kind}_temp_path {workdir}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi"))
     conf = workdir / "nginx.conf"
     conf.write_text(f"""
 daemon off;
@@ -125,23 +122,11 @@ pid {workdir}/nginx.pid;
 error_log {workdir}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-    log_format counting '{LOG_FORMAT}';
-    access_log {log} counting;
-    client_body_temp_path {workdir}/body;
-    proxy_temp_path {workdir}/proxy;
-    fastcgi_temp_path {workdir}/fastcgi;
-    uwsgi_temp_path {workdir}/uwsgi;
-    scgi_temp_path {workdir}/scgi;
-    default_type application/octet-stream;
-    keepalive_requests 100000;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        location ^~ {MARK} {{ return 204; }}
-        {corpus_location}
-    }}
+    {temp} scgi_temp_path {workdir}/scgi;
+    {http}
 }}
 """)
+    (workdir / "error.log").write_text("")  # read if nginx fails to start, before it could make it
     stderr = workdir / "stderr.log"
     with stderr.open("wb") as err_file:
         proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(workdir)], stderr=err_file)
@@ -152,9 +137,32 @@ http {{
             STARTUP,
             lambda: f"nginx did not start on port {port}: {stderr.read_text() or (workdir / 'error.log').read_text()}",
         )
-        yield Nginx(url=f"http://127.0.0.1:{port}", root=root, log=log)
+        yield
     finally:
         stop(proc)
+
+
+@contextlib.contextmanager
+def run_nginx(workdir: Path, corpus: Path | None) -> Iterator[Nginx]:
+    root = workdir / "www"
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = workdir / "access.log"
+    log.write_text("")
+    corpus_location = f"location /corpus/ {{ alias {corpus}/; }}" if corpus else ""
+    http = f"""
+    log_format counting '{LOG_FORMAT}';
+    access_log {log} counting;
+    default_type application/octet-stream;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location ^~ {MARK} {{ return 204; }}
+        {corpus_location}
+    }}"""
+    with _serving(workdir, port, http):
+        yield Nginx(url=f"http://127.0.0.1:{port}", root=root, log=log)
 
 
 @contextlib.contextmanager
@@ -162,21 +170,8 @@ def run_gate(upstream: str, workdir: Path, *, http: str = "", location: str = ""
     """A real nginx in front of ``upstream`` that checks what a front door checks (``location``: directives before
     the request is passed on, such as ``auth_basic`` or a key test; ``http``: what they need at the http level,
     such as a ``map``), as API gateways do in front of STAC APIs; yields its URL."""
-    binary = find_nginx()
-    if binary is None:
-        msg = "nginx is not installed (Debian package nginx-light; `make test` installs it when run as root)"
-        raise RuntimeError(msg)
     port = free_port()
-    temp = " ".join(f"{kind}_temp_path {workdir}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi"))
-    (workdir / "nginx.conf").write_text(f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    {temp} scgi_temp_path {workdir}/scgi;
+    block = f"""
     {http}
     server {{
         listen 127.0.0.1:{port};
@@ -185,13 +180,6 @@ http {{
             proxy_pass {upstream};
             proxy_set_header Host $http_host;
         }}
-    }}
-}}
-""")
-    (workdir / "error.log").write_text("")  # read if nginx fails to start, before it could make it
-    proc = subprocess.Popen([binary, "-c", str(workdir / "nginx.conf"), "-p", str(workdir)])
-    try:
-        wait_for_port(port, proc, STARTUP, (workdir / "error.log").read_text)
+    }}"""
+    with _serving(workdir, port, block):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(proc)

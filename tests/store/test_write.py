@@ -718,6 +718,7 @@ def test_a_build_committed_in_stages_is_the_cube_of_one_commit(tmp_path, monkeyp
     from stackcube.demo import write_demo_catalog
     from stackcube.store import layout, open_repository
     from stackcube.store import write as write_module
+    from stackcube.store.repo import STAGE_METADATA
     from tests.store.test_append import _assert_same, _tree
 
     catalog = write_demo_catalog(tmp_path / "demo", dates=5, size=512)
@@ -741,7 +742,7 @@ def test_a_build_committed_in_stages_is_the_cube_of_one_commit(tmp_path, monkeyp
     stages = ancestry[:base]
     assert len(stages) >= 5  # a stage per date of the 10 m array at least
     assert [s.message for s in stages[1:]] == ["stackcube build: references being written"] * (len(stages) - 1)
-    assert [s.metadata for s in stages[1:]] == [write_module.STAGE_METADATA] * (len(stages) - 1)
+    assert [s.metadata for s in stages[1:]] == [STAGE_METADATA] * (len(stages) - 1)
     for newer, older in itertools.pairwise([*stages, ancestry[base]]):
         changed = repository.diff(from_snapshot_id=older.id, to_snapshot_id=newer.id).updated_chunks
         assert 0 < sum(len(chunks) for path, chunks in changed.items() if path.endswith("/data")) <= 16

@@ -279,6 +279,7 @@ def _describe(data: Any, crs: str) -> str:
 def cmd_log(args: argparse.Namespace) -> int:
     from stackcube._text import counted
     from stackcube.store import open_repository, version_not_found
+    from stackcube.store.repo import is_stage
 
     repository = open_repository(args.repo)
     if args.tag is not None and args.tag not in repository.list_tags():
@@ -293,7 +294,7 @@ def cmd_log(args: argparse.Namespace) -> int:
             print(f"{'':20}  ... and {counted(stages - 1, 'more stage')} of the same build")
 
     for snap in history:
-        stage = snap.metadata.get("stackcube") == "stage"
+        stage = is_stage(snap.metadata)
         if stage and stages:
             stages += 1
             continue

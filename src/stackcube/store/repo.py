@@ -451,6 +451,16 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+STAGE_METADATA = {"stackcube": "stage"}
+"""What marks a big build's stage snapshots (references being written, below its commit): part of a cube, which no
+read opens (:func:`readonly_session`), a refresh passes over and ``stackcube log`` tells as one line."""
+
+
+def is_stage(metadata: Mapping[str, Any]) -> bool:
+    """Whether a snapshot's ``metadata`` marks it as a build's stage (:data:`STAGE_METADATA`)."""
+    return metadata.get("stackcube") == STAGE_METADATA["stackcube"]
+
+
 def readonly_session(
     repository: icechunk.Repository,
     *,
@@ -468,7 +478,7 @@ def readonly_session(
         if snapshot is None:
             return repository.readonly_session(branch=branch or "main")
         session = repository.readonly_session(snapshot_id=snapshot)
-        stage = repository.lookup_snapshot(snapshot).metadata.get("stackcube") == "stage"
+        stage = is_stage(repository.lookup_snapshot(snapshot).metadata)
     except (icechunk.RefNotFoundError, icechunk.SnapshotNotFoundError):
         pass
     except icechunk.IcechunkError as exc:
@@ -477,7 +487,7 @@ def readonly_session(
     else:
         if not stage:
             return session
-        # a build's stage (store.write.STAGE_METADATA): part of its references, never a cube to read
+        # a build's stage (STAGE_METADATA): part of its references, never a cube to read
         name = repo_name(repo if repo is not None else repository)
         msg = (
             f"snapshot {snapshot} of {name} is a stage of a build (part of its references, written before its "

@@ -45,7 +45,7 @@ from stackcube.store.layout import (
     read_sources_table,
     searched_at,
 )
-from stackcube.store.repo import RepoLike
+from stackcube.store.repo import RepoLike, is_stage
 
 __all__ = [
     "RowIndex",
@@ -246,10 +246,10 @@ def declared_hrefs(hrefs: Iterable[str], metadata: CubeMetadata, repo: RepoLike 
 
 
 def _last_search(repository: icechunk.Repository, snapshot_id: str) -> datetime | None:
-    """The ``searched`` instant of the newest stackcube commit at or before ``snapshot_id`` (commits by others are
-    passed over); None when that commit has none."""
+    """The ``searched`` instant of the newest stackcube commit at or before ``snapshot_id`` (commits by others and
+    a build's stages are passed over); None when that commit has none."""
     for snapshot in repository.ancestry(snapshot_id=snapshot_id):
-        if "stackcube" in snapshot.metadata:
+        if "stackcube" in snapshot.metadata and not is_stage(snapshot.metadata):
             return searched_at(snapshot.metadata)
     return None
 

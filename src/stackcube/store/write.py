@@ -46,6 +46,7 @@ from stackcube.store.layout import (
 )
 from stackcube.store.nodes import Group, write_groups
 from stackcube.store.repo import (
+    STAGE_METADATA,
     RepoLike,
     container_prefixes,
     exclusive,
@@ -457,33 +458,16 @@ def _write_on_workers(
     advance: Callable[[int], object],
 ) -> tuple[icechunk.Session, bool]:
     """Have ``workers`` write the references into forks of one session, merged here, a stage of at most
-    :data:`WORKER_STAGE_REFS` at a time; return the session holding the last stage and whether the build's commit
-    amends it (as :func:`_write_staged`).
+    :data:`WORKER_STAGE_REFS` at a time (:func:`_in_stages`), so that this process holds one stage's references,
+    not the build's.
 
     Icechunk forks only a session without changes, and the arrays must exist before references go in: the
     metadata written so far becomes a snapshot off every branch (``flush``), a scratch branch points at it, the
-    forks are made from a session on that branch. Each stage's merged forks are committed on the scratch branch
-    (the first amends the arrays' snapshot) before the next stage's forks are made: this process holds one stage's
-    references, not the build's.
-    :func:`_commit_forked` makes the build's commit on the last.
+    forks are made from a session on that branch, and each stage's merged forks are committed before the next
+    stage's forks are made.
     """
-    scratch = start_scratch(repository, session.flush("stackcube build: arrays, references being written"))
-    try:
-        writer = repository.writable_session(scratch)
-        stages = _snapshots(blocks, min(COMMIT_REFS, WORKER_STAGE_REFS))
-        for n, stage in enumerate(stages):
-            _write_run(writer, stage, workers, advance)
-            if n < len(stages) - 1:
-                if n:
-                    writer.commit(STAGE_MESSAGE, metadata=STAGE_METADATA)
-                else:
-                    writer.amend(STAGE_MESSAGE, metadata=STAGE_METADATA)
-                writer = repository.writable_session(scratch)
-                _give_back_memory()
-    except BaseException as exc:
-        remove_branch(repository, scratch, exc)  # nothing of this write is on any other branch
-        raise
-    return writer, len(stages) <= 1
+    stages = _snapshots(blocks, min(COMMIT_REFS, WORKER_STAGE_REFS))
+    return _in_stages(repository, session, stages, lambda writer, stage: _write_run(writer, stage, workers, advance))
 
 
 WORKER_STAGE_REFS = 1_000_000
@@ -506,10 +490,8 @@ def _write_run(writer: icechunk.Session, run: list[Refs], workers: Workers, adva
 
 
 STAGE_MESSAGE = "stackcube build: references being written"
-"""The message of a big build's snapshots on the way to its commit."""
-STAGE_METADATA = {"stackcube": "stage"}
-"""What marks them: part of a cube's references, which no read opens (``readonly_session``) and ``stackcube log``
-tells as one line."""
+"""The message of a big build's snapshots on the way to its commit (marked by
+:data:`~stackcube.store.repo.STAGE_METADATA`)."""
 
 COMMIT_REFS = 40_000_000
 """References one snapshot adds, at most: Icechunk's transaction log holds a table per chunk a commit changes and
@@ -562,19 +544,34 @@ def _give_back_memory() -> None:
 def _write_staged(
     repository: icechunk.Repository, session: icechunk.Session, blocks: list[Refs], advance: Callable[[int], object]
 ) -> tuple[icechunk.Session, bool]:
-    """Write ``blocks`` of references a stage of at most :data:`STAGE_REFS` at a time on a scratch branch: the first
-    stage amends the snapshot of the cube's arrays (it holds no reference), each later one is a snapshot on the last
-    (``stackcube build: references being written``). Return the session holding the last stage, which
-    :func:`_commit_forked` makes the build's commit, and whether it amends (True: a single stage, on the arrays'
-    snapshot; an amend of a stage would carry two stages' references). The memory a stage freed goes back to the
-    system."""
+    """Write ``blocks`` of references in this process, a stage of at most :data:`STAGE_REFS` at a time
+    (:func:`_in_stages`)."""
+
+    def write(writer: icechunk.Session, stage: list[Refs]) -> None:
+        for refs in stage:
+            set_refs(writer.store, refs, advance)
+
+    return _in_stages(repository, session, _snapshots(blocks, STAGE_REFS), write)
+
+
+def _in_stages(
+    repository: icechunk.Repository,
+    session: icechunk.Session,
+    stages: list[list[Refs]],
+    write: Callable[[icechunk.Session, list[Refs]], None],
+) -> tuple[icechunk.Session, bool]:
+    """``write`` each stage's blocks into a session on a scratch branch started at ``session``'s metadata (flushed
+    to a snapshot): the first stage amends that snapshot (it holds no reference), each later one is a snapshot on
+    the last (:data:`STAGE_MESSAGE`, :data:`~stackcube.store.repo.STAGE_METADATA`), and the memory a stage freed
+    goes back to the system. Return the session holding the last stage, which :func:`_commit_forked` makes the
+    build's commit, and whether it amends (True: a single stage, on the arrays' snapshot; an amend of a stage would
+    carry two stages' references). On any failure the scratch branch is removed: nothing of this write is on any
+    other branch."""
     scratch = start_scratch(repository, session.flush("stackcube build: arrays, references being written"))
     try:
         writer = repository.writable_session(scratch)
-        stages = _snapshots(blocks, STAGE_REFS)
         for n, stage in enumerate(stages):
-            for refs in stage:
-                set_refs(writer.store, refs, advance)
+            write(writer, stage)
             if n < len(stages) - 1:
                 if n:
                     writer.commit(STAGE_MESSAGE, metadata=STAGE_METADATA)
@@ -583,7 +580,7 @@ def _write_staged(
                 writer = repository.writable_session(scratch)
                 _give_back_memory()
     except BaseException as exc:
-        remove_branch(repository, scratch, exc)  # nothing of this write is on any other branch
+        remove_branch(repository, scratch, exc)
         raise
     return writer, len(stages) == 1
 
