@@ -62,6 +62,34 @@ def test_every_node_of_the_demo_cube_is_what_to_zarr_writes(demo_plan) -> None:
     assert _written_at_once(groups) == expected
 
 
+def test_text_columns_set_a_slice_at_a_time_are_what_to_zarr_writes(demo_plan, monkeypatch) -> None:
+    """The source table's columns (and text coordinates) are set a few chunks at a time, so that zarr's copy of a
+    column is a slice's; with slices of one chunk, of two, and of more rows than a chunk holds but not whole
+    chunks, the stored bytes are to_zarr's."""
+    from stackcube.store import nodes
+
+    table = sources_table(demo_plan.sources * 23)  # several chunks of 16 rows, the last one partial
+    encoding = {name: {"chunks": (16,)} for name in table.data_vars if table[name].dtype == object}
+    groups = [("sources", table, encoding)]
+    expected = _written_by_xarray(groups)
+    rows = table.sizes["source"]
+    assert rows % 16
+    assert sum(1 for k in expected if k.startswith("sources/manifest/c/")) == -(-rows // 16) > 3
+    setitem = zarr.AsyncArray.setitem
+    calls: list[str] = []
+
+    async def counted(self, *args, **kwargs):
+        calls.append(self.path)
+        return await setitem(self, *args, **kwargs)
+
+    monkeypatch.setattr(zarr.AsyncArray, "setitem", counted)
+    for most, slices in ((1, -(-rows // 16)), (16, -(-rows // 16)), (40, -(-rows // 32)), (10**6, 1)):
+        monkeypatch.setattr(nodes, "TEXT_ROWS", most)
+        calls.clear()
+        assert _written_at_once(groups) == expected
+        assert calls.count("sources/manifest") == slices
+
+
 def test_a_union_of_scenes_is_what_to_zarr_writes(tmp_path) -> None:
     from benchmarks.union_bench import items_for, write_scenes
 

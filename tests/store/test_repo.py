@@ -220,3 +220,43 @@ def test_a_build_does_not_read_back_the_configuration_it_created(tmp_path, monke
     saved = icechunk.Repository.fetch_config(icechunk.local_filesystem_storage(str(tmp_path / "cube.icechunk")))
     assert saved is not None
     assert set(saved.virtual_chunk_containers or {}) == set(cube.repository.config.virtual_chunk_containers or {})
+
+
+def test_a_big_write_caches_a_bounded_number_of_references_and_saves_no_cache_setting(tmp_path, monkeypatch) -> None:
+    """Icechunk caches every manifest a commit writes (15 million references by default, about 85 bytes each), and
+    ``reopen`` keeps the old caches whatever the new configuration says: a build in stages opens the repository
+    afresh with a cache of WRITE_CACHED_REFS. The setting stays in memory: the saved configuration, which other
+    readers open, keeps Icechunk's default."""
+    import icechunk
+    from benchmarks.cube_bench import synthetic_sources
+
+    from stackcube.cube import plan_sources
+    from stackcube.search import Query
+    from stackcube.store import write, write_plan
+    from stackcube.store.repo import WRITE_CACHED_REFS
+
+    default = icechunk.CachingConfig().num_chunk_refs
+    assert default is None or default > WRITE_CACHED_REFS
+    opened: list[tuple[bool, icechunk.Repository]] = []
+    for_writing = write.for_writing
+
+    def spied(*args, big=False, **kwargs):
+        opened.append((big, repository := for_writing(*args, big=big, **kwargs)))
+        return repository
+
+    monkeypatch.setattr(write, "for_writing", spied)
+    plan = plan_sources(Query(catalog=None), synthetic_sources(300, 4, 5))
+    refs = sum(level.n_chunks for a in plan.arrays for level in a.levels)
+    repo = tmp_path / "cube.icechunk"
+    write_plan(plan, repo)  # one commit
+    monkeypatch.setattr(write, "STAGE_ABOVE", refs // 2)
+    monkeypatch.setattr(write, "STAGE_REFS", refs // 3)
+    write_plan(plan, repo)  # in stages
+    (small, one), (big, staged) = opened
+    assert (small, big) == (False, True)
+    assert one.config.caching is None  # Icechunk's default
+    assert staged.config.caching.num_chunk_refs == WRITE_CACHED_REFS
+    assert staged.config.manifest.splitting is not None  # the rest of the write's configuration kept
+    saved = icechunk.Repository.open(icechunk.local_filesystem_storage(str(repo))).config
+    assert saved.caching is None or saved.caching.num_chunk_refs != WRITE_CACHED_REFS
+    assert stackcube.open_dataarray(repo).sizes["time"] == plan.arrays[0].shape[0]

@@ -352,11 +352,22 @@ commit rewriting it: 0.058 s with the dictionary, 0.044 s without, and the manif
 the last piece of each level."""
 
 
+WRITE_CACHED_REFS = 1_000_000
+"""References of manifests a big write keeps in Icechunk's cache (by default 15 million, about 85 bytes each).
+Icechunk caches every manifest a commit writes, so a build in stages grew by about 85 bytes a reference committed
+until the cache was full: 6.8 million references in 14 stages of a script of Icechunk's alone peaked at 943 MB
+with the default cache and at 205 MB with this one. A write reads a manifest back only to rewrite a piece it
+appends to, once per commit, so a million references (15 pieces of
+:data:`~stackcube.store.layout.MANIFEST_REFS`) are plenty. Reads keep Icechunk's default."""
+
+
 def for_writing(
     repository: icechunk.Repository,
     splits: Mapping[str, int],
     settings: Settings | None = None,
     accounts: Mapping[str, str] | None = None,
+    *,
+    big: bool = False,
 ) -> icechunk.Repository:
     """``repository`` (reopened in memory, nothing saved) as a write wants it: its commit writes up to
     ``max_concurrency`` manifests at once (Icechunk writes one at a time by default, and a union has a dozen small
@@ -365,7 +376,9 @@ def for_writing(
     the last piece, not the array's every reference, and a read of one date opens one piece. Icechunk applies the
     split to what is written next; what a commit does not touch keeps the manifests it has. Manifests of fewer
     than :data:`URL_DICTIONARY_FROM` chunks are written without a dictionary for their URLs (all of a cube's
-    pieces: :data:`~stackcube.store.layout.MANIFEST_REFS`)."""
+    pieces: :data:`~stackcube.store.layout.MANIFEST_REFS`). A ``big`` write (in stages) is opened afresh, one
+    request more, so that it caches at most :data:`WRITE_CACHED_REFS` references of manifests: Icechunk's
+    ``reopen`` keeps the caches of the repository it reopens, whatever their new configuration says."""
     settings = settings or current()
     config = repository.config
     manifest = config.manifest or icechunk.ManifestConfig()
@@ -385,7 +398,13 @@ def for_writing(
     config.manifest = manifest
     known = list((config.virtual_chunk_containers or {}).keys())
     access = declare_containers(config, [], known, settings, accounts=accounts or {})
-    return _reopened(repository, config=config, authorize_virtual_chunk_access=access)
+    if not big:
+        return _reopened(repository, config=config, authorize_virtual_chunk_access=access)
+    config.caching = icechunk.CachingConfig(num_chunk_refs=WRITE_CACHED_REFS)  # not saved: ``open`` merges it
+    opened = icechunk.Repository.open(repository.storage, config=config, authorize_virtual_chunk_access=access)
+    if repository in _SAVED_WITH:
+        _SAVED_WITH[opened] = _SAVED_WITH[repository]
+    return opened
 
 
 def with_containers(

@@ -94,7 +94,8 @@ def write_plan(
     accounts = accounts_of(plan, prefixes)
     with exclusive(repo):
         repository = open_repository(repo, prefixes=prefixes, create=True, accounts=accounts, settings=settings)
-    repository = for_writing(repository, manifest_splits(plan.standalone), settings, accounts)
+    big = _references(plan) > STAGE_ABOVE or workers is not None  # in stages
+    repository = for_writing(repository, manifest_splits(plan.standalone), settings, accounts, big=big)
     if tag is not None:
         check_tag_is_free(repository, tag, repo)
     created = _start_branch(repository, branch, parent, repo)
@@ -208,7 +209,7 @@ def _write(
             del root[name]
     root.attrs.update(CubeMetadata.of(plan, prefixes, accounts).to_attrs())
     _create_nodes(session, plan)
-    total = sum(level.n_chunks for a in plan.arrays for level in a.levels)
+    total = _references(plan)
     blocks: list[Refs] = []
     staged = workers is None and total > STAGE_ABOVE
     amend = True  # the build's commit replaces the scratch branch's tip (the arrays' snapshot, when it has no stage)
@@ -309,7 +310,11 @@ def _create_nodes(session: icechunk.Session, plan: CubePlan) -> None:
     levels' coordinates and data arrays, the unions' tile tables; written at once (:mod:`stackcube.store.nodes`).
     A union's members, and arrays whose coordinates are small, store their data arrays only, their node keeping
     the rest (:func:`kept_arrays`): on object storage each stored array is one more manifest the commit writes."""
-    tops: list[Group] = [(SOURCES, sources_table(plan.sources), TABLE_ENCODING)]
+    # the source table alone first, and let go of: its manifests' JSON is about 10 kB a source (192 MB of 20,000),
+    # which the levels' coordinates need not sit on top of
+    write_groups(session.store, [(SOURCES, sources_table(plan.sources), TABLE_ENCODING)])
+    _give_back_memory()
+    tops: list[Group] = []
     levels: list[Group] = []
     data: list[tuple[str, str, dict[str, Any]]] = []
     members = {m for u in plan.unions for m in u.members}
@@ -393,6 +398,11 @@ class Refs:
     @property
     def count(self) -> int:
         return int(np.count_nonzero(self.index >= 0))
+
+
+def _references(plan: CubePlan) -> int:
+    """References the plan's arrays hold, at every level."""
+    return sum(level.n_chunks for array in plan.arrays for level in array.levels)
 
 
 def refs_of(level: ArrayPlan, path: str, *, steps: int, first: int = 0, at: int = 0) -> list[Refs]:
@@ -524,14 +534,17 @@ commit costs about the manifest pieces it writes times the references it holds (
 2.6 GB in one commit, 25 s at 1.0 GB in stages of 500,000, 22 s at 1.0 GB in stages of 250,000). A stage is a
 commit, not an amend, because an amend carries every reference of the snapshot it replaces in its transaction log
 (40 s at 1.9 GB in amends of 500,000)."""
-STAGE_REFS = 500_000
-"""References per stage, at most (a block of whole manifest pieces may hold more alone)."""
+STAGE_REFS = 250_000
+"""References per stage, at most (a block of whole manifest pieces may hold more alone). A stage's session holds
+about 500 bytes a reference until its commit: 20,000 Landsat-sized items (6.8 million references) peaked at
+1,518 MB in stages of 500,000 and 1,492 MB in stages of 250,000 (``benchmarks/build_bench``)."""
 
 
 def _give_back_memory() -> None:
-    """Return the memory a stage's session freed to the system. glibc's allocator keeps what Icechunk frees (the
-    change set, the manifests built) for reuse, and a stage's pieces are rarely reused as they were: without this,
-    10 million references in stages grew as in one session. A no-op where the C library has no ``malloc_trim``."""
+    """Return the memory a stage's session (or the source table's text) freed to the system. glibc's allocator
+    keeps what Icechunk frees (the change set, the manifests built) for reuse, and a stage's pieces are rarely
+    reused as they were: without this, 10 million references in stages grew as in one session. A no-op where the C
+    library has no ``malloc_trim``."""
     import ctypes
     import ctypes.util
 
