@@ -110,7 +110,7 @@ def test_a_cube_that_stores_its_coordinates_appends_them_as_a_rebuild_stores_the
     from stackcube.store import coords, write
 
     monkeypatch.setattr(
-        write, "kept_arrays", lambda levels, member=True: coords.kept_arrays(levels) if member else None
+        write, "kept_arrays", lambda levels, member=True, **kw: coords.kept_arrays(levels, **kw) if member else None
     )
     catalog, repo, items = _scenes(tmp_path)
     _add(catalog, items[3:])

@@ -8,11 +8,13 @@ import xarray as xr
 import zarr
 
 import stackcube
+from stackcube._sync import run
 from stackcube.store import ArrayLayout, open_repository
 from stackcube.store.coords import (
     ARRAYS,
     INLINE_MAX,
     KEPT_BYTES,
+    Encodings,
     grow_kept,
     grown_from,
     inline_coordinates,
@@ -360,3 +362,90 @@ def test_kept_coordinates_say_whether_a_whole_plan_grew_them_along_time() -> Non
     assert "a coordinate more or less" in str(why(whole.assign_coords(gsd=("time", np.ones(5)))))
     assert why(whole.assign_coords(common_name=("band", ["r", "n"]))) == "coordinate common_name changed"
     assert grown_from(stored, None) == "its coordinates outgrew its array node"
+
+
+def _variants() -> list[xr.Dataset]:
+    """Levels whose coordinates are alike but for one thing each (attributes, encoding, dtype, name, dimensions,
+    values, indexes), to encode one after the other through one :class:`Encodings`."""
+    base = _dates(3)
+    scale = base["scale"].variable
+
+    def strings(*values: str) -> np.ndarray:
+        return np.array(values, dtype=object)  # as level_dataset makes them (NumPy's own strings are not remembered)
+
+    return [
+        base,
+        base,
+        base.assign_coords(scale=scale.copy(data=scale.values.astype("float32"))),
+        base.assign_coords(scale=xr.Variable(scale.dims, scale.values, {"description": "another"})),
+        base.assign_coords(scale=xr.Variable(scale.dims, scale.values, scale.attrs, {"dtype": "float32"})),
+        base.assign_coords(offset=scale),
+        base.assign_coords(common_name=("band", strings("nir", "red"))),
+        base.assign_coords(common_name=("band", strings("red", "nir"))),
+        base.assign_coords(time=xr.Variable("time", base.time.values, encoding={"units": "hours since 2021-01-01"})),
+        base.assign_coords(time=base.time.values + np.timedelta64(1, "h")),
+        base.assign_coords(time=base.time.values.astype("datetime64[s]")),
+        base.assign_coords(id=("time", np.array(["a", "b", None], dtype=object))),
+        base.assign_coords(id=("time", np.arange(3, dtype="int64"))),
+        base.assign_coords(id=("time", np.arange(3, dtype="uint64"))),
+        xr.Coordinates(dict(base.variables.items()), indexes={}).to_dataset(),
+        _dates(1),
+        _dates(2, "2021-05-08"),
+        _dates(2, "2021-05-08").assign_coords(tile=("time", strings("a", "b"))),
+        _dates(2, "2021-05-08").assign_coords(tile=("band", strings("a", "b"))),
+    ]
+
+
+def test_coordinates_encoded_once_are_kept_as_encoded_each_time() -> None:
+    """What a build that encodes each distinct coordinate once (:class:`Encodings`) keeps of every level is what
+    encoding it anew keeps: coordinates that differ in anything the encoding reads never share an encoding."""
+    encodings = Encodings()
+    for levels in ([[ds] for ds in _variants()] + [[ds, ds] for ds in _variants()])[::-1]:
+        assert inline_coordinates(levels, encodings) == inline_coordinates(levels)
+        assert kept_arrays(levels, encodings=encodings) == kept_arrays(levels)
+        assert kept_arrays(levels, member=False, encodings=encodings) == kept_arrays(levels, member=False)
+    assert len(encodings._kept) > 10  # they were remembered (and the test above compared remembered ones)
+
+
+def _stored(repo) -> dict[str, bytes]:
+    """Every key a cube's repository holds but its levels' data chunks (the references), with its bytes."""
+    from zarr.core.buffer import default_buffer_prototype
+
+    store = repo.repository.readonly_session(branch="main").store
+
+    async def read() -> dict[str, bytes]:
+        keys = [key async for key in store.list() if "/data/c/" not in key]
+        values = [await store.get(key, prototype=default_buffer_prototype()) for key in keys]
+        return {key: value.to_bytes() for key, value in zip(keys, values, strict=True)}
+
+    return run(read())
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["kept", "stored"])
+@pytest.mark.parametrize("catalog", ["union", "arrays"])
+def test_a_build_that_encodes_each_coordinate_once_stores_what_encoding_each_anew_does(tmp_path, catalog, kept) -> None:
+    """The build's :class:`Encodings` and its members' levels without indexes store every node and coordinate as a
+    build that encodes every array's coordinates anew, with indexes."""
+    from stackcube.demo import write_demo_catalog, write_demo_offset_catalog
+    from stackcube.store import coords, layout, nodes, write
+
+    demo = (
+        write_demo_offset_catalog(tmp_path / "offsets")
+        if catalog == "union"
+        else write_demo_catalog(tmp_path / "demo", dates=3)
+    )
+    built = {}
+    for once in (True, False):
+        with pytest.MonkeyPatch.context() as patch:
+            if not kept:
+                patch.setattr(write, "kept_arrays", lambda levels, **_: None)
+            if not once:
+                patch.setattr(Encodings, "cf", lambda _, name, var: xr.conventions.encode_cf_variable(var, name=name))
+                patch.setattr(Encodings, "kept", lambda _, name, var: coords._entry(*nodes.encoded_array(name, var)))
+                patch.setattr(write, "level_dataset", lambda plan, **_: layout.level_dataset(plan))
+            repo = tmp_path / f"{once}.icechunk"
+            built[once] = _stored(stackcube.build_cube(demo, repo=repo, progress=False))
+    assert any(key.endswith("/zarr.json") and b'"arrays"' in value for key, value in built[True].items()) is kept
+    assert built[True].keys() == built[False].keys()
+    for key, value in built[True].items():
+        assert value == built[False][key], key

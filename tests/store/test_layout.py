@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+import xarray as xr
 import zarr
 from affine import Affine
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from stackcube.errors import RepositoryError
 from stackcube.options import CubeOptions
 from stackcube.search import Query
 from stackcube.store import ArrayLayout, CubeMetadata, Level
+from stackcube.store.layout import level_dataset
 from stackcube.union import UnionLevel, UnionPlan
 
 
@@ -196,3 +198,19 @@ def test_the_source_rows_a_refresh_compares(plans, written_before) -> None:
     assert any(row.updated for row in rows)
     assert not all(row.updated for row in rows)
     assert all(row.digest for row in rows) is not written_before
+
+
+def test_a_level_without_indexes_holds_the_same_coordinates(plans) -> None:
+    """``level_dataset(..., indexes=False)`` (a union member's, whose node keeps its coordinates) holds the same
+    variables, in the same order, as with xarray's default indexes; only the indexes are missing."""
+    for plan in plans:
+        for array in plan.arrays:
+            for level in array.levels:
+                indexed, bare = level_dataset(level), level_dataset(level, indexes=False)
+                assert list(bare.variables) == list(indexed.variables)
+                assert list(bare.coords) == list(indexed.coords)
+                assert not bare.xindexes
+                assert indexed.xindexes
+                for name, var in indexed.variables.items():
+                    assert type(bare.variables[name]) is xr.Variable
+                    assert bare.variables[name].identical(var.to_base_variable()), name

@@ -46,12 +46,13 @@ from xarray.backends.zarr import FillValueCoder, ZarrStore
 from stackcube._georef import spatial_coords
 from stackcube._sync import run
 from stackcube.store.layout import DATA, ArrayLayout
-from stackcube.store.nodes import encoded_array
+from stackcube.store.nodes import encoded_array, plain_signature
 
 __all__ = [
     "ARRAYS",
     "INLINE_MAX",
     "KEPT_BYTES",
+    "Encodings",
     "LevelToOpen",
     "grow_kept",
     "grown_from",
@@ -85,21 +86,88 @@ def jsonable(values: np.ndarray) -> list[Any]:
     return [None if isinstance(v, float) and math.isnan(v) else v for v in values.ravel().tolist()]
 
 
-def inline_coordinates(levels: Sequence[xr.Dataset]) -> dict[str, Any]:
+def inline_coordinates(levels: Sequence[xr.Dataset], encodings: Encodings | None = None) -> dict[str, Any]:
     """What an array node keeps of its levels' coordinates (``levels``: each level's dataset as written): the
     encoded values of each coordinate read at open that every level shares (they share time and bands), as the
     writer stores them (xarray's ``encode_cf_variable``, the encoder ``to_zarr`` applies), with the ``units`` they
-    are in; x/y are not kept, they follow from the levels' transforms."""
+    are in; x/y are not kept, they follow from the levels' transforms. ``encodings``: the coordinates this build
+    has encoded (:class:`Encodings`), for those equal to one encoded before."""
     kept: dict[str, Any] = {}
     for name in _read_at_open(levels[0]):
         if name in {"x", "y"}:
             continue
-        encoded = [xr.conventions.encode_cf_variable(level[name].variable, name=name) for level in levels]
+        encoded = [_encode_cf(name, level.variables[name], encodings) for level in levels]
         first = encoded[0]
-        if first.size > INLINE_MAX or any(not e.equals(first) for e in encoded[1:]):  # type: ignore[no-untyped-call]
+        if first.size > INLINE_MAX or any(e is not first and not _equal(e, first) for e in encoded[1:]):
             continue
         kept[name] = {"values": jsonable(np.asarray(first.values)), "units": first.attrs.get("units")}
     return {"values": kept, "x_y": "spatial:transform"}
+
+
+def _encode_cf(name: str, var: xr.Variable, encodings: Encodings | None) -> xr.Variable:
+    """``var`` as ``to_zarr`` encodes it (CF conventions), not to be changed: it may be another's too."""
+    return xr.conventions.encode_cf_variable(var, name=name) if encodings is None else encodings.cf(name, var)
+
+
+class Encodings:
+    """The coordinates one build has encoded, by what they were encoded from (name, dimensions, dtype, values,
+    attributes and encoding), so that each distinct one is encoded once: a union's thousands of members hold the
+    same bands, scales, offsets, band descriptions and often item properties (20-30 us each to encode for Zarr,
+    3 us to key), and a member's time is encoded once for both what :func:`inline_coordinates` and
+    :func:`kept_arrays` keep of it (0.2 ms each time). What is given out is shared: never change it. Coordinates
+    of more than :data:`REMEMBERED` values, or of values that are not numbers, dates or strings, are encoded each
+    time."""
+
+    def __init__(self) -> None:
+        self._cf: dict[Any, xr.Variable] = {}
+        self._kept: dict[Any, dict[str, Any]] = {}
+
+    def cf(self, name: str, var: xr.Variable) -> xr.Variable:
+        """``xr.conventions.encode_cf_variable(var, name=name)``, once for equal variables."""
+        key = _content(name, var)
+        encoded = self._cf.get(key) if key is not None else None
+        if encoded is None:
+            encoded = xr.conventions.encode_cf_variable(var, name=name)
+            if key is not None:
+                self._cf[key] = encoded
+        return encoded
+
+    def kept(self, name: str, var: xr.Variable) -> dict[str, Any]:
+        """What :func:`kept_arrays` keeps of ``var``, once for equal variables."""
+        key = _content(name, var)
+        entry = self._kept.get(key) if key is not None else None
+        if entry is None:
+            if var.dtype.kind == "M":
+                # dates as CF encodes them (:meth:`cf`: numbers, units and calendar), which the Zarr encoding keeps;
+                # a shallow copy, as the Zarr encoding takes keys out of a variable's encoding
+                var = self.cf(name, var).copy(deep=False)
+            entry = _entry(*encoded_array(name, var))
+            if key is not None:
+                self._kept[key] = entry
+        return entry
+
+
+REMEMBERED = 4_096
+"""Most values of a coordinate :class:`Encodings` remembers: a union member's are a few; a long one (a cube's
+thousands of dates) is rarely met twice, and its key would cost about as much as encoding it."""
+
+
+def _content(name: str, var: xr.Variable) -> Any:
+    """A key equal only for variables that encode alike (name, type, dimensions, dtype, values, attributes and
+    encoding); None when ``var`` is long, or not plain data."""
+    if var.size > REMEMBERED:
+        return None
+    values = var.values
+    if values.dtype.kind in "biufmM":
+        data: Any = (values.dtype.str, values.shape, values.tobytes())
+    elif values.dtype.kind == "O" and all(type(v) is str for v in values.flat):
+        data = ("O", values.shape, tuple(values.flat))
+    else:
+        return None
+    attrs, encoding = plain_signature(dict(var.attrs)), plain_signature(dict(var.encoding))
+    if attrs is None or encoding is None:
+        return None
+    return (name, type(var), var.dims, data, attrs, encoding)
 
 
 _SPATIAL = frozenset({"x", "y", "spatial_ref"})
@@ -115,11 +183,14 @@ dates of a 4-band Sentinel-2 cube: ids, provenance, scale and offset, 30 item pr
 stored as arrays. Every read fetches the snapshot that holds them, and every commit writes it again."""
 
 
-def kept_arrays(levels: Sequence[xr.Dataset], *, member: bool = True) -> dict[str, Any] | None:
+def kept_arrays(
+    levels: Sequence[xr.Dataset], *, member: bool = True, encodings: Encodings | None = None
+) -> dict[str, Any] | None:
     """Every coordinate of ``levels`` (each level's dataset as written) but x, y and ``spatial_ref``, as the writer
     would store its array (:func:`~stackcube.store.nodes.encoded_array`): dimensions, shape, dtype, attributes and
     values; None when the levels do not all hold the same, or (but for a union's ``member``, one scene) when they
-    take more than :data:`KEPT_BYTES` (then they are stored)."""
+    take more than :data:`KEPT_BYTES` (then they are stored). ``encodings``: as :func:`inline_coordinates` takes it
+    (what is kept may then be shared with other arrays' kept coordinates: never change it)."""
     kept: dict[str, Any] = {}
     size = 0
     for name, var in levels[0].variables.items():
@@ -127,7 +198,8 @@ def kept_arrays(levels: Sequence[xr.Dataset], *, member: bool = True) -> dict[st
             continue
         if any(name not in level.variables or not _identical(level.variables[name], var) for level in levels[1:]):
             return None
-        kept[str(name)] = entry = _entry(*encoded_array(str(name), var))
+        encoded = _entry(*encoded_array(str(name), var)) if encodings is None else encodings.kept(str(name), var)
+        kept[str(name)] = entry = encoded
         if not member:
             size += kept_size(entry)  # less than the whole's (no keys): refused early, not all encoded first
             if size > KEPT_BYTES:
@@ -252,6 +324,10 @@ def _same_units(a: Any, b: Any) -> bool:
 
 def _identical(a: xr.Variable, b: xr.Variable) -> bool:
     return bool(a.identical(b))  # type: ignore[no-untyped-call]
+
+
+def _equal(a: xr.Variable, b: xr.Variable) -> bool:
+    return bool(a.equals(b))  # type: ignore[no-untyped-call]
 
 
 def kept_values(layout: ArrayLayout, name: str) -> np.ndarray:

@@ -32,7 +32,7 @@ from zarr.storage import StorePath
 
 from stackcube import _sync
 
-__all__ = ["encoded_array", "write_groups"]
+__all__ = ["encoded_array", "plain_signature", "write_groups"]
 
 Group = tuple[str, xr.Dataset, Mapping[str, Mapping[str, Any]]]
 """A group to write: its path, its dataset, and ``to_zarr``'s ``encoding`` for it."""
@@ -163,7 +163,7 @@ class _Made:
     that one's metadata document as it is. zarr's ``create_array`` costs about a millisecond in memory (parsing,
     checking the node is free, encoding the document and every parent group's again): the nodes of a 250-scene
     union took 5.3 s to write with it for every array, 4.0 s so (2 of a member's 14 are its own: ``spatial_ref``
-    and ``time``). Keywords that are not plain data (:func:`_signature`) are made anew."""
+    and ``time``). Keywords that are not plain data (:func:`plain_signature`) are made anew."""
 
     def __init__(self, written: dict[str, Any]) -> None:
         self.written = written
@@ -172,7 +172,7 @@ class _Made:
 
     async def array(self, at: StorePath, kwargs: Mapping[str, Any]) -> Any:
         """``zarr.api.asynchronous.create_array(at, **kwargs)``, in the memory store."""
-        signature = _signature(kwargs)
+        signature = plain_signature(kwargs)
         if signature in self.made:
             metadata, config, document = await self.made[signature]
             self.written[f"{at.path}/zarr.json"] = document
@@ -198,7 +198,7 @@ class _NotPlainError(Exception):
     pass
 
 
-def _signature(value: Any) -> Any:
+def plain_signature(value: Any) -> Any:
     """``value`` as a key that is equal only for equal values, when it is plain data (numbers, strings, dtypes,
     zarr codecs, and lists, tuples and dicts of them); None otherwise (made anew)."""
     try:

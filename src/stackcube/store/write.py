@@ -28,7 +28,7 @@ from stackcube.cube import CubePlan
 from stackcube.errors import ConcurrentUpdateError, RepositoryError, SourceError, StackcubeWarning, caused_by
 from stackcube.plan import DIMS, ArrayPlan
 from stackcube.settings import Settings
-from stackcube.store.coords import ARRAYS, inline_coordinates, kept_arrays
+from stackcube.store.coords import ARRAYS, Encodings, inline_coordinates, kept_arrays
 from stackcube.store.layout import (
     DATA,
     SOURCES,
@@ -318,10 +318,14 @@ def _create_nodes(session: icechunk.Session, plan: CubePlan) -> None:
     levels: list[Group] = []
     data: list[tuple[str, str, dict[str, Any]]] = []
     members = {m for u in plan.unions for m in u.members}
+    encodings = Encodings()  # a union's members share their bands, scales and properties: each encoded once
     for array in plan.arrays:
-        datasets = [level_dataset(level) for level in array.levels]
-        coordinates = inline_coordinates(datasets)
-        kept = kept_arrays(datasets, member=array.name in members)
+        member = array.name in members
+        datasets = [level_dataset(level, indexes=not member) for level in array.levels]  # a member's: kept
+        coordinates = inline_coordinates(datasets, encodings)
+        kept = kept_arrays(datasets, member=member, encodings=encodings)
+        if kept is None and member:  # its levels store their coordinates after all: with indexes, as others do
+            datasets = [level_dataset(level) for level in array.levels]
         if kept is not None:
             coordinates[ARRAYS] = kept
         tops.append((array.name, xr.Dataset(attrs=ArrayLayout.of(array, coordinates).to_attrs()), {}))
