@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -245,18 +246,27 @@ def test_a_big_write_caches_a_bounded_number_of_references_and_saves_no_cache_se
         return repository
 
     monkeypatch.setattr(write, "for_writing", spied)
-    plan = plan_sources(Query(catalog=None), synthetic_sources(300, 4, 5))
+    sources = synthetic_sources(300, 4, 5)
+    plan = plan_sources(Query(catalog=None), sources)
     refs = sum(level.n_chunks for a in plan.arrays for level in a.levels)
     repo = tmp_path / "cube.icechunk"
     write_plan(plan, repo)  # one commit
     monkeypatch.setattr(write, "STAGE_ABOVE", refs // 2)
     monkeypatch.setattr(write, "STAGE_REFS", refs // 3)
-    write_plan(plan, repo)  # in stages
+    # sources under a prefix the repository does not declare yet: the write saves the configuration again
+    moved = [
+        dataclasses.replace(s, manifest=dataclasses.replace(s.manifest, href=s.manifest.href.replace("/s2/", "/s2b/")))
+        for s in sources
+    ]
+    write_plan(plan_sources(Query(catalog=None), moved), repo)  # in stages
     (small, one), (big, staged) = opened
     assert (small, big) == (False, True)
     assert one.config.caching is None  # Icechunk's default
     assert staged.config.caching.num_chunk_refs == WRITE_CACHED_REFS
     assert staged.config.manifest.splitting is not None  # the rest of the write's configuration kept
-    saved = icechunk.Repository.open(icechunk.local_filesystem_storage(str(repo))).config
-    assert saved.caching is None or saved.caching.num_chunk_refs != WRITE_CACHED_REFS
+    saved = icechunk.Repository.fetch_config(icechunk.local_filesystem_storage(str(repo)))
+    assert saved is not None
+    assert "file:///data/s2b/" in (saved.virtual_chunk_containers or {})  # saved again, by the staged write
+    assert saved.caching is None  # not the write's cache
+    assert saved.manifest is None or saved.manifest.splitting is None  # nor its splitting
     assert stackcube.open_dataarray(repo).sizes["time"] == plan.arrays[0].shape[0]

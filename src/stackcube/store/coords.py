@@ -119,6 +119,7 @@ class Encodings:
     time."""
 
     def __init__(self) -> None:
+        # keys: :func:`_content`'s nested tuples of plain data (Any: their shape follows the variable's)
         self._cf: dict[Any, xr.Variable] = {}
         self._kept: dict[Any, dict[str, Any]] = {}
 

@@ -271,10 +271,14 @@ def _saved_containers(config: icechunk.RepositoryConfig, credentials: Credential
 
 def _reopened(repository: icechunk.Repository, **changes: Any) -> icechunk.Repository:
     """``repository.reopen(**changes)``, remembered as created here when ``repository`` was (:data:`_SAVED_WITH`)."""
-    reopened = repository.reopen(**changes)
+    return _remembered(repository, repository.reopen(**changes))
+
+
+def _remembered(repository: icechunk.Repository, again: icechunk.Repository) -> icechunk.Repository:
+    """``again`` (``repository`` reopened or opened again), remembered as created here when ``repository`` was."""
     if repository in _SAVED_WITH:
-        _SAVED_WITH[reopened] = _SAVED_WITH[repository]
-    return reopened
+        _SAVED_WITH[again] = _SAVED_WITH[repository]
+    return again
 
 
 @contextlib.contextmanager
@@ -318,7 +322,8 @@ def save_containers(
 ) -> None:
     """Make the saved configuration declare containers for ``prefixes`` (for readers other than stackcube, which
     take a cube's containers from the cube), keeping every container another writer saved meanwhile: the saved
-    configuration is read again and merged just before it is saved, and checked after."""
+    configuration is read again and merged just before it is saved, and checked after. Only the saved
+    configuration and the containers are saved, never ``repository``'s settings for this process."""
     settings = settings or current()
     if set(prefixes) <= _SAVED_WITH.get(repository, frozenset()):
         return  # created here with them
@@ -332,7 +337,9 @@ def save_containers(
             break
         access = declare_containers(config, missing, known, settings, accounts=accounts or {})  # no caller credential
         _whole_chunk_requests(config)
-        repository.reopen(config=config, authorize_virtual_chunk_access=access).save_config()
+        # opened from storage, not reopened: ``reopen`` merges this over the caller's configuration, whose settings
+        # for this process alone (a write's manifest splitting and cache, a read's policy) would be saved with it
+        icechunk.Repository.open(repository.storage, config=config, authorize_virtual_chunk_access=access).save_config()
     msg = (
         f"the repository configuration still lacks {', '.join(missing)} after {SAVE_ATTEMPTS} saves (other writers "
         "saved theirs over it each time)"
@@ -358,7 +365,8 @@ Icechunk caches every manifest a commit writes, so a build in stages grew by abo
 until the cache was full: 6.8 million references in 14 stages of a script of Icechunk's alone peaked at 943 MB
 with the default cache and at 205 MB with this one. A write reads a manifest back only to rewrite a piece it
 appends to, once per commit, so a million references (15 pieces of
-:data:`~stackcube.store.layout.MANIFEST_REFS`) are plenty. Reads keep Icechunk's default."""
+:data:`~stackcube.store.layout.MANIFEST_REFS`) are plenty. A repository opened to read keeps Icechunk's default
+(the one a build returns keeps this one); the saved configuration never holds it."""
 
 
 def for_writing(
@@ -400,11 +408,17 @@ def for_writing(
     access = declare_containers(config, [], known, settings, accounts=accounts or {})
     if not big:
         return _reopened(repository, config=config, authorize_virtual_chunk_access=access)
-    config.caching = icechunk.CachingConfig(num_chunk_refs=WRITE_CACHED_REFS)  # not saved: ``open`` merges it
-    opened = icechunk.Repository.open(repository.storage, config=config, authorize_virtual_chunk_access=access)
-    if repository in _SAVED_WITH:
-        _SAVED_WITH[opened] = _SAVED_WITH[repository]
-    return opened
+    caching = config.caching or icechunk.CachingConfig()
+    caching.num_chunk_refs = min(caching.num_chunk_refs or WRITE_CACHED_REFS, WRITE_CACHED_REFS)  # a smaller one kept
+    config.caching = caching  # in memory: ``open`` merges it over the saved configuration, and saves nothing
+    try:
+        opened = icechunk.Repository.open(repository.storage, config=config, authorize_virtual_chunk_access=access)
+    except icechunk.IcechunkError as exc:
+        failure = caused_by(RepositoryError(f"{repo_name(repository)} cannot be opened: {_first_line(exc)}"), exc)
+        failure.transient = transient(exc)
+    else:
+        return _remembered(repository, opened)
+    raise failure  # outside the except block: Icechunk's own error is no __context__ of ours
 
 
 def with_containers(

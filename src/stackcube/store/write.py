@@ -9,6 +9,7 @@ leaves the branch where it was.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -94,7 +95,8 @@ def write_plan(
     accounts = accounts_of(plan, prefixes)
     with exclusive(repo):
         repository = open_repository(repo, prefixes=prefixes, create=True, accounts=accounts, settings=settings)
-    big = _references(plan) > STAGE_ABOVE or workers is not None  # in stages
+    staged = _references(plan) > STAGE_ABOVE  # in one process; a write on workers is in stages whatever its size
+    big = staged or workers is not None
     repository = for_writing(repository, manifest_splits(plan.standalone), settings, accounts, big=big)
     if tag is not None:
         check_tag_is_free(repository, tag, repo)
@@ -114,6 +116,7 @@ def write_plan(
             parent=parent,
             lock=lambda: exclusive(repo),
             workers=workers,
+            staged=staged and workers is None,
         )
     except BaseException as exc:
         if created:  # a branch this write started, with nothing of this write on it
@@ -196,6 +199,7 @@ def _write(
     parent: str | None,
     lock: Callable[[], AbstractContextManager[None]],
     workers: Workers | None = None,
+    staged: bool = False,
 ) -> str:
     session = repository.writable_session(branch)
     base = session.snapshot_id
@@ -211,7 +215,6 @@ def _write(
     _create_nodes(session, plan)
     total = _references(plan)
     blocks: list[Refs] = []
-    staged = workers is None and total > STAGE_ABOVE
     amend = True  # the build's commit replaces the scratch branch's tip (the arrays' snapshot, when it has no stage)
     with progress_bar(total, "writing virtual references", "ref", enabled=progress) as advance:
         for array in plan.arrays:
@@ -549,13 +552,19 @@ def _give_back_memory() -> None:
     keeps what Icechunk frees (the change set, the manifests built) for reuse, and a stage's pieces are rarely
     reused as they were: without this, 10 million references in stages grew as in one session. A no-op where the C
     library has no ``malloc_trim``."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """The C library's ``malloc_trim``, looked up once (``find_library`` runs a compiler or ``ldconfig``)."""
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    if trim is not None:
-        trim(0)
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
 
 
 def _write_staged(
