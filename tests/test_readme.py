@@ -26,7 +26,7 @@ def python_blocks() -> list[tuple[str, str]]:
 
 
 CHECKED = {"red", "raw", "stacked", "union", "report", "checked", "cube", "data", "clustered", "pooled"}
-CHECKED |= {"from_parquet", "plan", "manifest", "vds", "look", "grey"}
+CHECKED |= {"from_parquet", "plan", "manifest", "vds", "look", "grey", "shared"}
 """The names :func:`check_example` checks: each must be made by some example, or its check would silently stop."""
 
 
@@ -60,7 +60,7 @@ def test_example_runs_twice_in_one_folder(corpus, where, code, monkeypatch, tmp_
 
 
 CHECKS = {"red", "stacked", "union", "report", "cube", "clustered", "pooled", "from_parquet", "plan", "manifest"}
-CHECKS |= {"vds", "look"}
+CHECKS |= {"vds", "look", "shared"}
 """The checks of :func:`check_example`, by the name that starts each: every one must run on some example."""
 
 
@@ -129,6 +129,17 @@ def check_example(namespace: dict[str, object], *, runs: int) -> set[str]:
         assert Path("demo-output/quicklook.png").read_bytes() == look.png  # type: ignore[attr-defined]
         assert namespace["grey"].bands == ("B08",)  # type: ignore[attr-defined]
         assert str(namespace["grey"].time).startswith("2020-06-16")  # type: ignore[attr-defined]  # time=-1: the last
+    if "shared" in namespace:  # the engine opens what open_dataarray opens, in its default dask chunks
+        import numpy as np
+
+        import stackcube
+
+        ours = stackcube.open_dataarray("demo-output/cube.icechunk", "EPSG32735_10m")
+        shared = namespace["shared"]["data"]  # type: ignore[index]
+        assert shared.chunks == ours.chunks
+        np.testing.assert_array_equal(shared.values, ours.values)
+        paths = [node.path for node in namespace["shared_tree"].subtree]  # type: ignore[attr-defined]
+        assert "/EPSG32735_20m/0" in paths
     return ran
 
 

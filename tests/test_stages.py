@@ -28,7 +28,7 @@ STAGES = (
     ("union",),
     ("cube", "extend"),
     ("store",),
-    ("quicklook",),
+    ("quicklook", "engine"),
     ("api",),
     ("refresh", "verify", "stack", "regrid", "credentials"),
     ("demo",),

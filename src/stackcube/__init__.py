@@ -19,7 +19,8 @@ The package is the pipeline. Stages, in the order they run (a stage imports only
 ``stackcube.api`` is the module that knows this order; ``stackcube.refresh`` runs it again on a stored cube (new
 and changed sources only), and ``stackcube.verify`` asks whether its sources are still the ones indexed (each calls
 the other: ``check_etags``, ``fix``); ``stackcube.stack`` (stackstac's shape), ``stackcube.regrid``
-(``to_grid``) and ``stackcube.quicklook`` present what the store opens.
+(``to_grid``) and ``stackcube.quicklook`` present what the store opens, and ``stackcube.engine`` opens it for
+xarray (``xr.open_dataset(repo, engine="stackcube")``).
 
 Shared by every stage: ``stackcube.errors`` (the one error tree), ``stackcube.settings`` (concurrency, timeouts,
 retries, where S3 is), ``stackcube.options`` (how assets become arrays). ``stackcube.cli`` is the command line.

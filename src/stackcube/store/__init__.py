@@ -32,6 +32,7 @@ from stackcube.store.read import (
     Version,
     open_datatree,
     open_level,
+    open_level_dataset,
     read_metadata,
 )
 from stackcube.store.repo import (
@@ -74,6 +75,7 @@ __all__ = [
     "memory_repository",
     "open_datatree",
     "open_level",
+    "open_level_dataset",
     "open_repository",
     "quiet_logs",
     "read_metadata",

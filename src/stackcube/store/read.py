@@ -52,6 +52,7 @@ __all__ = [
     "Version",
     "open_datatree",
     "open_level",
+    "open_level_dataset",
     "read_metadata",
 ]
 
@@ -281,12 +282,16 @@ def _levels(store: GuardedStore, levels: list[LevelToOpen], snapshot: str, optio
     """``levels`` opened as :meth:`stackcube.Cube.open` presents them: chunked as asked, physical values (unless
     raw asked), bands selectable by common name."""
     opened = open_levels(store, levels, mask_and_scale=_cf(options), physical=options.mask_and_scale)
+    preferred = [_dask_chunks(None, ds[DATA].variable) for ds in opened]
     if options.chunks is not False:
         # only the data is dask: the coordinates stay lazy NumPy (item properties and provenance read when used,
         # and no dask graph per coordinate to slice with every selection)
         opened = [_chunked(ds, level.path, snapshot, options) for level, ds in zip(levels, opened, strict=True)]
     if options.mask_and_scale:
         opened = [ds.assign({DATA: physical(ds[DATA])}) for ds in opened]
+    if options.chunks is False:  # what xarray's ``chunks={}`` makes of it (an open through the engine): our default
+        for ds, chunks in zip(opened, preferred, strict=True):
+            ds[DATA].encoding["preferred_chunks"] = chunks
     return [with_band_aliases(ds) for ds in opened]
 
 
@@ -382,6 +387,19 @@ def open_level(
 
     ``array`` may be None when the cube has one. Errors name the arrays and levels there are.
     """
+    return open_level_dataset(repo, array, level, options, settings=settings)[DATA].rename(array)
+
+
+def open_level_dataset(
+    repo: RepoLike,
+    array: str | None = None,
+    level: int = 0,
+    options: OpenOptions | None = None,
+    *,
+    settings: Settings | None = None,
+) -> xr.Dataset:
+    """:func:`open_level`'s level as the Dataset of its group: ``data`` and its coordinates (the array's name in
+    ``attrs["array"]``)."""
     options = options or OpenOptions()
     session, prefixes = _session(repo, options, settings)
     store = GuardedStore(session.store, settings or current(), prefixes, repo_url(repo))
@@ -390,10 +408,9 @@ def open_level(
     union = metadata.union(array)
     if union is not None:
         _check_level(array, level, union.n_levels)
-        return _union_level(store, union, level, options, settings, snapshot=session.snapshot_id, metadata=metadata)[
-            DATA
-        ].rename(array)
-    layout = ArrayLayout.from_attrs(zarr.open_group(session.store, path=array, mode="r").attrs)
-    _check_level(array, level, len(layout.levels) or 1)
-    (ds,) = _levels(store, [LevelToOpen(level_path(array, level), layout, level)], session.snapshot_id, options)
-    return ds[DATA].rename(array)
+        ds = _union_level(store, union, level, options, settings, snapshot=session.snapshot_id, metadata=metadata)
+    else:
+        layout = ArrayLayout.from_attrs(zarr.open_group(session.store, path=array, mode="r").attrs)
+        _check_level(array, level, len(layout.levels) or 1)
+        (ds,) = _levels(store, [LevelToOpen(level_path(array, level), layout, level)], session.snapshot_id, options)
+    return ds.assign_attrs(array=array)

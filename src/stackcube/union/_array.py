@@ -109,10 +109,10 @@ def union_dataset(
     data = xr.Variable(
         DIMS, indexing.LazilyIndexedArray(_UnionWindows(view, members, steps, settings or current(), refs)), attrs
     )
+    # dask chunks of whole member tiles, one date and band each: a task is one concurrent read of its tiles
+    tile = max(max(m.chunks[2:]) for m in members)
+    blocks = {"time": 1, "band": 1, "y": block_size(tile, BLOCK), "x": block_size(tile, BLOCK)}
     if chunks is not False:
-        # dask chunks of whole member tiles, one date and band each: a task is one concurrent read of its tiles
-        tile = max(max(m.chunks[2:]) for m in members)
-        blocks = {"time": 1, "band": 1, "y": block_size(tile, BLOCK), "x": block_size(tile, BLOCK)}
         given = {**blocks, **dict(chunks or {})}
         data = data.chunk(given, name=f"stackcube-union-{dask.base.tokenize(token, union.name, level, given)}")
     _, _, height, width = view.shape
@@ -130,6 +130,8 @@ def union_dataset(
     data.attrs["grid_mapping"] = "spatial_ref"
     raw = xr.DataArray(data, coords=coords, name="data")
     decoded = physical(raw) if mask_and_scale else raw
+    if chunks is False:  # what xarray's ``chunks={}`` makes of it (an open through the engine): the blocks above
+        decoded.encoding["preferred_chunks"] = blocks
     return xr.Dataset({"data": decoded}, attrs={"union": union.name, "members": list(union.members)})
 
 
