@@ -237,3 +237,42 @@ def test_bytes_not_fetched_yet_are_asked_for() -> None:
     fh.add(0, cog_header()[:200])
     with pytest.raises(NeedBytes):
         parse_manifest("x.tif", fh)
+
+
+def test_a_predictor_on_uncompressed_data_is_ignored_as_libtiff_and_tifffile_ignore_it(tmp_path) -> None:
+    """An uncompressed file whose header also says Predictor=2 (tifffile refuses to write one: the tag is patched
+    in): libtiff and tifffile read the stored bytes as they are, and so does the fast path and the codec. Before,
+    the fast path kept the predictor and the codec undid a differencing that was never done: other pixels."""
+    import io
+
+    import rasterio
+    import rasterio.errors
+    import tifffile
+
+    from stackcube.tiff._decode import decode_segment
+    from stackcube.tiff._model import Recipe
+
+    pixels = np.arange(64 * 64, dtype=np.uint8).reshape(64, 64)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tifffile.imwrite(buffer, pixels, tile=(32, 32), extratags=[(318, "H", 1, 2, True)])  # 318: patched to 317
+    data = bytearray(buffer.getvalue())
+    entry = bytes([0x3E, 0x01, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00])  # tag 318, SHORT, count 1 (little-endian)
+    assert data.count(entry) == 1
+    data[data.find(entry)] = 0x3D
+    path = tmp_path / "predictor-uncompressed.tif"
+    path.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            np.testing.assert_array_equal(src.read(1), pixels)  # GDAL: the bytes as stored
+    assert _direct(bytes(data))
+    (ifd,) = parse_manifest("x.tif", _sparse(bytes(data))).ifds
+    assert ifd.recipe.predictor == 1
+    assert _ifds([ifd]) == _ifds(_parse_with_tifffile("x.tif", _sparse(bytes(data)))[0])
+    segment = bytes(data[int(ifd.offsets[0, 0, 0]) : int(ifd.offsets[0, 0, 0]) + int(ifd.lengths[0, 0, 0])])
+    np.testing.assert_array_equal(decode_segment(segment, ifd.recipe)[0], pixels[:32, :32])
+    # a recipe stored with the predictor (a cube built before) decodes the same
+    stored = Recipe.from_config({**ifd.recipe.to_config(), "predictor": 2})
+    np.testing.assert_array_equal(decode_segment(segment, stored)[0], pixels[:32, :32])

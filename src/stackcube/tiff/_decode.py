@@ -216,7 +216,8 @@ def _decode_other(data: Any, recipe: Recipe) -> np.ndarray:
     flat = _unpack(data, recipe)
     block = _reshape(flat, recipe)
     block = block.astype(np.dtype(recipe.dtype).newbyteorder("="), copy=False)
-    if recipe.predictor != 1:
+    # libtiff ignores a predictor on uncompressed data, and so does a cube built before the header reader did
+    if recipe.predictor != 1 and recipe.compression != 1:
         if not block.flags.writeable:
             block = block.copy()
         block = tifffile.TIFF.UNPREDICTORS[recipe.predictor](block, axis=-2, out=block)

@@ -214,7 +214,9 @@ class _Page:
             self.photometric = int(value(262, 0))
             self.fillorder = int(value(266, 1))
             self.planarconfig = int(value(284, 1))
-            self.predictor = int(value(317, 1))
+            # a predictor on uncompressed data is ignored, as libtiff and tifffile ignore it (applied, it made other
+            # pixels than theirs)
+            self.predictor = int(value(317, 1)) if self.compression != 1 else 1
             self.tilewidth = int(value(322, 0))
             self.tilelength = int(value(323, 0))
             self.extrasamples = tuple(int(v) for v in value(338, ()))
