@@ -20,11 +20,14 @@ TEN = "EPSG32735_10m"
 
 @pytest.fixture(scope="module")
 def cube(tmp_path_factory):
-    """The demo cube (two arrays, overviews, scale and offset in STAC) tagged ``first``, and a union of offset
-    scenes on the branch ``scenes``: (repo, the first commit's snapshot id, the union's name)."""
+    """The demo cube (two arrays, overviews, scale and offset in STAC): its first two dates tagged ``first``, all
+    four on main; and a union of offset scenes on the branch ``scenes``: (repo, the tagged snapshot's id, the
+    union's name)."""
     root = tmp_path_factory.mktemp("engine")
     repo = root / "cube.icechunk"
-    built = stackcube.build_cube(write_demo_catalog(root / "demo"), repo=repo, progress=False, tag="first")
+    catalog = write_demo_catalog(root / "demo")
+    built = stackcube.build_cube(catalog, datetime="2020-06-01/2020-06-10", repo=repo, progress=False, tag="first")
+    stackcube.build_cube(catalog, repo=repo, progress=False)  # main moves on: 4 dates where the tag has 2
     scenes = stackcube.build_cube(
         write_demo_offset_catalog(root / "offsets"), repo=repo, branch="scenes", progress=False
     )
@@ -85,10 +88,25 @@ def test_a_group_opens_as_open_dataarray_opens_that_level(cube, group, array, le
 def test_each_version_keyword_opens_that_version(cube, version) -> None:
     repo, first, _ = cube
     version = {"snapshot": first} if version == {"snapshot": "first"} else version
-    _same(
-        xr.open_dataset(repo, engine="stackcube", group=f"{TEN}/0", **version),
-        stackcube.open_dataarray(repo, TEN, **version),
+    opened = xr.open_dataset(repo, engine="stackcube", group=f"{TEN}/0", **version)
+    _same(opened, stackcube.open_dataarray(repo, TEN, **version))
+    assert opened.sizes["time"] == (4 if "branch" in version else 2)
+
+
+def test_two_snapshots_opened_by_id_are_two_dask_graphs(cube) -> None:
+    """xarray names what it chunks after the call's arguments: by snapshot id, two versions are two names, and
+    computed in one graph each gives its own pixels (the engine's docs tell to pin a moving branch so)."""
+    import dask
+
+    repo, first, _ = cube
+    last = stackcube.open_cube(repo).attrs["snapshot_id"]
+    old, new = (
+        xr.open_dataset(repo, engine="stackcube", group=TEN, snapshot=s, chunks={})["data"] for s in (first, last)
     )
+    assert old.data.name != new.data.name
+    together = dask.compute(old.isel(time=1), new.isel(time=3))
+    np.testing.assert_array_equal(together[0], stackcube.open_dataarray(repo, TEN, snapshot=first)[1].values)
+    np.testing.assert_array_equal(together[1], stackcube.open_dataarray(repo, TEN)[3].values)
 
 
 def test_a_union_on_a_branch_opens_as_open_dataarray_opens_it(cube) -> None:
@@ -196,3 +214,14 @@ def test_credentials_reach_the_sources_host(tmp_path) -> None:
         for n in range(2):
             with rasterio.open(host.root / f"s{n}.tif") as src:
                 np.testing.assert_array_equal(ds["data"].isel(time=n, band=0).values, src.read(1))
+
+
+def test_a_cube_of_one_array_opens_without_a_group_and_keeps_its_name(tmp_path) -> None:
+    """With one array, no group is needed; the array keeps its name either way (``open_dataarray`` without an array
+    name named it None for a while)."""
+    repo = tmp_path / "cube.icechunk"
+    stackcube.build_cube(write_demo_catalog(tmp_path / "demo"), repo=repo, assets=["B04", "B08"], progress=False)
+    ours = stackcube.open_dataarray(repo)
+    assert ours.name == TEN
+    ds = xr.open_dataset(repo, engine="stackcube")
+    _same(ds, ours)

@@ -4,11 +4,19 @@
 
 Registered as the ``xarray.backends`` entry point ``stackcube`` (the name the cube's codec is also registered and
 written under is ``stackcube.tiff``). The engine's keywords are :class:`~stackcube.store.OpenArgs`: ``branch``,
-``tag`` or ``snapshot``; ``allow``; ``credentials``; ``mask_and_scale``; and ``members`` for a tree. xarray itself
-takes ``chunks``: the engine opens without dask (``chunks=False`` of stackcube's own functions) and tells xarray
-its preferred chunks, so ``chunks={}`` gives the dask chunks stackcube's functions give by default (whole source
-tiles, about 2048 pixels square, one date and band each), ``chunks=None`` (xarray's default) no dask, and a dict
-those chunks.
+``tag`` or ``snapshot``; ``allow``; ``credentials``; ``mask_and_scale``; and ``members`` for a tree.
+
+xarray itself takes ``chunks``: the engine opens without dask (``chunks=False`` of stackcube's own functions) and
+tells xarray its preferred chunks, so ``chunks={}`` gives the dask chunks stackcube's functions give by default
+(whole source tiles, about 2048 pixels square, one date and band each), ``chunks=None`` (xarray's default) no dask,
+and a dict those chunks (the dimensions it leaves out keep the preferred ones; chunks that split them draw xarray's
+warning even where they follow the source tiles). ``chunks="auto"`` fails on the string coordinates (dask does not
+size object arrays).
+
+xarray names the dask arrays it makes after the call's arguments (the path, the keywords), not after the
+snapshot a branch pointed at: one process that opens a moving branch twice, with ``chunks``, and computes both in
+one graph (or keeps one persisted on a cluster) would mix their chunks. Open by ``snapshot=`` (or ``tag=``) where
+a branch may move while a process lives; stackcube's own readers name their arrays after the snapshot.
 
 This module imports nothing heavy at import: xarray loads every installed engine's module to find one by name.
 """
@@ -136,7 +144,7 @@ def _array_and_level(group: str | None) -> tuple[str | None, int]:
     array, _, level = group.strip("/").partition("/")
     if not level:
         return array, 0
-    if not level.isdigit():
+    if not (level.isascii() and level.isdecimal()):
         from stackcube.errors import ArrayNotFoundError
 
         msg = f"group={group!r}: give an array and a level number, as 'ARRAY/0' (0 is full resolution)"
@@ -144,8 +152,8 @@ def _array_and_level(group: str | None) -> tuple[str | None, int]:
     return array, int(level)
 
 
-def _repo(filename_or_obj: Any) -> Any:
-    """What xarray hands over (a path it made absolute, an URL, an ``icechunk.Repository``) as a repository."""
+def _repo(filename_or_obj: Any) -> Any:  # Any: xarray's type for it names file objects no cube can be
+    """What xarray hands over (a path, an URL, an ``icechunk.Repository``) as a repository."""
     return os.fspath(filename_or_obj) if isinstance(filename_or_obj, os.PathLike) else filename_or_obj
 
 

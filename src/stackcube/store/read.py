@@ -387,7 +387,8 @@ def open_level(
 
     ``array`` may be None when the cube has one. Errors name the arrays and levels there are.
     """
-    return open_level_dataset(repo, array, level, options, settings=settings)[DATA].rename(array)
+    ds = open_level_dataset(repo, array, level, options, settings=settings)
+    return ds[DATA].rename(ds.attrs["array"])
 
 
 def open_level_dataset(
@@ -398,8 +399,8 @@ def open_level_dataset(
     *,
     settings: Settings | None = None,
 ) -> xr.Dataset:
-    """:func:`open_level`'s level as the Dataset of its group: ``data`` and its coordinates (the array's name in
-    ``attrs["array"]``)."""
+    """:func:`open_level`'s level as the Dataset of its group: ``data`` and its coordinates (the array's name, the
+    one asked for or the cube's only one, in ``attrs["array"]``)."""
     options = options or OpenOptions()
     session, prefixes = _session(repo, options, settings)
     store = GuardedStore(session.store, settings or current(), prefixes, repo_url(repo))
