@@ -162,7 +162,7 @@ def test_allow_refuses_a_cube_reading_elsewhere_before_reading_it(cube) -> None:
 
 def test_a_group_the_cube_lacks_names_the_arrays_it_has(cube) -> None:
     repo, _, _ = cube
-    with pytest.raises(ArrayNotFoundError, match=rf"holds 2 arrays \({TEN}, EPSG32735_20m\)"):
+    with pytest.raises(ArrayNotFoundError, match=rf"holds 2 arrays \({TEN}, EPSG32735_20m\); pass group= one"):
         xr.open_dataset(repo, engine="stackcube")
     with pytest.raises(ArrayNotFoundError, match=f"no array 'nope'; it has: {TEN}"):
         xr.open_dataset(repo, engine="stackcube", group="nope/0")

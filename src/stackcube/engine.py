@@ -87,7 +87,7 @@ class StackcubeBackendEntrypoint(BackendEntrypoint):
         array, level = _array_and_level(group)
         args = _args(branch, tag, snapshot, allow, credentials, mask_and_scale)
         options = OpenOptions.from_args(args, "open_dataset")
-        ds = open_level_dataset(_repo(filename_or_obj), array, level, options)
+        ds = open_level_dataset(_repo(filename_or_obj), array, level, options, keyword="group")
         return _dropped(ds, drop_variables)
 
     def open_datatree(

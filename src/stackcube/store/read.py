@@ -354,12 +354,13 @@ def open_datatree(
     return xr.DataTree.from_dict(nodes)
 
 
-def _array_name(metadata: CubeMetadata, array: str | None, repo: RepoLike) -> str:
-    """The array asked for, or the cube's only one; an ArrayNotFoundError lists the arrays there are."""
+def _array_name(metadata: CubeMetadata, array: str | None, repo: RepoLike, keyword: str = "array") -> str:
+    """The array asked for, or the cube's only one; an ArrayNotFoundError lists the arrays there are (and says to
+    pass the ``keyword`` the caller names an array with)."""
     names = metadata.array_names
     if array is None:
         if len(names) != 1:
-            msg = f"{repo} holds {len(names)} arrays ({', '.join(names)}); pass array= one of them"
+            msg = f"{repo} holds {len(names)} arrays ({', '.join(names)}); pass {keyword}= one of them"
             raise ArrayNotFoundError(msg)
         return names[0]
     if array not in names and array not in metadata.members:
@@ -398,14 +399,16 @@ def open_level_dataset(
     options: OpenOptions | None = None,
     *,
     settings: Settings | None = None,
+    keyword: str = "array",
 ) -> xr.Dataset:
     """:func:`open_level`'s level as the Dataset of its group: ``data`` and its coordinates (the array's name, the
-    one asked for or the cube's only one, in ``attrs["array"]``)."""
+    one asked for or the cube's only one, in ``attrs["array"]``). ``keyword``: what the caller names an array with,
+    for errors."""
     options = options or OpenOptions()
     session, prefixes = _session(repo, options, settings)
     store = GuardedStore(session.store, settings or current(), prefixes, repo_url(repo))
     metadata = CubeMetadata.from_attrs(open_root(session, repo).attrs)
-    array = _array_name(metadata, array, repo)
+    array = _array_name(metadata, array, repo, keyword)
     union = metadata.union(array)
     if union is not None:
         _check_level(array, level, union.n_levels)
