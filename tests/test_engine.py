@@ -225,3 +225,27 @@ def test_a_cube_of_one_array_opens_without_a_group_and_keeps_its_name(tmp_path) 
     assert ours.name == TEN
     ds = xr.open_dataset(repo, engine="stackcube")
     _same(ds, ours)
+
+
+def test_decoding_keywords_are_taken_when_they_ask_what_stackcube_does_and_refused_otherwise(cube) -> None:
+    """xarray passes a decoding keyword only when it is given: one that asks for what stackcube does anyway opens;
+    one that asks for another decoding is refused with what to use instead; an unknown keyword is named."""
+    repo, _, _ = cube
+    plain = xr.open_dataset(repo, engine="stackcube", group=TEN)
+    same = xr.open_dataset(repo, engine="stackcube", group=TEN, decode_times=True, decode_coords="all")
+    xr.testing.assert_identical(same, plain)
+    with pytest.raises(ValueError, match=r"decode_times=False is not offered \(mask_and_scale=False gives"):
+        xr.open_dataset(repo, engine="stackcube", group=TEN, decode_times=False)
+    with pytest.raises(TypeError, match=r"takes no colour= .*mask_and_scale"):
+        xr.open_dataset(repo, engine="stackcube", group=TEN, colour="red")
+    with pytest.raises(ValueError, match="use_cftime=True"):
+        xr.open_datatree(repo, engine="stackcube", use_cftime=True)
+
+
+def test_allow_given_as_one_string_is_that_prefix(cube) -> None:
+    """``allow="https://..."`` is one prefix, not a list of its characters (it was split into them)."""
+    repo, _, _ = cube
+    with pytest.raises(UntrustedSourceError, match=r"outside the allowed prefixes https://elsewhere\.example/;"):
+        xr.open_dataset(repo, engine="stackcube", group=TEN, allow="https://elsewhere.example/")
+    with pytest.raises(UntrustedSourceError, match=r"outside the allowed prefixes https://elsewhere\.example/;"):
+        stackcube.open_dataarray(repo, TEN, allow="https://elsewhere.example/")

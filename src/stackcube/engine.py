@@ -37,6 +37,13 @@ if TYPE_CHECKING:
 
 __all__ = ["StackcubeBackendEntrypoint"]
 
+_DECODERS = ("decode_times", "decode_timedelta", "use_cftime", "concat_characters", "decode_coords")
+"""xarray's decoding keywords other than ``mask_and_scale``: stackcube decodes times, coordinates and text itself,
+so only what it does anyway is taken (xarray passes one only when it is given)."""
+_AS_STACKCUBE_DOES = {"use_cftime": (None, False), "decode_coords": (None, True, "all")}
+_KEYWORDS = ("group", "branch", "tag", "snapshot", "allow", "credentials", "mask_and_scale", "members")
+"""The engine's own keywords, named when another one is given."""
+
 
 class StackcubeBackendEntrypoint(BackendEntrypoint):
     """Open a stackcube cube (an Icechunk repository of virtual references into GeoTIFFs) with xarray.
@@ -62,6 +69,7 @@ class StackcubeBackendEntrypoint(BackendEntrypoint):
         "allow",
         "credentials",
         "mask_and_scale",
+        *_DECODERS,
     )
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
@@ -80,10 +88,12 @@ class StackcubeBackendEntrypoint(BackendEntrypoint):
         allow: Sequence[str] | None = None,
         credentials: Credentials | None = None,
         mask_and_scale: bool = True,
+        **decoders: Any,
     ) -> xr.Dataset:
         """One level of one array, as :func:`stackcube.open_dataarray` opens it, as the Dataset of its group."""
         from stackcube.store import OpenOptions, open_level_dataset
 
+        _check_decoders(decoders)
         array, level = _array_and_level(group)
         args = _args(branch, tag, snapshot, allow, credentials, mask_and_scale)
         options = OpenOptions.from_args(args, "open_dataset")
@@ -103,10 +113,12 @@ class StackcubeBackendEntrypoint(BackendEntrypoint):
         credentials: Credentials | None = None,
         mask_and_scale: bool = True,
         members: bool = False,
+        **decoders: Any,
     ) -> xr.DataTree:
         """The cube as :func:`stackcube.open_cube` opens it (``group``: the subtree at that path)."""
         from stackcube.store import OpenOptions, open_datatree
 
+        _check_decoders(decoders)
         args = _args(branch, tag, snapshot, allow, credentials, mask_and_scale)
         options = OpenOptions.from_args({**args, "members": members}, "open_cube")
         tree = open_datatree(_repo(filename_or_obj), options)
@@ -120,6 +132,20 @@ class StackcubeBackendEntrypoint(BackendEntrypoint):
         """Every node of :meth:`open_datatree`'s tree by its path (``xr.open_groups``)."""
         tree = self.open_datatree(filename_or_obj, **kwargs)
         return {node.path: node.to_dataset() for node in tree.subtree}
+
+
+def _check_decoders(decoders: dict[str, Any]) -> None:
+    """Refuse a decoding keyword that asks for other than what stackcube does (and any other keyword, by name)."""
+    for name, value in decoders.items():
+        if name not in _DECODERS:
+            msg = f"the stackcube engine takes no {name}= (it takes {', '.join(_KEYWORDS)})"
+            raise TypeError(msg)
+        if value not in _AS_STACKCUBE_DOES.get(name, (None, True)):
+            msg = (
+                f"the stackcube engine decodes times, coordinates and text itself: {name}={value!r} is not offered "
+                "(mask_and_scale=False gives the stored values)"
+            )
+            raise ValueError(msg)
 
 
 def _args(  # noqa: PLR0917  # the engine's keywords, passed on as they came

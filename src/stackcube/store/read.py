@@ -148,7 +148,8 @@ class OpenOptions:
             version=Version(args.get("branch"), args.get("tag"), args.get("snapshot")),
             mask_and_scale=bool(args.get("mask_and_scale", True)),
             chunks=args.get("chunks"),
-            allow=tuple(allow) if allow is not None else None,
+            # one prefix given as a string is that prefix, not its characters
+            allow=((allow,) if isinstance(allow, str) else tuple(allow)) if allow is not None else None,
             credentials=args.get("credentials"),
             members=bool(args.get("members", False)),
         )
