@@ -76,6 +76,8 @@ class StackcubeBackendEntrypoint(BackendEntrypoint):
         """Never by itself: an Icechunk repository is not always a cube, so the engine is asked for by name."""
         return False
 
+    # each open spells the keywords out (as open_datatree does again): xarray passes a backend only the keywords
+    # its signature names, and shows them to users
     def open_dataset(
         self,
         filename_or_obj: Any,
