@@ -92,21 +92,17 @@ def inline_coordinates(levels: Sequence[xr.Dataset], encodings: Encodings | None
     writer stores them (xarray's ``encode_cf_variable``, the encoder ``to_zarr`` applies), with the ``units`` they
     are in; x/y are not kept, they follow from the levels' transforms. ``encodings``: the coordinates this build
     has encoded (:class:`Encodings`), for those equal to one encoded before."""
+    encodings = encodings or Encodings()
     kept: dict[str, Any] = {}
     for name in _read_at_open(levels[0]):
         if name in {"x", "y"}:
             continue
-        encoded = [_encode_cf(name, level.variables[name], encodings) for level in levels]
+        encoded = [encodings.cf(name, level.variables[name]) for level in levels]
         first = encoded[0]
         if first.size > INLINE_MAX or any(e is not first and not _equal(e, first) for e in encoded[1:]):
             continue
         kept[name] = {"values": jsonable(np.asarray(first.values)), "units": first.attrs.get("units")}
     return {"values": kept, "x_y": "spatial:transform"}
-
-
-def _encode_cf(name: str, var: xr.Variable, encodings: Encodings | None) -> xr.Variable:
-    """``var`` as ``to_zarr`` encodes it (CF conventions), not to be changed: it may be another's too."""
-    return xr.conventions.encode_cf_variable(var, name=name) if encodings is None else encodings.cf(name, var)
 
 
 class Encodings:
@@ -192,6 +188,7 @@ def kept_arrays(
     values; None when the levels do not all hold the same, or (but for a union's ``member``, one scene) when they
     take more than :data:`KEPT_BYTES` (then they are stored). ``encodings``: as :func:`inline_coordinates` takes it
     (what is kept may then be shared with other arrays' kept coordinates: never change it)."""
+    encodings = encodings or Encodings()
     kept: dict[str, Any] = {}
     size = 0
     for name, var in levels[0].variables.items():
@@ -199,8 +196,7 @@ def kept_arrays(
             continue
         if any(name not in level.variables or not _identical(level.variables[name], var) for level in levels[1:]):
             return None
-        encoded = _entry(*encoded_array(str(name), var)) if encodings is None else encodings.kept(str(name), var)
-        kept[str(name)] = entry = encoded
+        kept[str(name)] = entry = encodings.kept(str(name), var)
         if not member:
             size += kept_size(entry)  # less than the whole's (no keys): refused early, not all encoded first
             if size > KEPT_BYTES:

@@ -124,11 +124,16 @@ def open_repository(
                 f"{repo_name(repo)} is not empty and not an Icechunk repository; give a new or empty directory or "
                 "prefix"
             )
-        # a redacted stand-in of Icechunk's error as the cause: its text (a storage URL, an object store's answer)
-        # is kept, its credentials are not
-        failure = caused_by(RepositoryError(msg), exc)
-        failure.transient = transient(exc)
+        failure = _failure(msg, exc)
     raise failure  # outside the except block: Icechunk's own error is no __context__ of ours
+
+
+def _failure(msg: str, exc: icechunk.IcechunkError) -> RepositoryError:
+    """A RepositoryError saying ``msg``, transient when Icechunk's error is, with a redacted stand-in of that error
+    as its cause: its text (a storage URL, an object store's answer) is kept, its credentials are not."""
+    failure = caused_by(RepositoryError(msg), exc)
+    failure.transient = transient(exc)
+    return failure
 
 
 _K = icechunk.ErrorKind
@@ -414,8 +419,7 @@ def for_writing(
     try:
         opened = icechunk.Repository.open(repository.storage, config=config, authorize_virtual_chunk_access=access)
     except icechunk.IcechunkError as exc:
-        failure = caused_by(RepositoryError(f"{repo_name(repository)} cannot be opened: {_first_line(exc)}"), exc)
-        failure.transient = transient(exc)
+        failure = _failure(f"{repo_name(repository)} cannot be opened: {_first_line(exc)}", exc)
     else:
         return _remembered(repository, opened)
     raise failure  # outside the except block: Icechunk's own error is no __context__ of ours
