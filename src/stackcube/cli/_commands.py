@@ -24,6 +24,7 @@ __all__ = [
     "cmd_log",
     "cmd_plan",
     "cmd_refresh",
+    "cmd_stac",
     "cmd_verify",
     "committed_to",
 ]
@@ -182,7 +183,48 @@ def cmd_refresh(args: argparse.Namespace) -> int:
             **workers,
         )
     print(report)
+    if args.stac and not args.dry_run:
+        # the new snapshot by its tag when one was made, else the branch's tip (which nothing new left as it was)
+        _write_stac(args.repo, Path(args.stac), branch=args.branch, tag=args.tag if report.committed else None)
     return 0 if report.committed or (args.dry_run and (report.added or report.changed)) else EXIT_UNCHANGED
+
+
+def cmd_stac(args: argparse.Namespace) -> int:
+    from stackcube.stac import to_stac
+
+    given = {"id": args.id, "title": args.title, "description": args.description, "license": args.license}
+    if args.out:
+        _write_stac(args.repo, Path(args.out), branch=args.branch, tag=args.tag, href=args.href, given=given)
+        return 0
+    chosen = {k: v for k, v in given.items() if v is not None}
+    collection = to_stac(args.repo, branch=None if args.tag else args.branch, tag=args.tag, href=args.href, **chosen)
+    print(json.dumps(collection.to_dict(include_self_link=False, transform_hrefs=False), indent=2))
+    return 0
+
+
+def _write_stac(
+    repo: str,
+    path: Path,
+    *,
+    branch: str,
+    tag: str | None,
+    href: str | None = None,
+    given: dict[str, Any] | None = None,
+) -> None:
+    """Write the cube's Collection to ``path`` (at ``tag``, else ``branch``'s tip); what ``given`` leaves out (None)
+    of id, title, description and license is kept from a Collection already there."""
+    from stackcube.stac import CUBE_ASSET, to_stac, write_stac
+
+    kept: dict[str, Any] = {}
+    if path.is_file():
+        with contextlib.suppress(ValueError, OSError):  # not a Collection we can read: written anew
+            before = json.loads(path.read_text())
+            kept = {k: before[k] for k in ("id", "title", "description", "license") if isinstance(before.get(k), str)}
+    chosen = {**kept, **{k: v for k, v in (given or {}).items() if v is not None}}
+    collection = to_stac(repo, branch=None if tag else branch, tag=tag, href=href, **chosen)
+    write_stac(collection, path)
+    version = collection.assets[CUBE_ASSET].extra_fields["version"]
+    print(f"STAC Collection {collection.id} written to {path} (version {version})")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from stackcube.cli._commands import (
     cmd_log,
     cmd_plan,
     cmd_refresh,
+    cmd_stac,
     cmd_verify,
 )
 
@@ -156,6 +157,12 @@ def make_parser() -> argparse.ArgumentParser:
         "--skip-failed, the ones still missing are left out)",
     )
     refresh.add_argument("--skip-failed", action="store_true", help="commit without sources that cannot be read")
+    refresh.add_argument(
+        "--stac",
+        metavar="FILE",
+        help="then write the cube's STAC Collection to FILE, as `stackcube stac` does (an existing FILE keeps its id, "
+        "title, description and license)",
+    )
     _add_modifier_argument(refresh)
     _add_catalog_arguments(refresh)
     _add_credentials_argument(refresh)
@@ -171,6 +178,20 @@ def make_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="arrays, dimensions, sources, branches and tags of a cube")
     _add_repo_arguments(info, tags=True)
     info.set_defaults(func=cmd_info)
+    stac = sub.add_parser(
+        "stac",
+        help="describe the cube as a STAC Collection: its Icechunk repository as an asset, the datacube fields",
+    )
+    _add_repo_arguments(stac, tags=True)
+    stac.add_argument("--out", metavar="FILE", help="write the Collection to FILE (default: print it)")
+    stac.add_argument(
+        "--href", help="the repository's URL as users open it (default: REPO, a local path made absolute)"
+    )
+    stac.add_argument("--id", help="the Collection's id (default: the repository's name)")
+    stac.add_argument("--title")
+    stac.add_argument("--description")
+    stac.add_argument("--license", help="an SPDX license id of the data (default: other)")
+    stac.set_defaults(func=cmd_stac)
     log = sub.add_parser("log", help="the snapshots of a branch (or up to a tag), newest first")
     _add_repo_arguments(log, tags=True)
     log.set_defaults(func=cmd_log)

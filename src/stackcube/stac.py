@@ -1,0 +1,349 @@
+"""A cube described as a STAC Collection, so that catalogs list it and STAC tools open it.
+
+:func:`to_stac` follows the convention in use for virtual Icechunk stores (xpystac's test collection, from NASA's
+virtual Zarr workshop):
+
+- one collection-level asset of type ``application/vnd.zarr+icechunk`` whose href is the repository as users open
+  it, with ``version`` (the snapshot id, or the tag asked for), roles ``data``, ``references``, ``virtual`` (and
+  ``latest-version`` when it is a branch's tip), ``storage:refs`` naming where it lives and ``vrt:hrefs`` naming
+  one asset per source container (the URL prefixes the cube reads its tiles from);
+- the storage extension's ``storage:schemes`` for the S3 and Azure locations;
+- the datacube extension: ``cube:dimensions`` (time, band, and x and y per array) and ``cube:variables`` (one per
+  array, level 0), with the extent, the bands and the platforms found in the cube.
+
+Nothing here reads a source: the Collection comes from the cube's metadata and coordinates (one open without dask).
+No credential is written: an href with one is refused, and a repository opened through an ``icechunk.Storage`` needs
+``href=``, the URL users open it at.
+
+Written by hand: pystac builds and validates the Collection, but no library derives one from an Icechunk
+repository (VirtualiZarr and xpystac read such Collections; none writes them).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Unpack
+from urllib.parse import urlparse
+
+import numpy as np
+
+from stackcube._hrefs import redact, secret_params
+from stackcube._keywords import check_keywords
+from stackcube.errors import SignedHrefError
+from stackcube.settings import Settings, current
+from stackcube.store import OpenArgs, OpenOptions, open_datatree
+from stackcube.store.layout import CubeMetadata, level_path
+from stackcube.store.repo import RepoLike, repo_url
+
+if TYPE_CHECKING:
+    import pystac
+    import xarray as xr
+
+__all__ = ["EXTENSIONS", "ICECHUNK", "to_stac", "write_stac"]
+
+ICECHUNK = "application/vnd.zarr+icechunk"
+"""The media type of a Collection asset that is an Icechunk repository."""
+EXTENSIONS = (
+    "https://stac-extensions.github.io/datacube/v2.2.0/schema.json",
+    "https://stac-extensions.github.io/storage/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/virtual-assets/v1.0.0/schema.json",
+    "https://stac-extensions.github.io/version/v1.2.0/schema.json",
+)
+"""The STAC extensions a cube's Collection declares (the versions xpystac's Icechunk collection uses)."""
+CUBE_ASSET = "cube"
+"""The key of the Icechunk asset: one name however often a refresh rewrites the Collection."""
+_COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+_KEYWORDS = frozenset({"branch", "tag", "snapshot", "allow", "credentials"})
+"""What :func:`to_stac` takes of :class:`~stackcube.store.OpenArgs`: which version, and what opening it takes."""
+_VALUES = 1000
+"""Time steps listed as ``values`` of the time dimension at most (a long series gives its extent alone)."""
+
+
+def to_stac(
+    repo: RepoLike,
+    *,
+    id: str | None = None,
+    title: str | None = None,
+    description: str | None = None,
+    license: str = "other",
+    href: str | None = None,
+    settings: Settings | None = None,
+    **kwargs: Unpack[OpenArgs],
+) -> pystac.Collection:
+    """A STAC Collection describing a cube, with its Icechunk repository as the collection's ``cube`` asset.
+
+    Parameters
+    ----------
+    repo
+        The cube: a local path, an ``s3://`` URL, an ``icechunk.Storage`` or an ``icechunk.Repository``.
+    id, title, description, license
+        The Collection's; by default the repository's name, a title naming its arrays, a description of the
+        search that made it, and ``other``.
+    href
+        Where users open the repository (default: ``repo`` itself, a local path made absolute); needed when
+        ``repo`` is an ``icechunk.Storage`` or ``Repository``. Never a URL carrying a credential.
+    settings
+        Where S3 is (an endpoint other than AWS makes the scheme ``custom-s3``): the current settings by default.
+    **kwargs
+        Which version, as :func:`stackcube.open_cube` takes it: ``branch`` (default ``main``: the asset's version is
+        its tip, with the ``latest-version`` role), ``tag`` (the asset's version is the tag) or ``snapshot``;
+        ``allow`` and ``credentials`` as for opening.
+
+    Returns
+    -------
+    pystac.Collection
+        Declares the datacube, storage, virtual-assets and version extensions (:data:`EXTENSIONS`). Save it with
+        ``collection.save_object(dest_href=...)`` or :func:`write_stac`.
+
+    Examples
+    --------
+    >>> collection = to_stac("demo-output/cube.icechunk")  # doctest: +SKIP
+    >>> collection.assets["cube"].extra_fields["version"]  # doctest: +SKIP
+    '9D8PE8KYYZY0YSS9T5H0'
+    >>> xr.open_dataset(collection.assets["cube"].href, engine="stackcube", group="EPSG32735_10m")  # doctest: +SKIP
+    """
+    import pystac
+
+    settings = settings or current()
+    check_keywords(kwargs, _KEYWORDS, "to_stac")
+    options = OpenOptions.from_args({**kwargs, "chunks": False}, "to_stac")
+    location = _location(repo, href)
+    tree = open_datatree(repo, options, settings=settings)
+    metadata = CubeMetadata.from_attrs(tree.attrs)
+    snapshot = str(tree.attrs["snapshot_id"])
+    levels = {name: tree[level_path(name, 0)].to_dataset() for name in metadata.array_names}
+    several = len(levels) > 1
+    dimensions: dict[str, Any] = {}
+    variables: dict[str, Any] = {}
+    boxes = []
+    times: list[np.datetime64] = []
+    bands: list[str] = []
+    for name, ds in levels.items():
+        crs, box, spatial = _spatial(ds, f"{name}/" if several else "")
+        boxes.append(box)
+        dimensions |= spatial
+        times += list(ds["time"].to_numpy())
+        bands += [b for b in ds["band"].to_numpy().tolist() if b not in bands]
+        variables[name] = {
+            "type": "data",
+            "dimensions": ["time", "band", *reversed(spatial)],  # (time, band, y, x), as stored
+            "description": f"{name}: {crs}, {ds.sizes['y']} x {ds.sizes['x']} px, level 0 of "
+            f"{_count(tree, name, metadata)} (xr.open_dataset(href, engine='stackcube', group={name!r}))",
+        }
+    first, last = (min(times), max(times)) if times else (None, None)
+    dimensions = {
+        "time": _time(sorted(set(times)), first, last),
+        "band": {"type": "bands", "values": bands},
+        **dimensions,
+    }
+    whole = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+    collection = pystac.Collection(
+        id=id or _name(location),
+        title=title or f"stackcube cube: {', '.join(levels)}",
+        description=description or _description(metadata),
+        license=license,
+        extent=pystac.Extent(
+            pystac.SpatialExtent([whole, *boxes] if several else [whole]),
+            pystac.TemporalExtent([[_utc(first), _utc(last)]]),
+        ),
+        stac_extensions=list(EXTENSIONS),
+        summaries=pystac.Summaries(_summaries(levels.values())),
+    )
+    collection.extra_fields["cube:dimensions"] = dimensions
+    collection.extra_fields["cube:variables"] = variables
+    schemes: dict[str, dict[str, Any]] = {}
+    containers = []
+    for prefix in metadata.containers:
+        key = _unique(_key(prefix), collection.assets)
+        refs = _scheme(prefix, settings, metadata.accounts.get(prefix), schemes)
+        collection.add_asset(
+            key,
+            pystac.Asset(
+                prefix,
+                title=f"the sources under {prefix}",
+                media_type=_COG,
+                roles=["data"],
+                extra_fields={"storage:refs": refs} if refs else {},
+            ),
+        )
+        containers.append({"key": key, "href": f"#/assets/{key}"})
+    tag = kwargs.get("tag")
+    latest = not tag and not kwargs.get("snapshot")
+    refs = _scheme(location, settings, None, schemes)
+    collection.add_asset(
+        CUBE_ASSET,
+        pystac.Asset(
+            location,
+            title=f"the cube's Icechunk repository ({'tag ' + tag if tag else 'snapshot ' + snapshot})",
+            description="virtual references into the sources' TIFF tiles; open with stackcube installed "
+            "(it registers the Zarr codec stackcube.tiff and the xarray engine stackcube)",
+            media_type=ICECHUNK,
+            roles=["data", "references", "virtual", *(["latest-version"] if latest else [])],
+            extra_fields={
+                "version": tag or snapshot,
+                **({"storage:refs": refs} if refs else {}),
+                "vrt:hrefs": containers,
+            },
+        ),
+    )
+    if schemes:
+        collection.extra_fields["storage:schemes"] = schemes
+    return collection
+
+
+def write_stac(collection: pystac.Collection, path: str | os.PathLike[str]) -> Path:
+    """Write ``collection`` as one JSON file at ``path`` (no links to a catalog: a cube's Collection stands alone);
+    returns the path."""
+    import json
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    collection.remove_links("self")
+    collection.remove_links("root")
+    text = json.dumps(collection.to_dict(include_self_link=False, transform_hrefs=False), indent=2)
+    out.write_text(text + "\n")
+    return out
+
+
+def _location(repo: RepoLike, href: str | None) -> str:
+    """Where users open the repository: ``href`` or ``repo``, a local path made absolute; refused with a credential."""
+    given = href if href is not None else repo_url(repo)
+    if given is None:
+        msg = (
+            f"to_stac({repo!r}) cannot tell where users open this repository: pass href=, its URL "
+            "(s3://bucket/prefix or a path)"
+        )
+        raise ValueError(msg)
+    secrets = secret_params(given)
+    if secrets:
+        msg = (
+            f"the repository's href carries a credential ({', '.join(secrets)}), which a STAC Collection must not "
+            "publish; pass href= the URL without it"
+        )
+        raise SignedHrefError(msg)
+    scheme = urlparse(given).scheme
+    if len(scheme) > 1 and scheme != "file":  # a URL (a one-letter scheme is a Windows drive)
+        return given
+    return str(Path(given.removeprefix("file://")).resolve())
+
+
+def _name(location: str) -> str:
+    """A Collection id from where the repository is: its last path part, without ``.icechunk``."""
+    last = location.rstrip("/").rsplit("/", 1)[-1].removesuffix(".icechunk")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", last).strip("-") or "cube"
+
+
+def _description(metadata: CubeMetadata) -> str:
+    query = metadata.query.to_dict()
+    search = ", ".join(f"{k} {v}" for k, v in query.items() if v and k != "catalog")
+    origin = metadata.query.catalog or "a list of STAC items"
+    text = f"A virtual datacube of Cloud-Optimized GeoTIFFs built by stackcube from {origin}"
+    return redact(text + (f" ({search})." if search else "."))  # a cube stores no credential; said twice
+
+
+def _count(tree: xr.DataTree, name: str, metadata: CubeMetadata) -> str:
+    union = metadata.union(name)
+    n = union.n_levels if union is not None else len(tree[name].children)
+    return f"{n} level{'s' if n != 1 else ''}"
+
+
+def _spatial(ds: xr.Dataset, prefix: str) -> tuple[str, list[float], dict[str, Any]]:
+    """A level-0 dataset's CRS (as named), WGS84 bounding box and x and y dimensions (named with ``prefix``)."""
+    from pyproj import CRS, Transformer
+
+    crs = CRS.from_wkt(str(ds["spatial_ref"].attrs["crs_wkt"]))
+    gt = [float(v) for v in str(ds["spatial_ref"].attrs["GeoTransform"]).split()]
+    width, height = ds.sizes["x"], ds.sizes["y"]
+    xs = sorted([gt[0], gt[0] + gt[1] * width])  # an array of a cube is north-up (no rotation terms)
+    ys = sorted([gt[3], gt[3] + gt[5] * height])
+    west, south, east, north = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform_bounds(
+        xs[0], ys[0], xs[1], ys[1], densify_pts=21
+    )
+    code = crs.to_epsg()
+    system: Any = code if code is not None else crs.to_json_dict()
+    name = f"EPSG:{code}" if code is not None else crs.name
+    spatial = {
+        f"{prefix}x": {"type": "spatial", "axis": "x", "extent": xs, "step": gt[1], "reference_system": system},
+        f"{prefix}y": {"type": "spatial", "axis": "y", "extent": ys, "step": gt[5], "reference_system": system},
+    }
+    return name, [west, south, east, north], spatial
+
+
+def _time(values: list[np.datetime64], first: Any, last: Any) -> dict[str, Any]:
+    dim: dict[str, Any] = {"type": "temporal", "extent": [_iso(first), _iso(last)]}
+    if len(values) <= _VALUES:
+        dim["values"] = [_iso(v) for v in values]
+    return dim
+
+
+def _utc(value: Any) -> datetime | None:
+    """A time coordinate's value (naive UTC, as xarray decodes it) as an aware datetime, to the microsecond."""
+    if value is None:
+        return None
+    when: datetime = np.datetime64(value, "us").astype(datetime)
+    return when.replace(tzinfo=UTC)
+
+
+def _iso(value: Any) -> str | None:
+    when = _utc(value)
+    return None if when is None else when.isoformat().replace("+00:00", "Z")
+
+
+def _summaries(levels: Iterable[xr.Dataset]) -> dict[str, Any]:
+    """STAC's common metadata the cube's time steps carry (platform, constellation), every value once."""
+    found: dict[str, list[str]] = {}
+    for ds in levels:
+        for field in ("platform", "constellation"):
+            if field in ds.coords:
+                values = sorted({str(v) for v in ds[field].to_numpy().ravel().tolist() if v})
+                found.setdefault(field, [])
+                found[field] += [v for v in values if v not in found[field]]
+    return {k: v for k, v in found.items() if v}
+
+
+def _key(prefix: str) -> str:
+    """An asset key from a container prefix: ``sources-`` and its host or bucket."""
+    parsed = urlparse(prefix)
+    where = parsed.netloc or Path(parsed.path).name or "local"
+    return "sources-" + (re.sub(r"[^A-Za-z0-9._-]+", "-", where).strip("-") or "local")
+
+
+def _unique(key: str, taken: Mapping[str, Any]) -> str:
+    n, candidate = 1, key
+    while candidate in taken:
+        n += 1
+        candidate = f"{key}-{n}"
+    return candidate
+
+
+def _scheme(
+    location: str, settings: Settings, account: str | None, schemes: dict[str, dict[str, Any]]
+) -> list[str] | None:
+    """The ``storage:refs`` of an object-storage location, its scheme added to ``schemes``; None elsewhere (an
+    http(s) href or a path is its own whole address: the storage extension describes object stores)."""
+    parsed = urlparse(location)
+    scheme: dict[str, Any]
+    if parsed.scheme == "s3":
+        s3 = settings.s3
+        bucket = parsed.netloc
+        if s3.endpoint:  # MinIO, Ceph, moto: S3 elsewhere than AWS
+            scheme = {"type": "custom-s3", "platform": f"{s3.endpoint.rstrip('/')}/{{bucket}}", "bucket": bucket}
+        else:
+            scheme = {"type": "aws-s3", "platform": "https://{bucket}.s3.{region}.amazonaws.com", "bucket": bucket}
+        scheme["region"] = s3.region
+        if s3.requester_pays:
+            scheme["requester_pays"] = True
+        key = f"{scheme['type']}-{bucket}"
+    elif parsed.scheme == "az" and account:
+        emulator = settings.azure.emulator
+        platform = f"{emulator.rstrip('/')}/{{account}}" if emulator else "https://{account}.blob.core.windows.net"
+        scheme = {"type": "ms-azure", "platform": platform, "account": account}
+        key = f"ms-azure-{account}"
+    else:
+        return None
+    schemes.setdefault(key, scheme)
+    return [key]
