@@ -26,7 +26,7 @@ def python_blocks() -> list[tuple[str, str]]:
 
 
 CHECKED = {"red", "raw", "stacked", "union", "report", "checked", "cube", "data", "clustered", "pooled"}
-CHECKED |= {"from_parquet", "plan", "manifest", "vds", "look", "grey", "shared"}
+CHECKED |= {"from_parquet", "plan", "manifest", "vds", "look", "grey", "shared", "published"}
 """The names :func:`check_example` checks: each must be made by some example, or its check would silently stop."""
 
 
@@ -60,7 +60,7 @@ def test_example_runs_twice_in_one_folder(corpus, where, code, monkeypatch, tmp_
 
 
 CHECKS = {"red", "stacked", "union", "report", "cube", "clustered", "pooled", "from_parquet", "plan", "manifest"}
-CHECKS |= {"vds", "look", "shared"}
+CHECKS |= {"vds", "look", "shared", "published"}
 """The checks of :func:`check_example`, by the name that starts each: every one must run on some example."""
 
 
@@ -140,6 +140,21 @@ def check_example(namespace: dict[str, object], *, runs: int) -> set[str]:
         np.testing.assert_array_equal(shared.values, ours.values)
         paths = [node.path for node in namespace["shared_tree"].subtree]  # type: ignore[attr-defined]
         assert "/EPSG32735_20m/0" in paths
+    if "published" in namespace:  # the Collection written, its asset naming the branch's tip, opened by the engine
+        import json
+
+        import icechunk
+        import numpy as np
+
+        import stackcube
+
+        written = json.loads(Path("demo-output/collection.json").read_text())
+        asset = written["assets"]["cube"]
+        repository = icechunk.Repository.open(icechunk.local_filesystem_storage(asset["href"]))
+        assert asset["version"] == repository.lookup_branch("main") == namespace["asset"].extra_fields["version"]  # type: ignore[attr-defined]
+        assert (written["title"], written["license"]) == ("Demo scenes", "CC-BY-4.0")
+        ours = stackcube.open_dataarray("demo-output/cube.icechunk", "EPSG32735_20m", chunks=False)
+        np.testing.assert_array_equal(namespace["published"]["data"].values, ours.values)  # type: ignore[index]
     return ran
 
 

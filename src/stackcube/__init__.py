@@ -19,8 +19,9 @@ The package is the pipeline. Stages, in the order they run (a stage imports only
 ``stackcube.api`` is the module that knows this order; ``stackcube.refresh`` runs it again on a stored cube (new
 and changed sources only), and ``stackcube.verify`` asks whether its sources are still the ones indexed (each calls
 the other: ``check_etags``, ``fix``); ``stackcube.stack`` (stackstac's shape), ``stackcube.regrid``
-(``to_grid``) and ``stackcube.quicklook`` present what the store opens, and ``stackcube.engine`` opens it for
-xarray (``xr.open_dataset(repo, engine="stackcube")``).
+(``to_grid``) and ``stackcube.quicklook`` present what the store opens, ``stackcube.engine`` opens it for
+xarray (``xr.open_dataset(repo, engine="stackcube")``), ``stackcube.stac`` describes it as a STAC Collection
+(``to_stac``) and ``stackcube.tiles`` serves it as map tiles (titiler-xarray).
 
 Shared by every stage: ``stackcube.errors`` (the one error tree), ``stackcube.settings`` (concurrency, timeouts,
 retries, where S3 is), ``stackcube.options`` (how assets become arrays). ``stackcube.cli`` is the command line.
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # imported on first use (below): ``import stackcube`` stays f
     from stackcube.plan import ArrayPlan
     from stackcube.refresh import RefreshReport, refresh_cube
     from stackcube.regrid import to_grid
+    from stackcube.stac import to_stac
     from stackcube.stack import stack
     from stackcube.union import UnionPlan
     from stackcube.verify import VerifyReport, verify_cube
@@ -66,6 +68,7 @@ _LAZY = {
     "refresh_cube": "stackcube.refresh",
     "stack": "stackcube.stack",
     "to_grid": "stackcube.regrid",
+    "to_stac": "stackcube.stac",
     "verify_cube": "stackcube.verify",
 }
 """Where each public name lives, imported when first asked for (PEP 562): xarray, zarr, Icechunk and pandas cost
@@ -91,6 +94,7 @@ __all__ = [
     "settings",
     "stack",
     "to_grid",
+    "to_stac",
     "verify_cube",
 ]
 
