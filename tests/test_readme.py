@@ -26,7 +26,7 @@ def python_blocks() -> list[tuple[str, str]]:
 
 
 CHECKED = {"red", "raw", "stacked", "union", "report", "checked", "cube", "data", "clustered", "pooled"}
-CHECKED |= {"from_parquet", "plan", "manifest", "vds", "look", "grey", "shared", "published"}
+CHECKED |= {"from_parquet", "plan", "manifest", "vds", "look", "grey", "shared", "published", "tile"}
 """The names :func:`check_example` checks: each must be made by some example, or its check would silently stop."""
 
 
@@ -43,7 +43,13 @@ def test_the_readme_and_the_guide_have_examples_and_each_check_has_one() -> None
     assert assigned >= CHECKED, CHECKED - assigned
 
 
+TILES_WARNING = "ignore:Use `@` matmul instead of `\\*` mul operator:PendingDeprecationWarning"
+"""rioxarray's ``rio.transform()`` multiplies affine transforms with ``*``, which affine deprecates: raised in the tile
+server's thread, it would answer the README's tile request with a 500 under ``filterwarnings=error``."""
+
+
 @pytest.mark.corpus
+@pytest.mark.filterwarnings(TILES_WARNING)
 @pytest.mark.parametrize(("where", "code"), python_blocks(), ids=[w for w, _ in python_blocks()])
 def test_example_runs_twice_in_one_folder(corpus, where, code, monkeypatch, tmp_path) -> None:
     """Readers re-run an example where they ran it before: the second run, among the files and cubes the first one
@@ -60,7 +66,7 @@ def test_example_runs_twice_in_one_folder(corpus, where, code, monkeypatch, tmp_
 
 
 CHECKS = {"red", "stacked", "union", "report", "cube", "clustered", "pooled", "from_parquet", "plan", "manifest"}
-CHECKS |= {"vds", "look", "shared", "published"}
+CHECKS |= {"vds", "look", "shared", "published", "tile"}
 """The checks of :func:`check_example`, by the name that starts each: every one must run on some example."""
 
 
@@ -155,10 +161,22 @@ def check_example(namespace: dict[str, object], *, runs: int) -> set[str]:
         assert (written["title"], written["license"]) == ("Demo scenes", "CC-BY-4.0")
         ours = stackcube.open_dataarray("demo-output/cube.icechunk", "EPSG32735_20m", chunks=False)
         np.testing.assert_array_equal(namespace["published"]["data"].values, ours.values)  # type: ignore[index]
+    if "tile" in namespace:  # a PNG map tile of one band: grey and alpha, saved where the example says
+        import imagecodecs
+        import numpy as np
+
+        tile = namespace["tile"]
+        assert tile.status_code == 200  # type: ignore[attr-defined]
+        pixels = imagecodecs.png_decode(tile.content)  # type: ignore[attr-defined]
+        assert pixels.shape == (256, 256, 2)
+        grey = pixels[..., 0][pixels[..., 1] > 0]  # where the cube has a value
+        assert len(np.unique(grey)) > 16  # the red band stretched, not a flat tile (nor an empty one)
+        assert Path("demo-output/tile.png").read_bytes() == tile.content  # type: ignore[attr-defined]
     return ran
 
 
 @pytest.mark.corpus
+@pytest.mark.filterwarnings(TILES_WARNING)
 def test_the_examples_run_twice_in_order_and_every_cube_they_made_still_reads(corpus, monkeypatch, tmp_path) -> None:
     """A reader follows the README and docs/ top to bottom, then again: nothing an example writes breaks a cube made
     before."""
