@@ -28,7 +28,7 @@ STAGES = (
     ("union",),
     ("cube", "extend"),
     ("store",),
-    ("quicklook", "engine"),
+    ("quicklook", "engine", "tiles", "stac"),
     ("api",),
     ("refresh", "verify", "stack", "regrid", "credentials"),
     ("demo",),
@@ -38,7 +38,17 @@ STAGES = (
 and verify call each other (``refresh_cube(check_etags=True)`` verifies, ``verify_cube(fix=True)`` refreshes), the
 import cycle broken by a function-level import in ``stackcube.refresh``."""
 INSIDE = {
-    "tiff": ("_model", ("_geo", "_decode"), "_ifd", "_parse", "_source", "_read", "_probe", "_codec", "_zarr"),
+    "tiff": (
+        "_model",
+        ("_geo", "_decode", "_standard"),
+        "_ifd",
+        "_parse",
+        "_source",
+        "_read",
+        "_probe",
+        "_codec",
+        "_zarr",
+    ),
     "search": ("_query", "_fetch", "_static", "_parquet", "_since", "_search"),
     "union": ("_plan", "_order", "_lay", "_array"),
     "store": (

@@ -359,7 +359,10 @@ def _stored_steps(
     steps = int(data.shape[0])
     if (not delta and steps > level.shape[0]) or tuple(data.shape[1:]) != level.shape[1:]:
         return "other bands or another extent"
-    if data.metadata.to_dict() != _created(level, data.shape, coords):
+    stored = data.metadata.to_dict()
+    # a level whose sources Zarr's own codecs now describe, written with stackcube.tiff before: both decode its
+    # segments alike, so it grows as it is (a rewrite of the whole array would be the first refresh's cost)
+    if stored != _created(level, data.shape, coords) and stored != _created(level, data.shape, coords, tiff=True):
         return "another encoding, chunking, fill value or attributes"
     if child_names(group) - {DATA} != (set() if kept else {str(k) for k in coords.variables}):
         return "a coordinate more or less (an item property that appeared, or changed type)"
@@ -417,9 +420,10 @@ def _kind(dtype: np.dtype[Any]) -> str:
     return "text" if dtype.kind in "OUST" else dtype.kind
 
 
-def _created(level: ArrayPlan, shape: tuple[int, ...], coords: xr.Dataset) -> dict[str, Any]:
-    """The metadata a build gives a level's data array (:func:`stackcube.store.write.data_array`), at ``shape``."""
-    created = zarr.create_array(store=zarr.storage.MemoryStore(), **data_array(level, coords, shape))
+def _created(level: ArrayPlan, shape: tuple[int, ...], coords: xr.Dataset, *, tiff: bool = False) -> dict[str, Any]:
+    """The metadata a build gives a level's data array (:func:`stackcube.store.write.data_array`), at ``shape``;
+    with ``tiff``, as builds gave it before Zarr's own codecs."""
+    created = zarr.create_array(store=zarr.storage.MemoryStore(), **data_array(level, coords, shape, tiff=tiff))
     return cast("dict[str, Any]", created.metadata.to_dict())
 
 

@@ -59,7 +59,7 @@ from stackcube.store.repo import (
     version_not_found,
 )
 from stackcube.store.scratch import remove_branch, start_scratch
-from stackcube.tiff import TiffSegmentCodec
+from stackcube.tiff import TiffSegmentCodec, standard_codecs
 
 __all__ = ["check_target", "write_plan"]
 
@@ -344,15 +344,24 @@ def _create_nodes(session: icechunk.Session, plan: CubePlan) -> None:
     write_groups(session.store, levels, arrays=data)
 
 
-def data_array(level: ArrayPlan, coords: xr.Dataset, shape: tuple[int, ...]) -> dict[str, Any]:
-    """How a level's data array is created (at ``shape``): its chunks, dtype, fill value, codec and attributes."""
+def data_array(level: ArrayPlan, coords: xr.Dataset, shape: tuple[int, ...], *, tiff: bool = False) -> dict[str, Any]:
+    """How a level's data array is created (at ``shape``): its chunks, dtype, fill value, codecs and attributes.
+
+    Its codecs are Zarr's own when its segments need no TIFF-specific step (:func:`stackcube.tiff.standard_codecs`),
+    so that readers without stackcube decode it too; else, or with ``tiff`` (how cubes were written before, which
+    a refresh appends to as they are), the ``stackcube.tiff`` codec with the level's recipe."""
+    standard = None if tiff else standard_codecs(level.recipe, ndim=len(DIMS), lengths=level.lengths)
+    codecs = (
+        {"serializer": TiffSegmentCodec(recipe=level.recipe), "compressors": None}
+        if standard is None
+        else standard.create_keywords()
+    )
     return {
         "shape": shape,
         "chunks": level.chunks,
         "dtype": level.dtype,
         "fill_value": level.fill_value if level.fill_value is not None else 0,
-        "serializer": TiffSegmentCodec(recipe=level.recipe),
-        "compressors": None,
+        **codecs,
         "dimension_names": DIMS,
         "attributes": data_attrs(level, [str(n) for n in coords.coords]),
     }

@@ -7,13 +7,15 @@
 - :func:`open_tiff`: one IFD as an ``xarray.DataArray`` read through Zarr from the virtual references.
 - :class:`TiffParser`: the same extractor as a VirtualiZarr parser.
 - The Zarr codec ``stackcube.tiff`` (:class:`TiffSegmentCodec`) decodes one segment; it is registered through
-  the ``zarr.codecs`` entry point.
+  the ``zarr.codecs`` entry point. :func:`standard_codecs` gives Zarr's own codecs instead for segments that need
+  no TIFF-specific step (uncompressed, Zstandard or Deflate samples of whole bytes), so that readers without
+  stackcube decode them; :func:`tiff_only_reason` says why the others need ``stackcube.tiff``.
 
-Modules, each importing only the ones before it: ``_model`` (plain data), ``_geo`` and ``_decode`` (pure
-georeferencing and decoding), ``_ifd`` (IFDs read directly, the fast path) and ``_parse`` (pure header
-parsing: that path, or tifffile for unusual files), ``_source``, ``_read`` (header reads, and tiles
-by merged ranged GETs) and ``_probe`` (I/O; ``_probe`` asks each host whether it honours conditional requests),
-``_codec`` and ``_zarr`` (Zarr).
+Modules, each importing only the ones before it: ``_model`` (plain data), ``_geo``, ``_decode`` and ``_standard``
+(pure georeferencing, decoding, and which segments Zarr's own codecs decode), ``_ifd`` (IFDs read directly, the
+fast path) and ``_parse`` (pure header parsing: that path, or tifffile for unusual files), ``_source``, ``_read``
+(header reads, and tiles by merged ranged GETs) and ``_probe`` (I/O; ``_probe`` asks each host whether it honours
+conditional requests), ``_codec`` and ``_zarr`` (Zarr).
 """
 
 from stackcube.tiff._codec import CODEC_NAME, TiffSegmentCodec
@@ -32,6 +34,7 @@ from stackcube.tiff._model import (
 from stackcube.tiff._probe import HostChecks, clear_stores, host_of, probe_hosts
 from stackcube.tiff._read import MERGE_GAP, head_async, read_segments, read_tiff, read_tiff_async
 from stackcube.tiff._source import ObjectInfo, RequestCap, limit, no_ranges, normalize_href
+from stackcube.tiff._standard import StandardCodecs, standard_codecs, tiff_only_reason
 from stackcube.tiff._zarr import TiffParser, manifest_store, open_manifest, open_tiff, open_tiff_async
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "ObjectInfo",
     "Recipe",
     "RequestCap",
+    "StandardCodecs",
     "TiffManifest",
     "TiffParser",
     "TiffSegmentCodec",
@@ -65,5 +69,7 @@ __all__ = [
     "read_tiff_async",
     "same_etag",
     "same_version",
+    "standard_codecs",
+    "tiff_only_reason",
     "with_current_crs",
 ]

@@ -21,11 +21,14 @@ from datetime import datetime
 from typing import Any, cast
 
 import dask.base
+import imagecodecs
 import numpy as np
 import xarray as xr
 import zarr
 from xarray.backends import BackendArray
 from xarray.core import indexing
+from zarr.core.array_spec import ArraySpec
+from zarr.core.buffer import NDBuffer, default_buffer_prototype
 
 from stackcube import _sync
 from stackcube._georef import spatial_coords
@@ -36,7 +39,7 @@ from stackcube.errors import SourceChangedError, SourceNotFoundError
 from stackcube.options import BLOCK, Chunks
 from stackcube.plan import DIMS, band_coords
 from stackcube.settings import Settings, current
-from stackcube.tiff import decode_segment, read_segments
+from stackcube.tiff import TiffSegmentCodec, decode_segment, read_segments
 from stackcube.union._lay import block_size, lay
 from stackcube.union._order import order_steps
 from stackcube.union._plan import Piece, UnionPlan
@@ -359,8 +362,54 @@ def _grid(member: zarr.Array[Any]) -> tuple[int, int, int, int]:
 
 
 def _decode(data: bytes, member: zarr.Array[Any]) -> np.ndarray:
-    """A member tile's bytes as its (samples, rows, columns) values, with the member's own codec recipe."""
-    recipe = cast("Any", member.serializer).recipe
+    """A member tile's bytes as its (samples, rows, columns) values, with the member's own codecs: its
+    ``stackcube.tiff`` recipe, or Zarr's own codecs (:func:`stackcube.tiff.standard_codecs`)."""
+    serializer = member.serializer
+    if not isinstance(serializer, TiffSegmentCodec):
+        chunk = _decode_with_zarr(data, member)
+        return chunk.reshape(chunk.shape[1:])  # a cube's chunk: (1 time, samples, rows, columns)
     fill = member.fill_value
-    block = decode_segment(memoryview(data), recipe, fill.item() if hasattr(fill, "item") else fill)
+    block = decode_segment(memoryview(data), serializer.recipe, fill.item() if hasattr(fill, "item") else fill)
     return block.astype(member.dtype, copy=False)
+
+
+def _decode_with_zarr(data: bytes, member: zarr.Array[Any]) -> np.ndarray:
+    """A chunk's bytes decoded by the member's Zarr codecs, as zarr decodes a chunk it reads: here, in this thread,
+    each codec's synchronous decode in turn (as zarr's ``ChunkTransform`` chains them); through the member's codec
+    pipeline on the event loop when a codec has none (zarr-python before 3.2)."""
+    prototype = default_buffer_prototype()
+    spec = ArraySpec(
+        shape=member.chunks,
+        dtype=member.metadata.dtype,
+        fill_value=member.metadata.fill_value,
+        config=member.async_array.config,
+        prototype=prototype,
+    )
+    chunk = prototype.buffer.from_bytes(data)
+    # Any: zarr types a v2 array's filters as numcodecs' codecs; a member is a v3 array
+    filters: tuple[Any, ...] = tuple(member.filters)
+    compressors: tuple[Any, ...] = tuple(member.compressors)
+    serializer: Any = member.serializer
+    if not _decode_in_thread((*filters, serializer, *compressors)):
+        decoded = _sync.run(member.async_array.codec_pipeline.decode([(chunk, spec)]))
+        return np.asarray(cast("NDBuffer", next(iter(decoded))).as_numpy_array())
+    specs = [spec]  # what each filter sees, outermost first: a transpose changes the shape after it
+    for codec in filters:
+        specs.append(codec.resolve_metadata(specs[-1]))
+    for n, codec in reversed(list(enumerate(compressors))):
+        if n == 0 and getattr(codec, "codec_name", None) == "numcodecs.zlib":
+            # the zlib stream inflated as stackcube.tiff inflates it (libdeflate, into the chunk's known size):
+            # the same bytes as numcodecs' zlib gives, in 60% of its time
+            size = math.prod(specs[-1].shape) * np.dtype(member.dtype).itemsize
+            chunk = prototype.buffer.from_bytes(imagecodecs.deflate_decode(chunk.as_numpy_array(), out=size))
+        else:
+            chunk = codec._decode_sync(chunk, specs[-1])
+    array = serializer._decode_sync(chunk, specs[-1])
+    for codec, at in zip(reversed(filters), reversed(specs[:-1]), strict=True):
+        array = codec._decode_sync(array, at)
+    return np.asarray(cast("NDBuffer", array).as_numpy_array())
+
+
+def _decode_in_thread(codecs: Sequence[Any]) -> bool:
+    """Whether every codec of a chain has a synchronous decode (``SupportsSyncCodec``, zarr-python 3.2 and later)."""
+    return all(hasattr(codec, "_decode_sync") for codec in codecs)
