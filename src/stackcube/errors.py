@@ -30,6 +30,8 @@ does about it::
     │   │                            the branches and tags there are
     │   ├── ConcurrentUpdateError    another writer moved the branch first (refresh retries on it)
     │   └── UntrustedSourceError     the cube points at sources outside the prefixes the caller allows
+    ├── OutputError                  (also OSError) a file stackcube was asked to write cannot be written (a folder,
+    │                                no permission): the message names it
     └── RedactedError                never raised: what a library raised, chained as the ``__cause__`` of one of
                                      the above with its credentials redacted (:func:`caused_by`)
 
@@ -61,6 +63,7 @@ __all__ = [
     "MissingAssetWarning",
     "NotGriddableError",
     "NothingFoundError",
+    "OutputError",
     "RedactedError",
     "RepositoryError",
     "Remedy",
@@ -204,6 +207,10 @@ class ConcurrentUpdateError(RepositoryError):
 
 class UntrustedSourceError(RepositoryError, PermissionError):
     """The cube declares virtual chunk containers outside the prefixes the caller allows; nothing was read."""
+
+
+class OutputError(StackcubeError, OSError):
+    """A file stackcube was asked to write cannot be written (a folder, no permission): the message names it."""
 
 
 class RedactedError(StackcubeError):

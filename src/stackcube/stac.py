@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
@@ -33,7 +33,7 @@ import numpy as np
 
 from stackcube._hrefs import redact, secret_params
 from stackcube._keywords import check_keywords
-from stackcube.errors import SignedHrefError
+from stackcube.errors import OutputError, Remedy, SignedHrefError
 from stackcube.settings import Settings, current
 from stackcube.store import OpenArgs, OpenOptions, open_datatree
 from stackcube.store.layout import CubeMetadata, level_path
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import pystac
     import xarray as xr
 
-__all__ = ["EXTENSIONS", "ICECHUNK", "to_stac", "write_stac"]
+__all__ = ["EXTENSIONS", "ICECHUNK", "check_output", "merged_bbox", "to_stac", "write_stac"]
 
 ICECHUNK = "application/vnd.zarr+icechunk"
 """The media type of a Collection asset that is an Icechunk repository."""
@@ -53,10 +53,11 @@ EXTENSIONS = (
     "https://stac-extensions.github.io/virtual-assets/v1.0.0/schema.json",
     "https://stac-extensions.github.io/version/v1.2.0/schema.json",
 )
-"""The STAC extensions a cube's Collection declares (the versions xpystac's Icechunk collection uses)."""
+"""The STAC extensions a cube's Collection declares (the versions xpystac's Icechunk collection uses); storage only
+where the repository or a source is in an object store (S3, Azure)."""
+STORAGE = EXTENSIONS[1]
 CUBE_ASSET = "cube"
 """The key of the Icechunk asset: one name however often a refresh rewrites the Collection."""
-_COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 _KEYWORDS = frozenset({"branch", "tag", "snapshot", "allow", "credentials"})
 """What :func:`to_stac` takes of :class:`~stackcube.store.OpenArgs`: which version, and what opening it takes."""
 _VALUES = 1000
@@ -121,26 +122,25 @@ def to_stac(
     variables: dict[str, Any] = {}
     boxes = []
     times: list[np.datetime64] = []
-    bands: list[str] = []
     for name, ds in levels.items():
-        crs, box, spatial = _spatial(ds, f"{name}/" if several else "")
+        # one array: time, band, y, x; several: each its own (their CRS, bands and dates may differ), named as
+        # the array's group holds them
+        prefix = f"{name}/" if several else ""
+        crs, box, spatial = _spatial(ds, prefix)
         boxes.append(box)
+        steps = list(ds["time"].to_numpy())
+        times += steps
+        dimensions[f"{prefix}time"] = _time(steps)
+        dimensions[f"{prefix}band"] = {"type": "bands", "values": [str(b) for b in ds["band"].to_numpy().tolist()]}
         dimensions |= spatial
-        times += list(ds["time"].to_numpy())
-        bands += [b for b in ds["band"].to_numpy().tolist() if b not in bands]
         variables[name] = {
             "type": "data",
-            "dimensions": ["time", "band", *reversed(spatial)],  # (time, band, y, x), as stored
+            "dimensions": [f"{prefix}time", f"{prefix}band", f"{prefix}y", f"{prefix}x"],  # as stored
             "description": f"{name}: {crs}, {ds.sizes['y']} x {ds.sizes['x']} px, level 0 of "
             f"{_count(tree, name, metadata)} (xr.open_dataset(href, engine='stackcube', group={name!r}))",
         }
     first, last = (min(times), max(times)) if times else (None, None)
-    dimensions = {
-        "time": _time(sorted(set(times)), first, last),
-        "band": {"type": "bands", "values": bands},
-        **dimensions,
-    }
-    whole = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+    whole = merged_bbox(boxes)
     collection = pystac.Collection(
         id=id or _name(location),
         title=title or f"stackcube cube: {', '.join(levels)}",
@@ -150,7 +150,6 @@ def to_stac(
             pystac.SpatialExtent([whole, *boxes] if several else [whole]),
             pystac.TemporalExtent([[_utc(first), _utc(last)]]),
         ),
-        stac_extensions=list(EXTENSIONS),
         summaries=pystac.Summaries(_summaries(levels.values())),
     )
     collection.extra_fields["cube:dimensions"] = dimensions
@@ -164,9 +163,9 @@ def to_stac(
             key,
             pystac.Asset(
                 prefix,
+                # a folder of the sources, not one file: no media type, and not the role data (clients open those)
                 title=f"the sources under {prefix}",
-                media_type=_COG,
-                roles=["data"],
+                roles=["source"],
                 extra_fields={"storage:refs": refs} if refs else {},
             ),
         )
@@ -190,6 +189,8 @@ def to_stac(
             },
         ),
     )
+    # the storage extension only where there is an object store to describe: it requires storage:schemes
+    collection.stac_extensions = [e for e in EXTENSIONS if schemes or e != STORAGE]
     if schemes:
         collection.extra_fields["storage:schemes"] = schemes
     return collection
@@ -197,20 +198,63 @@ def to_stac(
 
 def write_stac(collection: pystac.Collection, path: str | os.PathLike[str]) -> Path:
     """Write ``collection`` as one JSON file at ``path`` (no links to a catalog: a cube's Collection stands alone);
-    returns the path."""
+    returns the path. An :class:`~stackcube.errors.OutputError` names a path that cannot be written."""
     import json
 
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_output(path)
     collection.remove_links("self")
     collection.remove_links("root")
     text = json.dumps(collection.to_dict(include_self_link=False, transform_hrefs=False), indent=2)
-    out.write_text(text + "\n")
+    try:
+        out.write_text(text + "\n")
+    except OSError as exc:
+        msg = f"cannot write the STAC Collection to {out}: {exc.strerror or exc}; give another path"
+        raise OutputError(msg) from None
     return out
 
 
+def check_output(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a file that can be written (its folder made); an :class:`~stackcube.errors.OutputError` names it
+    when it is a folder or its folder cannot be made: asked before a refresh, so the refresh is not lost to it."""
+    out = Path(path)
+    if out.is_dir():
+        msg = f"{out} is a folder; give the path of the STAC Collection's file, such as {out / 'collection.json'}"
+        raise OutputError(msg)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot make the folder {out.parent} for the STAC Collection: {exc.strerror or exc}; give another path"
+        raise OutputError(msg) from None
+    return out
+
+
+def merged_bbox(boxes: Sequence[Sequence[float]]) -> list[float]:
+    """The smallest [west, south, east, north] holding every box, across the antimeridian where that is smaller
+    (west > east then, as STAC spells such a box); a box may cross it itself."""
+    south, north = min(b[1] for b in boxes), max(b[3] for b in boxes)
+    arcs: list[tuple[float, float]] = []
+    for west, _, east, _ in boxes:
+        arcs += [(west, 180.0), (-180.0, east)] if west > east else [(west, east)]
+    arcs.sort()
+    merged = [list(arcs[0])]
+    for west, east in arcs[1:]:
+        if west <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], east)
+        else:
+            merged.append([west, east])
+    # the largest stretch of longitude no box covers, the wrap-around one included; the bbox is the rest
+    gaps = [(merged[0][0] + 360.0 - merged[-1][1], len(merged) - 1)]
+    gaps += [(merged[n + 1][0] - merged[n][1], n) for n in range(len(merged) - 1)]
+    size, after = max(gaps)
+    if size <= 0:
+        return [-180.0, south, 180.0, north]
+    west, east = merged[(after + 1) % len(merged)][0], merged[after][1]
+    return [west, south, east, north]
+
+
 def _location(repo: RepoLike, href: str | None) -> str:
-    """Where users open the repository: ``href`` or ``repo``, a local path made absolute; refused with a credential."""
+    """Where users open the repository: ``href`` as given, else ``repo`` (a local path made absolute); refused with
+    a credential."""
     given = href if href is not None else repo_url(repo)
     if given is None:
         msg = (
@@ -222,9 +266,11 @@ def _location(repo: RepoLike, href: str | None) -> str:
     if secrets:
         msg = (
             f"the repository's href carries a credential ({', '.join(secrets)}), which a STAC Collection must not "
-            "publish; pass href= the URL without it"
+            "publish"
         )
-        raise SignedHrefError(msg)
+        raise SignedHrefError(msg, remedy=Remedy("pass href= the URL without it", "give --href the URL without it"))
+    if href is not None:  # as given: a URL, or a path relative to where the Collection will be
+        return href
     scheme = urlparse(given).scheme
     if len(scheme) > 1 and scheme != "file":  # a URL (a one-letter scheme is a Windows drive)
         return given
@@ -240,7 +286,10 @@ def _name(location: str) -> str:
 def _description(metadata: CubeMetadata) -> str:
     query = metadata.query.to_dict()
     search = ", ".join(f"{k} {v}" for k, v in query.items() if v and k != "catalog")
-    origin = metadata.query.catalog or "a list of STAC items"
+    catalog = metadata.query.catalog
+    if catalog and ("://" not in catalog or catalog.startswith("file://")):  # a path on the builder's disk
+        catalog = f"a static STAC catalog ({Path(catalog.removeprefix('file://')).name})"
+    origin = catalog or "a list of STAC items"
     text = f"A virtual datacube of Cloud-Optimized GeoTIFFs built by stackcube from {origin}"
     return redact(text + (f" ({search})." if search else "."))  # a cube stores no credential; said twice
 
@@ -273,10 +322,14 @@ def _spatial(ds: xr.Dataset, prefix: str) -> tuple[str, list[float], dict[str, A
     return name, [west, south, east, north], spatial
 
 
-def _time(values: list[np.datetime64], first: Any, last: Any) -> dict[str, Any]:
-    dim: dict[str, Any] = {"type": "temporal", "extent": [_iso(first), _iso(last)]}
-    if len(values) <= _VALUES:
-        dim["values"] = [_iso(v) for v in values]
+def _time(steps: list[np.datetime64]) -> dict[str, Any]:
+    """An array's time dimension: its extent, and its dates where there are at most :data:`_VALUES`."""
+    dim: dict[str, Any] = {
+        "type": "temporal",
+        "extent": [_iso(min(steps)), _iso(max(steps))] if steps else [None, None],
+    }
+    if len(steps) <= _VALUES:
+        dim["values"] = [_iso(v) for v in sorted(steps)]
     return dim
 
 
@@ -324,24 +377,27 @@ def _scheme(
     location: str, settings: Settings, account: str | None, schemes: dict[str, dict[str, Any]]
 ) -> list[str] | None:
     """The ``storage:refs`` of an object-storage location, its scheme added to ``schemes``; None elsewhere (an
-    http(s) href or a path is its own whole address: the storage extension describes object stores)."""
+    http(s) href or a path is its own whole address: the storage extension describes object stores).
+
+    An S3 scheme's region is the one stackcube reads S3 with (``settings.s3.region``, from ``AWS_REGION``), and
+    requester pays is said when stackcube pays for its requests: a Collection cannot tell more of a bucket without
+    asking it."""
     parsed = urlparse(location)
     scheme: dict[str, Any]
     if parsed.scheme == "s3":
         s3 = settings.s3
         bucket = parsed.netloc
-        if s3.endpoint:  # MinIO, Ceph, moto: S3 elsewhere than AWS
-            scheme = {"type": "custom-s3", "platform": f"{s3.endpoint.rstrip('/')}/{{bucket}}", "bucket": bucket}
+        if s3.endpoint:  # MinIO, Ceph, moto: S3 elsewhere than AWS; the platform is the endpoint
+            scheme = {"type": "custom-s3", "platform": redact(s3.endpoint.rstrip("/")), "bucket": bucket}
         else:
             scheme = {"type": "aws-s3", "platform": "https://{bucket}.s3.{region}.amazonaws.com", "bucket": bucket}
         scheme["region"] = s3.region
         if s3.requester_pays:
             scheme["requester_pays"] = True
         key = f"{scheme['type']}-{bucket}"
-    elif parsed.scheme == "az" and account:
-        emulator = settings.azure.emulator
-        platform = f"{emulator.rstrip('/')}/{{account}}" if emulator else "https://{account}.blob.core.windows.net"
-        scheme = {"type": "ms-azure", "platform": platform, "account": account}
+    elif parsed.scheme == "az" and account and not settings.azure.emulator:
+        # an emulator (Azurite) is no platform the extension names: ms-azure is Azure's own endpoint
+        scheme = {"type": "ms-azure", "platform": "https://{account}.blob.core.windows.net", "account": account}
         key = f"ms-azure-{account}"
     else:
         return None

@@ -163,7 +163,10 @@ def _where(repo: str) -> str:
 
 def cmd_refresh(args: argparse.Namespace) -> int:
     from stackcube.refresh import refresh_cube
+    from stackcube.stac import check_output
 
+    if args.stac and not args.dry_run:
+        check_output(args.stac)  # before the refresh: a path that cannot be written says so before any commit
     with _workers(args) as workers:
         report = refresh_cube(
             args.repo,
@@ -183,48 +186,51 @@ def cmd_refresh(args: argparse.Namespace) -> int:
             **workers,
         )
     print(report)
-    if args.stac and not args.dry_run:
-        # the new snapshot by its tag when one was made, else the branch's tip (which nothing new left as it was)
-        _write_stac(args.repo, Path(args.stac), branch=args.branch, tag=args.tag if report.committed else None)
+    if args.stac and args.dry_run:
+        print(f"  STAC Collection {args.stac} not written (--dry-run)")
+    elif args.stac:
+        # the new snapshot by its tag when one was made, else the branch's tip (the latest, whoever wrote it)
+        _rewrite_stac(args.repo, Path(args.stac), branch=args.branch, tag=args.tag if report.committed else None)
     return 0 if report.committed or (args.dry_run and (report.added or report.changed)) else EXIT_UNCHANGED
 
 
 def cmd_stac(args: argparse.Namespace) -> int:
-    from stackcube.stac import to_stac
+    from stackcube.stac import to_stac, write_stac
 
     given = {"id": args.id, "title": args.title, "description": args.description, "license": args.license}
-    if args.out:
-        _write_stac(args.repo, Path(args.out), branch=args.branch, tag=args.tag, href=args.href, given=given)
-        return 0
     chosen = {k: v for k, v in given.items() if v is not None}
-    collection = to_stac(args.repo, branch=None if args.tag else args.branch, tag=args.tag, href=args.href, **chosen)
-    print(json.dumps(collection.to_dict(include_self_link=False, transform_hrefs=False), indent=2))
+    branch = None if args.tag else args.branch
+    collection = to_stac(args.repo, branch=branch, tag=args.tag, href=args.href, **chosen)
+    if args.out:
+        _written(collection, write_stac(collection, args.out))
+    else:
+        print(json.dumps(collection.to_dict(include_self_link=False, transform_hrefs=False), indent=2))
     return 0
 
 
-def _write_stac(
-    repo: str,
-    path: Path,
-    *,
-    branch: str,
-    tag: str | None,
-    href: str | None = None,
-    given: dict[str, Any] | None = None,
-) -> None:
-    """Write the cube's Collection to ``path`` (at ``tag``, else ``branch``'s tip); what ``given`` leaves out (None)
-    of id, title, description and license is kept from a Collection already there."""
+def _written(collection: Any, path: Path) -> None:
+    from stackcube.stac import CUBE_ASSET
+
+    version = collection.assets[CUBE_ASSET].extra_fields["version"]
+    print(f"STAC Collection {collection.id} written to {path} (version {version})")
+
+
+def _rewrite_stac(repo: str, path: Path, *, branch: str, tag: str | None) -> None:
+    """The cube's Collection written again after a refresh (at ``tag``, else ``branch``'s tip), keeping what the one
+    already at ``path`` says of itself: its id, title, description, license and the repository's href."""
     from stackcube.stac import CUBE_ASSET, to_stac, write_stac
 
     kept: dict[str, Any] = {}
+    href = None
     if path.is_file():
         with contextlib.suppress(ValueError, OSError):  # not a Collection we can read: written anew
             before = json.loads(path.read_text())
             kept = {k: before[k] for k in ("id", "title", "description", "license") if isinstance(before.get(k), str)}
-    chosen = {**kept, **{k: v for k, v in (given or {}).items() if v is not None}}
-    collection = to_stac(repo, branch=None if tag else branch, tag=tag, href=href, **chosen)
-    write_stac(collection, path)
-    version = collection.assets[CUBE_ASSET].extra_fields["version"]
-    print(f"STAC Collection {collection.id} written to {path} (version {version})")
+            href = ((before.get("assets") or {}).get(CUBE_ASSET) or {}).get("href")
+    collection = to_stac(
+        repo, branch=None if tag else branch, tag=tag, href=href if isinstance(href, str) else None, **kept
+    )
+    _written(collection, write_stac(collection, path))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

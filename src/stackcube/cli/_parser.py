@@ -160,8 +160,8 @@ def make_parser() -> argparse.ArgumentParser:
     refresh.add_argument(
         "--stac",
         metavar="FILE",
-        help="then write the cube's STAC Collection to FILE, as `stackcube stac` does (an existing FILE keeps its id, "
-        "title, description and license)",
+        help="then write the cube's STAC Collection to FILE, as `stackcube stac` does (keeping the id, title, "
+        "description, license and repository href of the Collection already there)",
     )
     _add_modifier_argument(refresh)
     _add_catalog_arguments(refresh)
