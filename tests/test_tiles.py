@@ -201,6 +201,57 @@ def test_an_unknown_variable_or_selection_is_a_4xx_saying_what_there_is(client) 
     assert "bands B02, B03, B04, B08" in no_band.json()["detail"]
     outside = client.get("/tiles/WebMercatorQuad/14/0/0.png", params={"variable": TEN, "sel": [f"time={DATE}"]})
     assert outside.status_code == 404  # titiler's: the tile is outside the cube
+    no_date = client.get(tile, params={"variable": TEN, "sel": ["time=notadate", "band=B04"]})
+    assert no_date.status_code == 400
+    assert "sel=['time=notadate', 'band=B04'] cannot be read" in no_date.json()["detail"]
+
+
+def test_what_could_take_the_server_s_memory_is_not_served(client) -> None:
+    """titiler's POST /statistics reads full resolution under any polygon (a large one took 24 GB); a tile larger
+    than MAX_TILESIZE is refused."""
+    from stackcube.tiles import MAX_TILESIZE
+
+    polygon = {
+        "type": "Feature",
+        "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": [[[27, -5], [29, -5], [29, -4], [27, -4], [27, -5]]]},
+    }
+    stats = client.post("/statistics", params={"variable": TEN, "sel": [f"time={DATE}"]}, json=polygon)
+    assert stats.status_code in {404, 405}
+    assert "/statistics" not in client.get("/api").json()["paths"]
+    params = {"variable": TEN, "sel": [f"time={DATE}", "band=B04"], "rescale": "0.05,0.08"}
+    big = client.get("/tiles/WebMercatorQuad/14/9462/8399.png", params={**params, "tilesize": 4 * MAX_TILESIZE})
+    assert big.status_code == 400
+    assert f"give at most {MAX_TILESIZE} pixels" in big.json()["detail"]
+    ok = client.get("/tiles/WebMercatorQuad/14/9462/8399.png", params={**params, "tilesize": 512})
+    assert ok.status_code == 200, ok.text
+
+
+def test_a_branch_is_opened_again_only_when_it_moved(tmp_path, monkeypatch) -> None:
+    """Tiles of a branch come from its tip: the cube is opened once while the branch stays, and again (showing the
+    new date) once it moved."""
+    from fastapi.testclient import TestClient
+
+    import stackcube.tiles
+    from stackcube.tiles import create_app
+
+    catalog = write_demo_catalog(tmp_path / "demo", dates=3, size=256)
+    repo = tmp_path / "cube.icechunk"
+    stackcube.build_cube(catalog, repo=repo, progress=False)
+    opened = []
+    real = stackcube.tiles.open_datatree
+    monkeypatch.setattr(stackcube.tiles, "open_datatree", lambda *a, **k: opened.append(1) or real(*a, **k))
+    tile = "/tiles/WebMercatorQuad/14/9462/8399.png"
+    fourth = {"variable": TEN, "sel": ["time=2020-06-16T08:06:11", "band=B04"], "rescale": "0,2000"}  # the new date
+    with TestClient(create_app(repo), raise_server_exceptions=False) as client:
+        third = {**fourth, "sel": ["time=2020-06-11T08:06:11", "band=B04"]}
+        assert [client.get(tile, params=third).status_code for _ in range(3)] == [200, 200, 200]
+        assert client.get(tile, params=fourth).status_code == 400  # not there yet
+        assert len(opened) == 1
+        write_demo_catalog(tmp_path / "demo", dates=4, size=256)
+        assert stackcube.refresh_cube(repo, progress=False).committed
+        assert client.get(tile, params=fourth).status_code == 200
+        assert len(opened) == 2
 
 
 def test_a_request_cannot_point_the_server_at_another_dataset(client, tmp_path) -> None:
@@ -275,7 +326,12 @@ def test_messages_lose_every_credential_string(repo) -> None:
         "sent REDACTED to https://h.example/a.tif?sig=REDACTED"
     )
     assert "s3cr3t" not in repr(source)
-    from stackcube.tiles import _strings_of
+    from stackcube.tiles import _handler, _strings_of
+
+    answered = _handler(502, source)(None, RuntimeError("the host refused Bearer s3cr3t-value for x-key another"))
+    assert answered.status_code == 502
+    assert b"s3cr3t" not in answered.body
+    assert b"REDACTED" in answered.body
 
     assert set(_strings_of(credentials)) == {"Bearer s3cr3t-value", "s3cr3t-value", "another-secret"}
 

@@ -10,8 +10,11 @@ Nodata (NaN) is transparent.
 
 Each request opens the cube's tree anew (a branch's new commits show at the next tile), and each tile is read from
 the coarsest level of the array that is still at least as fine as the tile's pixels, as GDAL picks a COG's overview:
-full resolution only where the map is zoomed in that far. Credentials stay in the server: no response, and nothing
-the app logs, holds them. ``stackcube.tiles`` needs titiler-xarray: without it, importing this module raises
+full resolution only where the map is zoomed in that far. What a cube opens to is kept per snapshot (the last
+:data:`CACHED` arrays asked for): a request on a branch looks up its tip (one small read) and opens the cube again
+only when it moved. Credentials stay in the server: no response holds them, and stackcube's own errors redact hrefs
+wherever they are logged (the traceback the server logs for an unexpected error shows a library's message as it
+was raised). ``stackcube.tiles`` needs titiler-xarray: without it, importing this module raises
 :class:`~stackcube.errors.MissingExtraError` naming the ``tiles`` extra.
 
 Example (the demo cube; one PNG tile of its red band at its second date, stretched as its quicklook is)::
@@ -33,8 +36,10 @@ A server: a file ``tiles_app.py`` holding ``app = create_app("s3://bucket/cube.i
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from stackcube._hrefs import redact
@@ -67,7 +72,7 @@ except ImportError as exc:  # pragma: no cover - tested in a subprocess without 
     _msg = f"stackcube.tiles serves map tiles with titiler-xarray ({exc.name} is missing): {install_extra('tiles')}"
     raise MissingExtraError(_msg) from None
 
-from stackcube.store import OpenOptions, open_datatree
+from stackcube.store import OpenOptions, Version, branch_head, open_datatree
 from stackcube.store.layout import DATA, CubeMetadata, level_path
 
 if TYPE_CHECKING:
@@ -78,7 +83,12 @@ if TYPE_CHECKING:
     from stackcube.settings import Credentials
     from stackcube.store import RepoLike
 
-__all__ = ["CubeReader", "CubeSource", "create_app"]
+__all__ = ["MAX_TILESIZE", "CubeReader", "CubeSource", "create_app"]
+
+MAX_TILESIZE = 1024
+"""The largest tile (pixels a side) a request may ask for: a map asks for 256 or 512."""
+CACHED = 8
+"""Opened (snapshot, array) pairs an app keeps: a map's tiles come from one or two arrays of one snapshot."""
 
 STATUS_CODES: dict[type[Exception], int] = {
     **DEFAULT_STATUS_CODES,
@@ -102,17 +112,46 @@ class CubeSource:
     """Which snapshot, ``allow``, credentials; no dask (a tile is one read of the tiles it touches)."""
     secrets: tuple[str, ...] = field(default=(), compare=False)
     """The strings of the credentials given, blanked out of every message the app sends."""
+    opened: OrderedDict[tuple[str, str], tuple[xr.DataArray, ...]] = field(default_factory=OrderedDict, compare=False)
+    """The levels of the arrays asked for last, by (snapshot, array): at most :data:`CACHED`."""
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
+    """Guards :attr:`opened` (titiler answers requests on several threads)."""
 
     def __repr__(self) -> str:
         return f"CubeSource({redact(str(self.repo))!r}, {self.options.version})"
 
     def open_levels(self, array: str) -> tuple[xr.DataArray, ...]:
-        """The levels of ``array`` (full resolution first), each a lazy (time, band, y, x) DataArray named after it.
+        """The levels of ``array`` (full resolution first), each a lazy (time, band, y, x) DataArray named after it,
+        as the version asked for holds them now (kept per snapshot: the cube is opened again when a branch moved).
 
         Raises :class:`~stackcube.errors.ArrayNotFoundError` listing the arrays of the cube when it has no
         ``array``, and saying which union to ask for when ``array`` is a union's member.
         """
-        tree = open_datatree(self.repo, self.options)
+        options = self.pinned()
+        key = (str(options.version), array)
+        with self.lock:
+            levels = self.opened.get(key)
+            if levels is not None:
+                self.opened.move_to_end(key)
+                return levels
+        levels = self._open(array, options)
+        with self.lock:
+            self.opened[key] = levels
+            while len(self.opened) > CACHED:
+                self.opened.popitem(last=False)
+        return levels
+
+    def pinned(self) -> OpenOptions:
+        """The options with a branch's tip as its snapshot (a tag or snapshot id stays: neither moves); as given
+        when the branch cannot be looked up (opening it then says why)."""
+        version = self.options.version
+        if version.tag is not None or version.snapshot is not None:
+            return self.options
+        tip = branch_head(self.repo, version.branch or "main")
+        return self.options if tip is None else replace(self.options, version=Version(snapshot=tip.id))
+
+    def _open(self, array: str, options: OpenOptions) -> tuple[xr.DataArray, ...]:
+        tree = open_datatree(self.repo, options)
         metadata = CubeMetadata.from_attrs(tree.attrs)
         if array not in metadata.array_names:
             union = next((u.name for u in metadata.unions if array in u.members), None)
@@ -166,7 +205,11 @@ class CubeReader(XarrayReader):
         out_dtype: str | np.dtype[Any] | None = None,
         **kwargs: Any,  # Any: rio-tiler's other keywords, passed on as they came
     ) -> ImageData:
-        """The tile, read from :meth:`level_for`'s level (rio-tiler's ``XarrayReader.tile`` does the rest)."""
+        """The tile, read from :meth:`level_for`'s level (rio-tiler's ``XarrayReader.tile`` does the rest); a
+        ``tilesize`` above :data:`MAX_TILESIZE` is refused (its memory grows with its square)."""
+        if tilesize is not None and not 0 < tilesize <= MAX_TILESIZE:
+            msg = f"tilesize={tilesize}: give at most {MAX_TILESIZE} pixels (a map asks for 256 or 512)"
+            raise SelectionError(msg)
         level = self.levels[self.level_for(Tile(x=tile_x, y=tile_y, z=tile_z), tilesize)]
         reader = self if level is self.input else XarrayReader(level, tms=self.tms, options=self.options)
         return XarrayReader.tile(
@@ -204,6 +247,9 @@ def selected(da: xr.DataArray, sel: Sequence[str] | None) -> xr.DataArray:
         out = get_variable(da.to_dataset(), name, sel=list(sel) if sel else None)
     except (KeyError, IndexError):
         msg = f"{name} has no {' and '.join(sel or ())} (sel=): {_dimensions(da)}"
+        raise SelectionError(msg) from None
+    except (ValueError, TypeError) as exc:  # a value that is no date or number (pandas' and NumPy's parsing)
+        msg = f"{name}: sel={list(sel or ())} cannot be read ({exc}): {_dimensions(da)}"
         raise SelectionError(msg) from None
     except AssertionError:  # titiler-xarray's check that 2 or 3 dimensions are left
         msg = f"{name} needs one date for a map, and sel={list(sel or ())} leaves more: {_dimensions(da)}"
@@ -281,7 +327,7 @@ def create_app(
         """The cube this app serves: no ``url`` parameter, so a request cannot point the server elsewhere."""
         return source
 
-    factory = TilerFactory(
+    factory = _CubeTilerFactory(
         reader=CubeReader,
         path_dependency=cube,
         reader_dependency=XarrayDsParams,  # variable and sel; no group= or decode_times=: stackcube decides those
@@ -292,6 +338,15 @@ def create_app(
     for exc_class, status in STATUS_CODES.items():
         app.add_exception_handler(exc_class, _handler(status, source))
     return app
+
+
+@attr.s
+class _CubeTilerFactory(TilerFactory):
+    """titiler-xarray's factory without ``POST /statistics``, which reads full resolution under any polygon, however
+    large (one request could take a server's memory)."""
+
+    def statistics(self) -> None:
+        """No statistics route."""
 
 
 def _handler(status: int, source: CubeSource) -> Callable[[Request, Exception], Response]:
