@@ -197,9 +197,9 @@ def test_gdal_overviews_and_mask_roles(tmp_path) -> None:
         assert np.array_equal(values > 0, ds.read_masks(1) > 0)
 
 
-def test_gdal_sparse_file_reads_fill_value(tmp_path) -> None:
-    path = tmp_path / "sparse.tif"
-    block = np.full((1, 64, 64), 7, np.int16)
+def write_sparse(path: Path, compress: str) -> None:
+    """An int16 file of 64 x 64 tiles with nodata -9999 where GDAL wrote one tile only (SPARSE_OK: the others are
+    left out, offset and byte count 0)."""
     with rasterio.open(
         path,
         "w",
@@ -212,12 +212,17 @@ def test_gdal_sparse_file_reads_fill_value(tmp_path) -> None:
         tiled=True,
         blockxsize=64,
         blockysize=64,
-        compress="DEFLATE",
+        compress=compress,
         sparse_ok=True,
         crs="EPSG:32635",
         transform=from_origin(600000, 9500000, 10, 10),
     ) as ds:
-        ds.write(block, window=rasterio.windows.Window(64, 64, 64, 64))
+        ds.write(np.full((1, 64, 64), 7, np.int16), window=rasterio.windows.Window(64, 64, 64, 64))
+
+
+def test_gdal_sparse_file_reads_fill_value(tmp_path) -> None:
+    path = tmp_path / "sparse.tif"
+    write_sparse(path, "DEFLATE")
     manifest = read_tiff(path)
     ifd = manifest.ifds[0]
     assert (ifd.lengths == 0).sum() == ifd.lengths.size - 1

@@ -24,6 +24,7 @@ from stackcube.errors import TiffError
 from stackcube.tiff import IfdManifest, Recipe, StandardCodecs, read_tiff, standard_codecs, tiff_only_reason
 from tests.conftest import CORPUS, corpus_files, require
 from tests.tiff.test_conformance import assert_identical, tifffile_reference
+from tests.tiff.test_generated import write_sparse
 
 BASE = Recipe(
     compression=8,
@@ -327,24 +328,7 @@ def test_gdal_files_read_through_zarr_as_rasterio_reads_them(tmp_path, compress,
 def test_a_sparse_file_reads_the_fill_value_where_it_has_no_tile(tmp_path) -> None:
     """GDAL leaves out tiles never written (SPARSE_OK): no chunk there, so Zarr gives the fill value, as rasterio."""
     path = tmp_path / "sparse.tif"
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=WIDTH,
-        height=HEIGHT,
-        count=1,
-        dtype="int16",
-        nodata=-9999,
-        tiled=True,
-        blockxsize=64,
-        blockysize=64,
-        compress="ZSTD",
-        sparse_ok=True,
-        crs="EPSG:32635",
-        transform=from_origin(600000, 9500000, 10, 10),
-    ) as ds:
-        ds.write(np.full((1, 64, 64), 7, np.int16), window=rasterio.windows.Window(64, 64, 64, 64))
+    write_sparse(path, "ZSTD")
     ifd = read_tiff(path).ifds[0]
     assert (ifd.lengths == 0).sum() == ifd.lengths.size - 1
     codecs = standard_codecs(ifd.recipe, ndim=3, lengths=ifd.lengths)
