@@ -72,7 +72,7 @@ except ImportError as exc:  # pragma: no cover - tested in a subprocess without 
     _msg = f"stackcube.tiles serves map tiles with titiler-xarray ({exc.name} is missing): {install_extra('tiles')}"
     raise MissingExtraError(_msg) from None
 
-from stackcube.store import OpenOptions, Version, branch_head, open_datatree
+from stackcube.store import OpenOptions, Version, branch_tip, open_datatree, open_repository
 from stackcube.store.layout import DATA, CubeMetadata, level_path
 
 if TYPE_CHECKING:
@@ -116,6 +116,8 @@ class CubeSource:
     """The levels of the arrays asked for last, by (snapshot, array): at most :data:`CACHED`."""
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
     """Guards :attr:`opened` (titiler answers requests on several threads)."""
+    repository: list[RepoLike] = field(default_factory=list, compare=False)
+    """The repository opened once, to look up a branch's tip in one small read per request (empty until then)."""
 
     def __repr__(self) -> str:
         return f"CubeSource({redact(str(self.repo))!r}, {self.options.version})"
@@ -147,8 +149,15 @@ class CubeSource:
         version = self.options.version
         if version.tag is not None or version.snapshot is not None:
             return self.options
-        tip = branch_head(self.repo, version.branch or "main")
-        return self.options if tip is None else replace(self.options, version=Version(snapshot=tip.id))
+        with self.lock:
+            if not self.repository:
+                try:
+                    self.repository.append(open_repository(self.repo, reading=True))
+                except StackcubeError:
+                    return self.options  # opening the cube says why
+            repository = self.repository[0]
+        tip = branch_tip(repository, version.branch or "main")
+        return self.options if tip is None else replace(self.options, version=Version(snapshot=tip))
 
     def _open(self, array: str, options: OpenOptions) -> tuple[xr.DataArray, ...]:
         tree = open_datatree(self.repo, options)

@@ -270,3 +270,13 @@ def test_a_big_write_caches_a_bounded_number_of_references_and_saves_no_cache_se
     assert saved.caching is None  # not the write's cache
     assert saved.manifest is None or saved.manifest.splitting is None  # nor its splitting
     assert stackcube.open_dataarray(repo).sizes["time"] == plan.arrays[0].shape[0]
+
+
+def test_a_branch_tip_is_its_snapshot_and_none_where_there_is_none(demo_cube, tmp_path) -> None:
+    from stackcube.store import branch_tip, open_repository
+
+    _, repo, cube = demo_cube
+    repository = open_repository(repo, reading=True)
+    assert branch_tip(repo, "main") == branch_tip(repository, "main") == cube.snapshot_id
+    assert branch_tip(repository, "nope") is None
+    assert branch_tip(tmp_path / "nothing-here", "main") is None

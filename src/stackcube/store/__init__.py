@@ -39,6 +39,7 @@ from stackcube.store.repo import (
     ONE_REQUEST,
     RepoLike,
     branch_head,
+    branch_tip,
     check_allowed,
     container_prefixes,
     exists,
@@ -53,6 +54,7 @@ from stackcube.store.write import check_target, write_plan
 
 __all__ = [
     "branch_head",
+    "branch_tip",
     "ONE_REQUEST",
     "Appended",
     "Commit",

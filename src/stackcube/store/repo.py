@@ -169,6 +169,16 @@ def branch_head(repo: RepoLike, branch: str) -> icechunk.SnapshotInfo | None:
         return None
 
 
+def branch_tip(repo: RepoLike, branch: str) -> str | None:
+    """The snapshot id ``branch`` points at now: one small read where ``repo`` is an opened ``Repository`` (keep one
+    to ask often); None when there is no repository there, or no such branch."""
+    try:
+        repository = repo if isinstance(repo, icechunk.Repository) else open_repository(repo)
+        return repository.lookup_branch(branch)
+    except (RepositoryError, icechunk.IcechunkError):
+        return None
+
+
 def exists(repo: RepoLike, settings: Settings | None = None) -> bool:
     """Whether there is a repository at ``repo`` (one request); a location that cannot hold one (a file, a
     directory of other things) is a :class:`RepositoryError` saying so."""
