@@ -284,3 +284,64 @@ def test_a_cube_written_with_the_tiff_codec_grows_by_appending_and_keeps_it(tmp_
     fresh = tmp_path / "fresh.icechunk"  # the same sources built now: Zarr's own codecs
     stackcube.build_cube(str(catalog), repo=fresh, progress=False)
     assert _codecs(fresh, f"{array.name}/0/data") == ["bytes", "numcodecs.zlib"]
+
+
+def _longer_segments(path: Path) -> None:
+    """Make each tile's byte count 2 longer than the tile (a writer that pads its segments; GDAL still reads it)."""
+    import tifffile
+
+    with path.open("ab") as f:
+        f.write(b"\0" * 16)  # the last tile's longer count stays inside the file
+    with tifffile.TiffFile(path, mode="r+") as tif:
+        tag = tif.pages[0].tags["TileByteCounts"]
+        tag.overwrite(tuple(v + 2 for v in tag.value))
+
+
+def test_uncompressed_sources_of_longer_segments_keep_the_tiff_codec_at_build_and_refresh(tmp_path) -> None:
+    """``bytes`` refuses a segment longer than the chunk, where ``stackcube.tiff`` reads its first bytes as GDAL
+    does: such a source keeps its array on ``stackcube.tiff``, whether it is there at the build or comes with a
+    refresh of an array of Zarr's own codecs (which is then written again), and every date reads as rasterio."""
+    root = tmp_path / "series"
+    root.mkdir()
+    profile = {
+        "driver": "GTiff",
+        "height": 256,
+        "width": 256,
+        "count": 1,
+        "dtype": "uint16",
+        "crs": "EPSG:32633",
+        "transform": from_origin(500_000, 4_000_000, 10, 10),
+        "tiled": True,
+        "blockxsize": 128,
+        "blockysize": 128,
+        "compress": "none",
+        "nodata": 0,
+    }
+    rng = np.random.default_rng(5)
+    items = []
+    for n in range(3):
+        path = root / f"d{n}.tif"
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(rng.integers(1, 4000, (1, 256, 256), dtype="uint16"))
+        items.append(_item(n, path.as_posix()))
+    _longer_segments(root / "d2.tif")
+    catalog = root / "items.json"
+    catalog.write_text(json.dumps({"type": "FeatureCollection", "features": items[:2]}))
+    repo = tmp_path / "cube.icechunk"
+    (array,) = stackcube.build_cube(str(catalog), repo=repo, progress=False).plan.arrays
+    path = f"{array.name}/0/data"
+    assert _codecs(repo, path) == ["bytes"]
+
+    catalog.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    report = stackcube.refresh_cube(repo, progress=False)
+    assert report.added == ("source-2",)
+    assert not report.appended  # the array is written again, with stackcube.tiff
+    assert _codecs(repo, path) == ["stackcube.tiff"]
+    fresh = tmp_path / "fresh.icechunk"
+    stackcube.build_cube(str(catalog), repo=fresh, progress=False)
+    assert _codecs(fresh, path) == ["stackcube.tiff"]
+    for cube in (repo, fresh):
+        values = stackcube.open_dataarray(cube, mask_and_scale=False, chunks=False).values
+        for n in range(3):
+            with rasterio.open(root / f"d{n}.tif") as src:
+                np.testing.assert_array_equal(values[n, 0], src.read(1))

@@ -153,8 +153,9 @@ def _codecs_written(codecs: StandardCodecs, recipe: Recipe) -> list[dict[str, An
 )
 def test_the_rule_field_by_field(field: str, changes: dict[str, Any], expected: list[dict[str, Any]] | str) -> None:
     recipe = dataclasses.replace(BASE, **changes)
-    codecs = standard_codecs(recipe)
-    why = tiff_only_reason(recipe)
+    lengths = _whole(recipe)
+    codecs = standard_codecs(recipe, lengths=lengths)
+    why = tiff_only_reason(recipe, lengths)
     if isinstance(expected, str):
         assert codecs is None
         assert why is not None
@@ -168,8 +169,15 @@ def test_the_rule_field_by_field(field: str, changes: dict[str, Any], expected: 
     )  # as the survey prints it
 
 
+def _whole(recipe: Recipe) -> np.ndarray:
+    """Byte counts of two by two segments of ``recipe``, each the whole segment's size (what an uncompressed file
+    holds)."""
+    size = recipe.segment_length * recipe.segment_width * recipe.samples * np.dtype(recipe.dtype).itemsize
+    return np.full((2, 2), size, np.uint64)
+
+
 def test_a_single_ifd_array_transposes_its_three_axes() -> None:
-    codecs = standard_codecs(dataclasses.replace(BASE, samples=3), ndim=3)
+    codecs = standard_codecs(dataclasses.replace(BASE, samples=3), ndim=3, lengths=None)
     assert codecs is not None
     assert [f.to_dict() for f in codecs.filters] == [{"name": "transpose", "configuration": {"order": (1, 2, 0)}}]
 
@@ -184,6 +192,10 @@ def test_uncompressed_segments_of_another_size_stay_tiff() -> None:
     assert tiff_only_reason(recipe, longer) == f"uncompressed segments of other sizes than {size} bytes"
     # compressed segments are any size
     assert standard_codecs(BASE, lengths=longer) is not None
+    # byte counts not known: uncompressed stays stackcube.tiff, compressed is any size anyway
+    assert standard_codecs(recipe, lengths=None) is None
+    assert tiff_only_reason(recipe) == "uncompressed segments whose byte counts are not known"
+    assert standard_codecs(BASE, lengths=None) is not None
 
 
 # --- reading through zarr-python with the standard codecs alone ---------------------------------------------------

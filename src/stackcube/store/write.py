@@ -350,7 +350,7 @@ def data_array(level: ArrayPlan, coords: xr.Dataset, shape: tuple[int, ...], *, 
     Its codecs are Zarr's own when its segments need no TIFF-specific step (:func:`stackcube.tiff.standard_codecs`),
     so that readers without stackcube decode it too; else, or with ``tiff`` (how cubes were written before, which
     a refresh appends to as they are), the ``stackcube.tiff`` codec with the level's recipe."""
-    standard = None if tiff else standard_codecs(level.recipe, ndim=len(DIMS), lengths=None)
+    standard = None if tiff else standard_codecs(level.recipe, ndim=len(DIMS), lengths=level.lengths)
     codecs = (
         {"serializer": TiffSegmentCodec(recipe=level.recipe), "compressors": None}
         if standard is None

@@ -72,7 +72,7 @@ class StandardCodecs:
         }
 
 
-def standard_codecs(recipe: Recipe, *, ndim: int = 4, lengths: np.ndarray | None = None) -> StandardCodecs | None:
+def standard_codecs(recipe: Recipe, *, ndim: int = 4, lengths: np.ndarray | None) -> StandardCodecs | None:
     """Zarr's own codecs for the segments ``recipe`` describes, or None when they need ``stackcube.tiff``.
 
     Parameters
@@ -82,7 +82,8 @@ def standard_codecs(recipe: Recipe, *, ndim: int = 4, lengths: np.ndarray | None
     ndim
         Dimensions of the array, whose last three are (band, y, x): 4 in a cube (time first), 3 for one IFD.
     lengths
-        Byte counts of the segments (0 for none); only uncompressed segments are checked against them.
+        Byte counts of every segment the array references (0 for none): uncompressed segments qualify only when
+        each is the segment's size; None (not known) keeps uncompressed segments on ``stackcube.tiff``.
 
     Examples
     --------
@@ -142,10 +143,11 @@ def tiff_only_reason(recipe: Recipe, lengths: np.ndarray | None = None) -> str |
         why.append("settings of another compression (JPEG tables, a LERC stage, T4Options or EER bits)")
     if not recipe.tiled and recipe.image_length % recipe.segment_length:
         why.append(f"short last strip ({recipe.image_length} rows in strips of {recipe.segment_length})")
-    if compression == NONE and lengths is not None and not why:
+    if compression == NONE and not why:
         size = recipe.segment_length * recipe.segment_width * recipe.samples * np.dtype(recipe.dtype).itemsize
-        stored = np.asarray(lengths)
-        if np.any((stored != 0) & (stored != size)):
+        if lengths is None:  # stackcube.tiff reads a longer segment's first bytes, where bytes refuses it
+            why.append("uncompressed segments whose byte counts are not known")
+        elif np.any((np.asarray(lengths) != 0) & (np.asarray(lengths) != size)):
             why.append(f"uncompressed segments of other sizes than {size} bytes")
     return ", ".join(why) or None
 
