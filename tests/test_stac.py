@@ -336,6 +336,11 @@ def test_the_stac_command_prints_or_writes_it_and_a_refresh_rewrites_it(demo_cub
     assert tuple(rewritten[k] for k in kept) == ("demo-cube", "Demo", "CC-BY-4.0")
     assert rewritten["assets"][CUBE_ASSET]["href"] == published  # where users open it, kept
 
+    for odd in ("[]", '{"assets": []}', '{"assets": {"cube": "x"}}', "not json"):  # written anew, after the refresh
+        out.write_text(odd)
+        assert main(["refresh", str(repo), "--quiet", "--stac", str(out)]) == 3  # nothing new to commit
+        assert json.loads(out.read_text())["id"] == "cube"
+    assert main(["stac", str(repo), "--out", str(out), *named]) == 0
     assert main(["stac", str(repo), "--out", str(out)]) == 0  # the command itself keeps nothing of the file
     assert json.loads(out.read_text())["id"] == "cube"
     capsys.readouterr()

@@ -208,7 +208,7 @@ def test_an_unknown_variable_or_selection_is_a_4xx_saying_what_there_is(client) 
 
 def test_what_could_take_the_server_s_memory_is_not_served(client) -> None:
     """titiler's POST /statistics reads full resolution under any polygon (a large one took 24 GB); a tile larger
-    than MAX_TILESIZE is refused."""
+    than MAX_TILESIZE is refused, and so is one zoomed out more than MAX_COARSER times from the coarsest level."""
     from stackcube.tiles import MAX_TILESIZE
 
     polygon = {
@@ -225,6 +225,12 @@ def test_what_could_take_the_server_s_memory_is_not_served(client) -> None:
     assert f"give at most {MAX_TILESIZE} pixels" in big.json()["detail"]
     ok = client.get("/tiles/WebMercatorQuad/14/9462/8399.png", params={**params, "tilesize": 512})
     assert ok.status_code == 200, ok.text
+    x, y = 9462, 8399  # zoomed out: the demo's coarsest level is 20 m, a zoom-8 pixel about 600 m
+    far = client.get(f"/tiles/WebMercatorQuad/8/{x >> 6}/{y >> 6}.png", params=params)
+    assert far.status_code == 400
+    assert "zoom in" in far.json()["detail"]
+    near_enough = client.get(f"/tiles/WebMercatorQuad/11/{x >> 3}/{y >> 3}.png", params=params)  # about 4x
+    assert near_enough.status_code == 200, near_enough.text
 
 
 def test_a_branch_is_opened_again_only_when_it_moved(tmp_path, monkeypatch) -> None:

@@ -83,10 +83,13 @@ if TYPE_CHECKING:
     from stackcube.settings import Credentials
     from stackcube.store import RepoLike
 
-__all__ = ["MAX_TILESIZE", "CubeReader", "CubeSource", "create_app"]
+__all__ = ["MAX_COARSER", "MAX_TILESIZE", "CubeReader", "CubeSource", "create_app"]
 
 MAX_TILESIZE = 1024
 """The largest tile (pixels a side) a request may ask for: a map asks for 256 or 512."""
+MAX_COARSER = 8
+"""How many of a level's pixels a tile's pixel may cover, along each axis, at most: zoomed out further than that from
+the coarsest level, a tile would read 64 times its size or more (a whole cube without overviews at zoom 0)."""
 CACHED = 8
 """Opened (snapshot, array) pairs an app keeps: a map's tiles come from one or two arrays of one snapshot."""
 
@@ -219,7 +222,16 @@ class CubeReader(XarrayReader):
         if tilesize is not None and not 0 < tilesize <= MAX_TILESIZE:
             msg = f"tilesize={tilesize}: give at most {MAX_TILESIZE} pixels (a map asks for 256 or 512)"
             raise SelectionError(msg)
-        level = self.levels[self.level_for(Tile(x=tile_x, y=tile_y, z=tile_z), tilesize)]
+        tile = Tile(x=tile_x, y=tile_y, z=tile_z)
+        n = self.level_for(tile, tilesize)
+        coarser = self._wanted(tile, tilesize) / min(map(abs, self.levels[n].rio.resolution()))
+        if coarser > MAX_COARSER:
+            msg = (
+                f"a zoom-{tile_z} pixel covers {coarser:.0f} x {coarser:.0f} pixels of {self.variable}'s coarsest "
+                f"level, more than {MAX_COARSER} x {MAX_COARSER}: zoom in (the tile would read too much)"
+            )
+            raise SelectionError(msg)
+        level = self.levels[n]
         reader = self if level is self.input else XarrayReader(level, tms=self.tms, options=self.options)
         return XarrayReader.tile(
             reader,
@@ -238,13 +250,17 @@ class CubeReader(XarrayReader):
     def level_for(self, tile: Tile, tilesize: int | None = None) -> int:
         """The coarsest level whose pixels are no larger than the tile's (measured in the array's CRS across the
         tile); 0 when even full resolution is coarser."""
-        matrix = self.tms.matrix(tile.z)
-        width, height = (tilesize, tilesize) if tilesize else (matrix.tileWidth, matrix.tileHeight)
-        west, south, east, north = transform_bounds(self.tms.rasterio_crs, self.crs, *self.tms.xy_bounds(tile))
-        wanted = min((east - west) / width, (north - south) / height)
+        wanted = self._wanted(tile, tilesize)
         sizes = [min(map(abs, da.rio.resolution())) for da in self.levels]
         fine_enough = [n for n, size in enumerate(sizes) if size <= wanted * (1 + 1e-9)]
         return max(fine_enough, key=lambda n: sizes[n], default=0)
+
+    def _wanted(self, tile: Tile, tilesize: int | None) -> float:
+        """The size of the tile's pixels in the array's CRS (the smaller of width and height, across the tile)."""
+        matrix = self.tms.matrix(tile.z)
+        width, height = (tilesize, tilesize) if tilesize else (matrix.tileWidth, matrix.tileHeight)
+        west, south, east, north = transform_bounds(self.tms.rasterio_crs, self.crs, *self.tms.xy_bounds(tile))
+        return float(min((east - west) / width, (north - south) / height))
 
 
 def selected(da: xr.DataArray, sel: Sequence[str] | None) -> xr.DataArray:

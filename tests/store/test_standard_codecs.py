@@ -220,14 +220,22 @@ def test_a_union_of_standard_members_reads_as_one_of_tiff_members(tmp_path, monk
             return _real(*args, **kwargs)
 
         monkeypatch.setattr(stackcube.union._array, name, counted)
-    if not sync:  # as zarr-python before 3.2, whose codecs have no synchronous decode
-        monkeypatch.setattr(stackcube.union._array, "_decode_in_thread", lambda codecs: False)
+    in_thread = stackcube.union._array._decode_in_thread
+    answers: list[bool] = []
+
+    def asked(codecs: Any) -> bool:  # without sync: as zarr-python before 3.2, whose codecs have no synchronous decode
+        answers.append(in_thread(codecs) if sync else False)
+        return answers[-1]
+
+    monkeypatch.setattr(stackcube.union._array, "_decode_in_thread", asked)
     for chunks in (None, False):  # with dask, and NumPy-backed
         data = stackcube.open_dataarray(standard_repo, union.name, mask_and_scale=False, chunks=chunks)
         assert_identical(data.values, tiff_values, f"standard members, chunks={chunks}")
         window = data.isel(time=0, y=slice(90, 170), x=slice(150, 260)).values
         assert_identical(window, tiff_values[0, :, 90:170, 150:260], "a window across members")
     assert calls["_decode_with_zarr"] > 0  # the merged reads decoded member tiles themselves
+    assert len(answers) == calls["_decode_with_zarr"]
+    assert all(answers) if sync else not any(answers)  # each codec's own decode here, or the pipeline
     assert calls["decode_segment"] == 0  # none through stackcube.tiff's decoder
 
 

@@ -348,3 +348,72 @@ def test_a_sparse_file_reads_the_fill_value_where_it_has_no_tile(tmp_path) -> No
     with rasterio.open(path) as ds:
         expected = ds.read()
     assert_identical(read_standard(path, ifd, codecs), expected, path.name)
+
+
+# --- numcodecs.zlib, decoded with libdeflate in a process with stackcube ------------------------------------------
+def _zlib_spec() -> Any:
+    from zarr.core.array_spec import ArraySpec
+
+    array = zarr.create_array(MemoryStore(), shape=(1, 1, 64, 64), chunks=(1, 1, 64, 64), dtype="uint16", fill_value=0)
+    return ArraySpec(
+        shape=(1, 1, 64, 64),
+        dtype=array.metadata.dtype,
+        fill_value=array.metadata.fill_value,
+        config=array.async_array.config,
+        prototype=default_buffer_prototype(),
+    )
+
+
+def test_numcodecs_zlib_arrays_open_with_libdeflate_and_keep_numcodecs_metadata() -> None:
+    from zarr.codecs.numcodecs import Zlib as ZarrZlib
+
+    from stackcube.tiff._standard import Zlib
+
+    assert zarr.registry.get_codec_class("numcodecs.zlib") is Zlib
+    store = MemoryStore()
+    data = np.arange(64 * 64, dtype="<u2").reshape(1, 1, 64, 64)
+    written = zarr.create_array(
+        store, shape=data.shape, chunks=data.shape, dtype="uint16", fill_value=0, compressors=[ZarrZlib(level=6)]
+    )
+    written[:] = data
+    opened = zarr.open_array(store, mode="r")
+    assert isinstance(opened.compressors[0], Zlib)
+    assert opened.metadata.to_dict() == written.metadata.to_dict()  # numcodecs.zlib, level 6: as written
+    np.testing.assert_array_equal(opened[:], data)
+
+
+@pytest.mark.parametrize(
+    "stream",
+    ["exact", "shorter", "longer", "trailing bytes", "not zlib", "raw deflate", "empty"],
+)
+def test_libdeflate_s_zlib_answers_as_numcodecs_does(stream: str) -> None:
+    """The chunk's size from libdeflate; every other stream numcodecs' answer, or its error."""
+    import zlib
+
+    from zarr.codecs.numcodecs import Zlib as ZarrZlib
+
+    from stackcube.tiff._standard import Zlib
+
+    chunk = np.random.default_rng(1).integers(0, 50, 64 * 64, dtype="<u2").tobytes()
+    raw = zlib.compressobj(6, zlib.DEFLATED, -15)
+    data = {
+        "exact": zlib.compress(chunk),
+        "shorter": zlib.compress(chunk[:100]),
+        "longer": zlib.compress(chunk + b"xx"),
+        "trailing bytes": zlib.compress(chunk) + b"junk",
+        "not zlib": b"nonsense",
+        "raw deflate": raw.compress(chunk) + raw.flush(),
+        "empty": b"",
+    }[stream]
+    spec = _zlib_spec()
+    answers = []
+    for codec in (Zlib(level=6), ZarrZlib(level=6)):
+        try:
+            answers.append(
+                bytes(codec._decode_sync(default_buffer_prototype().buffer.from_bytes(data), spec).as_numpy_array())
+            )
+        except Exception as exc:  # numcodecs' error, whichever it is
+            answers.append((type(exc), str(exc)))
+    assert answers[0] == answers[1]
+    if stream == "exact":
+        assert answers[0] == chunk

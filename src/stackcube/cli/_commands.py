@@ -220,13 +220,15 @@ def _rewrite_stac(repo: str, path: Path, *, branch: str, tag: str | None) -> Non
     already at ``path`` says of itself: its id, title, description, license and the repository's href."""
     from stackcube.stac import CUBE_ASSET, to_stac, write_stac
 
-    kept: dict[str, Any] = {}
-    href = None
+    before: Any = None
     if path.is_file():
-        with contextlib.suppress(ValueError, OSError):  # not a Collection we can read: written anew
+        with contextlib.suppress(ValueError, OSError):  # not JSON we can read: written anew
             before = json.loads(path.read_text())
-            kept = {k: before[k] for k in ("id", "title", "description", "license") if isinstance(before.get(k), str)}
-            href = ((before.get("assets") or {}).get(CUBE_ASSET) or {}).get("href")
+    before = before if isinstance(before, dict) else {}  # nor a JSON object: written anew
+    kept = {k: before[k] for k in ("id", "title", "description", "license") if isinstance(before.get(k), str)}
+    assets = before.get("assets")
+    cube = assets.get(CUBE_ASSET) if isinstance(assets, dict) else None
+    href = cube.get("href") if isinstance(cube, dict) else None
     collection = to_stac(
         repo, branch=None if tag else branch, tag=tag, href=href if isinstance(href, str) else None, **kept
     )

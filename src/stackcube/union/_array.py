@@ -21,7 +21,6 @@ from datetime import datetime
 from typing import Any, cast
 
 import dask.base
-import imagecodecs
 import numpy as np
 import xarray as xr
 import zarr
@@ -396,14 +395,8 @@ def _decode_with_zarr(data: bytes, member: zarr.Array[Any]) -> np.ndarray:
     specs = [spec]  # what each filter sees, outermost first: a transpose changes the shape after it
     for codec in filters:
         specs.append(codec.resolve_metadata(specs[-1]))
-    for n, codec in reversed(list(enumerate(compressors))):
-        if n == 0 and getattr(codec, "codec_name", None) == "numcodecs.zlib":
-            # the zlib stream inflated as stackcube.tiff inflates it (libdeflate, into the chunk's known size):
-            # the same bytes as numcodecs' zlib gives, in 60% of its time
-            size = math.prod(specs[-1].shape) * np.dtype(member.dtype).itemsize
-            chunk = prototype.buffer.from_bytes(imagecodecs.deflate_decode(chunk.as_numpy_array(), out=size))
-        else:
-            chunk = codec._decode_sync(chunk, specs[-1])
+    for codec in reversed(compressors):  # numcodecs.zlib: stackcube.tiff.Zlib, libdeflate's inflate
+        chunk = codec._decode_sync(chunk, specs[-1])
     array = serializer._decode_sync(chunk, specs[-1])
     for codec, at in zip(reversed(filters), reversed(specs[:-1]), strict=True):
         array = codec._decode_sync(array, at)
