@@ -351,8 +351,11 @@ def test_the_stac_command_prints_or_writes_it_and_a_refresh_rewrites_it(demo_cub
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert f"{tmp_path} is a folder" in err
+    assert write_demo_catalog(Path(catalog).parents[1], dates=6) == catalog  # a sixth date: a refresh would commit
+    tip = icechunk.Repository.open(icechunk.local_filesystem_storage(str(repo))).lookup_branch("main")
     assert main(["refresh", str(repo), "--quiet", "--stac", str(tmp_path)]) == 2  # said before refreshing
     assert "is a folder" in capsys.readouterr().err
+    assert icechunk.Repository.open(icechunk.local_filesystem_storage(str(repo))).lookup_branch("main") == tip
     assert main(["stac", str(repo), "--href", "https://h.example/c.icechunk?sig=s3cr3t"]) == 2
     err = capsys.readouterr().err
     assert "give --href the URL without it" in err

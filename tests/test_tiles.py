@@ -208,7 +208,7 @@ def test_an_unknown_variable_or_selection_is_a_4xx_saying_what_there_is(client) 
 
 def test_what_could_take_the_server_s_memory_is_not_served(client) -> None:
     """titiler's POST /statistics reads full resolution under any polygon (a large one took 24 GB); a tile larger
-    than MAX_TILESIZE is refused, and so is one zoomed out more than MAX_COARSER times from the coarsest level."""
+    than MAX_TILESIZE is refused."""
     from stackcube.tiles import MAX_TILESIZE
 
     polygon = {
@@ -225,12 +225,54 @@ def test_what_could_take_the_server_s_memory_is_not_served(client) -> None:
     assert f"give at most {MAX_TILESIZE} pixels" in big.json()["detail"]
     ok = client.get("/tiles/WebMercatorQuad/14/9462/8399.png", params={**params, "tilesize": 512})
     assert ok.status_code == 200, ok.text
-    x, y = 9462, 8399  # zoomed out: the demo's coarsest level is 20 m, a zoom-8 pixel about 600 m
-    far = client.get(f"/tiles/WebMercatorQuad/8/{x >> 6}/{y >> 6}.png", params=params)
-    assert far.status_code == 400
-    assert "zoom in" in far.json()["detail"]
-    near_enough = client.get(f"/tiles/WebMercatorQuad/11/{x >> 3}/{y >> 3}.png", params=params)  # about 4x
-    assert near_enough.status_code == 200, near_enough.text
+    x, y = 9462, 8399  # zoomed far out: a small cube is read whole, a tile away from it is outside
+    small = client.get(f"/tiles/WebMercatorQuad/6/{x >> 8}/{y >> 8}.png", params=params)
+    assert small.status_code == 200, small.text
+    away = client.get(f"/tiles/WebMercatorQuad/6/{(x >> 8) + 5}/{y >> 8}.png", params=params)
+    assert away.status_code == 404  # titiler's answer for a tile outside the cube, not a refusal
+
+
+def test_a_big_level_is_not_read_whole_by_a_zoomed_out_tile(tmp_path) -> None:
+    """A 4096 px source without overviews: tilejson starts where a tile reads at most MAX_COARSER x MAX_COARSER
+    times its size, a tile zoomed out further is refused before anything is read, and one at that zoom reads."""
+    import rasterio
+    from fastapi.testclient import TestClient
+    from rasterio.transform import from_origin
+
+    from stackcube.tiles import MAX_COARSER, create_app
+
+    path = tmp_path / "big.tif"
+    profile = {"driver": "GTiff", "height": 4096, "width": 4096, "count": 1, "dtype": "uint8", "tiled": True}
+    profile |= {"crs": "EPSG:32633", "transform": from_origin(500_000, 4_000_000, 10, 10), "compress": "deflate"}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.full((1, 4096, 4096), 7, np.uint8))
+    item = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": "big",
+        "geometry": None,
+        "properties": {"datetime": "2024-06-01T10:00:00Z"},
+        "links": [],
+        "assets": {"data": {"href": path.as_posix(), "type": "image/tiff; application=geotiff"}},
+    }
+    repo = tmp_path / "cube.icechunk"
+    (array,) = stackcube.build_cube([item], repo=repo, progress=False).plan.arrays
+    assert len(array.levels) == 1
+    params = {"variable": array.name, "sel": ["time=2024-06-01T10:00:00"], "rescale": "0,10"}
+    with TestClient(create_app(repo), raise_server_exceptions=False) as client:
+        tilejson = client.get("/WebMercatorQuad/tilejson.json", params=params).json()
+        first = tilejson["minzoom"]
+        assert first > 8  # rio-tiler's own would be about 8: the whole 4096 px in one tile
+        centre = (
+            (tilejson["bounds"][0] + tilejson["bounds"][2]) / 2,
+            (tilejson["bounds"][1] + tilejson["bounds"][3]) / 2,
+        )
+        for z, status in ((first - 1, 400), (first, 200)):
+            tile = _tile_at(*centre, z)
+            answer = client.get(f"/tiles/WebMercatorQuad/{z}/{tile.x}/{tile.y}.png", params=params)
+            assert answer.status_code == status, answer.text
+            if status == 400:
+                assert f"more than {MAX_COARSER} x {MAX_COARSER} times its own: zoom in" in answer.json()["detail"]
 
 
 def test_a_branch_is_opened_again_only_when_it_moved(tmp_path, monkeypatch) -> None:
@@ -316,6 +358,35 @@ def test_credentials_reach_the_sources_and_never_a_response_or_a_log(tmp_path, c
         assert token.encode() not in response.content
         assert all(token not in value for value in response.headers.values())
     assert not [record for record in caplog.records if token in record.getMessage()]
+
+
+def test_requests_that_come_together_open_a_snapshot_once(repo, monkeypatch) -> None:
+    """A map asks for its tiles at once: the first request of a snapshot opens the cube, the others wait for it."""
+    import threading
+
+    import stackcube.tiles
+    from stackcube.store import OpenOptions
+    from stackcube.tiles import CubeSource
+
+    opened = []
+    real = stackcube.tiles.open_datatree
+    monkeypatch.setattr(stackcube.tiles, "open_datatree", lambda *a, **k: opened.append(1) or real(*a, **k))
+    source = CubeSource(repo, OpenOptions(chunks=False))
+    start = threading.Barrier(8)
+    got: list[int] = []
+
+    def ask() -> None:
+        start.wait()
+        got.append(len(source.open_levels(TEN)))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert got == [2] * 8
+    assert len(opened) == 1
+    assert not source.opening  # nothing left behind
 
 
 def test_messages_lose_every_credential_string(repo) -> None:

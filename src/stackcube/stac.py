@@ -225,6 +225,9 @@ def check_output(path: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         msg = f"cannot make the folder {out.parent} for the STAC Collection: {exc.strerror or exc}; give another path"
         raise OutputError(msg) from None
+    if not os.access(out if out.exists() else out.parent, os.W_OK):
+        msg = f"cannot write the STAC Collection to {out}: no permission; give another path"
+        raise OutputError(msg)
     return out
 
 

@@ -36,6 +36,7 @@ A server: a file ``tiles_app.py`` holding ``app = create_app("s3://bucket/cube.i
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -60,6 +61,7 @@ try:  # the one place titiler is imported: ``import stackcube`` never imports th
     from morecantile import Tile, TileMatrixSet
     from rasterio.warp import transform_bounds
     from rio_tiler.constants import WEB_MERCATOR_TMS
+    from rio_tiler.errors import TileOutsideBounds
     from rio_tiler.io.xarray import Options, XarrayReader
     from rio_tiler.types import Indexes, NoData, WarpResampling
     from starlette.requests import Request
@@ -119,6 +121,8 @@ class CubeSource:
     """The levels of the arrays asked for last, by (snapshot, array): at most :data:`CACHED`."""
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
     """Guards :attr:`opened` (titiler answers requests on several threads)."""
+    opening: dict[tuple[str, str], threading.Lock] = field(default_factory=dict, compare=False)
+    """A lock per (snapshot, array) being opened: requests that come together wait for the first."""
     repository: list[RepoLike] = field(default_factory=list, compare=False)
     """The repository opened once, to look up a branch's tip in one small read per request (empty until then)."""
 
@@ -127,23 +131,33 @@ class CubeSource:
 
     def open_levels(self, array: str) -> tuple[xr.DataArray, ...]:
         """The levels of ``array`` (full resolution first), each a lazy (time, band, y, x) DataArray named after it,
-        as the version asked for holds them now (kept per snapshot: the cube is opened again when a branch moved).
+        as the version asked for holds them now (kept per snapshot: the cube is opened again when a branch moved;
+        requests that come together for one snapshot open it once).
 
         Raises :class:`~stackcube.errors.ArrayNotFoundError` listing the arrays of the cube when it has no
         ``array``, and saying which union to ask for when ``array`` is a union's member.
         """
         options = self.pinned()
+        if options.version.snapshot is None and options.version.tag is None:
+            return self._open(array, options)  # a branch whose tip could not be looked up: never kept
         key = (str(options.version), array)
         with self.lock:
             levels = self.opened.get(key)
             if levels is not None:
                 self.opened.move_to_end(key)
                 return levels
-        levels = self._open(array, options)
-        with self.lock:
-            self.opened[key] = levels
-            while len(self.opened) > CACHED:
-                self.opened.popitem(last=False)
+            opening = self.opening.setdefault(key, threading.Lock())
+        with opening:  # the first opens; the others wait for it, then find what it kept
+            with self.lock:
+                levels = self.opened.get(key)
+            if levels is None:
+                levels = self._open(array, options)
+                with self.lock:
+                    self.opened[key] = levels
+                    while len(self.opened) > CACHED:
+                        self.opened.popitem(last=False)
+            with self.lock:
+                self.opening.pop(key, None)
         return levels
 
     def pinned(self) -> OpenOptions:
@@ -153,12 +167,15 @@ class CubeSource:
         if version.tag is not None or version.snapshot is not None:
             return self.options
         with self.lock:
-            if not self.repository:
-                try:
-                    self.repository.append(open_repository(self.repo, reading=True))
-                except StackcubeError:
-                    return self.options  # opening the cube says why
-            repository = self.repository[0]
+            repository = self.repository[0] if self.repository else None
+        if repository is None:  # opened once, outside the lock: a slow or failing open holds no other request
+            try:
+                repository = open_repository(self.repo, reading=True)
+            except StackcubeError:
+                return self.options
+            with self.lock:
+                if not self.repository:
+                    self.repository.append(repository)
         tip = branch_tip(repository, version.branch or "main")
         return self.options if tip is None else replace(self.options, version=Version(snapshot=tip))
 
@@ -204,6 +221,15 @@ class CubeReader(XarrayReader):
         self.input = self.levels[0]
         super().__attrs_post_init__()  # type: ignore[no-untyped-call]  # rio-tiler leaves it unannotated
 
+    @property
+    def minzoom(self) -> int:
+        """rio-tiler's minzoom (full resolution down to one tile), or where a tile would read at most
+        :data:`MAX_COARSER` times its size along each axis from the coarsest level, if later: tilejson and the map
+        page start there (each zoom out doubles what a tile reads; :meth:`tile` counts what it would read)."""
+        finest, coarsest = (min(map(abs, self.levels[n].rio.resolution())) for n in (0, -1))
+        zooms_out = math.floor(math.log2(MAX_COARSER * coarsest / finest))
+        return int(max(self._minzoom, min(self.maxzoom, self.maxzoom - zooms_out)))
+
     def tile(  # noqa: PLR0917  # rio-tiler's signature, which titiler calls by position
         self,
         tile_x: int,
@@ -222,16 +248,19 @@ class CubeReader(XarrayReader):
         if tilesize is not None and not 0 < tilesize <= MAX_TILESIZE:
             msg = f"tilesize={tilesize}: give at most {MAX_TILESIZE} pixels (a map asks for 256 or 512)"
             raise SelectionError(msg)
+        if not self.tile_exists(tile_x, tile_y, tile_z):
+            msg = f"tile {tile_x}-{tile_y}-{tile_z} is outside the bounds of {self.variable}"
+            raise TileOutsideBounds(msg)
         tile = Tile(x=tile_x, y=tile_y, z=tile_z)
-        n = self.level_for(tile, tilesize)
-        coarser = self._wanted(tile, tilesize) / min(map(abs, self.levels[n].rio.resolution()))
-        if coarser > MAX_COARSER:
+        level = self.levels[self.level_for(tile, tilesize)]
+        size = tilesize or max(self.tms.matrix(tile_z).tileWidth, self.tms.matrix(tile_z).tileHeight)
+        read = self._pixels_read(tile, level)
+        if read > (MAX_COARSER * size) ** 2:
             msg = (
-                f"a zoom-{tile_z} pixel covers {coarser:.0f} x {coarser:.0f} pixels of {self.variable}'s coarsest "
-                f"level, more than {MAX_COARSER} x {MAX_COARSER}: zoom in (the tile would read too much)"
+                f"a zoom-{tile_z} tile would read {read:,.0f} pixels of {self.variable}'s coarsest level, more than "
+                f"{MAX_COARSER} x {MAX_COARSER} times its own: zoom in"
             )
             raise SelectionError(msg)
-        level = self.levels[n]
         reader = self if level is self.input else XarrayReader(level, tms=self.tms, options=self.options)
         return XarrayReader.tile(
             reader,
@@ -254,6 +283,16 @@ class CubeReader(XarrayReader):
         sizes = [min(map(abs, da.rio.resolution())) for da in self.levels]
         fine_enough = [n for n, size in enumerate(sizes) if size <= wanted * (1 + 1e-9)]
         return max(fine_enough, key=lambda n: sizes[n], default=0)
+
+    def _pixels_read(self, tile: Tile, level: xr.DataArray) -> float:
+        """How many of ``level``'s pixels (per date and band) the tile covers: its bounds, in the array's CRS,
+        within the level's."""
+        west, south, east, north = transform_bounds(self.tms.rasterio_crs, self.crs, *self.tms.xy_bounds(tile))
+        left, bottom, right, top = level.rio.bounds()
+        dx, dy = (abs(r) for r in level.rio.resolution())
+        width = max(0.0, min(east, right) - max(west, left)) / dx
+        height = max(0.0, min(north, top) - max(south, bottom)) / dy
+        return float(width * height)
 
     def _wanted(self, tile: Tile, tilesize: int | None) -> float:
         """The size of the tile's pixels in the array's CRS (the smaller of width and height, across the tile)."""

@@ -417,3 +417,20 @@ def test_libdeflate_s_zlib_answers_as_numcodecs_does(stream: str) -> None:
     assert answers[0] == answers[1]
     if stream == "exact":
         assert answers[0] == chunk
+
+
+def test_a_chunk_of_its_size_is_inflated_by_libdeflate_alone(monkeypatch) -> None:
+    """The exact stream never reaches numcodecs: the speed comes from libdeflate, not a fallback."""
+    import zlib
+
+    from zarr.codecs.numcodecs import Zlib as ZarrZlib
+
+    from stackcube.tiff import Zlib
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("numcodecs' zlib was asked")
+
+    monkeypatch.setattr(ZarrZlib, "_decode_sync", refused)
+    chunk = np.arange(64 * 64, dtype="<u2").tobytes()
+    data = default_buffer_prototype().buffer.from_bytes(zlib.compress(chunk))
+    assert bytes(Zlib(level=6)._decode_sync(data, _zlib_spec()).as_numpy_array()) == chunk

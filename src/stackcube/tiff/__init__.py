@@ -34,7 +34,7 @@ from stackcube.tiff._model import (
 from stackcube.tiff._probe import HostChecks, clear_stores, host_of, probe_hosts
 from stackcube.tiff._read import MERGE_GAP, head_async, read_segments, read_tiff, read_tiff_async
 from stackcube.tiff._source import ObjectInfo, RequestCap, limit, no_ranges, normalize_href
-from stackcube.tiff._standard import StandardCodecs, standard_codecs, tiff_only_reason
+from stackcube.tiff._standard import StandardCodecs, Zlib, standard_codecs, tiff_only_reason
 from stackcube.tiff._zarr import TiffParser, manifest_store, open_manifest, open_tiff, open_tiff_async
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "read_tiff_async",
     "same_etag",
     "same_version",
+    "Zlib",
     "standard_codecs",
     "tiff_only_reason",
     "with_current_crs",

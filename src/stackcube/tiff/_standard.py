@@ -202,8 +202,9 @@ ZLIB = f"{Zlib.__module__}.{Zlib.__qualname__}"
 
 def _decode_zlib_with_libdeflate() -> None:
     """Register :class:`Zlib` for ``numcodecs.zlib`` and make it zarr's choice where zarr's own is still the
-    configured one (a choice the user made is kept; ``zarr.config.set({"codecs.numcodecs.zlib":
-    "zarr.codecs.numcodecs.Zlib"})`` after importing stackcube undoes this)."""
+    configured one (a choice the user made is kept). Undone, after stackcube's import, by
+    ``zarr.config.set({"codecs": {**zarr.config.get("codecs"), "numcodecs.zlib": "zarr.codecs.numcodecs.Zlib"}})``
+    (the key holds a dot: a dotted path would nest it)."""
     zarr.registry.register_codec("numcodecs.zlib", Zlib, qualname=ZLIB)
     codecs = dict(zarr.config.get("codecs", {}))  # "numcodecs.zlib" is one key: a dotted path would nest it
     if codecs.get("numcodecs.zlib") in {None, "zarr.codecs.numcodecs.Zlib"}:
