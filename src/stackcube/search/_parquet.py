@@ -105,7 +105,7 @@ def parquet_items(href: str, q: Query, settings: Settings) -> Iterator[pystac.It
                 table = pa.Table.from_arrays(batch.columns, schema=plain)
                 for data in rustac.from_arrow(table)["features"]:
                     yield pystac.Item.from_dict(_present(data), preserve_dict=False)
-        except (duckdb.Error, rustac.RustacError) as exc:
+        except (duckdb.Error, rustac.RustacError, OSError) as exc:  # OSError: pyarrow's, reading DuckDB's answer
             failure = _unreadable(href, exc)
         if failure is not None:
             raise failure  # as above
