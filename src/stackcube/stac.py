@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import pystac
     import xarray as xr
 
-__all__ = ["EXTENSIONS", "ICECHUNK", "check_output", "merged_bbox", "to_stac", "write_stac"]
+__all__ = ["EXTENSIONS", "ICECHUNK", "check_output", "merged_bbox", "stac_text", "to_stac", "write_stac"]
 
 ICECHUNK = "application/vnd.zarr+icechunk"
 """The media type of a Collection asset that is an Icechunk repository."""
@@ -199,18 +199,23 @@ def to_stac(
 def write_stac(collection: pystac.Collection, path: str | os.PathLike[str]) -> Path:
     """Write ``collection`` as one JSON file at ``path`` (no links to a catalog: a cube's Collection stands alone);
     returns the path. An :class:`~stackcube.errors.OutputError` names a path that cannot be written."""
-    import json
-
     out = check_output(path)
-    collection.remove_links("self")
-    collection.remove_links("root")
-    text = json.dumps(collection.to_dict(include_self_link=False, transform_hrefs=False), indent=2)
     try:
-        out.write_text(text + "\n")
+        out.write_text(stac_text(collection))
     except OSError as exc:
         msg = f"cannot write the STAC Collection to {out}: {exc.strerror or exc}; give another path"
         raise OutputError(msg) from None
     return out
+
+
+def stac_text(collection: pystac.Collection) -> str:
+    """``collection`` as the JSON :func:`write_stac` writes and ``stackcube stac`` prints: hrefs as they are, no
+    link to itself or to a root catalog (``collection`` itself is left as it is)."""
+    import json
+
+    data = collection.to_dict(include_self_link=False, transform_hrefs=False)
+    data["links"] = [link for link in data.get("links", []) if link.get("rel") not in {"self", "root"}]
+    return json.dumps(data, indent=2) + "\n"
 
 
 def check_output(path: str | os.PathLike[str]) -> Path:

@@ -241,9 +241,10 @@ def test_a_union_of_standard_members_reads_as_one_of_tiff_members(tmp_path, monk
 
 
 # --- cubes written with stackcube.tiff before ------------------------------------------------------------------
-def _series(root: Path, dates: int) -> Path:
-    """``dates`` uint16 COGs on one grid, tiled, Deflate without predictor (Zarr's own codecs describe them), and an
-    ItemCollection of them: the catalog a cube is built from and refreshed against."""
+def _series(root: Path, dates: int, compress: str = "deflate") -> Path:
+    """``dates`` uint16 tiled GeoTIFFs on one grid, Deflate without predictor (or ``compress``: either way Zarr's own
+    codecs describe them), written where they are not yet, and an ItemCollection of the first ``dates``: the
+    catalog a cube is built from and refreshed against."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
     profile = {
@@ -257,7 +258,7 @@ def _series(root: Path, dates: int) -> Path:
         "tiled": True,
         "blockxsize": 128,
         "blockysize": 128,
-        "compress": "deflate",
+        "compress": compress,
         "nodata": 0,
     }
     items = []
@@ -311,37 +312,15 @@ def test_uncompressed_sources_of_longer_segments_keep_the_tiff_codec_at_build_an
     does: such a source keeps its array on ``stackcube.tiff``, whether it is there at the build or comes with a
     refresh of an array of Zarr's own codecs (which is then written again), and every date reads as rasterio."""
     root = tmp_path / "series"
-    root.mkdir()
-    profile = {
-        "driver": "GTiff",
-        "height": 256,
-        "width": 256,
-        "count": 1,
-        "dtype": "uint16",
-        "crs": "EPSG:32633",
-        "transform": from_origin(500_000, 4_000_000, 10, 10),
-        "tiled": True,
-        "blockxsize": 128,
-        "blockysize": 128,
-        "compress": "none",
-        "nodata": 0,
-    }
-    rng = np.random.default_rng(5)
-    items = []
-    for n in range(3):
-        path = root / f"d{n}.tif"
-        with rasterio.open(path, "w", **profile) as dst:
-            dst.write(rng.integers(1, 4000, (1, 256, 256), dtype="uint16"))
-        items.append(_item(n, path.as_posix()))
+    _series(root, 3, compress="none")
     _longer_segments(root / "d2.tif")
-    catalog = root / "items.json"
-    catalog.write_text(json.dumps({"type": "FeatureCollection", "features": items[:2]}))
+    catalog = _series(root, 2, compress="none")  # the padded third comes with the refresh
     repo = tmp_path / "cube.icechunk"
     (array,) = stackcube.build_cube(str(catalog), repo=repo, progress=False).plan.arrays
     path = f"{array.name}/0/data"
     assert _codecs(repo, path) == ["bytes"]
 
-    catalog.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    _series(root, 3, compress="none")
     report = stackcube.refresh_cube(repo, progress=False)
     assert report.added == ("source-2",)
     assert not report.appended  # the array is written again, with stackcube.tiff

@@ -195,7 +195,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def cmd_stac(args: argparse.Namespace) -> int:
-    from stackcube.stac import to_stac, write_stac
+    from stackcube.stac import stac_text, to_stac, write_stac
 
     given = {"id": args.id, "title": args.title, "description": args.description, "license": args.license}
     chosen = {k: v for k, v in given.items() if v is not None}
@@ -204,7 +204,7 @@ def cmd_stac(args: argparse.Namespace) -> int:
     if args.out:
         _written(collection, write_stac(collection, args.out))
     else:
-        print(json.dumps(collection.to_dict(include_self_link=False, transform_hrefs=False), indent=2))
+        print(stac_text(collection), end="")
     return 0
 
 
